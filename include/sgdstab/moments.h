@@ -1,0 +1,88 @@
+/* sgdstab — the second-moment map of linearized SGD (DESIGN §1, §2.4).
+ *
+ * In the reduced coordinates of reduce.h, with H = diag(h), for learning rate
+ * η, batch size B and a sampling rule with coefficients (a, b):
+ *
+ *   𝒯(Z) = (I − ηH) Z (I − ηH) + η² [ b·Σ(Z) − (1 − a)·G Z G ],
+ *   Σ(Z) = (1/n) Σ_i Φ_iᵀ (Φ_i Z Φ_iᵀ) Φ_i,
+ *
+ * and 𝒯 = I − η𝒜₁ + η²𝒜₂ with 𝒜₁(Z) = HZ + ZH and
+ * 𝒜₂(Z) = HZH − (1 − a)·GZG + b·Σ(Z).  For every sampling rule of the table
+ * (1 − a = b, or a = 1) this is 𝒜₂ = HZH + b·𝒩(Z) with 𝒩 below: an
+ * entry-wise part plus b times one fixed operator.  Σ(Z) is evaluated with BLAS-3 in about 3·n·k·r²
+ * flops: Y = ΦZ (GEMM, 2·n·k·r²); each k×k block Φ_i Z Φ_iᵀ = Σ_m ω_m u_m u_mᵀ
+ * turns Φ_iᵀ(·)Φ_i into a signed sum of rank-one terms ψψᵀ with ψ = Φ_iᵀu_m;
+ * the rows ψ with ω ≥ 0 and with ω < 0 go through one SYRK each (n·k·r²
+ * together).
+ *
+ * The loss scale c of a non-canonical loss (A_i → c·A_i, H → c·H) enters
+ * only through the product c·η, so callers pass the effective rate c·η. */
+#ifndef SGDSTAB_MOMENTS_H
+#define SGDSTAB_MOMENTS_H
+
+#include <stddef.h>
+#include "sgdstab/reduce.h"
+#include "sgdstab/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    SGDSTAB_SAMPLING_WITHOUT = 0,  /* B distinct samples, uniform */
+    SGDSTAB_SAMPLING_WITH,         /* B i.i.d. uniform draws */
+    SGDSTAB_SAMPLING_BERNOULLI     /* each sample kept w.p. B/n, sum / B */
+} sgdstab_sampling;
+
+/* "without", "with", "bernoulli". */
+const char *sgdstab_sampling_name(sgdstab_sampling s);
+int sgdstab_sampling_parse(const char *text, sgdstab_sampling *s);
+
+/* E[G_ξ S G_ξ] = a·GSG + b·Σ(S) for batch size B out of n (DESIGN §1 table).
+ * B must satisfy 1 ≤ B ≤ n for `without` and `bernoulli`, B ≥ 1 for `with`. */
+int sgdstab_batch_coefficients(sgdstab_sampling s, size_t n, size_t B,
+                               double *a, double *b, sgdstab_error *err);
+
+/* Workspace for applying 𝒯 and 𝒜₂ to r×r symmetric matrices ("plan once,
+ * execute many": allocate once per reduced problem). */
+typedef struct sgdstab_moments sgdstab_moments;
+
+sgdstab_moments *sgdstab_moments_alloc(const sgdstab_reduced *red,
+                                       sgdstab_error *err);
+void sgdstab_moments_free(sgdstab_moments *m);
+
+/* out = Σ(Z).  Z and out are r×r, full symmetric storage, distinct. */
+void sgdstab_moments_sigma(sgdstab_moments *m, const double *Z, double *out);
+
+/* out = 𝒯(Z) for effective learning rate eta and coefficients (a, b). */
+void sgdstab_moments_step(sgdstab_moments *m, double eta, double a, double b,
+                          const double *Z, double *out);
+
+/* out = 𝒩(Z), the part of 𝒯 and 𝒜₂ that batch noise adds, per unit of
+ * η²·b: Σ(Z) − GZG when subtract_gzg (sampling `without` and `with`, where
+ * 1 − a = b), Σ(Z) alone for `bernoulli` (a = 1). */
+void sgdstab_moments_noise(sgdstab_moments *m, int subtract_gzg,
+                           const double *Z, double *out);
+
+/* Evolve S_{t+1} = 𝒯(S_t) from Z0 for `steps` steps (effective rate eta);
+ * trace[t] = tr Z_t and trace_G[t] = tr(G Z_t) for t = 0..steps (arrays of
+ * steps + 1).  E‖δ_t‖² = tr Z_t + (null part) and E L_t = ½·c·tr(G Z_t). */
+int sgdstab_moments_evolve(sgdstab_moments *m, double eta, double a, double b,
+                           const double *Z0, size_t steps, double *trace,
+                           double *trace_G, sgdstab_error *err);
+
+/* Floating-point operations of one application of Σ (for benchmarks). */
+double sgdstab_moments_sigma_flops(const sgdstab_moments *m);
+
+/* Symmetric r×r matrices as vectors of length r(r+1)/2 whose Euclidean inner
+ * product is the Frobenius one: diagonal entries as they are, each pair of
+ * off-diagonal entries as √2·Z_jl (j < l), row by row of the upper triangle. */
+size_t sgdstab_sym_dim(size_t r);
+void sgdstab_sym_pack(size_t r, const double *Z, double *x);
+void sgdstab_sym_unpack(size_t r, const double *x, double *Z);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,80 @@
+/* sgdstab — NumPy .npy / .npz input and .npy output.
+ *
+ * Reads .npy format versions 1.0, 2.0 and 3.0 with float64, float32 or
+ * float16 data in either byte order and either memory order, and 1 to 3
+ * dimensions; values are converted to double in C (row-major) order.
+ * Reads .npz archives written by np.savez (stored) and np.savez_compressed
+ * (deflated), Zip64 included.  Writes .npy version 1.0, '<f8', C order,
+ * atomically (temporary file, then rename).
+ *
+ * Headers are parsed strictly: exactly the keys 'descr', 'fortran_order' and
+ * 'shape', in any order, with optional trailing comma and spaces; the header
+ * may be at most SGDSTAB_NPY_HEADER_MAX bytes; the shape product is checked
+ * for overflow and against the number of bytes actually present before any
+ * allocation. */
+#ifndef SGDSTAB_NPY_H
+#define SGDSTAB_NPY_H
+
+#include <stddef.h>
+#include "sgdstab/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SGDSTAB_NPY_MAX_DIMS 3
+#define SGDSTAB_NPY_HEADER_MAX 65536
+
+typedef struct {
+    int ndim;                            /* 1, 2 or 3 */
+    size_t shape[SGDSTAB_NPY_MAX_DIMS];  /* unused entries are 1 */
+    size_t size;                         /* product of the shape */
+    double *data;                        /* size values, C order */
+    char descr[8];                       /* dtype as stored, e.g. "<f4" */
+} sgdstab_array;
+
+/* Read a .npy file.  On failure *out is left empty (data == NULL). */
+int sgdstab_npy_read(const char *path, sgdstab_array *out, sgdstab_error *err);
+
+/* Read .npy contents from memory; label names the source in messages. */
+int sgdstab_npy_read_buffer(const void *buf, size_t len, const char *label,
+                            sgdstab_array *out, sgdstab_error *err);
+
+/* Write a as .npy v1.0, '<f8', C order, via a temporary file and rename. */
+int sgdstab_npy_write(const char *path, const sgdstab_array *a,
+                      sgdstab_error *err);
+
+/* Release the data of a and reset it to empty.  NULL-safe. */
+void sgdstab_array_free(sgdstab_array *a);
+
+/* Size in bytes of one element of a supported dtype string, 0 if the string
+ * is not one this module reads. */
+size_t sgdstab_npy_itemsize(const char *descr);
+
+/* Machine epsilon of the precision a dtype was stored in (float16, float32
+ * or float64), for tolerances that must respect the source precision. */
+double sgdstab_npy_epsilon(const char *descr);
+
+typedef struct sgdstab_npz sgdstab_npz;
+
+/* Open a .npz archive from a file or from memory (the buffer must outlive
+ * the handle).  Returns NULL and fills err on failure. */
+sgdstab_npz *sgdstab_npz_open(const char *path, sgdstab_error *err);
+sgdstab_npz *sgdstab_npz_open_buffer(const void *buf, size_t len,
+                                     const char *label, sgdstab_error *err);
+
+/* Does the archive hold an array called name (member "name.npy")? */
+int sgdstab_npz_has(const sgdstab_npz *z, const char *name);
+
+/* Read the array called name.  A missing member is an SGDSTAB_EFORMAT error
+ * naming the archive and the array. */
+int sgdstab_npz_read(sgdstab_npz *z, const char *name, sgdstab_array *out,
+                     sgdstab_error *err);
+
+void sgdstab_npz_close(sgdstab_npz *z);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

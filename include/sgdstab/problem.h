@@ -1,0 +1,72 @@
+/* sgdstab — the validated problem: per-sample output Jacobians J and an
+ * optional Hessian H at a minimum (DESIGN §1).
+ *
+ * J is held as an (n·k)×p row-major matrix whose rows are grouped per sample:
+ * rows i·k .. i·k+k−1 form J_i ∈ R^{k×p}.  A problem object is only ever
+ * created by validation, so every later module may assume: n, k, p ≥ 1; all
+ * values finite; H, when present, is p×p and exactly symmetric (it is
+ * symmetrized after passing the tolerance check). */
+#ifndef SGDSTAB_PROBLEM_H
+#define SGDSTAB_PROBLEM_H
+
+#include <stddef.h>
+#include "sgdstab/npy.h"
+#include "sgdstab/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Default relative tolerance of the symmetry check on H:
+ * max|H − Hᵀ| ≤ tol · max|H|.  For H stored in float32 or float16 the
+ * tolerance is raised to 100 times that format's epsilon if larger. */
+#define SGDSTAB_SYMMETRY_RTOL 1e-10
+
+typedef struct {
+    size_t n, k, p;
+    double *J;          /* (n·k)×p, row-major, rows grouped per sample */
+    double *H;          /* p×p symmetric, or NULL: H = G */
+    char J_descr[8];    /* dtype J was stored with, e.g. "<f8" */
+    char H_descr[8];    /* dtype of H, "" when absent */
+    char *source;       /* file the problem came from (for messages) */
+} sgdstab_problem;
+
+typedef struct {
+    double symmetry_rtol;  /* ≤ 0: the default described above */
+} sgdstab_load_options;
+
+/* Load a problem from a .npy (J only) or .npz (J, optional H) file; the kind
+ * is recognized from the file's contents, not its name.  opt may be NULL. */
+int sgdstab_problem_load(const char *path, const sgdstab_load_options *opt,
+                         sgdstab_problem **out, sgdstab_error *err);
+
+/* The same, with H read from a separate .npy file hessian_path (NULL: none).
+ * A .npz that holds an H already and a separate H together are an error. */
+int sgdstab_problem_load_with_hessian(const char *path,
+                                      const char *hessian_path,
+                                      const sgdstab_load_options *opt,
+                                      sgdstab_problem **out,
+                                      sgdstab_error *err);
+
+/* Build a problem from arrays already in memory, with the same validation.
+ * Takes ownership of the data of J and H (H may be NULL) whether or not it
+ * succeeds; label names the source in messages. */
+int sgdstab_problem_from_arrays(const char *label, sgdstab_array *J,
+                                sgdstab_array *H,
+                                const sgdstab_load_options *opt,
+                                sgdstab_problem **out, sgdstab_error *err);
+
+/* Read a p×p matrix from a .npy file with the checks H gets (finite,
+ * symmetric within the tolerance, then symmetrized), calling it `name` in
+ * messages; *out is malloc'd. */
+int sgdstab_load_symmetric(const char *path, const char *name, size_t p,
+                           const sgdstab_load_options *opt, double **out,
+                           sgdstab_error *err);
+
+void sgdstab_problem_free(sgdstab_problem *prob);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,113 @@
+/* sgdstab — the verdict: spectral radius on the range, escape rate and the
+ * critical learning rate η*(B) (DESIGN §2).
+ *
+ * ρ⊥ = λmax(𝒯) on symmetric r×r matrices of the reduced space (𝒯 preserves
+ * the PSD cone and is self-adjoint, so its spectral radius is its largest
+ * eigenvalue, with a PSD eigenmatrix).  E‖δ_t‖² grows like ρ⊥^t: the escape
+ * rate is ln ρ⊥ per step and (n/B)·ln ρ⊥ per epoch, and the RMS distance
+ * changes by a factor e every 2/|ln ρ⊥| steps.
+ *
+ * η*(B) = 1 / λmax(𝒜₁^{-1/2} 𝒜₂ 𝒜₁^{-1/2}) (DESIGN §2.4): the stable rates
+ * are exactly (0, η*], so the verdict "stable" is η ≤ η*.  𝒜₁^{-1/2} acts
+ * entry-wise in H's eigenbasis, Z_jl / √(h_j + h_l).
+ *
+ * Learning rates here are in the user's loss convention: with loss scale c
+ * (A_i → c·A_i, H → c·H) the operators see c·η, and η* is divided by c. */
+#ifndef SGDSTAB_STABILITY_H
+#define SGDSTAB_STABILITY_H
+
+#include <stddef.h>
+#include "sgdstab/eig.h"
+#include "sgdstab/moments.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Why η* is 0 without an eigenproblem. */
+typedef enum {
+    SGDSTAB_MINIMUM_OK = 0,
+    SGDSTAB_NOT_A_MINIMUM,  /* H has a negative eigenvalue */
+    SGDSTAB_DEGENERATE      /* H is singular on a direction some J_i moves:
+                               with batch noise (b > 0) nothing damps it */
+} sgdstab_minimum_kind;
+
+typedef struct sgdstab_stability sgdstab_stability;
+
+/* Workspace for one reduced problem; loss_scale c > 0 (1 = canonical). */
+sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
+                                           double loss_scale,
+                                           sgdstab_error *err);
+void sgdstab_stability_free(sgdstab_stability *s);
+
+/* Solver settings for every solve of this workspace (NULL: defaults); ncv
+ * is the largest basis size.  Set before the first solve. */
+void sgdstab_stability_set_eig(sgdstab_stability *s,
+                               const sgdstab_eig_options *opt);
+
+typedef struct {
+    double rho;          /* ρ⊥, the largest eigenvalue of 𝒯 on the range */
+    double residual;     /* rigorous: ρ⊥ is within this of an eigenvalue */
+    double error_estimate;  /* a-posteriori estimate of |ρ⊥ − λmax| */
+    size_t matvecs;
+    int converged;
+} sgdstab_radius;
+
+int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
+                            sgdstab_sampling sampling, size_t batch,
+                            sgdstab_radius *out, sgdstab_error *err);
+
+typedef struct {
+    size_t batch;
+    double lr_critical;      /* η*(B); 0 when kind != SGDSTAB_MINIMUM_OK */
+    double rel_accuracy;     /* estimate of |Δη*| / η* (eig.h) */
+    double rel_residual;     /* rigorous first-order bound: ‖R‖/λmax(K) */
+    size_t matvecs;
+    int converged;
+    sgdstab_minimum_kind kind;
+} sgdstab_critical;
+
+int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
+                        size_t batch, sgdstab_critical *out,
+                        sgdstab_error *err);
+
+/* η*(B) for m batch sizes.  All solves of one workspace share their
+ * eigensolver basis (eig.h), so neighbouring batch sizes cost little. */
+int sgdstab_critical_curve(sgdstab_stability *s, sgdstab_sampling sampling,
+                           const size_t *batches, size_t m,
+                           sgdstab_critical *out, sgdstab_error *err);
+
+/* The loss scale c the workspace was made with. */
+double sgdstab_stability_loss_scale(const sgdstab_stability *s);
+
+/* Mean (first-moment) stability limit 2/λmax(H), +∞ if λmax(H) ≤ 0. */
+double sgdstab_lr_mean_limit(const sgdstab_stability *s);
+
+/* Everything `sgdstab analyze` reports. */
+typedef struct {
+    double lr, loss_scale;
+    size_t batch;
+    sgdstab_sampling sampling;
+    double a, b;
+    sgdstab_radius radius;
+    sgdstab_critical critical;
+    int stable;                   /* lr ≤ η*(B) */
+    double escape_rate_per_step;  /* ln ρ⊥ */
+    double escape_rate_per_epoch; /* (n/B)·ln ρ⊥ */
+    double rms_efold_steps;       /* 2/|ln ρ⊥| (+∞ if ρ⊥ = 1) */
+    double lr_critical_mean;      /* 2/λmax(H) */
+    double sharpness;             /* λmax(H) */
+    double hessian_frobenius;     /* ‖H‖_F */
+    double hessian_trace;         /* tr H */
+} sgdstab_analysis;
+
+int sgdstab_analyze(sgdstab_stability *s, double lr, sgdstab_sampling sampling,
+                    size_t batch, sgdstab_analysis *out, sgdstab_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

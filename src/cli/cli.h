@@ -1,0 +1,148 @@
+/* Internal interface of the sgdstab command-line tool: one file per
+ * subcommand, sharing option parsing, problem loading and output helpers. */
+#ifndef SGDSTAB_CLI_H
+#define SGDSTAB_CLI_H
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <stdio.h>
+
+#include "sgdstab/moments.h"
+#include "sgdstab/outfile.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/stability.h"
+#include "sgdstab/status.h"
+
+/* Exit statuses of every subcommand. */
+enum { EXIT_OK = 0, EXIT_DATA = 1, EXIT_USAGE = 2 };
+
+typedef struct {
+    const char *name;
+    const char *summary;  /* one line for `sgdstab --help` */
+    int (*run)(int argc, char **argv);
+} cli_command;
+
+int cmd_info(int argc, char **argv);
+int cmd_analyze(int argc, char **argv);
+int cmd_critical(int argc, char **argv);
+int cmd_evolve(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+
+/* ---- options.c: options shared by the subcommands */
+
+enum {
+    OPT_LR = 256, OPT_BATCH, OPT_SAMPLING, OPT_LOSS, OPT_HESSIAN, OPT_RANK_TOL,
+    OPT_JSON, OPT_CSV, OPT_FIRST_PRIVATE  /* subcommands number theirs from here */
+};
+
+#define CLI_OPT(name, has_arg, id) {name, has_arg, NULL, id}
+#define CLI_OPT_LR CLI_OPT("lr", required_argument, OPT_LR)
+#define CLI_OPT_BATCH CLI_OPT("batch", required_argument, OPT_BATCH)
+#define CLI_OPT_SAMPLING CLI_OPT("sampling", required_argument, OPT_SAMPLING)
+#define CLI_OPT_LOSS CLI_OPT("loss", required_argument, OPT_LOSS)
+#define CLI_OPT_HESSIAN CLI_OPT("hessian", required_argument, OPT_HESSIAN)
+#define CLI_OPT_RANK_TOL CLI_OPT("rank-tol", required_argument, OPT_RANK_TOL)
+#define CLI_OPT_JSON CLI_OPT("json", no_argument, OPT_JSON)
+#define CLI_OPT_CSV CLI_OPT("csv", required_argument, OPT_CSV)
+#define CLI_OPT_HELP CLI_OPT("help", no_argument, 'h')
+#define CLI_OPT_END {NULL, 0, NULL, 0}
+
+/* Help text shared by the subcommands that take these options. */
+#define CLI_HELP_PROBLEM_OPTIONS \
+    "  --hessian H.npy   the Hessian (p, p) at the minimum, if not in FILE;\n" \
+    "                    H - G then acts as a deterministic part of every\n" \
+    "                    minibatch Hessian (default: H = G)\n" \
+    "  --loss L          loss convention: half-mean (default; L = (1/2n) sum\n" \
+    "                    |f - y|^2), mse (PyTorch MSELoss: mean over n*k\n" \
+    "                    entries, no 1/2; scale 2/k) or a positive number c\n" \
+    "                    scaling every A_i = J_i^T J_i (and H) by c\n" \
+    "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n"
+#define CLI_HELP_SAMPLING \
+    "  --sampling S      how batches are drawn: without (default; B distinct\n" \
+    "                    samples), with (B i.i.d. draws) or bernoulli (each\n" \
+    "                    sample kept with probability B/n, sum divided by B)\n"
+
+typedef struct {
+    const char *cmd;        /* subcommand name, for messages */
+    const char *file;
+    const char *hessian;
+    const char *batch;      /* raw text; each subcommand parses its form */
+    const char *loss;       /* raw text of --loss, "half-mean" by default */
+    const char *csv;
+    double lr;
+    int have_lr;
+    double loss_scale;
+    double rank_rtol;
+    sgdstab_sampling sampling;
+    int json;
+} cli_args;
+
+void cli_args_init(cli_args *a, const char *cmd);
+
+/* Handle a common option or an operand (getopt's 1); 0 when handled,
+ * EXIT_USAGE (after printing the error) otherwise. */
+int cli_common_option(cli_args *a, int c, const char *arg);
+
+/* getopt_long wrapper that reports unknown options and missing values as
+ * one line naming the subcommand, and returns '?' then; operands come back
+ * as 1 (in optarg) and -h as 'h'. */
+int cli_getopt(int argc, char **argv, const char *cmd,
+               const struct option *longopts);
+
+/* Report a usage error in one line and return EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Strict number parsing for option values: the whole text must be a finite
+ * number (or a whole number ≥ min); on failure a usage error naming the
+ * option is printed and −1 returned. */
+int cli_parse_double(const char *cmd, const char *opt, const char *text,
+                     double *out);
+int cli_parse_size(const char *cmd, const char *opt, const char *text,
+                   size_t min, size_t *out);
+
+/* --batch for many sizes: "1,2,4", "all" (1..n), "A:B" (every integer),
+ * "A:B:log" (A, 2A, 4A, ..., B) or "A:B:N:log" (N log-spaced, rounded);
+ * sorted, without duplicates.  *list is malloc'd. */
+int cli_parse_batches(const char *cmd, const char *text, size_t n,
+                      size_t **list, size_t *count);
+
+/* Usage errors unless FILE, --lr, --batch were given. */
+int cli_require(const cli_args *a, int need_lr, int need_batch);
+
+/* ---- common.c: loading and the analysis pipeline */
+
+/* Load FILE (and --hessian) and factorize; prints the error and returns
+ * EXIT_DATA on failure. */
+int cli_load(const cli_args *a, sgdstab_problem **prob,
+             sgdstab_reduced **red);
+
+/* The stability workspace for a reduced problem with the --loss scale. */
+int cli_stability(const cli_args *a, const sgdstab_reduced *red,
+                  sgdstab_stability **s);
+
+/* ---- output.c */
+
+/* Print a library error (one line) and return EXIT_DATA. */
+int cli_report(const sgdstab_error *err);
+
+/* JSON numbers carry 17 significant digits (non-finite ones become null). */
+void cli_json_number(cJSON *obj, const char *key, double value);
+void cli_json_size(cJSON *obj, const char *key, size_t value);
+
+/* Print obj to stdout and free it; returns EXIT_OK or EXIT_DATA. */
+int cli_json_print(cJSON *obj);
+
+/* A number in CSV: 17 significant digits, "nan"/"inf" as such. */
+void cli_csv_number(FILE *f, double value, const char *sep);
+
+/* Open --csv FILE (atomically replaced on commit); NULL after printing the
+ * error. */
+sgdstab_outfile *cli_csv_open(const char *path);
+int cli_csv_commit(sgdstab_outfile *of);
+
+/* Final check that stdout was written completely. */
+int cli_finish_stdout(int status);
+
+#endif

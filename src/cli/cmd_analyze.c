@@ -1,0 +1,183 @@
+/* sgdstab analyze FILE --lr η --batch B: can SGD stay, and how fast does it
+ * leave? */
+#include <math.h>
+#include <stdio.h>
+
+#include "cli.h"
+
+static const char ANALYZE_HELP[] =
+    "Usage: sgdstab analyze FILE --lr ETA --batch B [--sampling S] [--json]\n"
+    "                       [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
+    "\n"
+    "Decide whether SGD with learning rate ETA and batch size B can stay at the\n"
+    "minimum described by FILE (see 'sgdstab info --help' for the format), from\n"
+    "the exact second-moment recursion of linearized SGD, S_{t+1} = T(S_t):\n"
+    "\n"
+    "  spectral radius rho   largest eigenvalue of T on the directions that\n"
+    "                        move; E|delta_t|^2 grows (rho > 1) or shrinks\n"
+    "                        (rho < 1) like rho^t\n"
+    "  verdict               stable iff ETA <= eta*(B) (equivalently rho <= 1)\n"
+    "  escape rate           ln rho per step and (n/B) ln rho per epoch; the\n"
+    "                        RMS distance changes by e every 2/|ln rho| steps\n"
+    "  eta*(B)               the critical learning rate: stable rates are\n"
+    "                        exactly (0, eta*], from an exact eigenproblem\n"
+    "  2/lambda_max(H)       the mean (first-moment, full-batch GD) limit\n"
+    "\n"
+    "Options:\n"
+    "  --lr ETA          learning rate (required)\n"
+    "  --batch B         batch size, 1 <= B <= n (required)\n"
+    CLI_HELP_SAMPLING
+    CLI_HELP_PROBLEM_OPTIONS
+    "  --json            one JSON object on stdout, keys: file n k p rank\n"
+    "                    null_dim lr batch sampling loss_scale stable\n"
+    "                    not_a_minimum spectral_radius spectral_radius_residual\n"
+    "                    spectral_radius_error_estimate escape_rate_per_step\n"
+    "                    escape_rate_per_epoch rms_efold_steps lr_critical\n"
+    "                    lr_critical_rel_accuracy lr_critical_mean sharpness\n"
+    "                    hessian_frobenius hessian_trace operator_applications\n"
+    "  -h, --help        show this help\n"
+    "\n"
+    "Exit status: 0 on success (stable or not), 1 on bad input, 2 on a usage\n"
+    "error.\n";
+
+static const char *minimum_note(sgdstab_minimum_kind kind)
+{
+    switch (kind) {
+    case SGDSTAB_NOT_A_MINIMUM:
+        return "not a minimum: H has a negative eigenvalue, so (I - eta H) "
+               "expands along it and SGD leaves for every eta > 0";
+    case SGDSTAB_DEGENERATE:
+        return "degenerate minimum: H is singular on a direction the samples "
+               "move, so batch noise there is never damped and SGD leaves for "
+               "every eta > 0";
+    default:
+        return NULL;
+    }
+}
+
+static void print_text(const cli_args *a, const sgdstab_problem *prob,
+                       const sgdstab_reduced *red, const sgdstab_analysis *an)
+{
+    const sgdstab_radius *rad = &an->radius;
+    const sgdstab_critical *cr = &an->critical;
+    double steps_per_epoch = (double)prob->n / (double)an->batch;
+    printf("%s: n = %zu samples, k = %zu, p = %zu, reduced dimension r = %zu\n",
+           prob->source, prob->n, prob->k, prob->p, red->r);
+    printf("SGD with learning rate %.6g, batch size %zu (sampling %s), loss "
+           "%s (scale %.6g)\n\n", an->lr, an->batch,
+           sgdstab_sampling_name(an->sampling), a->loss, an->loss_scale);
+    if (minimum_note(cr->kind))
+        printf("  verdict          UNSTABLE: %s\n", minimum_note(cr->kind));
+    else if (an->stable)
+        printf("  verdict          STABLE: SGD can stay at this minimum "
+               "(eta = %.6g <= eta* = %.10g)\n", an->lr, cr->lr_critical);
+    else
+        printf("  verdict          UNSTABLE: SGD escapes from this minimum "
+               "(eta = %.6g > eta* = %.10g)\n", an->lr, cr->lr_critical);
+    printf("  spectral radius  rho = %.15g (within %.2g; estimated error %.2g;"
+           " %zu operator applications%s)\n", rad->rho, rad->residual,
+           rad->error_estimate, rad->matvecs,
+           rad->converged ? "" : ", NOT CONVERGED");
+    if (rad->rho > 1)
+        printf("  escape           E|delta_t|^2 grows like rho^t: rate %.6g per "
+               "step, %.6g per epoch (%.4g steps);\n"
+               "                   the RMS distance grows by a factor e every "
+               "%.4g steps\n", an->escape_rate_per_step,
+               an->escape_rate_per_epoch, steps_per_epoch, an->rms_efold_steps);
+    else
+        printf("  convergence      E|delta_t|^2 shrinks like rho^t: rate %.6g "
+               "per step, %.6g per epoch (%.4g steps);\n"
+               "                   the RMS distance shrinks by a factor e "
+               "every %.4g steps\n", an->escape_rate_per_step,
+               an->escape_rate_per_epoch, steps_per_epoch, an->rms_efold_steps);
+    if (!minimum_note(cr->kind))
+        printf("  critical rate    eta*(%zu) = %.15g (relative accuracy %.2g): "
+               "the largest stable learning rate\n", an->batch,
+               cr->lr_critical, cr->rel_accuracy);
+    printf("  mean limit       2/lambda_max(H) = %.10g (first-moment "
+           "stability, = eta* of full-batch GD)\n", an->lr_critical_mean);
+    printf("  Hessian          sharpness lambda_max = %.10g, |H|_F = %.10g, "
+           "tr H = %.10g\n", an->sharpness, an->hessian_frobenius,
+           an->hessian_trace);
+}
+
+static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
+                      const sgdstab_analysis *an)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", prob->source);
+    cli_json_size(o, "n", prob->n);
+    cli_json_size(o, "k", prob->k);
+    cli_json_size(o, "p", prob->p);
+    cli_json_size(o, "rank", red->rank_J);
+    cli_json_size(o, "null_dim", prob->p - red->r);
+    cli_json_number(o, "lr", an->lr);
+    cli_json_size(o, "batch", an->batch);
+    cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(an->sampling));
+    cli_json_number(o, "loss_scale", an->loss_scale);
+    cJSON_AddBoolToObject(o, "stable", an->stable);
+    cJSON_AddBoolToObject(o, "not_a_minimum",
+                          an->critical.kind != SGDSTAB_MINIMUM_OK);
+    cli_json_number(o, "spectral_radius", an->radius.rho);
+    cli_json_number(o, "spectral_radius_residual", an->radius.residual);
+    cli_json_number(o, "spectral_radius_error_estimate",
+                    an->radius.error_estimate);
+    cJSON_AddBoolToObject(o, "converged",
+                          an->radius.converged && an->critical.converged);
+    cli_json_number(o, "escape_rate_per_step", an->escape_rate_per_step);
+    cli_json_number(o, "escape_rate_per_epoch", an->escape_rate_per_epoch);
+    cli_json_number(o, "rms_efold_steps", an->rms_efold_steps);
+    cli_json_number(o, "lr_critical", an->critical.lr_critical);
+    cli_json_number(o, "lr_critical_rel_accuracy", an->critical.rel_accuracy);
+    cli_json_number(o, "lr_critical_mean", an->lr_critical_mean);
+    cli_json_number(o, "sharpness", an->sharpness);
+    cli_json_number(o, "hessian_frobenius", an->hessian_frobenius);
+    cli_json_number(o, "hessian_trace", an->hessian_trace);
+    cli_json_size(o, "operator_applications",
+                  an->radius.matvecs + an->critical.matvecs);
+    return cli_json_print(o);
+}
+
+int cmd_analyze(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
+        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_JSON, CLI_OPT_HELP,
+        CLI_OPT_END};
+    cli_args args;
+    cli_args_init(&args, "analyze");
+    int c;
+    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
+        if (c == 'h') {
+            fputs(ANALYZE_HELP, stdout);
+            return EXIT_OK;
+        }
+        if (cli_common_option(&args, c, optarg))
+            return EXIT_USAGE;
+    }
+    size_t batch;
+    if (cli_require(&args, 1, 1) ||
+        cli_parse_size(args.cmd, "batch", args.batch, 1, &batch))
+        return EXIT_USAGE;
+
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+    sgdstab_stability *s = NULL;
+    if (cli_load(&args, &prob, &red))
+        return EXIT_DATA;
+    int status = cli_stability(&args, red, &s);
+    sgdstab_analysis an;
+    sgdstab_error err;
+    if (!status && sgdstab_analyze(s, args.lr, args.sampling, batch, &an, &err))
+        status = cli_report(&err);
+    if (!status) {
+        if (args.json)
+            status = print_json(prob, red, &an);
+        else
+            print_text(&args, prob, red, &an);
+    }
+    sgdstab_stability_free(s);
+    sgdstab_reduced_free(red);
+    sgdstab_problem_free(prob);
+    return status;
+}

@@ -1,0 +1,378 @@
+/* sgdstab bench: speed on a random problem, as ratios to this machine's
+ * DGEMM rate measured in the same run. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "cli.h"
+#include "sgdstab/rng.h"
+
+enum {
+    OPT_SAMPLES = OPT_FIRST_PRIVATE, OPT_PARAMS, OPT_OUTPUTS, OPT_SEED,
+    OPT_CURVE, OPT_ARPACK
+};
+
+static const char BENCH_HELP[] =
+    "Usage: sgdstab bench [--samples N] [--params P] [--outputs K] [--batch B]\n"
+    "                     [--sampling S] [--curve M] [--seed S] [--arpack]\n"
+    "                     [--json]\n"
+    "\n"
+    "Time the engine on a random Jacobian with i.i.d. N(0, 1/p) entries\n"
+    "(defaults: N = 2000, P = 1500, K = 1, B = 32, the reference case) and\n"
+    "report, next to the DGEMM rate of this machine measured in the same run:\n"
+    "  factorization      the SVD that makes the reduced coordinates\n"
+    "  one application    of the second-moment map T: seconds, GFLOP/s\n"
+    "                     (3 n k r^2 flops) and the fraction of the DGEMM rate\n"
+    "  eta*(B)            seconds (with the factorization), applications\n"
+    "  analyze            at eta = 1.5 eta* (unstable) and 0.5 eta* (stable)\n"
+    "  curve              eta*(B) for M log-spaced B in 1..N (default 50),\n"
+    "                     and its time over the time of one eta*(B)\n"
+    "  memory             peak resident size; doubles per basis vector\n"
+    "With --arpack, eta*(B) is also solved with ARPACK-ng from scratch, for\n"
+    "comparison with the shared-basis Davidson solver used by default.\n"
+    "Timings vary with the machine's load: compare the ratios.\n";
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* GFLOP/s of a square DGEMM of size 2000, best of repeated runs ≥ 1 s. */
+static double dgemm_rate(sgdstab_rng *rng)
+{
+    const int N = 2000;
+    double *A = malloc((size_t)N * N * sizeof *A);
+    double *B = malloc((size_t)N * N * sizeof *B);
+    double *C = malloc((size_t)N * N * sizeof *C);
+    double best = 0;
+    if (A && B && C) {
+        sgdstab_rng_gaussian(rng, 1.0, (size_t)N * N, A);
+        sgdstab_rng_gaussian(rng, 1.0, (size_t)N * N, B);
+        double start = now();
+        for (int rep = 0; rep < 50 && (rep < 3 || now() - start < 1.0); rep++) {
+            double t = now();
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0,
+                        A, N, B, N, 0.0, C, N);
+            double rate = 2.0 * N * N * N / (now() - t) / 1e9;
+            if (rate > best)
+                best = rate;
+        }
+    }
+    free(A);
+    free(B);
+    free(C);
+    return best;
+}
+
+typedef struct {
+    double gemm, fact, apply, apply_gflops, crit, crit_total;
+    size_t crit_mv, r;
+    double crit_value, crit_acc;
+    double unstable_total, unstable_rho, unstable_res;
+    size_t unstable_mv;
+    double stable_time, stable_rho, stable_res, stable_est;
+    size_t stable_mv;
+    int stable_conv;
+    double curve, curve_total, curve_ratio;
+    size_t curve_mv, curve_m;
+    double arpack, arpack_value;
+    size_t arpack_mv;
+    double rss_mb;
+} bench_result;
+
+static int fail(sgdstab_error *err)
+{
+    return cli_report(err);
+}
+
+/* η*(B) on a fresh workspace; returns the solve time. */
+static int time_critical(const cli_args *a, const sgdstab_reduced *red,
+                         size_t batch, const sgdstab_eig_options *opt,
+                         sgdstab_critical *cr, double *seconds)
+{
+    sgdstab_stability *s;
+    if (cli_stability(a, red, &s))
+        return EXIT_DATA;
+    sgdstab_stability_set_eig(s, opt);
+    sgdstab_error err;
+    double t = now();
+    int st = sgdstab_critical_lr(s, a->sampling, batch, cr, &err);
+    *seconds = now() - t;
+    sgdstab_stability_free(s);
+    return st ? fail(&err) : EXIT_OK;
+}
+
+static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
+               size_t curve_m, unsigned long seed, int arpack, bench_result *b)
+{
+    sgdstab_rng *rng = sgdstab_rng_alloc(seed);
+    if (!rng)
+        return cli_usage_error(a->cmd, "out of memory");
+    b->gemm = dgemm_rate(rng);
+
+    sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
+    snprintf(J.descr, sizeof J.descr, "<f8");
+    J.data = malloc(J.size * sizeof *J.data);
+    if (!J.data) {
+        sgdstab_rng_free(rng);
+        return cli_usage_error(a->cmd, "out of memory for a %zu x %zu x %zu "
+                               "Jacobian", n, k, p);
+    }
+    sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), J.size, J.data);
+    sgdstab_rng_free(rng);
+
+    sgdstab_error err;
+    sgdstab_problem *prob = NULL;
+    sgdstab_reduced *red = NULL;
+    sgdstab_stability *s = NULL;
+    sgdstab_moments *m = NULL;
+    double *Z = NULL, *Y = NULL;
+    size_t *batches = NULL;
+    sgdstab_critical *curve = NULL;
+    int status = EXIT_OK;
+    if (sgdstab_problem_from_arrays("bench", &J, NULL, NULL, &prob, &err))
+        return fail(&err);
+    double t = now();
+    if (sgdstab_reduce(prob, 0, &red, &err)) {
+        status = fail(&err);
+        goto done;
+    }
+    b->fact = now() - t;
+    b->r = red->r;
+
+    /* One application of 𝒯 (a, b of the batch size), averaged. */
+    double ca, cb;
+    if (sgdstab_batch_coefficients(a->sampling, n, batch, &ca, &cb, &err) ||
+        !(m = sgdstab_moments_alloc(red, &err))) {
+        status = fail(&err);
+        goto done;
+    }
+    size_t r = red->r;
+    Z = malloc(r * r * sizeof *Z);
+    Y = malloc(r * r * sizeof *Y);
+    if (!Z || !Y) {
+        status = cli_usage_error(a->cmd, "out of memory");
+        goto done;
+    }
+    for (size_t j = 0; j < r * r; j++)
+        Z[j] = 0;
+    for (size_t j = 0; j < r; j++)
+        Z[j * r + j] = 1.0 / (double)r;
+    sgdstab_moments_step(m, 1.0, ca, cb, Z, Y);  /* warm-up */
+    int reps = 0;
+    t = now();
+    do {
+        sgdstab_moments_step(m, 1.0, ca, cb, reps % 2 ? Y : Z, reps % 2 ? Z : Y);
+        reps++;
+    } while (reps < 5 || (now() - t < 1.0 && reps < 100));
+    b->apply = (now() - t) / reps;
+    b->apply_gflops = sgdstab_moments_sigma_flops(m) / b->apply / 1e9;
+
+    /* η*(B) from a fresh workspace. */
+    sgdstab_critical cr;
+    if ((status = time_critical(a, red, batch, NULL, &cr, &b->crit)))
+        goto done;
+    b->crit_total = b->fact + b->crit;
+    b->crit_mv = cr.matvecs;
+    b->crit_value = cr.lr_critical;
+    b->crit_acc = cr.rel_accuracy;
+    if (arpack) {
+        sgdstab_eig_options opt = {.arpack = 1};
+        sgdstab_critical ca_cr;
+        if ((status = time_critical(a, red, batch, &opt, &ca_cr, &b->arpack)))
+            goto done;
+        b->arpack_mv = ca_cr.matvecs;
+        b->arpack_value = ca_cr.lr_critical;
+    }
+
+    /* analyze at 1.5 η* (from scratch: factorization + η* + ρ). */
+    if ((status = cli_stability(a, red, &s)))
+        goto done;
+    sgdstab_analysis an;
+    t = now();
+    if (sgdstab_analyze(s, 1.5 * b->crit_value, a->sampling, batch, &an, &err)) {
+        status = fail(&err);
+        goto done;
+    }
+    b->unstable_total = b->fact + now() - t;
+    b->unstable_rho = an.radius.rho;
+    b->unstable_res = an.radius.residual;
+    b->unstable_mv = an.radius.matvecs + an.critical.matvecs;
+    /* ρ at a stable 0.5 η*, where slow modes cluster near 1. */
+    sgdstab_radius rad;
+    t = now();
+    if (sgdstab_spectral_radius(s, 0.5 * b->crit_value, a->sampling, batch,
+                                &rad, &err)) {
+        status = fail(&err);
+        goto done;
+    }
+    b->stable_time = now() - t;
+    b->stable_rho = rad.rho;
+    b->stable_res = rad.residual;
+    b->stable_est = rad.error_estimate;
+    b->stable_mv = rad.matvecs;
+    b->stable_conv = rad.converged;
+    sgdstab_stability_free(s);
+    s = NULL;
+
+    /* The curve over log-spaced batch sizes, on a fresh workspace. */
+    char spec[64];
+    snprintf(spec, sizeof spec, "1:%zu:%zu:log", n, curve_m);
+    if ((status = cli_parse_batches(a->cmd, spec, n, &batches, &b->curve_m)) ||
+        (status = cli_stability(a, red, &s)))
+        goto done;
+    if (!(curve = malloc(b->curve_m * sizeof *curve))) {
+        status = cli_usage_error(a->cmd, "out of memory");
+        goto done;
+    }
+    t = now();
+    if (sgdstab_critical_curve(s, a->sampling, batches, b->curve_m, curve,
+                               &err)) {
+        status = fail(&err);
+        goto done;
+    }
+    b->curve = now() - t;
+    b->curve_total = b->fact + b->curve;
+    b->curve_ratio = b->curve_total / b->crit_total;
+    for (size_t i = 0; i < b->curve_m; i++)
+        b->curve_mv += curve[i].matvecs;
+
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    b->rss_mb = (double)ru.ru_maxrss / 1024.0;
+done:
+    free(Z);
+    free(Y);
+    free(batches);
+    free(curve);
+    sgdstab_moments_free(m);
+    sgdstab_stability_free(s);
+    sgdstab_reduced_free(red);
+    sgdstab_problem_free(prob);
+    return status;
+}
+
+static void print_text(size_t n, size_t p, size_t k, size_t batch,
+                       const cli_args *a, int arpack, const bench_result *b)
+{
+    printf("sgdstab bench: J with i.i.d. N(0, 1/p) entries, n = %zu, k = %zu, "
+           "p = %zu (r = %zu), B = %zu, sampling %s\n\n", n, k, p, b->r, batch,
+           sgdstab_sampling_name(a->sampling));
+    printf("  %-34s %10.1f GFLOP/s  (yardstick)\n", "DGEMM 2000x2000", b->gemm);
+    printf("  %-34s %10.3f s\n", "factorization (SVD of J)", b->fact);
+    printf("  %-34s %10.4f s  %.1f GFLOP/s = %.0f%% of DGEMM\n",
+           "one application of T", b->apply, b->apply_gflops,
+           100 * b->apply_gflops / b->gemm);
+    printf("  %-34s %10.3f s  (%.3f s + factorization), %zu applications, "
+           "eta* = %.10g, rel. accuracy %.1g\n", "eta*(B)", b->crit_total,
+           b->crit, b->crit_mv, b->crit_value, b->crit_acc);
+    if (arpack)
+        printf("  %-34s %10.3f s  (solve only), %zu applications, eta* = "
+               "%.10g\n", "eta*(B) with ARPACK-ng", b->arpack, b->arpack_mv,
+               b->arpack_value);
+    printf("  %-34s %10.3f s  (with factorization), %zu applications, rho = "
+           "%.10g (residual %.1g)\n", "analyze at 1.5 eta* (unstable)",
+           b->unstable_total, b->unstable_mv, b->unstable_rho, b->unstable_res);
+    printf("  %-34s %10.3f s  %zu applications, rho = %.12g (residual %.1g, "
+           "estimate %.1g%s)\n", "rho at 0.5 eta* (stable)", b->stable_time,
+           b->stable_mv, b->stable_rho, b->stable_res, b->stable_est,
+           b->stable_conv ? "" : ", not converged");
+    printf("  %-34s %10.3f s  (%.3f s + factorization), %zu applications, "
+           "%.2f x one eta*(B)\n", "curve of log-spaced batch sizes",
+           b->curve_total, b->curve, b->curve_mv, b->curve_ratio);
+    printf("  %-34s %10.0f MB peak; %zu doubles per basis vector (r(r+1)/2, "
+           "stored twice)\n", "memory", b->rss_mb, b->r * (b->r + 1) / 2);
+    printf("\n(the curve has %zu distinct batch sizes)\n", b->curve_m);
+}
+
+static int print_json(size_t n, size_t p, size_t k, size_t batch,
+                      const cli_args *a, int arpack, const bench_result *b)
+{
+    cJSON *o = cJSON_CreateObject();
+    cli_json_size(o, "n", n);
+    cli_json_size(o, "k", k);
+    cli_json_size(o, "p", p);
+    cli_json_size(o, "r", b->r);
+    cli_json_size(o, "batch", batch);
+    cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(a->sampling));
+    cli_json_number(o, "dgemm_gflops", b->gemm);
+    cli_json_number(o, "factorization_seconds", b->fact);
+    cli_json_number(o, "apply_seconds", b->apply);
+    cli_json_number(o, "apply_gflops", b->apply_gflops);
+    cli_json_number(o, "apply_fraction_of_dgemm", b->apply_gflops / b->gemm);
+    cli_json_number(o, "critical_seconds_total", b->crit_total);
+    cli_json_size(o, "critical_applications", b->crit_mv);
+    cli_json_number(o, "lr_critical", b->crit_value);
+    if (arpack) {
+        cli_json_number(o, "critical_arpack_seconds", b->arpack);
+        cli_json_size(o, "critical_arpack_applications", b->arpack_mv);
+        cli_json_number(o, "lr_critical_arpack", b->arpack_value);
+    }
+    cli_json_number(o, "analyze_unstable_seconds_total", b->unstable_total);
+    cli_json_size(o, "analyze_unstable_applications", b->unstable_mv);
+    cli_json_number(o, "stable_rho_seconds", b->stable_time);
+    cli_json_size(o, "stable_rho_applications", b->stable_mv);
+    cli_json_number(o, "stable_rho_residual", b->stable_res);
+    cli_json_size(o, "curve_batches", b->curve_m);
+    cli_json_number(o, "curve_seconds_total", b->curve_total);
+    cli_json_size(o, "curve_applications", b->curve_mv);
+    cli_json_number(o, "curve_over_critical", b->curve_ratio);
+    cli_json_number(o, "peak_rss_mb", b->rss_mb);
+    return cli_json_print(o);
+}
+
+int cmd_bench(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_JSON,
+        CLI_OPT("samples", required_argument, OPT_SAMPLES),
+        CLI_OPT("params", required_argument, OPT_PARAMS),
+        CLI_OPT("outputs", required_argument, OPT_OUTPUTS),
+        CLI_OPT("seed", required_argument, OPT_SEED),
+        CLI_OPT("curve", required_argument, OPT_CURVE),
+        CLI_OPT("arpack", no_argument, OPT_ARPACK), CLI_OPT_HELP, CLI_OPT_END};
+    cli_args args;
+    cli_args_init(&args, "bench");
+    size_t n = 2000, p = 1500, k = 1, batch = 32, curve = 50, seed = 1;
+    int arpack = 0, c, bad = 0;
+    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(BENCH_HELP, stdout);
+            return EXIT_OK;
+        case OPT_SAMPLES: bad = cli_parse_size(args.cmd, "samples", optarg, 1, &n); break;
+        case OPT_PARAMS: bad = cli_parse_size(args.cmd, "params", optarg, 1, &p); break;
+        case OPT_OUTPUTS: bad = cli_parse_size(args.cmd, "outputs", optarg, 1, &k); break;
+        case OPT_SEED: bad = cli_parse_size(args.cmd, "seed", optarg, 0, &seed); break;
+        case OPT_CURVE: bad = cli_parse_size(args.cmd, "curve", optarg, 2, &curve); break;
+        case OPT_ARPACK: arpack = 1; break;
+        case 1:
+            return cli_usage_error(args.cmd, "unexpected argument '%s'", optarg);
+        default:
+            bad = cli_common_option(&args, c, optarg);
+        }
+        if (bad)
+            return EXIT_USAGE;
+    }
+    if (args.batch && cli_parse_size(args.cmd, "batch", args.batch, 1, &batch))
+        return EXIT_USAGE;
+    if (batch > n)
+        return cli_usage_error(args.cmd, "--batch %zu exceeds --samples %zu",
+                               batch, n);
+    bench_result b;
+    memset(&b, 0, sizeof b);
+    int status = run(&args, n, p, k, batch, curve, (unsigned long)seed, arpack,
+                     &b);
+    if (status)
+        return status;
+    if (args.json)
+        return print_json(n, p, k, batch, &args, arpack, &b);
+    print_text(n, p, k, batch, &args, arpack, &b);
+    return EXIT_OK;
+}

@@ -1,0 +1,135 @@
+/* sgdstab critical FILE --batch LIST: the critical learning rate η*(B). */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+static const char CRITICAL_HELP[] =
+    "Usage: sgdstab critical FILE --batch LIST [--sampling S] [--json | --csv F]\n"
+    "                        [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
+    "\n"
+    "The critical learning rate eta*(B) for each batch size B: SGD with batch\n"
+    "size B is linearly stable in mean square at the minimum exactly for\n"
+    "0 < eta <= eta*(B).  eta*(B) = 1 / lambda_max(A1^{-1/2} A2 A1^{-1/2}), an\n"
+    "exact symmetric eigenproblem (DESIGN 2.4), solved for all B on one shared\n"
+    "eigensolver basis.  eta*(B) is non-decreasing in B; for sampling without\n"
+    "replacement eta*(n) = 2/lambda_max(H), the full-batch GD limit.\n"
+    "\n"
+    "Options:\n"
+    "  --batch LIST      batch sizes: 1,2,4,8 | all (1..n) | A:B (every size)\n"
+    "                    | A:B:log (A, 2A, 4A, ..., B) | A:B:N:log (N sizes,\n"
+    "                    log-spaced)  (required)\n"
+    CLI_HELP_SAMPLING
+    CLI_HELP_PROBLEM_OPTIONS
+    "  --json            JSON on stdout: {\"n\", \"sampling\", \"loss_scale\",\n"
+    "                    \"lr_critical_mean\", \"critical\": [{\"batch\",\n"
+    "                    \"lr_critical\", \"rel_accuracy\"}, ...]}\n"
+    "  --csv F           also write F with columns batch,lr_critical,\n"
+    "                    lr_critical_mean,rel_accuracy\n"
+    "  -h, --help        show this help\n";
+
+static int write_csv(const char *path, const sgdstab_critical *cr, size_t m,
+                     double mean)
+{
+    sgdstab_outfile *of = cli_csv_open(path);
+    if (!of)
+        return EXIT_DATA;
+    FILE *f = sgdstab_outfile_stream(of);
+    fprintf(f, "batch,lr_critical,lr_critical_mean,rel_accuracy\n");
+    for (size_t i = 0; i < m; i++) {
+        fprintf(f, "%zu,", cr[i].batch);
+        cli_csv_number(f, cr[i].lr_critical, ",");
+        cli_csv_number(f, mean, ",");
+        cli_csv_number(f, cr[i].rel_accuracy, "\n");
+    }
+    return cli_csv_commit(of);
+}
+
+static int print_json(const sgdstab_problem *prob, const cli_args *a,
+                      const sgdstab_critical *cr, size_t m, double scale,
+                      double mean)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", prob->source);
+    cli_json_size(o, "n", prob->n);
+    cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(a->sampling));
+    cli_json_number(o, "loss_scale", scale);
+    cli_json_number(o, "lr_critical_mean", mean);
+    cJSON *arr = cJSON_AddArrayToObject(o, "critical");
+    for (size_t i = 0; i < m; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cli_json_size(e, "batch", cr[i].batch);
+        cli_json_number(e, "lr_critical", cr[i].lr_critical);
+        cli_json_number(e, "rel_accuracy", cr[i].rel_accuracy);
+        cJSON_AddItemToArray(arr, e);
+    }
+    return cli_json_print(o);
+}
+
+static void print_text(const sgdstab_problem *prob, const cli_args *a,
+                       const sgdstab_critical *cr, size_t m, double mean)
+{
+    printf("%s: n = %zu samples; sampling %s; loss %s\n", prob->source,
+           prob->n, sgdstab_sampling_name(a->sampling), a->loss);
+    printf("critical learning rate eta*(B): SGD is stable exactly for "
+           "eta <= eta*(B)\n");
+    printf("mean-stability limit 2/lambda_max(H) = %.10g\n\n", mean);
+    printf("%10s  %22s  %12s\n", "batch", "eta*(B)", "rel.accuracy");
+    for (size_t i = 0; i < m; i++)
+        printf("%10zu  %22.15g  %12.2g%s\n", cr[i].batch, cr[i].lr_critical,
+               cr[i].rel_accuracy, cr[i].converged ? "" : "  NOT CONVERGED");
+}
+
+int cmd_critical(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN,
+        CLI_OPT_RANK_TOL, CLI_OPT_JSON, CLI_OPT_CSV, CLI_OPT_HELP,
+        CLI_OPT_END};
+    cli_args args;
+    cli_args_init(&args, "critical");
+    int c;
+    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
+        if (c == 'h') {
+            fputs(CRITICAL_HELP, stdout);
+            return EXIT_OK;
+        }
+        if (cli_common_option(&args, c, optarg))
+            return EXIT_USAGE;
+    }
+    if (cli_require(&args, 0, 1))
+        return EXIT_USAGE;
+
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+    sgdstab_stability *s = NULL;
+    size_t *batches = NULL, m = 0;
+    sgdstab_critical *cr = NULL;
+    if (cli_load(&args, &prob, &red))
+        return EXIT_DATA;
+    int status = cli_parse_batches(args.cmd, args.batch, prob->n, &batches, &m);
+    if (!status)
+        status = cli_stability(&args, red, &s);
+    if (!status && !(cr = malloc(m * sizeof *cr)))
+        status = cli_usage_error(args.cmd, "out of memory");
+    sgdstab_error err;
+    if (!status &&
+        sgdstab_critical_curve(s, args.sampling, batches, m, cr, &err))
+        status = cli_report(&err);
+    if (!status) {
+        double mean = sgdstab_lr_mean_limit(s);
+        double scale = sgdstab_stability_loss_scale(s);
+        if (args.csv)
+            status = write_csv(args.csv, cr, m, mean);
+        if (!status && args.json)
+            status = print_json(prob, &args, cr, m, scale, mean);
+        else if (!status)
+            print_text(prob, &args, cr, m, mean);
+    }
+    free(cr);
+    free(batches);
+    sgdstab_stability_free(s);
+    sgdstab_reduced_free(red);
+    sgdstab_problem_free(prob);
+    return status;
+}

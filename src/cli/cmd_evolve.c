@@ -1,0 +1,223 @@
+/* sgdstab evolve FILE --lr η --batch B --steps T: E‖δ_t‖² and E L_t, exactly. */
+#include <lapacke.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cli.h"
+
+enum { OPT_STEPS = OPT_FIRST_PRIVATE, OPT_INIT };
+
+static const char EVOLVE_HELP[] =
+    "Usage: sgdstab evolve FILE --lr ETA --batch B --steps T [--init S0.npy]\n"
+    "                      [--sampling S] [--csv F | --json] [--hessian H.npy]\n"
+    "                      [--loss L] [--rank-tol RTOL]\n"
+    "\n"
+    "Evolve the second moment S_t = E[delta_t delta_t^T] of linearized SGD\n"
+    "exactly, S_{t+1} = T(S_t), for T steps and report per step\n"
+    "  second_moment  E|delta_t|^2 = tr S_t\n"
+    "  loss           E L_t = (c/2) tr(G S_t), c the loss scale\n"
+    "Directions that never move keep their share of tr S_0.\n"
+    "\n"
+    "Options:\n"
+    "  --lr ETA          learning rate (required)\n"
+    "  --batch B         batch size (required)\n"
+    "  --steps T         number of steps (required)\n"
+    "  --init S0.npy     initial second moment, a (p, p) symmetric positive\n"
+    "                    semidefinite matrix (default I/p: E|delta_0|^2 = 1)\n"
+    CLI_HELP_SAMPLING
+    CLI_HELP_PROBLEM_OPTIONS
+    "  --csv F           write F with columns step,second_moment,loss\n"
+    "  --json            JSON on stdout with arrays second_moment and loss\n"
+    "  -h, --help        show this help\n";
+
+/* S_0 from --init: checked symmetric and PSD (λmin ≥ −1e-10·λmax). */
+static int load_init(const char *path, size_t p, double **S)
+{
+    sgdstab_error err;
+    if (sgdstab_load_symmetric(path, "S_0", p, NULL, S, &err))
+        return cli_report(&err);
+    double *copy = malloc(p * p * sizeof *copy), *w = malloc(p * sizeof *w);
+    int status = EXIT_OK;
+    if (!copy || !w) {
+        status = cli_usage_error("evolve", "out of memory");
+    } else {
+        for (size_t i = 0; i < p * p; i++)
+            copy[i] = (*S)[i];
+        if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)p, copy,
+                           (lapack_int)p, w) != 0) {
+            fprintf(stderr, "sgdstab: %s: eigenvalues of S_0 failed\n", path);
+            status = EXIT_DATA;
+        } else if (w[0] < -1e-10 * fmax(fabs(w[p - 1]), 1e-300)) {
+            fprintf(stderr, "sgdstab: %s: S_0 is not positive semidefinite "
+                    "(smallest eigenvalue %.3g), so it is no second moment\n",
+                    path, w[0]);
+            status = EXIT_DATA;
+        }
+    }
+    free(copy);
+    free(w);
+    if (status) {
+        free(*S);
+        *S = NULL;
+    }
+    return status;
+}
+
+static int write_csv(const char *path, const double *m2, const double *loss,
+                     size_t steps)
+{
+    sgdstab_outfile *of = cli_csv_open(path);
+    if (!of)
+        return EXIT_DATA;
+    FILE *f = sgdstab_outfile_stream(of);
+    fprintf(f, "step,second_moment,loss\n");
+    for (size_t t = 0; t <= steps; t++) {
+        fprintf(f, "%zu,", t);
+        cli_csv_number(f, m2[t], ",");
+        cli_csv_number(f, loss[t], "\n");
+    }
+    return cli_csv_commit(of);
+}
+
+static int print_json(const cli_args *a, size_t batch, size_t steps,
+                      double scale, const double *m2, const double *loss)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", a->file);
+    cli_json_number(o, "lr", a->lr);
+    cli_json_size(o, "batch", batch);
+    cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(a->sampling));
+    cli_json_number(o, "loss_scale", scale);
+    cli_json_size(o, "steps", steps);
+    const double *cols[2] = {m2, loss};
+    const char *names[2] = {"second_moment", "loss"};
+    for (int c = 0; c < 2; c++) {
+        cJSON *arr = cJSON_AddArrayToObject(o, names[c]);
+        for (size_t t = 0; t <= steps; t++) {
+            char buf[32];
+            if (isfinite(cols[c][t]))
+                snprintf(buf, sizeof buf, "%.17g", cols[c][t]);
+            else
+                snprintf(buf, sizeof buf, "null");
+            cJSON_AddItemToArray(arr, cJSON_CreateRaw(buf));
+        }
+    }
+    return cli_json_print(o);
+}
+
+/* Human table: every step up to 100 rows, else every k-th and the last. */
+static void print_text(const cli_args *a, size_t batch, size_t steps,
+                       const double *m2, const double *loss)
+{
+    size_t every = steps <= 100 ? 1 : (steps + 99) / 100;
+    printf("%s: SGD with lr %.6g, batch %zu (sampling %s), loss %s\n", a->file,
+           a->lr, batch, sgdstab_sampling_name(a->sampling), a->loss);
+    if (every > 1)
+        printf("(every %zu-th step shown; --csv F writes all)\n", every);
+    printf("%10s  %24s  %24s\n", "step", "E|delta_t|^2", "E L_t");
+    for (size_t t = 0; t <= steps; t++)
+        if (t % every == 0 || t == steps)
+            printf("%10zu  %24.15g  %24.15g\n", t, m2[t], loss[t]);
+    if (steps >= 2 && m2[steps - 1] > 0) {
+        double f = m2[steps] / m2[steps - 1];
+        printf("last step multiplied E|delta|^2 by %.12g (tends to rho as t "
+               "grows, for the part that moves)\n", f);
+    }
+}
+
+int cmd_evolve(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
+        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_JSON, CLI_OPT_CSV,
+        CLI_OPT("steps", required_argument, OPT_STEPS),
+        CLI_OPT("init", required_argument, OPT_INIT), CLI_OPT_HELP,
+        CLI_OPT_END};
+    cli_args args;
+    cli_args_init(&args, "evolve");
+    const char *init = NULL, *steps_text = NULL;
+    int c;
+    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
+        if (c == 'h') {
+            fputs(EVOLVE_HELP, stdout);
+            return EXIT_OK;
+        }
+        if (c == OPT_STEPS)
+            steps_text = optarg;
+        else if (c == OPT_INIT)
+            init = optarg;
+        else if (cli_common_option(&args, c, optarg))
+            return EXIT_USAGE;
+    }
+    size_t batch, steps;
+    if (cli_require(&args, 1, 1))
+        return EXIT_USAGE;
+    if (!steps_text)
+        return cli_usage_error(args.cmd, "missing --steps");
+    if (cli_parse_size(args.cmd, "batch", args.batch, 1, &batch) ||
+        cli_parse_size(args.cmd, "steps", steps_text, 0, &steps))
+        return EXIT_USAGE;
+    if (steps > 100000000)
+        return cli_usage_error(args.cmd, "--steps %zu is more than 1e8", steps);
+
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+    sgdstab_stability *s = NULL;
+    sgdstab_moments *m = NULL;
+    double *S0 = NULL, *Z0 = NULL, *m2 = NULL, *loss = NULL;
+    if (cli_load(&args, &prob, &red))
+        return EXIT_DATA;
+    size_t r = red->r, p = prob->p;
+    sgdstab_error err;
+    double a_coef, b_coef, null_trace = 0;
+    int status = cli_stability(&args, red, &s);
+    if (!status && sgdstab_batch_coefficients(args.sampling, prob->n, batch,
+                                              &a_coef, &b_coef, &err))
+        status = cli_report(&err);
+    if (!status && init)
+        status = load_init(init, p, &S0);
+    if (!status) {
+        Z0 = calloc(r ? r * r : 1, sizeof *Z0);
+        m2 = malloc((steps + 1) * sizeof *m2);
+        loss = malloc((steps + 1) * sizeof *loss);
+        if (!Z0 || !m2 || !loss || !(m = sgdstab_moments_alloc(red, &err)))
+            status = Z0 && m2 && loss ? cli_report(&err)
+                                      : cli_usage_error(args.cmd, "out of memory");
+    }
+    if (!status) {
+        if (S0) {
+            if (sgdstab_reduce_project(red, prob, S0, Z0, &null_trace, &err))
+                status = cli_report(&err);
+        } else {
+            for (size_t j = 0; j < r; j++)
+                Z0[j * r + j] = 1.0 / (double)p;
+            null_trace = (double)(p - r) / (double)p;
+        }
+    }
+    double scale = s ? sgdstab_stability_loss_scale(s) : 1;
+    if (!status && sgdstab_moments_evolve(m, scale * args.lr, a_coef, b_coef,
+                                          Z0, steps, m2, loss, &err))
+        status = cli_report(&err);
+    if (!status) {
+        for (size_t t = 0; t <= steps; t++) {
+            m2[t] += null_trace;
+            loss[t] *= 0.5 * scale;
+        }
+        if (args.csv)
+            status = write_csv(args.csv, m2, loss, steps);
+        if (!status && args.json)
+            status = print_json(&args, batch, steps, scale, m2, loss);
+        else if (!status)
+            print_text(&args, batch, steps, m2, loss);
+    }
+    free(S0);
+    free(Z0);
+    free(m2);
+    free(loss);
+    sgdstab_moments_free(m);
+    sgdstab_stability_free(s);
+    sgdstab_reduced_free(red);
+    sgdstab_problem_free(prob);
+    return status;
+}

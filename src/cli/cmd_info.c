@@ -1,0 +1,116 @@
+/* sgdstab info FILE: what is in a problem file, and the basic spectral facts
+ * of its Gauss–Newton matrix G = (1/n) Σ J_iᵀJ_i. */
+#include <stdio.h>
+
+#include "cli.h"
+
+static const char INFO_HELP[] =
+    "Usage: sgdstab info FILE [--json] [--rank-tol RTOL]\n"
+    "\n"
+    "Describe a problem file: the per-sample output Jacobian J and, if present,\n"
+    "the Hessian H.  FILE is a .npy holding J with shape (n, p) or (n, k, p),\n"
+    "or a .npz holding an array 'J' of those shapes and optionally 'H' (p, p).\n"
+    "\n"
+    "Reported: n (samples), k (outputs per sample), p (parameters), the dtype\n"
+    "J was stored with, the numerical rank r of the (n*k) x p matrix J and the\n"
+    "tolerance used, the dimension p - r of the null space (directions no\n"
+    "sample moves, projected out of every analysis), the largest eigenvalue\n"
+    "and the trace of G = (1/n) sum_i J_i^T J_i, and whether H is present.\n"
+    "\n"
+    "Options:\n"
+    "  --json            print one JSON object on stdout (keys: file, n, k, p,\n"
+    "                    dtype, rank, rank_rtol, rank_tol, null_dim, sigma_max,\n"
+    "                    lambda_max_G, trace_G, has_hessian, hessian_dtype)\n"
+    "  --rank-tol RTOL   relative rank tolerance: singular values above\n"
+    "                    RTOL * sigma_max count (default max(n*k, p) * eps,\n"
+    "                    eps the machine epsilon of J's stored precision)\n"
+    "  -h, --help        show this help\n"
+    "\n"
+    "Exit status: 0 on success, 1 on bad input, 2 on a usage error.\n";
+
+static double lambda_max_G(const sgdstab_reduced *red)
+{
+    return red->sigma[0] * red->sigma[0] / (double)red->n;
+}
+
+static void print_text(const sgdstab_problem *prob, const sgdstab_reduced *red)
+{
+    const char *what = sgdstab_npy_itemsize(prob->J_descr) == 8   ? "float64"
+                       : sgdstab_npy_itemsize(prob->J_descr) == 4 ? "float32"
+                                                                  : "float16";
+    double lmax = lambda_max_G(red);
+    printf("%s\n", prob->source);
+    printf("  Jacobian J   n = %zu samples, k = %zu output%s each, p = %zu "
+           "parameters (stored as %s '%s')\n", prob->n, prob->k,
+           prob->k == 1 ? "" : "s", prob->p, what, prob->J_descr);
+    printf("  rank         r = %zu of at most %zu (singular values above "
+           "%.3g = %.3g * sigma_max)\n", red->rank_J, red->nsv, red->rank_tol,
+           red->rank_rtol);
+    printf("  null space   %zu of %zu parameter directions never move (%s); "
+           "they are projected out\n", prob->p - red->r, prob->p,
+           prob->H ? "null of H and of every J_i" : "no J_i moves them");
+    printf("  G = (1/n) sum J_i^T J_i   lambda_max = %.10g, trace = %.10g\n",
+           lmax, red->trace_G);
+    if (prob->H)
+        printf("  Hessian H    supplied (%zu x %zu, stored as '%s'); H - G "
+               "acts as a deterministic part of every minibatch Hessian\n",
+               prob->p, prob->p, prob->H_descr);
+    else
+        printf("  Hessian H    not supplied: H = G (the Gauss-Newton matrix, "
+               "exact at an interpolating minimum)\n");
+}
+
+static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", prob->source);
+    cli_json_size(o, "n", prob->n);
+    cli_json_size(o, "k", prob->k);
+    cli_json_size(o, "p", prob->p);
+    cJSON_AddStringToObject(o, "dtype", prob->J_descr);
+    cli_json_size(o, "rank", red->rank_J);
+    cli_json_number(o, "rank_rtol", red->rank_rtol);
+    cli_json_number(o, "rank_tol", red->rank_tol);
+    cli_json_size(o, "null_dim", prob->p - red->r);
+    cli_json_number(o, "sigma_max", red->sigma[0]);
+    cli_json_number(o, "lambda_max_G", lambda_max_G(red));
+    cli_json_number(o, "trace_G", red->trace_G);
+    cJSON_AddBoolToObject(o, "has_hessian", prob->H != NULL);
+    if (prob->H)
+        cJSON_AddStringToObject(o, "hessian_dtype", prob->H_descr);
+    else
+        cJSON_AddNullToObject(o, "hessian_dtype");
+    return cli_json_print(o);
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option opts[] = {CLI_OPT_JSON, CLI_OPT_RANK_TOL,
+                                         CLI_OPT_HELP, CLI_OPT_END};
+    cli_args args;
+    cli_args_init(&args, "info");
+    int c;
+    while ((c = cli_getopt(argc, argv, "info", opts)) != -1) {
+        if (c == 'h') {
+            fputs(INFO_HELP, stdout);
+            return EXIT_OK;
+        }
+        if (cli_common_option(&args, c, optarg))
+            return EXIT_USAGE;
+    }
+    if (cli_require(&args, 0, 0))
+        return EXIT_USAGE;
+
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+    if (cli_load(&args, &prob, &red))
+        return EXIT_DATA;
+    int status = EXIT_OK;
+    if (args.json)
+        status = print_json(prob, red);
+    else
+        print_text(prob, red);
+    sgdstab_reduced_free(red);
+    sgdstab_problem_free(prob);
+    return status;
+}

@@ -1,0 +1,287 @@
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "sgdstab %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see 'sgdstab %s --help')\n", cmd);
+    return EXIT_USAGE;
+}
+
+int cli_getopt(int argc, char **argv, const char *cmd,
+               const struct option *longopts)
+{
+    opterr = 0;
+    /* Long options plus -h: the leading '-' returns operands in order (as
+     * 1, in optarg); ':' reports missing values. */
+    int c = getopt_long(argc, argv, "-:h", longopts, NULL);
+    if (c == '?' || c == ':') {
+        const char *arg = argv[optind - 1];
+        if (c == ':')
+            cli_usage_error(cmd, "option '%s' needs a value", arg);
+        else if (optopt && optopt != '?' && optopt < 256)
+            cli_usage_error(cmd, "unknown option '-%c'", optopt);
+        else
+            cli_usage_error(cmd, "unknown option '%s'", arg);
+        return '?';
+    }
+    return c;
+}
+
+int cli_parse_double(const char *cmd, const char *opt, const char *text,
+                     double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (end == text || *end != '\0' || errno == ERANGE || !isfinite(v)) {
+        cli_usage_error(cmd, "--%s: '%s' is not a finite number", opt, text);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int cli_parse_size(const char *cmd, const char *opt, const char *text,
+                   size_t min, size_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (end == text || *end != '\0' || errno == ERANGE || text[0] == '-' ||
+        v < min) {
+        cli_usage_error(cmd, "--%s: '%s' is not a whole number >= %zu", opt,
+                        text, min);
+        return -1;
+    }
+    *out = (size_t)v;
+    return 0;
+}
+
+void cli_args_init(cli_args *a, const char *cmd)
+{
+    memset(a, 0, sizeof *a);
+    a->cmd = cmd;
+    a->loss = "half-mean";
+    a->loss_scale = 1;
+    a->sampling = SGDSTAB_SAMPLING_WITHOUT;
+}
+
+/* --loss half-mean | mse | c.  The scale of mse needs k, so it is resolved
+ * in cli_load (loss_scale = 0 marks it). */
+static int parse_loss(cli_args *a, const char *arg)
+{
+    a->loss = arg;
+    if (!strcmp(arg, "half-mean")) {
+        a->loss_scale = 1;
+        return 0;
+    }
+    if (!strcmp(arg, "mse")) {
+        a->loss_scale = 0;
+        return 0;
+    }
+    double c;
+    if (cli_parse_double(a->cmd, "loss", arg, &c))
+        return EXIT_USAGE;
+    if (!(c > 0))
+        return cli_usage_error(a->cmd, "--loss: the scale must be positive, "
+                               "not %s (or use half-mean, mse)", arg);
+    a->loss_scale = c;
+    return 0;
+}
+
+int cli_common_option(cli_args *a, int c, const char *arg)
+{
+    switch (c) {
+    case 1:
+        if (a->file)
+            return cli_usage_error(a->cmd, "unexpected argument '%s'", arg);
+        a->file = arg;
+        return 0;
+    case OPT_LR:
+        if (cli_parse_double(a->cmd, "lr", arg, &a->lr))
+            return EXIT_USAGE;
+        if (!(a->lr > 0))
+            return cli_usage_error(a->cmd, "--lr must be positive, not %s",
+                                   arg);
+        a->have_lr = 1;
+        return 0;
+    case OPT_BATCH:
+        a->batch = arg;
+        return 0;
+    case OPT_SAMPLING:
+        if (sgdstab_sampling_parse(arg, &a->sampling))
+            return cli_usage_error(a->cmd, "--sampling: '%s' is not one of "
+                                   "without, with, bernoulli", arg);
+        return 0;
+    case OPT_LOSS:
+        return parse_loss(a, arg);
+    case OPT_HESSIAN:
+        a->hessian = arg;
+        return 0;
+    case OPT_RANK_TOL:
+        if (cli_parse_double(a->cmd, "rank-tol", arg, &a->rank_rtol))
+            return EXIT_USAGE;
+        if (!(a->rank_rtol > 0 && a->rank_rtol < 1))
+            return cli_usage_error(a->cmd, "--rank-tol must lie in (0, 1), "
+                                   "not %s", arg);
+        return 0;
+    case OPT_JSON:
+        a->json = 1;
+        return 0;
+    case OPT_CSV:
+        a->csv = arg;
+        return 0;
+    default:  /* '?' from cli_getopt: already reported */
+        return EXIT_USAGE;
+    }
+}
+
+int cli_require(const cli_args *a, int need_lr, int need_batch)
+{
+    if (!a->file)
+        return cli_usage_error(a->cmd, "missing input FILE");
+    if (need_lr && !a->have_lr)
+        return cli_usage_error(a->cmd, "missing --lr");
+    if (need_batch && !a->batch)
+        return cli_usage_error(a->cmd, "missing --batch");
+    return EXIT_OK;
+}
+
+static int cmp_size(const void *x, const void *y)
+{
+    size_t a = *(const size_t *)x, b = *(const size_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* Sort, drop duplicates; returns the new count. */
+static size_t sort_unique(size_t *v, size_t m)
+{
+    qsort(v, m, sizeof *v, cmp_size);
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++)
+        if (k == 0 || v[i] != v[k - 1])
+            v[k++] = v[i];
+    return k;
+}
+
+/* Append x to the growing array *v; 0 on success. */
+static int push(size_t **v, size_t *m, size_t *cap, size_t x)
+{
+    if (*m == *cap) {
+        size_t *nv = realloc(*v, 2 * *cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap *= 2;
+    }
+    (*v)[(*m)++] = x;
+    return 0;
+}
+
+int cli_parse_batches(const char *cmd, const char *text, size_t n,
+                      size_t **list, size_t *count)
+{
+    *list = NULL;
+    *count = 0;
+    size_t m = 0, cap = 16, a, b, steps = 0;
+    size_t *v = malloc(cap * sizeof *v);
+    char *copy = strdup(text);
+    int status = EXIT_OK;
+    if (!v || !copy) {
+        status = cli_usage_error(cmd, "out of memory");
+        goto done;
+    }
+    if (!strcmp(text, "all")) {
+        a = 1;
+        b = n;
+        goto range;
+    }
+    char *colon = strchr(copy, ':');
+    if (colon) {
+        /* A:B, A:B:log (A, 2A, 4A, ..., B) or A:B:N:log (N log-spaced). */
+        char *f[4] = {copy, NULL, NULL, NULL};
+        int nf = 1;
+        for (char *c = copy; *c && nf <= 4; c++)
+            if (*c == ':') {
+                *c = '\0';
+                if (nf < 4)
+                    f[nf] = c + 1;
+                nf++;
+            }
+        int log_tail = nf >= 3 && !strcmp(f[nf - 1], "log");
+        if (nf > 4 || (nf == 4 && !log_tail) || (nf == 3 && !log_tail) ||
+            cli_parse_size(cmd, "batch", f[0], 1, &a) ||
+            cli_parse_size(cmd, "batch", f[1], 1, &b) ||
+            (nf == 4 && cli_parse_size(cmd, "batch", f[2], 2, &steps))) {
+            status = nf > 4 || (nf >= 3 && !log_tail)
+                ? cli_usage_error(cmd, "--batch: '%s' is not LIST, all, A:B, "
+                                  "A:B:log or A:B:N:log", text)
+                : EXIT_USAGE;
+            goto done;
+        }
+        if (a > b) {
+            status = cli_usage_error(cmd, "--batch: empty range '%s'", text);
+            goto done;
+        }
+        if (nf == 2)
+            goto range;
+        for (size_t i = 0;; i++) {
+            double x = nf == 4 ? (double)a * pow((double)b / (double)a,
+                                                 (double)i / (double)(steps - 1))
+                               : (double)a * pow(2.0, (double)i);
+            size_t bi = x >= (double)b ? b : (size_t)llround(x);
+            if (push(&v, &m, &cap, bi)) {
+                status = cli_usage_error(cmd, "out of memory");
+                goto done;
+            }
+            if (bi == b || (nf == 4 && i + 1 == steps))
+                break;
+        }
+        goto finish;
+    }
+    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+        size_t x;
+        if (cli_parse_size(cmd, "batch", tok, 1, &x)) {
+            status = EXIT_USAGE;
+            goto done;
+        }
+        if (push(&v, &m, &cap, x)) {
+            status = cli_usage_error(cmd, "out of memory");
+            goto done;
+        }
+    }
+    goto finish;
+range:
+    if (b - a >= 1000000) {
+        status = cli_usage_error(cmd, "--batch: '%s' asks for more than a "
+                                 "million batch sizes", text);
+        goto done;
+    }
+    for (size_t x = a; x <= b; x++)
+        if (push(&v, &m, &cap, x)) {
+            status = cli_usage_error(cmd, "out of memory");
+            goto done;
+        }
+finish:
+    if (m == 0) {
+        status = cli_usage_error(cmd, "--batch: no batch sizes in '%s'", text);
+        goto done;
+    }
+    *count = sort_unique(v, m);
+    *list = v;
+    v = NULL;
+done:
+    free(v);
+    free(copy);
+    return status;
+}

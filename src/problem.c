@@ -1,0 +1,285 @@
+#include "sgdstab/problem.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+/* ------------------------------------------------------------ validation */
+
+static const char *nonfinite_word(double v)
+{
+    return isnan(v) ? "nan" : v > 0 ? "inf" : "-inf";
+}
+
+/* First non-finite entry of a, reported with its full index. */
+static int check_finite(const char *label, const char *name,
+                        const sgdstab_array *a, sgdstab_error *err)
+{
+    for (size_t f = 0; f < a->size; f++) {
+        if (isfinite(a->data[f]))
+            continue;
+        size_t idx[SGDSTAB_NPY_MAX_DIMS], rest = f;
+        for (int d = a->ndim - 1; d >= 0; d--) {
+            idx[d] = rest % a->shape[d];
+            rest /= a->shape[d];
+        }
+        char where[80];
+        int len = 0;
+        for (int d = 0; d < a->ndim; d++)
+            len += snprintf(where + len, sizeof where - (size_t)len,
+                            d ? ", %zu" : "%zu", idx[d]);
+        return sgdstab_fail(err, SGDSTAB_EVALUE,
+                            "%s: non-finite value (%s) at %s[%s]", label,
+                            nonfinite_word(a->data[f]), name, where);
+    }
+    return SGDSTAB_OK;
+}
+
+static double symmetry_rtol(const sgdstab_load_options *opt, const char *descr)
+{
+    if (opt && opt->symmetry_rtol > 0)
+        return opt->symmetry_rtol;
+    double floor = 100 * sgdstab_npy_epsilon(descr);
+    return floor > SGDSTAB_SYMMETRY_RTOL ? floor : SGDSTAB_SYMMETRY_RTOL;
+}
+
+/* Check max|H − Hᵀ| ≤ rtol · max|H| and replace H by (H + Hᵀ)/2. */
+static int check_symmetric(const char *label, const char *name, double *H,
+                           size_t p, double rtol, sgdstab_error *err)
+{
+    double hmax = 0, dmax = 0;
+    size_t wi = 0, wj = 0;
+    for (size_t i = 0; i < p; i++)
+        for (size_t j = 0; j < p; j++) {
+            double a = fabs(H[i * p + j]);
+            if (a > hmax)
+                hmax = a;
+            double d = fabs(H[i * p + j] - H[j * p + i]);
+            if (d > dmax) {
+                dmax = d;
+                wi = i;
+                wj = j;
+            }
+        }
+    if (dmax > rtol * hmax)
+        return sgdstab_fail(err, SGDSTAB_EVALUE,
+                            "%s: %s is not symmetric: |%s[%zu, %zu] - %s[%zu, "
+                            "%zu]| = %.3g exceeds %.3g x max|%s| (= %.3g)",
+                            label, name, name, wi, wj, name, wj, wi, dmax,
+                            rtol, name, hmax);
+    for (size_t i = 0; i < p; i++)
+        for (size_t j = i + 1; j < p; j++) {
+            double s = 0.5 * (H[i * p + j] + H[j * p + i]);
+            H[i * p + j] = H[j * p + i] = s;
+        }
+    return SGDSTAB_OK;
+}
+
+/* a must be a finite, symmetric p×p matrix (named `name` in messages). */
+static int check_square_symmetric(const char *label, const char *name,
+                                  sgdstab_array *a, size_t p,
+                                  const sgdstab_load_options *opt,
+                                  sgdstab_error *err)
+{
+    if (a->ndim != 2 || a->shape[0] != p || a->shape[1] != p) {
+        char shape[64];
+        if (a->ndim == 2)
+            snprintf(shape, sizeof shape, "(%zu, %zu)", a->shape[0],
+                     a->shape[1]);
+        else
+            snprintf(shape, sizeof shape, "of %d dimensions", a->ndim);
+        return sgdstab_fail(err, SGDSTAB_ESHAPE,
+                            "%s: %s has shape %s but J has p = %zu columns "
+                            "(need (%zu, %zu))", label, name, shape, p, p, p);
+    }
+    int st = check_finite(label, name, a, err);
+    return st ? st : check_symmetric(label, name, a->data, p,
+                                     symmetry_rtol(opt, a->descr), err);
+}
+
+int sgdstab_problem_from_arrays(const char *label, sgdstab_array *J,
+                                sgdstab_array *H,
+                                const sgdstab_load_options *opt,
+                                sgdstab_problem **out, sgdstab_error *err)
+{
+    *out = NULL;
+    int st = SGDSTAB_OK;
+    sgdstab_problem *prob = NULL;
+
+    if (J->ndim != 2 && J->ndim != 3) {
+        st = sgdstab_fail(err, SGDSTAB_ESHAPE,
+                          "%s: J must have 2 dimensions (n, p) or 3 (n, k, p), "
+                          "not %d", label, J->ndim);
+        goto fail;
+    }
+    size_t n = J->shape[0], k = J->ndim == 3 ? J->shape[1] : 1,
+           p = J->shape[J->ndim - 1];
+    if (n == 0 || k == 0 || p == 0) {
+        st = sgdstab_fail(err, SGDSTAB_ESHAPE,
+                          "%s: J is empty (n = %zu, k = %zu, p = %zu)", label, n,
+                          k, p);
+        goto fail;
+    }
+    if ((st = check_finite(label, "J", J, err)))
+        goto fail;
+    if (H && (st = check_square_symmetric(label, "H", H, p, opt, err)))
+        goto fail;
+
+    prob = calloc(1, sizeof *prob);
+    if (!prob || !(prob->source = strdup(label))) {
+        st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", label);
+        goto fail;
+    }
+    prob->n = n;
+    prob->k = k;
+    prob->p = p;
+    /* C-order (n, k, p) and (n, p) are already the (n·k)×p row layout. */
+    prob->J = J->data;
+    snprintf(prob->J_descr, sizeof prob->J_descr, "%s", J->descr);
+    J->data = NULL;
+    if (H) {
+        prob->H = H->data;
+        snprintf(prob->H_descr, sizeof prob->H_descr, "%s", H->descr);
+        H->data = NULL;
+    }
+    *out = prob;
+fail:
+    if (st)
+        free(prob);
+    sgdstab_array_free(J);
+    sgdstab_array_free(H);
+    return st;
+}
+
+/* ---------------------------------------------------------------- loading */
+
+enum file_kind { KIND_NPY, KIND_NPZ };
+
+static int sniff(const char *path, enum file_kind *kind, sgdstab_error *err)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return sgdstab_fail(err, SGDSTAB_EIO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(f);
+        return sgdstab_fail(err, SGDSTAB_EIO, "%s: not a regular file", path);
+    }
+    unsigned char magic[6];
+    size_t got = fread(magic, 1, sizeof magic, f);
+    int read_failed = ferror(f);
+    fclose(f);
+    if (read_failed)
+        return sgdstab_fail(err, SGDSTAB_EIO, "%s: read error", path);
+    if (got == 0)
+        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: empty file", path);
+    if (got == 6 && !memcmp(magic, "\x93NUMPY", 6))
+        *kind = KIND_NPY;
+    else if (got >= 4 && !memcmp(magic, "PK", 2) &&
+             ((magic[2] == 3 && magic[3] == 4) || (magic[2] == 5 && magic[3] == 6)))
+        *kind = KIND_NPZ;
+    else
+        return sgdstab_fail(err, SGDSTAB_EFORMAT,
+                            "%s: not a .npy or .npz file (unrecognized magic "
+                            "bytes)", path);
+    return SGDSTAB_OK;
+}
+
+int sgdstab_problem_load_with_hessian(const char *path,
+                                      const char *hessian_path,
+                                      const sgdstab_load_options *opt,
+                                      sgdstab_problem **out,
+                                      sgdstab_error *err)
+{
+    *out = NULL;
+    enum file_kind kind;
+    int st = sniff(path, &kind, err);
+    if (st)
+        return st;
+    sgdstab_array J, H;
+    memset(&H, 0, sizeof H);
+    int have_H = 0;
+    if (kind == KIND_NPY) {
+        if ((st = sgdstab_npy_read(path, &J, err)))
+            return st;
+    } else {
+        sgdstab_npz *z = sgdstab_npz_open(path, err);
+        if (!z)
+            return err ? err->status : SGDSTAB_EFORMAT;
+        st = sgdstab_npz_read(z, "J", &J, err);
+        have_H = st == SGDSTAB_OK && sgdstab_npz_has(z, "H");
+        if (have_H && hessian_path) {
+            st = sgdstab_fail(err, SGDSTAB_EINVAL, "%s: holds an H already; "
+                              "a separate Hessian file %s is ambiguous", path,
+                              hessian_path);
+            sgdstab_array_free(&J);
+        } else if (have_H && (st = sgdstab_npz_read(z, "H", &H, err))) {
+            sgdstab_array_free(&J);
+        }
+        sgdstab_npz_close(z);
+        if (st)
+            return st;
+    }
+    if (hessian_path) {
+        if ((st = sniff(hessian_path, &kind, err)) ||
+            (kind != KIND_NPY &&
+             (st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: the Hessian must be "
+                                "a .npy file", hessian_path))) ||
+            (st = sgdstab_npy_read(hessian_path, &H, err))) {
+            sgdstab_array_free(&J);
+            return st;
+        }
+        have_H = 1;
+    }
+    if (!hessian_path)
+        return sgdstab_problem_from_arrays(path, &J, have_H ? &H : NULL, opt,
+                                           out, err);
+    /* Messages about H then name both files. */
+    size_t len = strlen(path) + strlen(hessian_path) + sizeof " (H from )";
+    char *label = malloc(len);
+    if (!label) {
+        sgdstab_array_free(&J);
+        sgdstab_array_free(&H);
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", path);
+    }
+    snprintf(label, len, "%s (H from %s)", path, hessian_path);
+    st = sgdstab_problem_from_arrays(label, &J, &H, opt, out, err);
+    free(label);
+    return st;
+}
+
+int sgdstab_problem_load(const char *path, const sgdstab_load_options *opt,
+                         sgdstab_problem **out, sgdstab_error *err)
+{
+    return sgdstab_problem_load_with_hessian(path, NULL, opt, out, err);
+}
+
+int sgdstab_load_symmetric(const char *path, const char *name, size_t p,
+                           const sgdstab_load_options *opt, double **out,
+                           sgdstab_error *err)
+{
+    *out = NULL;
+    sgdstab_array a;
+    int st = sgdstab_npy_read(path, &a, err);
+    if (st)
+        return st;
+    if ((st = check_square_symmetric(path, name, &a, p, opt, err))) {
+        sgdstab_array_free(&a);
+        return st;
+    }
+    *out = a.data;
+    return SGDSTAB_OK;
+}
+
+void sgdstab_problem_free(sgdstab_problem *prob)
+{
+    if (!prob)
+        return;
+    free(prob->J);
+    free(prob->H);
+    free(prob->source);
+    free(prob);
+}

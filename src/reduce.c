@@ -1,0 +1,311 @@
+#include "sgdstab/reduce.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+double sgdstab_default_rank_rtol(const sgdstab_problem *prob)
+{
+    size_t rows = prob->n * prob->k;
+    double dim = (double)(rows > prob->p ? rows : prob->p);
+    return dim * sgdstab_npy_epsilon(prob->J_descr);
+}
+
+void sgdstab_reduced_free(sgdstab_reduced *red)
+{
+    if (!red)
+        return;
+    free(red->sigma);
+    free(red->phi);
+    free(red->lambda);
+    free(red->G);
+    free(red->basis);
+    free(red);
+}
+
+/* Thin SVD of J without a transposed copy: the row-major (n·k)×p buffer is
+ * the column-major p×(n·k) matrix A = Jᵀ = U' diag(σ) V'ᵀ, so J's left
+ * singular vectors are the rows of V'ᵀ.  With jobz = 'O', dgesdd returns V'ᵀ
+ * in vt when p ≥ n·k, and overwrites A with it when p < n·k; in both cases
+ * the buffer, read row-major with row length nsv, holds U_J(i, j).
+ * On success *u_rows points into either *work or *vt (caller frees both). */
+static int thin_svd(const sgdstab_problem *prob, double *sigma, double **work,
+                    double **vt, const double **u_rows, sgdstab_error *err)
+{
+    size_t rows = prob->n * prob->k, p = prob->p;
+    size_t nsv = rows < p ? rows : p;
+    *work = malloc(rows * p * sizeof **work);
+    /* The factor dgesdd does not overwrite A with: V'ᵀ (rows×rows) when
+     * p ≥ rows, U' (p×p) otherwise. */
+    *vt = malloc(nsv * nsv * sizeof **vt);
+    if (!*work || !*vt)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM,
+                            "%s: out of memory for the SVD of a %zu x %zu "
+                            "Jacobian", prob->source, rows, p);
+    memcpy(*work, prob->J, rows * p * sizeof **work);
+    lapack_int M = (lapack_int)p, N = (lapack_int)rows;
+    lapack_int info;
+    if (p >= rows)
+        info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'O', M, N, *work, M, sigma,
+                              NULL, 1, *vt, N);
+    else
+        info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'O', M, N, *work, M, sigma,
+                              *vt, M, NULL, 1);
+    if (info != 0)
+        return sgdstab_fail(err, info < 0 ? SGDSTAB_ENOMEM : SGDSTAB_ENUMERIC,
+                            "%s: SVD of J failed (LAPACK dgesdd info = %d)",
+                            prob->source, (int)info);
+    *u_rows = p >= rows ? *vt : *work;
+    return SGDSTAB_OK;
+}
+
+/* Rank of J and the reduced basis V_r (H = G case): Φ = U_r diag(σ_r). */
+static int reduce_gauss_newton(sgdstab_reduced *red, const double *u,
+                               sgdstab_error *err, const char *label)
+{
+    size_t rows = red->n * red->k, r = red->rank_J;
+    red->r = r;
+    red->phi = malloc((r ? rows * r : 1) * sizeof *red->phi);
+    red->lambda = malloc((r ? r : 1) * sizeof *red->lambda);
+    if (!red->phi || !red->lambda)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", label);
+    for (size_t j = 0; j < r; j++)
+        red->lambda[j] = red->sigma[j] * red->sigma[j] / (double)red->n;
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < r; j++)
+            red->phi[i * r + j] = u[i * red->nsv + j] * red->sigma[j];
+    red->hessian_min = r ? red->lambda[r - 1] : 0.0;
+    return SGDSTAB_OK;
+}
+
+/* Supplied H: basis = eigenvectors of H with non-zero eigenvalue, plus the
+ * part of null(H) that J moves; Φ = J·basis, G = ΦᵀΦ/n. */
+static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob,
+                               sgdstab_error *err)
+{
+    size_t p = prob->p, rows = prob->n * prob->k;
+    double *evec = malloc(p * p * sizeof *evec);
+    double *mu = malloc(p * sizeof *mu);
+    double *basis = malloc(p * p * sizeof *basis);
+    double *h = malloc(p * sizeof *h);
+    double *jn = NULL, *sv = NULL, *vt = NULL;
+    int st = SGDSTAB_OK;
+    if (!evec || !mu || !basis || !h) {
+        st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
+                          prob->source);
+        goto done;
+    }
+    memcpy(evec, prob->H, p * p * sizeof *evec);
+    /* Eigenvalues in ascending order, eigenvectors in the columns. */
+    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)p,
+                                     evec, (lapack_int)p, mu);
+    if (info != 0) {
+        st = sgdstab_fail(err, SGDSTAB_ENUMERIC,
+                          "%s: eigendecomposition of H failed (LAPACK dsyevd "
+                          "info = %d)", prob->source, (int)info);
+        goto done;
+    }
+    double mumax = fmax(fabs(mu[0]), fabs(mu[p - 1]));
+    double tol_H = (double)p * sgdstab_npy_epsilon(prob->H_descr) * mumax;
+    /* Non-null eigenvectors, descending eigenvalue. */
+    size_t r = 0, m0 = 0;
+    for (size_t c = p; c-- > 0;)
+        if (fabs(mu[c]) > tol_H) {
+            for (size_t i = 0; i < p; i++)
+                basis[i * p + r] = evec[i * p + c];
+            h[r++] = mu[c];
+        }
+    /* Null eigenvectors of H, gathered in the columns of evec's tail. */
+    for (size_t c = 0; c < p; c++)
+        if (fabs(mu[c]) <= tol_H) {
+            for (size_t i = 0; i < p; i++)
+                evec[i * p + m0] = evec[i * p + c];
+            m0++;
+        }
+    if (m0 > 0) {
+        /* jn = J U0 ((n·k)×m0); its right singular vectors with σ above the
+         * rank threshold of J span the null(H) directions that J moves. */
+        jn = malloc(rows * m0 * sizeof *jn);
+        size_t ns = rows < m0 ? rows : m0;
+        sv = malloc((ns + 1) * sizeof *sv);
+        double *superb = malloc((ns + 1) * sizeof *superb);
+        vt = malloc(m0 * m0 * sizeof *vt);
+        if (!jn || !sv || !vt || !superb) {
+            free(superb);
+            st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
+                              prob->source);
+            goto done;
+        }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows,
+                    (int)m0, (int)p, 1.0, prob->J, (int)p, evec, (int)p, 0.0,
+                    jn, (int)m0);
+        info = LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'N', 'A', (lapack_int)rows,
+                              (lapack_int)m0, jn, (lapack_int)m0, sv, NULL, 1,
+                              vt, (lapack_int)m0, superb);
+        free(superb);
+        if (info != 0) {
+            st = sgdstab_fail(err, SGDSTAB_ENUMERIC,
+                              "%s: SVD failed (LAPACK dgesvd info = %d)",
+                              prob->source, (int)info);
+            goto done;
+        }
+        for (size_t c = 0; c < ns && sv[c] > red->rank_tol; c++) {
+            /* basis column r = U0 · (row c of Vᵀ) */
+            for (size_t i = 0; i < p; i++) {
+                double s = 0;
+                for (size_t j = 0; j < m0; j++)
+                    s += evec[i * p + j] * vt[c * m0 + j];
+                basis[i * p + r] = s;
+            }
+            h[r++] = 0.0;
+        }
+    }
+    red->r = r;
+    red->phi = malloc((r ? rows * r : 1) * sizeof *red->phi);
+    red->lambda = malloc((r ? r : 1) * sizeof *red->lambda);
+    red->G = malloc((r ? r * r : 1) * sizeof *red->G);
+    if (!red->phi || !red->lambda || !red->G) {
+        st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
+                          prob->source);
+        goto done;
+    }
+    memcpy(red->lambda, h, (r ? r : 1) * sizeof *h);
+    if (r) {
+        /* Φ = J · basis[:, :r] */
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows,
+                    (int)r, (int)p, 1.0, prob->J, (int)p, basis, (int)p, 0.0,
+                    red->phi, (int)r);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)r, (int)rows,
+                    1.0 / (double)prob->n, red->phi, (int)r, 0.0, red->G,
+                    (int)r);
+        for (size_t i = 0; i < r; i++)
+            for (size_t j = 0; j < i; j++)
+                red->G[i * r + j] = red->G[j * r + i];
+        /* Keep the basis (compacted to p×r) for projections. */
+        for (size_t i = 0; i < p; i++)
+            memmove(basis + i * r, basis + i * p, r * sizeof *basis);
+        red->basis = basis;
+        basis = NULL;
+    }
+    red->hessian_min = r ? h[0] : 0.0;
+    for (size_t j = 0; j < r; j++)
+        if (h[j] < red->hessian_min)
+            red->hessian_min = h[j];
+done:
+    free(evec);
+    free(mu);
+    free(basis);
+    free(h);
+    free(jn);
+    free(sv);
+    free(vt);
+    return st;
+}
+
+int sgdstab_reduce(const sgdstab_problem *prob, double rank_rtol,
+                   sgdstab_reduced **out, sgdstab_error *err)
+{
+    *out = NULL;
+    size_t rows = prob->n * prob->k;
+    size_t nsv = rows < prob->p ? rows : prob->p;
+    sgdstab_reduced *red = calloc(1, sizeof *red);
+    double *work = NULL, *vt = NULL;
+    const double *u = NULL;
+    int st = SGDSTAB_OK;
+    if (!red || !(red->sigma = malloc(nsv * sizeof *red->sigma))) {
+        st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
+                          prob->source);
+        goto done;
+    }
+    red->n = prob->n;
+    red->k = prob->k;
+    red->p = prob->p;
+    red->nsv = nsv;
+    if ((st = thin_svd(prob, red->sigma, &work, &vt, &u, err)))
+        goto done;
+
+    red->rank_rtol = rank_rtol > 0 ? rank_rtol : sgdstab_default_rank_rtol(prob);
+    red->rank_tol = red->rank_rtol * red->sigma[0];
+    size_t rank = 0;
+    while (rank < nsv && red->sigma[rank] > red->rank_tol)
+        rank++;
+    red->rank_J = rank;
+    for (size_t j = 0; j < nsv; j++)
+        red->trace_G += red->sigma[j] * red->sigma[j];
+    red->trace_G /= (double)prob->n;
+
+    st = prob->H ? reduce_with_hessian(red, prob, err)
+                 : reduce_gauss_newton(red, u, err, prob->source);
+done:
+    free(work);
+    free(vt);
+    if (st) {
+        sgdstab_reduced_free(red);
+        return st;
+    }
+    *out = red;
+    return SGDSTAB_OK;
+}
+
+int sgdstab_reduce_project(const sgdstab_reduced *red,
+                           const sgdstab_problem *prob, const double *S,
+                           double *Z, double *null_trace, sgdstab_error *err)
+{
+    size_t p = red->p, r = red->r, rows = red->n * red->k;
+    double trace_S = 0, trace_Z = 0;
+    for (size_t i = 0; i < p; i++)
+        trace_S += S[i * p + i];
+    if (r == 0) {
+        *null_trace = trace_S;
+        return SGDSTAB_OK;
+    }
+    int st = SGDSTAB_OK;
+    double *A = NULL, *B = NULL;
+    if (red->basis) {
+        /* Z = Qᵀ S Q */
+        A = malloc(p * r * sizeof *A);
+        if (!A)
+            goto oom;
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p, (int)r,
+                    (int)p, 1.0, S, (int)p, red->basis, (int)r, 0.0, A, (int)r);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)r,
+                    (int)p, 1.0, red->basis, (int)r, A, (int)r, 0.0, Z, (int)r);
+    } else {
+        /* Q = V_r = Jᵀ Φ Σ_r^{-2}:  Z = Σ^{-2} Φᵀ (J S Jᵀ) Φ Σ^{-2}. */
+        A = malloc((rows * p > rows * rows ? rows * p : rows * rows) * sizeof *A);
+        B = malloc((rows * p > rows * r ? rows * p : rows * r) * sizeof *B);
+        if (!A || !B)
+            goto oom;
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows,
+                    (int)p, (int)p, 1.0, prob->J, (int)p, S, (int)p, 0.0, B,
+                    (int)p);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows,
+                    (int)rows, (int)p, 1.0, B, (int)p, prob->J, (int)p, 0.0, A,
+                    (int)rows);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows,
+                    (int)r, (int)rows, 1.0, A, (int)rows, red->phi, (int)r, 0.0,
+                    B, (int)r);
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)r,
+                    (int)rows, 1.0, red->phi, (int)r, B, (int)r, 0.0, Z, (int)r);
+        for (size_t j = 0; j < r; j++)
+            for (size_t l = 0; l < r; l++)
+                Z[j * r + l] /= red->sigma[j] * red->sigma[j] *
+                                red->sigma[l] * red->sigma[l];
+    }
+    for (size_t j = 0; j < r; j++)
+        for (size_t l = j + 1; l < r; l++)
+            Z[j * r + l] = Z[l * r + j] = 0.5 * (Z[j * r + l] + Z[l * r + j]);
+    for (size_t j = 0; j < r; j++)
+        trace_Z += Z[j * r + j];
+    *null_trace = trace_S - trace_Z;
+    goto done;
+oom:
+    st = sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory projecting the "
+                      "initial second moment");
+done:
+    free(A);
+    free(B);
+    return st;
+}

@@ -1,0 +1,393 @@
+#include "sgdstab/stability.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The operators solved here are members of two families (eig.h), each in two
+ * variants by the noise operator 𝒩 (moments.h): with GZG subtracted
+ * (`without`, `with`) or not (`bernoulli`).  In packed coordinates, with
+ * s_α = h_j + h_l and q_α = h_j·h_l for α = (j, l):
+ *   𝒯 = diag(1 − η s + η² q) + η² b · 𝒩                 (γ = (1, −η, η²))
+ *   K = 𝒜₁^{-1/2}𝒜₂𝒜₁^{-1/2} = diag(q / s) + b · D𝒩D,   D = diag(s^{-1/2}) */
+enum { FAMILY_STEP = 0, FAMILY_CRITICAL = 1 };
+
+typedef struct {
+    sgdstab_stability *s;
+    int subtract_gzg;
+    int scaled;         /* apply D on both sides (the K family) */
+    sgdstab_family *family;
+} family_slot;
+
+struct sgdstab_stability {
+    const sgdstab_reduced *red;
+    double c;                 /* loss scale */
+    sgdstab_moments *m;
+    size_t r, dim;
+    double *Z, *out;          /* r×r work matrices for the callbacks */
+    double *ones, *sum, *prod, *ratio, *dscale;  /* packed diagonals */
+    double *identity;         /* packed I/√r: the positive definite start */
+    const double *diags[2][3];  /* [FAMILY_*]: the fixed diagonals d_c */
+    size_t ndiag[2];
+    family_slot slot[2][2];   /* [FAMILY_*][subtract_gzg] */
+    sgdstab_eig_options eig;
+    double a, b;              /* coefficients of the last batch size */
+    /* The member being solved, for the ARPACK cross-check. */
+    family_slot *member_slot;
+    const double *member_gamma;
+    int member_kind;
+    double member_beta;
+    double *member_work;      /* dim */
+};
+
+void sgdstab_stability_free(sgdstab_stability *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 2; j++)
+            sgdstab_family_free(s->slot[i][j].family);
+    sgdstab_moments_free(s->m);
+    free(s->Z);
+    free(s->out);
+    free(s->ones);
+    free(s->sum);
+    free(s->prod);
+    free(s->ratio);
+    free(s->dscale);
+    free(s->identity);
+    free(s->member_work);
+    free(s);
+}
+
+sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
+                                           double loss_scale,
+                                           sgdstab_error *err)
+{
+    if (!(loss_scale > 0) || !isfinite(loss_scale)) {
+        sgdstab_fail(err, SGDSTAB_EINVAL, "loss scale must be a positive "
+                     "number, not %g", loss_scale);
+        return NULL;
+    }
+    if (red->r == 0) {
+        sgdstab_fail(err, SGDSTAB_EVALUE, "J is zero and H is absent or zero: "
+                     "no direction ever moves, there is nothing to analyze");
+        return NULL;
+    }
+    sgdstab_stability *s = calloc(1, sizeof *s);
+    if (!s)
+        goto oom;
+    s->red = red;
+    s->c = loss_scale;
+    s->r = red->r;
+    s->dim = sgdstab_sym_dim(red->r);
+    size_t rr = red->r * red->r, dim = s->dim;
+    if (!(s->m = sgdstab_moments_alloc(red, err)))
+        goto fail;
+    s->Z = malloc(rr * sizeof *s->Z);
+    s->out = malloc(rr * sizeof *s->out);
+    s->ones = malloc(dim * sizeof *s->ones);
+    s->sum = malloc(dim * sizeof *s->sum);
+    s->prod = malloc(dim * sizeof *s->prod);
+    s->ratio = malloc(dim * sizeof *s->ratio);
+    s->dscale = malloc(dim * sizeof *s->dscale);
+    s->identity = calloc(dim, sizeof *s->identity);
+    s->member_work = malloc(dim * sizeof *s->member_work);
+    if (!s->Z || !s->out || !s->ones || !s->sum || !s->prod || !s->ratio ||
+        !s->dscale || !s->identity || !s->member_work)
+        goto oom;
+    const double *h = red->lambda;
+    for (size_t j = 0, a = 0; j < s->r; j++)
+        for (size_t l = j; l < s->r; l++, a++) {
+            s->ones[a] = 1;
+            s->sum[a] = h[j] + h[l];
+            s->prod[a] = h[j] * h[l];
+            s->ratio[a] = s->sum[a] > 0 ? s->prod[a] / s->sum[a] : 0.0;
+            s->dscale[a] = s->sum[a] > 0 ? 1 / sqrt(s->sum[a]) : 0.0;
+            if (j == l)
+                s->identity[a] = 1 / sqrt((double)s->r);
+        }
+    for (int f = 0; f < 2; f++)
+        for (int g = 0; g < 2; g++)
+            s->slot[f][g] = (family_slot){s, g, f == FAMILY_CRITICAL, NULL};
+    s->diags[FAMILY_STEP][0] = s->ones;
+    s->diags[FAMILY_STEP][1] = s->sum;
+    s->diags[FAMILY_STEP][2] = s->prod;
+    s->ndiag[FAMILY_STEP] = 3;
+    s->diags[FAMILY_CRITICAL][0] = s->ratio;
+    s->ndiag[FAMILY_CRITICAL] = 1;
+    return s;
+oom:
+    sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory for the stability "
+                 "workspace (r = %zu)", red->r);
+fail:
+    sgdstab_stability_free(s);
+    return NULL;
+}
+
+void sgdstab_stability_set_eig(sgdstab_stability *s,
+                               const sgdstab_eig_options *opt)
+{
+    if (opt)
+        s->eig = *opt;
+    else
+        memset(&s->eig, 0, sizeof s->eig);
+}
+
+/* y = 𝒩(x), or D𝒩(Dx) for the K family, on packed symmetric matrices. */
+static void matvec_noise(void *ctx, const double *x, double *y)
+{
+    family_slot *slot = ctx;
+    sgdstab_stability *s = slot->s;
+    const double *in = x;
+    if (slot->scaled) {
+        for (size_t a = 0; a < s->dim; a++)
+            y[a] = s->dscale[a] * x[a];
+        in = y;
+    }
+    sgdstab_sym_unpack(s->r, in, s->Z);
+    sgdstab_moments_noise(s->m, slot->subtract_gzg, s->Z, s->out);
+    sgdstab_sym_pack(s->r, s->out, y);
+    if (slot->scaled)
+        for (size_t a = 0; a < s->dim; a++)
+            y[a] *= s->dscale[a];
+}
+
+/* Add the packed unit matrix E_jj = e_j e_jᵀ to the basis of f. */
+static int add_unit(sgdstab_stability *s, sgdstab_family *f, size_t j,
+                    sgdstab_error *err)
+{
+    double *x = s->out;  /* r² ≥ dim doubles, free between applications */
+    memset(x, 0, s->dim * sizeof *x);
+    x[j * s->r - j * (j - 1) / 2] = 1;  /* packed index of (j, j) */
+    return sgdstab_family_add(f, x, err);
+}
+
+/* The family for this kind and sampling, created on first use.  Its basis
+ * starts with I/√r: the top eigenmatrix is PSD (DESIGN §2.1), so it is not
+ * orthogonal to a positive definite start.  E_11 (the sharpest direction)
+ * joins it: as b → 0 the top eigenvector of K tends to E_11, and for 𝒯 at
+ * η > 2/λmax it is close to E_11; E_rr (the flattest) completes 𝒯's start,
+ * whose slowest mode at small η lives there. */
+static sgdstab_family *family(sgdstab_stability *s, int kind,
+                              sgdstab_sampling sampling, sgdstab_error *err)
+{
+    family_slot *slot = &s->slot[kind][sampling != SGDSTAB_SAMPLING_BERNOULLI];
+    if (slot->family)
+        return slot->family;
+    sgdstab_family *f = sgdstab_family_alloc(s->dim, s->ndiag[kind],
+                                             s->diags[kind], matvec_noise,
+                                             slot, s->eig.ncv, err);
+    if (!f || sgdstab_family_add(f, s->identity, err) ||
+        add_unit(s, f, 0, err) ||
+        (kind == FAMILY_STEP && add_unit(s, f, s->r - 1, err))) {
+        sgdstab_family_free(f);
+        return NULL;
+    }
+    return slot->family = f;
+}
+
+/* y = (Σ γ_c d_c)∘x + β·N x: the whole member, for ARPACK. */
+static void matvec_member(void *ctx, const double *x, double *y)
+{
+    sgdstab_stability *s = ctx;
+    matvec_noise(s->member_slot, x, y);
+    for (size_t a = 0; a < s->dim; a++) {
+        double e = 0;
+        for (size_t c = 0; c < s->ndiag[s->member_kind]; c++)
+            e += s->member_gamma[c] * s->diags[s->member_kind][c][a];
+        y[a] = s->member_beta * y[a] + e * x[a];
+    }
+}
+
+/* Largest eigenvalue of the member (γ, β) of family `kind`: on the shared
+ * basis, or from scratch with ARPACK when asked to cross-check. */
+static int solve_member(sgdstab_stability *s, int kind,
+                        sgdstab_sampling sampling, const double *gamma,
+                        double beta, sgdstab_eig_result *res,
+                        sgdstab_error *err)
+{
+    if (!s->eig.arpack) {
+        sgdstab_family *f = family(s, kind, sampling, err);
+        if (!f)
+            return err ? err->status : SGDSTAB_ENOMEM;
+        return sgdstab_family_solve(f, gamma, beta, &s->eig, res, NULL, err);
+    }
+    s->member_slot = &s->slot[kind][sampling != SGDSTAB_SAMPLING_BERNOULLI];
+    s->member_gamma = gamma;
+    s->member_kind = kind;
+    s->member_beta = beta;
+    sgdstab_eig_options opt = s->eig;
+    opt.start = s->identity;
+    return sgdstab_eig_max(s->dim, matvec_member, s, &opt, res, NULL, err);
+}
+
+/* ------------------------------------------------------------------- API */
+
+int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
+                            sgdstab_sampling sampling, size_t batch,
+                            sgdstab_radius *out, sgdstab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    int st = sgdstab_batch_coefficients(sampling, s->red->n, batch, &s->a,
+                                        &s->b, err);
+    if (st)
+        return st;
+    double eta = s->c * lr;
+    double gamma[3] = {1, -eta, eta * eta};
+    sgdstab_eig_result res;
+    if ((st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b,
+                           &res, err)))
+        return st;
+    out->rho = res.value;
+    out->residual = res.residual;
+    out->error_estimate = res.error_estimate;
+    out->matvecs = res.matvecs;
+    out->converged = res.converged;
+    return SGDSTAB_OK;
+}
+
+static double hessian_max(const sgdstab_reduced *red)
+{
+    double hmax = red->r < red->p ? 0.0 : -INFINITY;
+    for (size_t j = 0; j < red->r; j++)
+        hmax = fmax(hmax, red->lambda[j]);
+    return hmax;
+}
+
+double sgdstab_stability_loss_scale(const sgdstab_stability *s)
+{
+    return s->c;
+}
+
+double sgdstab_lr_mean_limit(const sgdstab_stability *s)
+{
+    double hmax = s->c * hessian_max(s->red);
+    return hmax > 0 ? 2 / hmax : INFINITY;
+}
+
+int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
+                        size_t batch, sgdstab_critical *out,
+                        sgdstab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    out->batch = batch;
+    int st = sgdstab_batch_coefficients(sampling, s->red->n, batch, &s->a,
+                                        &s->b, err);
+    if (st)
+        return st;
+    out->converged = 1;
+    if (s->red->hessian_min < 0) {
+        out->kind = SGDSTAB_NOT_A_MINIMUM;
+        return SGDSTAB_OK;
+    }
+    if (s->red->hessian_min == 0) {
+        /* 𝒜₁ is singular: with b = 0 plain GD, η* = 2/λmax(H); with batch
+         * noise the undamped directions make every η > 0 unstable. */
+        if (s->b == 0)
+            out->lr_critical = sgdstab_lr_mean_limit(s);
+        else
+            out->kind = SGDSTAB_DEGENERATE;
+        return SGDSTAB_OK;
+    }
+    double gamma[1] = {1};
+    sgdstab_eig_result res;
+    if ((st = solve_member(s, FAMILY_CRITICAL, sampling, gamma, s->b, &res,
+                           err)))
+        return st;
+    /* λmax(K) ≥ ⟨E_11, K E_11⟩ = h_1/2 > 0, so η* is finite. */
+    out->lr_critical = 1 / (s->c * res.value);
+    out->rel_accuracy = res.error_estimate / res.value;
+    out->rel_residual = res.residual / res.value;
+    out->matvecs = res.matvecs;
+    out->converged = res.converged;
+    return SGDSTAB_OK;
+}
+
+/* Visit positions lo..hi of a sorted list ends first, then by bisection, so
+ * that the shared eigensolver basis holds eigenvectors from both sides of
+ * every later batch size: the top eigenvector depends smoothly on b, and
+ * Rayleigh–Ritz on eigenvectors around b is then nearly exact. */
+static void bisection_order(size_t m, size_t *order)
+{
+    size_t k = 0, *lo = malloc((4 * m + 4) * sizeof *lo), top = 0;
+    if (m == 0)
+        goto done;
+    order[k++] = 0;
+    if (m > 1)
+        order[k++] = m - 1;
+    if (lo) {
+        lo[top++] = 0;
+        lo[top++] = m - 1;
+        /* Breadth-first over intervals (a FIFO in lo[]). */
+        for (size_t head = 0; head < top; head += 2) {
+            size_t a = lo[head], b = lo[head + 1];
+            if (b - a < 2)
+                continue;
+            size_t mid = a + (b - a) / 2;
+            order[k++] = mid;
+            lo[top++] = a;
+            lo[top++] = mid;
+            lo[top++] = mid;
+            lo[top++] = b;
+        }
+    }
+done:
+    free(lo);
+    if (k < m)  /* allocation failed: plain order */
+        for (k = 0; k < m; k++)
+            order[k] = k;
+}
+
+int sgdstab_critical_curve(sgdstab_stability *s, sgdstab_sampling sampling,
+                           const size_t *batches, size_t m,
+                           sgdstab_critical *out, sgdstab_error *err)
+{
+    size_t *order = malloc((m ? m : 1) * sizeof *order);
+    if (!order)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
+    bisection_order(m, order);
+    int st = SGDSTAB_OK;
+    for (size_t i = 0; i < m && !st; i++)
+        st = sgdstab_critical_lr(s, sampling, batches[order[i]],
+                                 &out[order[i]], err);
+    free(order);
+    return st;
+}
+
+int sgdstab_analyze(sgdstab_stability *s, double lr, sgdstab_sampling sampling,
+                    size_t batch, sgdstab_analysis *out, sgdstab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!(lr > 0) || !isfinite(lr))
+        return sgdstab_fail(err, SGDSTAB_EINVAL,
+                            "learning rate must be a positive number, not %g",
+                            lr);
+    out->lr = lr;
+    out->loss_scale = s->c;
+    out->batch = batch;
+    out->sampling = sampling;
+    int st = sgdstab_critical_lr(s, sampling, batch, &out->critical, err);
+    if (st || (st = sgdstab_spectral_radius(s, lr, sampling, batch,
+                                            &out->radius, err)))
+        return st;
+    out->a = s->a;
+    out->b = s->b;
+    out->stable = out->critical.kind == SGDSTAB_MINIMUM_OK &&
+                  lr <= out->critical.lr_critical;
+    double lrho = log(out->radius.rho);
+    out->escape_rate_per_step = lrho;
+    out->escape_rate_per_epoch = (double)s->red->n / (double)batch * lrho;
+    out->rms_efold_steps = lrho != 0 ? 2 / fabs(lrho) : INFINITY;
+    out->lr_critical_mean = sgdstab_lr_mean_limit(s);
+    double sq = 0, tr = 0;
+    for (size_t j = 0; j < s->r; j++) {
+        sq += s->red->lambda[j] * s->red->lambda[j];
+        tr += s->red->lambda[j];
+    }
+    out->sharpness = s->c * hessian_max(s->red);
+    out->hessian_frobenius = s->c * sqrt(sq);
+    out->hessian_trace = s->c * tr;
+    return SGDSTAB_OK;
+}

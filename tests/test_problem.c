@@ -1,0 +1,869 @@
+/* Tests of problem loading/validation (problem.h) and of the reduced
+ * coordinates (reduce.h).
+ *
+ * Expected values: NumPy (fixture manifest: J itself, its singular values,
+ * ranks, lambda_max(G), tr G) and closed forms computed here (rank-one
+ * J = u vᵀ has σ = ‖u‖‖v‖; a scaled permutation has its entries as singular
+ * values).  Products ΦΦᵀ, JJᵀ and ΦᵀΦ are formed with CBLAS. */
+#include "testutil.h"
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <float.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+
+/* ------------------------------------------------------------ helpers */
+
+/* A heap array for sgdstab_problem_from_arrays (which takes ownership). */
+static sgdstab_array mk(int nd, size_t s0, size_t s1, size_t s2,
+                        const char *descr, const double *vals)
+{
+    sgdstab_array a;
+    memset(&a, 0, sizeof a);
+    a.ndim = nd;
+    a.shape[0] = s0;
+    a.shape[1] = nd >= 2 ? s1 : 1;
+    a.shape[2] = nd >= 3 ? s2 : 1;
+    a.size = a.shape[0] * a.shape[1] * a.shape[2];
+    snprintf(a.descr, sizeof a.descr, "%s", descr);
+    if (a.size) {
+        a.data = malloc(a.size * sizeof *a.data);
+        assert_non_null(a.data);
+        if (vals)
+            memcpy(a.data, vals, a.size * sizeof *a.data);
+        else
+            for (size_t f = 0; f < a.size; f++)
+                a.data[f] = tu_formula(f);
+    }
+    return a;
+}
+
+static double *json_doubles(const cJSON *arr, size_t *n)
+{
+    assert_true(cJSON_IsArray(arr));
+    size_t len = (size_t)cJSON_GetArraySize(arr);
+    double *v = malloc((len ? len : 1) * sizeof *v);
+    assert_non_null(v);
+    size_t i = 0;
+    const cJSON *x;
+    cJSON_ArrayForEach(x, arr) {
+        assert_true(cJSON_IsNumber(x));
+        v[i++] = x->valuedouble;
+    }
+    *n = len;
+    return v;
+}
+
+static int all_finite(const double *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
+}
+
+/* H exactly symmetric, as problem.h promises after validation. */
+static void check_exactly_symmetric(const double *H, size_t p)
+{
+    for (size_t i = 0; i < p; i++)
+        for (size_t j = 0; j < i; j++)
+            if (H[i * p + j] != H[j * p + i])
+                fail_msg("H[%zu][%zu] = %.17g but H[%zu][%zu] = %.17g", i, j,
+                         H[i * p + j], j, i, H[j * p + i]);
+}
+
+/* What a reduction must hold, from an independent source. */
+typedef struct {
+    size_t n, k, p;
+    const double *J;       /* m×p, m = n·k, row-major (not the problem's) */
+    const double *sigma;   /* min(m, p) singular values of J */
+    size_t rank;           /* numerical rank of J */
+    double trace_G;
+    int has_H;
+    size_t dim;            /* dimension r of the reduced space */
+    const double *lambda;  /* r expected diagonal entries (NULL: σ²/n) */
+    double hessian_min;
+} expect_t;
+
+/* Checks of a reduction:
+ *  - sigma, rank_J, rank_tol = rank_rtol·σ_max, trace_G, r, lambda,
+ *    hessian_min;
+ *  - Φ Φᵀ = J Jᵀ up to what the reduced space leaves out (the discarded
+ *    singular values; with H, directions J moves by less than rank_tol);
+ *  - without H: Φᵀ Φ / n = diag(λ) and G == NULL;
+ *  - with H: G = Φᵀ Φ / n, symmetric, tr G = tr(JᵀJ)/n, and the
+ *    eigenvalues of G (LAPACK here) are σ_j²/n then zeros. */
+static void check_reduction(const sgdstab_reduced *red, const expect_t *x,
+                            const char *what)
+{
+    size_t n = x->n, k = x->k, p = x->p, m = n * k, nsv = m < p ? m : p;
+    const double *sigma = x->sigma;
+    assert_int_equal(red->n, n);
+    assert_int_equal(red->k, k);
+    assert_int_equal(red->p, p);
+    assert_int_equal(red->nsv, nsv);
+    if (red->rank_J != x->rank)
+        fail_msg("%s: rank_J %zu, expected %zu (tol %.3g)", what, red->rank_J,
+                 x->rank, red->rank_tol);
+    assert_non_null(red->sigma);
+    double smax = sigma[0];
+    char lbl[256];
+    for (size_t j = 0; j < nsv; j++) {
+        snprintf(lbl, sizeof lbl, "%s: sigma[%zu]", what, j);
+        tu_assert_close(red->sigma[j], sigma[j], 1e-12 * smax + 1e-300, lbl);
+        if (j && red->sigma[j] > red->sigma[j - 1])
+            fail_msg("%s: singular values not descending at %zu", what, j);
+        assert_true(red->sigma[j] >= 0);
+    }
+    snprintf(lbl, sizeof lbl, "%s: rank_tol", what);
+    tu_assert_close(red->rank_tol, red->rank_rtol * red->sigma[0],
+                    1e-15 * red->rank_tol, lbl);
+    for (size_t j = 0; j < x->rank; j++)
+        assert_true(red->sigma[j] > red->rank_tol);
+    if (x->rank < nsv)
+        assert_true(red->sigma[x->rank] <= red->rank_tol);
+    snprintf(lbl, sizeof lbl, "%s: trace_G", what);
+    tu_assert_close(red->trace_G, x->trace_G, 1e-12 * x->trace_G, lbl);
+
+    if (red->r != x->dim)
+        fail_msg("%s: reduced dimension r = %zu, expected %zu", what, red->r,
+                 x->dim);
+    size_t r = x->dim;
+    double lmax = smax * smax / (double)n, lscale = lmax;
+    for (size_t j = 0; j < r; j++) {
+        double want = x->lambda ? x->lambda[j] : sigma[j] * sigma[j] / n;
+        if (fabs(want) > lscale)
+            lscale = fabs(want);
+    }
+    for (size_t j = 0; j < r; j++) {
+        double want = x->lambda ? x->lambda[j] : sigma[j] * sigma[j] / n;
+        snprintf(lbl, sizeof lbl, "%s: lambda[%zu]", what, j);
+        tu_assert_close(red->lambda[j], want, 1e-12 * lscale, lbl);
+    }
+    snprintf(lbl, sizeof lbl, "%s: hessian_min", what);
+    tu_assert_close(red->hessian_min, x->hessian_min, 1e-12 * lscale, lbl);
+    if (r == 0)
+        return;
+
+    assert_non_null(red->phi);
+    assert_true(all_finite(red->phi, m * r));
+    /* Φ Φᵀ versus J Jᵀ (m×m). */
+    double *A = malloc(m * m * sizeof *A), *B = malloc(m * m * sizeof *B);
+    assert_true(A && B);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)m,
+                (int)p, 1.0, x->J, (int)p, x->J, (int)p, 0.0, A, (int)m);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)m, (int)m,
+                (int)r, 1.0, red->phi, (int)r, red->phi, (int)r, 0.0, B,
+                (int)m);
+    double dropped = 0;
+    if (x->has_H)
+        dropped = (double)p * red->rank_tol * red->rank_tol;
+    else
+        for (size_t j = r; j < nsv; j++)
+            dropped += sigma[j] * sigma[j];
+    double tol = 1e-12 * (double)(m > p ? m : p) * smax * smax + dropped;
+    for (size_t i = 0; i < m * m; i++)
+        if (!(fabs(A[i] - B[i]) <= tol)) {
+            double a = A[i], b = B[i];
+            free(A);
+            free(B);
+            fail_msg("%s: (J J^T)[%zu][%zu] = %.17g but (Phi Phi^T) = %.17g",
+                     what, i / m, i % m, a, b);
+        }
+    free(A);
+    free(B);
+
+    /* Φᵀ Φ / n (r×r). */
+    double *C = malloc(r * r * sizeof *C);
+    assert_non_null(C);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)r,
+                (int)m, 1.0 / (double)n, red->phi, (int)r, red->phi, (int)r,
+                0.0, C, (int)r);
+    tol = 1e-12 * (double)(m > p ? m : p) * lmax;
+    if (!x->has_H) {
+        assert_null(red->G);
+        for (size_t i = 0; i < r; i++)
+            for (size_t j = 0; j < r; j++) {
+                double want = i == j ? sigma[i] * sigma[i] / (double)n : 0.0;
+                if (!(fabs(C[i * r + j] - want) <= tol)) {
+                    double got = C[i * r + j];
+                    free(C);
+                    fail_msg("%s: (Phi^T Phi / n)[%zu][%zu] = %.17g, "
+                             "expected %.17g", what, i, j, got, want);
+                }
+            }
+        free(C);
+        return;
+    }
+    assert_non_null(red->G);
+    double trG = 0;
+    for (size_t i = 0; i < r; i++) {
+        trG += red->G[i * r + i];
+        for (size_t j = 0; j < r; j++) {
+            if (!(fabs(red->G[i * r + j] - C[i * r + j]) <= tol) ||
+                !(fabs(red->G[i * r + j] - red->G[j * r + i]) <= tol)) {
+                double got = red->G[i * r + j], want = C[i * r + j];
+                free(C);
+                fail_msg("%s: G[%zu][%zu] = %.17g, Phi^T Phi / n has %.17g",
+                         what, i, j, got, want);
+            }
+        }
+    }
+    snprintf(lbl, sizeof lbl, "%s: tr G (reduced)", what);
+    tu_assert_close(trG, x->trace_G, 1e-12 * x->trace_G, lbl);
+    /* eigenvalues of G: σ_j²/n, then zeros */
+    double *ev = malloc(r * sizeof *ev);
+    assert_non_null(ev);
+    memcpy(C, red->G, r * r * sizeof *C);
+    assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)r,
+                                   C, (lapack_int)r, ev), 0);
+    for (size_t j = 0; j < r; j++) {
+        double got = ev[r - 1 - j];  /* descending */
+        double want = j < nsv ? sigma[j] * sigma[j] / (double)n : 0.0;
+        if (!(fabs(got - want) <= tol + dropped / (double)n)) {
+            free(ev);
+            free(C);
+            fail_msg("%s: eigenvalue %zu of G is %.17g, expected %.17g", what,
+                     j, got, want);
+        }
+    }
+    free(ev);
+    free(C);
+}
+
+/* --------------------------------------------- manifest problem files */
+
+static void test_load(void **state)
+{
+    const cJSON *e = *state;
+    const char *name = tu_jstr(e, "file");
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    sgdstab_load_options opt = {0};
+
+    for (int pass = 0; pass < 2; pass++) {
+        int rc = sgdstab_problem_load(tu_path(name), pass ? &opt : NULL,
+                                      &prob, &err);
+        if (rc != SGDSTAB_OK)
+            fail_msg("%s: status %d: %s", name, rc, err.msg);
+        assert_non_null(prob);
+        size_t n = tu_jsize(e, "n"), k = tu_jsize(e, "k"),
+               p = tu_jsize(e, "p");
+        assert_int_equal(prob->n, n);
+        assert_int_equal(prob->k, k);
+        assert_int_equal(prob->p, p);
+        assert_string_equal(prob->J_descr, tu_jstr(e, "dtype"));
+        assert_non_null(prob->source);
+        assert_non_null(strstr(prob->source, name));
+
+        size_t len;
+        double *J = json_doubles(tu_jget(e, "J_flat"), &len);
+        assert_int_equal(len, n * k * p);
+        for (size_t f = 0; f < len; f++)
+            if (prob->J[f] != J[f]) {
+                double got = prob->J[f], want = J[f];
+                free(J);
+                fail_msg("%s: J[%zu] (row %zu, col %zu) = %.17g, NumPy has "
+                         "%.17g", name, f, f / p, f % p, got, want);
+            }
+        free(J);
+
+        if (tu_jbool(e, "has_hessian")) {
+            assert_non_null(prob->H);
+            assert_string_equal(prob->H_descr, tu_jstr(e, "hessian_dtype"));
+            double *H = json_doubles(tu_jget(e, "H_flat"), &len);
+            assert_int_equal(len, p * p);
+            int same = !memcmp(prob->H, H, len * sizeof *H);
+            free(H);
+            assert_true(same);
+            check_exactly_symmetric(prob->H, p);
+        } else {
+            assert_null(prob->H);
+            assert_string_equal(prob->H_descr, "");
+        }
+        sgdstab_problem_free(prob);
+        prob = NULL;
+    }
+}
+
+/* The layout promise: row i·k + o of J is output o of sample i, whatever
+ * the memory order of the file; checked against the formula directly. */
+static void test_layout_formula(void **state)
+{
+    (void)state;
+    const char *files[] = {"prob_formula3.npy", "prob_formula3_F.npy",
+                           "npz_J3_stored.npz", "npz_J3_deflated.npz"};
+    for (size_t t = 0; t < 4; t++) {
+        sgdstab_problem *prob = NULL;
+        sgdstab_error err;
+        int rc = sgdstab_problem_load(tu_path(files[t]), NULL, &prob, &err);
+        if (rc != SGDSTAB_OK)
+            fail_msg("%s: %s", files[t], err.msg);
+        assert_int_equal(prob->n, 4);
+        assert_int_equal(prob->k, 2);
+        assert_int_equal(prob->p, 3);
+        for (size_t i = 0; i < 4; i++)
+            for (size_t o = 0; o < 2; o++)
+                for (size_t j = 0; j < 3; j++) {
+                    /* element (i, o, j) of the (4, 2, 3) array */
+                    double want = tu_formula((i * 2 + o) * 3 + j);
+                    double got = prob->J[(i * 2 + o) * 3 + j];
+                    if (got != want)
+                        fail_msg("%s: J_%zu[%zu][%zu] = %g, expected %g",
+                                 files[t], i, o, j, got, want);
+                }
+        if (t == 2) {
+            assert_non_null(prob->H);
+            for (size_t i = 0; i < 3; i++)
+                for (size_t j = 0; j < 3; j++)
+                    assert_true(prob->H[i * 3 + j] == tu_symformula(3, i, j));
+        }
+        sgdstab_problem_free(prob);
+    }
+}
+
+static void test_reduce(void **state)
+{
+    const cJSON *e = *state;
+    const char *name = tu_jstr(e, "file");
+    sgdstab_problem *prob = NULL;
+    sgdstab_reduced *red = NULL;
+    sgdstab_error err;
+    if (sgdstab_problem_load(tu_path(name), NULL, &prob, &err))
+        fail_msg("%s: %s", name, err.msg);
+    size_t n = tu_jsize(e, "n"), k = tu_jsize(e, "k"), p = tu_jsize(e, "p");
+    size_t nsv, len;
+    double *sigma = json_doubles(tu_jget(e, "sigma"), &nsv);
+    double *J = json_doubles(tu_jget(e, "J_flat"), &len);
+    double trace = tu_jnum(e, "trace_G");
+
+    /* Default tolerance: max(n·k, p)·ε of the stored precision, ε from
+     * <float.h> for float64/float32 and 2^-10 for float16. */
+    const char *dt = tu_jstr(e, "dtype");
+    double eps = strstr(dt, "f8") ? DBL_EPSILON
+                 : strstr(dt, "f4") ? (double)FLT_EPSILON
+                                    : ldexp(1.0, -10);
+    double rtol = (double)(n * k > p ? n * k : p) * eps;
+    tu_assert_close(sgdstab_default_rank_rtol(prob), rtol, 1e-15 * rtol,
+                    "default rank rtol");
+    tu_assert_close(rtol, tu_jnum(e, "rank_rtol"), 1e-15 * rtol,
+                    "manifest rank rtol");
+
+    int rc = sgdstab_reduce(prob, 0.0, &red, &err);
+    if (rc != SGDSTAB_OK)
+        fail_msg("%s: status %d: %s", name, rc, err.msg);
+    tu_assert_close(red->rank_rtol, rtol, 1e-15 * rtol, "rank_rtol");
+    tu_assert_close(red->rank_tol, tu_jnum(e, "rank_tol"),
+                    1e-12 * tu_jnum(e, "rank_tol"), "rank_tol");
+    size_t nlam;
+    double *lam = json_doubles(tu_jget(e, "lambda_reduced"), &nlam);
+    expect_t x = {n, k, p, J, sigma, tu_jsize(e, "rank"), trace,
+                  tu_jbool(e, "has_hessian"), tu_jsize(e, "reduced_dim"), lam,
+                  tu_jnum(e, "hessian_min")};
+    assert_int_equal(nlam, x.dim);
+    check_reduction(red, &x, name);
+    if (!x.has_H)
+        tu_assert_close(red->lambda[0], tu_jnum(e, "lambda_max_G"),
+                        1e-12 * tu_jnum(e, "lambda_max_G"), "lambda_max_G");
+    tu_assert_close(red->sigma[0], tu_jnum(e, "sigma_max"),
+                    1e-12 * tu_jnum(e, "sigma_max"), "sigma_max");
+    sgdstab_reduced_free(red);
+
+    /* A negative rtol also selects the default. */
+    red = NULL;
+    rc = sgdstab_reduce(prob, -1.0, &red, &err);
+    assert_int_equal(rc, SGDSTAB_OK);
+    assert_int_equal(red->rank_J, tu_jsize(e, "rank"));
+    tu_assert_close(red->rank_rtol, rtol, 1e-15 * rtol, "rank_rtol (<0)");
+    sgdstab_reduced_free(red);
+
+    /* Explicit tolerances, ranks by NumPy at the same tolerance. */
+    const cJSON *pair;
+    cJSON_ArrayForEach(pair, tu_jget(e, "ranks_at")) {
+        double rt = cJSON_GetArrayItem(pair, 0)->valuedouble;
+        size_t want = (size_t)cJSON_GetArrayItem(pair, 1)->valuedouble;
+        red = NULL;
+        rc = sgdstab_reduce(prob, rt, &red, &err);
+        if (rc != SGDSTAB_OK)
+            fail_msg("%s rtol %g: %s", name, rt, err.msg);
+        assert_true(red->rank_rtol == rt);
+        char what[256];
+        snprintf(what, sizeof what, "%s at rtol %g", name, rt);
+        assert_false(x.has_H);  /* ranks_at only for problems without H */
+        expect_t y = x;
+        y.rank = y.dim = want;
+        y.lambda = NULL;
+        y.hessian_min = sigma[want - 1] * sigma[want - 1] / (double)n;
+        check_reduction(red, &y, what);
+        sgdstab_reduced_free(red);
+    }
+
+    /* The float32 rule: the same data judged with float64's epsilon has a
+     * larger rank (NumPy says which). */
+    const cJSON *r64 = cJSON_GetObjectItemCaseSensitive(e, "rank_f64_rule");
+    if (r64) {
+        double rt = tu_jnum(e, "f64_rule_rtol");
+        tu_assert_close(rt, (double)(n * k > p ? n * k : p) * DBL_EPSILON,
+                        1e-15 * rt, "f64 rule rtol");
+        red = NULL;
+        assert_int_equal(sgdstab_reduce(prob, rt, &red, &err), SGDSTAB_OK);
+        assert_int_equal(red->rank_J, (size_t)r64->valuedouble);
+        assert_int_equal(red->r, red->rank_J);
+        assert_true(red->rank_J > tu_jsize(e, "rank"));
+        sgdstab_reduced_free(red);
+    }
+    free(lam);
+    free(sigma);
+    free(J);
+    sgdstab_problem_free(prob);
+}
+
+/* --------------------------------------------------- malformed files */
+
+static void test_reject(void **state)
+{
+    const cJSON *e = *state;
+    const char *name = tu_jstr(e, "file");
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    int rc = sgdstab_problem_load(tu_path(name), NULL, &prob, &err);
+    if (rc == SGDSTAB_OK) {
+        sgdstab_problem_free(prob);
+        fail_msg("%s was accepted", name);
+    }
+    tu_check_failure(rc, &err, name, NULL);
+    assert_null(prob);
+    int want = tu_status_code(tu_jget(e, "status"));
+    if (want >= 0 && rc != want)
+        fail_msg("%s: status %d (%s), expected %d (%s): %s", name, rc,
+                 sgdstab_strstatus(rc), want, sgdstab_strstatus(want),
+                 err.msg);
+    tu_check_any(err.msg, tu_jget(e, "cli_any"));
+}
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    int rc = sgdstab_problem_load(tu_path("no_such_problem.npz"), NULL, &prob,
+                                  &err);
+    tu_check_failure(rc, &err, "no_such_problem.npz", NULL);
+    assert_int_equal(rc, SGDSTAB_EIO);
+    assert_null(prob);
+}
+
+/* asym_H.npz has max|H − Hᵀ| ≈ 1e-3 · max|H| (NumPy-checked): accepted
+ * with a tolerance above that, and H comes out exactly symmetric. */
+static void test_load_symmetry_option(void **state)
+{
+    (void)state;
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    sgdstab_load_options opt = {.symmetry_rtol = 1e-2};
+    int rc = sgdstab_problem_load(tu_path("asym_H.npz"), &opt, &prob, &err);
+    if (rc != SGDSTAB_OK)
+        fail_msg("asym_H.npz with symmetry_rtol 1e-2: %s", err.msg);
+    assert_non_null(prob->H);
+    check_exactly_symmetric(prob->H, prob->p);
+    sgdstab_problem_free(prob);
+
+    prob = NULL;
+    opt.symmetry_rtol = 1e-4;
+    rc = sgdstab_problem_load(tu_path("asym_H.npz"), &opt, &prob, &err);
+    tu_check_failure(rc, &err, "asym_H.npz", "symmetric", NULL);
+    assert_null(prob);
+}
+
+/* ------------------------------------------- problems from arrays */
+
+static void test_from_arrays_2d(void **state)
+{
+    (void)state;
+    const double j[6] = {1, 2, 3, 4, 5, 6};
+    sgdstab_array J = mk(2, 3, 2, 1, "<f4", j);
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    int rc = sgdstab_problem_from_arrays("hand-made", &J, NULL, NULL, &prob,
+                                         &err);
+    if (rc != SGDSTAB_OK)
+        fail_msg("%s", err.msg);
+    assert_int_equal(prob->n, 3);
+    assert_int_equal(prob->k, 1);
+    assert_int_equal(prob->p, 2);
+    assert_memory_equal(prob->J, j, sizeof j);
+    assert_null(prob->H);
+    assert_string_equal(prob->J_descr, "<f4");
+    assert_string_equal(prob->H_descr, "");
+    assert_non_null(strstr(prob->source, "hand-made"));
+    sgdstab_problem_free(prob);
+}
+
+static void test_from_arrays_3d_with_H(void **state)
+{
+    (void)state;
+    /* J: n = 2 samples, k = 3 outputs, p = 2. */
+    const double j[12] = {1, 0, 0, 1, 1, 1, 2, -1, 0.5, 0.25, -3, 4};
+    const double h[4] = {2, -1, -1, 3};
+    sgdstab_array J = mk(3, 2, 3, 2, ">f8", j);
+    sgdstab_array H = mk(2, 2, 2, 1, "<f4", h);
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    int rc = sgdstab_problem_from_arrays("lbl3", &J, &H, NULL, &prob, &err);
+    if (rc != SGDSTAB_OK)
+        fail_msg("%s", err.msg);
+    assert_int_equal(prob->n, 2);
+    assert_int_equal(prob->k, 3);
+    assert_int_equal(prob->p, 2);
+    /* row i·k + o is J_i's row o */
+    for (size_t i = 0; i < 2; i++)
+        for (size_t o = 0; o < 3; o++)
+            for (size_t c = 0; c < 2; c++)
+                assert_true(prob->J[(i * 3 + o) * 2 + c] ==
+                            j[i * 6 + o * 2 + c]);
+    assert_non_null(prob->H);
+    assert_memory_equal(prob->H, h, sizeof h);
+    assert_string_equal(prob->J_descr, ">f8");
+    assert_string_equal(prob->H_descr, "<f4");
+    sgdstab_problem_free(prob);
+}
+
+/* H = [[1, 1+d], [1, 2]]: max|H − Hᵀ| / max|H| = d / 2. */
+static int sym_case(double d, const char *hdescr, double rtol,
+                    sgdstab_error *err, double *h01, double *h10)
+{
+    const double j[4] = {1, 0, 0, 1};
+    const double h[4] = {1, 1 + d, 1, 2};
+    sgdstab_array J = mk(2, 2, 2, 1, "<f8", j);
+    sgdstab_array H = mk(2, 2, 2, 1, hdescr, h);
+    sgdstab_load_options opt = {.symmetry_rtol = rtol};
+    sgdstab_problem *prob = NULL;
+    int rc = sgdstab_problem_from_arrays("symcase", &J, &H, &opt, &prob, err);
+    if (rc == SGDSTAB_OK) {
+        assert_non_null(prob);
+        *h01 = prob->H[1];
+        *h10 = prob->H[2];
+        assert_true(prob->H[0] == 1 && prob->H[3] == 2);
+        sgdstab_problem_free(prob);
+    } else {
+        assert_null(prob);
+    }
+    return rc;
+}
+
+static void test_symmetry_tolerance(void **state)
+{
+    (void)state;
+    sgdstab_error err;
+    double a, b;
+    /* relative asymmetry 1e-12 < 1e-10: accepted, made exactly symmetric,
+     * the symmetrized entry lying between the two given ones */
+    assert_int_equal(sym_case(2e-12, "<f8", 0, &err, &a, &b), SGDSTAB_OK);
+    assert_true(a == b);
+    assert_true(a >= 1 && a <= 1 + 2e-12);
+    /* 1e-8 > 1e-10: rejected by default */
+    int rc = sym_case(2e-8, "<f8", 0, &err, &a, &b);
+    tu_check_failure(rc, &err, "symcase", "symmetric", NULL);
+    /* ...negative also means the default */
+    rc = sym_case(2e-8, "<f8", -1, &err, &a, &b);
+    tu_check_failure(rc, &err, "symcase", NULL);
+    /* ...accepted with symmetry_rtol = 1e-6 */
+    assert_int_equal(sym_case(2e-8, "<f8", 1e-6, &err, &a, &b), SGDSTAB_OK);
+    assert_true(a == b);
+    /* ...a smaller explicit tolerance than the default still applies */
+    assert_int_equal(sym_case(2e-11, "<f8", 0, &err, &a, &b), SGDSTAB_OK);
+    rc = sym_case(2e-11, "<f8", 1e-12, &err, &a, &b);
+    tu_check_failure(rc, &err, "symcase", NULL);
+    /* float32 H: default raised to 100·eps32 ≈ 1.19e-5 */
+    assert_int_equal(sym_case(2e-6, "<f4", 0, &err, &a, &b), SGDSTAB_OK);
+    assert_true(a == b);
+    rc = sym_case(2e-6, "<f8", 0, &err, &a, &b);
+    tu_check_failure(rc, &err, "symcase", NULL);
+    rc = sym_case(2e-4, "<f4", 0, &err, &a, &b);   /* 1e-4 > 1.19e-5 */
+    tu_check_failure(rc, &err, "symcase", NULL);
+    /* float16 H: 100·eps16 ≈ 0.098 */
+    assert_int_equal(sym_case(2e-2, "<f2", 0, &err, &a, &b), SGDSTAB_OK);
+    assert_true(a == b);
+    rc = sym_case(4e-1, "<f2", 0, &err, &a, &b);   /* 0.2 > 0.098 */
+    tu_check_failure(rc, &err, "symcase", NULL);
+}
+
+static void expect_reject(const char *label, sgdstab_array J,
+                          sgdstab_array *H, int want, const char *needle)
+{
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    sgdstab_array Jc = J;
+    int rc = sgdstab_problem_from_arrays(label, &Jc, H, NULL, &prob, &err);
+    if (rc == SGDSTAB_OK) {
+        sgdstab_problem_free(prob);
+        fail_msg("%s: accepted", label);
+    }
+    tu_check_failure(rc, &err, label, needle, NULL);
+    if (want >= 0 && rc != want)
+        fail_msg("%s: status %d (%s), expected %d: %s", label, rc,
+                 sgdstab_strstatus(rc), want, err.msg);
+    assert_null(prob);
+}
+
+static void test_from_arrays_invalid(void **state)
+{
+    (void)state;
+    const double good[6] = {1, 2, 3, 4, 5, 6};
+    double v[6];
+
+    memcpy(v, good, sizeof v);
+    v[4] = NAN;
+    expect_reject("nan-J", mk(2, 3, 2, 1, "<f8", v), NULL, SGDSTAB_EVALUE,
+                  "non-finite");
+    memcpy(v, good, sizeof v);
+    v[0] = -INFINITY;
+    expect_reject("inf-J", mk(3, 1, 3, 2, "<f8", v), NULL, SGDSTAB_EVALUE,
+                  "non-finite");
+
+    const double h[4] = {1, 0, 0, INFINITY};
+    sgdstab_array H = mk(2, 2, 2, 1, "<f8", h);
+    expect_reject("inf-H", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_EVALUE,
+                  "non-finite");
+    const double hn[4] = {1, NAN, NAN, 1};
+    H = mk(2, 2, 2, 1, "<f8", hn);
+    expect_reject("nan-H", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_EVALUE,
+                  "non-finite");
+
+    /* H of the wrong shape for p = 2 */
+    H = mk(2, 3, 3, 1, "<f8", NULL);
+    expect_reject("H-3x3", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_ESHAPE,
+                  "H has shape");
+    H = mk(2, 2, 3, 1, "<f8", NULL);
+    expect_reject("H-2x3", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_ESHAPE,
+                  "H has shape");
+    H = mk(1, 4, 1, 1, "<f8", NULL);
+    expect_reject("H-1d", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_ESHAPE,
+                  "H has shape");
+    H = mk(3, 2, 2, 1, "<f8", NULL);
+    expect_reject("H-3d", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_ESHAPE,
+                  "H has shape");
+
+    /* J of the wrong rank or with an empty dimension */
+    expect_reject("J-1d", mk(1, 6, 1, 1, "<f8", good), NULL, -1, NULL);
+    expect_reject("J-n0", mk(2, 0, 3, 1, "<f8", NULL), NULL, -1, NULL);
+    expect_reject("J-p0", mk(2, 3, 0, 1, "<f8", NULL), NULL, -1, NULL);
+    expect_reject("J-k0", mk(3, 2, 0, 3, "<f8", NULL), NULL, -1, NULL);
+    expect_reject("J-3d-p0", mk(3, 2, 3, 0, "<f8", NULL), NULL, -1, NULL);
+}
+
+/* ------------------------------------------------- closed-form SVDs */
+
+static sgdstab_problem *from(const char *label, sgdstab_array J)
+{
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    if (sgdstab_problem_from_arrays(label, &J, NULL, NULL, &prob, &err))
+        fail_msg("%s: %s", label, err.msg);
+    return prob;
+}
+
+/* J = u vᵀ as a 3-D array (n = 4, k = 2, p = 3): one singular value
+ * σ = ‖u‖‖v‖ = 4.5·√5.25, λ = σ²/n = tr G, and Φ = ±σ u/‖u‖. */
+static void test_rank_one(void **state)
+{
+    (void)state;
+    const double u[8] = {1, -2, 0.5, 3, 0, 1, -1, 2};  /* ‖u‖² = 20.25 */
+    const double v[3] = {2, -1, 0.5};                  /* ‖v‖² = 5.25 */
+    double j[24];
+    for (size_t a = 0; a < 8; a++)
+        for (size_t b = 0; b < 3; b++)
+            j[a * 3 + b] = u[a] * v[b];
+    sgdstab_problem *prob = from("rank-one", mk(3, 4, 2, 3, "<f8", j));
+    sgdstab_reduced *red = NULL;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+    double sigma[3] = {4.5 * sqrt(5.25), 0, 0};
+    double lam = 20.25 * 5.25 / 4;
+    expect_t x = {4, 2, 3, j, sigma, 1, lam, 0, 1, NULL, lam};
+    check_reduction(red, &x, "rank one");
+    tu_assert_close(red->lambda[0], lam, 1e-14 * lam, "lambda");
+    tu_assert_close(red->trace_G, lam, 1e-14 * lam, "trace");
+    double s = red->phi[0] > 0 ? 1 : -1;
+    for (size_t a = 0; a < 8; a++)
+        tu_assert_close(red->phi[a], s * u[a] * sqrt(5.25), 1e-13, "phi");
+    tu_assert_close(red->rank_rtol, 8 * DBL_EPSILON, 1e-30, "rank_rtol");
+    sgdstab_reduced_free(red);
+    sgdstab_problem_free(prob);
+}
+
+/* A scaled permutation-like 4×3 J: singular values 3, 2, 1 exactly;
+ * G = diag(9, 1, 4)/4, tr G = 14/4. */
+static void test_diagonal(void **state)
+{
+    (void)state;
+    const double j[12] = {3, 0, 0, 0, 0, -2, 0, 1, 0, 0, 0, 0};
+    sgdstab_problem *prob = from("diag", mk(2, 4, 3, 1, "<f8", j));
+    sgdstab_reduced *red = NULL;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+    const double sigma[3] = {3, 2, 1};
+    expect_t x = {4, 1, 3, j, sigma, 3, 3.5, 0, 3, NULL, 0.25};
+    check_reduction(red, &x, "diagonal");
+    tu_assert_close(red->lambda[0], 2.25, 1e-15, "lambda0");
+    tu_assert_close(red->lambda[1], 1.0, 1e-15, "lambda1");
+    tu_assert_close(red->lambda[2], 0.25, 1e-15, "lambda2");
+    /* rows of Φ have the norms of the rows of J: 3, 2, 1, 0 */
+    const double rown[4] = {3, 2, 1, 0};
+    for (size_t a = 0; a < 4; a++) {
+        double s = 0;
+        for (size_t c = 0; c < 3; c++)
+            s += red->phi[a * 3 + c] * red->phi[a * 3 + c];
+        tu_assert_close(sqrt(s), rown[a], 1e-14, "row norm of phi");
+    }
+    sgdstab_reduced_free(red);
+    /* rtol between σ's: 0.5·3 = 1.5 keeps 3 and 2 */
+    red = NULL;
+    assert_int_equal(sgdstab_reduce(prob, 0.5, &red, &err), SGDSTAB_OK);
+    assert_int_equal(red->rank_J, 2);
+    assert_int_equal(red->r, 2);
+    tu_assert_close(red->rank_tol, 1.5, 1e-15, "rank_tol");
+    tu_assert_close(red->trace_G, 3.5, 1e-15, "trace keeps all");
+    sgdstab_reduced_free(red);
+    sgdstab_problem_free(prob);
+}
+
+/* Supplied H with a null space: J (n = 2, p = 3) = [e1ᵀ; e2ᵀ], H =
+ * diag(3, 0, 0).  The reduced space is span(e1) (H's range) plus span(e2)
+ * (in null(H), moved by J); e3 never moves.  So r = 2, λ = (3, 0),
+ * hessian_min = 0, and G = ΦᵀΦ/n = diag(1/2, 1/2). */
+static void test_reduce_with_H(void **state)
+{
+    (void)state;
+    const double j[6] = {1, 0, 0, 0, 1, 0};
+    const double h[9] = {3, 0, 0, 0, 0, 0, 0, 0, 0};
+    sgdstab_array J = mk(2, 2, 3, 1, "<f8", j);
+    sgdstab_array H = mk(2, 3, 3, 1, "<f8", h);
+    sgdstab_problem *prob = NULL;
+    sgdstab_reduced *red = NULL;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_problem_from_arrays("withH", &J, &H, NULL, &prob,
+                                                 &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+    const double sigma[2] = {1, 1}, lam[2] = {3, 0};
+    expect_t x = {2, 1, 3, j, sigma, 2, 1.0, 1, 2, lam, 0.0};
+    check_reduction(red, &x, "with H");
+    tu_assert_close(red->G[0], 0.5, 1e-15, "G[0][0]");
+    tu_assert_close(red->G[1], 0.0, 1e-15, "G[0][1]");
+    tu_assert_close(red->G[3], 0.5, 1e-15, "G[1][1]");
+    /* Φ's first column is J·(±e1), its second J·(±e2) */
+    for (size_t a = 0; a < 2; a++)
+        for (size_t c = 0; c < 2; c++)
+            tu_assert_close(fabs(red->phi[a * 2 + c]), a == c ? 1.0 : 0.0,
+                            1e-15, "phi");
+    sgdstab_reduced_free(red);
+    sgdstab_problem_free(prob);
+}
+
+/* Default rank rtol by stored precision: max(n·k, p)·ε. */
+static void test_default_rtol_by_dtype(void **state)
+{
+    (void)state;
+    const struct { const char *d; double eps; } cases[] = {
+        {"<f8", DBL_EPSILON}, {">f8", DBL_EPSILON},
+        {"<f4", (double)FLT_EPSILON}, {">f4", (double)FLT_EPSILON},
+        {"<f2", 0x1p-10}};
+    for (size_t c = 0; c < 5; c++) {
+        /* n·k = 6 > p = 2 */
+        sgdstab_problem *prob = from("dt", mk(3, 3, 2, 2, cases[c].d, NULL));
+        double want = 6 * cases[c].eps;
+        tu_assert_close(sgdstab_default_rank_rtol(prob), want, 1e-15 * want,
+                        cases[c].d);
+        sgdstab_reduced *red = NULL;
+        sgdstab_error err;
+        assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+        tu_assert_close(red->rank_rtol, want, 1e-15 * want, cases[c].d);
+        sgdstab_reduced_free(red);
+        sgdstab_problem_free(prob);
+        /* p = 7 > n·k = 2 */
+        prob = from("dt", mk(2, 2, 7, 1, cases[c].d, NULL));
+        want = 7 * cases[c].eps;
+        tu_assert_close(sgdstab_default_rank_rtol(prob), want, 1e-15 * want,
+                        cases[c].d);
+        sgdstab_problem_free(prob);
+    }
+}
+
+/* J = 0 is a valid (if dull) problem: rank 0, tr G = 0, if it is accepted
+ * at all; an error must at least be a proper one-line message. */
+static void test_zero_J(void **state)
+{
+    (void)state;
+    const double z[6] = {0};
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    sgdstab_array J = mk(2, 3, 2, 1, "<f8", z);
+    int rc = sgdstab_problem_from_arrays("zeros", &J, NULL, NULL, &prob, &err);
+    if (rc != SGDSTAB_OK) {
+        tu_check_failure(rc, &err, "zeros", NULL);
+        return;
+    }
+    sgdstab_reduced *red = NULL;
+    rc = sgdstab_reduce(prob, 0, &red, &err);
+    if (rc == SGDSTAB_OK) {
+        assert_int_equal(red->rank_J, 0);
+        assert_int_equal(red->r, 0);
+        assert_true(red->trace_G == 0);
+        assert_true(red->sigma[0] == 0);
+        sgdstab_reduced_free(red);
+    } else {
+        tu_check_failure(rc, &err, NULL);
+    }
+    sgdstab_problem_free(prob);
+}
+
+/* --------------------------------------------------------------- main */
+
+int main(void)
+{
+    static const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(test_layout_formula),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_load_symmetry_option),
+        cmocka_unit_test(test_from_arrays_2d),
+        cmocka_unit_test(test_from_arrays_3d_with_H),
+        cmocka_unit_test(test_symmetry_tolerance),
+        cmocka_unit_test(test_from_arrays_invalid),
+        cmocka_unit_test(test_rank_one),
+        cmocka_unit_test(test_diagonal),
+        cmocka_unit_test(test_reduce_with_H),
+        cmocka_unit_test(test_default_rtol_by_dtype),
+        cmocka_unit_test(test_zero_J),
+    };
+    int failed = cmocka_run_group_tests_name("problem+reduce", fixed, NULL,
+                                             NULL);
+    tu_tests load = {0}, reduce = {0}, reject = {0};
+    const cJSON *e;
+    char name[512];
+    cJSON_ArrayForEach(e, tu_list("problems")) {
+        const char *f = cJSON_GetObjectItem(e, "file")->valuestring;
+        snprintf(name, sizeof name, "load %s", f);
+        tu_add(&load, name, test_load, (void *)e);
+        snprintf(name, sizeof name, "reduce %s", f);
+        tu_add(&reduce, name, test_reduce, (void *)e);
+    }
+    cJSON_ArrayForEach(e, tu_list("bad")) {
+        snprintf(name, sizeof name, "reject %s",
+                 cJSON_GetObjectItem(e, "file")->valuestring);
+        tu_add(&reject, name, test_reject, (void *)e);
+    }
+    failed += tu_run("problem_load fixtures", load.t, load.n);
+    failed += tu_run("reduce fixtures", reduce.t, reduce.n);
+    failed += tu_run("problem_load malformed fixtures", reject.t, reject.n);
+    tu_tests_free(&load);
+    tu_tests_free(&reduce);
+    tu_tests_free(&reject);
+    tu_cleanup();
+    return failed ? 1 : 0;
+}
