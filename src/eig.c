@@ -2,6 +2,7 @@
 
 #include <arpack/arpack.h>
 #include <cblas.h>
+#include <float.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
@@ -181,38 +182,44 @@ int sgdstab_eig_max(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
 
 /* ------------------------------------------------------------- families */
 
+/* Besides V and W = N V, the basis keeps every projection the Rayleigh–Ritz
+ * step and the residual norm need, so that a member (γ, β) is solved in
+ * O(m²) work whenever the basis already holds its eigenvector:
+ *   PN = Vᵀ W,  WW = Wᵀ W,  PD_c = Vᵀ D_c V,  PDD_cc' = Vᵀ D_c D_c' V,
+ *   Q_c = Vᵀ D_c W  (D_c = diag(d_c); Q_c is not symmetric).
+ * With E = Σ γ_c D_c, the Ritz pair (θ, y) has R = (E − θ)Vy + β W y and
+ *   ‖R‖² = yᵀ [ Σ γ_cγ_c' PDD_cc' − 2θ Σ γ_c PD_c + θ² I
+ *              + β Σ γ_c (Q_c + Q_cᵀ) − 2βθ PN + β² WW ] y,
+ * which loses accuracy to cancellation only below about √(m·ε)·scale; the
+ * explicit residual is formed whenever this one does not show convergence
+ * (and then it is needed anyway, to expand the basis). */
 struct sgdstab_family {
-    size_t dim, ndiag, mmax, m;
-    double *diag;       /* ndiag × dim */
+    size_t dim, nd, npair, mmax, m;
+    double *diag;       /* nd × dim */
+    double dmax[8];     /* max |d_c| */
     sgdstab_matvec_fn N;
     void *ctx;
-    double *V, *W;      /* dim × mmax each, column j at + j·dim; W = N V */
-    double *V2;         /* dim × mmax: restart buffer */
-    double *PN;         /* mmax × mmax: Vᵀ N V */
-    double *PD;         /* ndiag × mmax × mmax: Vᵀ diag(d_c) V */
-    double *S, *Y, *w;  /* mmax × mmax, mmax × mmax, mmax: small problem */
+    double *V, *W, *V2; /* dim × mmax each, column j at + j·dim */
+    double *PN, *WW;    /* mmax × mmax, row-major */
+    double *PD, *PDD, *Q;  /* nd, npair, nd matrices of mmax × mmax */
+    double *X, *G;      /* dim × nx and mmax × nx: projection products */
+    double *S, *Y, *w, *My;  /* small work: mmax², mmax², mmax; My = the
+                                top Ritz vector's coefficients */
     double *e, *u, *R, *t, *h;  /* dim, dim, dim, dim, mmax */
     size_t matvecs;
 };
+
+#define FAMILY_MAX_DIAGS 3
 
 void sgdstab_family_free(sgdstab_family *f)
 {
     if (!f)
         return;
-    free(f->diag);
-    free(f->V);
-    free(f->W);
-    free(f->V2);
-    free(f->PN);
-    free(f->PD);
-    free(f->S);
-    free(f->Y);
-    free(f->w);
-    free(f->e);
-    free(f->u);
-    free(f->R);
-    free(f->t);
-    free(f->h);
+    double *bufs[] = {f->diag, f->V, f->W, f->V2, f->PN, f->WW, f->PD, f->PDD,
+                      f->Q, f->X, f->G, f->S, f->Y, f->w, f->My, f->e, f->u,
+                      f->R, f->t, f->h};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        free(bufs[i]);
     free(f);
 }
 
@@ -221,36 +228,55 @@ sgdstab_family *sgdstab_family_alloc(size_t dim, size_t ndiag,
                                      sgdstab_matvec_fn N, void *ctx,
                                      size_t max_basis, sgdstab_error *err)
 {
+    if (ndiag < 1 || ndiag > FAMILY_MAX_DIAGS) {
+        sgdstab_fail(err, SGDSTAB_EINVAL, "eigensolver family: %zu diagonals "
+                     "(need 1 to %d)", ndiag, FAMILY_MAX_DIAGS);
+        return NULL;
+    }
     size_t mmax = max_basis ? max_basis : 48;
     if (mmax > dim)
         mmax = dim;
+    size_t npair = ndiag * (ndiag + 1) / 2, nx = 1 + 2 * ndiag + npair;
+    size_t mm = mmax * mmax;
     sgdstab_family *f = calloc(1, sizeof *f);
     if (!f)
         goto oom;
     f->dim = dim;
-    f->ndiag = ndiag;
+    f->nd = ndiag;
+    f->npair = npair;
     f->mmax = mmax;
     f->N = N;
     f->ctx = ctx;
-    f->diag = malloc((ndiag ? ndiag : 1) * dim * sizeof *f->diag);
+    f->diag = malloc(ndiag * dim * sizeof *f->diag);
     f->V = malloc(dim * mmax * sizeof *f->V);
     f->W = malloc(dim * mmax * sizeof *f->W);
     f->V2 = malloc(dim * mmax * sizeof *f->V2);
-    f->PN = malloc(mmax * mmax * sizeof *f->PN);
-    f->PD = malloc((ndiag ? ndiag : 1) * mmax * mmax * sizeof *f->PD);
-    f->S = malloc(mmax * mmax * sizeof *f->S);
-    f->Y = malloc(mmax * mmax * sizeof *f->Y);
+    f->PN = malloc(mm * sizeof *f->PN);
+    f->WW = malloc(mm * sizeof *f->WW);
+    f->PD = malloc(ndiag * mm * sizeof *f->PD);
+    f->PDD = malloc(npair * mm * sizeof *f->PDD);
+    f->Q = malloc(ndiag * mm * sizeof *f->Q);
+    f->X = malloc(dim * nx * sizeof *f->X);
+    f->G = malloc(mmax * nx * sizeof *f->G);
+    f->S = malloc(mm * sizeof *f->S);
+    f->Y = malloc(mm * sizeof *f->Y);
     f->w = malloc(mmax * sizeof *f->w);
+    f->My = malloc(mmax * sizeof *f->My);
     f->e = malloc(dim * sizeof *f->e);
     f->u = malloc(dim * sizeof *f->u);
     f->R = malloc(dim * sizeof *f->R);
     f->t = malloc(dim * sizeof *f->t);
     f->h = malloc(mmax * sizeof *f->h);
-    if (!f->diag || !f->V || !f->W || !f->V2 || !f->PN || !f->PD || !f->S ||
-        !f->Y || !f->w || !f->e || !f->u || !f->R || !f->t || !f->h)
+    if (!f->diag || !f->V || !f->W || !f->V2 || !f->PN || !f->WW || !f->PD ||
+        !f->PDD || !f->Q || !f->X || !f->G || !f->S || !f->Y || !f->w ||
+        !f->My || !f->e || !f->u || !f->R || !f->t || !f->h)
         goto oom;
-    for (size_t c = 0; c < ndiag; c++)
+    for (size_t c = 0; c < ndiag; c++) {
         memcpy(f->diag + c * dim, diags[c], dim * sizeof *f->diag);
+        f->dmax[c] = 0;
+        for (size_t a = 0; a < dim; a++)
+            f->dmax[c] = fmax(f->dmax[c], fabs(diags[c][a]));
+    }
     return f;
 oom:
     sgdstab_family_free(f);
@@ -264,33 +290,39 @@ size_t sgdstab_family_matvecs(const sgdstab_family *f)
     return f->matvecs;
 }
 
-/* Entry (i, j) of the projection of a diagonal: Σ_α V_iα d_α V_jα. */
-static double project_diag(const sgdstab_family *f, const double *d, size_t i,
-                           size_t j)
+/* Index of the pair (c, c'), c ≤ c', among the nd(nd+1)/2 pairs. */
+static size_t pair_index(size_t nd, size_t c, size_t c2)
 {
-    const double *vi = f->V + i * f->dim, *vj = f->V + j * f->dim;
-    double s = 0;
-    for (size_t a = 0; a < f->dim; a++)
-        s += vi[a] * d[a] * vj[a];
-    return s;
+    return c * nd - c * (c - 1) / 2 + (c2 - c);
 }
 
-/* Orthogonalize t against the basis (classical Gram–Schmidt, twice), append
- * it with N t and extend the projections.  Returns 0 when t lies in the span
- * already (nothing added), 1 when added. */
+/* Set entry (i, j) and (j, i) of a symmetric mmax × mmax matrix. */
+static void set_sym(double *P, size_t mm, size_t i, size_t j, double v)
+{
+    P[i * mm + j] = P[j * mm + i] = v;
+}
+
+/* Orthogonalize t against the basis (classical Gram–Schmidt, repeated once
+ * when the first pass removed most of t), append it with N t and extend the
+ * projections with one pass over V and one over W.  Returns 0 when t lies
+ * in the span already (nothing added), 1 when added. */
 static int expand(sgdstab_family *f, double *t)
 {
     const int dim = (int)f->dim, m = (int)f->m;
-    double norm0 = cblas_dnrm2(dim, t, 1);
+    const size_t mm = f->mmax, nd = f->nd, np = f->npair;
+    double norm0 = cblas_dnrm2(dim, t, 1), norm = norm0;
     if (!(norm0 > 0) || !isfinite(norm0))
         return 0;
     for (int pass = 0; pass < 2 && m > 0; pass++) {
+        double before = norm;
         cblas_dgemv(CblasColMajor, CblasTrans, dim, m, 1.0, f->V, dim, t, 1,
                     0.0, f->h, 1);
         cblas_dgemv(CblasColMajor, CblasNoTrans, dim, m, -1.0, f->V, dim, f->h,
                     1, 1.0, t, 1);
+        norm = cblas_dnrm2(dim, t, 1);
+        if (norm > 0.5 * before)
+            break;
     }
-    double norm = cblas_dnrm2(dim, t, 1);
     if (norm <= 1e-10 * norm0)
         return 0;
     double *v = f->V + (size_t)m * f->dim, *w = f->W + (size_t)m * f->dim;
@@ -298,18 +330,48 @@ static int expand(sgdstab_family *f, double *t)
         v[a] = t[a] / norm;
     f->N(f->ctx, v, w);
     f->matvecs++;
-    /* New row/column of Vᵀ N V: Vᵀ (N v). */
-    cblas_dgemv(CblasColMajor, CblasTrans, dim, m + 1, 1.0, f->V, dim, w, 1,
-                0.0, f->h, 1);
-    size_t mm = f->mmax;
-    for (int i = 0; i <= m; i++)
-        f->PN[(size_t)i * mm + (size_t)m] = f->PN[(size_t)m * mm + (size_t)i] =
-            f->h[i];
-    for (size_t c = 0; c < f->ndiag; c++) {
-        double *P = f->PD + c * mm * mm;
-        for (int i = 0; i <= m; i++)
-            P[(size_t)i * mm + (size_t)m] = P[(size_t)m * mm + (size_t)i] =
-                project_diag(f, f->diag + c * f->dim, (size_t)i, (size_t)m);
+
+    /* X = [w, D_c v, D_c D_c' v, D_c w]; G = Vᵀ X over the m + 1 columns. */
+    size_t nx = 1 + 2 * nd + np;
+    double *X = f->X;
+    memcpy(X, w, f->dim * sizeof *X);
+    for (size_t c = 0; c < nd; c++) {
+        const double *dc = f->diag + c * f->dim;
+        double *xv = X + (1 + c) * f->dim, *xw = X + (1 + nd + np + c) * f->dim;
+        for (int a = 0; a < dim; a++) {
+            xv[a] = dc[a] * v[a];
+            xw[a] = dc[a] * w[a];
+        }
+        for (size_t c2 = c; c2 < nd; c2++) {
+            const double *d2 = f->diag + c2 * f->dim;
+            double *xp = X + (1 + nd + pair_index(nd, c, c2)) * f->dim;
+            for (int a = 0; a < dim; a++)
+                xp[a] = xv[a] * d2[a];
+        }
+    }
+    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, m + 1, (int)nx, dim,
+                1.0, f->V, dim, X, dim, 0.0, f->G, (int)mm);
+    for (int i = 0; i <= m; i++) {
+        const double *g = f->G + i;  /* column-major, ld mm: g[col·mm] */
+        set_sym(f->PN, mm, (size_t)i, (size_t)m, g[0]);
+        for (size_t c = 0; c < nd; c++) {
+            set_sym(f->PD + c * mm * mm, mm, (size_t)i, (size_t)m,
+                    g[(1 + c) * mm]);
+            f->Q[c * mm * mm + (size_t)i * mm + (size_t)m] =
+                g[(1 + nd + np + c) * mm];
+        }
+        for (size_t p = 0; p < np; p++)
+            set_sym(f->PDD + p * mm * mm, mm, (size_t)i, (size_t)m,
+                    g[(1 + nd + p) * mm]);
+    }
+    /* Wᵀ [w, D_c v]: WW and the new row of each Q_c (v_mᵀ D_c w_j). */
+    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, m + 1, (int)(1 + nd),
+                dim, 1.0, f->W, dim, X, dim, 0.0, f->G, (int)mm);
+    for (int i = 0; i <= m; i++) {
+        set_sym(f->WW, mm, (size_t)i, (size_t)m, f->G[i]);
+        for (size_t c = 0; c < nd; c++)
+            f->Q[c * mm * mm + (size_t)m * mm + (size_t)i] =
+                f->G[(1 + c) * mm + (size_t)i];
     }
     f->m++;
     return 1;
@@ -317,6 +379,8 @@ static int expand(sgdstab_family *f, double *t)
 
 int sgdstab_family_add(sgdstab_family *f, const double *x, sgdstab_error *err)
 {
+    if (f->m == f->dim)
+        return SGDSTAB_OK;  /* the basis spans everything already */
     if (f->m == f->mmax)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "eigensolver basis is full");
     memcpy(f->t, x, f->dim * sizeof *f->t);
@@ -332,7 +396,7 @@ static int small_eig(sgdstab_family *f, const double *gamma, double beta)
     for (size_t i = 0; i < m; i++)
         for (size_t j = 0; j < m; j++) {
             double s = beta * f->PN[i * mm + j];
-            for (size_t c = 0; c < f->ndiag; c++)
+            for (size_t c = 0; c < f->nd; c++)
                 s += gamma[c] * f->PD[c * mm * mm + i * mm + j];
             f->Y[i * mm + j] = s;
         }
@@ -340,24 +404,56 @@ static int small_eig(sgdstab_family *f, const double *gamma, double beta)
                          (lapack_int)mm, f->w) == 0 ? 0 : -1;
 }
 
+/* yᵀ P y for an m × m block of a row-major matrix with leading size mm. */
+static double quad(const double *P, size_t mm, size_t m, const double *y)
+{
+    double s = 0;
+    for (size_t i = 0; i < m; i++) {
+        double row = 0;
+        for (size_t j = 0; j < m; j++)
+            row += P[i * mm + j] * y[j];
+        s += y[i] * row;
+    }
+    return s;
+}
+
+/* ‖R‖² of the Ritz pair (θ, y) from the projections (see above). */
+static double gram_residual2(const sgdstab_family *f, const double *gamma,
+                             double beta, double theta, const double *y)
+{
+    size_t m = f->m, mm = f->mmax, nd = f->nd;
+    double r2 = theta * theta;  /* yᵀ I y, ‖y‖ = 1 */
+    for (size_t c = 0; c < nd; c++) {
+        r2 -= 2 * theta * gamma[c] * quad(f->PD + c * mm * mm, mm, m, y);
+        r2 += 2 * beta * gamma[c] * quad(f->Q + c * mm * mm, mm, m, y);
+        for (size_t c2 = c; c2 < nd; c2++)
+            r2 += (c == c2 ? 1 : 2) * gamma[c] * gamma[c2] *
+                  quad(f->PDD + pair_index(nd, c, c2) * mm * mm, mm, m, y);
+    }
+    r2 += beta * beta * quad(f->WW, mm, m, y) -
+          2 * beta * theta * quad(f->PN, mm, m, y);
+    return r2;
+}
+
 /* Keep the `keep` best Ritz vectors (columns m−keep..m−1 of Y): V ← V Y_k,
- * W ← W Y_k, projections ← Y_kᵀ P Y_k. */
+ * W ← W Y_k, every projection P ← Y_kᵀ P Y_k. */
 static void restart(sgdstab_family *f, size_t keep)
 {
     size_t m = f->m, mm = f->mmax, dim = f->dim;
-    const double *Yk = f->Y + (m - keep);  /* row-major, ld mm */
+    const double *Yk = f->Y + (m - keep);  /* row-major m × keep, ld mm */
     double *mats[2] = {f->V, f->W};
     for (int which = 0; which < 2; which++) {
-        /* V2 (dim × keep, col-major) = V (dim × m) · Y_k (m × keep) */
         cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)dim,
                     (int)keep, (int)m, 1.0, mats[which], (int)dim, Yk, (int)mm,
                     0.0, f->V2, (int)dim);
         memcpy(mats[which], f->V2, dim * keep * sizeof *f->V2);
     }
-    size_t np = f->ndiag + 1;
-    for (size_t c = 0; c < np; c++) {
-        double *P = c < f->ndiag ? f->PD + c * mm * mm : f->PN;
-        /* S = Pᵀ... P symmetric: S = P Y_k (m × keep), then Y_kᵀ S. */
+    size_t nproj = 2 + 2 * f->nd + f->npair;
+    for (size_t c = 0; c < nproj; c++) {
+        double *P = c == 0 ? f->PN : c == 1 ? f->WW
+                  : c < 2 + f->nd ? f->PD + (c - 2) * mm * mm
+                  : c < 2 + 2 * f->nd ? f->Q + (c - 2 - f->nd) * mm * mm
+                                      : f->PDD + (c - 2 - 2 * f->nd) * mm * mm;
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m,
                     (int)keep, (int)m, 1.0, P, (int)mm, Yk, (int)mm, 0.0, f->S,
                     (int)mm);
@@ -366,6 +462,20 @@ static void restart(sgdstab_family *f, size_t keep)
                     (int)mm);
     }
     f->m = keep;
+}
+
+/* Ritz vector u = V y and explicit residual R = (E − θ)u + β W y. */
+static double explicit_residual(sgdstab_family *f, const double *y,
+                                double theta, double beta)
+{
+    const int dim = (int)f->dim, m = (int)f->m;
+    cblas_dgemv(CblasColMajor, CblasNoTrans, dim, m, 1.0, f->V, dim, y, 1, 0.0,
+                f->u, 1);
+    cblas_dgemv(CblasColMajor, CblasNoTrans, dim, m, beta, f->W, dim, y, 1, 0.0,
+                f->R, 1);
+    for (int a = 0; a < dim; a++)
+        f->R[a] += (f->e[a] - theta) * f->u[a];
+    return cblas_dnrm2(dim, f->R, 1);
 }
 
 int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
@@ -377,40 +487,50 @@ int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
     if (f->m == 0)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "eigensolver has no start "
                             "vector");
-    const double tol = opt && opt->tol > 0 ? opt->tol : 1e-10;
+    const double tol = opt && opt->tol > 0 ? opt->tol : 1e-11;
     const size_t max_mv = opt && opt->max_matvecs ? opt->max_matvecs : 400;
     const size_t dim = f->dim, mm = f->mmax;
-    /* e = Σ γ_c d_c, the diagonal part of this member. */
+    double emax = 0;
     memset(f->e, 0, dim * sizeof *f->e);
-    for (size_t c = 0; c < f->ndiag; c++)
+    for (size_t c = 0; c < f->nd; c++) {
         cblas_daxpy((int)dim, gamma[c], f->diag + c * dim, 1, f->e, 1);
+        emax += fabs(gamma[c]) * f->dmax[c];
+    }
     size_t start_mv = f->matvecs;
+    int have_u = 0;
     for (;;) {
         if (small_eig(f, gamma, beta))
             return sgdstab_fail(err, SGDSTAB_ENUMERIC, "projected eigenproblem "
                                 "failed (LAPACK dsyev)");
         size_t m = f->m;
         double theta = f->w[m - 1];
-        /* Ritz vector u = V y and residual R = e∘u + β W y − θ u. */
+        double *y = f->My;
         for (size_t i = 0; i < m; i++)
-            f->h[i] = f->Y[i * mm + (m - 1)];
-        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)dim, (int)m, 1.0, f->V,
-                    (int)dim, f->h, 1, 0.0, f->u, 1);
-        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)dim, (int)m, beta, f->W,
-                    (int)dim, f->h, 1, 0.0, f->R, 1);
-        for (size_t a = 0; a < dim; a++)
-            f->R[a] += (f->e[a] - theta) * f->u[a];
-        double rnorm = cblas_dnrm2((int)dim, f->R, 1);
+            y[i] = f->Y[i * mm + (m - 1)];
         /* |θ − λ| ≤ ‖R‖ rigorously; ≈ ‖R‖²/gap once the gap to the next
          * eigenvalue, estimated by the next Ritz value, is resolved. */
         double gap = m > 1 ? theta - f->w[m - 2] : INFINITY;
-        double estimate = fmin(rnorm, rnorm * rnorm / gap);
-        res->value = theta;
-        res->residual = rnorm;
-        res->error_estimate = estimate;
+        double nmax = 0;
+        for (size_t i = 0; i < m; i++)
+            nmax = fmax(nmax, f->WW[i * mm + i]);
+        double scale = fabs(theta) + emax + fabs(beta) * sqrt(nmax);
+        double floor2 = 64.0 * (double)m * DBL_EPSILON * scale * scale;
+        double rnorm = sqrt(fmax(gram_residual2(f, gamma, beta, theta, y), 0) +
+                            floor2);
+        int explicit = 0;
+        for (;;) {
+            double estimate = fmin(rnorm, rnorm * rnorm / gap);
+            res->value = theta;
+            res->residual = rnorm;
+            res->error_estimate = estimate;
+            res->converged = rnorm <= sqrt(tol) * fabs(theta) &&
+                             estimate <= tol * fabs(theta);
+            if (res->converged || explicit)
+                break;
+            rnorm = explicit_residual(f, y, theta, beta);
+            explicit = have_u = 1;
+        }
         res->matvecs = f->matvecs - start_mv;
-        res->converged = rnorm <= sqrt(tol) * fabs(theta) &&
-                         estimate <= tol * fabs(theta);
         if (res->converged || res->matvecs >= max_mv || m == dim)
             break;
         /* Lanczos far from convergence, Davidson close to it. */
@@ -425,6 +545,7 @@ int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
                 f->t[a] = f->R[a] / d;
             }
         }
+        have_u = 0;
         if (f->m == f->mmax)
             restart(f, f->mmax / 2 > 1 ? f->mmax / 2 : 2);
         if (!expand(f, f->t)) {
@@ -434,6 +555,9 @@ int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
         }
     }
     if (vec) {
+        if (!have_u)
+            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)dim, (int)f->m, 1.0,
+                        f->V, (int)dim, f->My, 1, 0.0, f->u, 1);
         double nrm = cblas_dnrm2((int)dim, f->u, 1);
         for (size_t a = 0; a < dim; a++)
             vec[a] = f->u[a] / nrm;

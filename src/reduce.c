@@ -299,7 +299,9 @@ int sgdstab_reduce_project(const sgdstab_reduced *red,
             Z[j * r + l] = Z[l * r + j] = 0.5 * (Z[j * r + l] + Z[l * r + j]);
     for (size_t j = 0; j < r; j++)
         trace_Z += Z[j * r + j];
-    *null_trace = trace_S - trace_Z;
+    /* Exactly 0 without null directions (the difference would leave
+     * rounding noise that dominates once the moving part has decayed). */
+    *null_trace = r == p ? 0.0 : fmax(trace_S - trace_Z, 0.0);
     goto done;
 oom:
     st = sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory projecting the "

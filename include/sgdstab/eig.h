@@ -86,7 +86,7 @@ void sgdstab_family_free(sgdstab_family *f);
 int sgdstab_family_add(sgdstab_family *f, const double *x, sgdstab_error *err);
 
 /* Largest eigenvalue of A(γ, β).  Converged when ‖R‖ ≤ √tol·|θ| and
- * error_estimate ≤ tol·|θ| (opt->tol, default 1e-10); at most
+ * error_estimate ≤ tol·|θ| (opt->tol, default 1e-11); at most
  * opt->max_matvecs new applications of N (default 400); opt->start is
  * ignored (the basis is the start).  vec may be NULL.
  * Far from convergence the basis grows by the residual (Lanczos: from a

@@ -1,0 +1,587 @@
+/* The exact engine (moments, eig, stability) against independent references:
+ * the dense Kronecker formulation (reference.h, its own range basis and
+ * LAPACK), closed forms computed here from the raw data (1-D, full batch,
+ * one sample, rank one) with batch expectations found by enumerating every
+ * batch, brute-force evolution in parameter space, ARPACK on the same
+ * operators, and theorems that hold on any input (η*(B) non-decreasing,
+ * ρ⊥(η*) = 1). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <cblas.h>
+#include <lapacke.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sgdstab/moments.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/reference.h"
+#include "sgdstab/rng.h"
+#include "sgdstab/stability.h"
+
+static const sgdstab_sampling SAMPLINGS[3] = {
+    SGDSTAB_SAMPLING_WITHOUT, SGDSTAB_SAMPLING_WITH, SGDSTAB_SAMPLING_BERNOULLI};
+
+/* ------------------------------------------------------------- problems */
+
+/* J with N(0, 1/p) entries; with_H: H = G + symmetric noise + shift·I. */
+static sgdstab_problem *random_problem(size_t n, size_t k, size_t p,
+                                       int with_H, double shift,
+                                       unsigned long seed)
+{
+    sgdstab_rng *rng = sgdstab_rng_alloc(seed);
+    assert_non_null(rng);
+    sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
+    snprintf(J.descr, sizeof J.descr, "<f8");
+    J.data = malloc(J.size * sizeof *J.data);
+    assert_non_null(J.data);
+    sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), J.size, J.data);
+    sgdstab_array H = {.ndim = 2, .shape = {p, p, 1}, .size = p * p};
+    snprintf(H.descr, sizeof H.descr, "<f8");
+    if (with_H) {
+        H.data = calloc(p * p, sizeof *H.data);
+        double *noise = malloc(p * p * sizeof *noise);
+        assert_true(H.data && noise);
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p, (int)(n * k),
+                    1.0 / (double)n, J.data, (int)p, 0.0, H.data, (int)p);
+        sgdstab_rng_gaussian(rng, 0.02, p * p, noise);
+        for (size_t i = 0; i < p; i++)
+            for (size_t j = i; j < p; j++) {
+                double v = H.data[i * p + j] + noise[i * p + j] +
+                           noise[j * p + i] + (i == j ? shift : 0);
+                H.data[i * p + j] = H.data[j * p + i] = v;
+            }
+        free(noise);
+    }
+    sgdstab_rng_free(rng);
+    sgdstab_problem *prob;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_problem_from_arrays("random", &J,
+                                                 with_H ? &H : NULL, NULL,
+                                                 &prob, &err), SGDSTAB_OK);
+    return prob;
+}
+
+/* A problem from explicit values (copied). */
+static sgdstab_problem *problem_from(size_t n, size_t k, size_t p,
+                                     const double *values)
+{
+    sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
+    snprintf(J.descr, sizeof J.descr, "<f8");
+    J.data = malloc(J.size * sizeof *J.data);
+    assert_non_null(J.data);
+    memcpy(J.data, values, J.size * sizeof *J.data);
+    sgdstab_problem *prob;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_problem_from_arrays("values", &J, NULL, NULL,
+                                                 &prob, &err), SGDSTAB_OK);
+    return prob;
+}
+
+typedef struct {
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+    sgdstab_stability *s;
+} engine;
+
+static engine engine_make(sgdstab_problem *prob, double loss_scale)
+{
+    engine e = {prob, NULL, NULL};
+    sgdstab_error err;
+    assert_int_equal(sgdstab_reduce(prob, 0, &e.red, &err), SGDSTAB_OK);
+    e.s = sgdstab_stability_alloc(e.red, loss_scale, &err);
+    assert_non_null(e.s);
+    return e;
+}
+
+static void engine_free(engine *e)
+{
+    sgdstab_stability_free(e->s);
+    sgdstab_reduced_free(e->red);
+    sgdstab_problem_free(e->prob);
+}
+
+static double critical(engine *e, sgdstab_sampling smp, size_t B)
+{
+    sgdstab_critical c;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_critical_lr(e->s, smp, B, &c, &err), SGDSTAB_OK);
+    assert_true(c.converged);
+    return c.lr_critical;
+}
+
+static double radius(engine *e, double lr, sgdstab_sampling smp, size_t B)
+{
+    sgdstab_radius r;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_spectral_radius(e->s, lr, smp, B, &r, &err),
+                     SGDSTAB_OK);
+    assert_true(r.converged);
+    return r.rho;
+}
+
+static void assert_close(double a, double b, double tol, const char *what)
+{
+    if (!(fabs(a - b) <= tol))
+        fail_msg("%s: %.17g vs %.17g (difference %.3g > %.3g)", what, a, b,
+                 fabs(a - b), tol);
+}
+
+static void assert_rel(double a, double b, double tol, const char *what)
+{
+    if (!(fabs(a - b) <= tol * fabs(b)))
+        fail_msg("%s: %.17g vs %.17g (relative difference %.3g > %.3g)", what,
+                 a, b, fabs(a / b - 1), tol);
+}
+
+/* ------------------------------------------------- dense Kronecker oracle */
+
+typedef struct {
+    size_t n, k, p;
+    int with_H;
+} shape_case;
+
+/* n < p and n > p, k = 1 and 3, with and without H; r from 5 to 36, so
+ * both small and larger eigenproblems (dim up to 666) are exercised. */
+static const shape_case SHAPES[] = {
+    {30, 1, 12, 0}, {9, 1, 30, 0}, {40, 1, 28, 0}, {6, 3, 25, 0},
+    {10, 3, 12, 0}, {20, 1, 10, 1}, {5, 3, 24, 1}, {12, 3, 9, 1},
+};
+
+static void test_against_reference(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof SHAPES / sizeof SHAPES[0]; c++) {
+        const shape_case *sc = &SHAPES[c];
+        sgdstab_problem *prob = random_problem(sc->n, sc->k, sc->p, sc->with_H,
+                                               0.3, 100 + c);
+        sgdstab_error err;
+        sgdstab_reference *ref = sgdstab_reference_alloc(prob, 1.0, &err);
+        assert_non_null(ref);
+        engine e = engine_make(prob, 1.0);
+        assert_int_equal(sgdstab_reference_dim(ref), e.red->r);
+        size_t batches[3] = {1, (sc->n + 1) / 2, sc->n};
+        for (int si = 0; si < 3; si++)
+            for (int bi = 0; bi < 3; bi++) {
+                size_t B = batches[bi];
+                char what[128];
+                double ref_crit, ref_rho, rho;
+                assert_int_equal(sgdstab_reference_critical(ref, SAMPLINGS[si],
+                                                            B, &ref_crit, &err),
+                                 SGDSTAB_OK);
+                snprintf(what, sizeof what, "eta* case %zu, %s, B = %zu", c,
+                         sgdstab_sampling_name(SAMPLINGS[si]), B);
+                assert_rel(critical(&e, SAMPLINGS[si], B), ref_crit, 1e-9, what);
+                const double factors[2] = {0.5, 1.7};
+                for (int fi = 0; fi < 2; fi++) {
+                    double lr = factors[fi] * ref_crit;
+                    assert_int_equal(sgdstab_reference_spectrum(
+                                         ref, lr, SAMPLINGS[si], B, &ref_rho,
+                                         NULL, &err), SGDSTAB_OK);
+                    rho = radius(&e, lr, SAMPLINGS[si], B);
+                    snprintf(what, sizeof what, "rho case %zu, %s, B = %zu, "
+                             "eta = %.2f eta*", c,
+                             sgdstab_sampling_name(SAMPLINGS[si]), B,
+                             factors[fi]);
+                    assert_close(rho, ref_rho, 1e-10, what);
+                    /* The verdict: ρ⊥ ≤ 1 exactly when η ≤ η*. */
+                    assert_true((rho <= 1) == (lr <= ref_crit));
+                }
+            }
+        sgdstab_reference_free(ref);
+        engine_free(&e);
+    }
+}
+
+/* ARPACK on the very same operators, on a problem too large for the dense
+ * reference (r = 60, dim 1830). */
+static void test_against_arpack(void **state)
+{
+    (void)state;
+    engine fast = engine_make(random_problem(90, 1, 60, 0, 0, 7), 1.0);
+    engine slow = engine_make(random_problem(90, 1, 60, 0, 0, 7), 1.0);
+    sgdstab_eig_options opt = {.arpack = 1, .tol = 1e-13};
+    sgdstab_stability_set_eig(slow.s, &opt);
+    for (int si = 0; si < 3; si++) {
+        size_t batches[3] = {1, 10, 90};
+        for (int bi = 0; bi < 3; bi++) {
+            double a = critical(&fast, SAMPLINGS[si], batches[bi]);
+            double b = critical(&slow, SAMPLINGS[si], batches[bi]);
+            assert_rel(a, b, 1e-9, "eta* Davidson vs ARPACK");
+            double ra = radius(&fast, 1.3 * a, SAMPLINGS[si], batches[bi]);
+            double rb = radius(&slow, 1.3 * a, SAMPLINGS[si], batches[bi]);
+            assert_close(ra, rb, 1e-10, "rho Davidson vs ARPACK");
+        }
+    }
+    engine_free(&fast);
+    engine_free(&slow);
+}
+
+/* ----------------------------------------------------------- closed forms */
+
+/* E[g_ξ²] for scalar per-sample curvatures x_i (g_ξ = batch mean of x_i
+ * under the sampling rule), by enumerating every batch. */
+static double batch_second_moment(const double *x, size_t n, size_t B,
+                                  sgdstab_sampling smp)
+{
+    double total = 0, weight = 0;
+    if (smp == SGDSTAB_SAMPLING_WITH) {
+        /* all n^B ordered draws */
+        size_t count = 1;
+        for (size_t i = 0; i < B; i++)
+            count *= n;
+        for (size_t code = 0; code < count; code++) {
+            double g = 0;
+            for (size_t i = 0, c = code; i < B; i++, c /= n)
+                g += x[c % n];
+            g /= (double)B;
+            total += g * g;
+            weight += 1;
+        }
+        return total / weight;
+    }
+    for (size_t mask = 0; mask < ((size_t)1 << n); mask++) {
+        size_t size = (size_t)__builtin_popcountll(mask);
+        double g = 0, prob;
+        for (size_t i = 0; i < n; i++)
+            if (mask >> i & 1)
+                g += x[i];
+        g /= (double)B;
+        if (smp == SGDSTAB_SAMPLING_WITHOUT) {
+            if (size != B)
+                continue;
+            prob = 1;
+        } else {
+            double q = (double)B / (double)n;
+            prob = pow(q, (double)size) * pow(1 - q, (double)(n - size));
+        }
+        total += prob * g * g;
+        weight += prob;
+    }
+    return total / weight;
+}
+
+/* p = 1: the Wu–Ma–E one-dimensional formula.  With λ = mean x_i² and
+ * E[h_ξ²] by enumeration, ρ = 1 − 2ηλ + η²E[h_ξ²] and η* = 2λ / E[h_ξ²]. */
+static void test_one_dimension(void **state)
+{
+    (void)state;
+    const double jac[7] = {0.3, -1.2, 0.8, 2.0, -0.5, 1.1, 0.05};
+    double x[7], lambda = 0;
+    for (int i = 0; i < 7; i++) {
+        x[i] = jac[i] * jac[i];
+        lambda += x[i] / 7;
+    }
+    engine e = engine_make(problem_from(7, 1, 1, jac), 1.0);
+    for (int si = 0; si < 3; si++)
+        for (size_t B = 1; B <= (SAMPLINGS[si] == SGDSTAB_SAMPLING_WITH ? 4 : 7);
+             B++) {
+            double m2 = batch_second_moment(x, 7, B, SAMPLINGS[si]);
+            double eta_star = 2 * lambda / m2;
+            assert_rel(critical(&e, SAMPLINGS[si], B), eta_star, 1e-12,
+                       "1-D eta*");
+            for (double f = 0.25; f < 3; f += 0.5) {
+                double eta = f * eta_star;
+                assert_close(radius(&e, eta, SAMPLINGS[si], B),
+                             1 - 2 * eta * lambda + eta * eta * m2, 1e-12,
+                             "1-D rho");
+            }
+        }
+    engine_free(&e);
+}
+
+/* Rank one, J_i = c_i vᵀ: the same as p = 1 with Jacobians c_i‖v‖. */
+static void test_rank_one(void **state)
+{
+    (void)state;
+    const double c[5] = {1.0, -0.4, 0.7, 1.9, 0.2};
+    const double v[4] = {0.5, -1.0, 0.25, 2.0};
+    double J[20], x[5], vv = 0, lambda = 0;
+    for (int j = 0; j < 4; j++)
+        vv += v[j] * v[j];
+    for (int i = 0; i < 5; i++) {
+        for (int j = 0; j < 4; j++)
+            J[i * 4 + j] = c[i] * v[j];
+        x[i] = c[i] * c[i] * vv;
+        lambda += x[i] / 5;
+    }
+    engine e = engine_make(problem_from(5, 1, 4, J), 1.0);
+    assert_int_equal(e.red->r, 1);
+    for (int si = 0; si < 3; si++)
+        for (size_t B = 1; B <= 5; B++) {
+            double m2 = batch_second_moment(x, 5, B, SAMPLINGS[si]);
+            assert_rel(critical(&e, SAMPLINGS[si], B), 2 * lambda / m2, 1e-12,
+                       "rank-one eta*");
+        }
+    engine_free(&e);
+}
+
+/* Eigenvalues of G = JᵀJ/n computed here with LAPACK (ascending). */
+static void gram_eigenvalues(const sgdstab_problem *prob, double *w)
+{
+    size_t p = prob->p;
+    double *G = calloc(p * p, sizeof *G);
+    assert_non_null(G);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p,
+                (int)(prob->n * prob->k), 1.0 / (double)prob->n, prob->J,
+                (int)p, 0.0, G, (int)p);
+    assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)p, G,
+                                   (lapack_int)p, w), 0);
+    free(G);
+}
+
+/* B = n without replacement (and bernoulli with B = n) is full-batch GD:
+ * η* = 2/λmax(G), ρ⊥ = max over the non-zero λ_j of (1 − ηλ_j)². */
+static void test_full_batch(void **state)
+{
+    (void)state;
+    const size_t shapes[3][3] = {{25, 1, 10}, {6, 1, 15}, {8, 3, 11}};
+    for (int c = 0; c < 3; c++) {
+        size_t n = shapes[c][0], k = shapes[c][1], p = shapes[c][2];
+        engine e = engine_make(random_problem(n, k, p, 0, 0, 40 + c), 1.0);
+        double *w = malloc(p * sizeof *w);
+        gram_eigenvalues(e.prob, w);
+        double lmax = w[p - 1], tol = 1e-9 * lmax;
+        assert_rel(critical(&e, SGDSTAB_SAMPLING_WITHOUT, n), 2 / lmax, 1e-10,
+                   "full batch eta*");
+        assert_rel(critical(&e, SGDSTAB_SAMPLING_BERNOULLI, n), 2 / lmax, 1e-10,
+                   "bernoulli B = n eta*");
+        for (double f = 0.3; f < 4; f += 0.6) {
+            double eta = f / lmax, expect = 0;
+            for (size_t j = 0; j < p; j++)
+                if (w[j] > tol)
+                    expect = fmax(expect, (1 - eta * w[j]) * (1 - eta * w[j]));
+            assert_close(radius(&e, eta, SGDSTAB_SAMPLING_WITHOUT, n), expect,
+                         1e-11, "full batch rho");
+        }
+        free(w);
+        engine_free(&e);
+    }
+}
+
+/* One sample: every batch is that sample, so η* = 2/σmax(J_1)². */
+static void test_one_sample(void **state)
+{
+    (void)state;
+    for (size_t k = 1; k <= 3; k += 2) {
+        engine e = engine_make(random_problem(1, k, 6, 0, 0, 60 + k), 1.0);
+        double s[3], A[18], superb[3];
+        memcpy(A, e.prob->J, k * 6 * sizeof *A);
+        assert_int_equal(LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'N', 'N',
+                                        (lapack_int)k, 6, A, 6, s, NULL, 1,
+                                        NULL, 1, superb), 0);
+        for (int si = 0; si < 3; si++)
+            assert_rel(critical(&e, SAMPLINGS[si], 1), 2 / (s[0] * s[0]),
+                       1e-10, "one-sample eta*");
+        engine_free(&e);
+    }
+}
+
+/* -------------------------------------------------------------- theorems */
+
+/* η*(B) non-decreasing in B (Mulayoff–Michaeli); the shared-basis curve
+ * equals solves from scratch; ρ⊥(η*) = 1, below 1 just before, above just
+ * after. */
+static void test_monotone_and_boundary(void **state)
+{
+    (void)state;
+    const shape_case cases[3] = {{24, 1, 40, 0}, {30, 3, 14, 0}, {16, 1, 9, 1}};
+    for (int c = 0; c < 3; c++) {
+        engine e = engine_make(random_problem(cases[c].n, cases[c].k,
+                                              cases[c].p, cases[c].with_H, 0.5,
+                                              80 + c), 1.0);
+        size_t n = cases[c].n;
+        size_t *batches = malloc(n * sizeof *batches);
+        sgdstab_critical *cr = malloc(n * sizeof *cr);
+        for (size_t B = 1; B <= n; B++)
+            batches[B - 1] = B;
+        for (int si = 0; si < 3; si++) {
+            sgdstab_error err;
+            assert_int_equal(sgdstab_critical_curve(e.s, SAMPLINGS[si], batches,
+                                                    n, cr, &err), SGDSTAB_OK);
+            engine fresh = engine_make(random_problem(cases[c].n, cases[c].k,
+                                                      cases[c].p,
+                                                      cases[c].with_H, 0.5,
+                                                      80 + c), 1.0);
+            for (size_t i = 0; i < n; i++) {
+                if (i > 0 && cr[i].lr_critical < cr[i - 1].lr_critical * (1 - 1e-10))
+                    fail_msg("eta*(B) decreases from B = %zu to %zu: %.17g > "
+                             "%.17g (%s)", i, i + 1, cr[i - 1].lr_critical,
+                             cr[i].lr_critical,
+                             sgdstab_sampling_name(SAMPLINGS[si]));
+                if (i % 5 == 0 || i == n - 1)
+                    assert_rel(cr[i].lr_critical,
+                               critical(&fresh, SAMPLINGS[si], i + 1), 1e-9,
+                               "curve vs single solve");
+            }
+            engine_free(&fresh);
+            size_t B = (n + 2) / 3;
+            double star = cr[B - 1].lr_critical;
+            assert_close(radius(&e, star, SAMPLINGS[si], B), 1.0, 1e-9,
+                         "rho at eta*");
+            assert_true(radius(&e, 0.99 * star, SAMPLINGS[si], B) < 1);
+            assert_true(radius(&e, 1.01 * star, SAMPLINGS[si], B) > 1);
+        }
+        free(batches);
+        free(cr);
+        engine_free(&e);
+    }
+}
+
+/* H with a negative eigenvalue: not a minimum, unstable for every η, and
+ * the dense reference agrees that ρ⊥ > 1 even for tiny η. */
+static void test_not_a_minimum(void **state)
+{
+    (void)state;
+    sgdstab_problem *prob = random_problem(12, 1, 6, 1, -0.4, 5);
+    sgdstab_error err;
+    sgdstab_reference *ref = sgdstab_reference_alloc(prob, 1.0, &err);
+    engine e = engine_make(prob, 1.0);
+    assert_true(e.red->hessian_min < 0);
+    for (double lr = 1e-3; lr < 10; lr *= 7) {
+        sgdstab_analysis an;
+        assert_int_equal(sgdstab_analyze(e.s, lr, SGDSTAB_SAMPLING_WITHOUT, 3,
+                                         &an, &err), SGDSTAB_OK);
+        assert_int_equal(an.critical.kind, SGDSTAB_NOT_A_MINIMUM);
+        assert_false(an.stable);
+        assert_true(an.radius.rho > 1);
+        double ref_rho;
+        assert_int_equal(sgdstab_reference_spectrum(
+                             ref, lr, SGDSTAB_SAMPLING_WITHOUT, 3, &ref_rho,
+                             NULL, &err), SGDSTAB_OK);
+        assert_close(an.radius.rho, ref_rho, 1e-10, "rho, not a minimum");
+        assert_true(an.escape_rate_per_step > 0);
+    }
+    /* The reference refuses η* when H is not positive definite. */
+    double crit;
+    assert_int_equal(sgdstab_reference_critical(ref, SGDSTAB_SAMPLING_WITHOUT,
+                                                3, &crit, &err), SGDSTAB_EVALUE);
+    sgdstab_reference_free(ref);
+    engine_free(&e);
+}
+
+/* A loss scale c is the problem with A_i → c·A_i: η* divides by c and ρ at
+ * η equals ρ of the canonical problem at c·η. */
+static void test_loss_scale(void **state)
+{
+    (void)state;
+    engine one = engine_make(random_problem(14, 3, 10, 0, 0, 9), 1.0);
+    engine mse = engine_make(random_problem(14, 3, 10, 0, 0, 9), 2.0 / 3.0);
+    for (int si = 0; si < 3; si++) {
+        double a = critical(&one, SAMPLINGS[si], 4);
+        assert_rel(critical(&mse, SAMPLINGS[si], 4), a * 1.5, 1e-10,
+                   "eta* with loss scale");
+        assert_close(radius(&mse, 0.9 * a, SAMPLINGS[si], 4),
+                     radius(&one, 0.6 * a, SAMPLINGS[si], 4), 1e-11,
+                     "rho with loss scale");
+    }
+    assert_rel(sgdstab_lr_mean_limit(mse.s), 1.5 * sgdstab_lr_mean_limit(one.s),
+               1e-14, "mean limit with loss scale");
+    engine_free(&one);
+    engine_free(&mse);
+}
+
+/* ------------------------------------------------------------- evolution */
+
+/* S ← E[(I − ηH_ξ) S (I − ηH_ξ)] over every batch of B distinct samples, in
+ * parameter space (H = G). */
+static void brute_force_step(const sgdstab_problem *prob, size_t B, double eta,
+                             double *S, double *work)
+{
+    size_t n = prob->n, k = prob->k, p = prob->p, count = 0;
+    double *M = work, *T = work + p * p, *acc = work + 2 * p * p;
+    memset(acc, 0, p * p * sizeof *acc);
+    for (size_t mask = 0; mask < ((size_t)1 << n); mask++) {
+        if ((size_t)__builtin_popcountll(mask) != B)
+            continue;
+        /* M = I − (η/B) Σ_{i∈ξ} J_iᵀ J_i */
+        memset(M, 0, p * p * sizeof *M);
+        for (size_t i = 0; i < n; i++)
+            if (mask >> i & 1)
+                cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p,
+                            (int)k, -eta / (double)B, prob->J + i * k * p,
+                            (int)p, 1.0, M, (int)p);
+        for (size_t a = 0; a < p; a++) {
+            M[a * p + a] += 1;
+            for (size_t b = 0; b < a; b++)
+                M[a * p + b] = M[b * p + a];
+        }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p, (int)p,
+                    (int)p, 1.0, M, (int)p, S, (int)p, 0.0, T, (int)p);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p, (int)p,
+                    (int)p, 1.0, T, (int)p, M, (int)p, 1.0, acc, (int)p);
+        count++;
+    }
+    for (size_t i = 0; i < p * p; i++)
+        S[i] = acc[i] / (double)count;
+}
+
+static void test_evolve_brute_force(void **state)
+{
+    (void)state;
+    /* n = 5, k = 2, p = 6 with a null direction (column 5 is zero). */
+    sgdstab_problem *prob = random_problem(5, 2, 6, 0, 0, 11);
+    for (size_t i = 0; i < 10; i++)
+        prob->J[i * 6 + 5] = 0;
+    engine e = engine_make(prob, 1.0);
+    size_t p = 6, r = e.red->r, steps = 25, B = 2;
+    assert_int_equal(r, 5);
+    /* A random PSD S_0 = A Aᵀ with a component along the null direction. */
+    double A[36], S[36], G[36] = {0}, work[3 * 36], Z0[25];
+    sgdstab_rng *rng = sgdstab_rng_alloc(3);
+    sgdstab_rng_gaussian(rng, 1.0, 36, A);
+    sgdstab_rng_free(rng);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 6, 6, 6, 1.0 / 6, A, 6,
+                A, 6, 0.0, S, 6);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, 6, 10, 1.0 / 5,
+                prob->J, 6, 0.0, G, 6);
+    for (size_t a = 0; a < p; a++)
+        for (size_t b = 0; b < a; b++)
+            G[a * p + b] = G[b * p + a];
+    double null_trace, a_coef, b_coef, eta = 0.8 * critical(&e, 0, B);
+    sgdstab_error err;
+    assert_int_equal(sgdstab_reduce_project(e.red, prob, S, Z0, &null_trace,
+                                            &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_batch_coefficients(SGDSTAB_SAMPLING_WITHOUT, 5, B,
+                                                &a_coef, &b_coef, &err),
+                     SGDSTAB_OK);
+    sgdstab_moments *m = sgdstab_moments_alloc(e.red, &err);
+    double trace[26], trace_G[26];
+    assert_int_equal(sgdstab_moments_evolve(m, eta, a_coef, b_coef, Z0, steps,
+                                            trace, trace_G, &err), SGDSTAB_OK);
+    for (size_t t = 0; t <= steps; t++) {
+        double tr = 0, trg = 0;
+        for (size_t a = 0; a < p; a++)
+            tr += S[a * p + a];
+        for (size_t i = 0; i < p * p; i++)
+            trg += G[i] * S[i];
+        assert_rel(trace[t] + null_trace, tr, 1e-10, "E|delta_t|^2");
+        assert_rel(trace_G[t], trg, 1e-9, "tr(G S_t)");
+        brute_force_step(prob, B, eta, S, work);
+    }
+    sgdstab_moments_free(m);
+    engine_free(&e);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_one_dimension),
+        cmocka_unit_test(test_rank_one),
+        cmocka_unit_test(test_full_batch),
+        cmocka_unit_test(test_one_sample),
+        cmocka_unit_test(test_loss_scale),
+        cmocka_unit_test(test_not_a_minimum),
+        cmocka_unit_test(test_evolve_brute_force),
+        cmocka_unit_test(test_monotone_and_boundary),
+        cmocka_unit_test(test_against_arpack),
+        cmocka_unit_test(test_against_reference),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,820 @@
+#!/usr/bin/python3
+"""End-to-end tests of the exact stability engine through the sgdstab CLI:
+`analyze`, `critical`, `evolve` (and a smoke run of `bench`).
+
+usage: test_engine_cli.py SGDSTAB
+
+Every expected number comes from engine_reference.py (same directory): the
+DESIGN §1-2 mathematics written with plain NumPy/SciPy in the full parameter
+space, and brute-force enumeration of every minibatch for the evolution.
+Nothing is taken from the tool's own output except to check its internal
+consistency (CSV = JSON, escape rate = ln rho, ...).
+
+Tolerances (issue 3): rho_⊥ 1e-10 absolute, eta* 1e-9 relative, evolution
+1e-10 relative.  Exit status 0 iff every check passed.
+"""
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import engine_reference as ref  # noqa: E402
+
+RHO_ABS = 1e-10
+ETA_REL = 1e-9
+EVOLVE_REL = 1e-10
+SAMPLINGS = ("without", "with", "bernoulli")
+
+SGDSTAB = None
+WORK = None
+npass = 0
+nfail = 0
+
+
+def ok(name):
+    global npass
+    npass += 1
+    print("ok    " + name)
+
+
+def fail(name, msgs, res=None):
+    global nfail
+    nfail += 1
+    print("FAIL  " + name)
+    for m in msgs[:12]:
+        print("      " + m)
+    if len(msgs) > 12:
+        print("      ... %d more" % (len(msgs) - 12))
+    if res is not None:
+        print("      command: " + " ".join(res.cmd))
+        print("      --- stdout:")
+        for line in res.out[:2000].splitlines():
+            print("      | " + line)
+        print("      --- stderr:")
+        for line in res.err[:2000].splitlines():
+            print("      | " + line)
+
+
+def report(name, msgs, res=None):
+    if msgs:
+        fail(name, msgs, res)
+    else:
+        ok(name)
+
+
+class Result:
+    def __init__(self, cmd, rc, out, err):
+        self.cmd, self.rc, self.out, self.err = cmd, rc, out, err
+
+
+def run(*args):
+    cmd = [SGDSTAB] + [str(a) for a in args]
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=120)
+    return Result(cmd, p.returncode, p.stdout, p.stderr)
+
+
+def run_json(*args):
+    """Run with --json; returns (dict or None, result, msgs)."""
+    res = run(*args, "--json")
+    if res.rc != 0:
+        return None, res, ["exit status %d, expected 0" % res.rc]
+    if res.err:
+        return None, res, ["stderr not empty"]
+    try:
+        d = json.loads(res.out)
+    except ValueError as e:
+        return None, res, ["stdout is not one JSON document: %s" % e]
+    if not isinstance(d, dict):
+        return None, res, ["JSON is not an object"]
+    return d, res, []
+
+
+def fmt(x):
+    return repr(float(x))
+
+
+def is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def close_rel(a, b, rel):
+    return is_num(a) and math.isfinite(a) and abs(a - b) <= rel * abs(b)
+
+
+def close_abs(a, b, tol):
+    return is_num(a) and math.isfinite(a) and abs(a - b) <= tol
+
+
+# ----------------------------------------------------------------- problems
+
+class Case:
+    """A problem written to disk, with its reference Problem."""
+
+    def __init__(self, name, J, H=None, hessian_file=False):
+        self.name = name
+        self.J, self.H = J, H
+        self.extra = []
+        if H is None:
+            self.path = os.path.join(WORK, name + ".npy")
+            np.save(self.path, J)
+        elif hessian_file:
+            self.path = os.path.join(WORK, name + ".npy")
+            np.save(self.path, J)
+            hp = os.path.join(WORK, name + "_H.npy")
+            np.save(hp, H)
+            self.extra = ["--hessian", hp]
+        else:
+            self.path = os.path.join(WORK, name + ".npz")
+            np.savez(self.path, J=J, H=H)
+        self.prob = ref.Problem(J, H)
+        self.n, self.k, self.p = self.prob.n, self.prob.k, self.prob.p
+        self._eta = {}
+
+    def problem(self, c=1.0):
+        return self.prob if c == 1.0 else ref.Problem(self.J, self.H, c)
+
+    def eta_star(self, sampling, B, c=1.0):
+        key = (sampling, B, c)
+        if key not in self._eta:
+            self._eta[key] = ref.lr_critical(self.problem(c), sampling, B)
+        return self._eta[key]
+
+
+def make_cases():
+    rp = ref.random_problem
+    cases = [
+        # n < p and n > p, k = 1 and k = 3, H = G
+        Case("small_n", *rp(101, 5, 12)),
+        Case("large_n", *rp(102, 40, 6)),
+        Case("k3_small_n", *rp(103, 4, 15, k=3)),
+        Case("k3_large_n", *rp(104, 30, 5, k=3)),
+        Case("null_dir", *rp(105, 12, 7, null_dirs=2)),
+        # with H in the .npz: positive definite, and inside range(G) only
+        Case("H_pd_large_n", *rp(106, 40, 6, hessian="pd")),
+        Case("H_pd_small_n", *rp(107, 5, 9, hessian="pd")),
+        Case("H_range_small_n", *rp(108, 5, 10, hessian="range")),
+        Case("H_range_k3", *rp(109, 6, 8, k=3, hessian="range",
+                              null_dirs=2)),
+        # H given with --hessian H.npy
+        Case("Hfile_k3", *rp(110, 4, 8, k=3, hessian="pd"),
+             hessian_file=True),
+    ]
+    return cases
+
+
+# ----------------------------------------------------------------- analyze
+
+ANALYZE_KEYS = ("n k p rank lr batch sampling stable spectral_radius "
+                "escape_rate_per_step escape_rate_per_epoch lr_critical "
+                "lr_critical_mean sharpness hessian_frobenius "
+                "hessian_trace").split()
+
+
+def check_analyze_json(d, case, prob, lr, B, sampling, c):
+    """All checks of one `analyze --json` answer against the reference."""
+    errs = []
+    missing = [k for k in ANALYZE_KEYS if k not in d]
+    if missing:
+        return ["missing keys %s" % missing]
+    for key, want in (("n", case.n), ("k", case.k), ("p", case.p),
+                      ("batch", B), ("rank", prob.rank_J())):
+        v = d[key]
+        if not (isinstance(v, int) and not isinstance(v, bool) and v == want):
+            errs.append("%s = %r, expected %r" % (key, v, want))
+    if "null_dim" in d:
+        want = case.p - prob.range_basis().shape[1]
+        if d["null_dim"] != want:
+            errs.append("null_dim = %r, expected %d" % (d["null_dim"], want))
+    if d["lr"] != lr:
+        errs.append("lr = %r, expected %r" % (d["lr"], lr))
+    if d["sampling"] != sampling:
+        errs.append("sampling = %r" % d["sampling"])
+    if "loss_scale" in d and not close_rel(d["loss_scale"], c, 1e-15):
+        errs.append("loss_scale = %r, expected %r" % (d["loss_scale"], c))
+
+    rho = ref.rho_perp(prob, lr, sampling, B)
+    eta = ref.lr_critical(prob, sampling, B)
+    lam = prob.sharpness()
+    got_rho = d["spectral_radius"]
+    if not close_abs(got_rho, rho, RHO_ABS):
+        errs.append("spectral_radius = %r, reference %r (diff %.3g; the "
+                    "tool's error estimate %r, converged %r)"
+                    % (got_rho, rho, abs(got_rho - rho)
+                       if is_num(got_rho) else float("nan"),
+                       d.get("spectral_radius_error_estimate"),
+                       d.get("converged")))
+    if eta is None or not math.isfinite(eta):
+        errs.append("reference eta* is %r: test problem is wrong" % eta)
+    elif not close_rel(d["lr_critical"], eta, ETA_REL):
+        errs.append("lr_critical = %r, reference %r (rel %.3g)"
+                    % (d["lr_critical"], eta,
+                       abs(d["lr_critical"] - eta) / eta
+                       if is_num(d["lr_critical"]) else float("nan")))
+    # rates: ln rho per step, (n/B) ln rho per epoch (consistent with the
+    # tool's rho, and with the reference's)
+    if is_num(got_rho) and got_rho > 0:
+        lr_ = math.log(got_rho)
+        if not close_abs(d["escape_rate_per_step"], lr_,
+                         1e-13 + 1e-13 * abs(lr_)):
+            errs.append("escape_rate_per_step = %r, ln(rho) = %r"
+                        % (d["escape_rate_per_step"], lr_))
+        ep = case.n / B * lr_
+        if not close_abs(d["escape_rate_per_epoch"], ep,
+                         1e-13 + 1e-13 * abs(ep)):
+            errs.append("escape_rate_per_epoch = %r, (n/B) ln(rho) = %r"
+                        % (d["escape_rate_per_epoch"], ep))
+        if "rms_efold_steps" in d and lr_ != 0 and \
+                not close_rel(d["rms_efold_steps"], 2 / abs(lr_), 1e-12):
+            errs.append("rms_efold_steps = %r, 2/|ln rho| = %r"
+                        % (d["rms_efold_steps"], 2 / abs(lr_)))
+    if not close_abs(d["escape_rate_per_step"], math.log(rho),
+                     RHO_ABS / rho * 1.01):
+        errs.append("escape_rate_per_step = %r, reference ln(rho) = %r"
+                    % (d["escape_rate_per_step"], math.log(rho)))
+    # verdict
+    if eta is not None:
+        want = lr <= eta
+        if d["stable"] is not want:
+            errs.append("stable = %r, but eta = %r and reference eta* = %r"
+                        % (d["stable"], lr, eta))
+        if (rho <= 1) != want:
+            errs.append("reference inconsistent: rho %r, eta* %r" % (rho, eta))
+    if d.get("not_a_minimum") is not False:
+        errs.append("not_a_minimum = %r" % d.get("not_a_minimum"))
+    # Hessian summaries in the user's loss convention (H scaled by c)
+    for key, want, rel in (
+            ("lr_critical_mean", 2 / lam, 1e-12),
+            ("sharpness", lam, 1e-12),
+            ("hessian_frobenius", float(np.linalg.norm(prob.H)), 1e-12),
+            ("hessian_trace", float(np.trace(prob.H)), 1e-12)):
+        if not close_rel(d[key], want, rel):
+            errs.append("%s = %r, reference %r" % (key, d[key], want))
+    return errs
+
+
+def batch_sizes(n):
+    return sorted({1, max(2, n // 3), n})
+
+
+def test_analyze(cases):
+    for case in cases:
+        for sampling in SAMPLINGS:
+            bs = batch_sizes(case.n)
+            if sampling == "with":
+                bs = bs + [case.n + 3]          # B > n is fine with replacement
+            nrun, errs, bad = 0, [], None
+            for B in bs:
+                eta = case.eta_star(sampling, B)
+                for f in (0.5, 0.999, 1.001, 2.0):
+                    lr = eta * f
+                    d, res, e = run_json("analyze", case.path, "--lr",
+                                         fmt(lr), "--batch", B, "--sampling",
+                                         sampling, *case.extra)
+                    if d is not None:
+                        e = check_analyze_json(d, case, case.prob, lr, B,
+                                               sampling, 1.0)
+                    nrun += 1
+                    if e:
+                        errs += ["B=%d eta=%.4g eta*: %s" % (B, f, m)
+                                 for m in e]
+                        bad = bad or res
+            report("analyze %s (n=%d k=%d p=%d) --sampling %s: %d runs, "
+                   "B in %s, eta/eta* in 0.5 0.999 1.001 2"
+                   % (case.name, case.n, case.k, case.p, sampling, nrun, bs),
+                   errs, bad)
+    # the default sampling is 'without'
+    case = cases[1]
+    lr = 0.8 * case.eta_star("without", 5)
+    d, res, e = run_json("analyze", case.path, "--lr", fmt(lr),
+                         "--batch", 5)
+    if d is not None:
+        e = check_analyze_json(d, case, case.prob, lr, 5, "without", 1.0)
+    report("analyze without --sampling = sampling without", e, res)
+    # human-readable text
+    res = run("analyze", case.path, "--lr", fmt(lr), "--batch", 5)
+    e = []
+    if res.rc != 0 or res.err or "stable" not in res.out.lower():
+        e.append("status %d; want 0 and a text verdict" % res.rc)
+    report("analyze text output", e, res)
+
+
+def test_loss(cases):
+    """--loss mse == --loss 2/k == J scaled by sqrt(c) (and H by c), all
+    against the reference with scale c; a free numeric scale too."""
+    for case in cases:
+        if case.name not in ("large_n", "k3_small_n", "H_pd_large_n",
+                             "Hfile_k3"):
+            continue
+        c = 2.0 / case.k
+        sc = math.sqrt(c)
+        prob_c = case.problem(c)
+        Js = case.J * sc
+        Hs = None if case.H is None else case.H * c
+        scaled = Case(case.name + "_scaled", Js, Hs,
+                      hessian_file=bool(case.extra))
+        errs, bad = [], None
+        for sampling in SAMPLINGS:
+            B = 2
+            eta = case.eta_star(sampling, B, c)
+            for f in (0.5, 1.001, 2.0):
+                lr = f * eta
+                outs = []
+                for label, path, extra in (
+                        ("--loss mse", case.path, case.extra +
+                         ["--loss", "mse"]),
+                        ("--loss %r" % c, case.path, case.extra +
+                         ["--loss", fmt(c)]),
+                        ("J*sqrt(c)", scaled.path, scaled.extra)):
+                    d, res, e = run_json("analyze", path, "--lr", fmt(lr),
+                                         "--batch", B, "--sampling", sampling,
+                                         *extra)
+                    if d is not None:
+                        want_c = 1.0 if label == "J*sqrt(c)" else c
+                        e = check_analyze_json(d, case, prob_c, lr, B,
+                                               sampling, want_c)
+                        # rank of the scaled J is the rank of J
+                    if e:
+                        errs += ["%s %s eta=%.4g eta*: %s"
+                                 % (label, sampling, f, m) for m in e]
+                        bad = bad or res
+                    outs.append(d)
+                if all(outs) and not errs:
+                    for key in ("spectral_radius", "lr_critical",
+                                "sharpness", "hessian_trace"):
+                        a, b = outs[0][key], outs[1][key]
+                        if not close_rel(b, a, 1e-12):
+                            errs.append("%s: mse %r vs 2/k %r" % (key, a, b))
+        report("--loss mse = --loss 2/k = J*sqrt(2/k) on %s (k=%d)"
+               % (case.name, case.k), errs, bad)
+    # --loss half-mean is the default; a free scale c = 0.37
+    case = cases[3]
+    errs, bad = [], None
+    for loss, c in (("half-mean", 1.0), ("0.37", 0.37), ("12.5", 12.5)):
+        prob_c = case.problem(c)
+        eta = case.eta_star("with", 3, c)
+        for f in (0.5, 2.0):
+            d, res, e = run_json("analyze", case.path, "--lr",
+                                 fmt(f * eta), "--batch", 3, "--sampling",
+                                 "with", "--loss", loss)
+            if d is not None:
+                e = check_analyze_json(d, case, prob_c, f * eta, 3, "with", c)
+            if e:
+                errs += ["--loss %s: %s" % (loss, m) for m in e]
+                bad = bad or res
+    report("--loss half-mean / 0.37 / 12.5 on %s" % case.name, errs, bad)
+
+
+def test_negative(cases):
+    """H with a negative eigenvalue: not a minimum, unstable at any eta."""
+    J, H = ref.random_problem(120, 10, 5, hessian="negative")
+    case = Case("H_negative", J, H)
+    assert np.linalg.eigvalsh(H)[0] < 0
+    lam = float(np.abs(np.linalg.eigvalsh(H)).max())
+    for sampling in SAMPLINGS:
+        errs, bad = [], None
+        for lr in (1e-6 / lam, 1e-3 / lam, 0.5 / lam):
+            d, res, e = run_json("analyze", case.path, "--lr", fmt(lr),
+                                 "--batch", 3, "--sampling", sampling)
+            if d is not None:
+                rho = ref.rho_perp(case.prob, lr, sampling, 3)
+                assert rho > 1
+                if d.get("stable") is not False:
+                    e.append("stable = %r" % d.get("stable"))
+                if d.get("not_a_minimum") is not True:
+                    e.append("not_a_minimum = %r" % d.get("not_a_minimum"))
+                g = d.get("spectral_radius")
+                if not (is_num(g) and g > 1):
+                    e.append("spectral_radius = %r, not > 1" % g)
+                if not close_abs(g, rho, RHO_ABS):
+                    e.append("spectral_radius = %r, reference %r" % (g, rho))
+                lc = d.get("lr_critical")
+                if is_num(lc) and lc >= lr:
+                    e.append("lr_critical = %r >= eta = %r" % (lc, lr))
+                if not close_rel(d.get("sharpness"),
+                                 float(np.linalg.eigvalsh(case.prob.H)[-1]),
+                                 1e-12):
+                    e.append("sharpness = %r" % d.get("sharpness"))
+            if e:
+                errs += ["eta=%.3g: %s" % (lr, m) for m in e]
+                bad = bad or res
+        report("negative eigenvalue of H, sampling %s: exit 0, unstable, "
+               "not_a_minimum, rho > 1 = reference" % sampling, errs, bad)
+
+
+# ----------------------------------------------------------------- critical
+
+def check_critical(case, sampling, d, batches, c=1.0):
+    errs = []
+    if d.get("n") != case.n:
+        errs.append("n = %r" % d.get("n"))
+    if d.get("sampling") != sampling:
+        errs.append("sampling = %r" % d.get("sampling"))
+    crit = d.get("critical")
+    if not isinstance(crit, list):
+        return errs + ["no 'critical' list"]
+    got_b = [e.get("batch") if isinstance(e, dict) else None for e in crit]
+    if batches is not None and got_b != batches:
+        return errs + ["batches %r, expected %r" % (got_b, batches)]
+    lam = case.problem(c).sharpness()
+    if "lr_critical_mean" in d and not close_rel(d["lr_critical_mean"],
+                                                 2 / lam, 1e-12):
+        errs.append("lr_critical_mean = %r, 2/lambda_max = %r"
+                    % (d["lr_critical_mean"], 2 / lam))
+    prev = 0.0
+    for e in crit:
+        B, eta = e.get("batch"), e.get("lr_critical")
+        want = case.eta_star(sampling, B, c)
+        if not close_rel(eta, want, ETA_REL):
+            errs.append("B=%r: lr_critical = %r, reference %r (rel %.3g)"
+                        % (B, eta, want, abs(eta - want) / want
+                           if is_num(eta) else float("nan")))
+        if is_num(eta) and eta < prev * (1 - 1e-12):
+            errs.append("B=%r: lr_critical %r < %r at the previous B: "
+                        "not non-decreasing" % (B, eta, prev))
+        if is_num(eta):
+            prev = max(prev, eta)
+    if sampling in ("without", "bernoulli") and got_b and got_b[-1] == case.n:
+        # b = 0 at B = n: full-batch GD, eta* = 2/lambda_max(H)
+        eta = crit[-1].get("lr_critical")
+        if not close_rel(eta, 2 / lam, ETA_REL):
+            errs.append("eta*(n) = %r, 2/lambda_max(H) = %r" % (eta, 2 / lam))
+    return errs
+
+
+def read_csv(path):
+    with open(path) as f:
+        lines = f.read().splitlines()
+    return lines[0] if lines else "", [l.split(",") for l in lines[1:]]
+
+
+def test_critical(cases):
+    for case in cases:
+        for sampling in SAMPLINGS:
+            d, res, e = run_json("critical", case.path, "--batch", "all",
+                                 "--sampling", sampling, *case.extra)
+            if d is not None:
+                e = check_critical(case, sampling, d,
+                                   list(range(1, case.n + 1)))
+            report("critical %s --batch all --sampling %s (n=%d)"
+                   % (case.name, sampling, case.n), e, res)
+    # explicit list with CSV; log-spaced; ranges
+    case = cases[1]                                    # n = 40
+    for sampling in SAMPLINGS:
+        cdir = tempfile.mkdtemp(dir=WORK)
+        csv = os.path.join(cdir, "crit.csv")
+        lst = [1, 2, 3, 5, 8, 13, 40]
+        d, res, e = run_json("critical", case.path, "--batch",
+                             ",".join(map(str, lst)), "--sampling", sampling,
+                             "--csv", csv)
+        if d is not None:
+            e = check_critical(case, sampling, d, lst)
+            if not e:
+                if sorted(os.listdir(cdir)) != ["crit.csv"]:
+                    e.append("directory holds %r" % sorted(os.listdir(cdir)))
+                head, rows = read_csv(csv)
+                if head != "batch,lr_critical,lr_critical_mean,rel_accuracy":
+                    e.append("CSV header %r" % head)
+                elif len(rows) != len(lst):
+                    e.append("CSV has %d rows, want %d" % (len(rows), len(lst)))
+                else:
+                    for row, j in zip(rows, d["critical"]):
+                        if (len(row) != 4 or int(row[0]) != j["batch"]
+                                or not close_rel(float(row[1]),
+                                                 j["lr_critical"], 1e-15)
+                                or not close_rel(float(row[2]),
+                                                 d["lr_critical_mean"], 1e-15)
+                                or not (float(row[3]) >= 0)):
+                            e.append("CSV row %r vs JSON %r" % (row, j))
+        report("critical --batch %s --sampling %s --csv: JSON and CSV agree "
+               "with the reference" % (",".join(map(str, lst)), sampling),
+               e, res)
+    for spec, check in (
+            ("1:40:6:log", lambda b: len(b) <= 6 and b[0] == 1 and b[-1] == 40),
+            ("2:33:log", lambda b: b == [2, 4, 8, 16, 32] or
+             b == [2, 4, 8, 16, 32, 33]),
+            ("7:11", lambda b: b == [7, 8, 9, 10, 11]),
+            ("13,2,5,2", lambda b: b == [2, 5, 13])):
+        d, res, e = run_json("critical", case.path, "--batch", spec)
+        if d is not None:
+            e = check_critical(case, "without", d, None)
+            b = [x.get("batch") for x in d.get("critical", [])]
+            if not (b and b == sorted(set(b)) and check(b)):
+                e.append("batches %r for --batch %s" % (b, spec))
+        report("critical --batch %s" % spec, e, res)
+    # --loss mse through critical (k = 3)
+    case = cases[2]
+    c = 2.0 / case.k
+    d, res, e = run_json("critical", case.path, "--batch", "all",
+                         "--loss", "mse", "--sampling", "with")
+    if d is not None:
+        e = check_critical(case, "with", d, list(range(1, case.n + 1)), c)
+    report("critical %s --loss mse --sampling with" % case.name, e, res)
+
+
+# ----------------------------------------------------------------- evolve
+
+def evolve_cases():
+    rp = ref.random_problem
+    return [
+        Case("ev_null", *rp(201, 5, 4, null_dirs=1)),        # null direction
+        Case("ev_k2", *rp(202, 6, 5, k=2)),
+        Case("ev_small_n", *rp(203, 3, 5, k=1)),              # n < p
+        Case("ev_H_pd", *rp(204, 4, 3, hessian="pd")),
+        Case("ev_H_range", *rp(205, 5, 5, hessian="range", null_dirs=1)),
+        Case("ev_Hfile_k2", *rp(206, 4, 4, k=2, hessian="pd"),
+             hessian_file=True),
+    ]
+
+
+def check_evolve(case, sampling, B, lr, steps, c, init, want_m2, want_loss,
+                 use_csv):
+    args = ["evolve", case.path, "--lr", fmt(lr), "--batch", B, "--steps",
+            steps, "--sampling", sampling] + case.extra
+    if c != 1.0:
+        args += ["--loss", fmt(c)]
+    if init is not None:
+        args += ["--init", init]
+    errs = []
+    if use_csv:
+        cdir = tempfile.mkdtemp(dir=WORK)
+        csv = os.path.join(cdir, "ev.csv")
+        res = run(*(args + ["--csv", csv]))
+        if res.rc != 0 or res.err:
+            return ["exit status %d" % res.rc], res
+        if sorted(os.listdir(cdir)) != ["ev.csv"]:
+            errs.append("directory holds %r" % sorted(os.listdir(cdir)))
+        head, rows = read_csv(csv)
+        if head != "step,second_moment,loss":
+            return errs + ["CSV header %r" % head], res
+        if len(rows) != steps + 1:
+            return errs + ["CSV has %d rows, want %d" % (len(rows),
+                                                         steps + 1)], res
+        if [r[0] for r in rows] != [str(t) for t in range(steps + 1)]:
+            errs.append("step column is not 0..%d" % steps)
+        m2 = [float(r[1]) for r in rows]
+        loss = [float(r[2]) for r in rows]
+    else:
+        d, res, e = run_json(*args)
+        if d is None:
+            return e, res
+        if d.get("steps") != steps:
+            errs.append("steps = %r" % d.get("steps"))
+        m2, loss = d.get("second_moment"), d.get("loss")
+        if not (isinstance(m2, list) and isinstance(loss, list)
+                and len(m2) == steps + 1 and len(loss) == steps + 1):
+            return errs + ["second_moment/loss are not arrays of %d"
+                           % (steps + 1)], res
+    for t in range(steps + 1):
+        if not close_rel(m2[t], want_m2[t], EVOLVE_REL):
+            errs.append("t=%d: second_moment %r, reference %r (rel %.3g)"
+                        % (t, m2[t], want_m2[t],
+                           abs(m2[t] - want_m2[t]) / want_m2[t]))
+        if not close_rel(loss[t], want_loss[t], EVOLVE_REL):
+            errs.append("t=%d: loss %r, reference %r (rel %.3g)"
+                        % (t, loss[t], want_loss[t],
+                           abs(loss[t] - want_loss[t]) / want_loss[t]))
+    return errs, res
+
+
+def test_evolve():
+    steps = 25
+    for case in evolve_cases():
+        init_path = os.path.join(WORK, case.name + "_S0.npy")
+        S0 = ref.random_psd(300 + case.p, case.p)
+        np.save(init_path, S0)
+        lowrank_path = os.path.join(WORK, case.name + "_S0_rank2.npy")
+        S0r = ref.random_psd(400 + case.p, case.p, rank=2)
+        np.save(lowrank_path, S0r)
+        for sampling in SAMPLINGS:
+            errs, bad, nrun = [], None, 0
+            bs = [1, 2] if sampling == "with" else [1, 2, case.n]
+            for B in bs:
+                eta = case.eta_star(sampling, B)
+                for f, init, S, c, use_csv in (
+                        (0.5, None, None, 1.0, True),
+                        (1.5, None, None, 1.0, False),
+                        (0.9, init_path, S0, 1.0, True),
+                        (1.2, lowrank_path, S0r, 1.0, False),
+                        (0.7, None, None, 0.37, True)):
+                    prob = case.problem(c)
+                    lr = f * (case.eta_star(sampling, B, c) if c != 1 else eta)
+                    m2, loss = ref.evolve(prob, lr, sampling, B, steps, S)
+                    e, res = check_evolve(case, sampling, B, lr, steps, c,
+                                          init, m2, loss, use_csv)
+                    nrun += 1
+                    if e:
+                        errs += ["B=%d eta=%.3g eta*%s%s%s: %s"
+                                 % (B, f, " --init" if init else "",
+                                    " --loss %g" % c if c != 1 else "",
+                                    " csv" if use_csv else " json", m)
+                                 for m in e]
+                        bad = bad or res
+            report("evolve %s (n=%d k=%d p=%d) --sampling %s: %d runs of %d "
+                   "steps against enumeration of every batch"
+                   % (case.name, case.n, case.k, case.p, sampling, nrun,
+                      steps), errs, bad)
+    # CSV and JSON of one run are the same numbers
+    case = evolve_cases()[1]
+    cdir = tempfile.mkdtemp(dir=WORK)
+    csv = os.path.join(cdir, "both.csv")
+    d, res, e = run_json("evolve", case.path, "--lr", "0.3", "--batch", 2,
+                         "--steps", 7, "--csv", csv)
+    if d is not None:
+        head, rows = read_csv(csv)
+        if [float(r[1]) for r in rows] != d["second_moment"] or \
+                [float(r[2]) for r in rows] != d["loss"]:
+            e.append("CSV %r differs from JSON" % rows)
+    report("evolve --csv F --json: same numbers", e, res)
+    # --steps 0: just S_0
+    d, res, e = run_json("evolve", case.path, "--lr", "0.3", "--batch", 2,
+                         "--steps", 0)
+    if d is not None:
+        want = 0.5 * float(np.trace(case.prob.G)) / case.p
+        m2 = d.get("second_moment")
+        if not (isinstance(m2, list) and len(m2) == 1
+                and close_rel(m2[0], 1.0, 1e-14)):
+            e.append("second_moment %r, want [1]" % m2)
+        if not (isinstance(d.get("loss"), list) and len(d["loss"]) == 1
+                and close_rel(d["loss"][0], want, 1e-13)):
+            e.append("loss %r, want %r" % (d.get("loss"), want))
+    report("evolve --steps 0", e, res)
+
+
+# ----------------------------------------------------------------- errors
+
+def expect_error(name, status, args, csv_dir=None):
+    res = run(*args)
+    e = []
+    if res.rc not in status:
+        e.append("exit status %d, expected %s" % (res.rc,
+                                                  " or ".join(map(str, status))))
+    if res.out:
+        e.append("stdout not empty")
+    if not (res.err.endswith("\n") and res.err.count("\n") == 1
+            and res.err.strip()):
+        e.append("stderr is not exactly one line")
+    if csv_dir is not None and os.listdir(csv_dir):
+        e.append("left files in the --csv directory: %r"
+                 % sorted(os.listdir(csv_dir)))
+    report(name, e, res)
+
+
+def test_errors(cases):
+    case = cases[1]                                  # n = 40, p = 6
+    f = case.path
+    n = case.n
+    U, D = (2,), (1,)
+    ev_init = os.path.join(WORK, "init_bad_shape.npy")
+    np.save(ev_init, np.eye(case.p + 1))
+    ev_notpsd = os.path.join(WORK, "init_not_psd.npy")
+    S = ref.random_psd(7, case.p)
+    w, V = np.linalg.eigh(S)
+    w[0] = -0.1 * w[-1]
+    np.save(ev_notpsd, (V * w) @ V.T)
+
+    analyze = [
+        ("missing --lr", U, ["--batch", 2]),
+        ("missing --batch", U, ["--lr", "0.1"]),
+        ("--batch 0", U, ["--lr", "0.1", "--batch", 0]),
+        # B > n depends on the data: a data error (1); usage (2) accepted
+        ("--batch n+1 (without)", (1, 2), ["--lr", "0.1", "--batch", n + 1]),
+        ("--batch n+1 (bernoulli)", (1, 2), ["--lr", "0.1", "--batch", n + 1,
+                                             "--sampling", "bernoulli"]),
+        ("--sampling foo", U, ["--lr", "0.1", "--batch", 2, "--sampling",
+                               "foo"]),
+        ("--loss -1", U, ["--lr", "0.1", "--batch", 2, "--loss", "-1"]),
+        ("--loss bogus", U, ["--lr", "0.1", "--batch", 2, "--loss", "abc"]),
+        ("--lr nan", U, ["--lr", "nan", "--batch", 2]),
+        ("--lr -1", U, ["--lr", "-1", "--batch", 2]),
+        ("unknown option", U, ["--lr", "0.1", "--batch", 2, "--frobnicate"]),
+        ("nonexistent file", D, None),
+    ]
+    for name, st, extra in analyze:
+        if extra is None:
+            args = ["analyze", os.path.join(WORK, "nope.npy"), "--lr", "0.1",
+                    "--batch", 2]
+        else:
+            args = ["analyze", f] + [str(a) for a in extra]
+        expect_error("analyze error: %s -> %s" % (name, st), st, args)
+        if extra is not None:
+            expect_error("analyze error: %s --json -> %s" % (name, st), st,
+                         args + ["--json"])
+
+    critical = [
+        ("missing --batch", U, []),
+        ("--batch 0", U, ["--batch", "0,1"]),
+        ("--batch n+1", (1, 2), ["--batch", "1,%d" % (n + 1)]),
+        ("--batch bad range", U, ["--batch", "5:2"]),
+        ("--sampling foo", U, ["--batch", "1,2", "--sampling", "foo"]),
+        ("--loss -1", U, ["--batch", "1,2", "--loss", "-1"]),
+        ("unknown option", U, ["--batch", "1,2", "--frobnicate"]),
+    ]
+    for name, st, extra in critical:
+        cdir = tempfile.mkdtemp(dir=WORK)
+        args = ["critical", f] + extra + ["--csv", os.path.join(cdir, "c.csv")]
+        expect_error("critical error: %s -> %s (no CSV left)" % (name, st),
+                     st, args, cdir)
+
+    base = ["--lr", "0.1", "--batch", 2, "--steps", 3]
+    evolve = [
+        ("missing --lr", U, ["--batch", 2, "--steps", 3]),
+        ("missing --batch", U, ["--lr", "0.1", "--steps", 3]),
+        ("missing --steps", U, ["--lr", "0.1", "--batch", 2]),
+        ("--batch 0", U, ["--lr", "0.1", "--batch", 0, "--steps", 3]),
+        ("--batch n+1", (1, 2), ["--lr", "0.1", "--batch", n + 1,
+                                 "--steps", 3]),
+        ("--steps -1", U, ["--lr", "0.1", "--batch", 2, "--steps", -1]),
+        ("--sampling foo", U, base + ["--sampling", "foo"]),
+        ("--loss -1", U, base + ["--loss", "-1"]),
+        ("--lr nan", U, ["--lr", "nan", "--batch", 2, "--steps", 3]),
+        ("unknown option", U, base + ["--frobnicate"]),
+        ("--init wrong shape", D, base + ["--init", ev_init]),
+        ("--init not PSD", D, base + ["--init", ev_notpsd]),
+        ("--init missing file", D, base + ["--init",
+                                           os.path.join(WORK, "none.npy")]),
+    ]
+    for name, st, extra in evolve:
+        cdir = tempfile.mkdtemp(dir=WORK)
+        args = ["evolve", f] + [str(a) for a in extra] + \
+            ["--csv", os.path.join(cdir, "e.csv")]
+        expect_error("evolve error: %s -> %s (no CSV left)" % (name, st),
+                     st, args, cdir)
+        expect_error("evolve error: %s --json -> %s" % (name, st), st,
+                     ["evolve", f] + [str(a) for a in extra] + ["--json"])
+
+    # a failing run leaves an existing CSV untouched
+    cdir = tempfile.mkdtemp(dir=WORK)
+    csv = os.path.join(cdir, "keep.csv")
+    with open(csv, "w") as fh:
+        fh.write("old\n")
+    res = run("evolve", f, *base, "--init", ev_notpsd, "--csv", csv)
+    e = []
+    if res.rc != 1:
+        e.append("exit status %d" % res.rc)
+    if open(csv).read() != "old\n" or os.listdir(cdir) != ["keep.csv"]:
+        e.append("existing CSV modified or temporary files left: %r"
+                 % sorted(os.listdir(cdir)))
+    report("evolve error keeps an existing --csv file intact", e, res)
+
+
+# ----------------------------------------------------------------- bench
+
+def test_bench():
+    d, res, e = run_json("bench", "--samples", 60, "--params", 40,
+                         "--curve", 5)
+    if d is not None:
+        for key in ("dgemm_gflops", "apply_fraction_of_dgemm",
+                    "critical_applications", "curve_over_critical"):
+            v = d.get(key)
+            if not (is_num(v) and math.isfinite(v) and v > 0):
+                e.append("%s = %r, want a positive finite number" % (key, v))
+    report("bench --samples 60 --params 40 --curve 5 --json", e, res)
+
+
+# ----------------------------------------------------------------- main
+
+def main():
+    global SGDSTAB, WORK
+    if len(sys.argv) != 2:
+        print(__doc__)
+        return 99
+    SGDSTAB = sys.argv[1]
+    if not os.access(SGDSTAB, os.X_OK):
+        print("cannot run %s" % SGDSTAB)
+        return 99
+    WORK = tempfile.mkdtemp(prefix="sgdstab-engine-")
+    t0 = time.time()
+    try:
+        try:
+            ref.selfcheck()
+            ok("reference self-check: Kronecker T = enumeration of every "
+               "batch, (a, b) table, rho(eta*) = 1")
+        except AssertionError as exc:
+            fail("reference self-check", [repr(exc)])
+            return 1
+        cases = make_cases()
+        test_analyze(cases)
+        test_loss(cases)
+        test_negative(cases)
+        test_critical(cases)
+        test_evolve()
+        test_errors(cases)
+        test_bench()
+    finally:
+        shutil.rmtree(WORK, ignore_errors=True)
+    print()
+    print("%d passed, %d failed (%.1f s)" % (npass, nfail, time.time() - t0))
+    return 0 if nfail == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
