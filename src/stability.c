@@ -13,6 +13,11 @@
  *   K = 𝒜₁^{-1/2}𝒜₂𝒜₁^{-1/2} = diag(q / s) + b · D𝒩D,   D = diag(s^{-1/2}) */
 enum { FAMILY_STEP = 0, FAMILY_CRITICAL = 1 };
 
+/* Default relative tolerances (eig.h) per family: an error estimate of
+ * 1e-11·ρ⊥ keeps ρ⊥ within 1e-10 absolute up to ρ⊥ ≈ 10, and 1e-10 keeps
+ * η* well within 1e-9 relative. */
+static const double DEFAULT_TOL[2] = {1e-11, 1e-10};
+
 typedef struct {
     sgdstab_stability *s;
     int subtract_gzg;
@@ -208,17 +213,19 @@ static int solve_member(sgdstab_stability *s, int kind,
                         double beta, sgdstab_eig_result *res,
                         sgdstab_error *err)
 {
-    if (!s->eig.arpack) {
+    sgdstab_eig_options opt = s->eig;
+    if (!(opt.tol > 0))
+        opt.tol = DEFAULT_TOL[kind];
+    if (!opt.arpack) {
         sgdstab_family *f = family(s, kind, sampling, err);
         if (!f)
             return err ? err->status : SGDSTAB_ENOMEM;
-        return sgdstab_family_solve(f, gamma, beta, &s->eig, res, NULL, err);
+        return sgdstab_family_solve(f, gamma, beta, &opt, res, NULL, err);
     }
     s->member_slot = &s->slot[kind][sampling != SGDSTAB_SAMPLING_BERNOULLI];
     s->member_gamma = gamma;
     s->member_kind = kind;
     s->member_beta = beta;
-    sgdstab_eig_options opt = s->eig;
     opt.start = s->identity;
     return sgdstab_eig_max(s->dim, matvec_member, s, &opt, res, NULL, err);
 }

@@ -43,7 +43,8 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
 void sgdstab_stability_free(sgdstab_stability *s);
 
 /* Solver settings for every solve of this workspace (NULL: defaults); ncv
- * is the largest basis size.  Set before the first solve. */
+ * is the largest basis size.  Set before the first solve.  The default
+ * tolerance is 1e-11 for ρ⊥ and 1e-10 for η* (relative error estimates). */
 void sgdstab_stability_set_eig(sgdstab_stability *s,
                                const sgdstab_eig_options *opt);
 

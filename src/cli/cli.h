@@ -108,6 +108,10 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text,
 int cli_parse_batches(const char *cmd, const char *text, size_t n,
                       size_t **list, size_t *count);
 
+/* Usage error unless the batch size fits the problem's n under the
+ * sampling rule (B ≤ n except for `with`). */
+int cli_check_batch(const cli_args *a, size_t n, size_t batch);
+
 /* Usage errors unless FILE, --lr, --batch were given. */
 int cli_require(const cli_args *a, int need_lr, int need_batch);
 

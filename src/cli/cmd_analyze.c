@@ -165,7 +165,9 @@ int cmd_analyze(int argc, char **argv)
     sgdstab_stability *s = NULL;
     if (cli_load(&args, &prob, &red))
         return EXIT_DATA;
-    int status = cli_stability(&args, red, &s);
+    int status = cli_check_batch(&args, prob->n, batch);
+    if (!status)
+        status = cli_stability(&args, red, &s);
     sgdstab_analysis an;
     sgdstab_error err;
     if (!status && sgdstab_analyze(s, args.lr, args.sampling, batch, &an, &err))

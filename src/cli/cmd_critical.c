@@ -23,7 +23,8 @@ static const char CRITICAL_HELP[] =
     CLI_HELP_PROBLEM_OPTIONS
     "  --json            JSON on stdout: {\"n\", \"sampling\", \"loss_scale\",\n"
     "                    \"lr_critical_mean\", \"critical\": [{\"batch\",\n"
-    "                    \"lr_critical\", \"rel_accuracy\"}, ...]}\n"
+    "                    \"lr_critical\", \"rel_accuracy\", \"not_a_minimum\"},\n"
+    "                    ...]}\n"
     "  --csv F           also write F with columns batch,lr_critical,\n"
     "                    lr_critical_mean,rel_accuracy\n"
     "  -h, --help        show this help\n";
@@ -61,6 +62,8 @@ static int print_json(const sgdstab_problem *prob, const cli_args *a,
         cli_json_size(e, "batch", cr[i].batch);
         cli_json_number(e, "lr_critical", cr[i].lr_critical);
         cli_json_number(e, "rel_accuracy", cr[i].rel_accuracy);
+        cJSON_AddBoolToObject(e, "not_a_minimum",
+                              cr[i].kind != SGDSTAB_MINIMUM_OK);
         cJSON_AddItemToArray(arr, e);
     }
     return cli_json_print(o);
@@ -77,7 +80,13 @@ static void print_text(const sgdstab_problem *prob, const cli_args *a,
     printf("%10s  %22s  %12s\n", "batch", "eta*(B)", "rel.accuracy");
     for (size_t i = 0; i < m; i++)
         printf("%10zu  %22.15g  %12.2g%s\n", cr[i].batch, cr[i].lr_critical,
-               cr[i].rel_accuracy, cr[i].converged ? "" : "  NOT CONVERGED");
+               cr[i].rel_accuracy,
+               cr[i].kind == SGDSTAB_NOT_A_MINIMUM ? "  (not a minimum: H has a "
+                                                    "negative eigenvalue)"
+               : cr[i].kind == SGDSTAB_DEGENERATE ? "  (degenerate: H is "
+                                                   "singular where samples "
+                                                   "move)"
+               : cr[i].converged ? "" : "  NOT CONVERGED");
 }
 
 int cmd_critical(int argc, char **argv)
@@ -108,6 +117,8 @@ int cmd_critical(int argc, char **argv)
     if (cli_load(&args, &prob, &red))
         return EXIT_DATA;
     int status = cli_parse_batches(args.cmd, args.batch, prob->n, &batches, &m);
+    if (!status && m > 0)
+        status = cli_check_batch(&args, prob->n, batches[m - 1]);
     if (!status)
         status = cli_stability(&args, red, &s);
     if (!status && !(cr = malloc(m * sizeof *cr)))

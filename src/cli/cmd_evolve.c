@@ -171,7 +171,9 @@ int cmd_evolve(int argc, char **argv)
     size_t r = red->r, p = prob->p;
     sgdstab_error err;
     double a_coef, b_coef, null_trace = 0;
-    int status = cli_stability(&args, red, &s);
+    int status = cli_check_batch(&args, prob->n, batch);
+    if (!status)
+        status = cli_stability(&args, red, &s);
     if (!status && sgdstab_batch_coefficients(args.sampling, prob->n, batch,
                                               &a_coef, &b_coef, &err))
         status = cli_report(&err);

@@ -146,6 +146,15 @@ int cli_common_option(cli_args *a, int c, const char *arg)
     }
 }
 
+int cli_check_batch(const cli_args *a, size_t n, size_t batch)
+{
+    if (batch <= n || a->sampling == SGDSTAB_SAMPLING_WITH)
+        return EXIT_OK;
+    return cli_usage_error(a->cmd, "--batch %zu exceeds the n = %zu samples of "
+                           "%s (sampling '%s' needs B <= n)", batch, n, a->file,
+                           sgdstab_sampling_name(a->sampling));
+}
+
 int cli_require(const cli_args *a, int need_lr, int need_batch)
 {
     if (!a->file)
@@ -235,11 +244,21 @@ int cli_parse_batches(const char *cmd, const char *text, size_t n,
         }
         if (nf == 2)
             goto range;
+        if (nf == 4 && steps > b - a + 1)
+            steps = b - a + 1;  /* every size in the range, then */
         for (size_t i = 0;; i++) {
-            double x = nf == 4 ? (double)a * pow((double)b / (double)a,
-                                                 (double)i / (double)(steps - 1))
+            double x = nf == 4 ? (steps < 2 ? (double)a
+                                  : (double)a * pow((double)b / (double)a,
+                                                    (double)i /
+                                                        (double)(steps - 1)))
                                : (double)a * pow(2.0, (double)i);
             size_t bi = x >= (double)b ? b : (size_t)llround(x);
+            /* N distinct sizes: step past rounding collisions at the small
+             * end, and leave room for the sizes still to come. */
+            if (m > 0 && bi <= v[m - 1])
+                bi = v[m - 1] + 1;
+            if (nf == 4 && bi > b - (steps - 1 - i))
+                bi = b - (steps - 1 - i);
             if (push(&v, &m, &cap, bi)) {
                 status = cli_usage_error(cmd, "out of memory");
                 goto done;
