@@ -497,19 +497,33 @@ static int64_t read_file(void *ctx, void *buf, size_t n)
     return (int64_t)r;
 }
 
+int sgdstab_open_input(const char *path, FILE **f, size_t *size,
+                       sgdstab_error *err)
+{
+    *f = fopen(path, "rb");
+    if (!*f)
+        return sgdstab_fail(err, SGDSTAB_EIO, "%s: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(*f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        fclose(*f);
+        *f = NULL;
+        return sgdstab_fail(err, SGDSTAB_EIO, "%s: not a regular file", path);
+    }
+    if (size)
+        *size = (size_t)sb.st_size;
+    return SGDSTAB_OK;
+}
+
 int sgdstab_npy_read(const char *path, sgdstab_array *out, sgdstab_error *err)
 {
     memset(out, 0, sizeof *out);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return sgdstab_fail(err, SGDSTAB_EIO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return sgdstab_fail(err, SGDSTAB_EIO, "%s: not a regular file", path);
-    }
-    npy_stream s = {read_file, f, (uint64_t)sb.st_size, path};
-    int st = npy_read_stream(&s, out, err);
+    FILE *f;
+    size_t size;
+    int st = sgdstab_open_input(path, &f, &size, err);
+    if (st)
+        return st;
+    npy_stream s = {read_file, f, (uint64_t)size, path};
+    st = npy_read_stream(&s, out, err);
     fclose(f);
     return st;
 }

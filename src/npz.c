@@ -1,11 +1,9 @@
 /* .npz archives: a zip file whose members "NAME.npy" are .npy files.  numpy
  * writes them stored (np.savez) or deflated (np.savez_compressed), always with
  * Zip64 extra fields; libzip handles both. */
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <zip.h>
 
 #include "npy_stream.h"
@@ -55,15 +53,13 @@ static sgdstab_npz *open_source(zip_source_t *src, const char *label,
 
 sgdstab_npz *sgdstab_npz_open(const char *path, sgdstab_error *err)
 {
-    struct stat sb;
-    if (stat(path, &sb) != 0) {
-        sgdstab_fail(err, SGDSTAB_EIO, "%s: %s", path, strerror(errno));
+    FILE *f;
+    size_t size;
+    if (sgdstab_open_input(path, &f, &size, err))
         return NULL;
-    }
-    if (!S_ISREG(sb.st_mode) || sb.st_size == 0) {
-        sgdstab_fail(err, S_ISREG(sb.st_mode) ? SGDSTAB_EFORMAT : SGDSTAB_EIO,
-                     "%s: %s", path, S_ISREG(sb.st_mode) ? "empty file"
-                                                         : "not a regular file");
+    fclose(f);
+    if (size == 0) {
+        sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: empty file", path);
         return NULL;
     }
     zip_error_t ze;

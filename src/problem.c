@@ -1,11 +1,9 @@
 #include "sgdstab/problem.h"
 
-#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 /* ------------------------------------------------------------ validation */
 
@@ -160,14 +158,10 @@ enum file_kind { KIND_NPY, KIND_NPZ };
 
 static int sniff(const char *path, enum file_kind *kind, sgdstab_error *err)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return sgdstab_fail(err, SGDSTAB_EIO, "%s: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return sgdstab_fail(err, SGDSTAB_EIO, "%s: not a regular file", path);
-    }
+    FILE *f;
+    int st = sgdstab_open_input(path, &f, NULL, err);
+    if (st)
+        return st;
     unsigned char magic[6];
     size_t got = fread(magic, 1, sizeof magic, f);
     int read_failed = ferror(f);

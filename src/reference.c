@@ -11,7 +11,9 @@ struct sgdstab_reference {
     double c;           /* loss scale */
     double *A;          /* n × r × r: A_i in the range basis */
     double *H, *G;      /* r × r */
+    double *eye;        /* r × r identity */
     double *S1, *S2;    /* N × N work matrices */
+    double *w;          /* N eigenvalues */
 };
 
 void sgdstab_reference_free(sgdstab_reference *ref)
@@ -21,8 +23,10 @@ void sgdstab_reference_free(sgdstab_reference *ref)
     free(ref->A);
     free(ref->H);
     free(ref->G);
+    free(ref->eye);
     free(ref->S1);
     free(ref->S2);
+    free(ref->w);
     free(ref);
 }
 
@@ -95,10 +99,15 @@ sgdstab_reference *sgdstab_reference_alloc(const sgdstab_problem *prob,
     ref->A = malloc(n * r * r * sizeof *ref->A);
     ref->H = malloc(r * r * sizeof *ref->H);
     ref->G = malloc(r * r * sizeof *ref->G);
+    ref->eye = calloc(r * r, sizeof *ref->eye);
     ref->S1 = malloc(ref->N * ref->N * sizeof *ref->S1);
     ref->S2 = malloc(ref->N * ref->N * sizeof *ref->S2);
-    if (!ref->A || !ref->H || !ref->G || !ref->S1 || !ref->S2)
+    ref->w = malloc(ref->N * sizeof *ref->w);
+    if (!ref->A || !ref->H || !ref->G || !ref->eye || !ref->S1 || !ref->S2 ||
+        !ref->w)
         goto oom;
+    for (size_t i = 0; i < r; i++)
+        ref->eye[i * r + i] = 1;
     for (size_t i = 0; i < n; i++) {
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p, (int)k, 1.0,
                     prob->J + i * k * p, (int)p, 0.0, Ai, (int)p);
@@ -160,99 +169,68 @@ static void add_kron(size_t r, double coef, const double *X, const double *Y,
         }
 }
 
-/* S = P^T [ H⊗H − (1 − a) G⊗G + (b/n) Σ A_i⊗A_i ] P, i.e. 𝒜₂. */
-static void assemble_a2(sgdstab_reference *ref, double a, double b, double *S)
+/* S2 = Pᵀ[H⊗H − (1 − a)G⊗G + (b/n) Σ A_i⊗A_i]P (𝒜₂) and
+ * S1 = Pᵀ[H⊗I + I⊗H]P (𝒜₁) for the batch rule. */
+static int assemble(sgdstab_reference *ref, sgdstab_sampling sampling,
+                    size_t batch, sgdstab_error *err)
 {
-    size_t r = ref->r;
-    memset(S, 0, ref->N * ref->N * sizeof *S);
-    add_kron(r, 1.0, ref->H, ref->H, S);
-    add_kron(r, -(1 - a), ref->G, ref->G, S);
+    double a, b;
+    int st = sgdstab_batch_coefficients(sampling, ref->n, batch, &a, &b, err);
+    if (st)
+        return st;
+    size_t r = ref->r, NN = ref->N * ref->N;
+    memset(ref->S2, 0, NN * sizeof *ref->S2);
+    add_kron(r, 1.0, ref->H, ref->H, ref->S2);
+    add_kron(r, -(1 - a), ref->G, ref->G, ref->S2);
     if (b != 0)
         for (size_t i = 0; i < ref->n; i++)
             add_kron(r, b / (double)ref->n, ref->A + i * r * r,
-                     ref->A + i * r * r, S);
-}
-
-/* S = P^T [ H⊗I + I⊗H ] P, i.e. 𝒜₁. */
-static void assemble_a1(sgdstab_reference *ref, double *S, double *eye)
-{
-    size_t r = ref->r;
-    memset(S, 0, ref->N * ref->N * sizeof *S);
-    memset(eye, 0, r * r * sizeof *eye);
-    for (size_t i = 0; i < r; i++)
-        eye[i * r + i] = 1;
-    add_kron(r, 1.0, ref->H, eye, S);
-    add_kron(r, 1.0, eye, ref->H, S);
+                     ref->A + i * r * r, ref->S2);
+    memset(ref->S1, 0, NN * sizeof *ref->S1);
+    add_kron(r, 1.0, ref->H, ref->eye, ref->S1);
+    add_kron(r, 1.0, ref->eye, ref->H, ref->S1);
+    return SGDSTAB_OK;
 }
 
 int sgdstab_reference_spectrum(sgdstab_reference *ref, double lr,
                                sgdstab_sampling sampling, size_t batch,
                                double *rho, double *eig, sgdstab_error *err)
 {
-    double a, b;
-    int st = sgdstab_batch_coefficients(sampling, ref->n, batch, &a, &b, err);
+    int st = assemble(ref, sampling, batch, err);
     if (st)
         return st;
     size_t N = ref->N, NN = N * N;
-    double *eye = malloc(ref->r * ref->r * sizeof *eye);
-    double *w = malloc(N * sizeof *w);
-    if (!eye || !w) {
-        free(eye);
-        free(w);
-        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    }
     /* T = I − η𝒜₁ + η²𝒜₂ */
-    double eta = lr;
-    assemble_a2(ref, a, b, ref->S2);
-    assemble_a1(ref, ref->S1, eye);
     for (size_t i = 0; i < NN; i++)
-        ref->S1[i] = eta * eta * ref->S2[i] - eta * ref->S1[i];
+        ref->S1[i] = lr * lr * ref->S2[i] - lr * ref->S1[i];
     for (size_t i = 0; i < N; i++)
         ref->S1[i * N + i] += 1;
-    lapack_int info = LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)N,
-                                    ref->S1, (lapack_int)N, w);
-    if (info == 0) {
-        *rho = w[N - 1];
-        if (eig)
-            memcpy(eig, w, N * sizeof *w);
-    } else {
-        st = sgdstab_fail(err, SGDSTAB_ENUMERIC, "reference dsyev failed");
-    }
-    free(eye);
-    free(w);
-    return st;
+    if (LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)N, ref->S1,
+                      (lapack_int)N, ref->w) != 0)
+        return sgdstab_fail(err, SGDSTAB_ENUMERIC, "reference dsyev failed");
+    *rho = ref->w[N - 1];
+    if (eig)
+        memcpy(eig, ref->w, N * sizeof *ref->w);
+    return SGDSTAB_OK;
 }
 
 int sgdstab_reference_critical(sgdstab_reference *ref,
                                sgdstab_sampling sampling, size_t batch,
                                double *lr_critical, sgdstab_error *err)
 {
-    double a, b;
-    int st = sgdstab_batch_coefficients(sampling, ref->n, batch, &a, &b, err);
+    int st = assemble(ref, sampling, batch, err);
     if (st)
         return st;
     size_t N = ref->N;
-    double *eye = malloc(ref->r * ref->r * sizeof *eye);
-    double *w = malloc(N * sizeof *w);
-    if (!eye || !w) {
-        free(eye);
-        free(w);
-        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    }
-    assemble_a2(ref, a, b, ref->S2);
-    assemble_a1(ref, ref->S1, eye);
     lapack_int info = LAPACKE_dsygvd(LAPACK_ROW_MAJOR, 1, 'N', 'U',
                                      (lapack_int)N, ref->S2, (lapack_int)N,
-                                     ref->S1, (lapack_int)N, w);
+                                     ref->S1, (lapack_int)N, ref->w);
     if (info > (lapack_int)N)
-        st = sgdstab_fail(err, SGDSTAB_EVALUE, "reference: H is not positive "
-                          "definite on the range");
-    else if (info != 0)
-        st = sgdstab_fail(err, SGDSTAB_ENUMERIC, "reference dsygvd failed "
-                          "(info = %d)", (int)info);
-    else
-        *lr_critical = 1 / w[N - 1];
-    free(eye);
-    free(w);
-    return st;
+        return sgdstab_fail(err, SGDSTAB_EVALUE, "reference: H is not positive "
+                            "definite on the range");
+    if (info != 0)
+        return sgdstab_fail(err, SGDSTAB_ENUMERIC, "reference dsygvd failed "
+                            "(info = %d)", (int)info);
+    *lr_critical = 1 / ref->w[N - 1];
+    return SGDSTAB_OK;
 }

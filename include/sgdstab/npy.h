@@ -16,6 +16,7 @@
 #define SGDSTAB_NPY_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include "sgdstab/status.h"
 
 #ifdef __cplusplus
@@ -32,6 +33,11 @@ typedef struct {
     double *data;                        /* size values, C order */
     char descr[8];                       /* dtype as stored, e.g. "<f4" */
 } sgdstab_array;
+
+/* Open path for reading if it is a regular file; *size (if size is not
+ * NULL) gets its size.  On failure a one-line error naming the file. */
+int sgdstab_open_input(const char *path, FILE **f, size_t *size,
+                       sgdstab_error *err);
 
 /* Read a .npy file.  On failure *out is left empty (data == NULL). */
 int sgdstab_npy_read(const char *path, sgdstab_array *out, sgdstab_error *err);
