@@ -270,6 +270,9 @@ double sgdstab_stability_loss_scale(const sgdstab_stability *s)
 
 double sgdstab_lr_mean_limit(const sgdstab_stability *s)
 {
+    /* A negative eigenvalue h makes |1 − ηh| > 1 for every η > 0. */
+    if (s->red->hessian_min < 0)
+        return 0;
     double hmax = s->c * hessian_max(s->red);
     return hmax > 0 ? 2 / hmax : INFINITY;
 }

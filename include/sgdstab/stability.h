@@ -83,7 +83,8 @@ int sgdstab_critical_curve(sgdstab_stability *s, sgdstab_sampling sampling,
 /* The loss scale c the workspace was made with. */
 double sgdstab_stability_loss_scale(const sgdstab_stability *s);
 
-/* Mean (first-moment) stability limit 2/λmax(H), +∞ if λmax(H) ≤ 0. */
+/* Mean (first-moment) stability limit 2/λmax(H); 0 if H has a negative
+ * eigenvalue (no η > 0 is stable even in the mean). */
 double sgdstab_lr_mean_limit(const sgdstab_stability *s);
 
 /* Everything `sgdstab analyze` reports. */

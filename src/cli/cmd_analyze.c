@@ -94,8 +94,12 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
         printf("  critical rate    eta*(%zu) = %.15g (relative accuracy %.2g): "
                "the largest stable learning rate\n", an->batch,
                cr->lr_critical, cr->rel_accuracy);
-    printf("  mean limit       2/lambda_max(H) = %.10g (first-moment "
-           "stability, = eta* of full-batch GD)\n", an->lr_critical_mean);
+    if (cr->kind == SGDSTAB_NOT_A_MINIMUM)
+        printf("  mean limit       none: with a negative eigenvalue of H even "
+               "the mean E[delta_t] diverges for every eta\n");
+    else
+        printf("  mean limit       2/lambda_max(H) = %.10g (first-moment "
+               "stability, = eta* of full-batch GD)\n", an->lr_critical_mean);
     printf("  Hessian          sharpness lambda_max = %.10g, |H|_F = %.10g, "
            "tr H = %.10g\n", an->sharpness, an->hessian_frobenius,
            an->hessian_trace);
