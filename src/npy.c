@@ -560,20 +560,16 @@ void sgdstab_array_free(sgdstab_array *a)
 
 /* ----------------------------------------------------------------- write */
 
-int sgdstab_npy_write(const char *path, const sgdstab_array *a,
-                      sgdstab_error *err)
+size_t npy_v1_prefix(const sgdstab_array *a, unsigned char *out)
 {
-    if (a->ndim < 1 || a->ndim > SGDSTAB_NPY_MAX_DIMS)
-        return sgdstab_fail(err, SGDSTAB_EINVAL,
-                            "%s: cannot write a %d-dimensional array", path,
-                            a->ndim);
-    char header[256];
-    int len = snprintf(header, sizeof header,
+    char *header = (char *)out + 10;
+    size_t cap = NPY_V1_PREFIX_MAX - 10;
+    int len = snprintf(header, cap,
                        "{'descr': '<f8', 'fortran_order': False, 'shape': (");
     for (int d = 0; d < a->ndim; d++)
-        len += snprintf(header + len, sizeof header - (size_t)len,
-                        d ? ", %zu" : "%zu", a->shape[d]);
-    len += snprintf(header + len, sizeof header - (size_t)len, "%s}",
+        len += snprintf(header + len, cap - (size_t)len, d ? ", %zu" : "%zu",
+                        a->shape[d]);
+    len += snprintf(header + len, cap - (size_t)len, "%s}",
                     a->ndim == 1 ? ",), " : "), ");
     /* Pad with spaces so that magic (6) + version (2) + length (2) + header,
      * ending in '\n', is a multiple of 64, as numpy does. */
@@ -582,29 +578,50 @@ int sgdstab_npy_write(const char *path, const sgdstab_array *a,
     memset(header + len, ' ', padded - total);
     len += (int)(padded - total);
     header[len++] = '\n';
+    memcpy(out, NPY_MAGIC, 6);
+    out[6] = 1;
+    out[7] = 0;
+    out[8] = (unsigned char)(len & 0xff);
+    out[9] = (unsigned char)(len >> 8);
+    return 10 + (size_t)len;
+}
 
-    sgdstab_outfile *of = sgdstab_outfile_open(path, err);
-    if (!of)
-        return err ? err->status : SGDSTAB_EIO;
-    FILE *f = sgdstab_outfile_stream(of);
-    unsigned char pre[10];
-    memcpy(pre, NPY_MAGIC, 6);
-    pre[6] = 1;
-    pre[7] = 0;
-    pre[8] = (unsigned char)(len & 0xff);
-    pre[9] = (unsigned char)(len >> 8);
-    fwrite(pre, 1, sizeof pre, f);
-    fwrite(header, 1, (size_t)len, f);
-    if (host_is_little()) {
-        fwrite(a->data, sizeof(double), a->size, f);
-    } else {
-        for (size_t i = 0; i < a->size; i++) {
-            unsigned char b[8], r[8];
-            memcpy(b, &a->data[i], 8);
-            for (int j = 0; j < 8; j++)
-                r[j] = b[7 - j];
-            fwrite(r, 1, 8, f);
-        }
+const void *npy_le_bytes(const sgdstab_array *a, unsigned char **copy)
+{
+    *copy = NULL;
+    if (host_is_little())
+        return a->data;
+    if (!(*copy = malloc(a->size ? 8 * a->size : 1)))
+        return NULL;
+    for (size_t i = 0; i < a->size; i++) {
+        unsigned char b[8];
+        memcpy(b, &a->data[i], 8);
+        for (int j = 0; j < 8; j++)
+            (*copy)[8 * i + j] = b[7 - j];
     }
+    return *copy;
+}
+
+int sgdstab_npy_write(const char *path, const sgdstab_array *a,
+                      sgdstab_error *err)
+{
+    if (a->ndim < 1 || a->ndim > SGDSTAB_NPY_MAX_DIMS)
+        return sgdstab_fail(err, SGDSTAB_EINVAL,
+                            "%s: cannot write a %d-dimensional array", path,
+                            a->ndim);
+    unsigned char prefix[NPY_V1_PREFIX_MAX], *copy;
+    size_t len = npy_v1_prefix(a, prefix);
+    const void *data = npy_le_bytes(a, &copy);
+    if (!data)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", path);
+    sgdstab_outfile *of = sgdstab_outfile_open(path, err);
+    if (!of) {
+        free(copy);
+        return err ? err->status : SGDSTAB_EIO;
+    }
+    FILE *f = sgdstab_outfile_stream(of);
+    fwrite(prefix, 1, len, f);
+    fwrite(data, sizeof(double), a->size, f);
+    free(copy);
     return sgdstab_outfile_commit(of, err);
 }

@@ -1,12 +1,14 @@
 /* .npz archives: a zip file whose members "NAME.npy" are .npy files.  numpy
  * writes them stored (np.savez) or deflated (np.savez_compressed), always with
- * Zip64 extra fields; libzip handles both. */
+ * Zip64 extra fields; libzip handles both.  Archives are written stored, like
+ * np.savez. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zip.h>
 
 #include "npy_stream.h"
+#include "sgdstab/outfile.h"
 
 /* Deflate cannot expand data by more than about 1032:1, so a member that
  * claims more than this is corrupt (or a zip bomb) and is refused before any
@@ -166,4 +168,135 @@ void sgdstab_npz_close(sgdstab_npz *z)
     zip_discard(z->za);
     free(z->label);
     free(z);
+}
+
+/* ----------------------------------------------------------------- write */
+
+/* The DOS date of 1980-01-01, the earliest a zip entry can carry:
+ * (year − 1980) << 9 | month << 5 | day.  A fixed time makes the bytes
+ * depend on the contents only (not on the clock or the time zone). */
+#define DOS_DATE_1980_01_01 ((1u << 5) | 1u)
+
+/* What one member needs alive until zip_close, when libzip reads it. */
+typedef struct {
+    unsigned char prefix[NPY_V1_PREFIX_MAX];
+    unsigned char *swapped;  /* data in little-endian order on big-endian hosts */
+} member_buffers;
+
+/* Add m to za as a stored entry with the fixed timestamp. */
+static int add_member(zip_t *za, const char *path, const sgdstab_npz_member *m,
+                      member_buffers *mb, sgdstab_error *err)
+{
+    char entry[256];
+    zip_buffer_fragment_t frag[2];
+    zip_uint64_t nfrag = 1;
+    if ((size_t)snprintf(entry, sizeof entry, m->array ? "%s.npy" : "%s",
+                         m->name) >= sizeof entry)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: member name '%s' is too "
+                            "long", path, m->name);
+    if (m->array) {
+        const sgdstab_array *a = m->array;
+        if (a->ndim < 1 || a->ndim > SGDSTAB_NPY_MAX_DIMS)
+            return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: cannot write the "
+                                "%d-dimensional array '%s'", path, a->ndim,
+                                m->name);
+        const void *data = npy_le_bytes(a, &mb->swapped);
+        if (!data)
+            return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", path);
+        frag[0].data = mb->prefix;
+        frag[0].length = npy_v1_prefix(a, mb->prefix);
+        frag[1].data = (zip_uint8_t *)data;  /* only read: freep is 0 */
+        frag[1].length = 8 * (zip_uint64_t)a->size;
+        nfrag = 2;
+    } else {
+        frag[0].data = (zip_uint8_t *)m->bytes;
+        frag[0].length = m->len;
+    }
+    zip_source_t *src = zip_source_buffer_fragment_create(frag, nfrag, 0, NULL);
+    if (!src)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", path);
+    zip_int64_t idx = zip_file_add(za, entry, src, 0);
+    if (idx < 0) {
+        zip_source_free(src);
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: cannot add member '%s': "
+                            "%s", path, entry, zip_strerror(za));
+    }
+    if (zip_set_file_compression(za, (zip_uint64_t)idx, ZIP_CM_STORE, 0) ||
+        zip_file_set_dostime(za, (zip_uint64_t)idx, 0, DOS_DATE_1980_01_01, 0))
+        return sgdstab_fail(err, SGDSTAB_EIO, "%s: member '%s': %s", path,
+                            entry, zip_strerror(za));
+    return SGDSTAB_OK;
+}
+
+/* Copy the finished in-memory archive to the output stream. */
+static int copy_archive(zip_source_t *archive, FILE *f, const char *path,
+                        sgdstab_error *err)
+{
+    enum { CHUNK = 1 << 16 };
+    unsigned char *buf = malloc(CHUNK);
+    if (!buf)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", path);
+    zip_int64_t got = -1;
+    if (zip_source_open(archive) == 0) {
+        while ((got = zip_source_read(archive, buf, CHUNK)) > 0)
+            fwrite(buf, 1, (size_t)got, f);
+        zip_source_close(archive);
+    }
+    free(buf);
+    if (got < 0)
+        return sgdstab_fail(err, SGDSTAB_EIO, "%s: %s", path,
+                            zip_error_strerror(zip_source_error(archive)));
+    return SGDSTAB_OK;
+}
+
+/* The archive is built in memory by libzip (a buffer source), then copied
+ * to a temporary file that is renamed into place. */
+int sgdstab_npz_write(const char *path, const sgdstab_npz_member *members,
+                      size_t count, sgdstab_error *err)
+{
+    if (count == 0)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: an .npz archive needs at "
+                            "least one member", path);
+    sgdstab_outfile *of = sgdstab_outfile_open(path, err);
+    if (!of)
+        return err ? err->status : SGDSTAB_EIO;
+    member_buffers *mb = calloc(count, sizeof *mb);
+    zip_source_t *archive = zip_source_buffer_create(NULL, 0, 0, NULL);
+    zip_t *za = NULL;
+    int st = SGDSTAB_OK;
+    zip_error_t ze;
+    zip_error_init(&ze);
+    if (mb && archive &&
+        (za = zip_open_from_source(archive, ZIP_CREATE | ZIP_TRUNCATE, &ze)))
+        zip_source_keep(archive);  /* still ours after zip_close */
+    if (!za) {
+        st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: cannot start the archive: "
+                          "%s", path, mb && archive ? zip_error_strerror(&ze)
+                                                    : "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < count && !st; i++)
+        st = add_member(za, path, &members[i], &mb[i], err);
+    if (st)
+        goto done;
+    if (zip_close(za) != 0) {
+        st = sgdstab_fail(err, SGDSTAB_EIO, "%s: cannot write the archive: %s",
+                          path, zip_strerror(za));
+        goto done;
+    }
+    za = NULL;
+    st = copy_archive(archive, sgdstab_outfile_stream(of), path, err);
+done:
+    if (za)
+        zip_discard(za);
+    zip_source_free(archive);
+    zip_error_fini(&ze);
+    for (size_t i = 0; mb && i < count; i++)
+        free(mb[i].swapped);
+    free(mb);
+    if (st) {
+        sgdstab_outfile_abort(of);
+        return st;
+    }
+    return sgdstab_outfile_commit(of, err);
 }

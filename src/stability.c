@@ -43,7 +43,6 @@ struct sgdstab_stability {
     const double *member_gamma;
     int member_kind;
     double member_beta;
-    double *member_work;      /* dim */
 };
 
 void sgdstab_stability_free(sgdstab_stability *s)
@@ -62,7 +61,6 @@ void sgdstab_stability_free(sgdstab_stability *s)
     free(s->ratio);
     free(s->dscale);
     free(s->identity);
-    free(s->member_work);
     free(s);
 }
 
@@ -98,9 +96,8 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
     s->ratio = malloc(dim * sizeof *s->ratio);
     s->dscale = malloc(dim * sizeof *s->dscale);
     s->identity = calloc(dim, sizeof *s->identity);
-    s->member_work = malloc(dim * sizeof *s->member_work);
     if (!s->Z || !s->out || !s->ones || !s->sum || !s->prod || !s->ratio ||
-        !s->dscale || !s->identity || !s->member_work)
+        !s->dscale || !s->identity)
         goto oom;
     const double *h = red->lambda;
     for (size_t j = 0, a = 0; j < s->r; j++)
@@ -206,11 +203,12 @@ static void matvec_member(void *ctx, const double *x, double *y)
     }
 }
 
-/* Largest eigenvalue of the member (γ, β) of family `kind`: on the shared
- * basis, or from scratch with ARPACK when asked to cross-check. */
+/* Largest eigenvalue of the member (γ, β) of family `kind` (and, if vec is
+ * not NULL, a unit eigenvector): on the shared basis, or from scratch with
+ * ARPACK when asked to cross-check. */
 static int solve_member(sgdstab_stability *s, int kind,
                         sgdstab_sampling sampling, const double *gamma,
-                        double beta, sgdstab_eig_result *res,
+                        double beta, sgdstab_eig_result *res, double *vec,
                         sgdstab_error *err)
 {
     sgdstab_eig_options opt = s->eig;
@@ -220,14 +218,14 @@ static int solve_member(sgdstab_stability *s, int kind,
         sgdstab_family *f = family(s, kind, sampling, err);
         if (!f)
             return err ? err->status : SGDSTAB_ENOMEM;
-        return sgdstab_family_solve(f, gamma, beta, &opt, res, NULL, err);
+        return sgdstab_family_solve(f, gamma, beta, &opt, res, vec, err);
     }
     s->member_slot = &s->slot[kind][sampling != SGDSTAB_SAMPLING_BERNOULLI];
     s->member_gamma = gamma;
     s->member_kind = kind;
     s->member_beta = beta;
     opt.start = s->identity;
-    return sgdstab_eig_max(s->dim, matvec_member, s, &opt, res, NULL, err);
+    return sgdstab_eig_max(s->dim, matvec_member, s, &opt, res, vec, err);
 }
 
 /* ------------------------------------------------------------------- API */
@@ -235,6 +233,15 @@ static int solve_member(sgdstab_stability *s, int kind,
 int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
                             sgdstab_sampling sampling, size_t batch,
                             sgdstab_radius *out, sgdstab_error *err)
+{
+    return sgdstab_spectral_radius_matrix(s, lr, sampling, batch, out, NULL,
+                                          err);
+}
+
+int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
+                                   sgdstab_sampling sampling, size_t batch,
+                                   sgdstab_radius *out, double *S,
+                                   sgdstab_error *err)
 {
     memset(out, 0, sizeof *out);
     int st = sgdstab_batch_coefficients(sampling, s->red->n, batch, &s->a,
@@ -244,8 +251,15 @@ int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
     double eta = s->c * lr;
     double gamma[3] = {1, -eta, eta * eta};
     sgdstab_eig_result res;
-    if ((st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b,
-                           &res, err)))
+    double *vec = S ? malloc(s->dim * sizeof *vec) : NULL;
+    if (S && !vec)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
+    st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b, &res,
+                      vec, err);
+    if (!st && S)
+        sgdstab_sym_unpack(s->r, vec, S);
+    free(vec);
+    if (st)
         return st;
     out->rho = res.value;
     out->residual = res.residual;
@@ -261,6 +275,11 @@ static double hessian_max(const sgdstab_reduced *red)
     for (size_t j = 0; j < red->r; j++)
         hmax = fmax(hmax, red->lambda[j]);
     return hmax;
+}
+
+const sgdstab_reduced *sgdstab_stability_reduced(const sgdstab_stability *s)
+{
+    return s->red;
 }
 
 double sgdstab_stability_loss_scale(const sgdstab_stability *s)
@@ -304,7 +323,7 @@ int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
     double gamma[1] = {1};
     sgdstab_eig_result res;
     if ((st = solve_member(s, FAMILY_CRITICAL, sampling, gamma, s->b, &res,
-                           err)))
+                           NULL, err)))
         return st;
     /* λmax(K) ≥ ⟨E_11, K E_11⟩ = h_1/2 > 0, so η* is finite. */
     out->lr_critical = 1 / (s->c * res.value);

@@ -1,11 +1,12 @@
-/* sgdstab — NumPy .npy / .npz input and .npy output.
+/* sgdstab — NumPy .npy / .npz input and output.
  *
  * Reads .npy format versions 1.0, 2.0 and 3.0 with float64, float32 or
  * float16 data in either byte order and either memory order, and 1 to 3
  * dimensions; values are converted to double in C (row-major) order.
  * Reads .npz archives written by np.savez (stored) and np.savez_compressed
  * (deflated), Zip64 included.  Writes .npy version 1.0, '<f8', C order,
- * atomically (temporary file, then rename).
+ * and .npz archives of such members, atomically (temporary file, then
+ * rename).
  *
  * Headers are parsed strictly: exactly the keys 'descr', 'fortran_order' and
  * 'shape', in any order, with optional trailing comma and spaces; the header
@@ -78,6 +79,23 @@ int sgdstab_npz_read(sgdstab_npz *z, const char *name, sgdstab_array *out,
                      sgdstab_error *err);
 
 void sgdstab_npz_close(sgdstab_npz *z);
+
+/* One member of an .npz archive to write: an array, stored as "NAME.npy"
+ * (.npy v1.0, '<f8', C order), or, when array is NULL, len raw bytes stored
+ * under NAME as is (np.load returns such a member, e.g. "meta.json", as
+ * bytes). */
+typedef struct {
+    const char *name;
+    const sgdstab_array *array;
+    const void *bytes;
+    size_t len;
+} sgdstab_npz_member;
+
+/* Write count ≥ 1 members, in order, as an .npz archive that np.load reads:
+ * stored (uncompressed), with a fixed timestamp (1980-01-01), so the same
+ * contents always give the same bytes; via a temporary file and rename. */
+int sgdstab_npz_write(const char *path, const sgdstab_npz_member *members,
+                      size_t count, sgdstab_error *err);
 
 #ifdef __cplusplus
 }

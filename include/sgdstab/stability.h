@@ -60,6 +60,13 @@ int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
                             sgdstab_sampling sampling, size_t batch,
                             sgdstab_radius *out, sgdstab_error *err);
 
+/* The same, and a top eigenmatrix of 𝒯 in S (r×r, unit Frobenius norm, sign
+ * arbitrary): the shape E δ_tδ_tᵀ takes as t grows when ρ⊥ is simple. */
+int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
+                                   sgdstab_sampling sampling, size_t batch,
+                                   sgdstab_radius *out, double *S,
+                                   sgdstab_error *err);
+
 typedef struct {
     size_t batch;
     double lr_critical;      /* η*(B); 0 when kind != SGDSTAB_MINIMUM_OK */
@@ -79,6 +86,9 @@ int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
 int sgdstab_critical_curve(sgdstab_stability *s, sgdstab_sampling sampling,
                            const size_t *batches, size_t m,
                            sgdstab_critical *out, sgdstab_error *err);
+
+/* The reduced problem the workspace was made for. */
+const sgdstab_reduced *sgdstab_stability_reduced(const sgdstab_stability *s);
 
 /* The loss scale c the workspace was made with. */
 double sgdstab_stability_loss_scale(const sgdstab_stability *s);

@@ -28,6 +28,9 @@ int cmd_analyze(int argc, char **argv);
 int cmd_critical(int argc, char **argv);
 int cmd_evolve(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_run(int argc, char **argv);
 
 /* ---- options.c: options shared by the subcommands */
 
@@ -89,6 +92,9 @@ int cli_common_option(cli_args *a, int c, const char *arg);
  * as 1 (in optarg) and -h as 'h'. */
 int cli_getopt(int argc, char **argv, const char *cmd,
                const struct option *longopts);
+/* The same with short options beyond -h, in getopt's syntax (e.g. "o:"). */
+int cli_getopt_short(int argc, char **argv, const char *cmd,
+                     const char *shortopts, const struct option *longopts);
 
 /* Report a usage error in one line and return EXIT_USAGE. */
 int cli_usage_error(const char *cmd, const char *fmt, ...)

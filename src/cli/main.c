@@ -14,6 +14,12 @@ static const cli_command COMMANDS[] = {
     {"critical", "the critical learning rate eta*(B) for one or many B",
      cmd_critical},
     {"evolve", "E|delta_t|^2 and E L_t step by step, exactly", cmd_evolve},
+    {"verify", "the theory's bounds and conditions beside the exact answer",
+     cmd_verify},
+    {"run", "an experiment spec: sweeps of synthetic minima, tables, report",
+     cmd_run},
+    {"synth", "write an exact minimum of a synthetic model family (.npz)",
+     cmd_synth},
     {"bench", "speed on a random problem, against this machine's DGEMM",
      cmd_bench},
 };

@@ -17,13 +17,15 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
-int cli_getopt(int argc, char **argv, const char *cmd,
-               const struct option *longopts)
+int cli_getopt_short(int argc, char **argv, const char *cmd,
+                     const char *shortopts, const struct option *longopts)
 {
     opterr = 0;
-    /* Long options plus -h: the leading '-' returns operands in order (as
-     * 1, in optarg); ':' reports missing values. */
-    int c = getopt_long(argc, argv, "-:h", longopts, NULL);
+    /* Long options plus -h and shortopts: the leading '-' returns operands
+     * in order (as 1, in optarg); ':' reports missing values. */
+    char spec[32];
+    snprintf(spec, sizeof spec, "-:h%s", shortopts);
+    int c = getopt_long(argc, argv, spec, longopts, NULL);
     if (c == '?' || c == ':') {
         const char *arg = argv[optind - 1];
         if (c == ':')
@@ -35,6 +37,12 @@ int cli_getopt(int argc, char **argv, const char *cmd,
         return '?';
     }
     return c;
+}
+
+int cli_getopt(int argc, char **argv, const char *cmd,
+               const struct option *longopts)
+{
+    return cli_getopt_short(argc, argv, cmd, "", longopts);
 }
 
 int cli_parse_double(const char *cmd, const char *opt, const char *text,

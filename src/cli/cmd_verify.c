@@ -1,0 +1,222 @@
+/* sgdstab verify FILE --lr η --batch B: the theory's quantities, bounds and
+ * conditions (DESIGN §3, theory.h) side by side with the exact answer. */
+#include <math.h>
+#include <stdio.h>
+
+#include "cli.h"
+#include "sgdstab/theory.h"
+
+/* Exit status when an inequality that is a theorem fails on the input. */
+enum { EXIT_THEOREM = 3 };
+
+static const char VERIFY_HELP[] =
+    "Usage: sgdstab verify FILE --lr ETA --batch B [--sampling S] [--json]\n"
+    "                      [--loss L] [--rank-tol RTOL]\n"
+    "\n"
+    "Compute the exact spectral radius rho and critical learning rate eta*(B)\n"
+    "(as 'sgdstab analyze' does) and, beside them, the quantities of the\n"
+    "theory of SGD stability at an interpolating minimum (H = G), each with\n"
+    "the bound it is compared to, whether it holds, and its tightness:\n"
+    "\n"
+    "  theorems (must hold on every input; a failure is a bug in sgdstab):\n"
+    "    mean_stability           eta* <= 2/lambda_max(H)\n"
+    "    mulayoff_michaeli_top    eta* <= 2 l / [a l^2 + (b/n) sum (v'A_i v)^2],\n"
+    "                             l = lambda_max(H), v its eigenvector\n"
+    "    mulayoff_michaeli_trace  eta* <= 2 tr H / [a |H|_F^2\n"
+    "                                             + (b/n) sum |A_i|_F^2]\n"
+    "                             (Mulayoff & Michaeli 2024; with a = 1 - b\n"
+    "                             for sampling without/with, their forms)\n"
+    "    wu_wang_su_lr            eta* <= 1/(|H|_F sqrt(b mu_min))\n"
+    "    wu_wang_su_frobenius     if stable: |H|_F <= 1/(eta sqrt(b mu_min))\n"
+    "    wu_wang_su_escape        rho >= eta^2 b mu_min |H|_F^2, i.e. the\n"
+    "                             escape rate is at least its logarithm\n"
+    "                             (Wu, Wang & Su 2022)\n"
+    "    alignment_top            mu(S*) >= mu_min for the top eigenmatrix S*\n"
+    "                             of T (judged when S* is semidefinite)\n"
+    "  conditions (Wu, Ma & E 2018; sufficient-condition heuristics, reported\n"
+    "  without judgement):\n"
+    "    wu_ma_e_sharpness        lambda_max(H) <= 2/eta\n"
+    "    wu_ma_e_nonuniformity    s <= 1/(eta sqrt(b)),\n"
+    "                             s^2 = lambda_max((1/n) sum A_i^2 - G^2)\n"
+    "\n"
+    "Here A_i = J_i'J_i, G = (1/n) sum A_i, E[G_xi S G_xi] = a GSG + b Sigma(S)\n"
+    "for the sampling rule, and the alignment of a second moment S is\n"
+    "mu(S) = tr(G(Sigma(S) - GSG)) / (tr(GS) |G|_F^2), mu_min its infimum over\n"
+    "S >= 0. Tightness is value/bound for upper bounds and bound/value for\n"
+    "lower ones: at most 1 when the inequality holds, 1 when it is tight.\n"
+    "\n"
+    "Options:\n"
+    "  --lr ETA          learning rate (required)\n"
+    "  --batch B         batch size, 1 <= B <= n (required)\n"
+    CLI_HELP_SAMPLING
+    "  --loss L          loss convention: half-mean (default), mse (PyTorch\n"
+    "                    MSELoss, scale 2/k) or a positive scale c\n"
+    "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n"
+    "  --json            one JSON object on stdout, keys: file n k p rank lr\n"
+    "                    batch sampling loss_scale a b stable spectral_radius\n"
+    "                    escape_rate_per_step escape_rate_per_epoch\n"
+    "                    lr_critical lr_critical_mean sharpness\n"
+    "                    hessian_frobenius hessian_trace nonuniformity\n"
+    "                    alignment_min alignment_top frobenius_bound\n"
+    "                    growth_bound escape_rate_lower_bound\n"
+    "                    theorems_failed checks; checks is an array of\n"
+    "                    {name, description, value, bound, relation (\"<=\" or\n"
+    "                    \">=\"), theorem, holds, ratio}; an infinite bound is\n"
+    "                    null\n"
+    "  -h, --help        show this help\n"
+    "\n"
+    "FILE holds J only (no separate H): the theorems assume an interpolating\n"
+    "minimum, where the Hessian is G.\n"
+    "\n"
+    "Exit status: 0 when every theorem holds, 3 when one fails (reported on\n"
+    "stderr as a bug), 1 on bad input, 2 on a usage error.\n";
+
+static void print_text(const cli_args *a, const sgdstab_problem *prob,
+                       const sgdstab_reduced *red,
+                       const sgdstab_verification *v)
+{
+    const sgdstab_analysis *an = &v->analysis;
+    const sgdstab_theory *th = &v->theory;
+    printf("%s: n = %zu samples, k = %zu, p = %zu, reduced dimension r = %zu\n",
+           prob->source, prob->n, prob->k, prob->p, red->r);
+    printf("SGD with learning rate %.6g, batch size %zu (sampling %s: a = %.6g,"
+           " b = %.6g), loss %s\n\n", an->lr, an->batch,
+           sgdstab_sampling_name(an->sampling), an->a, an->b, a->loss);
+    printf("Exact:   %s; rho = %.12g (escape rate %.6g per step), eta*(%zu) = "
+           "%.12g\n", an->stable ? "STABLE" : "UNSTABLE", an->radius.rho,
+           an->escape_rate_per_step, an->batch, an->critical.lr_critical);
+    printf("Theory:  lambda_max(H) = %.6g, |H|_F = %.6g, tr H = %.6g, "
+           "non-uniformity s = %.6g\n", th->sharpness, th->hessian_frobenius,
+           th->hessian_trace, th->nonuniformity);
+    printf("         alignment mu_min = %.6g, mu at the top eigenmatrix of T "
+           "= %.6g\n", th->alignment_min, v->alignment_top);
+    printf("         stable |H|_F is at most %.6g; escape rate at least %.6g "
+           "per step\n\n", v->frobenius_bound, log(v->growth_bound));
+    printf("  %-24s %-8s %16s %4s %16s %9s  %s\n", "check", "kind", "value", "",
+           "bound", "tightness", "holds");
+    for (size_t i = 0; i < v->nchecks; i++) {
+        const sgdstab_check *c = &v->checks[i];
+        printf("  %-24s %-8s %16.10g %4s %16.10g %9.4f  %s\n", c->name,
+               c->theorem ? "theorem" : "report", c->value,
+               c->upper ? "<=" : ">=", c->bound, c->ratio,
+               c->holds ? "yes" : c->theorem ? "NO  <-- THEOREM FAILS" : "no");
+    }
+}
+
+static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
+                      const sgdstab_verification *v)
+{
+    const sgdstab_analysis *an = &v->analysis;
+    const sgdstab_theory *th = &v->theory;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", prob->source);
+    cli_json_size(o, "n", prob->n);
+    cli_json_size(o, "k", prob->k);
+    cli_json_size(o, "p", prob->p);
+    cli_json_size(o, "rank", red->rank_J);
+    cli_json_number(o, "lr", an->lr);
+    cli_json_size(o, "batch", an->batch);
+    cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(an->sampling));
+    cli_json_number(o, "loss_scale", an->loss_scale);
+    cli_json_number(o, "a", an->a);
+    cli_json_number(o, "b", an->b);
+    cJSON_AddBoolToObject(o, "stable", an->stable);
+    cli_json_number(o, "spectral_radius", an->radius.rho);
+    cli_json_number(o, "escape_rate_per_step", an->escape_rate_per_step);
+    cli_json_number(o, "escape_rate_per_epoch", an->escape_rate_per_epoch);
+    cli_json_number(o, "lr_critical", an->critical.lr_critical);
+    cli_json_number(o, "lr_critical_mean", an->lr_critical_mean);
+    cli_json_number(o, "sharpness", th->sharpness);
+    cli_json_number(o, "hessian_frobenius", th->hessian_frobenius);
+    cli_json_number(o, "hessian_trace", th->hessian_trace);
+    cli_json_number(o, "nonuniformity", th->nonuniformity);
+    cli_json_number(o, "alignment_min", th->alignment_min);
+    cli_json_number(o, "alignment_top", v->alignment_top);
+    cli_json_number(o, "frobenius_bound", v->frobenius_bound);
+    cli_json_number(o, "growth_bound", v->growth_bound);
+    cli_json_number(o, "escape_rate_lower_bound", log(v->growth_bound));
+    cli_json_size(o, "theorems_failed", v->theorems_failed);
+    cJSON *checks = cJSON_AddArrayToObject(o, "checks");
+    for (size_t i = 0; i < v->nchecks; i++) {
+        const sgdstab_check *c = &v->checks[i];
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", c->name);
+        cJSON_AddStringToObject(e, "description", c->description);
+        cli_json_number(e, "value", c->value);
+        cli_json_number(e, "bound", c->bound);
+        cJSON_AddStringToObject(e, "relation", c->upper ? "<=" : ">=");
+        cJSON_AddBoolToObject(e, "theorem", c->theorem);
+        cJSON_AddBoolToObject(e, "holds", c->holds);
+        cli_json_number(e, "ratio", c->ratio);
+        cJSON_AddItemToArray(checks, e);
+    }
+    return cli_json_print(o);
+}
+
+/* Loud report of every failed theorem, on stderr. */
+static void report_failures(const sgdstab_problem *prob,
+                            const sgdstab_verification *v)
+{
+    for (size_t i = 0; i < v->nchecks; i++) {
+        const sgdstab_check *c = &v->checks[i];
+        if (c->theorem && !c->holds)
+            fprintf(stderr, "sgdstab verify: %s: THEOREM FAILS: %s (%s: value "
+                    "%.17g, bound %.17g) -- this is a bug in sgdstab, please "
+                    "report it with the input\n", prob->source, c->name,
+                    c->description, c->value, c->bound);
+    }
+}
+
+int cmd_verify(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
+        CLI_OPT_RANK_TOL, CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
+    cli_args args;
+    cli_args_init(&args, "verify");
+    int c;
+    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
+        if (c == 'h') {
+            fputs(VERIFY_HELP, stdout);
+            return EXIT_OK;
+        }
+        if (cli_common_option(&args, c, optarg))
+            return EXIT_USAGE;
+    }
+    size_t batch;
+    if (cli_require(&args, 1, 1) ||
+        cli_parse_size(args.cmd, "batch", args.batch, 1, &batch))
+        return EXIT_USAGE;
+
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+    sgdstab_stability *s = NULL;
+    if (cli_load(&args, &prob, &red))
+        return EXIT_DATA;
+    int status = cli_check_batch(&args, prob->n, batch);
+    if (!status)
+        status = cli_stability(&args, red, &s);
+    sgdstab_theory th;
+    sgdstab_verification v;
+    sgdstab_error err;
+    if (!status && (sgdstab_theory_compute(red, sgdstab_stability_loss_scale(s), &th,
+                                           &err) ||
+                    sgdstab_verify(s, &th, args.lr, args.sampling, batch, &v,
+                                   &err))) {
+        fprintf(stderr, "sgdstab verify: %s: %s\n", prob->source, err.msg);
+        status = EXIT_DATA;
+    }
+    if (!status) {
+        if (args.json)
+            status = print_json(prob, red, &v);
+        else
+            print_text(&args, prob, red, &v);
+        report_failures(prob, &v);
+        if (!status && v.theorems_failed)
+            status = EXIT_THEOREM;
+    }
+    sgdstab_stability_free(s);
+    sgdstab_reduced_free(red);
+    sgdstab_problem_free(prob);
+    return status;
+}

@@ -1,0 +1,240 @@
+#include "sgdstab/theory.h"
+
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sgdstab/moments.h"
+
+/* Largest (top = 1) or smallest eigenvalue of the symmetric r×r matrix A
+ * (destroyed), by LAPACK's dsyevr for that one eigenvalue.  dsyevr may use
+ * all of W (length r) and ISUPPZ (2r) as workspace, whatever it returns. */
+static int extreme_eigenvalue(size_t r, double *A, int top, double *value)
+{
+    lapack_int n = (lapack_int)r, found, idx = top ? n : 1;
+    lapack_int *isuppz = malloc(2 * r * sizeof *isuppz);
+    double *w = malloc(r * sizeof *w);
+    lapack_int info = -1;
+    if (isuppz && w)
+        info = LAPACKE_dsyevr(LAPACK_ROW_MAJOR, 'N', 'I', 'U', n, A, n, 0.0,
+                              0.0, idx, idx, 0.0, &found, w, NULL, 1, isuppz);
+    if (info == 0 && found == 1)
+        *value = w[0];
+    free(isuppz);
+    free(w);
+    return info == 0 && found == 1 ? 0 : -1;
+}
+
+int sgdstab_theory_compute(const sgdstab_reduced *red, double loss_scale,
+                           sgdstab_theory *out, sgdstab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!(loss_scale > 0) || !isfinite(loss_scale))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "loss scale must be a positive "
+                            "number, not %g", loss_scale);
+    if (red->G)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "the theory checks need "
+                            "H = G (an interpolating minimum); they do not "
+                            "apply with a separately supplied H");
+    if (red->r == 0)
+        return sgdstab_fail(err, SGDSTAB_EVALUE, "J is zero: no theory "
+                            "quantity is defined");
+    const size_t r = red->r, n = red->n, k = red->k;
+    const double c = loss_scale, *h = red->lambda;
+    double *W = calloc(r * r, sizeof *W), *Sg = malloc(r * r * sizeof *Sg);
+    sgdstab_moments *m = sgdstab_moments_alloc(red, err);
+    int st = SGDSTAB_OK;
+    if (!W || !Sg || !m) {
+        st = m ? sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory for the "
+                              "theory quantities (r = %zu)", r)
+               : err ? err->status : SGDSTAB_ENOMEM;
+        goto done;
+    }
+    double sq = 0, tr = 0;
+    for (size_t j = 0; j < r; j++) {
+        sq += h[j] * h[j];
+        tr += h[j];
+    }
+    out->loss_scale = c;
+    out->sharpness = c * h[0];  /* λ is descending (reduce.h) */
+    out->hessian_frobenius = c * sqrt(sq);
+    out->hessian_trace = c * tr;
+
+    /* s² = λmax(Σ(I) − Λ²); (1/n) Σ ‖A_i‖_F² = tr Σ(I). */
+    for (size_t j = 0; j < r; j++)
+        W[j * r + j] = 1;
+    sgdstab_moments_sigma(m, W, Sg);
+    for (size_t j = 0; j < r; j++) {
+        out->frobenius_moment += c * c * Sg[j * r + j];
+        Sg[j * r + j] -= h[j] * h[j];
+    }
+    double s2;
+    if (extreme_eigenvalue(r, Sg, 1, &s2))
+        goto lapack_failed;
+    out->nonuniformity = c * sqrt(fmax(s2, 0));
+
+    /* μ_min = λmin(Λ^{-1/2}(Σ(Λ) − Λ³)Λ^{-1/2}) / ‖Λ‖_F² (scale-free). */
+    for (size_t j = 0; j < r; j++)
+        W[j * r + j] = h[j];
+    sgdstab_moments_sigma(m, W, Sg);
+    for (size_t j = 0; j < r; j++) {
+        Sg[j * r + j] -= h[j] * h[j] * h[j];
+        for (size_t l = 0; l < r; l++)
+            Sg[j * r + l] /= sqrt(h[j] * h[l]);
+    }
+    double mu;
+    if (extreme_eigenvalue(r, Sg, 0, &mu))
+        goto lapack_failed;
+    out->alignment_min = mu / sq;
+
+    /* (1/n) Σ_i (vᵀA_iv)² with v = e_1: vᵀA_iv = ‖Φ_i e_1‖². */
+    for (size_t i = 0; i < n; i++) {
+        double q = 0;
+        for (size_t a = 0; a < k; a++) {
+            double x = red->phi[(i * k + a) * r];
+            q += x * x;
+        }
+        out->top_moment += q * q;
+    }
+    out->top_moment *= c * c / (double)n;
+    goto done;
+lapack_failed:
+    st = sgdstab_fail(err, SGDSTAB_ENUMERIC, "eigenvalue computation failed "
+                      "(LAPACK dsyevr)");
+done:
+    sgdstab_moments_free(m);
+    free(W);
+    free(Sg);
+    return st;
+}
+
+double sgdstab_alignment(const sgdstab_reduced *red, const double *S)
+{
+    const size_t r = red->r;
+    const double *h = red->lambda;
+    double *Sg = malloc(r * r * sizeof *Sg);
+    sgdstab_moments *m = Sg ? sgdstab_moments_alloc(red, NULL) : NULL;
+    if (!m) {
+        free(Sg);
+        return NAN;
+    }
+    sgdstab_moments_sigma(m, S, Sg);
+    /* With G = Λ: tr(G Σ(S)) − tr(G·GSG) = Σ_j λ_j Σ(S)_jj − λ_j³ S_jj. */
+    double num = 0, den = 0, sq = 0;
+    for (size_t j = 0; j < r; j++) {
+        num += h[j] * (Sg[j * r + j] - h[j] * h[j] * S[j * r + j]);
+        den += h[j] * S[j * r + j];
+        sq += h[j] * h[j];
+    }
+    sgdstab_moments_free(m);
+    free(Sg);
+    return den != 0 ? num / (den * sq) : NAN;
+}
+
+void sgdstab_theory_lr_bounds(const sgdstab_theory *th, double a, double b,
+                              sgdstab_lr_bounds *out)
+{
+    const double hmax = th->sharpness, frob = th->hessian_frobenius;
+    const double mu = th->alignment_min;
+    out->mean = 2 / hmax;
+    out->mulayoff_michaeli_top = 2 * hmax / (a * hmax * hmax +
+                                             b * th->top_moment);
+    out->mulayoff_michaeli_trace = 2 * th->hessian_trace /
+                                   (a * frob * frob + b * th->frobenius_moment);
+    out->wu_wang_su = b > 0 && mu > 0 ? 1 / (frob * sqrt(b * mu)) : INFINITY;
+}
+
+/* Is S (r×r symmetric, unit Frobenius norm; destroyed) positive or negative
+ * semidefinite, up to rounding of the eigensolver's accuracy? */
+static int is_semidefinite(size_t r, double *S)
+{
+    double *copy = malloc(r * r * sizeof *copy), lo, hi;
+    if (!copy)
+        return 0;
+    memcpy(copy, S, r * r * sizeof *copy);
+    int ok = !extreme_eigenvalue(r, S, 0, &lo) &&
+             !extreme_eigenvalue(r, copy, 1, &hi);
+    free(copy);
+    return ok && (lo >= -1e-6 || hi <= 1e-6);
+}
+
+/* Append a check.  It holds up to a slack of 1e-8 relative (the solvers give
+ * η* to about 1e-10 and ρ⊥ to about 1e-11 relative, and the bounds are
+ * rounded) plus abs_tol, for quantities known to an absolute accuracy. */
+static void add_check(sgdstab_verification *v, const char *name,
+                      const char *description, double value, double bound,
+                      int upper, int theorem, double abs_tol)
+{
+    sgdstab_check *ch = &v->checks[v->nchecks++];
+    double slack = 1e-8 * fmax(fabs(value), fabs(bound)) + abs_tol;
+    *ch = (sgdstab_check){name, description, value, bound, upper, theorem,
+                          upper ? value <= bound + slack
+                                : value >= bound - slack,
+                          upper ? value / bound : bound / value};
+    if (theorem && !ch->holds)
+        v->theorems_failed++;
+}
+
+int sgdstab_verify(sgdstab_stability *s, const sgdstab_theory *th, double lr,
+                   sgdstab_sampling sampling, size_t batch,
+                   sgdstab_verification *out, sgdstab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const sgdstab_reduced *red = sgdstab_stability_reduced(s);
+    int st = sgdstab_analyze(s, lr, sampling, batch, &out->analysis, err);
+    if (st)
+        return st;
+    double *S = malloc(red->r * red->r * sizeof *S);
+    if (!S)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
+    sgdstab_radius top;
+    int psd = 0;
+    st = sgdstab_spectral_radius_matrix(s, lr, sampling, batch, &top, S, err);
+    if (!st) {
+        out->alignment_top = sgdstab_alignment(red, S);
+        psd = is_semidefinite(red->r, S);
+    }
+    free(S);
+    if (st)
+        return st;
+
+    const sgdstab_analysis *an = &out->analysis;
+    const double a = an->a, b = an->b, eta = lr, mu = th->alignment_min;
+    const double hmax = th->sharpness, frob = th->hessian_frobenius;
+    const double eta_star = an->critical.lr_critical, rho = an->radius.rho;
+    out->theory = *th;
+    out->frobenius_bound = b > 0 && mu > 0 ? 1 / (eta * sqrt(b * mu))
+                                           : INFINITY;
+    out->growth_bound = eta * eta * b * mu * frob * frob;
+
+    sgdstab_lr_bounds lb;
+    sgdstab_theory_lr_bounds(th, a, b, &lb);
+    add_check(out, "mean_stability", "eta* <= 2/lambda_max(H)", eta_star,
+              lb.mean, 1, 1, 0);
+    add_check(out, "mulayoff_michaeli_top",
+              "eta* <= 2 lambda_max / [a lambda_max^2 + (b/n) sum (v'A_i v)^2]",
+              eta_star, lb.mulayoff_michaeli_top, 1, 1, 0);
+    add_check(out, "mulayoff_michaeli_trace",
+              "eta* <= 2 tr H / [a |H|_F^2 + (b/n) sum |A_i|_F^2]", eta_star,
+              lb.mulayoff_michaeli_trace, 1, 1, 0);
+    add_check(out, "wu_wang_su_lr", "eta* <= 1/(|H|_F sqrt(b mu_min))",
+              eta_star, lb.wu_wang_su, 1, 1, 0);
+    add_check(out, "wu_wang_su_frobenius",
+              "stable => |H|_F <= 1/(eta sqrt(b mu_min))", frob,
+              out->frobenius_bound, 1, an->stable, 0);
+    add_check(out, "wu_wang_su_escape",
+              "rho >= eta^2 b mu_min |H|_F^2 (escape rate >= its log)", rho,
+              out->growth_bound, 0, 1,
+              1e-10 * fmax(1, rho));
+    /* A theorem for a PSD eigenmatrix; when ρ⊥ is multiple the solver may
+     * return an indefinite mix of PSD ones. */
+    add_check(out, "alignment_top", "mu(top eigenmatrix of T) >= mu_min",
+              out->alignment_top, mu, 0, psd, 1e-10);
+    add_check(out, "wu_ma_e_sharpness", "lambda_max(H) <= 2/eta", hmax,
+              2 / eta, 1, 0, 0);
+    add_check(out, "wu_ma_e_nonuniformity", "s <= 1/(eta sqrt(b))",
+              th->nonuniformity, b > 0 ? 1 / (eta * sqrt(b)) : INFINITY, 1,
+              0, 0);
+    return SGDSTAB_OK;
+}
