@@ -180,7 +180,7 @@ void sgdstab_npz_close(sgdstab_npz *z)
 /* What one member needs alive until zip_close, when libzip reads it. */
 typedef struct {
     unsigned char prefix[NPY_V1_PREFIX_MAX];
-    unsigned char *swapped;  /* data in little-endian order on big-endian hosts */
+    unsigned char *swapped;  /* little-endian copy on big-endian hosts */
 } member_buffers;
 
 /* Add m to za as a stored entry with the fixed timestamp. */

@@ -113,16 +113,19 @@ typedef struct {
     char name[96];
 } synth_case;
 
+#define RELU SGDSTAB_ACTIVATION_RELU
+#define TANH SGDSTAB_ACTIVATION_TANH
 static synth_case CASES[] = {
-    {SGDSTAB_SYNTH_LINEAR, 9, 5, 1, 0, 0, 0, SGDSTAB_ACTIVATION_RELU, 0, 1, ""},
-    {SGDSTAB_SYNTH_LINEAR, 8, 4, 3, 0, 0, 0, SGDSTAB_ACTIVATION_RELU, 1.5, 1, ""},
-    {SGDSTAB_SYNTH_RFM, 9, 5, 1, 7, 0, 0, SGDSTAB_ACTIVATION_RELU, 0, 1, ""},
-    {SGDSTAB_SYNTH_RFM, 8, 4, 3, 6, 0, 0, SGDSTAB_ACTIVATION_TANH, 0.7, 1, ""},
-    {SGDSTAB_SYNTH_DEEP_LINEAR, 9, 5, 1, 4, 2, 0, SGDSTAB_ACTIVATION_RELU, 0, 1, ""},
-    {SGDSTAB_SYNTH_DEEP_LINEAR, 8, 4, 3, 5, 3, 0, SGDSTAB_ACTIVATION_RELU, 1, 1, ""},
-    {SGDSTAB_SYNTH_DEEP_LINEAR, 7, 6, 2, 3, 4, 0, SGDSTAB_ACTIVATION_RELU, 0, 0.5, ""},
-    {SGDSTAB_SYNTH_TWO_LAYER, 9, 5, 1, 4, 0, 0, SGDSTAB_ACTIVATION_RELU, 0, 1, ""},
-    {SGDSTAB_SYNTH_TWO_LAYER, 8, 4, 3, 3, 0, 2, SGDSTAB_ACTIVATION_RELU, 0.5, 3, ""},
+    /* family, n, d, k, width, depth, extra, activation, alpha, rescale */
+    {SGDSTAB_SYNTH_LINEAR, 9, 5, 1, 0, 0, 0, RELU, 0, 1, ""},
+    {SGDSTAB_SYNTH_LINEAR, 8, 4, 3, 0, 0, 0, RELU, 1.5, 1, ""},
+    {SGDSTAB_SYNTH_RFM, 9, 5, 1, 7, 0, 0, RELU, 0, 1, ""},
+    {SGDSTAB_SYNTH_RFM, 8, 4, 3, 6, 0, 0, TANH, 0.7, 1, ""},
+    {SGDSTAB_SYNTH_DEEP_LINEAR, 9, 5, 1, 4, 2, 0, RELU, 0, 1, ""},
+    {SGDSTAB_SYNTH_DEEP_LINEAR, 8, 4, 3, 5, 3, 0, RELU, 1, 1, ""},
+    {SGDSTAB_SYNTH_DEEP_LINEAR, 7, 6, 2, 3, 4, 0, RELU, 0, 0.5, ""},
+    {SGDSTAB_SYNTH_TWO_LAYER, 9, 5, 1, 4, 0, 0, RELU, 0, 1, ""},
+    {SGDSTAB_SYNTH_TWO_LAYER, 8, 4, 3, 3, 0, 2, RELU, 0.5, 3, ""},
 };
 #define NCASES (sizeof CASES / sizeof CASES[0])
 
@@ -279,7 +282,8 @@ static void test_jacobian(void **state)
         if (!(margin > 10 * hmax * xmax))
             fail_msg("relu margin %g too small for steps %g", margin, hmax);
     }
-    double scale = fmax(1, fmax(max_abs(s->Y, n * k), max_abs(s->J, n * k * p)));
+    double scale = fmax(1, fmax(max_abs(s->Y, n * k),
+                                max_abs(s->J, n * k * p)));
     double *th = malloc(p * sizeof *th);
     assert_non_null(th);
     memcpy(th, s->theta, p * sizeof *th);
@@ -321,7 +325,8 @@ static void test_interpolates(void **state)
     for (size_t i = 0; i < n; i++) {
         ref_model(s, s->theta, s->X + i * s->d, f);
         for (size_t o = 0; o < k; o++)
-            tu_assert_close(f[o], s->Y[i * k + o], 1e-12 * scale, "f(x_i) = y_i");
+            tu_assert_close(f[o], s->Y[i * k + o], 1e-12 * scale,
+                            "f(x_i) = y_i");
     }
     sgdstab_rng *rng = sgdstab_rng_alloc(99);
     sgdstab_rng_gaussian(rng, 1.0, p, theta);
@@ -548,7 +553,7 @@ static void check_rescaling(sgdstab_synth_family family, size_t k,
                             size_t depth, size_t extra)
 {
     synth_case c = {family, 10, 5, k, 4, depth, extra,
-                    SGDSTAB_ACTIVATION_RELU, 0, 1, ""};
+                    RELU, 0, 1, ""};
     sgdstab_synth_params par = case_params(&c, 21);
     sgdstab_synth *base = generate(&par);
     double g1 = gauss_newton_frobenius(base);
@@ -598,11 +603,12 @@ static void test_balanced(void **state)
 {
     (void)state;
     synth_case c = {SGDSTAB_SYNTH_DEEP_LINEAR, 6, 5, 3, 4, 4, 0,
-                    SGDSTAB_ACTIVATION_RELU, 0, 1, ""};
+                    RELU, 0, 1, ""};
     sgdstab_synth_params par = case_params(&c, 22);
     sgdstab_synth *s = generate(&par);
     size_t m = c.width;
-    double *lhs = malloc(m * m * sizeof *lhs), *rhs = malloc(m * m * sizeof *rhs);
+    double *lhs = malloc(m * m * sizeof *lhs);
+    double *rhs = malloc(m * m * sizeof *rhs);
     assert_true(lhs && rhs);
     for (size_t l = 0; l + 1 < c.depth; l++) {
         size_t r0, c0, r1, c1;
