@@ -932,6 +932,21 @@ static void test_refusals(void **state)
         sgdstab_reduced_free(red);
         sgdstab_problem_free(prob);
     }
+    /* a loss scale that is not a positive number */
+    {
+        sgdstab_problem *prob = problem_from(4, 1, 3, J, NULL);
+        sgdstab_reduced *red;
+        sgdstab_error err;
+        assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+        const double bad[3] = {0, -1, NAN};
+        for (int i = 0; i < 3; i++) {
+            sgdstab_theory th;
+            assert_int_equal(sgdstab_theory_compute(red, bad[i], &th, &err),
+                             SGDSTAB_EINVAL);
+        }
+        sgdstab_reduced_free(red);
+        sgdstab_problem_free(prob);
+    }
     /* J = 0: nothing is defined (if the reduction accepts it at all) */
     const double Z[6] = {0};
     sgdstab_problem *prob = problem_from(3, 1, 2, Z, NULL);

@@ -189,7 +189,7 @@ def expectations(prob, lr, sampling, B):
     theorem flag: True/False, or None = either is acceptable)."""
     r = tref.verify(prob, lr, sampling, B)
     eta, rho = r["lr_critical"], r["spectral_radius"]
-    _, b = r["a"], r["b"]
+    b = r["b"]
     mu, mu_max = r["alignment_min"], r["alignment_max"]
     f, lam = r["hessian_frobenius"], r["sharpness"]
     mu_tol = SPEC_REL * (abs(mu) + mu_max)
@@ -241,7 +241,6 @@ def expectations(prob, lr, sampling, B):
     elif b == 0:
         nums["escape_rate_lower_bound"] = Num(-math.inf, 0)
     # else: ln of a number ~0, no meaningful expectation
-    _, mm_top_tol = None, None
     # MM bounds: closed forms of lambda_max, v, the moments (well-conditioned
     # eigenvalues and sums; v enters squared): SPEC_REL relative
     checks = {}
@@ -491,7 +490,7 @@ def test_random_many():
     """Many small random problems: every number against the reference,
     exit 0 and theorems_failed = 0."""
     rng = np.random.default_rng(4242)
-    errs, bad, nrun, seen = [], None, 0, set()
+    errs, bad, nrun = [], None, 0
     for t in range(40):
         n = int(rng.integers(2, 9))
         k = int(rng.choice([1, 1, 2, 3]))
@@ -504,7 +503,6 @@ def test_random_many():
         factor = float(rng.choice([0.3, 0.9, 1.1, 2.5]))
         e, res, d, _ = verify_run(case, sampling, B, factor, loss)
         nrun += 1
-        seen.add((n > p, k > 1, sampling))
         if e:
             errs += ["%s (n=%d k=%d p=%d) %s B=%d eta=%.1f eta* --loss %s: %s"
                      % (case.name, n, k, p, sampling, B, factor, loss, m)
