@@ -14,11 +14,9 @@ Tolerances (issue 3): rho_⊥ 1e-10 absolute, eta* 1e-9 relative, evolution
 1e-10 relative.  Exit status 0 iff every check passed.
 """
 
-import json
 import math
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,84 +24,17 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_harness as harness  # noqa: E402
 import engine_reference as ref  # noqa: E402
+from cli_harness import (fail, fmt, is_num, ok, report, run,  # noqa: E402
+                         run_json)
 
 RHO_ABS = 1e-10
 ETA_REL = 1e-9
 EVOLVE_REL = 1e-10
 SAMPLINGS = ("without", "with", "bernoulli")
 
-SGDSTAB = None
 WORK = None
-npass = 0
-nfail = 0
-
-
-def ok(name):
-    global npass
-    npass += 1
-    print("ok    " + name)
-
-
-def fail(name, msgs, res=None):
-    global nfail
-    nfail += 1
-    print("FAIL  " + name)
-    for m in msgs[:12]:
-        print("      " + m)
-    if len(msgs) > 12:
-        print("      ... %d more" % (len(msgs) - 12))
-    if res is not None:
-        print("      command: " + " ".join(res.cmd))
-        print("      --- stdout:")
-        for line in res.out[:2000].splitlines():
-            print("      | " + line)
-        print("      --- stderr:")
-        for line in res.err[:2000].splitlines():
-            print("      | " + line)
-
-
-def report(name, msgs, res=None):
-    if msgs:
-        fail(name, msgs, res)
-    else:
-        ok(name)
-
-
-class Result:
-    def __init__(self, cmd, rc, out, err):
-        self.cmd, self.rc, self.out, self.err = cmd, rc, out, err
-
-
-def run(*args):
-    cmd = [SGDSTAB] + [str(a) for a in args]
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, timeout=120)
-    return Result(cmd, p.returncode, p.stdout, p.stderr)
-
-
-def run_json(*args):
-    """Run with --json; returns (dict or None, result, msgs)."""
-    res = run(*args, "--json")
-    if res.rc != 0:
-        return None, res, ["exit status %d, expected 0" % res.rc]
-    if res.err:
-        return None, res, ["stderr not empty"]
-    try:
-        d = json.loads(res.out)
-    except ValueError as e:
-        return None, res, ["stdout is not one JSON document: %s" % e]
-    if not isinstance(d, dict):
-        return None, res, ["JSON is not an object"]
-    return d, res, []
-
-
-def fmt(x):
-    return repr(float(x))
-
-
-def is_num(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def close_rel(a, b, rel):
@@ -783,13 +714,13 @@ def test_bench():
 # ----------------------------------------------------------------- main
 
 def main():
-    global SGDSTAB, WORK
+    global WORK
     if len(sys.argv) != 2:
         print(__doc__)
         return 99
-    SGDSTAB = sys.argv[1]
-    if not os.access(SGDSTAB, os.X_OK):
-        print("cannot run %s" % SGDSTAB)
+    harness.SGDSTAB = sys.argv[1]
+    if not os.access(harness.SGDSTAB, os.X_OK):
+        print("cannot run %s" % harness.SGDSTAB)
         return 99
     WORK = tempfile.mkdtemp(prefix="sgdstab-engine-")
     t0 = time.time()
@@ -812,8 +743,8 @@ def main():
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
     print()
-    print("%d passed, %d failed (%.1f s)" % (npass, nfail, time.time() - t0))
-    return 0 if nfail == 0 else 1
+    print("%d passed, %d failed (%.1f s)" % (harness.npass, harness.nfail, time.time() - t0))
+    return 0 if harness.nfail == 0 else 1
 
 
 if __name__ == "__main__":

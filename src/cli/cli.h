@@ -132,6 +132,20 @@ int cli_load(const cli_args *a, sgdstab_problem **prob,
 int cli_stability(const cli_args *a, const sgdstab_reduced *red,
                   sgdstab_stability **s);
 
+/* What most subcommands work on: the loaded problem, its reduced
+ * coordinates and the stability workspace with the --loss scale. */
+typedef struct {
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+    sgdstab_stability *stab;
+} cli_session;
+
+/* cli_load, then (if batch > 0) cli_check_batch, then cli_stability; on
+ * failure the error is printed, everything released and the status
+ * returned. */
+int cli_session_open(const cli_args *a, size_t batch, cli_session *ses);
+void cli_session_close(cli_session *ses);
+
 /* ---- output.c */
 
 /* Print a library error (one line) and return EXIT_DATA. */

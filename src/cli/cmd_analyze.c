@@ -164,26 +164,18 @@ int cmd_analyze(int argc, char **argv)
         cli_parse_size(args.cmd, "batch", args.batch, 1, &batch))
         return EXIT_USAGE;
 
-    sgdstab_problem *prob;
-    sgdstab_reduced *red;
-    sgdstab_stability *s = NULL;
-    if (cli_load(&args, &prob, &red))
-        return EXIT_DATA;
-    int status = cli_check_batch(&args, prob->n, batch);
-    if (!status)
-        status = cli_stability(&args, red, &s);
+    cli_session ses;
+    int status = cli_session_open(&args, batch, &ses);
+    if (status)
+        return status;
     sgdstab_analysis an;
     sgdstab_error err;
-    if (!status && sgdstab_analyze(s, args.lr, args.sampling, batch, &an, &err))
+    if (sgdstab_analyze(ses.stab, args.lr, args.sampling, batch, &an, &err))
         status = cli_report(&err);
-    if (!status) {
-        if (args.json)
-            status = print_json(prob, red, &an);
-        else
-            print_text(&args, prob, red, &an);
-    }
-    sgdstab_stability_free(s);
-    sgdstab_reduced_free(red);
-    sgdstab_problem_free(prob);
+    else if (args.json)
+        status = print_json(ses.prob, ses.red, &an);
+    else
+        print_text(&args, ses.prob, ses.red, &an);
+    cli_session_close(&ses);
     return status;
 }

@@ -109,18 +109,17 @@ int cmd_critical(int argc, char **argv)
     if (cli_require(&args, 0, 1))
         return EXIT_USAGE;
 
-    sgdstab_problem *prob;
-    sgdstab_reduced *red;
-    sgdstab_stability *s = NULL;
+    cli_session ses;
+    int status = cli_session_open(&args, 0, &ses);
+    if (status)
+        return status;
+    const sgdstab_problem *prob = ses.prob;
+    sgdstab_stability *s = ses.stab;
     size_t *batches = NULL, m = 0;
     sgdstab_critical *cr = NULL;
-    if (cli_load(&args, &prob, &red))
-        return EXIT_DATA;
-    int status = cli_parse_batches(args.cmd, args.batch, prob->n, &batches, &m);
+    status = cli_parse_batches(args.cmd, args.batch, prob->n, &batches, &m);
     if (!status && m > 0)
         status = cli_check_batch(&args, prob->n, batches[m - 1]);
-    if (!status)
-        status = cli_stability(&args, red, &s);
     if (!status && !(cr = malloc(m * sizeof *cr)))
         status = cli_usage_error(args.cmd, "out of memory");
     sgdstab_error err;
@@ -139,8 +138,6 @@ int cmd_critical(int argc, char **argv)
     }
     free(cr);
     free(batches);
-    sgdstab_stability_free(s);
-    sgdstab_reduced_free(red);
-    sgdstab_problem_free(prob);
+    cli_session_close(&ses);
     return status;
 }

@@ -161,20 +161,18 @@ int cmd_evolve(int argc, char **argv)
     if (steps > 100000000)
         return cli_usage_error(args.cmd, "--steps %zu is more than 1e8", steps);
 
-    sgdstab_problem *prob;
-    sgdstab_reduced *red;
-    sgdstab_stability *s = NULL;
+    cli_session ses;
+    int status = cli_session_open(&args, batch, &ses);
+    if (status)
+        return status;
+    const sgdstab_problem *prob = ses.prob;
+    const sgdstab_reduced *red = ses.red;
     sgdstab_moments *m = NULL;
     double *S0 = NULL, *Z0 = NULL, *m2 = NULL, *loss = NULL;
-    if (cli_load(&args, &prob, &red))
-        return EXIT_DATA;
     size_t r = red->r, p = prob->p;
     sgdstab_error err;
     double a_coef, b_coef, null_trace = 0;
-    int status = cli_check_batch(&args, prob->n, batch);
-    if (!status)
-        status = cli_stability(&args, red, &s);
-    if (!status && sgdstab_batch_coefficients(args.sampling, prob->n, batch,
+    if (sgdstab_batch_coefficients(args.sampling, prob->n, batch,
                                               &a_coef, &b_coef, &err))
         status = cli_report(&err);
     if (!status && init)
@@ -197,7 +195,7 @@ int cmd_evolve(int argc, char **argv)
             null_trace = (double)(p - r) / (double)p;
         }
     }
-    double scale = s ? sgdstab_stability_loss_scale(s) : 1;
+    double scale = sgdstab_stability_loss_scale(ses.stab);
     if (!status && sgdstab_moments_evolve(m, scale * args.lr, a_coef, b_coef,
                                           Z0, steps, m2, loss, &err))
         status = cli_report(&err);
@@ -218,8 +216,6 @@ int cmd_evolve(int argc, char **argv)
     free(m2);
     free(loss);
     sgdstab_moments_free(m);
-    sgdstab_stability_free(s);
-    sgdstab_reduced_free(red);
-    sgdstab_problem_free(prob);
+    cli_session_close(&ses);
     return status;
 }

@@ -188,35 +188,28 @@ int cmd_verify(int argc, char **argv)
         cli_parse_size(args.cmd, "batch", args.batch, 1, &batch))
         return EXIT_USAGE;
 
-    sgdstab_problem *prob;
-    sgdstab_reduced *red;
-    sgdstab_stability *s = NULL;
-    if (cli_load(&args, &prob, &red))
-        return EXIT_DATA;
-    int status = cli_check_batch(&args, prob->n, batch);
-    if (!status)
-        status = cli_stability(&args, red, &s);
+    cli_session ses;
+    int status = cli_session_open(&args, batch, &ses);
+    if (status)
+        return status;
     sgdstab_theory th;
     sgdstab_verification v;
     sgdstab_error err;
-    if (!status && (sgdstab_theory_compute(red, sgdstab_stability_loss_scale(s), &th,
-                                           &err) ||
-                    sgdstab_verify(s, &th, args.lr, args.sampling, batch, &v,
-                                   &err))) {
-        fprintf(stderr, "sgdstab verify: %s: %s\n", prob->source, err.msg);
+    if (sgdstab_theory_compute(ses.red, sgdstab_stability_loss_scale(ses.stab),
+                               &th, &err) ||
+        sgdstab_verify(ses.stab, &th, args.lr, args.sampling, batch, &v,
+                       &err)) {
+        fprintf(stderr, "sgdstab verify: %s: %s\n", ses.prob->source, err.msg);
         status = EXIT_DATA;
-    }
-    if (!status) {
+    } else {
         if (args.json)
-            status = print_json(prob, red, &v);
+            status = print_json(ses.prob, ses.red, &v);
         else
-            print_text(&args, prob, red, &v);
-        report_failures(prob, &v);
+            print_text(&args, ses.prob, ses.red, &v);
+        report_failures(ses.prob, &v);
         if (!status && v.theorems_failed)
             status = EXIT_THEOREM;
     }
-    sgdstab_stability_free(s);
-    sgdstab_reduced_free(red);
-    sgdstab_problem_free(prob);
+    cli_session_close(&ses);
     return status;
 }

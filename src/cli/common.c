@@ -25,3 +25,26 @@ int cli_stability(const cli_args *a, const sgdstab_reduced *red,
     *s = sgdstab_stability_alloc(red, c, &err);
     return *s ? EXIT_OK : cli_report(&err);
 }
+
+int cli_session_open(const cli_args *a, size_t batch, cli_session *ses)
+{
+    ses->stab = NULL;
+    if (cli_load(a, &ses->prob, &ses->red))
+        return EXIT_DATA;
+    int status = batch ? cli_check_batch(a, ses->prob->n, batch) : EXIT_OK;
+    if (!status)
+        status = cli_stability(a, ses->red, &ses->stab);
+    if (status)
+        cli_session_close(ses);
+    return status;
+}
+
+void cli_session_close(cli_session *ses)
+{
+    sgdstab_stability_free(ses->stab);
+    sgdstab_reduced_free(ses->red);
+    sgdstab_problem_free(ses->prob);
+    ses->stab = NULL;
+    ses->red = NULL;
+    ses->prob = NULL;
+}

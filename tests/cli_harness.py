@@ -1,0 +1,76 @@
+"""Shared harness of the command-line test scripts: run the sgdstab binary,
+collect pass/fail lines, print failures with the command and its output."""
+
+import json
+import subprocess
+
+SGDSTAB = None   # path of the binary, set by the test script
+npass = 0
+nfail = 0
+
+
+def ok(name):
+    global npass
+    npass += 1
+    print("ok    " + name)
+
+
+def fail(name, msgs, res=None):
+    global nfail
+    nfail += 1
+    print("FAIL  " + name)
+    for m in msgs[:12]:
+        print("      " + m)
+    if len(msgs) > 12:
+        print("      ... %d more" % (len(msgs) - 12))
+    if res is not None:
+        print("      command: " + " ".join(res.cmd))
+        print("      --- stdout:")
+        for line in res.out[:2000].splitlines():
+            print("      | " + line)
+        print("      --- stderr:")
+        for line in res.err[:2000].splitlines():
+            print("      | " + line)
+
+
+def report(name, msgs, res=None):
+    if msgs:
+        fail(name, msgs, res)
+    else:
+        ok(name)
+
+
+class Result:
+    def __init__(self, cmd, rc, out, err):
+        self.cmd, self.rc, self.out, self.err = cmd, rc, out, err
+
+
+def run(*args):
+    cmd = [SGDSTAB] + [str(a) for a in args]
+    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                       text=True, timeout=120)
+    return Result(cmd, p.returncode, p.stdout, p.stderr)
+
+
+def run_json(*args):
+    """Run with --json; returns (dict or None, result, msgs)."""
+    res = run(*args, "--json")
+    if res.rc != 0:
+        return None, res, ["exit status %d, expected 0" % res.rc]
+    if res.err:
+        return None, res, ["stderr not empty"]
+    try:
+        d = json.loads(res.out)
+    except ValueError as e:
+        return None, res, ["stdout is not one JSON document: %s" % e]
+    if not isinstance(d, dict):
+        return None, res, ["JSON is not an object"]
+    return d, res, []
+
+
+def fmt(x):
+    return repr(float(x))
+
+
+def is_num(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
