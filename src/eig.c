@@ -93,6 +93,8 @@ static int eig_arpack(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
     if (ncv < 3)
         ncv = 3;
     double tol = opt && opt->tol > 0 ? opt->tol : 1e-11;
+    if (opt && opt->vector_tol > 0)
+        tol = fmin(tol, opt->vector_tol);
     size_t max_mv = opt && opt->max_matvecs ? opt->max_matvecs
                                             : 20 * (size_t)ncv + 1000;
     a_int lworkl = ncv * (ncv + 8);
@@ -489,6 +491,9 @@ int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
                             "vector");
     const double tol = opt && opt->tol > 0 ? opt->tol : 1e-11;
     const size_t max_mv = opt && opt->max_matvecs ? opt->max_matvecs : 400;
+    const double rtol = opt && opt->vector_tol > 0 ? fmin(opt->vector_tol,
+                                                          sqrt(tol))
+                                                   : sqrt(tol);
     const size_t dim = f->dim, mm = f->mmax;
     double emax = 0;
     memset(f->e, 0, dim * sizeof *f->e);
@@ -523,7 +528,7 @@ int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
             res->value = theta;
             res->residual = rnorm;
             res->error_estimate = estimate;
-            res->converged = rnorm <= sqrt(tol) * fabs(theta) &&
+            res->converged = rnorm <= rtol * fabs(theta) &&
                              estimate <= tol * fabs(theta);
             if (res->converged || explicit)
                 break;

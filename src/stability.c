@@ -18,6 +18,11 @@ enum { FAMILY_STEP = 0, FAMILY_CRITICAL = 1 };
  * η* well within 1e-9 relative. */
 static const double DEFAULT_TOL[2] = {1e-11, 1e-10};
 
+/* Relative residual of the top eigenmatrix of 𝒯 when it is returned: its
+ * error is about residual/gap (Davis–Kahan), and quantities computed from it
+ * (the alignment μ(S*), theory.h) inherit that error. */
+static const double EIGENMATRIX_RESIDUAL = 1e-10;
+
 typedef struct {
     sgdstab_stability *s;
     int subtract_gzg;
@@ -208,12 +213,15 @@ static void matvec_member(void *ctx, const double *x, double *y)
  * ARPACK when asked to cross-check. */
 static int solve_member(sgdstab_stability *s, int kind,
                         sgdstab_sampling sampling, const double *gamma,
-                        double beta, sgdstab_eig_result *res, double *vec,
+                        double beta, double vector_tol,
+                        sgdstab_eig_result *res, double *vec,
                         sgdstab_error *err)
 {
     sgdstab_eig_options opt = s->eig;
     if (!(opt.tol > 0))
         opt.tol = DEFAULT_TOL[kind];
+    if (vector_tol > 0)
+        opt.vector_tol = vector_tol;
     if (!opt.arpack) {
         sgdstab_family *f = family(s, kind, sampling, err);
         if (!f)
@@ -254,8 +262,8 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
     double *vec = S ? malloc(s->dim * sizeof *vec) : NULL;
     if (S && !vec)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b, &res,
-                      vec, err);
+    st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b,
+                      S ? EIGENMATRIX_RESIDUAL : 0, &res, vec, err);
     if (!st && S)
         sgdstab_sym_unpack(s->r, vec, S);
     free(vec);
@@ -322,7 +330,7 @@ int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
     }
     double gamma[1] = {1};
     sgdstab_eig_result res;
-    if ((st = solve_member(s, FAMILY_CRITICAL, sampling, gamma, s->b, &res,
+    if ((st = solve_member(s, FAMILY_CRITICAL, sampling, gamma, s->b, 0, &res,
                            NULL, err)))
         return st;
     /* λmax(K) ≥ ⟨E_11, K E_11⟩ = h_1/2 > 0, so η* is finite. */

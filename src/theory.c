@@ -182,6 +182,11 @@ int sgdstab_verify(sgdstab_stability *s, const sgdstab_theory *th, double lr,
 {
     memset(out, 0, sizeof *out);
     const sgdstab_reduced *red = sgdstab_stability_reduced(s);
+    double c = sgdstab_stability_loss_scale(s);
+    if (th->loss_scale != c)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "theory quantities computed "
+                            "with loss scale %g, the workspace uses %g",
+                            th->loss_scale, c);
     int st = sgdstab_analyze(s, lr, sampling, batch, &out->analysis, err);
     if (st)
         return st;

@@ -140,6 +140,40 @@ static void assert_rel(double a, double b, double tol, const char *what)
                  a, b, fabs(a / b - 1), tol);
 }
 
+/* The top eigenmatrix S returned with ρ⊥: unit Frobenius norm and, applying
+ * 𝒯 with the moment operator (itself checked against the reference through
+ * ρ⊥), a residual ‖𝒯S − ρS‖_F within the promised 1e-10·ρ (stability.h). */
+static void check_eigenmatrix(engine *e, double lr, sgdstab_sampling smp,
+                              size_t B, double ref_rho, const char *what)
+{
+    size_t r = e->red->r;
+    double *S = malloc(r * r * sizeof *S), *TS = malloc(r * r * sizeof *TS);
+    assert_true(S && TS);
+    sgdstab_radius rad;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_spectral_radius_matrix(e->s, lr, smp, B, &rad, S,
+                                                    &err), SGDSTAB_OK);
+    assert_close(rad.rho, ref_rho, 1e-10, what);
+    sgdstab_moments *m = sgdstab_moments_alloc(e->red, &err);
+    assert_non_null(m);
+    double a, b;
+    assert_int_equal(sgdstab_batch_coefficients(smp, e->red->n, B, &a, &b,
+                                                &err), SGDSTAB_OK);
+    sgdstab_moments_step(m, lr, a, b, S, TS);
+    double norm2 = 0, res2 = 0;
+    for (size_t i = 0; i < r * r; i++) {
+        norm2 += S[i] * S[i];
+        res2 += (TS[i] - rad.rho * S[i]) * (TS[i] - rad.rho * S[i]);
+    }
+    assert_close(sqrt(norm2), 1, 1e-12, what);
+    if (!(sqrt(res2) <= 1.01e-10 * fabs(rad.rho) + 1e-14))
+        fail_msg("%s: eigenmatrix residual %.3g > 1e-10 rho = %.3g", what,
+                 sqrt(res2), 1e-10 * fabs(rad.rho));
+    sgdstab_moments_free(m);
+    free(S);
+    free(TS);
+}
+
 /* ------------------------------------------------- dense Kronecker oracle */
 
 typedef struct {
@@ -192,6 +226,7 @@ static void test_against_reference(void **state)
                     assert_close(rho, ref_rho, 1e-10, what);
                     /* The verdict: ρ⊥ ≤ 1 exactly when η ≤ η*. */
                     assert_true((rho <= 1) == (lr <= ref_crit));
+                    check_eigenmatrix(&e, lr, SAMPLINGS[si], B, ref_rho, what);
                 }
             }
         sgdstab_reference_free(ref);

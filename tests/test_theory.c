@@ -880,7 +880,7 @@ static void test_loss_scale(void **state)
                 assert_rel(vc.growth_bound, v1.growth_bound, 1e-12, "growth");
                 assert_rel(vc.frobenius_bound, c * v1.frobenius_bound, 1e-12,
                            "frobenius bound");
-                assert_rel(vc.alignment_top, v1.alignment_top, 1e-3,
+                assert_rel(vc.alignment_top, v1.alignment_top, 1e-6,
                            "mu at the top eigenmatrix");
                 assert_int_equal(vc.nchecks, v1.nchecks);
                 for (size_t i = 0; i < v1.nchecks; i++) {
@@ -895,6 +895,12 @@ static void test_loss_scale(void **state)
                 }
             }
         }
+        /* theory quantities made with another loss scale are refused */
+        sgdstab_verification v;
+        sgdstab_error err;
+        assert_int_equal(sgdstab_verify(sc.s, &one.th, 1.0, SAMPLINGS[0], 3,
+                                        &v, &err), SGDSTAB_EINVAL);
+        assert_non_null(strstr(err.msg, "loss scale"));
         setup_free(&one);
         setup_free(&sc);
     }

@@ -48,6 +48,10 @@ typedef struct {
                            pseudo-random one; for an operator that preserves
                            the PSD cone, start from a positive definite
                            matrix to be sure to overlap the top eigenvector */
+    double vector_tol;  /* also require ‖A v − θ v‖ ≤ vector_tol·|θ|, for
+                           callers that use the eigenvector (its error is
+                           about ‖A v − θ v‖/gap); ≤ 0: √tol (family) or
+                           tol (ARPACK) */
     int arpack;         /* stability.h: solve each member with ARPACK
                            (sgdstab_eig_max) instead of the shared-basis
                            Davidson method, as a cross-check */
@@ -85,7 +89,8 @@ void sgdstab_family_free(sgdstab_family *f);
  * positive definite matrix guarantees overlap with the top eigenvector. */
 int sgdstab_family_add(sgdstab_family *f, const double *x, sgdstab_error *err);
 
-/* Largest eigenvalue of A(γ, β).  Converged when ‖R‖ ≤ √tol·|θ| and
+/* Largest eigenvalue of A(γ, β).  Converged when ‖R‖ ≤ √tol·|θ| (or
+ * opt->vector_tol·|θ| if smaller) and
  * error_estimate ≤ tol·|θ| (opt->tol, default 1e-11); at most
  * opt->max_matvecs new applications of N (default 400); opt->start is
  * ignored (the basis is the start).  vec may be NULL.

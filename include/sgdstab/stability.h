@@ -61,7 +61,9 @@ int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
                             sgdstab_radius *out, sgdstab_error *err);
 
 /* The same, and a top eigenmatrix of 𝒯 in S (r×r, unit Frobenius norm, sign
- * arbitrary): the shape E δ_tδ_tᵀ takes as t grows when ρ⊥ is simple. */
+ * arbitrary): the shape E δ_tδ_tᵀ takes as t grows when ρ⊥ is simple.  It
+ * is converged to a residual ‖𝒯S − ρ⊥S‖_F ≤ 1e-10·ρ⊥ (out->residual), so
+ * its error is about that over the gap to the next eigenvalue of 𝒯. */
 int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
                                    sgdstab_sampling sampling, size_t batch,
                                    sgdstab_radius *out, double *S,

@@ -95,7 +95,8 @@ typedef struct {
 } sgdstab_verification;
 
 /* Everything `sgdstab verify` reports at (η, B).  th from
- * sgdstab_theory_compute on the problem s was made for. */
+ * sgdstab_theory_compute on the problem s was made for, with the same loss
+ * scale (SGDSTAB_EINVAL otherwise). */
 int sgdstab_verify(sgdstab_stability *s, const sgdstab_theory *th, double lr,
                    sgdstab_sampling sampling, size_t batch,
                    sgdstab_verification *out, sgdstab_error *err);
