@@ -78,6 +78,11 @@ sgdstab_outfile *sgdstab_outfile_open(const char *path, sgdstab_error *err)
     return f;
 }
 
+const char *sgdstab_outfile_temp_path(const sgdstab_outfile *f)
+{
+    return f->tmp;
+}
+
 FILE *sgdstab_outfile_stream(sgdstab_outfile *f)
 {
     return f->stream;

@@ -238,6 +238,13 @@ static int solve_member(sgdstab_stability *s, int kind,
 
 /* ------------------------------------------------------------------- API */
 
+void sgdstab_escape_rates(double rho, size_t n, size_t batch,
+                          double *per_step, double *per_epoch)
+{
+    *per_step = rho <= 0 ? -INFINITY : log(rho);
+    *per_epoch = (double)n / (double)batch * *per_step;
+}
+
 int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
                             sgdstab_sampling sampling, size_t batch,
                             sgdstab_radius *out, sgdstab_error *err)
@@ -413,9 +420,10 @@ int sgdstab_analyze(sgdstab_stability *s, double lr, sgdstab_sampling sampling,
     out->b = s->b;
     out->stable = out->critical.kind == SGDSTAB_MINIMUM_OK &&
                   lr <= out->critical.lr_critical;
-    double lrho = log(out->radius.rho);
-    out->escape_rate_per_step = lrho;
-    out->escape_rate_per_epoch = (double)s->red->n / (double)batch * lrho;
+    sgdstab_escape_rates(out->radius.rho, s->red->n, batch,
+                         &out->escape_rate_per_step,
+                         &out->escape_rate_per_epoch);
+    double lrho = out->escape_rate_per_step;
     out->rms_efold_steps = lrho != 0 ? 2 / fabs(lrho) : INFINITY;
     out->lr_critical_mean = sgdstab_lr_mean_limit(s);
     double sq = 0, tr = 0;

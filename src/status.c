@@ -30,6 +30,7 @@ const char *sgdstab_strstatus(int status)
     case SGDSTAB_EINVAL: return "invalid argument";
     case SGDSTAB_ENOMEM: return "out of memory";
     case SGDSTAB_ENUMERIC: return "numerical failure";
+    case SGDSTAB_ECANCELED: return "canceled";
     default: return "unknown status";
     }
 }

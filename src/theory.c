@@ -143,6 +143,8 @@ void sgdstab_theory_lr_bounds(const sgdstab_theory *th, double a, double b,
     out->mulayoff_michaeli_trace = 2 * th->hessian_trace /
                                    (a * frob * frob + b * th->frobenius_moment);
     out->wu_wang_su = b > 0 && mu > 0 ? 1 / (frob * sqrt(b * mu)) : INFINITY;
+    out->wu_ma_e = b > 0 && th->nonuniformity > 0
+                       ? 1 / (th->nonuniformity * sqrt(b)) : INFINITY;
 }
 
 /* Is S (r×r symmetric, unit Frobenius norm; destroyed) positive or negative

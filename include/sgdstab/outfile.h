@@ -23,6 +23,9 @@ sgdstab_outfile *sgdstab_outfile_open(const char *path, sgdstab_error *err);
 /* The stream to write to. */
 FILE *sgdstab_outfile_stream(sgdstab_outfile *f);
 
+/* The temporary file's name, for output written by another program. */
+const char *sgdstab_outfile_temp_path(const sgdstab_outfile *f);
+
 /* Flush, close and rename into place; frees f in every case.  A write error
  * seen at any point is reported here and the temporary file removed. */
 int sgdstab_outfile_commit(sgdstab_outfile *f, sgdstab_error *err);

@@ -56,6 +56,11 @@ typedef struct {
     int converged;
 } sgdstab_radius;
 
+/* The escape rate ln ρ⊥ per step (−∞ for ρ⊥ ≤ 0, which rounding can give
+ * when 𝒯 is nilpotent on the range) and (n/B)·ln ρ⊥ per epoch. */
+void sgdstab_escape_rates(double rho, size_t n, size_t batch,
+                          double *per_step, double *per_epoch);
+
 int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
                             sgdstab_sampling sampling, size_t batch,
                             sgdstab_radius *out, sgdstab_error *err);

@@ -21,7 +21,8 @@ enum sgdstab_status {
     SGDSTAB_EVALUE,   /* NaN/Inf or otherwise invalid values */
     SGDSTAB_EINVAL,   /* an invalid argument or option */
     SGDSTAB_ENOMEM,   /* out of memory, or a size that cannot be allocated */
-    SGDSTAB_ENUMERIC  /* a numerical routine failed (e.g. SVD did not converge) */
+    SGDSTAB_ENUMERIC, /* a numerical routine failed (e.g. SVD did not converge) */
+    SGDSTAB_ECANCELED /* stopped on request (a progress callback said so) */
 };
 
 #define SGDSTAB_ERROR_MSG_MAX 512

@@ -52,13 +52,16 @@ typedef struct {
 int sgdstab_theory_compute(const sgdstab_reduced *red, double loss_scale,
                            sgdstab_theory *out, sgdstab_error *err);
 
-/* The upper bounds on η*(B) that need no eigensolver, for batch
- * coefficients (a, b) (moments.h): the two Mulayoff–Michaeli bounds and
- * 1/(‖H‖_F √(b μ_min)) (+∞ when b = 0). */
+/* The learning-rate limits that need no eigensolver, for batch
+ * coefficients (a, b) (moments.h): the two Mulayoff–Michaeli upper bounds on
+ * η*, 1/(‖H‖_F √(b μ_min)) (+∞ when b = 0), and Wu–Ma–E's non-uniformity
+ * condition η ≤ 1/(s√b) (+∞ when b = 0 or s = 0), which is no bound on η*
+ * (DESIGN §3: neither necessary nor sufficient). */
 typedef struct {
     double mean;                    /* 2/λmax(H) */
     double mulayoff_michaeli_top, mulayoff_michaeli_trace;
     double wu_wang_su;
+    double wu_ma_e;                 /* 1/(s√b) */
 } sgdstab_lr_bounds;
 
 void sgdstab_theory_lr_bounds(const sgdstab_theory *th, double a, double b,

@@ -9,6 +9,7 @@
 
 #include "sgdstab/moments.h"
 #include "sgdstab/outfile.h"
+#include "sgdstab/phase.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/stability.h"
@@ -31,6 +32,7 @@ int cmd_bench(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_run(int argc, char **argv);
+int cmd_phase(int argc, char **argv);
 
 /* ---- options.c: options shared by the subcommands */
 
@@ -96,7 +98,9 @@ int cli_getopt(int argc, char **argv, const char *cmd,
 int cli_getopt_short(int argc, char **argv, const char *cmd,
                      const char *shortopts, const struct option *longopts);
 
-/* Report a usage error in one line and return EXIT_USAGE. */
+/* Report a usage error in one line and return EXIT_USAGE (silently when cmd
+ * is NULL: callers that word the message themselves pass NULL down to the
+ * parsers below). */
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -113,6 +117,14 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text,
  * sorted, without duplicates.  *list is malloc'd. */
 int cli_parse_batches(const char *cmd, const char *text, size_t n,
                       size_t **list, size_t *count);
+
+/* --lr for many learning rates: "A:B:N" (N evenly spaced, ends included),
+ * "A:B:N:log" (N log-spaced), "A:B" and "A:B:log" (N = CLI_LR_STEPS), or a
+ * list "0.1,0.5,2"; 0 < A < B.  Sorted, without duplicates; *log_spaced
+ * tells whether a log range was asked for.  *list is malloc'd. */
+#define CLI_LR_STEPS 40
+int cli_parse_lrs(const char *cmd, const char *text, double **list,
+                  size_t *count, int *log_spaced);
 
 /* Usage error unless the batch size fits the problem's n under the
  * sampling rule (B ≤ n except for `with`). */
@@ -153,6 +165,7 @@ int cli_report(const sgdstab_error *err);
 
 /* JSON numbers carry 17 significant digits (non-finite ones become null). */
 void cli_json_number(cJSON *obj, const char *key, double value);
+cJSON *cli_json_value(double value);  /* the same, as an item */
 void cli_json_size(cJSON *obj, const char *key, size_t value);
 
 /* Print obj to stdout and free it; returns EXIT_OK or EXIT_DATA. */
@@ -168,5 +181,65 @@ int cli_csv_commit(sgdstab_outfile *of);
 
 /* Final check that stdout was written completely. */
 int cli_finish_stdout(int status);
+
+/* ---- progress.c: a progress bar on stderr, drawn only when stderr is a
+ * terminal and not --quiet */
+
+typedef struct {
+    const char *label;
+    int enabled, shown;
+    double start, drawn;
+} cli_progress;
+
+void cli_progress_init(cli_progress *p, const char *label, int quiet);
+/* An sgdstab_progress_fn (phase.h) with ctx = the cli_progress; never asks
+ * to stop (Ctrl-C ends the process, main.c removes partial outputs). */
+int cli_progress_update(void *ctx, size_t done, size_t total);
+/* Erase the bar. */
+void cli_progress_finish(cli_progress *p);
+
+/* ---- phase_output.c: phase-diagram tables, and the picture drawn by
+ * gnuplot */
+
+/* η*(B) as reported: 0 where no learning rate is stable. */
+double cli_phase_boundary_lr(const sgdstab_phase_boundary *b);
+
+/* Do the sorted batch sizes grow geometrically (a log axis suits them)? */
+int cli_log_spaced_sizes(const size_t *b, size_t m);
+/* 0 for F.png, 1 for F.svg, −1 otherwise. */
+int cli_plot_format(const char *path);
+/* Usage error (returned) unless gnuplot is on PATH. */
+int cli_plot_check(const char *cmd);
+
+typedef struct {
+    const char *title;
+    int width, height;          /* pixels */
+    int log_batch, log_lr;      /* logarithmic axes */
+    sgdstab_sampling sampling;
+    size_t n;                   /* samples (for the theory curves' b) */
+    const sgdstab_theory *theory;  /* NULL: no theory curves */
+} cli_plot_options;
+
+/* The output files of a phase diagram, any of them NULL: the grid CSV
+ * (batch,lr,spectral_radius,escape_rate_per_step,escape_rate_per_epoch,
+ * stable), the boundary CSV (batch,lr_critical,lr_critical_mean and the
+ * theory's limits) and the picture, a heat map of the escape rate per step
+ * with the exact boundary, the mean limit and the theory curves.  Opened
+ * before the work (so that a bad path fails at once), then written and
+ * renamed into place together: all of them or none. */
+typedef struct {
+    sgdstab_outfile *grid, *boundary, *plot;
+    const char *plot_path;
+} cli_phase_files;
+
+int cli_phase_files_open(const char *cmd, const char *grid,
+                         const char *boundary, const char *plot,
+                         cli_phase_files *pf);
+int cli_phase_files_write(const char *cmd, cli_phase_files *pf,
+                          const cli_plot_options *o,
+                          const sgdstab_phase_boundary *bd, size_t nb,
+                          const sgdstab_phase_point *grid, const double *lrs,
+                          size_t nl);
+void cli_phase_files_abort(cli_phase_files *pf);
 
 #endif

@@ -58,6 +58,12 @@ static const char RUN_HELP[] =
     "  loss         half-mean (default) | mse | a positive number\n"
     "  lr           a list of learning rates to verify at every batch size\n"
     "  lr_factors   a list of multiples of eta*(B) to verify at\n"
+    "  phase        a phase diagram per case over the spec's batch sizes:\n"
+    "               {\"lr\": \"A:B:N[:log]\" or a list (as for 'sgdstab\n"
+    "               phase --lr'), \"lr_unit\": \"absolute\" (default) or\n"
+    "               \"mean\" (multiples of the case's 2/lambda_max(H))};\n"
+    "               writes phase[-CASE].csv, phase-boundary[-CASE].csv and\n"
+    "               phase[-CASE].png (CASE only when there are several)\n"
     "  description  free text for the report\n"
     "Unknown keys, wrong types and parameters that do not apply to the family\n"
     "are errors naming the key.\n"
@@ -91,6 +97,9 @@ typedef struct {
     double loss_scale;         /* 0: mse, resolved per case (2/k) */
     double lr[SPEC_MAX_LRS], factor[SPEC_MAX_LRS];
     size_t nlr, nfactor;
+    double *phase_lr;          /* NULL: no phase diagrams */
+    size_t phase_nl;
+    int phase_log, phase_relative;
 } run_spec;
 
 static int spec_error(const run_spec *sp, const char *fmt, ...)
@@ -232,19 +241,65 @@ static int number_list(const run_spec *sp, const cJSON *v, const char *key,
     return EXIT_OK;
 }
 
+/* "phase": {"lr": "A:B:N[:log]" | "a,b,c" | [numbers], "lr_unit": ...}. */
+static int parse_phase(run_spec *sp, const cJSON *ph)
+{
+    if (!cJSON_IsObject(ph))
+        return spec_error(sp, "key 'phase': need an object {\"lr\": ..., "
+                          "\"lr_unit\": ...}");
+    const cJSON *e;
+    cJSON_ArrayForEach(e, ph)
+        if (strcmp(e->string, "lr") && strcmp(e->string, "lr_unit"))
+            return spec_error(sp, "key 'phase.%s': unknown (keys: lr "
+                              "lr_unit)", e->string);
+    const cJSON *lr = cJSON_GetObjectItemCaseSensitive(ph, "lr");
+    const cJSON *unit = cJSON_GetObjectItemCaseSensitive(ph, "lr_unit");
+    if (unit && (!cJSON_IsString(unit) ||
+                 (strcmp(unit->valuestring, "absolute") &&
+                  strcmp(unit->valuestring, "mean"))))
+        return spec_error(sp, "key 'phase.lr_unit': need \"absolute\" or "
+                          "\"mean\"");
+    sp->phase_relative = unit && !strcmp(unit->valuestring, "mean");
+    char text[4096] = "";
+    if (cJSON_IsString(lr)) {
+        snprintf(text, sizeof text, "%s", lr->valuestring);
+    } else if (cJSON_IsArray(lr) && cJSON_GetArraySize(lr) > 0) {
+        size_t len = 0;
+        cJSON_ArrayForEach(e, lr) {
+            if (!cJSON_IsNumber(e))
+                return spec_error(sp, "key 'phase.lr': need numbers");
+            len += (size_t)snprintf(text + len, len < sizeof text ?
+                                    sizeof text - len : 0, "%s%.17g",
+                                    len ? "," : "", e->valuedouble);
+        }
+        if (len >= sizeof text)
+            return spec_error(sp, "key 'phase.lr': too many learning rates");
+    } else {
+        return spec_error(sp, "key 'phase.lr': need a string such as "
+                          "\"0.1:2:40:log\" or a list of learning rates");
+    }
+    if (cli_parse_lrs(NULL, text, &sp->phase_lr, &sp->phase_nl,
+                      &sp->phase_log))
+        return spec_error(sp, "key 'phase.lr': '%s' is not A:B[:N][:log] "
+                          "with 0 < A < B, nor a list of positive numbers",
+                          text);
+    return EXIT_OK;
+}
+
 static int parse_spec_keys(run_spec *sp)
 {
     const cJSON *root = sp->root, *e;
     static const char *const KEYS[] = {"family", "batch", "params", "sweep",
                                        "sampling", "loss", "lr", "lr_factors",
-                                       "description"};
+                                       "phase", "description"};
     cJSON_ArrayForEach(e, root) {
         int known = 0;
         for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
             known |= !strcmp(e->string, KEYS[i]);
         if (!known)
             return spec_error(sp, "unknown key '%s' (keys: family batch params "
-                              "sweep sampling loss lr lr_factors description)",
+                              "sweep sampling loss lr lr_factors phase "
+                              "description)",
                               e->string);
     }
     const cJSON *fam = cJSON_GetObjectItemCaseSensitive(root, "family");
@@ -293,6 +348,8 @@ static int parse_spec_keys(run_spec *sp)
     if ((e = cJSON_GetObjectItemCaseSensitive(root, "lr_factors")) &&
         (st = number_list(sp, e, "lr_factors", sp->factor, &sp->nfactor)))
         return st;
+    if ((e = cJSON_GetObjectItemCaseSensitive(root, "phase")))
+        return parse_phase(sp, e);
     return EXIT_OK;
 }
 
@@ -447,6 +504,7 @@ typedef struct {
     sgdstab_outfile *cases, *critical, *verify, *report;
     cJSON *summary, *case_list;
     size_t theorems_failed, not_monotone, verify_rows;
+    const char *dir;
 } run_output;
 
 /* mkdir -p. */
@@ -622,6 +680,70 @@ static int verify_row(const run_spec *sp, run_output *o, run_case *rc,
 }
 
 /* All of case c: η*(B) with the bounds for every B, then the verify rows. */
+/* The phase diagram of one case: phase[-c].csv, phase-boundary[-c].csv and
+ * phase[-c].png in the output directory, and their names in the summary. */
+static int phase_case(const run_spec *sp, run_output *o, run_case *rc,
+                      size_t c, const size_t *batches, size_t nb, cJSON *jc)
+{
+    size_t nl = sp->phase_nl;
+    double unit = sp->phase_relative ? sgdstab_lr_mean_limit(rc->stab) : 1;
+    double *lrs = malloc(nl * sizeof *lrs);
+    sgdstab_phase_boundary *bd = calloc(nb, sizeof *bd);
+    sgdstab_phase_point *grid = calloc(nb * nl, sizeof *grid);
+    int st = EXIT_OK;
+    if (!lrs || !bd || !grid) {
+        st = spec_error(sp, "out of memory");
+        goto done;
+    }
+    for (size_t j = 0; j < nl; j++)
+        lrs[j] = unit * sp->phase_lr[j];
+    sgdstab_error err;
+    if (!(unit > 0) || !isfinite(unit)) {
+        st = spec_error(sp, "case %zu: key 'phase.lr_unit': 2/lambda_max(H) "
+                        "is not a positive number here", c);
+        goto done;
+    }
+    if (sgdstab_phase_compute(rc->stab, &rc->th, sp->sampling, batches, nb,
+                              lrs, nl, bd, grid, NULL, NULL, &err)) {
+        st = spec_error(sp, "case %zu: %s", c, err.msg);
+        goto done;
+    }
+    char suffix[32] = "", names[3][64], paths[3][4200], title[512];
+    if (sp->ncases > 1)
+        snprintf(suffix, sizeof suffix, "-%zu", c);
+    snprintf(names[0], sizeof names[0], "phase%s.csv", suffix);
+    snprintf(names[1], sizeof names[1], "phase-boundary%s.csv", suffix);
+    snprintf(names[2], sizeof names[2], "phase%s.png", suffix);
+    for (int i = 0; i < 3; i++)
+        snprintf(paths[i], sizeof paths[i], "%s/%s", o->dir, names[i]);
+    snprintf(title, sizeof title, "%s, case %zu: n = %zu, p = %zu, "
+             "sampling %s", sgdstab_synth_family_name(sp->base.family), c,
+             rc->prob->n, rc->prob->p, sgdstab_sampling_name(sp->sampling));
+    cli_plot_options po = {title, 960, 720, cli_log_spaced_sizes(batches, nb),
+                           sp->phase_log, sp->sampling, rc->prob->n, &rc->th};
+    cli_phase_files pf;
+    if ((st = cli_phase_files_open("run", paths[0], paths[1], paths[2], &pf)) ||
+        (st = cli_phase_files_write("run", &pf, &po, bd, nb, grid, lrs, nl)))
+        goto done;
+    size_t stable = 0;
+    for (size_t i = 0; i < nb * nl; i++)
+        stable += grid[i].stable != 0;
+    cJSON *jp = cJSON_AddObjectToObject(jc, "phase");
+    cJSON_AddStringToObject(jp, "grid_csv", names[0]);
+    cJSON_AddStringToObject(jp, "boundary_csv", names[1]);
+    cJSON_AddStringToObject(jp, "plot", names[2]);
+    cli_json_size(jp, "batches", nb);
+    cli_json_size(jp, "lrs", nl);
+    cli_json_number(jp, "lr_min", lrs[0]);
+    cli_json_number(jp, "lr_max", lrs[nl - 1]);
+    cli_json_size(jp, "stable_points", stable);
+done:
+    free(lrs);
+    free(bd);
+    free(grid);
+    return st;
+}
+
 static int run_case_all(const run_spec *sp, run_output *o, size_t c)
 {
     sgdstab_synth_params par;
@@ -727,6 +849,8 @@ static int run_case_all(const run_spec *sp, run_output *o, size_t c)
                                 sp->factor[j], rows);
         }
     }
+    if (!st && sp->phase_lr)
+        st = phase_case(sp, o, &rc, c, batches, nb, jc);
 done:
     free(batches);
     free(cr);
@@ -825,6 +949,22 @@ static void write_report(const run_spec *sp, run_output *o, const char *name,
           "η\\*·‖H‖_F/√B is the stable sharpness Wu–Wang–Su bound by √(1/μ) "
           "(sampling with replacement) — it stays bounded if their claim of "
           "size independence holds.\n", f);
+    cJSON_ArrayForEach(jc, o->case_list) {
+        const cJSON *ph = cJSON_GetObjectItem(jc, "phase");
+        if (!ph)
+            continue;
+        const char *png = cJSON_GetObjectItem(ph, "plot")->valuestring;
+        fprintf(f, "\nPhase diagram of case %.0f (`%s`, tables `%s` and "
+                "`%s`): %.0f of %.0f grid points stable, learning rates "
+                "%.4g to %.4g.\n\n![phase diagram, case %.0f](%s)\n",
+                json_number(jc, "case"), png,
+                cJSON_GetObjectItem(ph, "grid_csv")->valuestring,
+                cJSON_GetObjectItem(ph, "boundary_csv")->valuestring,
+                json_number(ph, "stable_points"),
+                json_number(ph, "batches") * json_number(ph, "lrs"),
+                json_number(ph, "lr_min"), json_number(ph, "lr_max"),
+                json_number(jc, "case"), png);
+    }
 }
 
 /* NAME of SPEC: its file name without directories and .json. */
@@ -881,6 +1021,7 @@ int cmd_run(int argc, char **argv)
     snprintf(command, sizeof command, "sgdstab run %s%s%s", path,
              out_dir == dir ? "" : " --out ", out_dir == dir ? "" : out_dir);
     run_output o = {0};
+    o.dir = out_dir;
     if (!st && make_dirs(out_dir)) {
         fprintf(stderr, "sgdstab run: cannot create the directory %s: %s\n",
                 out_dir, strerror(errno));
@@ -943,6 +1084,7 @@ int cmd_run(int argc, char **argv)
     sgdstab_outfile_abort(o.verify);
     cJSON_Delete(o.summary);
     cJSON_Delete(sp.root);
+    free(sp.phase_lr);
     if (!st && !quiet)
         printf("sgdstab run: %zu case%s of %s written to %s/\n", sp.ncases,
                sp.ncases == 1 ? "" : "s", path, out_dir);

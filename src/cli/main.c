@@ -16,6 +16,8 @@ static const cli_command COMMANDS[] = {
     {"evolve", "E|delta_t|^2 and E L_t step by step, exactly", cmd_evolve},
     {"verify", "the theory's bounds and conditions beside the exact answer",
      cmd_verify},
+    {"phase", "stability phase diagram over (B, eta), with a picture",
+     cmd_phase},
     {"run", "an experiment spec: sweeps of synthetic minima, tables, report",
      cmd_run},
     {"synth", "write an exact minimum of a synthetic model family (.npz)",

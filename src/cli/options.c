@@ -8,6 +8,8 @@
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
+    if (!cmd)
+        return EXIT_USAGE;
     va_list ap;
     fprintf(stderr, "sgdstab %s: ", cmd);
     va_start(ap, fmt);
@@ -307,6 +309,106 @@ finish:
     *count = sort_unique(v, m);
     *list = v;
     v = NULL;
+done:
+    free(v);
+    free(copy);
+    return status;
+}
+
+static int compare_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+int cli_parse_lrs(const char *cmd, const char *text, double **list,
+                  size_t *count, int *log_spaced)
+{
+    *list = NULL;
+    *count = 0;
+    *log_spaced = 0;
+    char *copy = strdup(text);
+    double *v = NULL;
+    size_t m = 0;
+    int status = EXIT_USAGE;
+    if (!copy)
+        return cli_usage_error(cmd, "out of memory");
+    if (strchr(copy, ':')) {
+        /* A:B, A:B:N, A:B:log or A:B:N:log. */
+        char *f[5] = {copy};
+        int nf = 1;
+        for (char *c = copy; *c; c++)
+            if (*c == ':') {
+                *c = '\0';
+                if (nf < 5)
+                    f[nf] = c + 1;
+                nf++;
+            }
+        int lg = nf >= 3 && !strcmp(f[nf - 1], "log");
+        size_t steps = CLI_LR_STEPS;
+        double a, b;
+        if (nf > 4 || (nf == 4 && !lg)) {
+            cli_usage_error(cmd, "--lr: '%s' is not A:B[:N][:log] or a list",
+                            text);
+            goto done;
+        }
+        if (cli_parse_double(cmd, "lr", f[0], &a) ||
+            cli_parse_double(cmd, "lr", f[1], &b) ||
+            (nf - lg == 3 && cli_parse_size(cmd, "lr", f[2], 2, &steps)))
+            goto done;
+        if (!(a > 0) || !(b > a)) {
+            cli_usage_error(cmd, "--lr: '%s' needs 0 < A < B", text);
+            goto done;
+        }
+        if (steps > 100000) {
+            cli_usage_error(cmd, "--lr: more than 100000 learning rates");
+            goto done;
+        }
+        if (!(v = malloc(steps * sizeof *v))) {
+            cli_usage_error(cmd, "out of memory");
+            goto done;
+        }
+        for (size_t i = 0; i < steps; i++) {
+            double t = (double)i / (double)(steps - 1);
+            v[i] = lg ? a * pow(b / a, t) : a + (b - a) * t;
+        }
+        v[0] = a;          /* the ends exactly as given */
+        v[steps - 1] = b;
+        m = steps;
+        *log_spaced = lg;
+    } else {
+        size_t cap = 1;
+        for (const char *c = copy; *c; c++)
+            cap += *c == ',';
+        if (!(v = malloc(cap * sizeof *v))) {
+            cli_usage_error(cmd, "out of memory");
+            goto done;
+        }
+        for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+            if (cli_parse_double(cmd, "lr", tok, &v[m]))
+                goto done;
+            if (!(v[m] > 0)) {
+                cli_usage_error(cmd, "--lr: %s is not a positive learning "
+                                "rate", tok);
+                goto done;
+            }
+            m++;
+        }
+        if (m == 0) {
+            cli_usage_error(cmd, "--lr: no learning rates in '%s'", text);
+            goto done;
+        }
+        qsort(v, m, sizeof *v, compare_double);
+        size_t u = 1;
+        for (size_t i = 1; i < m; i++)
+            if (v[i] != v[u - 1])
+                v[u++] = v[i];
+        m = u;
+    }
+    *list = v;
+    *count = m;
+    v = NULL;
+    status = EXIT_OK;
 done:
     free(v);
     free(copy);

@@ -10,15 +10,18 @@ int cli_report(const sgdstab_error *err)
     return EXIT_DATA;
 }
 
-void cli_json_number(cJSON *obj, const char *key, double value)
+cJSON *cli_json_value(double value)
 {
-    if (!isfinite(value)) {
-        cJSON_AddNullToObject(obj, key);
-        return;
-    }
+    if (!isfinite(value))
+        return cJSON_CreateNull();
     char buf[32];
     snprintf(buf, sizeof buf, "%.17g", value);
-    cJSON_AddRawToObject(obj, key, buf);
+    return cJSON_CreateRaw(buf);
+}
+
+void cli_json_number(cJSON *obj, const char *key, double value)
+{
+    cJSON_AddItemToObject(obj, key, cli_json_value(value));
 }
 
 void cli_json_size(cJSON *obj, const char *key, size_t value)

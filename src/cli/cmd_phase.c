@@ -1,0 +1,317 @@
+/* sgdstab phase FILE --batch LIST --lr SPEC: the stability phase diagram. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli.h"
+#include "sgdstab/phase.h"
+#include "sgdstab/theory.h"
+
+static const char PHASE_HELP[] =
+    "Usage: sgdstab phase FILE --batch LIST --lr SPEC [--sampling S]\n"
+    "                     [--csv F] [--boundary-csv F] [--json]\n"
+    "                     [--plot F.png|F.svg] [--plot-size W,H] [--quiet]\n"
+    "                     [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
+    "\n"
+    "The stability phase diagram over batch size B and learning rate eta: at\n"
+    "every grid point the exact spectral radius rho of the second-moment map\n"
+    "T on the range and the escape rate ln rho per step and (n/B) ln rho per\n"
+    "epoch (< 0: SGD stays, > 0: it leaves at that exponential rate); for\n"
+    "every B the exact boundary eta*(B) (an eigenproblem, not read off the\n"
+    "grid), the mean-stability limit 2/lambda_max(H) and, when H = G, the\n"
+    "theory's learning-rate limits (see 'sgdstab verify').  A point is stable\n"
+    "exactly when eta <= eta*(B).  All solves share one factorization and\n"
+    "warm-started eigensolver bases.\n"
+    "\n"
+    "Options:\n"
+    "  --batch LIST      batch sizes: 1,2,4,8 | all | A:B | A:B:log |\n"
+    "                    A:B:N:log (as for 'sgdstab critical')  (required)\n"
+    "  --lr SPEC         learning rates: A:B:N (N evenly spaced, A and B\n"
+    "                    included), A:B:N:log (log-spaced), A:B or A:B:log\n"
+    "                    (N = 40), or a list 0.1,0.5,2; 0 < A < B  (required)\n"
+    CLI_HELP_SAMPLING
+    CLI_HELP_PROBLEM_OPTIONS
+    "  --csv F           the grid, one row per point: batch,lr,\n"
+    "                    spectral_radius,escape_rate_per_step,\n"
+    "                    escape_rate_per_epoch,stable (true/false); rows by\n"
+    "                    batch, then lr, ascending\n"
+    "  --boundary-csv F  one row per batch size: batch,lr_critical,\n"
+    "                    lr_critical_mean,wu_ma_e,wu_wang_su,\n"
+    "                    mulayoff_michaeli_top,mulayoff_michaeli_trace (the\n"
+    "                    exact eta*(B), 2/lambda_max(H), Wu-Ma-E's condition\n"
+    "                    1/(s sqrt b), Wu-Wang-Su's 1/(|H|_F sqrt(b mu_min))\n"
+    "                    and the two Mulayoff-Michaeli bounds; nan when H is\n"
+    "                    supplied)\n"
+    "  --json            JSON on stdout: {\"file\", \"n\", \"k\", \"p\", \"rank\",\n"
+    "                    \"sampling\", \"loss_scale\", \"lr_critical_mean\",\n"
+    "                    \"batches\", \"lrs\", \"grid\": [{\"batch\", \"lr\",\n"
+    "                    \"spectral_radius\", \"escape_rate_per_step\",\n"
+    "                    \"escape_rate_per_epoch\", \"stable\"}, ...],\n"
+    "                    \"boundary\": [{the --boundary-csv columns}, ...],\n"
+    "                    \"seconds\", \"solves\"}\n"
+    "  --plot F          draw the diagram with gnuplot to F (.png or .svg): a\n"
+    "                    heat map of ln rho per step (blue stable, red\n"
+    "                    unstable, white at 0) with the exact boundary, the\n"
+    "                    mean limit and the theory curves; log axes where the\n"
+    "                    grid is logarithmic\n"
+    "  --plot-size W,H   picture size in pixels (default 960,720; at least\n"
+    "                    640,480)\n"
+    "  --quiet           no progress bar (it is drawn only when stderr is a\n"
+    "                    terminal)\n"
+    "  -h, --help        show this help\n"
+    "\n"
+    "Output files are written whole or not at all (also on Ctrl-C).\n";
+
+enum { OPT_BOUNDARY_CSV = OPT_FIRST_PRIVATE, OPT_PLOT, OPT_PLOT_SIZE,
+       OPT_QUIET, OPT_LR_SPEC };
+
+static int parse_plot_size(const char *cmd, const char *text, int *w, int *h)
+{
+    char *end;
+    long a = strtol(text, &end, 10), b = 0;
+    if (end != text && *end == ',') {
+        char *e2;
+        b = strtol(end + 1, &e2, 10);
+        if (e2 != end + 1 && *e2 == '\0' && a >= 640 && a <= 4000 &&
+            b >= 480 && b <= 4000) {
+            *w = (int)a;
+            *h = (int)b;
+            return EXIT_OK;
+        }
+    }
+    return cli_usage_error(cmd, "--plot-size: '%s' is not W,H with 640 <= W "
+                           "<= 4000 and 480 <= H <= 4000 pixels (smaller "
+                           "pictures have no room for the legend)", text);
+}
+
+typedef struct {
+    const sgdstab_problem *prob;
+    const sgdstab_reduced *red;
+    const cli_args *a;
+    double scale, seconds;
+    size_t solves;
+    const size_t *batches;
+    size_t nb;
+    const double *lrs;
+    size_t nl;
+    const sgdstab_phase_boundary *bd;
+    const sgdstab_phase_point *grid;
+    int theory;
+} phase_report;
+
+static int print_json(const phase_report *r)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", r->prob->source);
+    cli_json_size(o, "n", r->prob->n);
+    cli_json_size(o, "k", r->prob->k);
+    cli_json_size(o, "p", r->prob->p);
+    cli_json_size(o, "rank", r->red->r);
+    cJSON_AddStringToObject(o, "sampling",
+                            sgdstab_sampling_name(r->a->sampling));
+    cli_json_number(o, "loss_scale", r->scale);
+    cli_json_number(o, "lr_critical_mean",
+                    r->nb ? r->bd[0].lr_critical_mean : NAN);
+    cJSON *bs = cJSON_AddArrayToObject(o, "batches");
+    for (size_t i = 0; i < r->nb; i++)
+        cJSON_AddItemToArray(bs, cJSON_CreateNumber((double)r->batches[i]));
+    cJSON *ls = cJSON_AddArrayToObject(o, "lrs");
+    for (size_t j = 0; j < r->nl; j++)
+        cJSON_AddItemToArray(ls, cli_json_value(r->lrs[j]));
+    cJSON *g = cJSON_AddArrayToObject(o, "grid");
+    for (size_t i = 0; i < r->nb * r->nl; i++) {
+        const sgdstab_phase_point *pt = &r->grid[i];
+        cJSON *e = cJSON_CreateObject();
+        cli_json_size(e, "batch", pt->batch);
+        cli_json_number(e, "lr", pt->lr);
+        cli_json_number(e, "spectral_radius", pt->radius.rho);
+        cli_json_number(e, "escape_rate_per_step", pt->escape_rate_per_step);
+        cli_json_number(e, "escape_rate_per_epoch", pt->escape_rate_per_epoch);
+        cJSON_AddBoolToObject(e, "stable", pt->stable);
+        cJSON_AddItemToArray(g, e);
+    }
+    cJSON *b = cJSON_AddArrayToObject(o, "boundary");
+    for (size_t i = 0; i < r->nb; i++) {
+        const sgdstab_phase_boundary *bd = &r->bd[i];
+        cJSON *e = cJSON_CreateObject();
+        cli_json_size(e, "batch", bd->batch);
+        cli_json_number(e, "lr_critical", cli_phase_boundary_lr(bd));
+        cli_json_number(e, "lr_critical_mean", bd->lr_critical_mean);
+        cli_json_number(e, "wu_ma_e", bd->bounds.wu_ma_e);
+        cli_json_number(e, "wu_wang_su", bd->bounds.wu_wang_su);
+        cli_json_number(e, "mulayoff_michaeli_top",
+                        bd->bounds.mulayoff_michaeli_top);
+        cli_json_number(e, "mulayoff_michaeli_trace",
+                        bd->bounds.mulayoff_michaeli_trace);
+        cJSON_AddItemToArray(b, e);
+    }
+    cli_json_number(o, "seconds", r->seconds);
+    cli_json_size(o, "solves", r->solves);
+    return cli_json_print(o);
+}
+
+static void print_text(const phase_report *r)
+{
+    printf("%s: n = %zu, k = %zu, p = %zu, rank %zu; sampling %s; loss %s\n",
+           r->prob->source, r->prob->n, r->prob->k, r->prob->p, r->red->r,
+           sgdstab_sampling_name(r->a->sampling), r->a->loss);
+    size_t stable = 0;
+    for (size_t i = 0; i < r->nb * r->nl; i++)
+        stable += r->grid[i].stable != 0;
+    printf("phase diagram: %zu batch sizes x %zu learning rates; %zu of %zu "
+           "points stable; %zu solves in %.2f s\n", r->nb, r->nl, stable,
+           r->nb * r->nl, r->solves, r->seconds);
+    printf("SGD stays at the minimum exactly for eta <= eta*(B); above it the "
+           "mean-square distance grows by rho per step.\n\n");
+    printf("%8s  %18s  %18s%s\n", "batch", "eta*(B)", "2/lambda_max(H)",
+           r->theory ? "  Wu-Wang-Su bound    MM bound (top)" : "");
+    for (size_t i = 0; i < r->nb; i++) {
+        const sgdstab_phase_boundary *bd = &r->bd[i];
+        printf("%8zu  %18.10g  %18.10g", bd->batch, cli_phase_boundary_lr(bd),
+               bd->lr_critical_mean);
+        if (r->theory)
+            printf("  %16.10g  %16.10g", bd->bounds.wu_wang_su,
+                   bd->bounds.mulayoff_michaeli_top);
+        printf("\n");
+    }
+    if (r->nb > 60 || r->nl > 60)
+        return;
+    printf("\nmap ('.' stable, '#' unstable; eta grows upwards, B to the "
+           "right):\n");
+    for (size_t jj = r->nl; jj-- > 0;) {
+        printf("%12.4g  ", r->lrs[jj]);
+        for (size_t i = 0; i < r->nb; i++)
+            putchar(r->grid[i * r->nl + jj].stable ? '.' : '#');
+        putchar('\n');
+    }
+    printf("%12s  B = %zu .. %zu\n", "", r->batches[0],
+           r->batches[r->nb - 1]);
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+int cmd_phase(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPT_BATCH, CLI_OPT("lr", required_argument, OPT_LR_SPEC),
+        CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL,
+        CLI_OPT_JSON, CLI_OPT_CSV,
+        CLI_OPT("boundary-csv", required_argument, OPT_BOUNDARY_CSV),
+        CLI_OPT("plot", required_argument, OPT_PLOT),
+        CLI_OPT("plot-size", required_argument, OPT_PLOT_SIZE),
+        CLI_OPT("quiet", no_argument, OPT_QUIET), CLI_OPT_HELP, CLI_OPT_END};
+    cli_args args;
+    cli_args_init(&args, "phase");
+    const char *lr_spec = NULL, *boundary_csv = NULL, *plot = NULL;
+    int width = 960, height = 720, quiet = 0, c;
+    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(PHASE_HELP, stdout);
+            return EXIT_OK;
+        case OPT_LR_SPEC: lr_spec = optarg; break;
+        case OPT_BOUNDARY_CSV: boundary_csv = optarg; break;
+        case OPT_PLOT: plot = optarg; break;
+        case OPT_QUIET: quiet = 1; break;
+        case OPT_PLOT_SIZE:
+            if (parse_plot_size(args.cmd, optarg, &width, &height))
+                return EXIT_USAGE;
+            break;
+        default:
+            if (cli_common_option(&args, c, optarg))
+                return EXIT_USAGE;
+        }
+    }
+    if (cli_require(&args, 0, 1))
+        return EXIT_USAGE;
+    if (!lr_spec)
+        return cli_usage_error(args.cmd, "--lr is required (see --help)");
+    double *lrs = NULL;
+    size_t nl = 0;
+    int log_lr;
+    if (cli_parse_lrs(args.cmd, lr_spec, &lrs, &nl, &log_lr))
+        return EXIT_USAGE;
+    if (plot && (cli_plot_format(plot) < 0 || cli_plot_check(args.cmd))) {
+        free(lrs);
+        return cli_plot_format(plot) < 0
+            ? cli_usage_error(args.cmd, "--plot: %s: the picture's name must "
+                              "end in .png or .svg", plot)
+            : EXIT_USAGE;
+    }
+    cli_phase_files pf;
+    if (cli_phase_files_open(args.cmd, args.csv, boundary_csv, plot, &pf)) {
+        free(lrs);
+        return EXIT_DATA;
+    }
+
+    cli_session ses;
+    int status = cli_session_open(&args, 0, &ses);
+    if (status) {
+        cli_phase_files_abort(&pf);
+        free(lrs);
+        return status;
+    }
+    size_t *batches = NULL, nb = 0;
+    sgdstab_phase_boundary *bd = NULL;
+    sgdstab_phase_point *grid = NULL;
+    status = cli_parse_batches(args.cmd, args.batch, ses.prob->n, &batches,
+                               &nb);
+    if (!status)
+        status = cli_check_batch(&args, ses.prob->n, batches[nb - 1]);
+    if (!status && nb * nl > 10000000)
+        status = cli_usage_error(args.cmd, "a grid of %zu x %zu points is too "
+                                 "large", nb, nl);
+    if (!status && (!(bd = calloc(nb, sizeof *bd)) ||
+                    !(grid = calloc(nb * nl, sizeof *grid))))
+        status = cli_usage_error(args.cmd, "out of memory");
+    if (status)
+        goto done;
+
+    sgdstab_theory th;
+    sgdstab_error err;
+    double scale = sgdstab_stability_loss_scale(ses.stab);
+    int have_theory = ses.red->G == NULL && ses.red->hessian_min >= 0 &&
+                      sgdstab_theory_compute(ses.red, scale, &th, &err) == 0;
+    cli_progress prog;
+    cli_progress_init(&prog, "phase", quiet);
+    double t0 = now();
+    int st = sgdstab_phase_compute(ses.stab, have_theory ? &th : NULL,
+                                   args.sampling, batches, nb, lrs, nl, bd,
+                                   grid, cli_progress_update, &prog, &err);
+    cli_progress_finish(&prog);
+    if (st) {
+        status = cli_report(&err);
+        goto done;
+    }
+    phase_report rep = {ses.prob, ses.red, &args, scale, now() - t0,
+                        nb * (nl + 1), batches, nb, lrs, nl, bd, grid,
+                        have_theory};
+    char title[512];
+    snprintf(title, sizeof title, "%s: n = %zu, p = %zu, sampling %s",
+             ses.prob->source, ses.prob->n, ses.prob->p,
+             sgdstab_sampling_name(args.sampling));
+    cli_plot_options po = {title, width, height,
+                           cli_log_spaced_sizes(batches, nb), log_lr,
+                           args.sampling, ses.prob->n,
+                           have_theory ? &th : NULL};
+    status = cli_phase_files_write(args.cmd, &pf, &po, bd, nb, grid, lrs, nl);
+    if (!status && args.json)
+        status = print_json(&rep);
+    else if (!status)
+        print_text(&rep);
+done:
+    cli_phase_files_abort(&pf);
+    free(grid);
+    free(bd);
+    free(batches);
+    free(lrs);
+    cli_session_close(&ses);
+    return status;
+}
