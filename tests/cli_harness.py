@@ -2,6 +2,7 @@
 collect pass/fail lines, print failures with the command and its output."""
 
 import json
+import os
 import subprocess
 
 SGDSTAB = None   # path of the binary, set by the test script
@@ -74,3 +75,21 @@ def fmt(x):
 
 def is_num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def write_problem(work, name, J, H=None, hessian_file=False):
+    """Write J (and H) into work as NAME.npy, NAME.npz with J and H, or
+    NAME.npy plus NAME_H.npy given by --hessian; returns (path, the extra
+    options naming the Hessian file)."""
+    import numpy as np
+    if H is not None and not hessian_file:
+        path = os.path.join(work, name + ".npz")
+        np.savez(path, J=J, H=H)
+        return path, []
+    path = os.path.join(work, name + ".npy")
+    np.save(path, J)
+    if H is None:
+        return path, []
+    hp = os.path.join(work, name + "_H.npy")
+    np.save(hp, H)
+    return path, ["--hessian", hp]

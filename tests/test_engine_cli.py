@@ -53,19 +53,8 @@ class Case:
     def __init__(self, name, J, H=None, hessian_file=False):
         self.name = name
         self.J, self.H = J, H
-        self.extra = []
-        if H is None:
-            self.path = os.path.join(WORK, name + ".npy")
-            np.save(self.path, J)
-        elif hessian_file:
-            self.path = os.path.join(WORK, name + ".npy")
-            np.save(self.path, J)
-            hp = os.path.join(WORK, name + "_H.npy")
-            np.save(hp, H)
-            self.extra = ["--hessian", hp]
-        else:
-            self.path = os.path.join(WORK, name + ".npz")
-            np.savez(self.path, J=J, H=H)
+        self.path, self.extra = harness.write_problem(WORK, name, J, H,
+                                                      hessian_file)
         self.prob = ref.Problem(J, H)
         self.n, self.k, self.p = self.prob.n, self.prob.k, self.prob.p
         self._eta = {}
