@@ -222,13 +222,19 @@ static int solve_member(sgdstab_stability *s, int kind,
         opt.tol = DEFAULT_TOL[kind];
     if (vector_tol > 0)
         opt.vector_tol = vector_tol;
+    family_slot *slot = &s->slot[kind][sampling != SGDSTAB_SAMPLING_BERNOULLI];
     if (!opt.arpack) {
+        /* The applications that seed a new basis count for this member. */
+        size_t before = slot->family ? sgdstab_family_matvecs(slot->family)
+                                     : 0;
         sgdstab_family *f = family(s, kind, sampling, err);
         if (!f)
             return err ? err->status : SGDSTAB_ENOMEM;
-        return sgdstab_family_solve(f, gamma, beta, &opt, res, vec, err);
+        int st = sgdstab_family_solve(f, gamma, beta, &opt, res, vec, err);
+        res->matvecs = sgdstab_family_matvecs(f) - before;
+        return st;
     }
-    s->member_slot = &s->slot[kind][sampling != SGDSTAB_SAMPLING_BERNOULLI];
+    s->member_slot = slot;
     s->member_gamma = gamma;
     s->member_kind = kind;
     s->member_beta = beta;

@@ -52,7 +52,8 @@ typedef struct {
     double rho;          /* ρ⊥, the largest eigenvalue of 𝒯 on the range */
     double residual;     /* rigorous: ρ⊥ is within this of an eigenvalue */
     double error_estimate;  /* a-posteriori estimate of |ρ⊥ − λmax| */
-    size_t matvecs;
+    size_t matvecs;      /* applications of the noise operator this solve
+                            made, those that seeded a new basis included */
     int converged;
 } sgdstab_radius;
 
@@ -79,7 +80,7 @@ typedef struct {
     double lr_critical;      /* η*(B); 0 when kind != SGDSTAB_MINIMUM_OK */
     double rel_accuracy;     /* estimate of |Δη*| / η* (eig.h) */
     double rel_residual;     /* rigorous first-order bound: ‖R‖/λmax(K) */
-    size_t matvecs;
+    size_t matvecs;          /* as in sgdstab_radius */
     int converged;
     sgdstab_minimum_kind kind;
 } sgdstab_critical;
