@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "sgdstab/moments.h"
+#include "sgdstab/phase.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/reference.h"
@@ -604,6 +605,156 @@ static void test_evolve_brute_force(void **state)
     engine_free(&e);
 }
 
+/* ------------------------------------------------------- phase diagrams */
+
+/* A phase grid point by point against the dense reference: ρ⊥ at every
+ * (B, η), the escape rates from it, the verdict against the reference η*,
+ * the boundary column, and the theory limits carried per batch size. */
+static void test_phase_against_reference(void **state)
+{
+    (void)state;
+    const shape_case cases[] = {{14, 1, 6, 0}, {5, 3, 8, 0}, {9, 1, 5, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const shape_case *sc = &cases[c];
+        sgdstab_problem *prob = random_problem(sc->n, sc->k, sc->p, sc->with_H,
+                                               0.3, 700 + c);
+        sgdstab_error err;
+        sgdstab_reference *ref = sgdstab_reference_alloc(prob, 1.0, &err);
+        assert_non_null(ref);
+        engine e = engine_make(prob, 1.0);
+        sgdstab_theory th;
+        int with_th = !sc->with_H;  /* theory needs H = G */
+        if (with_th)
+            assert_int_equal(sgdstab_theory_compute(e.red, 1.0, &th, &err),
+                             SGDSTAB_OK);
+        const size_t batches[3] = {1, 2, sc->n};
+        enum { NB = 3, NL = 7 };
+        /* Learning rates from well inside to well past every η*(B). */
+        double lrs[NL], lo = 0.2 * critical(&e, SGDSTAB_SAMPLING_WITH, 1),
+               hi = 3 * sgdstab_lr_mean_limit(e.s);
+        for (int j = 0; j < NL; j++)
+            lrs[j] = lo * pow(hi / lo, j / (double)(NL - 1));
+        for (int si = 0; si < 3; si++) {
+            sgdstab_phase_boundary bd[NB];
+            sgdstab_phase_point grid[NB * NL];
+            assert_int_equal(sgdstab_phase_compute(e.s, with_th ? &th : NULL,
+                                                   SAMPLINGS[si], batches, NB,
+                                                   lrs, NL, bd, grid, NULL,
+                                                   NULL, &err), SGDSTAB_OK);
+            for (int i = 0; i < NB; i++) {
+                char what[160];
+                double ref_crit, a, b;
+                assert_int_equal(sgdstab_reference_critical(
+                                     ref, SAMPLINGS[si], batches[i], &ref_crit,
+                                     &err), SGDSTAB_OK);
+                snprintf(what, sizeof what, "phase boundary case %zu, %s, "
+                         "B = %zu", c, sgdstab_sampling_name(SAMPLINGS[si]),
+                         batches[i]);
+                assert_int_equal(bd[i].batch, batches[i]);
+                assert_rel(bd[i].critical.lr_critical, ref_crit, 1e-9, what);
+                assert_rel(bd[i].lr_critical_mean, sgdstab_lr_mean_limit(e.s),
+                           1e-15, what);
+                assert_int_equal(sgdstab_batch_coefficients(
+                                     SAMPLINGS[si], sc->n, batches[i], &a, &b,
+                                     &err), SGDSTAB_OK);
+                assert_true(bd[i].a == a && bd[i].b == b);
+                if (with_th) {
+                    sgdstab_lr_bounds lb;
+                    sgdstab_theory_lr_bounds(&th, a, b, &lb);
+                    assert_memory_equal(&bd[i].bounds, &lb, sizeof lb);
+                } else {
+                    assert_true(isnan(bd[i].bounds.mean) &&
+                                isnan(bd[i].bounds.wu_wang_su));
+                }
+                for (int j = 0; j < NL; j++) {
+                    const sgdstab_phase_point *pt = &grid[i * NL + j];
+                    double ref_rho;
+                    assert_int_equal(sgdstab_reference_spectrum(
+                                         ref, lrs[j], SAMPLINGS[si],
+                                         batches[i], &ref_rho, NULL, &err),
+                                     SGDSTAB_OK);
+                    snprintf(what, sizeof what, "phase point case %zu, %s, "
+                             "B = %zu, eta = %g", c,
+                             sgdstab_sampling_name(SAMPLINGS[si]), batches[i],
+                             lrs[j]);
+                    assert_int_equal(pt->batch, batches[i]);
+                    assert_true(pt->lr == lrs[j]);
+                    assert_true(pt->radius.converged);
+                    assert_close(pt->radius.rho, ref_rho, 1e-10, what);
+                    assert_close(pt->escape_rate_per_step, log(ref_rho), 1e-9,
+                                 what);
+                    assert_close(pt->escape_rate_per_epoch,
+                                 (double)sc->n / (double)batches[i] *
+                                     log(ref_rho), 1e-8, what);
+                    assert_int_equal(pt->stable, lrs[j] <= ref_crit);
+                    assert_int_equal(pt->stable, ref_rho <= 1);
+                }
+            }
+        }
+        sgdstab_reference_free(ref);
+        engine_free(&e);
+    }
+}
+
+typedef struct {
+    size_t calls, stop_at, last_done, total;
+    int monotone;
+} progress_log;
+
+static int progress_record(void *ctx, size_t done, size_t total)
+{
+    progress_log *log = ctx;
+    log->monotone &= done == log->last_done + 1 &&
+                     (log->total == 0 || total == log->total);
+    log->last_done = done;
+    log->total = total;
+    return ++log->calls == log->stop_at;
+}
+
+/* Progress reports every solve once, in order, with the full count; a
+ * non-zero return stops the work at once with SGDSTAB_ECANCELED; an invalid
+ * learning rate is refused before any solve. */
+static void test_phase_progress_and_cancel(void **state)
+{
+    (void)state;
+    engine e = engine_make(random_problem(12, 1, 5, 0, 0, 750), 1.0);
+    const size_t batches[4] = {1, 3, 6, 12};
+    const double lrs[5] = {0.1, 0.3, 1, 3, 10};
+    sgdstab_phase_boundary bd[4];
+    sgdstab_phase_point grid[20];
+    sgdstab_error err;
+    progress_log all = {0, 0, 0, 0, 1};
+    assert_int_equal(sgdstab_phase_compute(e.s, NULL, SGDSTAB_SAMPLING_WITHOUT,
+                                           batches, 4, lrs, 5, bd, grid,
+                                           progress_record, &all, &err),
+                     SGDSTAB_OK);
+    assert_true(all.monotone);
+    assert_int_equal(all.calls, 4 + 4 * 5);
+    assert_int_equal(all.total, 4 + 4 * 5);
+    const size_t stops[3] = {1, 4, 11};  /* in the boundary, at its end, in
+                                            the grid */
+    for (int k = 0; k < 3; k++) {
+        progress_log cut = {0, stops[k], 0, 0, 1};
+        err.status = SGDSTAB_OK;
+        assert_int_equal(sgdstab_phase_compute(e.s, NULL,
+                                               SGDSTAB_SAMPLING_WITHOUT,
+                                               batches, 4, lrs, 5, bd, grid,
+                                               progress_record, &cut, &err),
+                         SGDSTAB_ECANCELED);
+        assert_int_equal(err.status, SGDSTAB_ECANCELED);
+        assert_int_equal(cut.calls, stops[k]);
+        assert_non_null(strstr(err.msg, "canceled"));
+    }
+    const double bad[2] = {0.1, -1};
+    progress_log none = {0, 0, 0, 0, 1};
+    assert_int_equal(sgdstab_phase_compute(e.s, NULL, SGDSTAB_SAMPLING_WITHOUT,
+                                           batches, 4, bad, 2, bd, grid,
+                                           progress_record, &none, &err),
+                     SGDSTAB_EINVAL);
+    assert_int_equal(none.calls, 0);
+    engine_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -617,6 +768,8 @@ int main(void)
         cmocka_unit_test(test_monotone_and_boundary),
         cmocka_unit_test(test_against_arpack),
         cmocka_unit_test(test_against_reference),
+        cmocka_unit_test(test_phase_against_reference),
+        cmocka_unit_test(test_phase_progress_and_cancel),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

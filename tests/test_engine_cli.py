@@ -690,14 +690,18 @@ def test_errors(cases):
 
 def test_bench():
     d, res, e = run_json("bench", "--samples", 60, "--params", 40,
-                         "--curve", 5)
+                         "--curve", 5, "--phase", 3)
     if d is not None:
         for key in ("dgemm_gflops", "apply_fraction_of_dgemm",
-                    "critical_applications", "curve_over_critical"):
+                    "critical_applications", "curve_over_critical",
+                    "phase_solves_per_second", "phase_applications_per_solve"):
             v = d.get(key)
             if not (is_num(v) and math.isfinite(v) and v > 0):
                 e.append("%s = %r, want a positive finite number" % (key, v))
-    report("bench --samples 60 --params 40 --curve 5 --json", e, res)
+        if d.get("phase_solves") != 3 * (3 + 1):
+            e.append("phase_solves = %r, want 12 (3 x 3 grid + 3 boundary "
+                     "solves)" % d.get("phase_solves"))
+    report("bench --samples 60 --params 40 --curve 5 --phase 3 --json", e, res)
 
 
 # ----------------------------------------------------------------- main

@@ -1174,6 +1174,46 @@ def test_output_errors(cases):
                    e, res)
 
 
+def test_interrupt():
+    """SIGINT or SIGTERM during a long run: the tool dies of that signal and
+    leaves nothing behind (no --csv, --boundary-csv, --plot, no temporary
+    files) in the output directory."""
+    import signal
+    import subprocess
+    rng = np.random.default_rng(7)
+    n, p = 600, 300
+    J = rng.standard_normal((n, p)) / math.sqrt(p)
+    path, _ = harness.write_problem(WORK, "interrupt", J)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        cdir = tempfile.mkdtemp(dir=WORK)
+        cmd = [harness.SGDSTAB, "phase", path, "--batch", "1:600:40:log",
+               "--lr", "0.1:100:40:log",
+               "--csv", os.path.join(cdir, "grid.csv"),
+               "--boundary-csv", os.path.join(cdir, "boundary.csv"),
+               "--plot", os.path.join(cdir, "map.png")]
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        e = []
+        running = proc.poll() is None
+        if running:
+            proc.send_signal(sig)
+        else:
+            e.append("the run finished within 1 s, before the signal: the "
+                     "test needs a larger job")
+        out, err = proc.communicate(timeout=120)
+        res = harness.Result(cmd, proc.returncode, out, err)
+        if running and proc.returncode != -sig:
+            e.append("exit status %d, expected death by signal %d"
+                     % (proc.returncode, sig))
+        left = sorted(os.listdir(cdir))
+        if left:
+            e.append("files left behind: %r" % left)
+        report("phase interrupted by %s: no output files, no temporaries"
+               % signal.Signals(sig).name, e, res)
+
+
 # ----------------------------------------------------------------- main
 
 def main():
@@ -1203,6 +1243,7 @@ def main():
         test_plot(cases)
         test_errors(cases)
         test_output_errors(cases)
+        test_interrupt()
     finally:
         shutil.rmtree(WORK, ignore_errors=True)
     print()

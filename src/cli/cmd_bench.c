@@ -13,13 +13,13 @@
 
 enum {
     OPT_SAMPLES = OPT_FIRST_PRIVATE, OPT_PARAMS, OPT_OUTPUTS, OPT_SEED,
-    OPT_CURVE, OPT_ARPACK
+    OPT_CURVE, OPT_PHASE, OPT_ARPACK
 };
 
 static const char BENCH_HELP[] =
     "Usage: sgdstab bench [--samples N] [--params P] [--outputs K] [--batch B]\n"
-    "                     [--sampling S] [--curve M] [--seed S] [--arpack]\n"
-    "                     [--json]\n"
+    "                     [--sampling S] [--curve M] [--phase M] [--seed S]\n"
+    "                     [--arpack] [--json]\n"
     "\n"
     "Time the engine on a random Jacobian with i.i.d. N(0, 1/p) entries\n"
     "(defaults: N = 2000, P = 1500, K = 1, B = 32, the reference case) and\n"
@@ -31,6 +31,13 @@ static const char BENCH_HELP[] =
     "  analyze            at eta = 1.5 eta* (unstable) and 0.5 eta* (stable)\n"
     "  curve              eta*(B) for M log-spaced B in 1..N (default 50),\n"
     "                     and its time over the time of one eta*(B)\n"
+    "  phase diagram      with --phase M: an M x M grid, M log-spaced B in\n"
+    "                     1..N and M log-spaced eta from eta*(1)/2 to\n"
+    "                     2 eta*(N), with its boundary, as `sgdstab phase`\n"
+    "                     computes it: solves per second, applications per\n"
+    "                     solve (the 40 x 40 case: --samples 1000 --params 500\n"
+    "                     --phase 40, about a minute; at the default size each\n"
+    "                     solve at a stable eta costs many applications)\n"
     "  memory             peak resident size; doubles per basis vector\n"
     "With --arpack, eta*(B) is also solved with ARPACK-ng from scratch, for\n"
     "comparison with the shared-basis Davidson solver used by default.\n"
@@ -81,6 +88,8 @@ typedef struct {
     int stable_conv;
     double curve, curve_total, curve_ratio;
     size_t curve_mv, curve_m;
+    double phase, phase_rate, phase_mv_per_solve;
+    size_t phase_m, phase_solves;
     double arpack, arpack_value;
     size_t arpack_mv;
     double rss_mb;
@@ -108,8 +117,59 @@ static int time_critical(const cli_args *a, const sgdstab_reduced *red,
     return st ? fail(&err) : EXIT_OK;
 }
 
+/* An m × m phase diagram on a fresh workspace: m log-spaced batch sizes in
+ * 1..n and m log-spaced learning rates over [lr_lo, lr_hi]. */
+static int time_phase(const cli_args *a, const sgdstab_reduced *red,
+                      size_t m, double lr_lo, double lr_hi, bench_result *b)
+{
+    char spec[64];
+    size_t *batches = NULL, nb;
+    snprintf(spec, sizeof spec, "1:%zu:%zu:log", red->n, m);
+    if (cli_parse_batches(a->cmd, spec, red->n, &batches, &nb))
+        return EXIT_USAGE;
+    sgdstab_stability *s = NULL;
+    double *lrs = malloc(m * sizeof *lrs);
+    sgdstab_phase_boundary *bd = malloc(nb * sizeof *bd);
+    sgdstab_phase_point *grid = malloc(nb * m * sizeof *grid);
+    int status = EXIT_OK;
+    if (!lrs || !bd || !grid) {
+        status = cli_usage_error(a->cmd, "out of memory");
+        goto done;
+    }
+    if ((status = cli_stability(a, red, &s)))
+        goto done;
+    for (size_t j = 0; j < m; j++)
+        lrs[j] = lr_lo * pow(lr_hi / lr_lo, (double)j / (double)(m - 1));
+    sgdstab_error err;
+    double t = now();
+    if (sgdstab_phase_compute(s, NULL, a->sampling, batches, nb, lrs, m, bd,
+                              grid, NULL, NULL, &err)) {
+        status = fail(&err);
+        goto done;
+    }
+    b->phase = now() - t;
+    b->phase_m = nb;
+    b->phase_solves = nb * (m + 1);
+    b->phase_rate = (double)b->phase_solves / b->phase;
+    size_t mv = 0;
+    for (size_t i = 0; i < nb; i++) {
+        mv += bd[i].critical.matvecs;
+        for (size_t j = 0; j < m; j++)
+            mv += grid[i * m + j].radius.matvecs;
+    }
+    b->phase_mv_per_solve = (double)mv / (double)b->phase_solves;
+done:
+    sgdstab_stability_free(s);
+    free(batches);
+    free(lrs);
+    free(bd);
+    free(grid);
+    return status;
+}
+
 static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
-               size_t curve_m, unsigned long seed, int arpack, bench_result *b)
+               size_t curve_m, size_t phase_m, unsigned long seed, int arpack,
+               bench_result *b)
 {
     sgdstab_rng *rng = sgdstab_rng_alloc(seed);
     if (!rng)
@@ -243,6 +303,13 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
     for (size_t i = 0; i < b->curve_m; i++)
         b->curve_mv += curve[i].matvecs;
 
+    /* The curve holds η*(1) and η*(n), the smallest and largest η*. */
+    if (phase_m && (status = time_phase(a, red, phase_m,
+                                        curve[0].lr_critical / 2,
+                                        2 * curve[b->curve_m - 1].lr_critical,
+                                        b)))
+        goto done;
+
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     b->rss_mb = (double)ru.ru_maxrss / 1024.0;
@@ -286,6 +353,11 @@ static void print_text(size_t n, size_t p, size_t k, size_t batch,
     printf("  %-34s %10.3f s  (%.3f s + factorization), %zu applications, "
            "%.2f x one eta*(B)\n", "curve of log-spaced batch sizes",
            b->curve_total, b->curve, b->curve_mv, b->curve_ratio);
+    if (b->phase_m)
+        printf("  %-34s %10.3f s  %zu solves (%zu x %zu grid + boundary), "
+               "%.1f solves/s, %.1f applications per solve\n",
+               "phase diagram", b->phase, b->phase_solves, b->phase_m,
+               b->phase_m, b->phase_rate, b->phase_mv_per_solve);
     printf("  %-34s %10.0f MB peak; %zu doubles per basis vector (r(r+1)/2, "
            "stored twice)\n", "memory", b->rss_mb, b->r * (b->r + 1) / 2);
     printf("\n(the curve has %zu distinct batch sizes)\n", b->curve_m);
@@ -323,6 +395,14 @@ static int print_json(size_t n, size_t p, size_t k, size_t batch,
     cli_json_number(o, "curve_seconds_total", b->curve_total);
     cli_json_size(o, "curve_applications", b->curve_mv);
     cli_json_number(o, "curve_over_critical", b->curve_ratio);
+    if (b->phase_m) {
+        cli_json_size(o, "phase_grid_size", b->phase_m);
+        cli_json_number(o, "phase_seconds", b->phase);
+        cli_json_size(o, "phase_solves", b->phase_solves);
+        cli_json_number(o, "phase_solves_per_second", b->phase_rate);
+        cli_json_number(o, "phase_applications_per_solve",
+                        b->phase_mv_per_solve);
+    }
     cli_json_number(o, "peak_rss_mb", b->rss_mb);
     return cli_json_print(o);
 }
@@ -336,10 +416,12 @@ int cmd_bench(int argc, char **argv)
         CLI_OPT("outputs", required_argument, OPT_OUTPUTS),
         CLI_OPT("seed", required_argument, OPT_SEED),
         CLI_OPT("curve", required_argument, OPT_CURVE),
+        CLI_OPT("phase", required_argument, OPT_PHASE),
         CLI_OPT("arpack", no_argument, OPT_ARPACK), CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "bench");
-    size_t n = 2000, p = 1500, k = 1, batch = 32, curve = 50, seed = 1;
+    size_t n = 2000, p = 1500, k = 1, batch = 32, curve = 50, phase = 0;
+    size_t seed = 1;
     int arpack = 0, c, bad = 0;
     while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
         switch (c) {
@@ -351,6 +433,7 @@ int cmd_bench(int argc, char **argv)
         case OPT_OUTPUTS: bad = cli_parse_size(args.cmd, "outputs", optarg, 1, &k); break;
         case OPT_SEED: bad = cli_parse_size(args.cmd, "seed", optarg, 0, &seed); break;
         case OPT_CURVE: bad = cli_parse_size(args.cmd, "curve", optarg, 2, &curve); break;
+        case OPT_PHASE: bad = cli_parse_size(args.cmd, "phase", optarg, 2, &phase); break;
         case OPT_ARPACK: arpack = 1; break;
         case 1:
             return cli_usage_error(args.cmd, "unexpected argument '%s'", optarg);
@@ -367,8 +450,8 @@ int cmd_bench(int argc, char **argv)
                                batch, n);
     bench_result b;
     memset(&b, 0, sizeof b);
-    int status = run(&args, n, p, k, batch, curve, (unsigned long)seed, arpack,
-                     &b);
+    int status = run(&args, n, p, k, batch, curve, phase, (unsigned long)seed,
+                     arpack, &b);
     if (status)
         return status;
     if (args.json)
