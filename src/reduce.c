@@ -249,11 +249,41 @@ done:
     return SGDSTAB_OK;
 }
 
+int sgdstab_reduce_coordinates(const sgdstab_reduced *red,
+                               const sgdstab_problem *prob, const double *X,
+                               size_t m, double *out, sgdstab_error *err)
+{
+    size_t p = red->p, r = red->r, rows = red->n * red->k;
+    if (r == 0 || m == 0)
+        return SGDSTAB_OK;
+    if (red->basis) {
+        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)m,
+                    (int)p, 1.0, red->basis, (int)r, X, (int)m, 0.0, out,
+                    (int)m);
+        return SGDSTAB_OK;
+    }
+    /* Q = V_r = Jᵀ Φ Σ_r^{-2}:  Qᵀ X = Σ_r^{-2} Φᵀ (J X). */
+    double *JX = malloc(rows * m * sizeof *JX);
+    if (!JX)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory for reduced "
+                            "coordinates");
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)m,
+                (int)p, 1.0, prob->J, (int)p, X, (int)m, 0.0, JX, (int)m);
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)m,
+                (int)rows, 1.0, red->phi, (int)r, JX, (int)m, 0.0, out,
+                (int)m);
+    for (size_t j = 0; j < r; j++)
+        for (size_t c = 0; c < m; c++)
+            out[j * m + c] /= red->sigma[j] * red->sigma[j];
+    free(JX);
+    return SGDSTAB_OK;
+}
+
 int sgdstab_reduce_project(const sgdstab_reduced *red,
                            const sgdstab_problem *prob, const double *S,
                            double *Z, double *null_trace, sgdstab_error *err)
 {
-    size_t p = red->p, r = red->r, rows = red->n * red->k;
+    size_t p = red->p, r = red->r;
     double trace_S = 0, trace_Z = 0;
     for (size_t i = 0; i < p; i++)
         trace_S += S[i * p + i];
@@ -261,53 +291,31 @@ int sgdstab_reduce_project(const sgdstab_reduced *red,
         *null_trace = trace_S;
         return SGDSTAB_OK;
     }
-    int st = SGDSTAB_OK;
-    double *A = NULL, *B = NULL;
-    if (red->basis) {
-        /* Z = Qᵀ S Q */
-        A = malloc(p * r * sizeof *A);
-        if (!A)
-            goto oom;
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)p, (int)r,
-                    (int)p, 1.0, S, (int)p, red->basis, (int)r, 0.0, A, (int)r);
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)r,
-                    (int)p, 1.0, red->basis, (int)r, A, (int)r, 0.0, Z, (int)r);
-    } else {
-        /* Q = V_r = Jᵀ Φ Σ_r^{-2}:  Z = Σ^{-2} Φᵀ (J S Jᵀ) Φ Σ^{-2}. */
-        A = malloc((rows * p > rows * rows ? rows * p : rows * rows) * sizeof *A);
-        B = malloc((rows * p > rows * r ? rows * p : rows * r) * sizeof *B);
-        if (!A || !B)
-            goto oom;
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows,
-                    (int)p, (int)p, 1.0, prob->J, (int)p, S, (int)p, 0.0, B,
-                    (int)p);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows,
-                    (int)rows, (int)p, 1.0, B, (int)p, prob->J, (int)p, 0.0, A,
-                    (int)rows);
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows,
-                    (int)r, (int)rows, 1.0, A, (int)rows, red->phi, (int)r, 0.0,
-                    B, (int)r);
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)r,
-                    (int)rows, 1.0, red->phi, (int)r, B, (int)r, 0.0, Z, (int)r);
+    /* Z = Qᵀ (Qᵀ S)ᵀ, S symmetric. */
+    double *A = malloc(r * p * sizeof *A), *At = malloc(p * r * sizeof *At);
+    int st = A && At ? SGDSTAB_OK
+                     : sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory "
+                                    "projecting the initial second moment");
+    if (!st)
+        st = sgdstab_reduce_coordinates(red, prob, S, p, A, err);
+    if (!st) {
         for (size_t j = 0; j < r; j++)
-            for (size_t l = 0; l < r; l++)
-                Z[j * r + l] /= red->sigma[j] * red->sigma[j] *
-                                red->sigma[l] * red->sigma[l];
+            for (size_t i = 0; i < p; i++)
+                At[i * r + j] = A[j * p + i];
+        st = sgdstab_reduce_coordinates(red, prob, At, r, Z, err);
     }
-    for (size_t j = 0; j < r; j++)
-        for (size_t l = j + 1; l < r; l++)
-            Z[j * r + l] = Z[l * r + j] = 0.5 * (Z[j * r + l] + Z[l * r + j]);
-    for (size_t j = 0; j < r; j++)
-        trace_Z += Z[j * r + j];
-    /* Exactly 0 without null directions (the difference would leave
-     * rounding noise that dominates once the moving part has decayed). */
-    *null_trace = r == p ? 0.0 : fmax(trace_S - trace_Z, 0.0);
-    goto done;
-oom:
-    st = sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory projecting the "
-                      "initial second moment");
-done:
+    if (!st) {
+        for (size_t j = 0; j < r; j++)
+            for (size_t l = j + 1; l < r; l++)
+                Z[j * r + l] = Z[l * r + j] =
+                    0.5 * (Z[j * r + l] + Z[l * r + j]);
+        for (size_t j = 0; j < r; j++)
+            trace_Z += Z[j * r + j];
+        /* Exactly 0 without null directions (the difference would leave
+         * rounding noise that dominates once the moving part has decayed). */
+        *null_trace = r == p ? 0.0 : fmax(trace_S - trace_Z, 0.0);
+    }
     free(A);
-    free(B);
+    free(At);
     return st;
 }

@@ -62,6 +62,12 @@ int sgdstab_reduce_project(const sgdstab_reduced *red,
                            const sgdstab_problem *prob, const double *S,
                            double *Z, double *null_trace, sgdstab_error *err);
 
+/* out = Qᵀ X (r×m, row-major) for a p×m row-major X: the reduced
+ * coordinates of m vectors of parameter space.  prob as above. */
+int sgdstab_reduce_coordinates(const sgdstab_reduced *red,
+                               const sgdstab_problem *prob, const double *X,
+                               size_t m, double *out, sgdstab_error *err);
+
 /* The default relative rank tolerance for prob (see above). */
 double sgdstab_default_rank_rtol(const sgdstab_problem *prob);
 

@@ -33,6 +33,7 @@ int cmd_synth(int argc, char **argv);
 int cmd_verify(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_phase(int argc, char **argv);
+int cmd_simulate(int argc, char **argv);
 
 /* ---- options.c: options shared by the subcommands */
 
@@ -157,6 +158,17 @@ typedef struct {
  * returned. */
 int cli_session_open(const cli_args *a, size_t batch, cli_session *ses);
 void cli_session_close(cli_session *ses);
+
+/* S_0 from --init: a (p, p) symmetric positive semidefinite matrix
+ * (λmin ≥ −1e-10·λmax); *S is malloc'd.  Errors name the file. */
+int cli_load_init(const char *path, size_t p, double **S);
+
+/* The exact E‖δ_t‖² (m2) and E L_t (loss) for t = 0..steps from
+ * S_0 (NULL: I/p), as `evolve` reports them: with the directions that never
+ * move, in the session's loss convention. */
+int cli_exact_evolve(const cli_session *ses, double lr,
+                     sgdstab_sampling sampling, size_t batch, size_t steps,
+                     const double *S0, double *m2, double *loss);
 
 /* ---- output.c */
 

@@ -1,5 +1,4 @@
 /* sgdstab evolve FILE --lr η --batch B --steps T: E‖δ_t‖² and E L_t, exactly. */
-#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,39 +29,6 @@ static const char EVOLVE_HELP[] =
     "  --csv F           write F with columns step,second_moment,loss\n"
     "  --json            JSON on stdout with arrays second_moment and loss\n"
     "  -h, --help        show this help\n";
-
-/* S_0 from --init: checked symmetric and PSD (λmin ≥ −1e-10·λmax). */
-static int load_init(const char *path, size_t p, double **S)
-{
-    sgdstab_error err;
-    if (sgdstab_load_symmetric(path, "S_0", p, NULL, S, &err))
-        return cli_report(&err);
-    double *copy = malloc(p * p * sizeof *copy), *w = malloc(p * sizeof *w);
-    int status = EXIT_OK;
-    if (!copy || !w) {
-        status = cli_usage_error("evolve", "out of memory");
-    } else {
-        for (size_t i = 0; i < p * p; i++)
-            copy[i] = (*S)[i];
-        if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)p, copy,
-                           (lapack_int)p, w) != 0) {
-            fprintf(stderr, "sgdstab: %s: eigenvalues of S_0 failed\n", path);
-            status = EXIT_DATA;
-        } else if (w[0] < -1e-10 * fmax(fabs(w[p - 1]), 1e-300)) {
-            fprintf(stderr, "sgdstab: %s: S_0 is not positive semidefinite "
-                    "(smallest eigenvalue %.3g), so it is no second moment\n",
-                    path, w[0]);
-            status = EXIT_DATA;
-        }
-    }
-    free(copy);
-    free(w);
-    if (status) {
-        free(*S);
-        *S = NULL;
-    }
-    return status;
-}
 
 static int write_csv(const char *path, const double *m2, const double *loss,
                      size_t steps)
@@ -166,44 +132,17 @@ int cmd_evolve(int argc, char **argv)
     if (status)
         return status;
     const sgdstab_problem *prob = ses.prob;
-    const sgdstab_reduced *red = ses.red;
-    sgdstab_moments *m = NULL;
-    double *S0 = NULL, *Z0 = NULL, *m2 = NULL, *loss = NULL;
-    size_t r = red->r, p = prob->p;
-    sgdstab_error err;
-    double a_coef, b_coef, null_trace = 0;
-    if (sgdstab_batch_coefficients(args.sampling, prob->n, batch,
-                                              &a_coef, &b_coef, &err))
-        status = cli_report(&err);
+    double *S0 = NULL, *m2 = malloc((steps + 1) * sizeof *m2),
+           *loss = malloc((steps + 1) * sizeof *loss);
+    if (!m2 || !loss)
+        status = cli_usage_error(args.cmd, "out of memory");
     if (!status && init)
-        status = load_init(init, p, &S0);
-    if (!status) {
-        Z0 = calloc(r ? r * r : 1, sizeof *Z0);
-        m2 = malloc((steps + 1) * sizeof *m2);
-        loss = malloc((steps + 1) * sizeof *loss);
-        if (!Z0 || !m2 || !loss || !(m = sgdstab_moments_alloc(red, &err)))
-            status = Z0 && m2 && loss ? cli_report(&err)
-                                      : cli_usage_error(args.cmd, "out of memory");
-    }
-    if (!status) {
-        if (S0) {
-            if (sgdstab_reduce_project(red, prob, S0, Z0, &null_trace, &err))
-                status = cli_report(&err);
-        } else {
-            for (size_t j = 0; j < r; j++)
-                Z0[j * r + j] = 1.0 / (double)p;
-            null_trace = (double)(p - r) / (double)p;
-        }
-    }
+        status = cli_load_init(init, prob->p, &S0);
+    if (!status)
+        status = cli_exact_evolve(&ses, args.lr, args.sampling, batch, steps,
+                                  S0, m2, loss);
     double scale = sgdstab_stability_loss_scale(ses.stab);
-    if (!status && sgdstab_moments_evolve(m, scale * args.lr, a_coef, b_coef,
-                                          Z0, steps, m2, loss, &err))
-        status = cli_report(&err);
     if (!status) {
-        for (size_t t = 0; t <= steps; t++) {
-            m2[t] += null_trace;
-            loss[t] *= 0.5 * scale;
-        }
         if (args.csv)
             status = write_csv(args.csv, m2, loss, steps);
         if (!status && args.json)
@@ -212,10 +151,8 @@ int cmd_evolve(int argc, char **argv)
             print_text(&args, batch, steps, m2, loss);
     }
     free(S0);
-    free(Z0);
     free(m2);
     free(loss);
-    sgdstab_moments_free(m);
     cli_session_close(&ses);
     return status;
 }

@@ -1,4 +1,8 @@
 /* Loading and factorizing the problem for every subcommand. */
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+
 #include "cli.h"
 
 int cli_load(const cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
@@ -47,4 +51,77 @@ void cli_session_close(cli_session *ses)
     ses->stab = NULL;
     ses->red = NULL;
     ses->prob = NULL;
+}
+
+int cli_load_init(const char *path, size_t p, double **S)
+{
+    sgdstab_error err;
+    if (sgdstab_load_symmetric(path, "S_0", p, NULL, S, &err))
+        return cli_report(&err);
+    double *copy = malloc(p * p * sizeof *copy), *w = malloc(p * sizeof *w);
+    int status = EXIT_OK;
+    if (!copy || !w) {
+        fprintf(stderr, "sgdstab: %s: out of memory\n", path);
+        status = EXIT_DATA;
+    } else {
+        for (size_t i = 0; i < p * p; i++)
+            copy[i] = (*S)[i];
+        if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)p, copy,
+                           (lapack_int)p, w) != 0) {
+            fprintf(stderr, "sgdstab: %s: eigenvalues of S_0 failed\n", path);
+            status = EXIT_DATA;
+        } else if (w[0] < -1e-10 * fmax(fabs(w[p - 1]), 1e-300)) {
+            fprintf(stderr, "sgdstab: %s: S_0 is not positive semidefinite "
+                    "(smallest eigenvalue %.3g), so it is no second moment\n",
+                    path, w[0]);
+            status = EXIT_DATA;
+        }
+    }
+    free(copy);
+    free(w);
+    if (status) {
+        free(*S);
+        *S = NULL;
+    }
+    return status;
+}
+
+int cli_exact_evolve(const cli_session *ses, double lr,
+                     sgdstab_sampling sampling, size_t batch, size_t steps,
+                     const double *S0, double *m2, double *loss)
+{
+    const sgdstab_reduced *red = ses->red;
+    size_t r = red->r, p = red->p;
+    double scale = sgdstab_stability_loss_scale(ses->stab);
+    double a, b, null_trace = 0;
+    sgdstab_error err;
+    sgdstab_moments *m = NULL;
+    double *Z0 = calloc(r ? r * r : 1, sizeof *Z0);
+    int status = EXIT_OK;
+    if (!Z0) {
+        fprintf(stderr, "sgdstab: out of memory\n");
+        return EXIT_DATA;
+    }
+    if (sgdstab_batch_coefficients(sampling, red->n, batch, &a, &b, &err) ||
+        !(m = sgdstab_moments_alloc(red, &err)))
+        status = cli_report(&err);
+    if (!status && S0) {
+        if (sgdstab_reduce_project(red, ses->prob, S0, Z0, &null_trace, &err))
+            status = cli_report(&err);
+    } else if (!status) {
+        for (size_t j = 0; j < r; j++)
+            Z0[j * r + j] = 1.0 / (double)p;
+        null_trace = (double)(p - r) / (double)p;
+    }
+    if (!status && sgdstab_moments_evolve(m, scale * lr, a, b, Z0, steps, m2,
+                                          loss, &err))
+        status = cli_report(&err);
+    if (!status)
+        for (size_t t = 0; t <= steps; t++) {
+            m2[t] += null_trace;
+            loss[t] *= 0.5 * scale;
+        }
+    free(Z0);
+    sgdstab_moments_free(m);
+    return status;
 }

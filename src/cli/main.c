@@ -18,6 +18,8 @@ static const cli_command COMMANDS[] = {
      cmd_verify},
     {"phase", "stability phase diagram over (B, eta), with a picture",
      cmd_phase},
+    {"simulate", "Monte Carlo SGD trajectories: moments, growth rate, exit "
+     "times", cmd_simulate},
     {"run", "an experiment spec: sweeps of synthetic minima, tables, report",
      cmd_run},
     {"synth", "write an exact minimum of a synthetic model family (.npz)",

@@ -1,0 +1,462 @@
+/* sgdstab simulate FILE --lr η --batch B --steps T: Monte Carlo SGD. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "sgdstab/simulate.h"
+
+enum {
+    OPT_STEPS = OPT_FIRST_PRIVATE, OPT_RUNS, OPT_SEED, OPT_INIT, OPT_THREADS,
+    OPT_FIT_FROM, OPT_COMPARE, OPT_CLIP, OPT_NOISE, OPT_RADIUS, OPT_QUIET
+};
+
+static const char SIMULATE_HELP[] =
+    "Usage: sgdstab simulate FILE --lr ETA --batch B --steps T [--runs R]\n"
+    "                        [--seed S] [--sampling S] [--init S0.npy|zero]\n"
+    "                        [--compare] [--fit-from T0] [--threads N]\n"
+    "                        [--noise SPEC] [--clip C] [--radius R]\n"
+    "                        [--csv F | --json] [--quiet] [--hessian H.npy]\n"
+    "                        [--loss L] [--rank-tol RTOL]\n"
+    "\n"
+    "Run R independent trajectories of linearized SGD with real minibatches,\n"
+    "delta_{t+1} = delta_t - eta (H_xi delta_t - Z_t), and report per step the\n"
+    "mean over runs of |delta_t|^2 and of the loss L_t = (c/2) delta_t^T G\n"
+    "delta_t with the half-width of a 95% confidence interval (1.96 sd /\n"
+    "sqrt(R)), and the growth rate of the mean |delta_t|^2 per step: the\n"
+    "least-squares slope of its log over steps T0..T, with a jackknife\n"
+    "standard error over 20 groups of runs.  Results depend on the seed only,\n"
+    "not on the number of threads.\n"
+    "\n"
+    "Options:\n"
+    "  --lr ETA          learning rate (required)\n"
+    "  --batch B         batch size (required)\n"
+    "  --steps T         number of steps (required)\n"
+    "  --runs R          number of trajectories (default 1000, at least 2)\n"
+    "  --seed S          random seed (default 1)\n"
+    "  --sampling S      without (default; B distinct samples, fresh each\n"
+    "                    step), with (B i.i.d. draws), bernoulli (each sample\n"
+    "                    kept with probability B/n, sum divided by B) or\n"
+    "                    reshuffle (each epoch a random permutation cut into\n"
+    "                    batches of B; the last has n mod B samples when B\n"
+    "                    does not divide n; each averaged over its size)\n"
+    "  --init S0.npy     delta_0 ~ N(0, S0), S0 a (p, p) PSD matrix; --init\n"
+    "                    zero starts at the minimum (default: N(0, I/p))\n"
+    "  --compare         beside the estimates: the exact E|delta_t|^2 (as\n"
+    "                    'evolve' computes it; for reshuffle, of sampling\n"
+    "                    without), the z-score (mean - exact)/(sd/sqrt(R)),\n"
+    "                    the exact ln rho (as 'analyze') and the exact curve's\n"
+    "                    slope over the same steps; not with --noise, --clip\n"
+    "  --fit-from T0     first step of the growth-rate fit (default ceil(T/2))\n"
+    "  --threads N       worker threads (default: one per processor)\n"
+    "  --noise SPEC      inject noise Z_t into every step:\n"
+    "                    gaussian:SCALE     Z = SCALE N(0, I_p)\n"
+    "                    pareto:ALPHA:SCALE a uniform direction times\n"
+    "                    SCALE U^(-1/ALPHA), U uniform: P(|Z| > x) =\n"
+    "                    (x/SCALE)^-ALPHA for x >= SCALE (tail index ALPHA)\n"
+    "  --clip C          scale every step eta (H_xi delta - Z) down to norm C\n"
+    "                    when it is longer\n"
+    "  --radius R        stop each run at its first exit |delta_t| > R and\n"
+    "                    report exit-step statistics instead of moments:\n"
+    "                    exited runs, fraction never exited within T, mean\n"
+    "                    (of exited runs), quantiles 0.1 0.25 0.5 0.75 0.9\n"
+    "                    (the ceil(qR)-th smallest exit step, runs that never\n"
+    "                    exited counting as infinite)\n"
+    "  --csv F           write F: step,second_moment,second_moment_ci,loss,\n"
+    "                    loss_ci (and exact_second_moment,z_score)\n"
+    "  --json            JSON on stdout\n"
+    "  --quiet           no progress bar (drawn only on a terminal anyway)\n"
+    CLI_HELP_PROBLEM_OPTIONS
+    "  -h, --help        show this help\n";
+
+static const double Z95 = 1.959963984540054;
+
+typedef struct {
+    sgdstab_sim_options o;
+    const char *sampling_name;
+    size_t fit_from, fit_to;
+    int compare, quiet;
+    /* with --compare */
+    double *exact, *exact_loss, rho, exact_rate, exact_window;
+    sgdstab_sampling exact_sampling;
+} sim_run;
+
+static int parse_noise(const char *cmd, const char *text,
+                       sgdstab_sim_options *o)
+{
+    char *end;
+    if (strncmp(text, "gaussian:", 9) == 0) {
+        o->noise = SGDSTAB_NOISE_GAUSSIAN;
+        o->noise_scale = strtod(text + 9, &end);
+        if (end != text + 9 && *end == '\0' && o->noise_scale > 0 &&
+            isfinite(o->noise_scale))
+            return 0;
+    } else if (strncmp(text, "pareto:", 7) == 0) {
+        o->noise = SGDSTAB_NOISE_PARETO;
+        o->noise_alpha = strtod(text + 7, &end);
+        if (end != text + 7 && *end == ':' && o->noise_alpha > 0 &&
+            isfinite(o->noise_alpha)) {
+            const char *s = end + 1;
+            o->noise_scale = strtod(s, &end);
+            if (end != s && *end == '\0' && o->noise_scale > 0 &&
+                isfinite(o->noise_scale))
+                return 0;
+        }
+    }
+    return cli_usage_error(cmd, "--noise: '%s' is not gaussian:SCALE or "
+                           "pareto:ALPHA:SCALE with ALPHA, SCALE > 0", text);
+}
+
+static int parse_positive(const char *cmd, const char *opt, const char *text,
+                          double *out)
+{
+    if (cli_parse_double(cmd, opt, text, out))
+        return EXIT_USAGE;
+    if (!(*out > 0))
+        return cli_usage_error(cmd, "--%s must be positive, not %s", opt,
+                               text);
+    return EXIT_OK;
+}
+
+static void json_array(cJSON *o, const char *key, const double *v, size_t m)
+{
+    cJSON *arr = cJSON_AddArrayToObject(o, key);
+    for (size_t t = 0; t < m; t++)
+        cJSON_AddItemToArray(arr, cli_json_value(v[t]));
+}
+
+static double z_score(const sgdstab_sim_result *res, const sim_run *sr,
+                      size_t t)
+{
+    double se = res->norm2_sd[t] / sqrt((double)res->runs);
+    double d = res->norm2_mean[t] - sr->exact[t];
+    return se > 0 ? d / se : d == 0 ? 0 : copysign(INFINITY, d);
+}
+
+static int write_csv(const char *path, const sgdstab_sim_result *res,
+                     const sim_run *sr)
+{
+    sgdstab_outfile *of = cli_csv_open(path);
+    if (!of)
+        return EXIT_DATA;
+    FILE *f = sgdstab_outfile_stream(of);
+    double sq = sqrt((double)res->runs);
+    fprintf(f, "step,second_moment,second_moment_ci,loss,loss_ci%s\n",
+            sr->compare ? ",exact_second_moment,z_score" : "");
+    for (size_t t = 0; t <= res->steps; t++) {
+        fprintf(f, "%zu,", t);
+        cli_csv_number(f, res->norm2_mean[t], ",");
+        cli_csv_number(f, Z95 * res->norm2_sd[t] / sq, ",");
+        cli_csv_number(f, res->loss_mean[t], ",");
+        cli_csv_number(f, Z95 * res->loss_sd[t] / sq, sr->compare ? "," : "\n");
+        if (sr->compare) {
+            cli_csv_number(f, sr->exact[t], ",");
+            cli_csv_number(f, z_score(res, sr, t), "\n");
+        }
+    }
+    return cli_csv_commit(of);
+}
+
+static int print_json(const cli_args *a, const cli_session *ses,
+                      const sim_run *sr, const sgdstab_sim_result *res)
+{
+    const sgdstab_sim_options *o = &sr->o;
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "file", a->file);
+    cli_json_size(j, "n", ses->red->n);
+    cli_json_size(j, "k", ses->red->k);
+    cli_json_size(j, "p", ses->red->p);
+    cli_json_size(j, "rank", ses->red->r);
+    cli_json_number(j, "lr", o->lr);
+    cli_json_size(j, "batch", o->batch);
+    cJSON_AddStringToObject(j, "sampling", sr->sampling_name);
+    cli_json_number(j, "loss_scale", o->loss_scale);
+    cli_json_size(j, "steps", o->steps);
+    cli_json_size(j, "runs", o->runs);
+    cli_json_size(j, "seed", o->seed);
+    if (o->noise == SGDSTAB_NOISE_GAUSSIAN) {
+        cJSON_AddStringToObject(j, "noise", "gaussian");
+        cli_json_number(j, "noise_scale", o->noise_scale);
+    } else if (o->noise == SGDSTAB_NOISE_PARETO) {
+        cJSON_AddStringToObject(j, "noise", "pareto");
+        cli_json_number(j, "noise_alpha", o->noise_alpha);
+        cli_json_number(j, "noise_scale", o->noise_scale);
+    }
+    if (o->clip > 0)
+        cli_json_number(j, "clip", o->clip);
+    if (o->radius > 0) {
+        sgdstab_exit_stats es;
+        sgdstab_sim_exit_stats(res, &es);
+        cJSON *e = cJSON_AddObjectToObject(j, "exit");
+        cli_json_number(e, "radius", o->radius);
+        cli_json_size(e, "exited", es.exited);
+        cli_json_number(e, "never_exited_fraction", es.never_fraction);
+        cli_json_number(e, "mean", es.mean);
+        cli_json_number(e, "median", es.quantiles[2]);
+        cJSON *q = cJSON_AddObjectToObject(e, "quantiles");
+        for (int i = 0; i < 5; i++) {
+            char key[16];
+            snprintf(key, sizeof key, "%g", SGDSTAB_EXIT_QUANTILES[i]);
+            cli_json_number(q, key, es.quantiles[i]);
+        }
+        return cli_json_print(j);
+    }
+    double rate, se;
+    sgdstab_sim_growth_rate(res, sr->fit_from, sr->fit_to, &rate, &se);
+    cli_json_size(j, "fit_from", sr->fit_from);
+    cli_json_size(j, "fit_to", sr->fit_to);
+    cli_json_number(j, "growth_rate_per_step", rate);
+    cli_json_number(j, "growth_rate_stderr", se);
+    size_t T1 = res->steps + 1;
+    double *ci = malloc(T1 * sizeof *ci);
+    if (!ci) {
+        cJSON_Delete(j);
+        return cli_usage_error("simulate", "out of memory");
+    }
+    json_array(j, "second_moment", res->norm2_mean, T1);
+    for (size_t t = 0; t < T1; t++)
+        ci[t] = Z95 * res->norm2_sd[t] / sqrt((double)res->runs);
+    json_array(j, "second_moment_ci", ci, T1);
+    json_array(j, "loss", res->loss_mean, T1);
+    for (size_t t = 0; t < T1; t++)
+        ci[t] = Z95 * res->loss_sd[t] / sqrt((double)res->runs);
+    json_array(j, "loss_ci", ci, T1);
+    if (sr->compare) {
+        cJSON_AddStringToObject(j, "exact_sampling",
+                                sgdstab_sampling_name(sr->exact_sampling));
+        json_array(j, "exact_second_moment", sr->exact, T1);
+        for (size_t t = 0; t < T1; t++)
+            ci[t] = z_score(res, sr, t);
+        json_array(j, "z_score", ci, T1);
+        cli_json_number(j, "exact_spectral_radius", sr->rho);
+        cli_json_number(j, "exact_rate_per_step", sr->exact_rate);
+        cli_json_number(j, "exact_rate_window", sr->exact_window);
+    }
+    free(ci);
+    return cli_json_print(j);
+}
+
+static void print_text(const cli_args *a, const sim_run *sr,
+                       const sgdstab_sim_result *res)
+{
+    const sgdstab_sim_options *o = &sr->o;
+    printf("%s: %zu runs of SGD with lr %.6g, batch %zu (sampling %s), loss "
+           "%s, seed %lu", a->file, o->runs, o->lr, o->batch, sr->sampling_name,
+           a->loss, o->seed);
+    if (o->noise == SGDSTAB_NOISE_GAUSSIAN)
+        printf(", Gaussian noise of scale %.6g", o->noise_scale);
+    else if (o->noise == SGDSTAB_NOISE_PARETO)
+        printf(", Pareto noise (tail index %.6g, scale %.6g)", o->noise_alpha,
+               o->noise_scale);
+    if (o->clip > 0)
+        printf(", steps clipped to norm %.6g", o->clip);
+    printf("\n");
+    if (o->radius > 0) {
+        sgdstab_exit_stats es;
+        sgdstab_sim_exit_stats(res, &es);
+        printf("first exit from the ball |delta| <= %.6g within %zu steps: "
+               "%zu of %zu runs (%.4g%% never left)\n", o->radius, o->steps,
+               es.exited, o->runs, 100 * es.never_fraction);
+        if (es.exited)
+            printf("  mean exit step (exited runs)  %.6g\n", es.mean);
+        for (int i = 0; i < 5; i++)
+            printf("  quantile %-4g exit step       %.6g%s\n",
+                   SGDSTAB_EXIT_QUANTILES[i], es.quantiles[i],
+                   isinf(es.quantiles[i]) ? " (not within the steps run)" : "");
+        return;
+    }
+    size_t every = o->steps <= 100 ? 1 : (o->steps + 99) / 100;
+    double sq = sqrt((double)res->runs);
+    if (every > 1)
+        printf("(every %zu-th step shown; --csv F writes all)\n", every);
+    printf("%8s  %22s  %10s  %22s  %10s", "step", "mean |delta_t|^2", "95% +-",
+           "mean L_t", "95% +-");
+    if (sr->compare)
+        printf("  %22s  %8s", "exact E|delta_t|^2", "z");
+    printf("\n");
+    for (size_t t = 0; t <= o->steps; t++) {
+        if (t % every && t != o->steps)
+            continue;
+        printf("%8zu  %22.15g  %10.3g  %22.15g  %10.3g", t, res->norm2_mean[t],
+               Z95 * res->norm2_sd[t] / sq, res->loss_mean[t],
+               Z95 * res->loss_sd[t] / sq);
+        if (sr->compare)
+            printf("  %22.15g  %8.3f", sr->exact[t], z_score(res, sr, t));
+        printf("\n");
+    }
+    double rate, se;
+    sgdstab_sim_growth_rate(res, sr->fit_from, sr->fit_to, &rate, &se);
+    printf("growth rate of mean |delta_t|^2 over steps %zu..%zu: %.6g per step "
+           "(jackknife standard error %.2g)\n", sr->fit_from, sr->fit_to,
+           rate, se);
+    if (sr->compare) {
+        printf("exact (sampling %s): ln rho = %.6g per step (rho = %.10g); "
+               "slope of the exact curve over the same steps %.6g\n",
+               sgdstab_sampling_name(sr->exact_sampling), sr->exact_rate,
+               sr->rho, sr->exact_window);
+        printf("(|z| above about 3 at many steps means disagreement; the "
+               "estimate of a growing mean is noisy when runs are few)\n");
+    }
+}
+
+/* The exact columns of --compare. */
+static int exact_columns(const cli_args *a, const cli_session *ses,
+                         const double *S0, sim_run *sr)
+{
+    size_t T1 = sr->o.steps + 1;
+    sr->exact_sampling = sr->o.reshuffle ? SGDSTAB_SAMPLING_WITHOUT
+                                         : sr->o.sampling;
+    sr->exact = calloc(T1, sizeof *sr->exact);
+    sr->exact_loss = calloc(T1, sizeof *sr->exact_loss);
+    if (!sr->exact || !sr->exact_loss)
+        return cli_usage_error(a->cmd, "out of memory");
+    int status = sr->o.init == SGDSTAB_INIT_ZERO
+                     ? EXIT_OK
+                     : cli_exact_evolve(ses, a->lr, sr->exact_sampling,
+                                        sr->o.batch, sr->o.steps, S0,
+                                        sr->exact, sr->exact_loss);
+    if (status)
+        return status;
+    sgdstab_radius rad;
+    sgdstab_error err;
+    if (sgdstab_spectral_radius(ses->stab, a->lr, sr->exact_sampling,
+                                sr->o.batch, &rad, &err))
+        return cli_report(&err);
+    sr->rho = rad.rho;
+    sgdstab_escape_rates(rad.rho, ses->red->n, sr->o.batch, &sr->exact_rate,
+                         &(double){0});
+    sr->exact_window = sgdstab_log_slope(sr->exact, sr->fit_from, sr->fit_to);
+    return EXIT_OK;
+}
+
+int cmd_simulate(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
+        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_JSON, CLI_OPT_CSV,
+        CLI_OPT("steps", required_argument, OPT_STEPS),
+        CLI_OPT("runs", required_argument, OPT_RUNS),
+        CLI_OPT("seed", required_argument, OPT_SEED),
+        CLI_OPT("init", required_argument, OPT_INIT),
+        CLI_OPT("threads", required_argument, OPT_THREADS),
+        CLI_OPT("fit-from", required_argument, OPT_FIT_FROM),
+        CLI_OPT("compare", no_argument, OPT_COMPARE),
+        CLI_OPT("clip", required_argument, OPT_CLIP),
+        CLI_OPT("noise", required_argument, OPT_NOISE),
+        CLI_OPT("radius", required_argument, OPT_RADIUS),
+        CLI_OPT("quiet", no_argument, OPT_QUIET), CLI_OPT_HELP, CLI_OPT_END};
+    cli_args args;
+    cli_args_init(&args, "simulate");
+    sim_run sr;
+    memset(&sr, 0, sizeof sr);
+    sgdstab_sim_options *o = &sr.o;
+    o->runs = 1000;
+    o->seed = 1;
+    const char *init = NULL, *steps_text = NULL, *fit_text = NULL;
+    size_t seed = 1;
+    int c, bad = 0;
+    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
+        switch (c) {
+        case 'h':
+            fputs(SIMULATE_HELP, stdout);
+            return EXIT_OK;
+        case OPT_SAMPLING:
+            o->reshuffle = strcmp(optarg, "reshuffle") == 0;
+            bad = o->reshuffle ? 0 : cli_common_option(&args, c, optarg);
+            break;
+        case OPT_STEPS: steps_text = optarg; break;
+        case OPT_RUNS: bad = cli_parse_size(args.cmd, "runs", optarg, 2, &o->runs); break;
+        case OPT_SEED: bad = cli_parse_size(args.cmd, "seed", optarg, 0, &seed); break;
+        case OPT_INIT: init = optarg; break;
+        case OPT_THREADS: bad = cli_parse_size(args.cmd, "threads", optarg, 1, &o->threads); break;
+        case OPT_FIT_FROM: fit_text = optarg; break;
+        case OPT_COMPARE: sr.compare = 1; break;
+        case OPT_CLIP: bad = parse_positive(args.cmd, "clip", optarg, &o->clip); break;
+        case OPT_NOISE: bad = parse_noise(args.cmd, optarg, o); break;
+        case OPT_RADIUS: bad = parse_positive(args.cmd, "radius", optarg, &o->radius); break;
+        case OPT_QUIET: sr.quiet = 1; break;
+        default: bad = cli_common_option(&args, c, optarg);
+        }
+        if (bad)
+            return EXIT_USAGE;
+    }
+    if (cli_require(&args, 1, 1))
+        return EXIT_USAGE;
+    if (!steps_text)
+        return cli_usage_error(args.cmd, "missing --steps");
+    if (cli_parse_size(args.cmd, "batch", args.batch, 1, &o->batch) ||
+        cli_parse_size(args.cmd, "steps", steps_text, 1, &o->steps))
+        return EXIT_USAGE;
+    if (seed > 0xFFFFFFFFul)
+        return cli_usage_error(args.cmd, "--seed %zu is above 2^32 - 1", seed);
+    o->seed = (unsigned long)seed;
+    if (sr.compare && (o->noise || o->clip > 0))
+        return cli_usage_error(args.cmd, "--compare has no exact counterpart "
+                               "with --noise or --clip");
+    if (sr.compare && o->radius > 0)
+        return cli_usage_error(args.cmd, "--compare compares moments, which "
+                               "--radius does not record");
+    if (o->radius > 0 && args.csv)
+        return cli_usage_error(args.cmd, "--csv holds per-step moments, which "
+                               "--radius does not record (use --json)");
+    /* Per-step statistics: 4 arrays per group of runs, and the result. */
+    if (!(o->radius > 0) && (double)(o->steps + 1) * 8 * 4 * 26 > 8e9)
+        return cli_usage_error(args.cmd, "--steps %zu would need more than "
+                               "8 GB of per-step statistics (with --radius "
+                               "none are kept)", o->steps);
+    sr.fit_to = o->steps;
+    sr.fit_from = (o->steps + 1) / 2;
+    if (fit_text && (cli_parse_size(args.cmd, "fit-from", fit_text, 0,
+                                    &sr.fit_from) ||
+                     (sr.fit_from >= o->steps &&
+                      cli_usage_error(args.cmd, "--fit-from %zu must be "
+                                      "below --steps %zu", sr.fit_from,
+                                      o->steps))))
+        return EXIT_USAGE;
+    o->lr = args.lr;
+    sr.sampling_name = o->reshuffle ? "reshuffle"
+                                    : sgdstab_sampling_name(args.sampling);
+    o->sampling = args.sampling;
+    if (init && strcmp(init, "zero") == 0)
+        o->init = SGDSTAB_INIT_ZERO;
+    else if (init)
+        o->init = SGDSTAB_INIT_MATRIX;
+
+    cli_session ses;
+    int status = cli_session_open(&args, o->batch, &ses);
+    if (status)
+        return status;
+    o->loss_scale = sgdstab_stability_loss_scale(ses.stab);
+    double *S0 = NULL;
+    sgdstab_sim_result *res = NULL;
+    if (o->init == SGDSTAB_INIT_MATRIX &&
+        (status = cli_load_init(init, ses.prob->p, &S0)))
+        goto done;
+    o->init_matrix = S0;
+    if (sr.compare && (status = exact_columns(&args, &ses, S0, &sr)))
+        goto done;
+    cli_progress prog;
+    cli_progress_init(&prog, "simulate", sr.quiet || args.json);
+    sgdstab_error err;
+    int st = sgdstab_simulate(ses.red, ses.prob, o, &res, cli_progress_update,
+                              &prog, &err);
+    cli_progress_finish(&prog);
+    if (st) {
+        status = cli_report(&err);
+        goto done;
+    }
+    if (args.csv && (status = write_csv(args.csv, res, &sr)))
+        goto done;
+    if (args.json)
+        status = print_json(&args, &ses, &sr, res);
+    else
+        print_text(&args, &sr, res);
+done:
+    sgdstab_sim_result_free(res);
+    free(S0);
+    free(sr.exact);
+    free(sr.exact_loss);
+    cli_session_close(&ses);
+    return status;
+}

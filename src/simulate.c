@@ -1,0 +1,676 @@
+#include "sgdstab/simulate.h"
+
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+#include <lapacke.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+const double SGDSTAB_EXIT_QUANTILES[5] = {0.1, 0.25, 0.5, 0.75, 0.9};
+
+/* Groups of runs: the unit of work of a thread, of the deterministic
+ * combination of statistics and of the jackknife. */
+enum { SIM_GROUPS = 20 };
+
+/* The problem as a trajectory needs it. */
+typedef struct {
+    const sgdstab_reduced *red;
+    const sgdstab_sim_options *opt;
+    size_t n, k, r, p, nnull;    /* nnull = p − r directions that never move */
+    double c;                    /* loss scale */
+    double *fixed;               /* r×r c·(H − G) with a supplied H, else NULL */
+    double *init;                /* r×p Qᵀ L and the p×p L, S_0 = L Lᵀ */
+    double *init_L;
+} sim_problem;
+
+/* Per-thread scratch. */
+typedef struct {
+    gsl_rng *rng;
+    size_t *perm, pos;           /* a permutation of the samples */
+    size_t *batch;               /* indices of the current batch */
+    double *z, *g, *gp;          /* r, r, p */
+} sim_work;
+
+/* Per-group accumulators (Welford), and exit steps. */
+typedef struct {
+    size_t first, count;
+    double *n2_mean, *n2_m2, *l_mean, *l_m2;   /* steps + 1 each */
+} sim_group;
+
+typedef struct {
+    sim_problem pb;
+    sgdstab_sim_result *res;
+    sim_group group[SIM_GROUPS];
+    size_t ngroups, next, done;
+    int stop, failed;
+    pthread_mutex_t lock;
+    sgdstab_progress_fn progress;
+    void *ctx;
+} sim_state;
+
+/* splitmix64: decorrelated seeds for the runs of one seed. */
+static unsigned long run_seed(unsigned long seed, size_t run)
+{
+    uint64_t x = (uint64_t)seed * 0x9E3779B97F4A7C15ull + (uint64_t)run + 1;
+    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+    x ^= x >> 31;
+    return (unsigned long)(x & 0xFFFFFFFFul);  /* MT19937 takes 32 bits */
+}
+
+int sgdstab_sim_check(const sgdstab_reduced *red,
+                      const sgdstab_sim_options *o, sgdstab_error *err)
+{
+    if (!(o->lr > 0) || !isfinite(o->lr))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "learning rate must be a "
+                            "positive number, not %g", o->lr);
+    if (!(o->loss_scale > 0) || !isfinite(o->loss_scale))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "loss scale must be a "
+                            "positive number, not %g", o->loss_scale);
+    int draws = !o->reshuffle && o->sampling == SGDSTAB_SAMPLING_WITH;
+    if (o->batch < 1 || (o->batch > red->n && !draws))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "batch size %zu is not in "
+                            "1..n = %zu", o->batch, red->n);
+    if (o->runs < 2)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "need at least 2 runs");
+    if (o->init == SGDSTAB_INIT_MATRIX && !o->init_matrix)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "no initial second moment");
+    if (o->noise != SGDSTAB_NOISE_NONE &&
+        (!(o->noise_scale > 0) || !isfinite(o->noise_scale)))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "noise scale must be a "
+                            "positive number, not %g", o->noise_scale);
+    if (o->noise == SGDSTAB_NOISE_PARETO &&
+        (!(o->noise_alpha > 0) || !isfinite(o->noise_alpha)))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "tail index must be a "
+                            "positive number, not %g", o->noise_alpha);
+    if (o->clip < 0 || !isfinite(o->clip) || o->radius < 0 ||
+        !isfinite(o->radius))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "clip and radius must be "
+                            "positive numbers");
+    return SGDSTAB_OK;
+}
+
+/* S_0 = L Lᵀ with L = U diag(√max(w, 0)), and Qᵀ L. */
+static int factor_init(sim_problem *pb, const sgdstab_problem *prob,
+                       sgdstab_error *err)
+{
+    size_t p = pb->p;
+    double *w = malloc(p * sizeof *w);
+    pb->init_L = malloc(p * p * sizeof *pb->init_L);
+    pb->init = malloc((pb->r ? pb->r : 1) * p * sizeof *pb->init);
+    if (!w || !pb->init_L || !pb->init) {
+        free(w);
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
+    }
+    memcpy(pb->init_L, pb->opt->init_matrix, p * p * sizeof *pb->init_L);
+    if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)p, pb->init_L,
+                       (lapack_int)p, w) != 0) {
+        free(w);
+        return sgdstab_fail(err, SGDSTAB_ENUMERIC, "eigenvalues of the "
+                            "initial second moment failed (LAPACK dsyevd)");
+    }
+    for (size_t j = 0; j < p; j++) {
+        double s = sqrt(fmax(w[j], 0));
+        for (size_t i = 0; i < p; i++)
+            pb->init_L[i * p + j] *= s;
+    }
+    free(w);
+    return sgdstab_reduce_coordinates(pb->red, prob, pb->init_L, p, pb->init,
+                                      err);
+}
+
+static int problem_make(sim_problem *pb, const sgdstab_reduced *red,
+                        const sgdstab_problem *prob,
+                        const sgdstab_sim_options *opt, sgdstab_error *err)
+{
+    memset(pb, 0, sizeof *pb);
+    pb->red = red;
+    pb->opt = opt;
+    pb->n = red->n;
+    pb->k = red->k;
+    pb->r = red->r;
+    pb->p = red->p;
+    pb->nnull = red->p - red->r;
+    pb->c = opt->loss_scale;
+    size_t r = red->r;
+    if (red->G) {
+        if (!(pb->fixed = malloc(r * r * sizeof *pb->fixed)))
+            return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
+        for (size_t j = 0; j < r; j++)
+            for (size_t l = 0; l < r; l++)
+                pb->fixed[j * r + l] = pb->c * ((j == l ? red->lambda[j] : 0) -
+                                                red->G[j * r + l]);
+    }
+    if (opt->init == SGDSTAB_INIT_MATRIX)
+        return factor_init(pb, prob, err);
+    return SGDSTAB_OK;
+}
+
+static void problem_free(sim_problem *pb)
+{
+    free(pb->fixed);
+    free(pb->init);
+    free(pb->init_L);
+}
+
+/* The next batch into w->batch; returns its size and sets *scale to the
+ * divisor of its sum. */
+static size_t draw_batch(const sim_problem *pb, sim_work *w, double *scale)
+{
+    const sgdstab_sim_options *o = pb->opt;
+    size_t n = pb->n, B = o->batch, m = 0;
+    if (o->reshuffle) {
+        if (w->pos >= n) {
+            gsl_ran_shuffle(w->rng, w->perm, n, sizeof *w->perm);
+            w->pos = 0;
+        }
+        m = n - w->pos < B ? n - w->pos : B;
+        memcpy(w->batch, w->perm + w->pos, m * sizeof *w->batch);
+        w->pos += m;
+        *scale = (double)m;
+        return m;
+    }
+    *scale = (double)B;
+    switch (o->sampling) {
+    case SGDSTAB_SAMPLING_WITH:
+        for (m = 0; m < B; m++)
+            w->batch[m] = gsl_rng_uniform_int(w->rng, n);
+        return B;
+    case SGDSTAB_SAMPLING_BERNOULLI: {
+        /* Each sample kept with probability q: skip geometric gaps. */
+        double q = (double)B / (double)n;
+        if (q >= 1) {
+            for (m = 0; m < n; m++)
+                w->batch[m] = m;
+            return n;
+        }
+        for (size_t i = gsl_ran_geometric(w->rng, q) - 1; i < n;
+             i += gsl_ran_geometric(w->rng, q))
+            w->batch[m++] = i;
+        return m;
+    }
+    default:
+        /* Partial Fisher–Yates: the first B entries become the batch. */
+        for (m = 0; m < B; m++) {
+            size_t j = m + gsl_rng_uniform_int(w->rng, n - m);
+            size_t t = w->perm[m];
+            w->perm[m] = w->perm[j];
+            w->perm[j] = t;
+            w->batch[m] = w->perm[m];
+        }
+        return B;
+    }
+}
+
+/* g = H_ξ z in reduced coordinates: c·(1/scale) Σ_{i∈ξ} Φ_iᵀΦ_i z + c(H − G)z. */
+static void minibatch_gradient(const sim_problem *pb, sim_work *w, size_t m,
+                               double scale, const double *z, double *g)
+{
+    const size_t r = pb->r, k = pb->k;
+    const double *phi = pb->red->phi;
+    memset(g, 0, r * sizeof *g);
+    for (size_t b = 0; b < m; b++)
+        for (size_t o = 0; o < k; o++) {
+            const double *row = phi + (w->batch[b] * k + o) * r;
+            double v = 0;
+            for (size_t j = 0; j < r; j++)
+                v += row[j] * z[j];
+            for (size_t j = 0; j < r; j++)
+                g[j] += v * row[j];
+        }
+    double f = pb->c / scale;
+    for (size_t j = 0; j < r; j++)
+        g[j] *= f;
+    if (pb->fixed)
+        for (size_t j = 0; j < r; j++) {
+            double s = 0;
+            for (size_t l = 0; l < r; l++)
+                s += pb->fixed[j * r + l] * z[l];
+            g[j] += s;
+        }
+}
+
+/* (c/2)·zᵀ G z. */
+static double loss_of(const sim_problem *pb, const double *z)
+{
+    const size_t r = pb->r;
+    const double *G = pb->red->G;
+    double s = 0;
+    for (size_t j = 0; j < r; j++) {
+        if (G) {
+            double row = 0;
+            for (size_t l = 0; l < r; l++)
+                row += G[j * r + l] * z[l];
+            s += z[j] * row;
+        } else {
+            s += pb->red->lambda[j] * z[j] * z[j];
+        }
+    }
+    return 0.5 * pb->c * s;
+}
+
+/* δ_0: z and ‖w‖² (the part in directions that never move). */
+static void draw_init(const sim_problem *pb, sim_work *w, double *z,
+                      double *null2)
+{
+    const size_t r = pb->r, p = pb->p;
+    switch (pb->opt->init) {
+    case SGDSTAB_INIT_ZERO:
+        memset(z, 0, r * sizeof *z);
+        *null2 = 0;
+        return;
+    case SGDSTAB_INIT_MATRIX: {
+        double total = 0, part = 0;
+        for (size_t i = 0; i < p; i++)
+            w->gp[i] = gsl_ran_gaussian(w->rng, 1.0);
+        for (size_t i = 0; i < p; i++) {
+            double d = 0;
+            for (size_t j = 0; j < p; j++)
+                d += pb->init_L[i * p + j] * w->gp[j];
+            total += d * d;
+        }
+        for (size_t j = 0; j < r; j++) {
+            double s = 0;
+            for (size_t i = 0; i < p; i++)
+                s += pb->init[j * p + i] * w->gp[i];
+            z[j] = s;
+            part += s * s;
+        }
+        *null2 = pb->nnull ? fmax(total - part, 0) : 0;
+        return;
+    }
+    default: {
+        double sd = 1 / sqrt((double)p);
+        for (size_t j = 0; j < r; j++)
+            z[j] = gsl_ran_gaussian(w->rng, sd);
+        *null2 = pb->nnull ? gsl_ran_chisq(w->rng, (double)pb->nnull) /
+                                 (double)p
+                           : 0;
+    }
+    }
+}
+
+/* One SGD step on (z, |w|).  Noise Z = (Z_range, a along w, the rest of
+ * squared norm o2): a uniform direction in R^p split by isotropy. */
+static void sgd_step(const sim_problem *pb, sim_work *w, double *z,
+                     double *wnorm)
+{
+    const sgdstab_sim_options *o = pb->opt;
+    const size_t r = pb->r;
+    double scale, *g = w->g;
+    size_t m = draw_batch(pb, w, &scale);
+    minibatch_gradient(pb, w, m, scale, z, g);
+    double along = 0, o2 = 0;  /* noise in the null space */
+    if (o->noise != SGDSTAB_NOISE_NONE) {
+        double norm2 = 0;  /* of a standard Gaussian vector of R^p */
+        for (size_t j = 0; j < r; j++) {
+            w->gp[j] = gsl_ran_gaussian(w->rng, 1.0);
+            norm2 += w->gp[j] * w->gp[j];
+        }
+        if (pb->nnull) {
+            along = gsl_ran_gaussian(w->rng, 1.0);
+            o2 = pb->nnull > 1 ? gsl_ran_chisq(w->rng, (double)(pb->nnull - 1))
+                               : 0;
+            norm2 += along * along + o2;
+        }
+        double f = o->noise_scale;
+        if (o->noise == SGDSTAB_NOISE_PARETO)
+            f *= pow(1 - gsl_rng_uniform(w->rng), -1 / o->noise_alpha) /
+                 sqrt(norm2);
+        for (size_t j = 0; j < r; j++)
+            g[j] -= f * w->gp[j];
+        along *= f;
+        o2 *= f * f;
+    }
+    /* The step is −η·(g − Z): range part η·g, null part −η·Z_null. */
+    double eta = o->lr, step2 = 0;
+    for (size_t j = 0; j < r; j++)
+        step2 += g[j] * g[j];
+    step2 = eta * eta * (step2 + along * along + o2);
+    double shrink = o->clip > 0 && step2 > o->clip * o->clip
+                        ? o->clip / sqrt(step2)
+                        : 1;
+    double f = eta * shrink;
+    for (size_t j = 0; j < r; j++)
+        z[j] -= f * g[j];
+    if (o->noise != SGDSTAB_NOISE_NONE && pb->nnull) {
+        double a = *wnorm + f * along;
+        *wnorm = sqrt(a * a + f * f * o2);
+    }
+}
+
+static double norm2_of(const double *z, size_t r, double wnorm)
+{
+    double s = wnorm * wnorm;
+    for (size_t j = 0; j < r; j++)
+        s += z[j] * z[j];
+    return s;
+}
+
+/* Welford update of (mean, M2) with the run's value x, the run being the
+ * count-th of its group. */
+static void welford(double *mean, double *m2, double x, size_t count)
+{
+    double d = x - *mean;
+    *mean += d / (double)count;
+    *m2 += d * (x - *mean);
+}
+
+static void run_group(sim_state *st, sim_work *w, size_t gi)
+{
+    const sim_problem *pb = &st->pb;
+    const sgdstab_sim_options *o = pb->opt;
+    sim_group *grp = &st->group[gi];
+    const size_t r = pb->r, T = o->steps;
+    for (size_t run = grp->first; run < grp->first + grp->count; run++) {
+        size_t nth = run - grp->first + 1;
+        gsl_rng_set(w->rng, run_seed(o->seed, run));
+        for (size_t i = 0; i < pb->n; i++)
+            w->perm[i] = i;
+        w->pos = pb->n;  /* reshuffle at the first step */
+        double null2, *z = w->z;
+        draw_init(pb, w, z, &null2);
+        double wnorm = sqrt(null2);
+        if (o->radius > 0) {
+            size_t exit = 0;
+            for (size_t t = 1; t <= T && !exit; t++) {
+                sgd_step(pb, w, z, &wnorm);
+                double n2 = norm2_of(z, r, wnorm);
+                if (n2 > o->radius * o->radius || !isfinite(n2))
+                    exit = t;
+            }
+            st->res->exit_step[run] = exit;
+            continue;
+        }
+        for (size_t t = 0; t <= T; t++) {
+            if (t > 0)
+                sgd_step(pb, w, z, &wnorm);
+            welford(&grp->n2_mean[t], &grp->n2_m2[t], norm2_of(z, r, wnorm),
+                    nth);
+            welford(&grp->l_mean[t], &grp->l_m2[t], loss_of(pb, z), nth);
+        }
+    }
+}
+
+static void work_free(sim_work *w)
+{
+    if (w->rng)
+        gsl_rng_free(w->rng);
+    free(w->perm);
+    free(w->batch);
+    free(w->z);
+    free(w->g);
+    free(w->gp);
+}
+
+static int work_alloc(const sim_problem *pb, sim_work *w)
+{
+    memset(w, 0, sizeof *w);
+    size_t r = pb->r ? pb->r : 1, p = pb->p > r ? pb->p : r;
+    w->rng = gsl_rng_alloc(gsl_rng_mt19937);
+    w->perm = malloc(pb->n * sizeof *w->perm);
+    size_t most = pb->opt->batch > pb->n ? pb->opt->batch : pb->n;
+    w->batch = malloc(most * sizeof *w->batch);
+    w->z = malloc(r * sizeof *w->z);
+    w->g = malloc(r * sizeof *w->g);
+    w->gp = malloc(p * sizeof *w->gp);
+    if (w->rng && w->perm && w->batch && w->z && w->g && w->gp)
+        return 0;
+    work_free(w);
+    return -1;
+}
+
+static void *worker(void *arg)
+{
+    sim_state *st = arg;
+    sim_work w;
+    if (work_alloc(&st->pb, &w)) {
+        pthread_mutex_lock(&st->lock);
+        st->failed = st->stop = 1;
+        pthread_mutex_unlock(&st->lock);
+        return NULL;
+    }
+    for (;;) {
+        pthread_mutex_lock(&st->lock);
+        size_t gi = st->stop ? st->ngroups : st->next++;
+        pthread_mutex_unlock(&st->lock);
+        if (gi >= st->ngroups)
+            break;
+        run_group(st, &w, gi);
+        pthread_mutex_lock(&st->lock);
+        st->done++;
+        if (!st->stop && st->progress &&
+            st->progress(st->ctx, st->done, st->ngroups))
+            st->stop = 1;
+        pthread_mutex_unlock(&st->lock);
+    }
+    work_free(&w);
+    return NULL;
+}
+
+void sgdstab_sim_result_free(sgdstab_sim_result *res)
+{
+    if (!res)
+        return;
+    free(res->norm2_mean);
+    free(res->norm2_sd);
+    free(res->loss_mean);
+    free(res->loss_sd);
+    free(res->group_norm2_mean);
+    free(res->group_runs);
+    free(res->exit_step);
+    free(res);
+}
+
+/* Combine the groups' (mean, M2) in group order (Chan et al.) into the
+ * result's means and standard deviations. */
+static void combine(sim_state *st)
+{
+    sgdstab_sim_result *res = st->res;
+    size_t T1 = res->steps + 1;
+    for (size_t t = 0; t < T1; t++) {
+        double nm = 0, nq = 0, lm = 0, lq = 0, count = 0;
+        for (size_t g = 0; g < st->ngroups; g++) {
+            const sim_group *grp = &st->group[g];
+            double cg = (double)grp->count, tot = count + cg;
+            double dn = grp->n2_mean[t] - nm, dl = grp->l_mean[t] - lm;
+            nm += dn * cg / tot;
+            lm += dl * cg / tot;
+            nq += grp->n2_m2[t] + dn * dn * count * cg / tot;
+            lq += grp->l_m2[t] + dl * dl * count * cg / tot;
+            count = tot;
+            res->group_norm2_mean[g * T1 + t] = grp->n2_mean[t];
+        }
+        res->norm2_mean[t] = nm;
+        res->loss_mean[t] = lm;
+        res->norm2_sd[t] = sqrt(fmax(nq, 0) / (count - 1));
+        res->loss_sd[t] = sqrt(fmax(lq, 0) / (count - 1));
+    }
+}
+
+int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
+                     const sgdstab_sim_options *opt,
+                     sgdstab_sim_result **out, sgdstab_progress_fn progress,
+                     void *ctx, sgdstab_error *err)
+{
+    *out = NULL;
+    int status = sgdstab_sim_check(red, opt, err);
+    if (status)
+        return status;
+    sim_state *st = calloc(1, sizeof *st);
+    sgdstab_sim_result *res = calloc(1, sizeof *res);
+    if (!st || !res) {
+        free(st);
+        free(res);
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
+    }
+    if ((status = problem_make(&st->pb, red, prob, opt, err)))
+        goto done;
+    st->res = res;
+    st->progress = progress;
+    st->ctx = ctx;
+    res->steps = opt->steps;
+    res->runs = opt->runs;
+    res->groups = st->ngroups = opt->runs < SIM_GROUPS ? opt->runs : SIM_GROUPS;
+    size_t T1 = opt->steps + 1, G = st->ngroups;
+    int bad = 0;
+    res->group_runs = malloc(G * sizeof *res->group_runs);
+    bad |= !res->group_runs;
+    if (opt->radius > 0) {
+        bad |= !(res->exit_step = calloc(opt->runs, sizeof *res->exit_step));
+    } else {
+        bad |= !(res->norm2_mean = malloc(T1 * sizeof(double)));
+        bad |= !(res->norm2_sd = malloc(T1 * sizeof(double)));
+        bad |= !(res->loss_mean = malloc(T1 * sizeof(double)));
+        bad |= !(res->loss_sd = malloc(T1 * sizeof(double)));
+        bad |= !(res->group_norm2_mean = malloc(G * T1 * sizeof(double)));
+    }
+    for (size_t g = 0; g < G && !bad; g++) {
+        sim_group *grp = &st->group[g];
+        grp->first = g * opt->runs / G;
+        grp->count = (g + 1) * opt->runs / G - grp->first;
+        res->group_runs[g] = grp->count;
+        if (opt->radius > 0)
+            continue;
+        bad |= !(grp->n2_mean = calloc(T1, sizeof(double)));
+        bad |= !(grp->n2_m2 = calloc(T1, sizeof(double)));
+        bad |= !(grp->l_mean = calloc(T1, sizeof(double)));
+        bad |= !(grp->l_m2 = calloc(T1, sizeof(double)));
+    }
+    if (bad) {
+        status = sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory for %zu "
+                              "steps of statistics", opt->steps);
+        goto done;
+    }
+    size_t nt = opt->threads;
+    if (nt == 0) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        nt = cpus > 0 ? (size_t)cpus : 1;
+    }
+    if (nt > G)
+        nt = G;
+    pthread_mutex_init(&st->lock, NULL);
+    pthread_t tid[SIM_GROUPS];
+    size_t started = 0;
+    for (size_t i = 1; i < nt; i++)
+        if (pthread_create(&tid[started], NULL, worker, st) == 0)
+            started++;
+    worker(st);  /* this thread works too */
+    for (size_t i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    pthread_mutex_destroy(&st->lock);
+    if (st->failed)
+        status = sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory for a "
+                              "trajectory");
+    else if (st->stop)
+        status = sgdstab_fail(err, SGDSTAB_ECANCELED, "simulation canceled "
+                              "after %zu of %zu groups of runs", st->done, G);
+    else if (opt->radius <= 0)
+        combine(st);
+done:
+    for (size_t g = 0; g < SIM_GROUPS; g++) {
+        free(st->group[g].n2_mean);
+        free(st->group[g].n2_m2);
+        free(st->group[g].l_mean);
+        free(st->group[g].l_m2);
+    }
+    problem_free(&st->pb);
+    free(st);
+    if (status)
+        sgdstab_sim_result_free(res);
+    else
+        *out = res;
+    return status;
+}
+
+double sgdstab_log_slope(const double *y, size_t from, size_t to)
+{
+    if (to <= from)
+        return NAN;
+    double st = 0, sy = 0, stt = 0, sty = 0, m = (double)(to - from + 1);
+    for (size_t t = from; t <= to; t++) {
+        if (!(y[t] > 0) || !isfinite(y[t]))
+            return NAN;
+        double ly = log(y[t]), tt = (double)t;
+        st += tt;
+        sy += ly;
+        stt += tt * tt;
+        sty += tt * ly;
+    }
+    return (sty - st * sy / m) / (stt - st * st / m);
+}
+
+void sgdstab_sim_growth_rate(const sgdstab_sim_result *res, size_t from,
+                             size_t to, double *rate, double *stderr_)
+{
+    *rate = *stderr_ = NAN;
+    if (!res->norm2_mean || to > res->steps)
+        return;
+    *rate = sgdstab_log_slope(res->norm2_mean, from, to);
+    size_t G = res->groups, T1 = res->steps + 1;
+    if (G < 2 || !isfinite(*rate))
+        return;
+    double *loo = malloc(T1 * sizeof *loo), *slope = malloc(G * sizeof *slope);
+    if (!loo || !slope) {
+        free(loo);
+        free(slope);
+        return;
+    }
+    /* Leave-one-group-out means, their slopes, the jackknife variance. */
+    double mean = 0, R = (double)res->runs;
+    for (size_t g = 0; g < G; g++) {
+        double cg = (double)res->group_runs[g];
+        for (size_t t = from; t <= to; t++)
+            loo[t] = (R * res->norm2_mean[t] -
+                      cg * res->group_norm2_mean[g * T1 + t]) / (R - cg);
+        slope[g] = sgdstab_log_slope(loo, from, to);
+        mean += slope[g] / (double)G;
+    }
+    double var = 0;
+    for (size_t g = 0; g < G; g++)
+        var += (slope[g] - mean) * (slope[g] - mean);
+    *stderr_ = sqrt(var * (double)(G - 1) / (double)G);
+    free(loo);
+    free(slope);
+}
+
+static int compare_steps(const void *a, const void *b)
+{
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    x = x ? x : SIZE_MAX;  /* never exited: last */
+    y = y ? y : SIZE_MAX;
+    return (x > y) - (x < y);
+}
+
+void sgdstab_sim_exit_stats(const sgdstab_sim_result *res,
+                            sgdstab_exit_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    size_t R = res->runs;
+    size_t *sorted = res->exit_step ? malloc(R * sizeof *sorted) : NULL;
+    out->mean = NAN;
+    for (int q = 0; q < 5; q++)
+        out->quantiles[q] = NAN;
+    if (!sorted)
+        return;
+    memcpy(sorted, res->exit_step, R * sizeof *sorted);
+    qsort(sorted, R, sizeof *sorted, compare_steps);
+    double sum = 0;
+    for (size_t i = 0; i < R; i++)
+        if (sorted[i]) {
+            out->exited++;
+            sum += (double)sorted[i];
+        }
+    out->never_fraction = (double)(R - out->exited) / (double)R;
+    out->mean = out->exited ? sum / (double)out->exited : NAN;
+    for (int q = 0; q < 5; q++) {
+        size_t idx = (size_t)ceil(SGDSTAB_EXIT_QUANTILES[q] * (double)R - 1e-9);
+        idx = idx ? idx - 1 : 0;
+        out->quantiles[q] = sorted[idx] ? (double)sorted[idx] : INFINITY;
+    }
+    free(sorted);
+}

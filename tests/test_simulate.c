@@ -1,0 +1,303 @@
+/* Monte Carlo SGD (simulate.h) against exact answers: the exact second
+ * moments of moments.h (z-scores from the simulation's own standard errors),
+ * closed forms where every run is deterministic (full batch, one parameter),
+ * bounds that hold for every run (exit steps under clipping), the threads
+ * invariance promised by the header, and cancellation. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sgdstab/moments.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/rng.h"
+#include "sgdstab/simulate.h"
+#include "sgdstab/stability.h"
+
+typedef struct {
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+} fixture;
+
+/* J with N(0, 1/p) entries, shape n × k × p. */
+static fixture make(size_t n, size_t k, size_t p, unsigned long seed)
+{
+    sgdstab_rng *rng = sgdstab_rng_alloc(seed);
+    assert_non_null(rng);
+    sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
+    snprintf(J.descr, sizeof J.descr, "<f8");
+    J.data = malloc(J.size * sizeof *J.data);
+    assert_non_null(J.data);
+    sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), J.size, J.data);
+    sgdstab_rng_free(rng);
+    fixture f;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_problem_from_arrays("sim", &J, NULL, NULL,
+                                                 &f.prob, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_reduce(f.prob, 0, &f.red, &err), SGDSTAB_OK);
+    return f;
+}
+
+static void release(fixture *f)
+{
+    sgdstab_reduced_free(f->red);
+    sgdstab_problem_free(f->prob);
+}
+
+static sgdstab_sim_options options(double lr, size_t batch, size_t steps,
+                                   size_t runs)
+{
+    sgdstab_sim_options o;
+    memset(&o, 0, sizeof o);
+    o.lr = lr;
+    o.loss_scale = 1;
+    o.batch = batch;
+    o.steps = steps;
+    o.runs = runs;
+    o.seed = 5;
+    return o;
+}
+
+static sgdstab_sim_result *simulate(const fixture *f,
+                                    const sgdstab_sim_options *o)
+{
+    sgdstab_sim_result *res;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_simulate(f->red, f->prob, o, &res, NULL, NULL,
+                                      &err), SGDSTAB_OK);
+    return res;
+}
+
+/* Exact E‖δ_t‖² from S_0 = I/p (no null directions in these problems). */
+static void exact_second_moment(const fixture *f, const sgdstab_sim_options *o,
+                                double *m2)
+{
+    size_t r = f->red->r;
+    assert_int_equal(r, f->red->p);
+    double a, b, *Z0 = calloc(r * r, sizeof *Z0), *tg = malloc((o->steps + 1) *
+                                                              sizeof *tg);
+    assert_true(Z0 && tg);
+    for (size_t j = 0; j < r; j++)
+        Z0[j * r + j] = 1.0 / (double)r;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_batch_coefficients(o->sampling, f->red->n,
+                                                o->batch, &a, &b, &err),
+                     SGDSTAB_OK);
+    sgdstab_moments *m = sgdstab_moments_alloc(f->red, &err);
+    assert_non_null(m);
+    assert_int_equal(sgdstab_moments_evolve(m, o->lr, a, b, Z0, o->steps, m2,
+                                            tg, &err), SGDSTAB_OK);
+    sgdstab_moments_free(m);
+    free(Z0);
+    free(tg);
+}
+
+/* Every fresh-batch sampling, k = 1 and 2, a stable and an unstable η: the
+ * sample mean of ‖δ_t‖² within 4.5 standard errors of the exact value at
+ * every step (about 110 comparisons: a false alarm has probability ~ 1e-3
+ * under normality), and the standard errors small enough to mean something
+ * at the stable η (below 10% of the value).  Above η* the variance grows
+ * much faster than the mean and after a few steps single runs dominate the
+ * sample mean (it then falls short of the exact value far more often than
+ * the normal approximation allows): 5 steps there. */
+static void test_against_exact(void **state)
+{
+    (void)state;
+    const sgdstab_sampling smp[3] = {SGDSTAB_SAMPLING_WITHOUT,
+                                     SGDSTAB_SAMPLING_WITH,
+                                     SGDSTAB_SAMPLING_BERNOULLI};
+    for (size_t k = 1; k <= 2; k++) {
+        fixture f = make(40, k, 4, 40 + k);
+        sgdstab_error err;
+        sgdstab_stability *stab = sgdstab_stability_alloc(f.red, 1, &err);
+        assert_non_null(stab);
+        for (int s = 0; s < 3; s++)
+            for (int l = 0; l < 2; l++) {
+                sgdstab_critical cr;
+                assert_int_equal(sgdstab_critical_lr(stab, smp[s], 8, &cr,
+                                                     &err), SGDSTAB_OK);
+                /* Stable, and mildly unstable: where E‖δ_t‖² grows fast it
+                 * is carried by a few runs, and its sample mean is too
+                 * heavy-tailed for the normal approximation. */
+                const double lrs[2] = {0.5 * cr.lr_critical,
+                                       1.05 * cr.lr_critical};
+                sgdstab_sim_options o = options(lrs[l], 8, l ? 5 : 12,
+                                                20000);
+                o.sampling = smp[s];
+                sgdstab_sim_result *res = simulate(&f, &o);
+                double exact[13];
+                exact_second_moment(&f, &o, exact);
+                for (size_t t = 0; t <= o.steps; t++) {
+                    double se = res->norm2_sd[t] / sqrt((double)o.runs);
+                    if (!(fabs(res->norm2_mean[t] - exact[t]) <= 4.5 * se) ||
+                        (l == 0 && !(se < 0.1 * exact[t])))
+                        fail_msg("k = %zu, %s, eta = %g, t = %zu: mean %.6g, "
+                                 "exact %.6g, standard error %.3g", k,
+                                 sgdstab_sampling_name(smp[s]), lrs[l], t,
+                                 res->norm2_mean[t], exact[t], se);
+                }
+                sgdstab_sim_result_free(res);
+            }
+        sgdstab_stability_free(stab);
+        release(&f);
+    }
+}
+
+/* One parameter, full batch: every run is δ_t = (1 − ηλ)^t δ_0, so the mean
+ * over runs is the mean at 0 times (1 − ηλ)^{2t}, for `without` and for
+ * `reshuffle` (one batch per epoch) alike. */
+static void test_full_batch_closed_form(void **state)
+{
+    (void)state;
+    fixture f = make(6, 1, 1, 3);
+    double lam = f.red->lambda[0], lr = 0.7 / lam;
+    for (int reshuffle = 0; reshuffle < 2; reshuffle++) {
+        sgdstab_sim_options o = options(lr, 6, 15, 50);
+        o.reshuffle = reshuffle;
+        sgdstab_sim_result *res = simulate(&f, &o);
+        for (size_t t = 0; t <= o.steps; t++) {
+            double want = res->norm2_mean[0] * pow(1 - lr * lam, 2.0 * (double)t);
+            if (!(fabs(res->norm2_mean[t] - want) <= 1e-12 * want))
+                fail_msg("t = %zu: %.17g vs %.17g", t, res->norm2_mean[t], want);
+            double lwant = 0.5 * lam * want;
+            if (!(fabs(res->loss_mean[t] - lwant) <= 1e-12 * lwant))
+                fail_msg("loss at t = %zu: %.17g vs %.17g", t,
+                         res->loss_mean[t], lwant);
+        }
+        double rate, se;
+        sgdstab_sim_growth_rate(res, 5, 15, &rate, &se);
+        assert_true(fabs(rate - 2 * log(fabs(1 - lr * lam))) <= 1e-10);
+        assert_true(se <= 1e-10);
+        sgdstab_sim_result_free(res);
+    }
+    release(&f);
+}
+
+/* The same seed gives bit-identical results for 1, 2 and 3 threads. */
+static void test_threads_invariance(void **state)
+{
+    (void)state;
+    fixture f = make(9, 2, 5, 8);
+    sgdstab_sim_result *res[3];
+    for (size_t t = 0; t < 3; t++) {
+        sgdstab_sim_options o = options(0.5, 4, 20, 97);
+        o.sampling = SGDSTAB_SAMPLING_BERNOULLI;
+        o.threads = t + 1;
+        res[t] = simulate(&f, &o);
+    }
+    for (size_t t = 1; t < 3; t++) {
+        size_t bytes = 21 * sizeof(double);
+        assert_memory_equal(res[0]->norm2_mean, res[t]->norm2_mean, bytes);
+        assert_memory_equal(res[0]->norm2_sd, res[t]->norm2_sd, bytes);
+        assert_memory_equal(res[0]->loss_mean, res[t]->loss_mean, bytes);
+    }
+    sgdstab_sim_options o = options(0.5, 4, 20, 97);
+    o.sampling = SGDSTAB_SAMPLING_BERNOULLI;
+    o.seed = 6;
+    sgdstab_sim_result *other = simulate(&f, &o);
+    assert_true(other->norm2_mean[20] != res[0]->norm2_mean[20]);
+    sgdstab_sim_result_free(other);
+    for (size_t t = 0; t < 3; t++)
+        sgdstab_sim_result_free(res[t]);
+    release(&f);
+}
+
+/* Exit steps.  From δ_0 = 0 without noise nothing moves: no run exits.
+ * With clipping at C and a full batch with ηλmax ≤ 1 (|I − ηH| ≤ 1), every
+ * step adds at most C to ‖δ‖, so no run leaves the ball of radius R before
+ * step ⌈R/C⌉; with Pareto noise of scale far above R/η and C > R every run
+ * leaves at step 1. */
+static void test_exit_steps(void **state)
+{
+    (void)state;
+    fixture f = make(8, 1, 3, 11);
+    double lr = 0.9 / f.red->lambda[0];
+    sgdstab_sim_options o = options(lr, 8, 200, 40);
+    o.init = SGDSTAB_INIT_ZERO;
+    o.radius = 1;
+    sgdstab_sim_result *res = simulate(&f, &o);
+    sgdstab_exit_stats es;
+    sgdstab_sim_exit_stats(res, &es);
+    assert_int_equal(es.exited, 0);
+    assert_true(es.never_fraction == 1 && isnan(es.mean) &&
+                isinf(es.quantiles[0]));
+    sgdstab_sim_result_free(res);
+
+    o.noise = SGDSTAB_NOISE_PARETO;
+    o.noise_alpha = 1.2;
+    o.noise_scale = 100 / lr;
+    o.clip = 0.3;
+    res = simulate(&f, &o);
+    sgdstab_sim_exit_stats(res, &es);
+    assert_int_equal(es.exited, o.runs);
+    for (size_t i = 0; i < o.runs; i++)
+        assert_true(res->exit_step[i] >= 4);  /* ⌈1/0.3⌉ */
+    sgdstab_sim_result_free(res);
+
+    o.clip = 2;
+    res = simulate(&f, &o);
+    sgdstab_sim_exit_stats(res, &es);
+    assert_int_equal(es.exited, o.runs);
+    assert_true(es.mean == 1 && es.quantiles[4] == 1);
+    sgdstab_sim_result_free(res);
+    release(&f);
+}
+
+static int stop_now(void *ctx, size_t done, size_t total)
+{
+    (void)ctx;
+    (void)total;
+    return done >= 2;
+}
+
+static void test_cancel_and_check(void **state)
+{
+    (void)state;
+    fixture f = make(8, 1, 3, 12);
+    sgdstab_sim_options o = options(0.1, 2, 10, 100);
+    sgdstab_sim_result *res = NULL;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_simulate(f.red, f.prob, &o, &res, stop_now, NULL,
+                                      &err), SGDSTAB_ECANCELED);
+    assert_null(res);
+    o.batch = 9;
+    assert_int_equal(sgdstab_simulate(f.red, f.prob, &o, &res, NULL, NULL,
+                                      &err), SGDSTAB_EINVAL);
+    assert_non_null(strstr(err.msg, "batch"));
+    o.batch = 2;
+    o.runs = 1;
+    assert_int_equal(sgdstab_sim_check(f.red, &o, &err), SGDSTAB_EINVAL);
+    release(&f);
+}
+
+/* The fit of ln y against t is exact on an exponential. */
+static void test_log_slope(void **state)
+{
+    (void)state;
+    double y[30];
+    for (int t = 0; t < 30; t++)
+        y[t] = 3 * exp(-0.37 * t);
+    assert_true(fabs(sgdstab_log_slope(y, 4, 29) + 0.37) < 1e-13);
+    y[7] = 0;
+    assert_true(isnan(sgdstab_log_slope(y, 4, 29)));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_log_slope),
+        cmocka_unit_test(test_full_batch_closed_form),
+        cmocka_unit_test(test_threads_invariance),
+        cmocka_unit_test(test_exit_steps),
+        cmocka_unit_test(test_cancel_and_check),
+        cmocka_unit_test(test_against_exact),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
