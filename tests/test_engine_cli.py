@@ -694,7 +694,8 @@ def test_bench():
     if d is not None:
         for key in ("dgemm_gflops", "apply_fraction_of_dgemm",
                     "critical_applications", "curve_over_critical",
-                    "phase_solves_per_second", "phase_applications_per_solve"):
+                    "phase_solves_per_second", "phase_applications_per_solve",
+                    "simulate_steps_per_second"):
             v = d.get(key)
             if not (is_num(v) and math.isfinite(v) and v > 0):
                 e.append("%s = %r, want a positive finite number" % (key, v))

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "sgdstab/rng.h"
+#include "sgdstab/simulate.h"
 
 enum {
     OPT_SAMPLES = OPT_FIRST_PRIVATE, OPT_PARAMS, OPT_OUTPUTS, OPT_SEED,
@@ -38,6 +39,9 @@ static const char BENCH_HELP[] =
     "                     solve (the 40 x 40 case: --samples 1000 --params 500\n"
     "                     --phase 40, about a minute; at the default size each\n"
     "                     solve at a stable eta costs many applications)\n"
+    "  simulate           Monte Carlo trajectories at eta = 0.5 eta*(B):\n"
+    "                     trajectory-steps per second, and GFLOP/s counting\n"
+    "                     4 B k r flops per step\n"
     "  memory             peak resident size; doubles per basis vector\n"
     "With --arpack, eta*(B) is also solved with ARPACK-ng from scratch, for\n"
     "comparison with the shared-basis Davidson solver used by default.\n"
@@ -88,6 +92,8 @@ typedef struct {
     int stable_conv;
     double curve, curve_total, curve_ratio;
     size_t curve_mv, curve_m;
+    double sim, sim_rate, sim_gflops;
+    size_t sim_steps;
     double phase, phase_rate, phase_mv_per_solve;
     size_t phase_m, phase_solves;
     double arpack, arpack_value;
@@ -115,6 +121,34 @@ static int time_critical(const cli_args *a, const sgdstab_reduced *red,
     *seconds = now() - t;
     sgdstab_stability_free(s);
     return st ? fail(&err) : EXIT_OK;
+}
+
+/* Monte Carlo SGD at a stable η: 64 runs, 3e9 flops in all (about 1 s). */
+static int time_simulate(const cli_args *a, const sgdstab_problem *prob,
+                         const sgdstab_reduced *red, size_t batch, double lr,
+                         bench_result *b)
+{
+    sgdstab_sim_options o;
+    memset(&o, 0, sizeof o);
+    o.lr = lr;
+    o.loss_scale = 1;
+    o.batch = batch;
+    o.sampling = a->sampling;
+    o.runs = 64;
+    o.seed = 1;
+    double flops = 4.0 * (double)batch * (double)red->k * (double)red->r;
+    o.steps = (size_t)fmax(10, fmin(1e6, 3e9 / flops / (double)o.runs));
+    sgdstab_sim_result *res;
+    sgdstab_error err;
+    double t = now();
+    if (sgdstab_simulate(red, prob, &o, &res, NULL, NULL, &err))
+        return fail(&err);
+    b->sim = now() - t;
+    sgdstab_sim_result_free(res);
+    b->sim_steps = o.steps * o.runs;
+    b->sim_rate = (double)b->sim_steps / b->sim;
+    b->sim_gflops = b->sim_rate * flops / 1e9;
+    return EXIT_OK;
 }
 
 /* An m × m phase diagram on a fresh workspace: m log-spaced batch sizes in
@@ -303,6 +337,8 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
     for (size_t i = 0; i < b->curve_m; i++)
         b->curve_mv += curve[i].matvecs;
 
+    if ((status = time_simulate(a, prob, red, batch, 0.5 * b->crit_value, b)))
+        goto done;
     /* The curve holds η*(1) and η*(n), the smallest and largest η*. */
     if (phase_m && (status = time_phase(a, red, phase_m,
                                         curve[0].lr_critical / 2,
@@ -353,6 +389,10 @@ static void print_text(size_t n, size_t p, size_t k, size_t batch,
     printf("  %-34s %10.3f s  (%.3f s + factorization), %zu applications, "
            "%.2f x one eta*(B)\n", "curve of log-spaced batch sizes",
            b->curve_total, b->curve, b->curve_mv, b->curve_ratio);
+    printf("  %-34s %10.3f s  %zu trajectory-steps, %.3g per second, %.1f "
+           "GFLOP/s = %.1f%% of DGEMM\n", "simulate (64 runs, 0.5 eta*)",
+           b->sim, b->sim_steps, b->sim_rate, b->sim_gflops,
+           100 * b->sim_gflops / b->gemm);
     if (b->phase_m)
         printf("  %-34s %10.3f s  %zu solves (%zu x %zu grid + boundary), "
                "%.1f solves/s, %.1f applications per solve\n",
@@ -395,6 +435,9 @@ static int print_json(size_t n, size_t p, size_t k, size_t batch,
     cli_json_number(o, "curve_seconds_total", b->curve_total);
     cli_json_size(o, "curve_applications", b->curve_mv);
     cli_json_number(o, "curve_over_critical", b->curve_ratio);
+    cli_json_number(o, "simulate_seconds", b->sim);
+    cli_json_number(o, "simulate_steps_per_second", b->sim_rate);
+    cli_json_number(o, "simulate_fraction_of_dgemm", b->sim_gflops / b->gemm);
     if (b->phase_m) {
         cli_json_size(o, "phase_grid_size", b->phase_m);
         cli_json_number(o, "phase_seconds", b->phase);
