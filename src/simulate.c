@@ -52,14 +52,22 @@ typedef struct {
     void *ctx;
 } sim_state;
 
-/* splitmix64: decorrelated seeds for the runs of one seed. */
+/* MurmurHash3's finalizer: a bijection of 32-bit words that scatters them. */
+static uint32_t mix32(uint32_t x)
+{
+    x ^= x >> 16;
+    x *= 0x85EBCA6Bu;
+    x ^= x >> 13;
+    x *= 0xC2B2AE35u;
+    x ^= x >> 16;
+    return x;
+}
+
+/* The MT19937 seed of run j: distinct for every run of one seed (a
+ * bijection of mix32(seed) + j modulo 2^32), scattered over the seed space. */
 static unsigned long run_seed(unsigned long seed, size_t run)
 {
-    uint64_t x = (uint64_t)seed * 0x9E3779B97F4A7C15ull + (uint64_t)run + 1;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    x ^= x >> 31;
-    return (unsigned long)(x & 0xFFFFFFFFul);  /* MT19937 takes 32 bits */
+    return mix32(mix32((uint32_t)seed) + (uint32_t)run);
 }
 
 int sgdstab_sim_check(const sgdstab_reduced *red,
@@ -487,8 +495,10 @@ static void combine(sim_state *st)
         }
         res->norm2_mean[t] = nm;
         res->loss_mean[t] = lm;
-        res->norm2_sd[t] = sqrt(fmax(nq, 0) / (count - 1));
-        res->loss_sd[t] = sqrt(fmax(lq, 0) / (count - 1));
+        /* Rounding may leave M2 slightly negative; overflow leaves NaN or
+         * ∞, which must stay visible (no confidence interval of 0). */
+        res->norm2_sd[t] = nq < 0 ? 0 : sqrt(nq / (count - 1));
+        res->loss_sd[t] = lq < 0 ? 0 : sqrt(lq / (count - 1));
     }
 }
 

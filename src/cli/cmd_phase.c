@@ -108,7 +108,7 @@ static int print_json(const phase_report *r)
     cli_json_size(o, "n", r->prob->n);
     cli_json_size(o, "k", r->prob->k);
     cli_json_size(o, "p", r->prob->p);
-    cli_json_size(o, "rank", r->red->r);
+    cli_json_size(o, "rank", r->red->rank_J);
     cJSON_AddStringToObject(o, "sampling",
                             sgdstab_sampling_name(r->a->sampling));
     cli_json_number(o, "loss_scale", r->scale);

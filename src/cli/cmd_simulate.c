@@ -34,7 +34,7 @@ static const char SIMULATE_HELP[] =
     "  --batch B         batch size (required)\n"
     "  --steps T         number of steps (required)\n"
     "  --runs R          number of trajectories (default 1000, at least 2)\n"
-    "  --seed S          random seed (default 1)\n"
+    "  --seed S          random seed, 0 to 2^32 - 1 (default 1)\n"
     "  --sampling S      without (default; B distinct samples, fresh each\n"
     "                    step), with (B i.i.d. draws), bernoulli (each sample\n"
     "                    kept with probability B/n, sum divided by B) or\n"
@@ -167,7 +167,7 @@ static int print_json(const cli_args *a, const cli_session *ses,
     cli_json_size(j, "n", ses->red->n);
     cli_json_size(j, "k", ses->red->k);
     cli_json_size(j, "p", ses->red->p);
-    cli_json_size(j, "rank", ses->red->r);
+    cli_json_size(j, "rank", ses->red->rank_J);
     cli_json_number(j, "lr", o->lr);
     cli_json_size(j, "batch", o->batch);
     cJSON_AddStringToObject(j, "sampling", sr->sampling_name);
