@@ -2,8 +2,13 @@
 collect pass/fail lines, print failures with the command and its output."""
 
 import json
+import math
 import os
+import shutil
 import subprocess
+import sys
+import tempfile
+import time
 
 SGDSTAB = None   # path of the binary, set by the test script
 npass = 0
@@ -93,3 +98,50 @@ def write_problem(work, name, J, H=None, hessian_file=False):
     hp = os.path.join(work, name + "_H.npy")
     np.save(hp, H)
     return path, ["--hessian", hp]
+
+
+def csv_number(field):
+    """(value, error or None) for one numeric CSV field: a decimal number, or
+    literally inf, -inf, nan."""
+    try:
+        v = float(field)
+    except ValueError:
+        return None, "%r is not a number" % field
+    if math.isnan(v) and field != "nan":
+        return v, "%r: NaN must be written 'nan'" % field
+    if math.isinf(v) and field not in ("inf", "-inf"):
+        return v, "%r: infinity must be written 'inf' or '-inf'" % field
+    return v, None
+
+
+def same_number(csv_v, json_v):
+    """A CSV value equals its JSON twin: the same double (17 significant
+    digits round-trip), or non-finite and JSON null."""
+    if json_v is None:
+        return not math.isfinite(csv_v)
+    return is_num(json_v) and csv_v == json_v
+
+
+def main(doc, name, body):
+    """A test script's main: `script SGDSTAB` (else print doc, status 99),
+    body(work) with a scratch directory that is removed afterwards, then the
+    summary line.  A status that body returns ends the script at once."""
+    global SGDSTAB
+    if len(sys.argv) != 2:
+        print(doc)
+        return 99
+    SGDSTAB = sys.argv[1]
+    if not os.access(SGDSTAB, os.X_OK):
+        print("cannot run %s" % SGDSTAB)
+        return 99
+    work = tempfile.mkdtemp(prefix="sgdstab-%s-" % name)
+    t0 = time.time()
+    try:
+        status = body(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if status is not None:
+        return status
+    print()
+    print("%d passed, %d failed (%.1f s)" % (npass, nfail, time.time() - t0))
+    return 0 if nfail == 0 else 1

@@ -16,10 +16,8 @@ Tolerances (issue 3): rho_⊥ 1e-10 absolute, eta* 1e-9 relative, evolution
 
 import math
 import os
-import shutil
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -707,39 +705,25 @@ def test_bench():
 
 # ----------------------------------------------------------------- main
 
-def main():
+def body(work):
     global WORK
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 99
-    harness.SGDSTAB = sys.argv[1]
-    if not os.access(harness.SGDSTAB, os.X_OK):
-        print("cannot run %s" % harness.SGDSTAB)
-        return 99
-    WORK = tempfile.mkdtemp(prefix="sgdstab-engine-")
-    t0 = time.time()
+    WORK = work
     try:
-        try:
-            ref.selfcheck()
-            ok("reference self-check: Kronecker T = enumeration of every "
-               "batch, (a, b) table, rho(eta*) = 1")
-        except AssertionError as exc:
-            fail("reference self-check", [repr(exc)])
-            return 1
-        cases = make_cases()
-        test_analyze(cases)
-        test_loss(cases)
-        test_negative(cases)
-        test_critical(cases)
-        test_evolve()
-        test_errors(cases)
-        test_bench()
-    finally:
-        shutil.rmtree(WORK, ignore_errors=True)
-    print()
-    print("%d passed, %d failed (%.1f s)" % (harness.npass, harness.nfail, time.time() - t0))
-    return 0 if harness.nfail == 0 else 1
+        ref.selfcheck()
+        ok("reference self-check: Kronecker T = enumeration of every "
+           "batch, (a, b) table, rho(eta*) = 1")
+    except AssertionError as exc:
+        fail("reference self-check", [repr(exc)])
+        return 1
+    cases = make_cases()
+    test_analyze(cases)
+    test_loss(cases)
+    test_negative(cases)
+    test_critical(cases)
+    test_evolve()
+    test_errors(cases)
+    test_bench()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(__doc__, "engine", body))

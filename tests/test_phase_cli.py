@@ -93,8 +93,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_harness as harness  # noqa: E402
 import engine_reference as ref  # noqa: E402
-from cli_harness import (fail, fmt, is_num, report, run,  # noqa: E402
-                         run_json)
+from cli_harness import (csv_number, fail, fmt, is_num, report, run,  # noqa: E402
+                         run_json, same_number)
 import theory_reference as tref  # noqa: E402
 
 RHO_ABS = 1e-10
@@ -137,26 +137,6 @@ def json_value(x):
     return x if math.isfinite(x) else None
 
 
-def csv_number(field):
-    """(value, error or None) for one numeric CSV field: a decimal number, or
-    literally inf, -inf, nan."""
-    try:
-        v = float(field)
-    except ValueError:
-        return None, "%r is not a number" % field
-    if math.isnan(v) and field != "nan":
-        return v, "%r: NaN must be written 'nan'" % field
-    if math.isinf(v) and field not in ("inf", "-inf"):
-        return v, "%r: infinity must be written 'inf' or '-inf'" % field
-    return v, None
-
-
-def same_number(csv_v, json_v):
-    """A CSV value equals its JSON twin: the same double (17 significant
-    digits round-trip), or non-finite and JSON null."""
-    if json_v is None:
-        return not math.isfinite(csv_v)
-    return is_num(json_v) and csv_v == json_v
 
 
 def read_csv(path):
@@ -1216,41 +1196,26 @@ def test_interrupt():
 
 # ----------------------------------------------------------------- main
 
-def main():
+def body(work):
     global WORK
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 99
-    harness.SGDSTAB = sys.argv[1]
-    if not os.access(harness.SGDSTAB, os.X_OK):
-        print("cannot run %s" % harness.SGDSTAB)
-        return 99
-    WORK = tempfile.mkdtemp(prefix="sgdstab-phase-")
-    t0 = time.time()
-    try:
-        res = run("phase", "--help")
-        if res.rc != 0:
-            fail("sgdstab phase --help exits %d: is `phase` implemented?"
-                 % res.rc, [], res)
-        cases = make_cases()
-        test_grid(cases)
-        test_loss_and_defaults(cases)
-        test_batch_syntax(cases)
-        test_lr_syntax(cases)
-        test_noiseless()
-        test_continuity(cases)
-        test_text(cases)
-        test_plot(cases)
-        test_errors(cases)
-        test_output_errors(cases)
-        test_interrupt()
-    finally:
-        shutil.rmtree(WORK, ignore_errors=True)
-    print()
-    print("%d passed, %d failed (%.1f s)" % (harness.npass, harness.nfail,
-                                            time.time() - t0))
-    return 0 if harness.nfail == 0 else 1
+    WORK = work
+    res = run("phase", "--help")
+    if res.rc != 0:
+        fail("sgdstab phase --help exits %d: is `phase` implemented?"
+             % res.rc, [], res)
+    cases = make_cases()
+    test_grid(cases)
+    test_loss_and_defaults(cases)
+    test_batch_syntax(cases)
+    test_lr_syntax(cases)
+    test_noiseless()
+    test_continuity(cases)
+    test_text(cases)
+    test_plot(cases)
+    test_errors(cases)
+    test_output_errors(cases)
+    test_interrupt()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(__doc__, "phase", body))

@@ -132,10 +132,8 @@ import itertools
 import json
 import math
 import os
-import shutil
 import sys
 import tempfile
-import time
 
 import numpy as np
 import scipy.stats
@@ -143,7 +141,8 @@ import scipy.stats
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_harness as harness  # noqa: E402
 import engine_reference as ref  # noqa: E402
-from cli_harness import (fmt, is_num, report, run, run_json)  # noqa: E402
+from cli_harness import (csv_number, fmt, is_num, report, run,  # noqa: E402
+                         run_json, same_number)
 
 Q95 = 1.959963984540054
 ALPHA = 1e-3
@@ -221,22 +220,6 @@ def zcheck(name, got, want, se):
     return None
 
 
-def csv_number(field):
-    try:
-        v = float(field)
-    except ValueError:
-        return None, "%r is not a number" % field
-    if math.isnan(v) and field != "nan":
-        return v, "%r: NaN must be written 'nan'" % field
-    if math.isinf(v) and field not in ("inf", "-inf"):
-        return v, "%r: infinity must be written 'inf' or '-inf'" % field
-    return v, None
-
-
-def same_number(csv_v, json_v):
-    if json_v is None:
-        return not math.isfinite(csv_v)
-    return is_num(json_v) and csv_v == json_v
 
 
 # ----------------------------------------------------------------- problems
@@ -1500,49 +1483,34 @@ def test_errors():
 
 # ----------------------------------------------------------------- main
 
-def main():
+def body(work):
     global WORK
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 99
-    harness.SGDSTAB = sys.argv[1]
-    if not os.access(harness.SGDSTAB, os.X_OK):
-        print("cannot run %s" % harness.SGDSTAB)
-        return 99
-    WORK = tempfile.mkdtemp(prefix="sgdstab-simulate-")
-    t0 = time.time()
-    try:
-        print("statistical bounds: |z| <= %.3f (normal, %d comparisons at "
-              "most), growth rate within %.3f jackknife stderr (t_19)"
-              % (Z_MAX, Z_BUDGET, T_MAX))
-        test_exact_agreement()
-        test_exact_options()
-        test_noise_moments()
-        test_reshuffle_exact()
-        test_full_batch()
-        test_one_sample()
-        test_init_zero()
-        test_reshuffle_closed()
-        test_reproducibility()
-        test_exits()
-        test_formats()
-        test_errors()
-        e = []
-        if NZ > Z_BUDGET:
-            e.append("%d statistical comparisons > budget %d: raise Z_BUDGET"
-                     % (NZ, Z_BUDGET))
-        if NG > G_BUDGET:
-            e.append("%d growth-rate comparisons > budget %d" % (NG,
-                                                                 G_BUDGET))
-        report("statistical budget: %d of %d z comparisons, %d of %d growth "
-               "fits" % (NZ, Z_BUDGET, NG, G_BUDGET), e)
-    finally:
-        shutil.rmtree(WORK, ignore_errors=True)
-    print()
-    print("%d passed, %d failed (%.1f s)" % (harness.npass, harness.nfail,
-                                             time.time() - t0))
-    return 0 if harness.nfail == 0 else 1
+    WORK = work
+    print("statistical bounds: |z| <= %.3f (normal, %d comparisons at "
+          "most), growth rate within %.3f jackknife stderr (t_19)"
+          % (Z_MAX, Z_BUDGET, T_MAX))
+    test_exact_agreement()
+    test_exact_options()
+    test_noise_moments()
+    test_reshuffle_exact()
+    test_full_batch()
+    test_one_sample()
+    test_init_zero()
+    test_reshuffle_closed()
+    test_reproducibility()
+    test_exits()
+    test_formats()
+    test_errors()
+    e = []
+    if NZ > Z_BUDGET:
+        e.append("%d statistical comparisons > budget %d: raise Z_BUDGET"
+                 % (NZ, Z_BUDGET))
+    if NG > G_BUDGET:
+        e.append("%d growth-rate comparisons > budget %d" % (NG,
+                                                             G_BUDGET))
+    report("statistical budget: %d of %d z comparisons, %d of %d growth "
+           "fits" % (NZ, Z_BUDGET, NG, G_BUDGET), e)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(__doc__, "simulate", body))

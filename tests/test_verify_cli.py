@@ -40,10 +40,7 @@ Exit status 0 iff every check passed.
 
 import math
 import os
-import shutil
 import sys
-import tempfile
-import time
 
 import numpy as np
 
@@ -651,37 +648,23 @@ def test_errors():
 
 # ----------------------------------------------------------------- main
 
-def main():
+def body(work):
     global WORK
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 99
-    harness.SGDSTAB = sys.argv[1]
-    if not os.access(harness.SGDSTAB, os.X_OK):
-        print("cannot run %s" % harness.SGDSTAB)
-        return 99
-    WORK = tempfile.mkdtemp(prefix="sgdstab-verify-")
-    t0 = time.time()
+    WORK = work
     try:
-        try:
-            tref.selfcheck()
-            ok("theory reference self-check: closed forms = Kronecker "
-               "Rayleigh ratios = published forms, mu_min by two solvers, "
-               "brute force, rank-one closed forms")
-        except AssertionError as exc:
-            fail("theory reference self-check", [repr(exc)])
-            return 1
-        test_grid()
-        test_random_many()
-        test_closed_forms()
-        test_edges()
-        test_errors()
-    finally:
-        shutil.rmtree(WORK, ignore_errors=True)
-    print()
-    print("%d passed, %d failed (%.1f s)" % (harness.npass, harness.nfail, time.time() - t0))
-    return 0 if harness.nfail == 0 else 1
+        tref.selfcheck()
+        ok("theory reference self-check: closed forms = Kronecker "
+           "Rayleigh ratios = published forms, mu_min by two solvers, "
+           "brute force, rank-one closed forms")
+    except AssertionError as exc:
+        fail("theory reference self-check", [repr(exc)])
+        return 1
+    test_grid()
+    test_random_many()
+    test_closed_forms()
+    test_edges()
+    test_errors()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(__doc__, "verify", body))
