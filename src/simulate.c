@@ -1,74 +1,33 @@
 #include "sgdstab/simulate.h"
 
 #include <gsl/gsl_randist.h>
-#include <gsl/gsl_rng.h>
 #include <lapacke.h>
 #include <math.h>
-#include <pthread.h>
-#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
+
+#include "minibatch.h"
 
 const double SGDSTAB_EXIT_QUANTILES[5] = {0.1, 0.25, 0.5, 0.75, 0.9};
 
-/* Groups of runs: the unit of work of a thread, of the deterministic
- * combination of statistics and of the jackknife. */
-enum { SIM_GROUPS = 20 };
-
-/* The problem as a trajectory needs it. */
+/* S_0 = L Lᵀ for SGDSTAB_INIT_MATRIX: the p×p L and the r×p Qᵀ L. */
 typedef struct {
-    const sgdstab_reduced *red;
-    const sgdstab_sim_options *opt;
-    size_t n, k, r, p, nnull;    /* nnull = p − r directions that never move */
-    double c;                    /* loss scale */
-    double *fixed;               /* r×r c·(H − G) with a supplied H, else NULL */
-    double *init;                /* r×p Qᵀ L and the p×p L, S_0 = L Lᵀ */
-    double *init_L;
-} sim_problem;
+    double *L, *QL;
+} sim_init;
 
-/* Per-thread scratch. */
-typedef struct {
-    gsl_rng *rng;
-    size_t *perm, pos;           /* a permutation of the samples */
-    size_t *batch;               /* indices of the current batch */
-    double *z, *g, *gp;          /* r, r, p */
-} sim_work;
-
-/* Per-group accumulators (Welford), and exit steps. */
+/* Per-group accumulators (Welford). */
 typedef struct {
     size_t first, count;
     double *n2_mean, *n2_m2, *l_mean, *l_m2;   /* steps + 1 each */
 } sim_group;
 
 typedef struct {
-    sim_problem pb;
+    mb_problem pb;
+    sim_init init;
     sgdstab_sim_result *res;
-    sim_group group[SIM_GROUPS];
-    size_t ngroups, next, done;
-    int stop, failed;
-    pthread_mutex_t lock;
-    sgdstab_progress_fn progress;
-    void *ctx;
+    sim_group group[MB_GROUPS];
+    size_t ngroups;
 } sim_state;
-
-/* MurmurHash3's finalizer: a bijection of 32-bit words that scatters them. */
-static uint32_t mix32(uint32_t x)
-{
-    x ^= x >> 16;
-    x *= 0x85EBCA6Bu;
-    x ^= x >> 13;
-    x *= 0xC2B2AE35u;
-    x ^= x >> 16;
-    return x;
-}
-
-/* The MT19937 seed of run j: distinct for every run of one seed (a
- * bijection of mix32(seed) + j modulo 2^32), scattered over the seed space. */
-static unsigned long run_seed(unsigned long seed, size_t run)
-{
-    return mix32(mix32((uint32_t)seed) + (uint32_t)run);
-}
 
 int sgdstab_sim_check(const sgdstab_reduced *red,
                       const sgdstab_sim_options *o, sgdstab_error *err)
@@ -103,19 +62,19 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
 }
 
 /* S_0 = L Lᵀ with L = U diag(√max(w, 0)), and Qᵀ L. */
-static int factor_init(sim_problem *pb, const sgdstab_problem *prob,
-                       sgdstab_error *err)
+static int factor_init(sim_init *in, const mb_problem *pb,
+                       const sgdstab_problem *prob, sgdstab_error *err)
 {
     size_t p = pb->p;
     double *w = malloc(p * sizeof *w);
-    pb->init_L = malloc(p * p * sizeof *pb->init_L);
-    pb->init = malloc((pb->r ? pb->r : 1) * p * sizeof *pb->init);
-    if (!w || !pb->init_L || !pb->init) {
+    in->L = malloc(p * p * sizeof *in->L);
+    in->QL = malloc((pb->r ? pb->r : 1) * p * sizeof *in->QL);
+    if (!w || !in->L || !in->QL) {
         free(w);
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
     }
-    memcpy(pb->init_L, pb->opt->init_matrix, p * p * sizeof *pb->init_L);
-    if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)p, pb->init_L,
+    memcpy(in->L, pb->opt->init_matrix, p * p * sizeof *in->L);
+    if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)p, in->L,
                        (lapack_int)p, w) != 0) {
         free(w);
         return sgdstab_fail(err, SGDSTAB_ENUMERIC, "eigenvalues of the "
@@ -124,126 +83,14 @@ static int factor_init(sim_problem *pb, const sgdstab_problem *prob,
     for (size_t j = 0; j < p; j++) {
         double s = sqrt(fmax(w[j], 0));
         for (size_t i = 0; i < p; i++)
-            pb->init_L[i * p + j] *= s;
+            in->L[i * p + j] *= s;
     }
     free(w);
-    return sgdstab_reduce_coordinates(pb->red, prob, pb->init_L, p, pb->init,
-                                      err);
-}
-
-static int problem_make(sim_problem *pb, const sgdstab_reduced *red,
-                        const sgdstab_problem *prob,
-                        const sgdstab_sim_options *opt, sgdstab_error *err)
-{
-    memset(pb, 0, sizeof *pb);
-    pb->red = red;
-    pb->opt = opt;
-    pb->n = red->n;
-    pb->k = red->k;
-    pb->r = red->r;
-    pb->p = red->p;
-    pb->nnull = red->p - red->r;
-    pb->c = opt->loss_scale;
-    size_t r = red->r;
-    if (red->G) {
-        if (!(pb->fixed = malloc(r * r * sizeof *pb->fixed)))
-            return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-        for (size_t j = 0; j < r; j++)
-            for (size_t l = 0; l < r; l++)
-                pb->fixed[j * r + l] = pb->c * ((j == l ? red->lambda[j] : 0) -
-                                                red->G[j * r + l]);
-    }
-    if (opt->init == SGDSTAB_INIT_MATRIX)
-        return factor_init(pb, prob, err);
-    return SGDSTAB_OK;
-}
-
-static void problem_free(sim_problem *pb)
-{
-    free(pb->fixed);
-    free(pb->init);
-    free(pb->init_L);
-}
-
-/* The next batch into w->batch; returns its size and sets *scale to the
- * divisor of its sum. */
-static size_t draw_batch(const sim_problem *pb, sim_work *w, double *scale)
-{
-    const sgdstab_sim_options *o = pb->opt;
-    size_t n = pb->n, B = o->batch, m = 0;
-    if (o->reshuffle) {
-        if (w->pos >= n) {
-            gsl_ran_shuffle(w->rng, w->perm, n, sizeof *w->perm);
-            w->pos = 0;
-        }
-        m = n - w->pos < B ? n - w->pos : B;
-        memcpy(w->batch, w->perm + w->pos, m * sizeof *w->batch);
-        w->pos += m;
-        *scale = (double)m;
-        return m;
-    }
-    *scale = (double)B;
-    switch (o->sampling) {
-    case SGDSTAB_SAMPLING_WITH:
-        for (m = 0; m < B; m++)
-            w->batch[m] = gsl_rng_uniform_int(w->rng, n);
-        return B;
-    case SGDSTAB_SAMPLING_BERNOULLI: {
-        /* Each sample kept with probability q: skip geometric gaps. */
-        double q = (double)B / (double)n;
-        if (q >= 1) {
-            for (m = 0; m < n; m++)
-                w->batch[m] = m;
-            return n;
-        }
-        for (size_t i = gsl_ran_geometric(w->rng, q) - 1; i < n;
-             i += gsl_ran_geometric(w->rng, q))
-            w->batch[m++] = i;
-        return m;
-    }
-    default:
-        /* Partial Fisher–Yates: the first B entries become the batch. */
-        for (m = 0; m < B; m++) {
-            size_t j = m + gsl_rng_uniform_int(w->rng, n - m);
-            size_t t = w->perm[m];
-            w->perm[m] = w->perm[j];
-            w->perm[j] = t;
-            w->batch[m] = w->perm[m];
-        }
-        return B;
-    }
-}
-
-/* g = H_ξ z in reduced coordinates: c·(1/scale) Σ_{i∈ξ} Φ_iᵀΦ_i z + c(H − G)z. */
-static void minibatch_gradient(const sim_problem *pb, sim_work *w, size_t m,
-                               double scale, const double *z, double *g)
-{
-    const size_t r = pb->r, k = pb->k;
-    const double *phi = pb->red->phi;
-    memset(g, 0, r * sizeof *g);
-    for (size_t b = 0; b < m; b++)
-        for (size_t o = 0; o < k; o++) {
-            const double *row = phi + (w->batch[b] * k + o) * r;
-            double v = 0;
-            for (size_t j = 0; j < r; j++)
-                v += row[j] * z[j];
-            for (size_t j = 0; j < r; j++)
-                g[j] += v * row[j];
-        }
-    double f = pb->c / scale;
-    for (size_t j = 0; j < r; j++)
-        g[j] *= f;
-    if (pb->fixed)
-        for (size_t j = 0; j < r; j++) {
-            double s = 0;
-            for (size_t l = 0; l < r; l++)
-                s += pb->fixed[j * r + l] * z[l];
-            g[j] += s;
-        }
+    return sgdstab_reduce_coordinates(pb->red, prob, in->L, p, in->QL, err);
 }
 
 /* (c/2)·zᵀ G z. */
-static double loss_of(const sim_problem *pb, const double *z)
+static double loss_of(const mb_problem *pb, const double *z)
 {
     const size_t r = pb->r;
     const double *G = pb->red->G;
@@ -262,8 +109,8 @@ static double loss_of(const sim_problem *pb, const double *z)
 }
 
 /* δ_0: z and ‖w‖² (the part in directions that never move). */
-static void draw_init(const sim_problem *pb, sim_work *w, double *z,
-                      double *null2)
+static void draw_init(const mb_problem *pb, const sim_init *in, mb_work *w,
+                      double *z, double *null2)
 {
     const size_t r = pb->r, p = pb->p;
     switch (pb->opt->init) {
@@ -278,13 +125,13 @@ static void draw_init(const sim_problem *pb, sim_work *w, double *z,
         for (size_t i = 0; i < p; i++) {
             double d = 0;
             for (size_t j = 0; j < p; j++)
-                d += pb->init_L[i * p + j] * w->gp[j];
+                d += in->L[i * p + j] * w->gp[j];
             total += d * d;
         }
         for (size_t j = 0; j < r; j++) {
             double s = 0;
             for (size_t i = 0; i < p; i++)
-                s += pb->init[j * p + i] * w->gp[i];
+                s += in->QL[j * p + i] * w->gp[i];
             z[j] = s;
             part += s * s;
         }
@@ -304,14 +151,14 @@ static void draw_init(const sim_problem *pb, sim_work *w, double *z,
 
 /* One SGD step on (z, |w|).  Noise Z = (Z_range, a along w, the rest of
  * squared norm o2): a uniform direction in R^p split by isotropy. */
-static void sgd_step(const sim_problem *pb, sim_work *w, double *z,
+static void sgd_step(const mb_problem *pb, mb_work *w, double *z,
                      double *wnorm)
 {
     const sgdstab_sim_options *o = pb->opt;
     const size_t r = pb->r;
     double scale, *g = w->g;
-    size_t m = draw_batch(pb, w, &scale);
-    minibatch_gradient(pb, w, m, scale, z, g);
+    size_t m = mb_draw_batch(pb, w, &scale);
+    mb_gradient(pb, w, m, scale, z, g);
     double along = 0, o2 = 0;  /* noise in the null space */
     if (o->noise != SGDSTAB_NOISE_NONE) {
         double norm2 = 0;  /* of a standard Gaussian vector of R^p */
@@ -368,20 +215,18 @@ static void welford(double *mean, double *m2, double x, size_t count)
     *m2 += d * (x - *mean);
 }
 
-static void run_group(sim_state *st, sim_work *w, size_t gi)
+static void run_group(void *ctx, mb_work *w, size_t gi)
 {
-    const sim_problem *pb = &st->pb;
+    sim_state *st = ctx;
+    const mb_problem *pb = &st->pb;
     const sgdstab_sim_options *o = pb->opt;
     sim_group *grp = &st->group[gi];
     const size_t r = pb->r, T = o->steps;
     for (size_t run = grp->first; run < grp->first + grp->count; run++) {
         size_t nth = run - grp->first + 1;
-        gsl_rng_set(w->rng, run_seed(o->seed, run));
-        for (size_t i = 0; i < pb->n; i++)
-            w->perm[i] = i;
-        w->pos = pb->n;  /* reshuffle at the first step */
+        mb_start_run(pb, w, run);
         double null2, *z = w->z;
-        draw_init(pb, w, z, &null2);
+        draw_init(pb, &st->init, w, z, &null2);
         double wnorm = sqrt(null2);
         if (o->radius > 0) {
             size_t exit = 0;
@@ -402,62 +247,6 @@ static void run_group(sim_state *st, sim_work *w, size_t gi)
             welford(&grp->l_mean[t], &grp->l_m2[t], loss_of(pb, z), nth);
         }
     }
-}
-
-static void work_free(sim_work *w)
-{
-    if (w->rng)
-        gsl_rng_free(w->rng);
-    free(w->perm);
-    free(w->batch);
-    free(w->z);
-    free(w->g);
-    free(w->gp);
-}
-
-static int work_alloc(const sim_problem *pb, sim_work *w)
-{
-    memset(w, 0, sizeof *w);
-    size_t r = pb->r ? pb->r : 1, p = pb->p > r ? pb->p : r;
-    w->rng = gsl_rng_alloc(gsl_rng_mt19937);
-    w->perm = malloc(pb->n * sizeof *w->perm);
-    size_t most = pb->opt->batch > pb->n ? pb->opt->batch : pb->n;
-    w->batch = malloc(most * sizeof *w->batch);
-    w->z = malloc(r * sizeof *w->z);
-    w->g = malloc(r * sizeof *w->g);
-    w->gp = malloc(p * sizeof *w->gp);
-    if (w->rng && w->perm && w->batch && w->z && w->g && w->gp)
-        return 0;
-    work_free(w);
-    return -1;
-}
-
-static void *worker(void *arg)
-{
-    sim_state *st = arg;
-    sim_work w;
-    if (work_alloc(&st->pb, &w)) {
-        pthread_mutex_lock(&st->lock);
-        st->failed = st->stop = 1;
-        pthread_mutex_unlock(&st->lock);
-        return NULL;
-    }
-    for (;;) {
-        pthread_mutex_lock(&st->lock);
-        size_t gi = st->stop ? st->ngroups : st->next++;
-        pthread_mutex_unlock(&st->lock);
-        if (gi >= st->ngroups)
-            break;
-        run_group(st, &w, gi);
-        pthread_mutex_lock(&st->lock);
-        st->done++;
-        if (!st->stop && st->progress &&
-            st->progress(st->ctx, st->done, st->ngroups))
-            st->stop = 1;
-        pthread_mutex_unlock(&st->lock);
-    }
-    work_free(&w);
-    return NULL;
 }
 
 void sgdstab_sim_result_free(sgdstab_sim_result *res)
@@ -518,14 +307,14 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
         free(res);
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
     }
-    if ((status = problem_make(&st->pb, red, prob, opt, err)))
+    if ((status = mb_problem_make(&st->pb, red, opt, err)) ||
+        (opt->init == SGDSTAB_INIT_MATRIX &&
+         (status = factor_init(&st->init, &st->pb, prob, err))))
         goto done;
     st->res = res;
-    st->progress = progress;
-    st->ctx = ctx;
     res->steps = opt->steps;
     res->runs = opt->runs;
-    res->groups = st->ngroups = opt->runs < SIM_GROUPS ? opt->runs : SIM_GROUPS;
+    res->groups = st->ngroups = mb_groups(opt->runs);
     size_t T1 = opt->steps + 1, G = st->ngroups;
     int bad = 0;
     res->group_runs = malloc(G * sizeof *res->group_runs);
@@ -541,8 +330,8 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
     }
     for (size_t g = 0; g < G && !bad; g++) {
         sim_group *grp = &st->group[g];
-        grp->first = g * opt->runs / G;
-        grp->count = (g + 1) * opt->runs / G - grp->first;
+        grp->first = mb_group_first(opt->runs, g);
+        grp->count = mb_group_first(opt->runs, g + 1) - grp->first;
         res->group_runs[g] = grp->count;
         if (opt->radius > 0)
             continue;
@@ -556,39 +345,20 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
                               "steps of statistics", opt->steps);
         goto done;
     }
-    size_t nt = opt->threads;
-    if (nt == 0) {
-        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-        nt = cpus > 0 ? (size_t)cpus : 1;
-    }
-    if (nt > G)
-        nt = G;
-    pthread_mutex_init(&st->lock, NULL);
-    pthread_t tid[SIM_GROUPS];
-    size_t started = 0;
-    for (size_t i = 1; i < nt; i++)
-        if (pthread_create(&tid[started], NULL, worker, st) == 0)
-            started++;
-    worker(st);  /* this thread works too */
-    for (size_t i = 0; i < started; i++)
-        pthread_join(tid[i], NULL);
-    pthread_mutex_destroy(&st->lock);
-    if (st->failed)
-        status = sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory for a "
-                              "trajectory");
-    else if (st->stop)
-        status = sgdstab_fail(err, SGDSTAB_ECANCELED, "simulation canceled "
-                              "after %zu of %zu groups of runs", st->done, G);
-    else if (opt->radius <= 0)
+    status = mb_parallel(&st->pb, opt->runs, opt->threads, run_group, st,
+                         progress, ctx, "simulation", err);
+    if (!status && opt->radius <= 0)
         combine(st);
 done:
-    for (size_t g = 0; g < SIM_GROUPS; g++) {
+    for (size_t g = 0; g < MB_GROUPS; g++) {
         free(st->group[g].n2_mean);
         free(st->group[g].n2_m2);
         free(st->group[g].l_mean);
         free(st->group[g].l_m2);
     }
-    problem_free(&st->pb);
+    mb_problem_free(&st->pb);
+    free(st->init.L);
+    free(st->init.QL);
     free(st);
     if (status)
         sgdstab_sim_result_free(res);
