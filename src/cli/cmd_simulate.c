@@ -1,15 +1,19 @@
-/* sgdstab simulate FILE --lr η --batch B --steps T: Monte Carlo SGD. */
+/* sgdstab simulate FILE --lr η --batch B --steps T: Monte Carlo SGD;
+ * with --epoch or --threshold, the one-epoch second-moment map estimated
+ * from sampled epochs (epoch.h). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "sgdstab/epoch.h"
 #include "sgdstab/simulate.h"
 
 enum {
     OPT_STEPS = OPT_FIRST_PRIVATE, OPT_RUNS, OPT_SEED, OPT_INIT, OPT_THREADS,
-    OPT_FIT_FROM, OPT_COMPARE, OPT_CLIP, OPT_NOISE, OPT_RADIUS, OPT_QUIET
+    OPT_FIT_FROM, OPT_COMPARE, OPT_CLIP, OPT_NOISE, OPT_RADIUS, OPT_QUIET,
+    OPT_EPOCH, OPT_THRESHOLD
 };
 
 static const char SIMULATE_HELP[] =
@@ -19,6 +23,10 @@ static const char SIMULATE_HELP[] =
     "                        [--noise SPEC] [--clip C] [--radius R]\n"
     "                        [--csv F | --json] [--quiet] [--hessian H.npy]\n"
     "                        [--loss L] [--rank-tol RTOL]\n"
+    "       sgdstab simulate FILE --epoch --lr ETA --batch B [--runs R] [--seed S]\n"
+    "                        [--sampling S] [--compare] [--json] ...\n"
+    "       sgdstab simulate FILE --threshold --batch B [--lr ETA] [--runs R]\n"
+    "                        [--seed S] [--sampling S] [--json] ...\n"
     "\n"
     "Run R independent trajectories of linearized SGD with real minibatches,\n"
     "delta_{t+1} = delta_t - eta (H_xi delta_t - Z_t), and report per step the\n"
@@ -29,11 +37,28 @@ static const char SIMULATE_HELP[] =
     "standard error over 20 groups of runs.  Results depend on the seed only,\n"
     "not on the number of threads.\n"
     "\n"
+    "With --epoch, no trajectories: R epochs of ceil(n/B) steps are sampled,\n"
+    "each giving the product M of its factors (I - eta H_xi), and the map\n"
+    "S -> E[M S M^T] that carries the second moment from one epoch end to the\n"
+    "next is estimated by their average (symmetrized, which is exact because\n"
+    "reversing an epoch's batches turns M into M^T).  Reported: its spectral\n"
+    "radius rho_epoch with a delta-method standard error, and the growth rate\n"
+    "ln(rho_epoch)/ceil(n/B) per step.  For fresh batches rho_epoch estimates\n"
+    "rho^ceil(n/B) of the exact engine; for reshuffle (B must divide n) it is\n"
+    "the only way to the rate, and unlike the mean over trajectories it is\n"
+    "not biased by heavy tails near and beyond the threshold.  With\n"
+    "--threshold, the learning rate where rho_epoch = 1 (same sampled batches\n"
+    "at every eta; search started from --lr, by default from the exact\n"
+    "eta*(B) of fresh batches drawn without replacement or by --sampling),\n"
+    "its standard error, and the exact eta*(B) beside it.\n"
+    "\n"
     "Options:\n"
-    "  --lr ETA          learning rate (required)\n"
+    "  --lr ETA          learning rate (required, except with --threshold)\n"
     "  --batch B         batch size (required)\n"
-    "  --steps T         number of steps (required)\n"
-    "  --runs R          number of trajectories (default 1000, at least 2)\n"
+    "  --steps T         number of steps (required, except with --epoch or\n"
+    "                    --threshold)\n"
+    "  --runs R          number of trajectories, or of sampled epochs\n"
+    "                    (default 1000, at least 2)\n"
     "  --seed S          random seed, 0 to 2^32 - 1 (default 1)\n"
     "  --sampling S      without (default; B distinct samples, fresh each\n"
     "                    step), with (B i.i.d. draws), bernoulli (each sample\n"
@@ -47,7 +72,10 @@ static const char SIMULATE_HELP[] =
     "                    'evolve' computes it; for reshuffle, of sampling\n"
     "                    without), the z-score (mean - exact)/(sd/sqrt(R)),\n"
     "                    the exact ln rho (as 'analyze') and the exact curve's\n"
-    "                    slope over the same steps; not with --noise, --clip\n"
+    "                    slope over the same steps; not with --noise, --clip;\n"
+    "                    with --epoch: the exact rho^ceil(n/B) and ln rho\n"
+    "  --epoch           estimate the one-epoch map at --lr (see above)\n"
+    "  --threshold       estimate where the one-epoch map's radius crosses 1\n"
     "  --fit-from T0     first step of the growth-rate fit (default ceil(T/2))\n"
     "  --threads N       worker threads (default: one per processor)\n"
     "  --noise SPEC      inject noise Z_t into every step:\n"
@@ -76,7 +104,7 @@ typedef struct {
     sgdstab_sim_options o;
     const char *sampling_name;
     size_t fit_from, fit_to;
-    int compare, quiet;
+    int compare, quiet, epoch, threshold;
     /* with --compare */
     double *exact, *exact_loss, rho, exact_rate, exact_window;
     sgdstab_sampling exact_sampling;
@@ -330,6 +358,96 @@ static int exact_columns(const cli_args *a, const cli_session *ses,
     return EXIT_OK;
 }
 
+/* --epoch and --threshold: the estimated one-epoch map (epoch.h) beside
+ * the exact engine's fresh-batch values. */
+static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
+{
+    sgdstab_sim_options *o = &sr->o;
+    sgdstab_error err;
+    sgdstab_sampling fresh = o->reshuffle ? SGDSTAB_SAMPLING_WITHOUT
+                                          : o->sampling;
+    sgdstab_critical cr = {0};
+    if (sr->threshold &&
+        sgdstab_critical_lr(ses->stab, fresh, o->batch, &cr, &err))
+        return cli_report(&err);
+    double lr_th = NAN, lr_se = NAN;
+    sgdstab_epoch_estimate est;
+    if (sr->threshold) {
+        if (!a->have_lr && cr.kind != SGDSTAB_MINIMUM_OK)
+            return cli_usage_error(a->cmd, "--threshold: the exact engine "
+                                   "finds no stable learning rate to start "
+                                   "from (not a minimum?); give --lr");
+        o->lr = a->have_lr ? a->lr : cr.lr_critical;
+    }
+    if (sgdstab_epoch_check(ses->red, o, &err))
+        return cli_report(&err);
+    if (sr->threshold) {
+        if (sgdstab_epoch_threshold(ses->red, o, &lr_th, &lr_se, &err))
+            return cli_report(&err);
+        o->lr = lr_th;
+    }
+    if (sgdstab_epoch_estimate_at(ses->red, o, &est, &err))
+        return cli_report(&err);
+    double rho = NAN, rate = NAN;
+    if (sr->compare || sr->threshold) {
+        sgdstab_radius rad;
+        if (sgdstab_spectral_radius(ses->stab, o->lr, fresh, o->batch, &rad,
+                                    &err))
+            return cli_report(&err);
+        rho = rad.rho;
+        rate = log(rho);
+    }
+    if (a->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "file", a->file);
+        cli_json_size(j, "n", ses->red->n);
+        cli_json_size(j, "k", ses->red->k);
+        cli_json_size(j, "p", ses->red->p);
+        cli_json_size(j, "rank", ses->red->rank_J);
+        cli_json_size(j, "batch", o->batch);
+        cJSON_AddStringToObject(j, "sampling", sr->sampling_name);
+        cli_json_number(j, "loss_scale", o->loss_scale);
+        cli_json_size(j, "runs", o->runs);
+        cli_json_size(j, "seed", o->seed);
+        cli_json_size(j, "epoch_steps", est.steps);
+        if (sr->threshold) {
+            cli_json_number(j, "lr_threshold", lr_th);
+            cli_json_number(j, "lr_threshold_stderr", lr_se);
+            cli_json_number(j, "exact_lr_critical", cr.lr_critical);
+        }
+        cli_json_number(j, "lr", o->lr);
+        cli_json_number(j, "epoch_spectral_radius", est.radius);
+        cli_json_number(j, "epoch_spectral_radius_stderr", est.radius_stderr);
+        cli_json_number(j, "rate_per_step", est.rate_per_step);
+        cli_json_number(j, "rate_stderr", est.rate_stderr);
+        if (sr->compare || sr->threshold) {
+            cJSON_AddStringToObject(j, "exact_sampling",
+                                    sgdstab_sampling_name(fresh));
+            cli_json_number(j, "exact_epoch_spectral_radius",
+                            pow(rho, (double)est.steps));
+            cli_json_number(j, "exact_rate_per_step", rate);
+        }
+        return cli_json_print(j);
+    }
+    printf("%s: one-epoch second-moment map of SGD with batch %zu (sampling "
+           "%s), loss %s, from %zu sampled epochs of %zu steps (seed %lu)\n",
+           a->file, o->batch, sr->sampling_name, a->loss, o->runs, est.steps,
+           o->seed);
+    if (sr->threshold)
+        printf("threshold: rho_epoch = 1 at lr %.10g (standard error %.2g); "
+               "exact eta*(B) for fresh batches (sampling %s) %.10g, ratio "
+               "%.6g\n", lr_th, lr_se, sgdstab_sampling_name(fresh),
+               cr.lr_critical, lr_th / cr.lr_critical);
+    printf("at lr %.10g: rho_epoch = %.10g (standard error %.2g), growth rate "
+           "of E|delta|^2 %.6g per step (standard error %.2g)\n", o->lr,
+           est.radius, est.radius_stderr, est.rate_per_step, est.rate_stderr);
+    if (sr->compare || sr->threshold)
+        printf("exact for fresh batches (sampling %s): rho^%zu = %.10g, ln rho "
+               "= %.6g per step\n", sgdstab_sampling_name(fresh), est.steps,
+               pow(rho, (double)est.steps), rate);
+    return EXIT_OK;
+}
+
 int cmd_simulate(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -345,6 +463,8 @@ int cmd_simulate(int argc, char **argv)
         CLI_OPT("clip", required_argument, OPT_CLIP),
         CLI_OPT("noise", required_argument, OPT_NOISE),
         CLI_OPT("radius", required_argument, OPT_RADIUS),
+        CLI_OPT("epoch", no_argument, OPT_EPOCH),
+        CLI_OPT("threshold", no_argument, OPT_THRESHOLD),
         CLI_OPT("quiet", no_argument, OPT_QUIET), CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "simulate");
@@ -376,21 +496,44 @@ int cmd_simulate(int argc, char **argv)
         case OPT_NOISE: bad = parse_noise(args.cmd, optarg, o); break;
         case OPT_RADIUS: bad = parse_positive(args.cmd, "radius", optarg, &o->radius); break;
         case OPT_QUIET: sr.quiet = 1; break;
+        case OPT_EPOCH: sr.epoch = 1; break;
+        case OPT_THRESHOLD: sr.threshold = 1; break;
         default: bad = cli_common_option(&args, c, optarg);
         }
         if (bad)
             return EXIT_USAGE;
     }
-    if (cli_require(&args, 1, 1))
+    int epoch = sr.epoch || sr.threshold;
+    if (cli_require(&args, !sr.threshold, 1))
         return EXIT_USAGE;
-    if (!steps_text)
+    if (epoch && (steps_text || fit_text || init || o->noise || o->clip > 0 ||
+                  o->radius > 0 || args.csv))
+        return cli_usage_error(args.cmd, "--epoch and --threshold take none of "
+                               "--steps --fit-from --init --noise --clip "
+                               "--radius --csv");
+    if (!epoch && !steps_text)
         return cli_usage_error(args.cmd, "missing --steps");
     if (cli_parse_size(args.cmd, "batch", args.batch, 1, &o->batch) ||
-        cli_parse_size(args.cmd, "steps", steps_text, 1, &o->steps))
+        (!epoch && cli_parse_size(args.cmd, "steps", steps_text, 1,
+                                  &o->steps)))
         return EXIT_USAGE;
     if (seed > 0xFFFFFFFFul)
         return cli_usage_error(args.cmd, "--seed %zu is above 2^32 - 1", seed);
     o->seed = (unsigned long)seed;
+    o->lr = args.lr;
+    sr.sampling_name = o->reshuffle ? "reshuffle"
+                                    : sgdstab_sampling_name(args.sampling);
+    o->sampling = args.sampling;
+    if (epoch) {
+        cli_session ses;
+        int status = cli_session_open(&args, o->batch, &ses);
+        if (status)
+            return status;
+        o->loss_scale = sgdstab_stability_loss_scale(ses.stab);
+        status = run_epoch(&args, &ses, &sr);
+        cli_session_close(&ses);
+        return status;
+    }
     if (sr.compare && (o->noise || o->clip > 0))
         return cli_usage_error(args.cmd, "--compare has no exact counterpart "
                                "with --noise or --clip");
@@ -414,10 +557,6 @@ int cmd_simulate(int argc, char **argv)
                                       "below --steps %zu", sr.fit_from,
                                       o->steps))))
         return EXIT_USAGE;
-    o->lr = args.lr;
-    sr.sampling_name = o->reshuffle ? "reshuffle"
-                                    : sgdstab_sampling_name(args.sampling);
-    o->sampling = args.sampling;
     if (init && strcmp(init, "zero") == 0)
         o->init = SGDSTAB_INIT_ZERO;
     else if (init)
