@@ -432,7 +432,7 @@ void sgdstab_sim_exit_stats(const sgdstab_sim_result *res,
     memset(out, 0, sizeof *out);
     size_t R = res->runs;
     size_t *sorted = res->exit_step ? malloc(R * sizeof *sorted) : NULL;
-    out->mean = NAN;
+    out->mean = out->censored_mean = NAN;
     for (int q = 0; q < 5; q++)
         out->quantiles[q] = NAN;
     if (!sorted)
@@ -447,6 +447,8 @@ void sgdstab_sim_exit_stats(const sgdstab_sim_result *res,
         }
     out->never_fraction = (double)(R - out->exited) / (double)R;
     out->mean = out->exited ? sum / (double)out->exited : NAN;
+    double at_risk = sum + (double)(R - out->exited) * (double)res->steps;
+    out->censored_mean = out->exited ? at_risk / (double)out->exited : NAN;
     for (int q = 0; q < 5; q++) {
         size_t idx = (size_t)ceil(SGDSTAB_EXIT_QUANTILES[q] * (double)R - 1e-9);
         idx = idx ? idx - 1 : 0;

@@ -250,6 +250,44 @@ static void test_exit_steps(void **state)
     release(&f);
 }
 
+/* Exit steps with a known law: one parameter, one sample, η = 1/λ, so
+ * δ_{t+1} = η·Z_t forgets the past and leaves the ball of radius R exactly
+ * when U < (ηS/R)^α = q: geometric exit steps of mean 1/q.  Censored at
+ * T ≈ 1.5/q, the censored mean (the maximum-likelihood 1/q̂) must find 1/q
+ * within its standard error; the mean of the exited runs alone is biased
+ * low. */
+static void test_censored_mean(void **state)
+{
+    (void)state;
+    fixture f = make(1, 1, 1, 13);
+    double q = 0.01, lr = 1 / f.red->lambda[0];
+    sgdstab_sim_options o = options(lr, 1, 150, 4000);
+    o.init = SGDSTAB_INIT_ZERO;
+    o.radius = 1;
+    o.noise = SGDSTAB_NOISE_PARETO;
+    o.noise_alpha = 1.5;
+    o.noise_scale = pow(q, 1 / o.noise_alpha) / lr;
+    sgdstab_sim_result *res = simulate(&f, &o);
+    sgdstab_exit_stats es;
+    sgdstab_sim_exit_stats(res, &es);
+    double se = (1 / q) / sqrt((double)es.exited);
+    assert_true(es.exited > 2000 && es.exited < o.runs);
+    if (!(fabs(es.censored_mean - 1 / q) <= 4.5 * se))
+        fail_msg("censored mean %g, expected %g +- %g", es.censored_mean,
+                 1 / q, 4.5 * se);
+    assert_true(es.mean < 1 / q - 10 * se);
+    /* The definition on a hand-made result: exits at 3 and 5, two runs
+     * censored at T = 10. */
+    size_t steps[4] = {3, 0, 5, 0};
+    sgdstab_sim_result hand = {.steps = 10, .runs = 4, .exit_step = steps};
+    sgdstab_sim_exit_stats(&hand, &es);
+    assert_true(es.exited == 2 && es.mean == 4 && es.censored_mean == 14 &&
+                es.never_fraction == 0.5 && es.quantiles[2] == 5 &&
+                isinf(es.quantiles[3]));
+    sgdstab_sim_result_free(res);
+    release(&f);
+}
+
 static int stop_now(void *ctx, size_t done, size_t total)
 {
     (void)ctx;
@@ -296,6 +334,7 @@ int main(void)
         cmocka_unit_test(test_full_batch_closed_form),
         cmocka_unit_test(test_threads_invariance),
         cmocka_unit_test(test_exit_steps),
+        cmocka_unit_test(test_censored_mean),
         cmocka_unit_test(test_cancel_and_check),
         cmocka_unit_test(test_against_exact),
     };

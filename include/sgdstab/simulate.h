@@ -101,10 +101,14 @@ double sgdstab_log_slope(const double *y, size_t from, size_t to);
 
 /* Exit statistics of a run with a radius.  quantiles[i] is the
  * ⌈q_i·runs⌉-th smallest exit step, runs that never exited counting as +∞
- * (then it is INFINITY); mean over exited runs (NAN if none). */
+ * (then it is INFINITY); mean over exited runs (NAN if none), which is
+ * biased low when some runs never exit; censored_mean = Σ_runs min(τ, T) /
+ * exited, the maximum-likelihood mean of exponentially distributed exit
+ * steps observed up to T (exits from a metastable state are memoryless),
+ * unbiased by censoring (NAN if none exited). */
 typedef struct {
     size_t exited;
-    double never_fraction, mean;
+    double never_fraction, mean, censored_mean;
     double quantiles[5];   /* q = 0.1, 0.25, 0.5, 0.75, 0.9 */
 } sgdstab_exit_stats;
 

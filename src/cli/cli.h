@@ -210,6 +210,21 @@ int cli_progress_update(void *ctx, size_t done, size_t total);
 /* Erase the bar. */
 void cli_progress_finish(cli_progress *p);
 
+/* ---- plot.c: pictures drawn by gnuplot */
+
+/* 0 for F.png, 1 for F.svg, −1 otherwise. */
+int cli_plot_format(const char *path);
+/* Usage error (returned) unless gnuplot is on PATH. */
+int cli_plot_check(const char *cmd);
+/* Draw path's picture (width × height pixels, PNG or SVG by its name) into
+ * the temporary file of `of`, which is not committed: script(f, ctx) writes
+ * the gnuplot commands after the terminal and the output are set.  Errors
+ * (gnuplot missing, failing or complaining) are printed naming cmd and path
+ * and return EXIT_DATA. */
+int cli_gnuplot(const char *cmd, const char *path, sgdstab_outfile *of,
+                int width, int height, void (*script)(FILE *f, void *ctx),
+                void *ctx);
+
 /* ---- phase_output.c: phase-diagram tables, and the picture drawn by
  * gnuplot */
 
@@ -218,10 +233,6 @@ double cli_phase_boundary_lr(const sgdstab_phase_boundary *b);
 
 /* Do the sorted batch sizes grow geometrically (a log axis suits them)? */
 int cli_log_spaced_sizes(const size_t *b, size_t m);
-/* 0 for F.png, 1 for F.svg, −1 otherwise. */
-int cli_plot_format(const char *path);
-/* Usage error (returned) unless gnuplot is on PATH. */
-int cli_plot_check(const char *cmd);
 
 typedef struct {
     const char *title;

@@ -88,7 +88,10 @@ static const char SIMULATE_HELP[] =
     "  --radius R        stop each run at its first exit |delta_t| > R and\n"
     "                    report exit-step statistics instead of moments:\n"
     "                    exited runs, fraction never exited within T, mean\n"
-    "                    (of exited runs), quantiles 0.1 0.25 0.5 0.75 0.9\n"
+    "                    (of exited runs), censored mean (sum over runs of\n"
+    "                    min(exit step, T) / exited: the mean if exits are\n"
+    "                    memoryless, not biased by runs that never left),\n"
+    "                    quantiles 0.1 0.25 0.5 0.75 0.9\n"
     "                    (the ceil(qR)-th smallest exit step, runs that never\n"
     "                    exited counting as infinite)\n"
     "  --csv F           write F: step,second_moment,second_moment_ci,loss,\n"
@@ -221,6 +224,7 @@ static int print_json(const cli_args *a, const cli_session *ses,
         cli_json_size(e, "exited", es.exited);
         cli_json_number(e, "never_exited_fraction", es.never_fraction);
         cli_json_number(e, "mean", es.mean);
+        cli_json_number(e, "censored_mean", es.censored_mean);
         cli_json_number(e, "median", es.quantiles[2]);
         cJSON *q = cJSON_AddObjectToObject(e, "quantiles");
         for (int i = 0; i < 5; i++) {
@@ -287,7 +291,9 @@ static void print_text(const cli_args *a, const sim_run *sr,
                "%zu of %zu runs (%.4g%% never left)\n", o->radius, o->steps,
                es.exited, o->runs, 100 * es.never_fraction);
         if (es.exited)
-            printf("  mean exit step (exited runs)  %.6g\n", es.mean);
+            printf("  mean exit step (exited runs)  %.6g\n"
+                   "  censored mean (memoryless)    %.6g\n", es.mean,
+                   es.censored_mean);
         for (int i = 0; i < 5; i++)
             printf("  quantile %-4g exit step       %.6g%s\n",
                    SGDSTAB_EXIT_QUANTILES[i], es.quantiles[i],

@@ -1,19 +1,10 @@
-/* Phase-diagram outputs: the CSV tables, and the picture: a gnuplot script with the data inline (data
- * blocks), piped to gnuplot, which writes PNG (pngcairo) or SVG to the
- * temporary file of an outfile; renamed into place only on success. */
-#include <errno.h>
-#include <fcntl.h>
+/* Phase-diagram outputs: the CSV tables, and the picture: a heat map drawn
+ * by gnuplot (plot.c), renamed into place with the tables only on success. */
 #include <math.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include "cli.h"
-
-extern char **environ;
 
 static void csv_bool(FILE *f, int v, const char *sep)
 {
@@ -62,34 +53,6 @@ int cli_log_spaced_sizes(const size_t *b, size_t m)
         return 0;
     double step = log((double)b[m - 1] / (double)b[0]) / (double)(m - 1);
     return log((double)b[m - 1] / (double)b[m - 2]) > 0.5 * step;
-}
-
-int cli_plot_format(const char *path)
-{
-    size_t len = strlen(path);
-    if (len > 4 && !strcmp(path + len - 4, ".png"))
-        return 0;
-    if (len > 4 && !strcmp(path + len - 4, ".svg"))
-        return 1;
-    return -1;
-}
-
-int cli_plot_check(const char *cmd)
-{
-    const char *path = getenv("PATH");
-    char buf[4096];
-    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
-        size_t len = strcspn(p, ":");
-        if (len > 0 && len + sizeof "/gnuplot" < sizeof buf) {
-            memcpy(buf, p, len);
-            memcpy(buf + len, "/gnuplot", sizeof "/gnuplot");
-            if (access(buf, X_OK) == 0)
-                return EXIT_OK;
-        }
-        p += len + (p[len] == ':');
-    }
-    return cli_usage_error(cmd, "--plot needs gnuplot, which is not on PATH "
-                           "(Debian: apt-get install gnuplot-nox)");
 }
 
 /* Edges of the cells around grid values x[0..m): midpoints (geometric on a
@@ -173,13 +136,23 @@ static void number(FILE *f, double v, const char *sep)
         fprintf(f, "NaN%s", sep);
 }
 
+typedef struct {
+    const cli_plot_options *o;
+    const sgdstab_phase_boundary *bd;
+    size_t nb, nl;
+    const sgdstab_phase_point *grid;
+    const double *lrs;
+} phase_picture;
+
 /* The script: axes, palette, data blocks, one plot command. */
-static void write_script(FILE *f, const char *out, int svg,
-                         const cli_plot_options *o,
-                         const sgdstab_phase_boundary *bd, size_t nb,
-                         const sgdstab_phase_point *grid, const double *lrs,
-                         size_t nl)
+static void write_script(FILE *f, void *ctx)
 {
+    const phase_picture *pp = ctx;
+    const cli_plot_options *o = pp->o;
+    const sgdstab_phase_boundary *bd = pp->bd;
+    const sgdstab_phase_point *grid = pp->grid;
+    const double *lrs = pp->lrs;
+    size_t nb = pp->nb, nl = pp->nl;
     double *bx = malloc(nb * sizeof *bx);
     if (!bx)
         return;
@@ -187,16 +160,6 @@ static void write_script(FILE *f, const char *out, int svg,
         bx[i] = (double)bd[i].batch;
     colour_scale cs = make_scale(grid, nb * nl);
 
-    fprintf(f, "set encoding utf8\n");
-    if (svg)
-        fprintf(f, "set terminal svg size %d,%d fixed enhanced "
-                "font 'sans,12' background rgb 'white'\n", o->width,
-                o->height);
-    else
-        fprintf(f, "set terminal pngcairo size %d,%d enhanced "
-                "font 'sans,11' background rgb 'white'\n", o->width,
-                o->height);
-    fprintf(f, "set output '%s'\n", out);
     fprintf(f, "set title \"%s\" noenhanced\n", o->title);
     fprintf(f, "set xlabel 'batch size B' offset 0,0.4\n"
             "set ylabel 'learning rate η'\n");
@@ -280,90 +243,7 @@ static void write_script(FILE *f, const char *out, int svg,
             "lc rgb '#555555' title 'mean stability 2/λ_{max}(H)'"
             ", \\\n  $boundary using 1:2 with linespoints lw 3 pt 7 ps 0.7 "
             "lc rgb 'black' title 'exact boundary η*(B)'\n");
-    fprintf(f, "set output\n");
     free(bx);
-}
-
-/* Draw into the temporary file of `of` (opened for path); not committed. */
-static int draw(const char *cmd, const char *path, sgdstab_outfile *of,
-                const cli_plot_options *o, const sgdstab_phase_boundary *bd,
-                size_t nb, const sgdstab_phase_point *grid,
-                const double *lrs, size_t nl)
-{
-    int svg = cli_plot_format(path);
-    const char *tmp = sgdstab_outfile_temp_path(of);
-    /* Quotes in the temporary name would end gnuplot's string early. */
-    if (strchr(tmp, '\'') || strchr(tmp, '\n'))
-        return cli_usage_error(cmd, "--plot: %s: quotes or newlines in the "
-                               "file name are not supported", path);
-    FILE *log = tmpfile();
-    int pipefd[2] = {-1, -1};
-    pid_t pid = -1;
-    int status = EXIT_DATA;
-    posix_spawn_file_actions_t fa;
-    int have_fa = 0;
-    if (!log || pipe(pipefd) != 0)
-        goto fail;
-    if (posix_spawn_file_actions_init(&fa) != 0)
-        goto fail;
-    have_fa = 1;
-    posix_spawn_file_actions_adddup2(&fa, pipefd[0], STDIN_FILENO);
-    posix_spawn_file_actions_addclose(&fa, pipefd[1]);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY,
-                                     0);
-    posix_spawn_file_actions_adddup2(&fa, fileno(log), STDERR_FILENO);
-    char *argv[] = {"gnuplot", NULL};
-    if (posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ) != 0) {
-        pid = -1;
-        goto fail;
-    }
-    close(pipefd[0]);
-    pipefd[0] = -1;
-    FILE *script = fdopen(pipefd[1], "w");
-    if (!script)
-        goto fail;
-    pipefd[1] = -1;
-    /* gnuplot stopping early must not kill us with SIGPIPE. */
-    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
-    write_script(script, tmp, svg, o, bd, nb, grid, lrs, nl);
-    fclose(script);
-    signal(SIGPIPE, old);
-    int ws;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
-        ;
-    pid = -1;
-    if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
-        /* gnuplot reports some errors without failing: anything it said
-         * is an error here; its last line names the problem. */
-        char line[512] = "", last[512] = "";
-        rewind(log);
-        while (fgets(line, sizeof line, log))
-            if (strspn(line, " \t\n") != strlen(line))
-                memcpy(last, line, sizeof last);
-        memcpy(line, last, sizeof line);
-        if (line[0] == '\0') {
-            status = EXIT_OK;
-            goto done;
-        }
-        line[strcspn(line, "\n")] = '\0';
-        fprintf(stderr, "sgdstab %s: %s: gnuplot: %s\n", cmd, path, line);
-        goto done;
-    }
-fail:
-    fprintf(stderr, "sgdstab %s: %s: gnuplot failed to draw the picture\n",
-            cmd, path);
-done:
-    if (have_fa)
-        posix_spawn_file_actions_destroy(&fa);
-    if (pipefd[0] >= 0)
-        close(pipefd[0]);
-    if (pipefd[1] >= 0)
-        close(pipefd[1]);
-    if (pid > 0)
-        waitpid(pid, NULL, 0);
-    if (log)
-        fclose(log);
-    return status;
 }
 
 int cli_phase_files_open(const char *cmd, const char *grid,
@@ -409,7 +289,9 @@ int cli_phase_files_write(const char *cmd, cli_phase_files *pf,
     if (pf->boundary)
         write_boundary(sgdstab_outfile_stream(pf->boundary), bd, nb);
     if (pf->plot && nb > 0 && nl > 0)
-        status = draw(cmd, pf->plot_path, pf->plot, o, bd, nb, grid, lrs, nl);
+        status = cli_gnuplot(cmd, pf->plot_path, pf->plot, o->width,
+                             o->height, write_script,
+                             &(phase_picture){o, bd, nb, nl, grid, lrs});
     /* Everything is in the temporary files: now rename them all, or none. */
     sgdstab_outfile *files[3] = {pf->grid, pf->boundary, pf->plot};
     for (int i = 0; i < 3; i++) {
