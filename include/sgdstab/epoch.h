@@ -1,7 +1,7 @@
 /* sgdstab — the one-epoch second-moment map of linearized SGD, estimated
  * from sampled epochs: escape rate and stability threshold where no
- * per-step map exists (random reshuffling), by Monte Carlo that does not
- * suffer from the heavy tails of long products.
+ * per-step map exists (random reshuffling), by Monte Carlo over one epoch
+ * at a time.
  *
  * Over an epoch of L = ⌈n/B⌉ steps δ ↦ M δ, M = Π_t (I − η H_ξt), so the
  * second moment at epoch ends evolves exactly by the linear map
@@ -22,10 +22,12 @@
  * standard error is a jackknife over 20 groups of epochs (the largest
  * eigenvalue recomputed with each group left out), which keeps the error
  * of the top eigenvector that a first-order formula misses when the top
- * of the spectrum is clustered.  Unlike the mean of ‖δ_t‖² over
- * trajectories, whose distribution grows heavy tails over many steps,
- * every sampled M_j is bounded, so the estimate stays accurate at and
- * beyond the threshold.
+ * of the spectrum is clustered.  An epoch is much shorter than the
+ * trajectories whose mean ‖δ_t‖² grows heavy tails over many steps, so the
+ * estimate is accurate near the threshold (where the products M_j stay of
+ * order one); far above it, with long epochs (B ≪ n), the products are
+ * heavy-tailed too and ρ̂ typically falls short of ρ(𝒰) by more than its
+ * standard error.
  *
  * Cost: N epochs of O(n·k·r²) each, a Gram matrix of N·r⁴ flops, and 21
  * symmetric eigenproblems of order r(r+1)/2.  Memory: N·r² doubles for the

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "run_mc.h"
 #include "sgdstab/synth.h"
 #include "sgdstab/theory.h"
 
@@ -64,6 +65,25 @@ static const char RUN_HELP[] =
     "               \"mean\" (multiples of the case's 2/lambda_max(H))};\n"
     "               writes phase[-CASE].csv, phase-boundary[-CASE].csv and\n"
     "               phase[-CASE].png (CASE only when there are several)\n"
+    "  epoch        Monte Carlo of the one-epoch second-moment map ('sgdstab\n"
+    "               simulate --threshold') at every batch size:\n"
+    "               {\"samplings\": list of without|with|bernoulli|reshuffle\n"
+    "               (default: the spec's sampling and reshuffle; reshuffle\n"
+    "               needs B to divide n), \"lr_factors\": multiples of the\n"
+    "               exact eta*(B) at which to estimate the rate, \"runs\":\n"
+    "               sampled epochs (default 10000), \"seed\" (default 1)};\n"
+    "               writes epoch-threshold.csv (threshold, standard error,\n"
+    "               exact eta*(B), ratio), epoch-rate.csv (with lr_factors)\n"
+    "               and epoch.png (threshold ratio against B)\n"
+    "  exit         exit times of clipped SGD with Pareto noise from\n"
+    "               delta_0 = 0 ('sgdstab simulate --radius'): {\"radius\": R,\n"
+    "               \"noise_scale\": S, \"runs\" (default 200), \"steps\"\n"
+    "               (default 1000000), \"seed\" (default 1), \"series\": [{\n"
+    "               \"alpha\": A, \"clip\": b, \"lr\": \"A:B:N:log\" or a\n"
+    "               list}, ...]}; writes exit.csv (per learning rate: exits,\n"
+    "               censored mean, quantiles), exit-fit.csv (log-log slope of\n"
+    "               the censored mean exit step in 1/eta, weighted by exits,\n"
+    "               beside Wang-Oh-Rhee's 1 + (A - 1) ceil(R/b)) and exit.png\n"
     "  description  free text for the report\n"
     "Unknown keys, wrong types and parameters that do not apply to the family\n"
     "are errors naming the key.\n"
@@ -100,6 +120,7 @@ typedef struct {
     double *phase_lr;          /* NULL: no phase diagrams */
     size_t phase_nl;
     int phase_log, phase_relative;
+    run_mc *mc;                /* NULL: no Monte Carlo experiments */
 } run_spec;
 
 static int spec_error(const run_spec *sp, const char *fmt, ...)
@@ -260,29 +281,10 @@ static int parse_phase(run_spec *sp, const cJSON *ph)
         return spec_error(sp, "key 'phase.lr_unit': need \"absolute\" or "
                           "\"mean\"");
     sp->phase_relative = unit && !strcmp(unit->valuestring, "mean");
-    char text[4096] = "";
-    if (cJSON_IsString(lr)) {
-        snprintf(text, sizeof text, "%s", lr->valuestring);
-    } else if (cJSON_IsArray(lr) && cJSON_GetArraySize(lr) > 0) {
-        size_t len = 0;
-        cJSON_ArrayForEach(e, lr) {
-            if (!cJSON_IsNumber(e))
-                return spec_error(sp, "key 'phase.lr': need numbers");
-            len += (size_t)snprintf(text + len, len < sizeof text ?
-                                    sizeof text - len : 0, "%s%.17g",
-                                    len ? "," : "", e->valuedouble);
-        }
-        if (len >= sizeof text)
-            return spec_error(sp, "key 'phase.lr': too many learning rates");
-    } else {
+    if (run_parse_lrs(lr, &sp->phase_lr, &sp->phase_nl, &sp->phase_log))
         return spec_error(sp, "key 'phase.lr': need a string such as "
-                          "\"0.1:2:40:log\" or a list of learning rates");
-    }
-    if (cli_parse_lrs(NULL, text, &sp->phase_lr, &sp->phase_nl,
-                      &sp->phase_log))
-        return spec_error(sp, "key 'phase.lr': '%s' is not A:B[:N][:log] "
-                          "with 0 < A < B, nor a list of positive numbers",
-                          text);
+                          "\"0.1:2:40:log\" (A:B[:N][:log], 0 < A < B) or a "
+                          "list of positive learning rates");
     return EXIT_OK;
 }
 
@@ -291,15 +293,16 @@ static int parse_spec_keys(run_spec *sp)
     const cJSON *root = sp->root, *e;
     static const char *const KEYS[] = {"family", "batch", "params", "sweep",
                                        "sampling", "loss", "lr", "lr_factors",
-                                       "phase", "description"};
+                                       "phase", "epoch", "exit",
+                                       "description"};
     cJSON_ArrayForEach(e, root) {
         int known = 0;
         for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
             known |= !strcmp(e->string, KEYS[i]);
         if (!known)
             return spec_error(sp, "unknown key '%s' (keys: family batch params "
-                              "sweep sampling loss lr lr_factors phase "
-                              "description)",
+                              "sweep sampling loss lr lr_factors phase epoch "
+                              "exit description)",
                               e->string);
     }
     const cJSON *fam = cJSON_GetObjectItemCaseSensitive(root, "family");
@@ -348,9 +351,13 @@ static int parse_spec_keys(run_spec *sp)
     if ((e = cJSON_GetObjectItemCaseSensitive(root, "lr_factors")) &&
         (st = number_list(sp, e, "lr_factors", sp->factor, &sp->nfactor)))
         return st;
-    if ((e = cJSON_GetObjectItemCaseSensitive(root, "phase")))
-        return parse_phase(sp, e);
-    return EXIT_OK;
+    if ((e = cJSON_GetObjectItemCaseSensitive(root, "phase")) &&
+        (st = parse_phase(sp, e)))
+        return st;
+    return run_mc_parse(sp->path, cJSON_GetObjectItemCaseSensitive(root,
+                                                                   "epoch"),
+                        cJSON_GetObjectItemCaseSensitive(root, "exit"),
+                        sp->sampling, &sp->mc);
 }
 
 static int parse_params(run_spec *sp)
@@ -555,6 +562,26 @@ static void csv_axes(FILE *f, const run_spec *sp, size_t c,
         else
             cli_csv_number(f, value[ax]->valuedouble, ",");
     }
+}
+
+/* The CSV prefix of case c (or the header's, for value = NULL) as a
+ * malloc'd string (NULL when out of memory). */
+static char *axes_text(const run_spec *sp, size_t c, const cJSON **value)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    if (!f)
+        return NULL;
+    if (value)
+        csv_axes(f, sp, c, value);
+    else
+        csv_axes_header(f, sp);
+    if (fclose(f)) {
+        free(text);
+        return NULL;
+    }
+    return text;
 }
 
 static void write_headers(const run_spec *sp, run_output *o)
@@ -851,6 +878,15 @@ static int run_case_all(const run_spec *sp, run_output *o, size_t c)
     }
     if (!st && sp->phase_lr)
         st = phase_case(sp, o, &rc, c, batches, nb, jc);
+    if (!st && sp->mc) {
+        char *axes = axes_text(sp, c, value), label[128];
+        snprintf(label, sizeof label, "case %zu", c);
+        cli_session ses = {rc.prob, rc.red, rc.stab};
+        st = axes ? run_mc_case(sp->mc, c, axes, label, &ses, batches, cr, nb,
+                                jc)
+                  : spec_error(sp, "out of memory");
+        free(axes);
+    }
 done:
     free(batches);
     free(cr);
@@ -965,6 +1001,8 @@ static void write_report(const run_spec *sp, run_output *o, const char *name,
                 json_number(ph, "lr_min"), json_number(ph, "lr_max"),
                 json_number(jc, "case"), png);
     }
+    if (sp->mc)
+        run_mc_report(sp->mc, f);
 }
 
 /* NAME of SPEC: its file name without directories and .json. */
@@ -1038,6 +1076,12 @@ int cmd_run(int argc, char **argv)
             ((sp.nlr || sp.nfactor) && !o.verify) || !o.summary)
             st = EXIT_DATA;
     }
+    if (!st && sp.mc) {
+        char *header = axes_text(&sp, 0, NULL);
+        st = header ? run_mc_open(sp.mc, out_dir, header)
+                    : spec_error(&sp, "out of memory");
+        free(header);
+    }
     if (!st) {
         cJSON_AddStringToObject(o.summary, "spec", path);
         cJSON_AddStringToObject(o.summary, "command", command);
@@ -1067,7 +1111,7 @@ int cmd_run(int argc, char **argv)
         free(text);
         sgdstab_outfile *files[] = {js, o.cases, o.critical, o.report,
                                     o.verify};
-        st = js ? EXIT_OK : EXIT_DATA;
+        st = run_mc_finish(sp.mc, js ? EXIT_OK : EXIT_DATA);
         for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
             if (!files[i])
                 continue;
@@ -1085,6 +1129,7 @@ int cmd_run(int argc, char **argv)
     cJSON_Delete(o.summary);
     cJSON_Delete(sp.root);
     free(sp.phase_lr);
+    run_mc_free(sp.mc);
     if (!st && !quiet)
         printf("sgdstab run: %zu case%s of %s written to %s/\n", sp.ncases,
                sp.ncases == 1 ? "" : "s", path, out_dir);
