@@ -688,7 +688,8 @@ static void exit_script(FILE *f, void *ctx)
             "with Pareto noise of scale %g\"\n", mc->radius, mc->noise_scale);
     fprintf(f, "set xlabel '1/η'\nset ylabel 'mean exit step (censored "
             "mean, ±1 s.e.)'\nset logscale xy\nset format y '10^{%%L}'\n"
-            "set key top left box opaque\nset grid lc rgb '#cccccc'\n");
+            "set key outside below box\nset grid lc rgb '#cccccc'\n"
+            "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n");
     /* Groups of rows: one per (case, batch, series), in order. */
     size_t g = 0;
     char label[160];
@@ -743,8 +744,8 @@ int run_mc_finish(run_mc *mc, int status)
         status = cli_gnuplot("run", mc->epoch_png_path, mc->epoch_png, 960,
                              640, epoch_script, mc);
     if (!status && mc->exit && mc->nxrow)
-        status = cli_gnuplot("run", mc->exit_png_path, mc->exit_png, 960, 720,
-                             exit_script, mc);
+        status = cli_gnuplot("run", mc->exit_png_path, mc->exit_png, 960,
+                             560 + 24 * (int)mc->nseries, exit_script, mc);
     sgdstab_outfile **files[] = {&mc->epoch_csv, &mc->threshold_csv,
                                  &mc->epoch_png, &mc->exit_csv, &mc->fit_csv,
                                  &mc->exit_png};
