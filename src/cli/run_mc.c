@@ -686,7 +686,7 @@ static void exit_script(FILE *f, void *ctx)
     const run_mc *mc = ctx;
     fprintf(f, "set title \"First exit from the ball |δ| ≤ %g: clipped SGD "
             "with Pareto noise of scale %g\"\n", mc->radius, mc->noise_scale);
-    fprintf(f, "set xlabel '1/η'\nset ylabel 'mean exit step (censored "
+    fprintf(f, "set xlabel '1/η' offset 0,0.6\nset ylabel 'mean exit step (censored "
             "mean, ±1 s.e.)'\nset logscale xy\nset format y '10^{%%L}'\n"
             "set key outside below box\nset grid lc rgb '#cccccc'\n"
             "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n");
