@@ -121,6 +121,45 @@ usage errors (exit 2, one line 'sgdstab simulate: ...') and data errors
 (exit 1, one line 'sgdstab: ...' naming the file), with no --csv left and
 an existing one untouched.
 
+The one-epoch map (--epoch, --threshold; section 8).  Over an epoch of
+L = ceil(n/B) steps the second moment at epoch ends evolves by
+S -> E[M S M^T], M the product of the epoch's factors; for fresh batches
+that map is T^L, so the estimated radius is compared with rho(T)^L of the
+reference (ref.rho_perp on the range, to the power L) and --threshold with
+the reference eta*(B); for reshuffling the map is enumerated here: the
+average of kron(M, M) over all n! permutations cut into n/B batches
+(n = 4 and 6), its spectral radius, and the enumerated threshold by a
+scan and Brent's method on its log.  These are statistical checks in units
+of the tool's own jackknife standard error (20 groups: t_19):
+  EPOCH_Z  4.5   |estimate - reference| <= 4.5 reported stderr, for the
+                 epoch radius (at 0.5 and 1.05 eta*, or 0.6 and 1.05 times
+                 the reshuffle threshold) and for lr_threshold; at most
+                 E_BUDGET = 30 of them.  P(|t_19| > 4.5) = 2.5e-4 per
+                 comparison.  Only short epochs (L = 2 to 4, or reshuffle
+                 with n <= 6) are used: there the products M stay
+                 light-tailed up to 1.05 eta*.  Checked offline with 100-300
+                 seeds of every case (20000 epochs, 10000 for thresholds):
+                 the sd of the z-scores was 0.92-1.16 and the largest |z|
+                 4.4 for radii, 4.7 for thresholds.  Longer epochs are left
+                 out on purpose: at B = 2, n = 24 (L = 12) the radius at
+                 1.05 eta* falls short of rho^L by up to 16 stderr, in the
+                 tool and in an independent NumPy version of the same
+                 estimator alike (heavy-tailed products, as the help says).
+Deterministic checks there: rate_per_step = ln(radius)/L (1e-12) and
+rate_stderr = stderr/(radius L) (delta method, 1e-9); the --compare
+columns exact_epoch_spectral_radius = rho^L (1e-9 relative) and
+exact_rate_per_step = ln rho (1e-9 absolute), exact_lr_critical = eta*(B)
+(1e-9 relative); at the threshold the same sampled batches give
+radius 1 (1e-7); the root does not depend on where the search starts
+(1e-8).  Closed forms at B = n (reshuffle and without): every epoch is one
+step M = I - eta G, radius max_j (1 - eta lambda_j)^2 over the nonzero
+eigenvalues of G (1e-10; on a J of rank 3 < p = 5 the null directions,
+with factor 1, must not count), threshold 2/lambda_max (1e-8).  Also: same
+seed byte-identical, --threads 1 and 2 identical; usage errors (exit 2,
+one line naming the option: --steps --noise --clip --radius --csv --init
+--fit-from with --epoch/--threshold, no --lr with --epoch, no --batch,
+--runs 1) and reshuffle with B not dividing n (exit 1, "divide").
+
 Where the spec leaves details open the test accepts either reading: the
 order of checks between usage errors, the quantile definition (see above),
 extra JSON keys, and a key "threads" (ignored when comparing thread counts).
@@ -136,6 +175,7 @@ import sys
 import tempfile
 
 import numpy as np
+import scipy.optimize
 import scipy.stats
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -159,6 +199,8 @@ RATE_ABS = 1e-9
 Z_REL = 1e-9
 SLOPE_ABS = 1e-10
 FRESH = ("without", "with", "bernoulli")
+EPOCH_Z = 4.5
+E_BUDGET = 30
 
 TOP_KEYS = ("file n k p rank lr batch sampling loss_scale steps runs seed "
             "fit_from fit_to growth_rate_per_step growth_rate_stderr "
@@ -169,12 +211,21 @@ COMPARE_KEYS = ("exact_sampling exact_second_moment z_score "
 EXIT_KEYS = ("radius exited never_exited_fraction mean median "
              "quantiles").split()
 QUANTILES = ("0.1", "0.25", "0.5", "0.75", "0.9")
+EPOCH_KEYS = ("file n k p rank batch sampling loss_scale runs seed "
+              "epoch_steps lr epoch_spectral_radius "
+              "epoch_spectral_radius_stderr rate_per_step "
+              "rate_stderr").split()
+EPOCH_COMPARE_KEYS = ("exact_sampling exact_epoch_spectral_radius "
+                      "exact_rate_per_step").split()
+THRESHOLD_KEYS = ("lr_threshold lr_threshold_stderr "
+                  "exact_lr_critical").split()
 CSV_HEADER = "step,second_moment,second_moment_ci,loss,loss_ci"
 CSV_HEADER_COMPARE = CSV_HEADER + ",exact_second_moment,z_score"
 
 WORK = None
 NZ = 0          # statistical comparisons made (against Z_BUDGET)
 NG = 0          # growth-rate comparisons made (against G_BUDGET)
+NE = 0          # epoch-map comparisons made (at EPOCH_Z stderr)
 
 
 # ----------------------------------------------------------------- numbers
@@ -1481,6 +1532,454 @@ def test_errors():
     report("--sampling with --batch n+5 is allowed", e, res)
 
 
+# ----------------------------------------------------------------- 8. epoch
+
+def epoch_case(name, seed, n, p, k=1, null_dirs=0):
+    return Case(name, *ref.random_problem(seed, n, p, k=k,
+                                          null_dirs=null_dirs))
+
+
+def epoch_args(case, mode, B, *extra):
+    """simulate FILE --epoch|--threshold --batch B ... --json"""
+    return ["simulate", case.path, "--" + mode, "--batch", B] + \
+        case.extra + [str(a) for a in extra]
+
+
+def check_epoch_top(d, case, B, sampling, runs, seed, lr=None,
+                    threshold=False, compare=False):
+    """Keys and scalar values of one --epoch / --threshold answer; lr is the
+    --lr given (None: not checked)."""
+    keys = EPOCH_KEYS + (THRESHOLD_KEYS if threshold else []) + \
+        (EPOCH_COMPARE_KEYS if compare else [])
+    missing = [key for key in keys if key not in d]
+    if missing:
+        return ["missing keys %s (have %s)" % (missing, sorted(d))]
+    errs = []
+    if not (isinstance(d["file"], str) and d["file"].startswith(case.path)):
+        errs.append("file = %r, expected %r" % (d["file"], case.path))
+    L = -(-case.n // B)                      # ceil(n/B)
+    for key, want in (("n", case.n), ("k", case.k), ("p", case.p),
+                      ("rank", case.rank), ("batch", B), ("runs", runs),
+                      ("seed", seed), ("epoch_steps", L)):
+        if not (is_int(d[key]) and d[key] == want):
+            errs.append("%s = %r, expected %r" % (key, d[key], want))
+    if d["sampling"] != sampling:
+        errs.append("sampling = %r, expected %r" % (d["sampling"], sampling))
+    if d["loss_scale"] != 1.0:
+        errs.append("loss_scale = %r, expected 1" % d["loss_scale"])
+    if lr is not None and d["lr"] != lr:
+        errs.append("lr = %r, expected the --lr given %r" % (d["lr"], lr))
+    num = ["lr", "epoch_spectral_radius", "epoch_spectral_radius_stderr",
+           "rate_per_step", "rate_stderr"] + \
+        (["lr_threshold", "lr_threshold_stderr", "exact_lr_critical"]
+         if threshold else []) + \
+        (["exact_epoch_spectral_radius", "exact_rate_per_step"]
+         if compare else [])
+    for key in num:
+        if not (is_num(d[key]) and math.isfinite(d[key])):
+            errs.append("%s = %r, not a finite number" % (key, d[key]))
+    if errs:
+        return errs
+    rho, se = d["epoch_spectral_radius"], d["epoch_spectral_radius_stderr"]
+    if not (rho > 0 and se >= 0):
+        return ["epoch_spectral_radius = %r, stderr %r: want > 0 and >= 0"
+                % (rho, se)]
+    # rate = ln(rho_epoch)/L and its delta-method standard error
+    if not close_rel(d["rate_per_step"], math.log(rho) / L, 1e-12, 1e-15):
+        errs.append("rate_per_step = %r, ln(epoch_spectral_radius)/%d = %r"
+                    % (d["rate_per_step"], L, math.log(rho) / L))
+    if not close_rel(d["rate_stderr"], se / rho / L, 1e-9, 1e-300):
+        errs.append("rate_stderr = %r, delta method stderr/(rho L) = %r"
+                    % (d["rate_stderr"], se / rho / L))
+    if compare and d.get("exact_sampling") != \
+            ("without" if sampling == "reshuffle" else sampling):
+        errs.append("exact_sampling = %r for sampling %s"
+                    % (d.get("exact_sampling"), sampling))
+    return errs
+
+
+def check_epoch_exact(d, prob, lr, sampling, B):
+    """exact_epoch_spectral_radius = rho^L and exact_rate_per_step = ln rho
+    of the reference's T (fresh batches, without for reshuffle)."""
+    es = "without" if sampling == "reshuffle" else sampling
+    rho = ref.rho_perp(prob, lr, es, B)
+    L = -(-prob.n // B)
+    errs = []
+    if not close_rel(d["exact_epoch_spectral_radius"], rho ** L, EXACT_REL):
+        errs.append("exact_epoch_spectral_radius = %r, reference rho^%d = %r"
+                    % (d["exact_epoch_spectral_radius"], L, rho ** L))
+    if not close_rel(d["exact_rate_per_step"], math.log(rho), 0.0,
+                     RATE_ABS):
+        errs.append("exact_rate_per_step = %r, reference ln rho = %r"
+                    % (d["exact_rate_per_step"], math.log(rho)))
+    return errs
+
+
+def epoch_zcheck(name, got, want, se):
+    """|got - want| <= EPOCH_Z se, se a reported jackknife standard error."""
+    global NE
+    NE += 1
+    if not (is_num(se) and se > 0 and math.isfinite(se)):
+        return ["%s: standard error %r, want a positive number" % (name, se)]
+    z = (got - want) / se
+    if not abs(z) <= EPOCH_Z:
+        return ["%s = %.10g, reference %.10g: %.2f reported standard errors "
+                "(%.3g) apart, beyond %.1f" % (name, got, want, z, se,
+                                               EPOCH_Z)]
+    return []
+
+
+def epoch_fresh_cases():
+    """(case, sampling, B): short epochs (L = 2 to 4) where the products of
+    an epoch stay light-tailed up to 1.05 eta*; B = 6 does not divide
+    n = 20 (L = ceil(20/6) = 4)."""
+    a = epoch_case("ep_a", 501, 16, 4)
+    c = epoch_case("ep_c", 503, 20, 3, k=2)
+    return [(a, "without", 4), (a, "with", 8), (c, "without", 6),
+            (c, "with", 10), (a, "bernoulli", 8)]
+
+
+def test_epoch_fresh():
+    """--epoch on fresh batches against rho(T)^L of the reference."""
+    runs = 20000
+    for i, (case, sampling, B) in enumerate(epoch_fresh_cases()):
+        prob = case.problem()
+        eta = ref.lr_critical(prob, sampling, B)
+        L = -(-case.n // B)
+        for j, f in enumerate((0.5, 1.05)):
+            lr = f * eta
+            seed = 801 + 2 * i + j
+            want = ref.rho_perp(prob, lr, sampling, B) ** L
+            d, res, e = run_json(*epoch_args(
+                case, "epoch", B, "--lr", fmt(lr), "--sampling", sampling,
+                "--runs", runs, "--seed", seed, "--compare"))
+            if d is not None:
+                e = check_epoch_top(d, case, B, sampling, runs, seed, lr,
+                                    compare=True)
+                if not e:
+                    e = check_epoch_exact(d, prob, lr, sampling, B)
+                    e += epoch_zcheck("epoch_spectral_radius",
+                                      d["epoch_spectral_radius"], want,
+                                      d["epoch_spectral_radius_stderr"])
+            report("simulate %s --epoch --sampling %s --batch %d at %.2f "
+                   "eta*: keys, epoch_steps = ceil(n/B) = %d, rate = "
+                   "ln(rho_epoch)/L; rho_epoch within %.1f stderr of the "
+                   "reference rho(T)^L = %.6f; --compare columns"
+                   % (case.desc(), sampling, B, f, L, EPOCH_Z, want), e, res)
+
+
+def test_epoch_threshold():
+    """--threshold on fresh batches against the reference eta*(B)."""
+    runs = 10000
+    a = epoch_case("th_a", 501, 16, 4)
+    c = epoch_case("th_c", 503, 20, 3, k=2)
+    for i, (case, sampling, B) in enumerate(
+            ((a, "without", 8), (a, "with", 8), (c, "without", 6),
+             (c, "with", 10))):
+        prob = case.problem()
+        eta = ref.lr_critical(prob, sampling, B)
+        seed = 821 + i
+        d, res, e = run_json(*epoch_args(case, "threshold", B, "--sampling",
+                                         sampling, "--runs", runs, "--seed",
+                                         seed))
+        if d is not None:
+            e = check_epoch_top(d, case, B, sampling, runs, seed,
+                                threshold=True)
+            if not e:
+                if not close_rel(d["exact_lr_critical"], eta, EXACT_REL):
+                    e.append("exact_lr_critical = %r, reference eta*(B) = "
+                             "%r" % (d["exact_lr_critical"], eta))
+                e += epoch_zcheck("lr_threshold", d["lr_threshold"], eta,
+                                  d["lr_threshold_stderr"])
+                # the estimate at the threshold, from the same sampled
+                # batches: rho_epoch = 1 there
+                if d["lr"] != d["lr_threshold"]:
+                    e.append("lr = %r, want lr_threshold %r"
+                             % (d["lr"], d["lr_threshold"]))
+                if not abs(d["epoch_spectral_radius"] - 1) <= 1e-7:
+                    e.append("epoch_spectral_radius = %r at lr_threshold, "
+                             "want 1 (the same sampled batches at every lr)"
+                             % d["epoch_spectral_radius"])
+                if "exact_epoch_spectral_radius" in d:
+                    e += check_epoch_exact(d, prob, d["lr"], sampling, B)
+        report("simulate %s --threshold --sampling %s --batch %d: keys, "
+               "exact_lr_critical = reference eta*(B) = %.6f, lr_threshold "
+               "within %.1f stderr of it, rho_epoch = 1 at lr_threshold"
+               % (case.desc(), sampling, B, eta, EPOCH_Z), e, res)
+    # the start of the search (--lr) does not move the root: the same
+    # sampled batches at every lr, from below (doubling) and from above
+    # (halving)
+    case, B, sampling = c, 6, "without"
+    eta = ref.lr_critical(case.problem(), sampling, B)
+    got, e, bad = [], [], None
+    for start in (None, 0.2 * eta, 3.0 * eta):
+        extra = [] if start is None else ["--lr", fmt(start)]
+        d, res, m = run_json(*epoch_args(case, "threshold", B, "--runs",
+                                         5000, "--seed", 7, *extra))
+        if d is None or not is_num(d.get("lr_threshold")):
+            e += m or ["lr_threshold = %r" % (d or {}).get("lr_threshold")]
+            bad = bad or res
+            continue
+        got.append(d["lr_threshold"])
+    if not e:
+        for g in got[1:]:
+            if not close_rel(g, got[0], 1e-8):
+                e.append("lr_threshold %r from --lr 0.2 eta* / 3 eta* vs %r "
+                         "from the default start" % (g, got[0]))
+    report("simulate %s --threshold --batch %d --runs 5000 --seed 7: the "
+           "same lr_threshold (1e-8) from the default start, --lr 0.2 eta* "
+           "and --lr 3 eta*" % (case.desc(), B), e, bad)
+
+
+def test_epoch_reshuffle_closed():
+    """B = n: every epoch is one full-batch step M = I - eta G, so the
+    epoch map S -> M S M has radius max_j (1 - eta lambda_j)^2 over the
+    nonzero eigenvalues of G = J^T J / n (directions outside the range
+    never move and are not part of the map), and the threshold is
+    2/lambda_max."""
+    for case in (epoch_case("rc_null", 701, 8, 5, null_dirs=2),
+                 epoch_case("rc_k2", 702, 6, 3, k=2)):
+        lam = np.linalg.eigvalsh(case.problem().G)
+        lam = lam[lam > 1e-10 * lam[-1]]
+        assert len(lam) == case.rank
+        B = case.n
+        for sampling in ("reshuffle", "without"):
+            for f in (0.3, 0.9, 1.2):
+                lr = f * 2 / lam[-1]
+                want = float(np.max((1 - lr * lam) ** 2))
+                d, res, e = run_json(*epoch_args(
+                    case, "epoch", B, "--lr", fmt(lr), "--sampling",
+                    sampling, "--runs", 200, "--seed", 3, "--compare"))
+                if d is not None:
+                    e = check_epoch_top(d, case, B, sampling, 200, 3, lr,
+                                        compare=True)
+                    if not e:
+                        r = d["epoch_spectral_radius"]
+                        if not close_rel(r, want, 1e-10, 1e-12):
+                            e.append("epoch_spectral_radius = %r, "
+                                     "max_j (1 - eta lambda_j)^2 = %r"
+                                     % (r, want))
+                        if not d["epoch_spectral_radius_stderr"] <= \
+                                1e-10 * want:
+                            e.append("epoch_spectral_radius_stderr = %r: "
+                                     "every epoch is the same"
+                                     % d["epoch_spectral_radius_stderr"])
+                        if not close_rel(d["exact_epoch_spectral_radius"],
+                                         want, 1e-10, 1e-12):
+                            e.append("exact_epoch_spectral_radius = %r, "
+                                     "closed form %r"
+                                     % (d["exact_epoch_spectral_radius"],
+                                        want))
+                report("simulate %s --epoch --batch n --sampling %s at %.1f "
+                       "(2/lambda_max): rho_epoch = max_j (1 - eta "
+                       "lambda_j)^2 = %.6f over the range (1e-10)"
+                       % (case.desc(), sampling, f, want), e, res)
+            d, res, e = run_json(*epoch_args(case, "threshold", B,
+                                             "--sampling", sampling,
+                                             "--runs", 200))
+            if d is not None:
+                e = check_epoch_top(d, case, B, sampling, 200, 1,
+                                    threshold=True)
+                if not e and not close_rel(d["lr_threshold"], 2 / lam[-1],
+                                           1e-8):
+                    e.append("lr_threshold = %r, 2/lambda_max = %r"
+                             % (d["lr_threshold"], 2 / lam[-1]))
+            report("simulate %s --threshold --batch n --sampling %s: "
+                   "lr_threshold = 2/lambda_max = %.8f (1e-8)"
+                   % (case.desc(), sampling, 2 / lam[-1]), e, res)
+
+
+def reshuffle_epoch_radius(prob, lr, B):
+    """Spectral radius of E[kron(M, M)] over every permutation of the n
+    samples cut into n/B consecutive batches, M = (I - eta H_bL) ...
+    (I - eta H_b1), H_b the mean of the A_i over batch b (J of full
+    column rank here: the range is all of R^p)."""
+    n, p = prob.n, prob.p
+    perms = np.array(list(itertools.permutations(range(n))))
+    M = np.broadcast_to(np.eye(p), (len(perms), p, p))
+    for j in range(n // B):
+        Hb = prob.A[perms[:, j * B:(j + 1) * B]].mean(axis=1)
+        M = (np.eye(p) - lr * Hb) @ M
+    K = np.einsum("nab,ncd->acbd", M, M).reshape(p * p, p * p) / len(perms)
+    return float(np.max(np.abs(np.linalg.eigvals(K))))
+
+
+def reshuffle_threshold(prob, B):
+    """The smallest lr where the enumerated radius reaches 1 (scan, then
+    Brent on ln rho)."""
+    top = 2.0 / float(np.linalg.eigvalsh(prob.G)[-1])
+    grid = np.linspace(0.02, 1.5, 38) * top
+    prev = grid[0]
+    for x in grid[1:]:
+        if reshuffle_epoch_radius(prob, x, B) >= 1:
+            return scipy.optimize.brentq(
+                lambda e: math.log(reshuffle_epoch_radius(prob, e, B)),
+                prev, x, xtol=1e-14, rtol=1e-13)
+        prev = x
+    return None
+
+
+def test_epoch_reshuffle_exact():
+    """Reshuffled epochs against enumeration of every permutation."""
+    runs, th_runs = 20000, 10000
+    for i, (case, B) in enumerate(
+            ((epoch_case("re_n4", 711, 4, 3), 2),
+             (epoch_case("re_n6", 712, 6, 3), 2),
+             (epoch_case("re_n6_B3", 713, 6, 2, k=2), 3))):
+        prob = case.problem()
+        th = reshuffle_threshold(prob, B)
+        for j, f in enumerate((0.6, 1.05)):
+            lr = f * th
+            want = reshuffle_epoch_radius(prob, lr, B)
+            seed = 841 + 3 * i + j
+            d, res, e = run_json(*epoch_args(
+                case, "epoch", B, "--lr", fmt(lr), "--sampling", "reshuffle",
+                "--runs", runs, "--seed", seed))
+            if d is not None:
+                e = check_epoch_top(d, case, B, "reshuffle", runs, seed, lr)
+                if not e:
+                    e = epoch_zcheck("epoch_spectral_radius",
+                                     d["epoch_spectral_radius"], want,
+                                     d["epoch_spectral_radius_stderr"])
+            report("simulate %s --epoch --sampling reshuffle --batch %d at "
+                   "%.2f x the reshuffle threshold: rho_epoch within %.1f "
+                   "stderr of the enumeration of all %d! permutations "
+                   "(%.6f)" % (case.desc(), B, f, EPOCH_Z, case.n, want),
+                   e, res)
+        seed = 843 + 3 * i
+        d, res, e = run_json(*epoch_args(case, "threshold", B, "--sampling",
+                                         "reshuffle", "--runs", th_runs,
+                                         "--seed", seed))
+        if d is not None:
+            e = check_epoch_top(d, case, B, "reshuffle", th_runs, seed,
+                                threshold=True)
+            if not e:
+                e = epoch_zcheck("lr_threshold", d["lr_threshold"], th,
+                                 d["lr_threshold_stderr"])
+                eta = ref.lr_critical(prob, "without", B)
+                if not close_rel(d["exact_lr_critical"], eta, EXACT_REL):
+                    e.append("exact_lr_critical = %r, reference eta*(B) of "
+                             "sampling without = %r"
+                             % (d["exact_lr_critical"], eta))
+        report("simulate %s --threshold --sampling reshuffle --batch %d: "
+               "lr_threshold within %.1f stderr of the enumerated threshold "
+               "%.6f; exact_lr_critical = eta*(B) of sampling without"
+               % (case.desc(), B, EPOCH_Z, th), e, res)
+
+
+def test_epoch_reproducibility():
+    case = epoch_case("ep_repro", 731, 12, 3)
+    for label, base in (
+            ("--epoch --sampling without", ["epoch", 3, "--lr", "0.8",
+                                            "--sampling", "without"]),
+            ("--epoch --sampling reshuffle --compare",
+             ["epoch", 4, "--lr", "0.8", "--sampling", "reshuffle",
+              "--compare"]),
+            ("--threshold --sampling with", ["threshold", 3, "--sampling",
+                                             "with"])):
+        args = epoch_args(case, base[0], base[1], *base[2:]) + \
+            ["--runs", 1000 if base[0] == "threshold" else 3000]
+        outs, e, bad = {}, [], None
+        for key, more in (("seed 5 #1", ["--seed", 5]),
+                          ("seed 5 #2", ["--seed", 5]),
+                          ("seed 5 threads 1", ["--seed", 5, "--threads", 1]),
+                          ("seed 5 threads 2", ["--seed", 5, "--threads", 2]),
+                          ("seed 6", ["--seed", 6])):
+            res = run(*(args + more + ["--json"]))
+            if res.rc != 0 or res.err:
+                e.append("%s: exit status %d" % (key, res.rc))
+                bad = bad or res
+                continue
+            try:
+                outs[key] = (res.out, json.loads(res.out))
+            except ValueError:
+                e.append("%s: stdout is not JSON" % key)
+                bad = bad or res
+        if not e:
+            if outs["seed 5 #1"][0] != outs["seed 5 #2"][0]:
+                e.append("same seed, same command: stdout differs")
+
+            def strip(dd):
+                return {k: v for k, v in dd.items() if k != "threads"}
+            d1, d2 = strip(outs["seed 5 threads 1"][1]), \
+                strip(outs["seed 5 threads 2"][1])
+            for key in sorted(set(d1) | set(d2)):
+                if d1.get(key) != d2.get(key):
+                    e.append("%s: %r with --threads 1, %r with --threads 2"
+                             % (key, d1.get(key), d2.get(key)))
+            if strip(outs["seed 5 #1"][1]) != d1:
+                e.append("the default thread count differs from --threads 1")
+            d5, d6 = outs["seed 5 #1"][1], outs["seed 6"][1]
+            key = "lr_threshold" if "threshold" in base[0] else \
+                "epoch_spectral_radius"
+            if d5.get(key) == d6.get(key):
+                e.append("seeds 5 and 6 give the same %s %r"
+                         % (key, d5.get(key)))
+        report("reproducibility simulate %s: same seed byte-identical, "
+               "--threads 1 and 2 identical, another seed differs"
+               % label, e, bad)
+    # text output
+    res = run(*epoch_args(case, "threshold", 3, "--runs", 500))
+    e = []
+    if res.rc != 0 or res.err or not res.out.strip():
+        e.append("exit status %d, want 0, text on stdout, empty stderr"
+                 % res.rc)
+    report("simulate --threshold without --json: text output", e, res)
+
+
+def expect_epoch_error(name, status, args, needle):
+    """Exit status, nothing on stdout, one stderr line with the right prefix
+    that contains needle; a --csv file given is not created."""
+    res = run(*args)
+    prefix = "sgdstab simulate: " if status == 2 else "sgdstab: "
+    e = []
+    if res.rc != status:
+        e.append("exit status %d, expected %d" % (res.rc, status))
+    if res.out:
+        e.append("stdout not empty")
+    if not (res.err.endswith("\n") and res.err.count("\n") == 1):
+        e.append("stderr is not exactly one line")
+    elif not res.err.startswith(prefix):
+        e.append("stderr does not start with %r" % prefix)
+    elif needle not in res.err:
+        e.append("stderr does not contain %r" % needle)
+    if "--csv" in args:
+        csv = args[args.index("--csv") + 1]
+        if os.path.exists(csv):
+            e.append("%s was created" % csv)
+    report("error: %s -> exit %d, one line '%s...' containing %r"
+           % (name, status, prefix.strip(), needle), e, res)
+
+
+def test_epoch_errors():
+    case = epoch_case("ep_err", 741, 10, 3)
+    f = case.path
+    csv = os.path.join(WORK, "epoch_err.csv")
+    for mode in ("epoch", "threshold"):
+        base = ["simulate", f, "--" + mode, "--batch", 2, "--lr", "0.5"]
+        for opt, extra in (("--steps", ["--steps", 5]),
+                           ("--noise", ["--noise", "gaussian:1"]),
+                           ("--clip", ["--clip", 1]),
+                           ("--radius", ["--radius", 1]),
+                           ("--csv", ["--csv", csv]),
+                           ("--init", ["--init", "zero"]),
+                           ("--fit-from", ["--fit-from", 2])):
+            expect_epoch_error("--%s with %s" % (mode, opt), 2,
+                               [str(a) for a in base + extra], opt)
+        expect_epoch_error("--%s without --batch" % mode, 2,
+                           ["simulate", f, "--" + mode, "--lr", "0.5"],
+                           "--batch")
+        expect_epoch_error("--%s --sampling reshuffle --batch 3, n = 10" %
+                           mode, 1, [str(a) for a in base[:3]] +
+                           ["--batch", "3", "--lr", "0.5", "--sampling",
+                            "reshuffle"], "divide")
+        expect_epoch_error("--%s --runs 1" % mode, 2,
+                           [str(a) for a in base] + ["--runs", "1"],
+                           "--runs")
+    expect_epoch_error("--epoch without --lr", 2,
+                       ["simulate", f, "--epoch", "--batch", "2"], "--lr")
+
+
 # ----------------------------------------------------------------- main
 
 def body(work):
@@ -1501,6 +2000,12 @@ def body(work):
     test_exits()
     test_formats()
     test_errors()
+    test_epoch_fresh()
+    test_epoch_threshold()
+    test_epoch_reshuffle_closed()
+    test_epoch_reshuffle_exact()
+    test_epoch_reproducibility()
+    test_epoch_errors()
     e = []
     if NZ > Z_BUDGET:
         e.append("%d statistical comparisons > budget %d: raise Z_BUDGET"
@@ -1508,8 +2013,12 @@ def body(work):
     if NG > G_BUDGET:
         e.append("%d growth-rate comparisons > budget %d" % (NG,
                                                              G_BUDGET))
+    if NE > E_BUDGET:
+        e.append("%d epoch-map comparisons > budget %d" % (NE, E_BUDGET))
     report("statistical budget: %d of %d z comparisons, %d of %d growth "
-           "fits" % (NZ, Z_BUDGET, NG, G_BUDGET), e)
+           "fits, %d of %d epoch-map comparisons" % (NZ, Z_BUDGET, NG,
+                                                      G_BUDGET, NE,
+                                                      E_BUDGET), e)
 
 
 if __name__ == "__main__":

@@ -679,6 +679,15 @@ static void epoch_script(FILE *f, void *ctx)
         }
 }
 
+/* Did some run of the exit rows i..j−1 exit? */
+static int group_has_points(const run_mc *mc, size_t i, size_t j)
+{
+    for (size_t k = i; k < j; k++)
+        if (mc->xrow[k].exited > 0)
+            return 1;
+    return 0;
+}
+
 /* Censored mean exit step against 1/η on log-log axes, one colour per
  * series with its fitted power law. */
 static void exit_script(FILE *f, void *ctx)
@@ -690,24 +699,31 @@ static void exit_script(FILE *f, void *ctx)
             "mean, ±1 s.e.)'\nset logscale xy\nset format y '10^{%%L}'\n"
             "set key outside below box\nset grid lc rgb '#cccccc'\n"
             "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n");
-    /* Groups of rows: one per (case, batch, series), in order. */
-    size_t g = 0;
+    /* Groups of rows: one per (case, batch, series), in order; a group
+     * gets its points only if some run exited, and its line only if the
+     * slope was fitted (gnuplot complains about empty data). */
+    size_t g = 0, clauses = 0;
     char label[160];
     fprintf(f, "plot");
     for (size_t i = 0; i < mc->nxrow; g++) {
         const exit_row *e = &mc->xrow[i];
         const exit_series *es = &mc->series[e->series];
-        size_t jumps = jumps_needed(mc->radius, es->clip);
+        size_t jumps = jumps_needed(mc->radius, es->clip), j = group_end(mc, i);
         const char *col = COLOURS[g % NCOLOURS];
-        fprintf(f, "%s '-' using 1:2:3 with yerrorbars pt 7 lc rgb '%s' "
-                "title \"%sα = %g, b = %g (l* = %zu): slope %.3f ± %.3f, "
-                "predicted %g\" noenhanced, \\\n  '-' using 1:2 with lines "
-                "lw 2 lc rgb '%s' notitle", g ? ", \\\n " : "", col,
-                case_label(mc, e->c, label, sizeof label), es->alpha,
-                es->clip, jumps, e->fit_slope, e->fit_se,
-                1 + (es->alpha - 1) * (double)jumps, col);
-        i = group_end(mc, i);
+        if (group_has_points(mc, i, j))
+            fprintf(f, "%s '-' using 1:2:3 with yerrorbars pt 7 lc rgb '%s' "
+                    "title \"%sα = %g, b = %g (l* = %zu): slope %.3f ± %.3f, "
+                    "predicted %g\" noenhanced", clauses++ ? ", \\\n " : "",
+                    col, case_label(mc, e->c, label, sizeof label), es->alpha,
+                    es->clip, jumps, e->fit_slope, e->fit_se,
+                    1 + (es->alpha - 1) * (double)jumps);
+        if (isfinite(e->fit_slope))
+            fprintf(f, "%s '-' using 1:2 with lines lw 2 lc rgb '%s' notitle",
+                    clauses++ ? ", \\\n " : "", col);
+        i = j;
     }
+    if (!clauses)
+        fprintf(f, " [1:10] 1 lc rgb 'white' title 'no run exited'");
     fputc('\n', f);
     for (size_t i = 0; i < mc->nxrow;) {
         size_t j = group_end(mc, i);
@@ -723,15 +739,17 @@ static void exit_script(FILE *f, void *ctx)
                 sy += (double)e->exited * log(e->mean);
             }
         }
-        fprintf(f, "e\n");
+        if (group_has_points(mc, i, j))
+            fprintf(f, "e\n");
         double slope = mc->xrow[i].fit_slope;
-        if (sw > 0 && isfinite(slope))
+        if (isfinite(slope)) {
             for (size_t k = i; k < j; k++) {
                 double x = log(1 / mc->xrow[k].lr);
                 fprintf(f, "%.17g %.17g\n", 1 / mc->xrow[k].lr,
                         exp(sy / sw + slope * (x - sx / sw)));
             }
-        fprintf(f, "e\n");
+            fprintf(f, "e\n");
+        }
         i = j;
     }
 }
