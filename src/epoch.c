@@ -36,9 +36,9 @@ typedef struct {
     double *T;
 } epoch_state;
 
-static size_t epoch_steps(const sgdstab_reduced *red, size_t batch)
+size_t sgdstab_epoch_steps(size_t n, size_t batch)
 {
-    return batch >= red->n ? 1 : (red->n + batch - 1) / batch;
+    return batch >= n ? 1 : (n + batch - 1) / batch;
 }
 
 /* M_jᵀ for the runs of group g: column c of M = row c of M_jᵀ, each step
@@ -189,7 +189,7 @@ static int state_make(epoch_state *st, const sgdstab_reduced *red,
     int status = sgdstab_epoch_check(red, opt, err);
     if (status || (status = mb_problem_make(&st->pb, red, opt, err)))
         return status;
-    st->L = epoch_steps(red, opt->batch);
+    st->L = sgdstab_epoch_steps(red->n, opt->batch);
     st->N = opt->runs;
     st->r = red->r;
     size_t r2 = st->r * st->r;

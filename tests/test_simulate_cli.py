@@ -981,6 +981,29 @@ def test_reshuffle_closed():
 
 # ----------------------------------------------------------------- 3. repro
 
+def seeded_runs(args, threads):
+    """Run args with --json under seed 5 twice, seed 5 with each --threads
+    count ("seed 5 threads N") and seed 6: the parsed outputs by key (with
+    the raw stdout), the errors, and the first failed run (or None)."""
+    variants = [("seed 5 #1", ["--seed", 5]), ("seed 5 #2", ["--seed", 5])]
+    variants += [("seed 5 threads %d" % t, ["--seed", 5, "--threads", t])
+                 for t in threads]
+    variants.append(("seed 6", ["--seed", 6]))
+    outs, e, bad = {}, [], None
+    for key, more in variants:
+        res = run(*(args + more + ["--json"]))
+        if res.rc != 0 or res.err:
+            e.append("%s: exit status %d" % (key, res.rc))
+            bad = bad or res
+            continue
+        try:
+            outs[key] = (res.out, json.loads(res.out))
+        except ValueError:
+            e.append("%s: stdout is not JSON" % key)
+            bad = bad or res
+    return outs, e, bad
+
+
 def test_reproducibility():
     case = Case("repro", *ref.random_problem(23, 9, 4))
     base = sim_args(case, 0.4, 3, 15, "--runs", 1001)
@@ -995,25 +1018,7 @@ def test_reproducibility():
                                                   "--sampling", "with"]),
     ]
     for label, extra in variants:
-        outs, e, bad = {}, [], None
-        for key, more in (("seed 5 #1", ["--seed", 5]),
-                          ("seed 5 #2", ["--seed", 5]),
-                          ("seed 5 threads 1", ["--seed", 5, "--threads", 1]),
-                          ("seed 5 threads 2", ["--seed", 5, "--threads", 2]),
-                          ("seed 5 threads 3", ["--seed", 5, "--threads", 3]),
-                          ("seed 5 threads 25", ["--seed", 5, "--threads",
-                                                 25]),
-                          ("seed 6", ["--seed", 6])):
-            res = run(*(base + extra + more + ["--json"]))
-            if res.rc != 0 or res.err:
-                e.append("%s: exit status %d" % (key, res.rc))
-                bad = bad or res
-                continue
-            try:
-                outs[key] = (res.out, json.loads(res.out))
-            except ValueError:
-                e.append("%s: stdout is not JSON" % key)
-                bad = bad or res
+        outs, e, bad = seeded_runs(base + extra, (1, 2, 3, 25))
         if not e:
             if outs["seed 5 #1"][0] != outs["seed 5 #2"][0]:
                 e.append("same seed, same command: stdout differs")
@@ -1879,22 +1884,7 @@ def test_epoch_reproducibility():
                                              "with"])):
         args = epoch_args(case, base[0], base[1], *base[2:]) + \
             ["--runs", 1000 if base[0] == "threshold" else 3000]
-        outs, e, bad = {}, [], None
-        for key, more in (("seed 5 #1", ["--seed", 5]),
-                          ("seed 5 #2", ["--seed", 5]),
-                          ("seed 5 threads 1", ["--seed", 5, "--threads", 1]),
-                          ("seed 5 threads 2", ["--seed", 5, "--threads", 2]),
-                          ("seed 6", ["--seed", 6])):
-            res = run(*(args + more + ["--json"]))
-            if res.rc != 0 or res.err:
-                e.append("%s: exit status %d" % (key, res.rc))
-                bad = bad or res
-                continue
-            try:
-                outs[key] = (res.out, json.loads(res.out))
-            except ValueError:
-                e.append("%s: stdout is not JSON" % key)
-                bad = bad or res
+        outs, e, bad = seeded_runs(args, (1, 2))
         if not e:
             if outs["seed 5 #1"][0] != outs["seed 5 #2"][0]:
                 e.append("same seed, same command: stdout differs")

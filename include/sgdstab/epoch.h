@@ -54,6 +54,9 @@ typedef struct {
     double rate_stderr;
 } sgdstab_epoch_estimate;
 
+/* L = ⌈n/B⌉ (1 when B ≥ n): the steps of one epoch. */
+size_t sgdstab_epoch_steps(size_t n, size_t batch);
+
 /* Check the options for the epoch map: of sgdstab_sim_options it uses lr,
  * loss_scale, batch, sampling, reshuffle, runs (= N, at least 2), seed and
  * threads; noise, clipping and a radius are refused, and so is

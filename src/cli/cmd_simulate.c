@@ -192,23 +192,31 @@ static int write_csv(const char *path, const sgdstab_sim_result *res,
     return cli_csv_commit(of);
 }
 
-static int print_json(const cli_args *a, const cli_session *ses,
-                      const sim_run *sr, const sgdstab_sim_result *res)
+/* The JSON keys every simulate mode shares: the problem and the run. */
+static cJSON *json_head(const cli_args *a, const cli_session *ses,
+                        const sim_run *sr)
 {
-    const sgdstab_sim_options *o = &sr->o;
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "file", a->file);
     cli_json_size(j, "n", ses->red->n);
     cli_json_size(j, "k", ses->red->k);
     cli_json_size(j, "p", ses->red->p);
     cli_json_size(j, "rank", ses->red->rank_J);
-    cli_json_number(j, "lr", o->lr);
-    cli_json_size(j, "batch", o->batch);
+    cli_json_size(j, "batch", sr->o.batch);
     cJSON_AddStringToObject(j, "sampling", sr->sampling_name);
-    cli_json_number(j, "loss_scale", o->loss_scale);
+    cli_json_number(j, "loss_scale", sr->o.loss_scale);
+    cli_json_size(j, "runs", sr->o.runs);
+    cli_json_size(j, "seed", sr->o.seed);
+    return j;
+}
+
+static int print_json(const cli_args *a, const cli_session *ses,
+                      const sim_run *sr, const sgdstab_sim_result *res)
+{
+    const sgdstab_sim_options *o = &sr->o;
+    cJSON *j = json_head(a, ses, sr);
+    cli_json_number(j, "lr", o->lr);
     cli_json_size(j, "steps", o->steps);
-    cli_json_size(j, "runs", o->runs);
-    cli_json_size(j, "seed", o->seed);
     if (o->noise == SGDSTAB_NOISE_GAUSSIAN) {
         cJSON_AddStringToObject(j, "noise", "gaussian");
         cli_json_number(j, "noise_scale", o->noise_scale);
@@ -407,17 +415,7 @@ static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
         rate = log(rho);
     }
     if (a->json) {
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddStringToObject(j, "file", a->file);
-        cli_json_size(j, "n", ses->red->n);
-        cli_json_size(j, "k", ses->red->k);
-        cli_json_size(j, "p", ses->red->p);
-        cli_json_size(j, "rank", ses->red->rank_J);
-        cli_json_size(j, "batch", o->batch);
-        cJSON_AddStringToObject(j, "sampling", sr->sampling_name);
-        cli_json_number(j, "loss_scale", o->loss_scale);
-        cli_json_size(j, "runs", o->runs);
-        cli_json_size(j, "seed", o->seed);
+        cJSON *j = json_head(a, ses, sr);
         cli_json_size(j, "epoch_steps", est.steps);
         if (sr->threshold) {
             cli_json_number(j, "lr_threshold", lr_th);

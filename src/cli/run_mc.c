@@ -396,13 +396,12 @@ static int epoch_case(run_mc *mc, size_t c, const char *axes,
             sgdstab_sim_options o = epoch_options(mc, ses, ms, B, eta);
             double lr, se;
             sgdstab_epoch_estimate est;
-            if (sgdstab_epoch_threshold(ses->red, &o, &lr, &se, &err) ||
-                sgdstab_epoch_estimate_at(ses->red, &o, &est, &err))
+            if (sgdstab_epoch_threshold(ses->red, &o, &lr, &se, &err))
                 return mc_error(mc, "case %zu, B = %zu, %s: %s", c, B,
                                 mc_sampling_name(ms), err.msg);
             FILE *f = sgdstab_outfile_stream(mc->threshold_csv);
             fprintf(f, "%s%zu,%s,%zu,%zu,", axes, B, mc_sampling_name(ms),
-                    est.steps, o.runs);
+                    sgdstab_epoch_steps(ses->red->n, B), o.runs);
             double vals[] = {lr, se, eta, lr / eta, se / eta};
             for (size_t v = 0; v < 5; v++)
                 cli_csv_number(f, vals[v], v < 4 ? "," : "\n");
