@@ -18,17 +18,26 @@ the spec's sampling the threshold within 4.5 reported stderr of eta*(B)
 is too small, z sd 1.6 over 100 seeds, in an independent NumPy version of
 the estimator too) and the rates within 4.5 stderr of the exact ln rho
 below eta* or at L <= 2; exact_rate_per_step = the reference ln rho,
-z_vs_exact filled only for the spec's sampling; every row equal to
-`simulate --threshold` / `simulate --epoch` with the same seed; epoch.png
-a PNG; report.md and summary.json.  "exit": exit.csv against the
-definitions (censored mean = (sum of exit steps + never-exited runs x
-steps)/exits, never-exited fraction, quantiles) and `simulate --radius`
-with the same options; exit-fit.csv: jumps = ceil(R/b), predicted slope
-1 + (alpha - 1) jumps, the weighted least-squares slope of ln(censored
-mean) on ln(1/eta) over points with >= 10 exits recomputed here (1e-9);
-a series with a single such point has no slope but the run succeeds.
-Bad "epoch"/"exit" objects: exit 1, one line naming the key, no files left
-in --out.
+z_vs_exact filled only for the spec's sampling (for the spec with
+sampling "with", the reshuffle rows' exact rate is that of "with" too);
+every row equal to `simulate --threshold` / `simulate --epoch` with the
+same seed; epoch.png a PNG; report.md (its count of rates with |z| > 3
+= the table's) and summary.json (thresholds and every rate = the CSV
+rows); no lr_factors, no epoch-rate.csv.  "exit" (spec sampling "with"):
+exit.csv against the definitions (censored mean = (sum of exit steps +
+never-exited runs x steps)/exits, never-exited fraction, quantiles) and
+`simulate --radius` with the same options, --sampling included;
+exit-fit.csv: jumps = ceil(R/b), predicted slope 1 + (alpha - 1) jumps,
+the weighted least-squares slope of ln(censored mean) on ln(1/eta) over
+points with >= 10 exits recomputed here (1e-9), on data where the rule
+drops points and the fitted points' exit counts differ (so that filter
+and weights matter); summary.json points = the CSV.  The edge of the
+rule with closed forms: noise_scale 10, clip 1.5 > R = 1 and eta >= 0.2
+put every run out at step 1 whatever the seed (mean = censored mean =
+quantiles = 1, stderr 1/sqrt(runs)), so with 10 runs every point is
+fitted (slope 0, chi2 0) and with 9 none is (nan).  A series with a
+single such point has no slope but the run succeeds.  Bad "epoch"/"exit"
+objects: exit 1, one line naming the key, no files left in --out.
 
 Usage: test_run_cli.py SGDSTAB
 """
@@ -434,6 +443,10 @@ def check_epoch_run(tmp, name, spec, want_files):
     check(isinstance(entries, list) and
           len(entries) == len(batches) * len(samplings),
           f"{name}: summary epoch entries {entries!r}")
+    rate_rows = {}
+    if factors:
+        rate_rows = {(int(x["batch"]), x["sampling"], float(x["lr_factor"])):
+                     x for x in read_csv(os.path.join(out, "epoch-rate.csv"))}
     if isinstance(entries, list):
         rows = read_csv(os.path.join(out, "epoch-threshold.csv"))
         for e, x in zip(entries, rows):
@@ -445,6 +458,22 @@ def check_epoch_run(tmp, name, spec, want_files):
                   e.get("lr_critical") == float(x["lr_critical"]) and
                   len(e.get("rates", [])) == len(factors),
                   f"{name}: summary {e} vs CSV {x}")
+            # the rates in the summary = the rows of epoch-rate.csv
+            for q in e.get("rates", []):
+                key = (int(x["batch"]), x["sampling"], q.get("lr_factor"))
+                y = rate_rows.get(key)
+                check(y is not None and all(
+                    same(q.get(k), num(y[k])) for k in (
+                        "rate_per_step", "rate_stderr",
+                        "exact_rate_per_step")),
+                      f"{name}: summary rate {q} vs epoch-rate.csv {y}")
+    if factors:
+        # report.md counts the rows of the spec's sampling with |z| > 3
+        zs = [num(y["z_vs_exact"]) for y in rate_rows.values()
+              if y["sampling"] == samp]
+        want = f"{sum(not abs(z) <= 3 for z in zs)} of {len(zs)} estimated"
+        check(want in report,
+              f"{name}: report.md lacks '{want} rates' (|z_vs_exact| > 3)")
 
 
 def test_epoch(tmp):
@@ -465,16 +494,29 @@ def test_epoch(tmp):
                     ["cases.csv", "critical.csv", "epoch-rate.csv",
                      "epoch-threshold.csv", "epoch.png", "report.md",
                      "summary.json"])
-    # sampling "with", default samplings (the spec's, then reshuffle), no
-    # lr_factors: no epoch-rate.csv
+    # sampling "with", default samplings (the spec's, then reshuffle): the
+    # exact rate of every row, reshuffle's included, is that of "with"
     spec = {
         "family": "linear",
         "params": {"samples": 16, "inputs": 3, "seed": 4},
         "batch": [8, 16],
         "sampling": "with",
-        "epoch": {"runs": 2000, "seed": 6},
+        "epoch": {"runs": 2000, "seed": 6, "lr_factors": [0.5]},
     }
     check_epoch_run(tmp, "epoch-with", spec,
+                    ["cases.csv", "critical.csv", "epoch-rate.csv",
+                     "epoch-threshold.csv", "epoch.png", "report.md",
+                     "summary.json"])
+    # no lr_factors: no epoch-rate.csv; a single batch size (its picture
+    # once failed: gnuplot cannot autoscale a one-point log axis)
+    spec = {
+        "family": "linear",
+        "params": {"samples": 16, "inputs": 3, "seed": 4},
+        "batch": [8],
+        "sampling": "without",
+        "epoch": {"runs": 200, "seed": 6, "samplings": ["reshuffle"]},
+    }
+    check_epoch_run(tmp, "epoch-no-factors", spec,
                     ["cases.csv", "critical.csv", "epoch-threshold.csv",
                      "epoch.png", "report.md", "summary.json"])
 
@@ -515,7 +557,7 @@ def check_exit_row(what, x, runs, steps):
 
 
 def test_exit(tmp):
-    radius, runs, steps = 1.0, 20, 20000
+    radius, runs, steps = 1.0, 40, 5000
     series = [{"alpha": 1.5, "clip": 1.5, "lr": "0.2:0.8:3:log"},
               {"alpha": 1.5, "clip": 0.7, "lr": "0.2:0.8:3:log"},
               {"alpha": 1.8, "clip": 0.5, "lr": [0.05, 0.3, 0.9, 1.2]}]
@@ -525,6 +567,7 @@ def test_exit(tmp):
         "family": "linear",
         "params": {"samples": 16, "inputs": 2, "seed": 2},
         "batch": [4],
+        "sampling": "with",
         "exit": {"radius": radius, "noise_scale": 0.1, "runs": runs,
                  "steps": steps, "seed": 3, "series": series},
     }
@@ -551,7 +594,7 @@ def test_exit(tmp):
     check(isinstance(entries, list) and len(entries) == len(series),
           f"summary exit entries {entries!r}")
     i = 0
-    low_points = 0
+    low_points = unequal_weights = 0
     for s, (sr, lr_list) in enumerate(zip(series, lrs)):
         jumps = math.ceil(radius / sr["clip"])
         mine = rows[i:i + len(lr_list)]
@@ -567,7 +610,8 @@ def test_exit(tmp):
             check_exit_row(what, x, runs, steps)
             # the same runs through `simulate --radius`
             d = simulate_json(npz, "--lr", x["lr"], "--batch", 4, "--steps",
-                              steps, "--runs", runs, "--seed", 3, "--init",
+                              steps, "--runs", runs, "--seed", 3,
+                              "--sampling", spec["sampling"], "--init",
                               "zero", "--noise",
                               f"pareto:{sr['alpha']}:"
                               f"{spec['exit']['noise_scale']}", "--clip",
@@ -590,6 +634,8 @@ def test_exit(tmp):
               f"{what}: predicted_slope {f['predicted_slope']}")
         use = [x for x in mine if int(x["exited"]) >= 10]
         low_points += len(mine) - len(use)
+        if len({x["exited"] for x in use}) > 1:
+            unequal_weights += 1
         check(f["points"] == str(len(use)),
               f"{what}: points {f['points']}, {len(use)} rows with >= 10 "
               f"exits")
@@ -619,6 +665,7 @@ def test_exit(tmp):
             pts = e.get("points", [])
             check(len(pts) == len(mine) and
                   all(p["exited"] == int(x["exited"]) and
+                      p["lr"] == float(x["lr"]) and
                       same(p["censored_mean"], num(x["censored_mean"])) and
                       same(p["median"], num(x["median"]))
                       for p, x in zip(pts, mine)) and
@@ -626,13 +673,83 @@ def test_exit(tmp):
                   e.get("predicted_slope") == float(f["predicted_slope"]),
                   f"{what}: summary {e} vs CSV")
     # the spec's third series starts at learning rates with few exits (0
-    # and 5 with this seed), so that the >= 10 exits rule is exercised
+    # and 6 with this seed), so that the >= 10 exits rule is exercised
     check(low_points >= 1, f"exit: every point has >= 10 exits "
           f"({[x['exited'] for x in rows]}): the filter is not exercised")
+    # and fits whose points have different numbers of exits, so that the
+    # weights of the least squares matter (25, 38, 40 and 26, 34 exits
+    # with this seed)
+    check(unequal_weights >= 1, f"exit: the fitted points of every series "
+          f"have equal exits ({[x['exited'] for x in rows]}): the weights "
+          f"are not exercised")
     check(is_png(os.path.join(out, "exit.png")), "exit.png")
     report = open(os.path.join(out, "report.md")).read()
     check("exit.csv" in report and "exit-fit.csv" in report and
           "exit.png" in report, "report.md lacks the exit section")
+
+
+def test_exit_boundary(tmp):
+    """Every run exits at step 1, whatever the seed: from delta_0 = 0 the
+    first step is -eta Z, |Z| >= noise_scale = 10 (Pareto), so |eta Z| >=
+    2 at eta >= 0.2, clipped to b = 1.5 > R = 1.  Closed forms: exited =
+    runs, never_exited_fraction 0, mean = censored mean = every quantile
+    = 1, censored_mean_stderr 1/sqrt(runs); jumps = ceil(1/1.5) = 1 and
+    predicted slope alpha.  The >= 10 exits rule at its edge: with 10 runs
+    every point is fitted (slope 0: ln 1 = 0 at every eta, chi2 0, stderr
+    1/sqrt(sum w dx^2) with w = 10), with 9 none is (points 0, slope
+    nan), and both runs succeed with their picture."""
+    lrs = [0.2, 0.4, 0.8]
+    for runs in (10, 9):
+        name = f"exit-edge-{runs}"
+        spec = {
+            "family": "linear",
+            "params": {"samples": 16, "inputs": 2, "seed": 2},
+            "batch": [4],
+            "exit": {"radius": 1, "noise_scale": 10, "runs": runs,
+                     "steps": 5, "seed": 3,
+                     "series": [{"alpha": 1.5, "clip": 1.5, "lr": lrs}]},
+        }
+        out = run_spec(tmp, name, spec)
+        if out is None:
+            continue
+        rows = read_csv(os.path.join(out, "exit.csv"))
+        check(len(rows) == len(lrs), f"{name}: {len(rows)} exit rows")
+        for x, lr in zip(rows, lrs):
+            what = f"{name} lr {lr}"
+            check_exit_row(what, x, runs, 5)
+            check(float(x["lr"]) == lr and x["jumps"] == "1" and
+                  x["exited"] == str(runs) and
+                  num(x["never_exited_fraction"]) == 0 and
+                  all(num(x[c]) == 1 for c in ("mean_exited",
+                                               "censored_mean", "q10",
+                                               "median", "q90")) and
+                  close(num(x["censored_mean_stderr"]),
+                        1 / math.sqrt(runs), 1e-12),
+                  f"{what}: want every run out at step 1: {x}")
+        fits = read_csv(os.path.join(out, "exit-fit.csv"))
+        check(len(fits) == 1, f"{name}: {len(fits)} fit rows")
+        if len(fits) != 1:
+            continue
+        f = fits[0]
+        check(f["jumps"] == "1" and float(f["predicted_slope"]) == 1.5,
+              f"{name}: jumps/predicted_slope {f}")
+        if runs >= 10:
+            xs = np.log(1 / np.array(lrs))
+            sxx = runs * np.sum((xs - xs.mean()) ** 2)
+            check(f["points"] == str(len(lrs)) and
+                  num(f["fitted_slope"]) == 0 and
+                  num(f["chi2_per_dof"]) == 0 and
+                  close(num(f["fitted_slope_stderr"]), 1 / math.sqrt(sxx),
+                        1e-9),
+                  f"{name}: {runs} exits at every point, all fitted: {f}")
+        else:
+            check(f["points"] == "0" and
+                  all(math.isnan(num(f[c])) for c in (
+                      "fitted_slope", "fitted_slope_stderr",
+                      "chi2_per_dof")),
+                  f"{name}: {runs} < 10 exits at every point, none "
+                  f"fitted: {f}")
+        check(is_png(os.path.join(out, "exit.png")), f"{name}: exit.png")
 
 
 def test_exit_one_point(tmp):
@@ -750,6 +867,7 @@ with tempfile.TemporaryDirectory() as tmp:
     test_errors(tmp)
     test_epoch(tmp)
     test_exit(tmp)
+    test_exit_boundary(tmp)
     test_exit_one_point(tmp)
     test_mc_errors(tmp)
 if failures:

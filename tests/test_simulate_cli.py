@@ -151,7 +151,20 @@ columns exact_epoch_spectral_radius = rho^L (1e-9 relative) and
 exact_rate_per_step = ln rho (1e-9 absolute), exact_lr_critical = eta*(B)
 (1e-9 relative); at the threshold the same sampled batches give
 radius 1 (1e-7); the root does not depend on where the search starts
-(1e-8).  Closed forms at B = n (reshuffle and without): every epoch is one
+(1e-8); lr_threshold_stderr = the delta method se(ln rho)/|d ln rho/d eta|
+with the slope by a central difference of `--epoch` at lr_threshold
+(1 +- 1e-3) with the same seed (same batches at every lr): 1e-4 relative
+(the O(h^2) truncation measured 2e-7 to 8e-7).
+The size of the standard errors (the z checks above only catch ones
+that are too small): over CAL_SEEDS = 200 independent seeds of 500 epochs
+(L = 2, 1.05 eta* and the threshold), V = var(estimate)/mean(reported
+stderr^2) must be 1 within exp(+-z sd), sd^2 = (kurtosis - 1)/200 +
+cv^2(stderr^2)/200 (the log of a sample variance, the sample kurtosis
+since near the threshold the estimates are not normal), z the two-sided
+normal quantile of CAL_ALPHA = 1e-4: a band of about exp(+-0.38), so a
+stderr off by 1.5x fails.  Checked offline over 14 other blocks of 200
+seeds: ln V from -0.21 to 0.29, mean 0.03, sd 0.12 (the formula gives
+0.10-0.12).  Closed forms at B = n (reshuffle and without): every epoch is one
 step M = I - eta G, radius max_j (1 - eta lambda_j)^2 over the nonzero
 eigenvalues of G (1e-10; on a J of rank 3 < p = 5 the null directions,
 with factor 1, must not count), threshold 2/lambda_max (1e-8).  Also: same
@@ -201,6 +214,11 @@ SLOPE_ABS = 1e-10
 FRESH = ("without", "with", "bernoulli")
 EPOCH_Z = 4.5
 E_BUDGET = 30
+DELTA_H = 1e-3
+DELTA_REL = 1e-4
+CAL_ALPHA = 1e-4
+CAL_SEEDS = 200
+CAL_RUNS = 500
 
 TOP_KEYS = ("file n k p rank lr batch sampling loss_scale steps runs seed "
             "fit_from fit_to growth_rate_per_step growth_rate_stderr "
@@ -1673,6 +1691,94 @@ def test_epoch_fresh():
                    % (case.desc(), sampling, B, f, L, EPOCH_Z, want), e, res)
 
 
+def check_threshold_delta(case, d, sampling, B, runs, seed):
+    """lr_threshold_stderr is the delta method (epoch.h): se(ln rho_hat)
+    at the root over |d ln rho_hat / d eta|.  The same seed samples the
+    same batches at every lr, so `simulate --epoch` with that seed at
+    lr_threshold (1 -+ DELTA_H) gives the same function rho_hat(eta): its
+    central difference here (ln rho_hat = rho_hat - 1 to first order at
+    the root) and the stderr reported at lr_threshold give the value."""
+    lr = d["lr_threshold"]
+    h = DELTA_H * lr
+    logs = []
+    for x in (lr + h, lr - h):
+        dd, _, m = run_json(*epoch_args(case, "epoch", B, "--lr", fmt(x),
+                                        "--sampling", sampling, "--runs",
+                                        runs, "--seed", seed))
+        if dd is None:
+            return ["simulate --epoch at lr_threshold +- h: " + "; ".join(m)]
+        logs.append(math.log(dd["epoch_spectral_radius"]))
+    slope = abs(logs[0] - logs[1]) / (2 * h)
+    want = d["epoch_spectral_radius_stderr"] / \
+        d["epoch_spectral_radius"] / slope
+    if not close_rel(d["lr_threshold_stderr"], want, DELTA_REL):
+        return ["lr_threshold_stderr = %r, delta method se(ln rho)/|d ln "
+                "rho/d eta| from --epoch at lr_threshold (1 +- %g) = %r"
+                % (d["lr_threshold_stderr"], DELTA_H, want)]
+    return []
+
+
+def stderr_calibration(label, mk_args, key, se_key, seeds):
+    """The reported jackknife standard error against the spread of the
+    estimate over independent seeds: V = var(x over seeds) / mean(se^2)
+    has expectation 1 if the standard error is right.  ln V is compared
+    with its own CI: the sample variance of n values has var(ln s^2) =
+    (kurtosis - 1)/n (2/n for normal data; the estimates are heavier-
+    tailed near the threshold, so the sample kurtosis is used), plus the
+    relative variance of the mean of se^2 over n seeds; the bound is the
+    two-sided normal quantile of CAL_ALPHA.  Independent calls run two at
+    a time."""
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda s: run_json(*mk_args(s)), seeds))
+    bad = [(s, m) for s, (d, _, m) in zip(seeds, outs) if d is None]
+    if bad:
+        return ["seed %d: %s" % (bad[0][0], "; ".join(bad[0][1]))], \
+            outs[seeds.index(bad[0][0])][1]
+    x = np.array([d[key] for d, _, _ in outs], float)
+    se2 = np.array([d[se_key] for d, _, _ in outs], float) ** 2
+    n = len(x)
+    V = float(x.var(ddof=1) / se2.mean())
+    c = x - x.mean()
+    kurt = float(np.mean(c ** 4) / np.mean(c ** 2) ** 2)
+    sd_ln = math.sqrt((kurt - 1) / n + se2.var(ddof=1) / se2.mean() ** 2 / n)
+    zq = float(scipy.stats.norm.isf(CAL_ALPHA / 2))
+    if not abs(math.log(V)) <= zq * sd_ln:
+        return ["%s: var over %d seeds / mean reported stderr^2 = %.3f, "
+                "want 1 within exp(+-%.3f) (kurtosis %.2f): the reported "
+                "standard error is off by a factor %.2f"
+                % (label, n, V, zq * sd_ln, kurt, 1 / math.sqrt(V))], None
+    return [], None
+
+
+def test_epoch_calibration():
+    """The size of the two reported standard errors, which the z checks
+    above bound only from below: epoch_spectral_radius_stderr at 1.05 eta*
+    and lr_threshold_stderr, each against the spread over CAL_SEEDS
+    independent seeds of CAL_RUNS epochs (L = 2)."""
+    case = epoch_case("cal_a", 501, 16, 4)
+    B, sampling = 8, "without"
+    eta = ref.lr_critical(case.problem(), sampling, B)
+    seeds = list(range(20001, 20001 + CAL_SEEDS))
+    e, res = stderr_calibration(
+        "epoch_spectral_radius_stderr",
+        lambda s: epoch_args(case, "epoch", B, "--lr", fmt(1.05 * eta),
+                             "--sampling", sampling, "--runs", CAL_RUNS,
+                             "--seed", s),
+        "epoch_spectral_radius", "epoch_spectral_radius_stderr", seeds)
+    report("simulate %s --epoch --batch %d at 1.05 eta*, %d seeds of %d "
+           "epochs: the spread of rho_epoch over seeds matches its reported "
+           "stderr" % (case.desc(), B, CAL_SEEDS, CAL_RUNS), e, res)
+    e, res = stderr_calibration(
+        "lr_threshold_stderr",
+        lambda s: epoch_args(case, "threshold", B, "--sampling", sampling,
+                             "--runs", CAL_RUNS, "--seed", s),
+        "lr_threshold", "lr_threshold_stderr", seeds)
+    report("simulate %s --threshold --batch %d, %d seeds of %d epochs: the "
+           "spread of lr_threshold over seeds matches its reported stderr"
+           % (case.desc(), B, CAL_SEEDS, CAL_RUNS), e, res)
+
+
 def test_epoch_threshold():
     """--threshold on fresh batches against the reference eta*(B)."""
     runs = 10000
@@ -1707,10 +1813,15 @@ def test_epoch_threshold():
                              % d["epoch_spectral_radius"])
                 if "exact_epoch_spectral_radius" in d:
                     e += check_epoch_exact(d, prob, d["lr"], sampling, B)
+                if not e:
+                    e += check_threshold_delta(case, d, sampling, B, runs,
+                                               seed)
         report("simulate %s --threshold --sampling %s --batch %d: keys, "
                "exact_lr_critical = reference eta*(B) = %.6f, lr_threshold "
-               "within %.1f stderr of it, rho_epoch = 1 at lr_threshold"
-               % (case.desc(), sampling, B, eta, EPOCH_Z), e, res)
+               "within %.1f stderr of it, rho_epoch = 1 at lr_threshold, "
+               "lr_threshold_stderr = the delta method on --epoch at "
+               "lr_threshold (1 +- %g)"
+               % (case.desc(), sampling, B, eta, EPOCH_Z, DELTA_H), e, res)
     # the start of the search (--lr) does not move the root: the same
     # sampled batches at every lr, from below (doubling) and from above
     # (halving)
@@ -1992,6 +2103,7 @@ def body(work):
     test_errors()
     test_epoch_fresh()
     test_epoch_threshold()
+    test_epoch_calibration()
     test_epoch_reshuffle_closed()
     test_epoch_reshuffle_exact()
     test_epoch_reproducibility()

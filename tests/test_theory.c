@@ -1083,6 +1083,45 @@ static void test_failure_accounting(void **state)
     setup_free(&u);
 }
 
+/* A nearly flat direction: one column of J scaled by `flat`, so that G has
+ * an eigenvalue about flat² times the others.  At a stable η the top
+ * eigenmatrix of T is that direction (ρ⊥ just below 1).  With flat = 1e-7
+ * (curvature 1e-14 relative, as in an exported float32 MLP) μ there is
+ * decided by rounding: reported, not judged, never a failed theorem.  With
+ * flat = 1e-3 it is judged and holds. */
+static void test_flat_direction(void **state)
+{
+    (void)state;
+    const size_t n = 6, p = 4;
+    for (int judged = 0; judged <= 1; judged++) {
+        double J[6 * 4];
+        sgdstab_rng *rng = sgdstab_rng_alloc(913);
+        assert_non_null(rng);
+        sgdstab_rng_gaussian(rng, 1.0, n * p, J);
+        sgdstab_rng_free(rng);
+        for (size_t i = 0; i < n; i++)
+            J[i * p + p - 1] *= judged ? 1e-3 : 1e-7;
+        setup u;
+        setup_make(&u, problem_from(n, 1, p, J, NULL), 1.0);
+        sgdstab_error err;
+        double eta;
+        assert_int_equal(sgdstab_reference_critical(
+                             u.ref, SGDSTAB_SAMPLING_WITHOUT, 2, &eta, &err),
+                         SGDSTAB_OK);
+        sgdstab_verification v;
+        assert_int_equal(sgdstab_verify(u.s, &u.th, 0.5 * eta,
+                                        SGDSTAB_SAMPLING_WITHOUT, 2, &v, &err),
+                         SGDSTAB_OK);
+        const sgdstab_check *c = find_check(&v, "alignment_top");
+        assert_true(v.analysis.radius.rho > 1 - (judged ? 1e-3 : 1e-10));
+        assert_int_equal(c->theorem, judged);
+        if (judged)
+            assert_true(c->holds);
+        assert_int_equal(v.theorems_failed, 0);
+        setup_free(&u);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1090,6 +1129,7 @@ int main(void)
         cmocka_unit_test(test_refusals),
         cmocka_unit_test(test_zero_bounds),
         cmocka_unit_test(test_failure_accounting),
+        cmocka_unit_test(test_flat_direction),
         cmocka_unit_test(test_loss_scale),
         cmocka_unit_test(test_alignment_brute_force),
         cmocka_unit_test(test_random_theorems),

@@ -655,6 +655,13 @@ static void epoch_script(FILE *f, void *ctx)
             "η*(B)'\nset logscale x 2\nset key top left box opaque\n"
             "set grid lc rgb '#cccccc'\nset offsets graph 0.05, graph 0.05, "
             "graph 0.1, graph 0.1\n");
+    /* an explicit range: gnuplot cannot autoscale a single batch size */
+    double lo = INFINITY, hi = 0;
+    for (size_t i = 0; i < mc->nerow; i++) {
+        lo = fmin(lo, (double)mc->erow[i].batch);
+        hi = fmax(hi, (double)mc->erow[i].batch);
+    }
+    fprintf(f, "set xrange [%.17g:%.17g]\n", lo / sqrt(2.0), hi * sqrt(2.0));
     size_t series = 0;
     char label[160];
     fprintf(f, "plot 1 with lines lc rgb '#555555' dt 2 title 'exact η*(B)'");
