@@ -275,8 +275,31 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
     double *vec = S ? malloc(s->dim * sizeof *vec) : NULL;
     if (S && !vec)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b,
-                      S ? EIGENMATRIX_RESIDUAL : 0, &res, vec, err);
+    double vtol = S ? EIGENMATRIX_RESIDUAL : 0;
+    st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b, vtol,
+                      &res, vec, err);
+    if (!st && !s->eig.arpack) {
+        /* The shared basis accepts its largest Ritz value once the residual
+         * is small, so a basis holding an (almost) exact eigenmatrix of a
+         * smaller eigenvalue — the slow mode ρ ≈ 1 of a numerically flat
+         * direction — can hide the top one.  ρ⊥ > 1 ⟺ η > η*(B) is a
+         * theorem (DESIGN §2.4): a result on the wrong side of 1 is solved
+         * again from scratch by ARPACK, whose Lanczos start I/√r is not
+         * orthogonal to the positive semidefinite top eigenmatrix. */
+        sgdstab_critical crit;
+        st = sgdstab_critical_lr(s, sampling, batch, &crit, err);
+        double ec = crit.lr_critical;
+        if (!st && crit.kind == SGDSTAB_MINIMUM_OK &&
+            ((lr > ec * (1 + 1e-8) && res.value <= 1) ||
+             (lr < ec * (1 - 1e-8) && res.value > 1))) {
+            size_t matvecs = res.matvecs;
+            s->eig.arpack = 1;
+            st = solve_member(s, FAMILY_STEP, sampling, gamma,
+                              eta * eta * s->b, vtol, &res, vec, err);
+            s->eig.arpack = 0;
+            res.matvecs += matvecs;
+        }
+    }
     if (!st && S)
         sgdstab_sym_unpack(s->r, vec, S);
     free(vec);

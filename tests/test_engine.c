@@ -237,6 +237,49 @@ static void test_against_reference(void **state)
 
 /* ARPACK on the very same operators, on a problem too large for the dense
  * reference (r = 60, dim 1830). */
+/* A numerically flat direction (one column of J scaled by 1e-7, so that
+ * (1 − ηλ)² = 1 − O(1e-14) there): its slow mode is an almost exact
+ * eigenmatrix with ρ ≈ 1 that once hid the top eigenvalue from the shared
+ * basis (ρ⊥ reported as 1 − 1e-15 at 1.3 η*).  ρ⊥ against the dense
+ * reference above η*(B), and the verdict. */
+static void test_flat_direction(void **state)
+{
+    (void)state;
+    for (unsigned long seed = 0; seed < 40; seed++) {
+        const size_t n = 8, k = 1 + seed % 2, p = 6;
+        sgdstab_rng *rng = sgdstab_rng_alloc(700 + seed);
+        assert_non_null(rng);
+        double J[8 * 2 * 6];
+        sgdstab_rng_gaussian(rng, 1.0, n * k * p, J);
+        sgdstab_rng_free(rng);
+        for (size_t row = 0; row < n * k; row++)
+            J[row * p + p - 1] *= 1e-7;
+        sgdstab_problem *prob = problem_from(n, k, p, J);
+        sgdstab_error err;
+        sgdstab_reference *ref = sgdstab_reference_alloc(prob, 1.0, &err);
+        assert_non_null(ref);
+        engine e = engine_make(prob, 1.0);
+        for (size_t B = 1; B <= 2; B++) {
+            double ref_crit, ref_rho;
+            assert_int_equal(sgdstab_reference_critical(
+                                 ref, SGDSTAB_SAMPLING_WITHOUT, B, &ref_crit,
+                                 &err), SGDSTAB_OK);
+            double lr = 1.3 * ref_crit;
+            assert_int_equal(sgdstab_reference_spectrum(
+                                 ref, lr, SGDSTAB_SAMPLING_WITHOUT, B,
+                                 &ref_rho, NULL, &err), SGDSTAB_OK);
+            char what[96];
+            snprintf(what, sizeof what, "flat direction, seed %lu, B = %zu",
+                     seed, B);
+            double rho = radius(&e, lr, SGDSTAB_SAMPLING_WITHOUT, B);
+            assert_close(rho, ref_rho, 1e-10 * ref_rho, what);
+            assert_true(rho > 1);
+        }
+        sgdstab_reference_free(ref);
+        engine_free(&e);
+    }
+}
+
 static void test_against_arpack(void **state)
 {
     (void)state;
@@ -767,6 +810,7 @@ int main(void)
         cmocka_unit_test(test_evolve_brute_force),
         cmocka_unit_test(test_monotone_and_boundary),
         cmocka_unit_test(test_against_arpack),
+        cmocka_unit_test(test_flat_direction),
         cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_phase_against_reference),
         cmocka_unit_test(test_phase_progress_and_cancel),
