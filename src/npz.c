@@ -1,7 +1,7 @@
-/* .npz archives: a zip file whose members "NAME.npy" are .npy files.  numpy
- * writes them stored (np.savez) or deflated (np.savez_compressed), always with
- * Zip64 extra fields; libzip handles both.  Archives are written stored, like
- * np.savez. */
+/* .npz archives: a zip file whose members "NAME.npy" are .npy files, and
+ * maybe raw members such as "meta.json".  numpy writes them stored (np.savez)
+ * or deflated (np.savez_compressed), always with Zip64 extra fields; libzip
+ * handles both.  Archives are written stored, like np.savez. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,23 +109,28 @@ int sgdstab_npz_has(const sgdstab_npz *z, const char *name)
     return locate(z, name) >= 0;
 }
 
+int sgdstab_npz_has_member(const sgdstab_npz *z, const char *member)
+{
+    return zip_name_locate(z->za, member, 0) >= 0;
+}
+
 static int64_t read_member(void *ctx, void *buf, size_t n)
 {
     zip_int64_t r = zip_fread((zip_file_t *)ctx, buf, n);
     return r < 0 ? -1 : (int64_t)r;
 }
 
-int sgdstab_npz_read(sgdstab_npz *z, const char *name, sgdstab_array *out,
-                     sgdstab_error *err)
-{
-    memset(out, 0, sizeof *out);
-    zip_int64_t idx = locate(z, name);
-    if (idx < 0)
-        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: no array '%s' in archive",
-                            z->label, name);
-    char label[1024];
-    snprintf(label, sizeof label, "%s:%s.npy", z->label, name);
+/* Reads the whole of a member from its stream into out. */
+typedef int (*member_reader)(const npy_stream *s, void *out,
+                             sgdstab_error *err);
 
+/* Check the sizes the entry at idx claims (and that it holds at most
+ * max_len bytes), then hand its bytes to reader as a stream.  label names
+ * the member in messages. */
+static int read_entry(sgdstab_npz *z, zip_int64_t idx, const char *label,
+                      uint64_t max_len, member_reader reader, void *out,
+                      sgdstab_error *err)
+{
     zip_stat_t st;
     if (zip_stat_index(z->za, (zip_uint64_t)idx, 0, &st) != 0 ||
         !(st.valid & ZIP_STAT_SIZE) || !(st.valid & ZIP_STAT_COMP_SIZE))
@@ -140,13 +145,18 @@ int sgdstab_npz_read(sgdstab_npz *z, const char *name, sgdstab_array *out,
                             "%llu compressed)", label,
                             (unsigned long long)st.size,
                             (unsigned long long)st.comp_size);
+    if (st.size > max_len)
+        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: %llu bytes, more than "
+                            "the %llu allowed", label,
+                            (unsigned long long)st.size,
+                            (unsigned long long)max_len);
 
     zip_file_t *zf = zip_fopen_index(z->za, (zip_uint64_t)idx, 0);
     if (!zf)
         return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: cannot open zip entry: %s",
                             label, zip_strerror(z->za));
     npy_stream s = {read_member, zf, st.size, label};
-    int status = npy_read_stream(&s, out, err);
+    int status = reader(&s, out, err);
     /* libzip checks the CRC when it reaches the end of the member: one more
      * read makes sure it does. */
     char extra;
@@ -156,9 +166,74 @@ int sgdstab_npz_read(sgdstab_npz *z, const char *name, sgdstab_array *out,
         status = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: %s", label,
                               zip_error_strerror(zip_file_get_error(zf)));
     zip_fclose(zf);
+    return status;
+}
+
+static int read_npy(const npy_stream *s, void *out, sgdstab_error *err)
+{
+    return npy_read_stream(s, out, err);
+}
+
+int sgdstab_npz_read(sgdstab_npz *z, const char *name, sgdstab_array *out,
+                     sgdstab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    zip_int64_t idx = locate(z, name);
+    if (idx < 0)
+        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: no array '%s' in archive",
+                            z->label, name);
+    char label[1024];
+    snprintf(label, sizeof label, "%s:%s.npy", z->label, name);
+    int status = read_entry(z, idx, label, UINT64_MAX, read_npy, out, err);
     if (status)
         sgdstab_array_free(out);
     return status;
+}
+
+typedef struct {
+    char *data;
+    size_t len;
+} byte_buffer;
+
+/* The whole member into a byte_buffer; read_entry says why a read failed
+ * (SGDSTAB_EIO). */
+static int read_raw(const npy_stream *s, void *out, sgdstab_error *err)
+{
+    byte_buffer *b = out;
+    if (!(b->data = malloc((size_t)s->size + 1)))
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
+                            s->label);
+    int64_t got = s->size ? s->read(s->ctx, b->data, (size_t)s->size) : 0;
+    if (got < 0)
+        return SGDSTAB_EIO;
+    if ((uint64_t)got != s->size)
+        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: truncated member "
+                            "(stream ended early)", s->label);
+    b->data[got] = '\0';
+    b->len = (size_t)got;
+    return SGDSTAB_OK;
+}
+
+int sgdstab_npz_read_bytes(sgdstab_npz *z, const char *member, size_t max_len,
+                           char **out, size_t *len, sgdstab_error *err)
+{
+    *out = NULL;
+    *len = 0;
+    zip_int64_t idx = zip_name_locate(z->za, member, 0);
+    if (idx < 0)
+        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: no member '%s' in "
+                            "archive", z->label, member);
+    char label[1024];
+    snprintf(label, sizeof label, "%s:%s", z->label, member);
+    byte_buffer b = {NULL, 0};
+    int status = read_entry(z, idx, label, max_len, read_raw, &b, err);
+    if (status) {
+        free(b.data);
+        return status;
+    }
+    *out = b.data;
+    *len = b.len;
+    return SGDSTAB_OK;
 }
 
 void sgdstab_npz_close(sgdstab_npz *z)

@@ -134,6 +134,7 @@ int sgdstab_problem_from_arrays(const char *label, sgdstab_array *J,
     prob->n = n;
     prob->k = k;
     prob->p = p;
+    sgdstab_provenance_init(&prob->provenance);
     /* C-order (n, k, p) and (n, p) are already the (n·k)×p row layout. */
     prob->J = J->data;
     snprintf(prob->J_descr, sizeof prob->J_descr, "%s", J->descr);
@@ -182,6 +183,43 @@ static int sniff(const char *path, enum file_kind *kind, sgdstab_error *err)
     return SGDSTAB_OK;
 }
 
+/* The provenance in the archive's meta.json, if it has one. */
+static int read_meta(sgdstab_npz *z, const char *path, sgdstab_provenance *pv,
+                     sgdstab_error *err)
+{
+    if (!sgdstab_npz_has_member(z, "meta.json"))
+        return SGDSTAB_OK;
+    char *text;
+    size_t len;
+    int st = sgdstab_npz_read_bytes(z, "meta.json", SGDSTAB_META_MAX, &text,
+                                    &len, err);
+    if (!st)
+        st = sgdstab_provenance_parse(text, len, path, pv, err);
+    free(text);
+    return st;
+}
+
+/* The shape meta.json gives, if any, must be J's. */
+static int check_meta_shape(const char *path, const sgdstab_provenance *pv,
+                            const sgdstab_problem *prob, sgdstab_error *err)
+{
+    const struct {
+        const char *key;
+        size_t meta, J;
+        const char *one, *many;
+    } dim[] = {{"n", pv->n, prob->n, "sample", "samples"},
+               {"k", pv->k, prob->k, "output per sample",
+                "outputs per sample"},
+               {"p", pv->p, prob->p, "parameter", "parameters"}};
+    for (size_t i = 0; i < sizeof dim / sizeof dim[0]; i++)
+        if (dim[i].meta && dim[i].meta != dim[i].J)
+            return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: meta.json says %s "
+                                "= %zu but J has %zu %s", path, dim[i].key,
+                                dim[i].meta, dim[i].J,
+                                dim[i].J == 1 ? dim[i].one : dim[i].many);
+    return SGDSTAB_OK;
+}
+
 int sgdstab_problem_load_with_hessian(const char *path,
                                       const char *hessian_path,
                                       const sgdstab_load_options *opt,
@@ -196,6 +234,8 @@ int sgdstab_problem_load_with_hessian(const char *path,
     sgdstab_array J, H;
     memset(&H, 0, sizeof H);
     int have_H = 0;
+    sgdstab_provenance pv;
+    sgdstab_provenance_init(&pv);
     if (kind == KIND_NPY) {
         if ((st = sgdstab_npy_read(path, &J, err)))
             return st;
@@ -203,7 +243,9 @@ int sgdstab_problem_load_with_hessian(const char *path,
         sgdstab_npz *z = sgdstab_npz_open(path, err);
         if (!z)
             return err ? err->status : SGDSTAB_EFORMAT;
-        st = sgdstab_npz_read(z, "J", &J, err);
+        st = read_meta(z, path, &pv, err);
+        if (!st)
+            st = sgdstab_npz_read(z, "J", &J, err);
         have_H = st == SGDSTAB_OK && sgdstab_npz_has(z, "H");
         if (have_H && hessian_path) {
             st = sgdstab_fail(err, SGDSTAB_EINVAL, "%s: holds an H already; "
@@ -228,20 +270,26 @@ int sgdstab_problem_load_with_hessian(const char *path,
         }
         have_H = 1;
     }
-    if (!hessian_path)
-        return sgdstab_problem_from_arrays(path, &J, have_H ? &H : NULL, opt,
-                                           out, err);
-    /* Messages about H then name both files. */
-    size_t len = strlen(path) + strlen(hessian_path) + sizeof " (H from )";
-    char *label = malloc(len);
-    if (!label) {
-        sgdstab_array_free(&J);
-        sgdstab_array_free(&H);
-        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", path);
+    char *label = NULL;
+    if (hessian_path) {
+        /* Messages about H then name both files. */
+        size_t len = strlen(path) + strlen(hessian_path) + sizeof " (H from )";
+        if (!(label = malloc(len))) {
+            sgdstab_array_free(&J);
+            sgdstab_array_free(&H);
+            return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", path);
+        }
+        snprintf(label, len, "%s (H from %s)", path, hessian_path);
     }
-    snprintf(label, len, "%s (H from %s)", path, hessian_path);
-    st = sgdstab_problem_from_arrays(label, &J, &H, opt, out, err);
+    st = sgdstab_problem_from_arrays(label ? label : path, &J,
+                                     have_H ? &H : NULL, opt, out, err);
     free(label);
+    if (!st && (st = check_meta_shape(path, &pv, *out, err))) {
+        sgdstab_problem_free(*out);
+        *out = NULL;
+    }
+    if (!st)
+        (*out)->provenance = pv;
     return st;
 }
 

@@ -531,23 +531,45 @@ static int jacobian(sgdstab_synth *s, sgdstab_error *err)
     return st;
 }
 
-/* max |f(X; θ*) − Y|, and every value finite (an extreme rescale could
- * overflow). */
-static int finish(sgdstab_synth *s, sgdstab_error *err)
+/* How well θ* fits the data: the largest |f(x_i; θ*)_o − y_io|, and the RMS
+ * norms of the residual and of the targets over the samples,
+ * sqrt((1/n) Σ_i ‖f(x_i; θ*) − y_i‖²) and sqrt((1/n) Σ_i ‖y_i‖²). */
+typedef struct {
+    double max, rms, target_rms;
+} fit_stats;
+
+static int fit(const sgdstab_synth *s, fit_stats *fs, sgdstab_error *err)
 {
     size_t nk = s->n * s->k;
     double *fx = malloc(nk * sizeof *fx);
+    fs->max = fs->rms = fs->target_rms = 0;
     if (!fx)
         return out_of_memory(&s->params, err);
     int st = predict(&s->params, s->F, s->theta, s->X, s->n, fx, err);
-    s->residual = 0;
-    for (size_t j = 0; j < nk && !st; j++)
-        s->residual = fmax(s->residual, fabs(fx[j] - s->Y[j]));
+    double r2 = 0, y2 = 0;
+    for (size_t j = 0; j < nk && !st; j++) {
+        double r = fx[j] - s->Y[j];
+        fs->max = fmax(fs->max, fabs(r));
+        r2 += r * r;
+        y2 += s->Y[j] * s->Y[j];
+    }
     free(fx);
+    fs->rms = sqrt(r2 / (double)s->n);
+    fs->target_rms = sqrt(y2 / (double)s->n);
+    return st;
+}
+
+/* The largest residual, and every value finite (an extreme rescale could
+ * overflow). */
+static int finish(sgdstab_synth *s, sgdstab_error *err)
+{
+    fit_stats fs;
+    int st = fit(s, &fs, err);
+    s->residual = fs.max;
     int finite = isfinite(s->residual);
     for (size_t j = 0; j < s->p && finite; j++)
         finite = isfinite(s->theta[j]);
-    for (size_t j = 0; j < nk * s->p && finite; j++)
+    for (size_t j = 0; j < s->n * s->k * s->p && finite; j++)
         finite = isfinite(s->J[j]);
     if (!st && !finite)
         st = sgdstab_fail(err, SGDSTAB_EVALUE, "%s: non-finite values in the "
@@ -735,7 +757,8 @@ struct cJSON *sgdstab_synth_meta(const sgdstab_synth *s)
 {
     const sgdstab_synth_params *par = &s->params;
     unsigned uses = sgdstab_synth_uses(par->family);
-    cJSON *meta = cJSON_CreateObject();
+    fit_stats fs;
+    cJSON *meta = fit(s, &fs, NULL) ? NULL : cJSON_CreateObject();
     if (!meta)
         return NULL;
     char spectrum[40], seed[24];
@@ -766,6 +789,9 @@ struct cJSON *sgdstab_synth_meta(const sgdstab_synth *s)
     cJSON_AddRawToObject(meta, "seed", seed);
     cJSON_AddStringToObject(meta, "loss", "half-mean");
     json_number(meta, "max_residual", s->residual);
+    json_number(meta, "residual_rms", fs.rms);
+    if (fs.target_rms > 0)  /* all targets 0 (tiny rfm, two-layer): none */
+        json_number(meta, "target_rms", fs.target_rms);
     add_blocks(meta, par);
     add_command(meta, par, spectrum);
     return meta;

@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """End-to-end tests of the exact stability engine through the sgdstab CLI:
-`analyze`, `critical`, `evolve` (and a smoke run of `bench`).
+`analyze`, `critical`, `evolve` (and a smoke run of `bench`), and what the
+commands make of a file's meta.json (its loss convention, its residuals).
 
 usage: test_engine_cli.py SGDSTAB
 
@@ -11,13 +12,18 @@ Nothing is taken from the tool's own output except to check its internal
 consistency (CSV = JSON, escape rate = ln rho, ...).
 
 Tolerances (issue 3): rho_⊥ 1e-10 absolute, eta* 1e-9 relative, evolution
-1e-10 relative.  Exit status 0 iff every check passed.
+1e-10 relative.  The meta.json checks compare with the numbers written into
+the file, 2/k, and the same J without metadata.  Exit status 0 iff every
+check passed.
 """
 
+import io
+import json
 import math
 import os
 import sys
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -684,6 +690,211 @@ def test_errors(cases):
     report("evolve error keeps an existing --csv file intact", e, res)
 
 
+# ----------------------------------------------------------------- meta.json
+
+def write_meta_npz(name, J, meta, H=None):
+    """NAME.npz written with zipfile, as an exporter would: J (and H) as .npy
+    members and, unless meta is None, a raw member meta.json (a dict is
+    dumped as JSON, a str written as is)."""
+    path = os.path.join(WORK, name + ".npz")
+    with zipfile.ZipFile(path, "w") as z:
+        for key, a in (("J", J), ("H", H)):
+            if a is not None:
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.asarray(a))
+                z.writestr(key + ".npy", buf.getvalue())
+        if meta is not None:
+            z.writestr("meta.json", meta if isinstance(meta, str)
+                       else json.dumps(meta))
+    return path
+
+
+def provenance_errs(d, meta, interpolating):
+    """The JSON keys that report meta.json, against the numbers written."""
+    errs = []
+    for key in ("residual_rms", "max_residual", "target_rms"):
+        if d.get(key) != meta.get(key):
+            errs.append("%s = %r, the file has %r" % (key, d.get(key),
+                                                      meta.get(key)))
+    if d.get("interpolating", "missing") is not interpolating:
+        errs.append("interpolating = %r, expected %r"
+                    % (d.get("interpolating", "missing"), interpolating))
+    return errs
+
+
+def one_line(res):
+    return res.err.endswith("\n") and res.err.count("\n") == 1
+
+
+def test_meta():
+    n, k, p, B = 12, 3, 5, 3
+    J, _ = ref.random_problem(140, n, p, k=k)
+    prob = ref.Problem(J)
+    lr = 0.8 * ref.lr_critical(prob, "without", B)
+    plain = write_meta_npz("meta_none", J, None)
+    commands = (("info", []), ("analyze", ["--lr", fmt(lr), "--batch", B]),
+                ("verify", ["--lr", fmt(lr), "--batch", B]))
+
+    # (a) an interpolating minimum: no note, the file's numbers in JSON
+    meta = {"residual_rms": 2.5e-7, "max_residual": 1e-6, "target_rms": 0.75,
+            "n": n, "k": k, "p": p, "train_lr": 0.1, "train_batch": 4,
+            "train_sampling": "without", "source": "test", "model": "MLP",
+            "unknown_key": [1, {"x": None}]}
+    path = write_meta_npz("meta_interp", J, meta)
+    for cmd, args in commands:
+        d, res, e = run_json(cmd, path, *args)
+        if d is not None:
+            e = provenance_errs(d, meta, True)
+        res_t = run(cmd, path, *args)
+        if res_t.rc != 0 or res_t.err or \
+                "an interpolating minimum" not in res_t.out:
+            e.append("text: status %d, stderr %r, no 'an interpolating "
+                     "minimum' line" % (res_t.rc, res_t.err))
+        report("%s: interpolating meta.json: no note, the residuals in JSON "
+               "and text" % cmd, e, res)
+    for cmd, args in commands:
+        d, res, e = run_json(cmd, plain, *args)
+        if d is not None:
+            e = provenance_errs(d, {}, None)
+        report("%s: no meta.json: residual keys null" % cmd, e, res)
+
+    # sgdstab synth writes the RMS residual and target: interpolating
+    path = os.path.join(WORK, "meta_synth.npz")
+    res = run("synth", "rfm", "--samples", 9, "--inputs", 4, "--outputs", 2,
+              "--width", 6, "--seed", 3, "-o", path)
+    d, res, e = run_json("info", path) if res.rc == 0 else \
+        (None, res, ["synth failed"])
+    if d is not None:
+        with np.load(path) as z:
+            Y = z["Y"]
+            written = json.loads(z["meta.json"])
+        target = math.sqrt(float((Y ** 2).sum(axis=1).mean()))
+        if not close_rel(d["target_rms"], target, 1e-14):
+            e.append("target_rms %r, NumPy's %r" % (d["target_rms"], target))
+        if not (is_num(d["residual_rms"]) and
+                0 <= d["residual_rms"] <= 1e-12 * target):
+            e.append("residual_rms %r is not ~0" % d["residual_rms"])
+        e += provenance_errs(d, written, True)
+    report("synth's meta.json: RMS residual ~0, RMS target = NumPy's, "
+           "interpolating", e, res)
+
+    # (b) residual 5% of the target: one note, exit 0, the same analysis of
+    # the Gauss-Newton surrogate
+    meta = {"residual_rms": 0.05, "max_residual": 0.2, "target_rms": 1.0}
+    path = write_meta_npz("meta_noisy", J, meta)
+    for cmd, args in commands + (("critical", ["--batch", "1,%d" % B]),
+                                 ("evolve", ["--lr", fmt(lr), "--batch", B,
+                                             "--steps", 3])):
+        for extra in ([], ["--json"]):
+            res = run(cmd, path, *(args + extra))
+            e = []
+            if res.rc != 0:
+                e.append("exit status %d" % res.rc)
+            if not one_line(res) or "not an interpolating minimum" not in \
+                    res.err or path not in res.err or "0.05" not in res.err \
+                    or " 5% " not in res.err or "Gauss-Newton" not in res.err:
+                e.append("want one note naming the file, 0.05 and 5%%: %r"
+                         % res.err)
+            if not res.out:
+                e.append("nothing on stdout")
+            reports = cmd in ("info", "analyze", "verify")
+            if reports and extra and res.rc == 0:
+                e += provenance_errs(json.loads(res.out), meta, False)
+            elif reports and not extra and \
+                    "not an interpolating minimum, so the analysis is of " \
+                    "the Gauss-Newton surrogate" not in res.out:
+                e.append("no text line about the residual")
+            report("%s: meta.json residual 5%% of the target: one note, "
+                   "exit 0" % " ".join([cmd] + extra), e, res)
+    an = ["--lr", fmt(lr), "--batch", B]
+    d0, res0, e = run_json("analyze", plain, *an)
+    res = run("analyze", path, *an, "--json")
+    if d0 is not None and res.rc == 0:
+        d = json.loads(res.out)
+        for key in ("spectral_radius", "lr_critical", "sharpness"):
+            if d[key] != d0[key]:
+                e.append("%s %r, without meta.json %r" % (key, d[key],
+                                                          d0[key]))
+        if not close_abs(d["spectral_radius"],
+                         ref.rho_perp(prob, lr, "without", B), RHO_ABS):
+            e.append("spectral_radius is not G's (reference)")
+    report("analyze: a non-interpolating meta.json leaves the analysis of G "
+           "unchanged", e, res)
+    # with H the note says H is used without the additive noise
+    JH, H = ref.random_problem(141, n, p, k=k, hessian="pd")
+    res = run("analyze", write_meta_npz("meta_noisy_H", JH, meta, H), *an)
+    e = [] if res.rc == 0 and one_line(res) and "H is used" in res.err \
+        and "additive noise" in res.err else ["note %r" % res.err]
+    report("analyze: non-interpolating meta.json with H: the note names H",
+           e, res)
+
+    # (c) "loss" in meta.json is the default of --loss
+    errs, bad = [], None
+    for loss, c in (("mse", 2.0 / k), (0.37, 0.37), ("half-mean", 1.0)):
+        path = write_meta_npz("meta_loss", J, {"loss": loss})
+        d, res, e = run_json("analyze", path, *an)
+        d_opt, res_opt, e_opt = run_json("analyze", plain, *an, "--loss",
+                                         str(loss))
+        d_over, res_over, e_over = run_json("analyze", path, *an, "--loss",
+                                            "half-mean")
+        d_half, _, e_half = run_json("analyze", plain, *an)
+        e += e_opt + e_over + e_half
+        if not e:
+            if d["loss_scale"] != c:
+                e.append("loss_scale %r, want %r" % (d["loss_scale"], c))
+            if d["spectral_radius"] != d_opt["spectral_radius"]:
+                e.append("rho %r, with --loss %s %r"
+                         % (d["spectral_radius"], loss,
+                            d_opt["spectral_radius"]))
+            if not close_abs(d["spectral_radius"], ref.rho_perp(
+                    ref.Problem(J, c=c), lr, "without", B), RHO_ABS):
+                e.append("rho is not the reference's with c = %r" % c)
+            if d_over["loss_scale"] != 1 or \
+                    d_over["spectral_radius"] != d_half["spectral_radius"]:
+                e.append("--loss half-mean does not override: loss_scale %r"
+                         % d_over["loss_scale"])
+            res_t = run("analyze", path, *an)
+            if "loss %s from the file's metadata" % loss not in res_t.out:
+                e.append("text does not say the loss came from the file")
+        if e:
+            errs += ["loss %r: %s" % (loss, m) for m in e]
+            bad = bad or res
+    report("analyze: meta.json \"loss\" mse (k = 3) / 0.37 / half-mean = "
+           "--loss, and --loss overrides it", errs, bad)
+
+    # (d) bad metadata: one line naming the file and meta.json, exit 1
+    bad = (("invalid JSON", '{"n": 12,'), ("not an object", "[1, 2]"),
+           ("n mismatch", {"n": n + 1}), ("k mismatch", {"k": 1}),
+           ("p mismatch", {"n": n, "p": p + 2}),
+           ("loss bogus", {"loss": "bogus"}),
+           ("loss negative", {"loss": -1}),
+           ("residual_rms -1", {"residual_rms": -1}),
+           ("target_rms 0", {"target_rms": 0}),
+           ("n 1.5", {"n": 1.5}), ("train_batch 0", {"train_batch": 0}),
+           ("larger than 1 MiB", "{}" + " " * (1 << 20)))
+    for name, meta in bad:
+        path = write_meta_npz("meta_bad", J, meta)
+        errs, bad_res = [], None
+        for cmd, args in commands:
+            for extra in ([], ["--json"]):
+                res = run(cmd, path, *(args + extra))
+                e = []
+                if res.rc != 1:
+                    e.append("exit status %d, expected 1" % res.rc)
+                if res.out:
+                    e.append("stdout not empty")
+                if not one_line(res) or path not in res.err or \
+                        "meta.json" not in res.err:
+                    e.append("stderr is not one line naming the file and "
+                             "meta.json")
+                if e:
+                    errs += ["%s: %s" % (" ".join([cmd] + extra), m)
+                             for m in e]
+                    bad_res = bad_res or res
+        report("info/analyze/verify (text, --json): meta.json %s -> exit 1, "
+               "one line naming the file" % name, errs, bad_res)
+
+
 # ----------------------------------------------------------------- bench
 
 def test_bench():
@@ -722,6 +933,7 @@ def body(work):
     test_critical(cases)
     test_evolve()
     test_errors(cases)
+    test_meta()
     test_bench()
 
 

@@ -4,7 +4,11 @@
  * Expected values: NumPy (fixture manifest: J itself, its singular values,
  * ranks, lambda_max(G), tr G) and closed forms computed here (rank-one
  * J = u vᵀ has σ = ‖u‖‖v‖; a scaled permutation has its entries as singular
- * values).  Products ΦΦᵀ, JJᵀ and ΦᵀΦ are formed with CBLAS. */
+ * values).  Products ΦΦᵀ, JJᵀ and ΦᵀΦ are formed with CBLAS.
+ *
+ * Provenance (provenance.h): meta.json texts written here, every known key
+ * with a wrong value, the interpolation rule at its threshold, and .npz
+ * files with a meta.json member written by sgdstab_npz_write. */
 #include "testutil.h"
 
 #include <cblas.h>
@@ -15,7 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "sgdstab/problem.h"
+#include "sgdstab/provenance.h"
 #include "sgdstab/reduce.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -823,6 +830,334 @@ static void test_zero_J(void **state)
     sgdstab_problem_free(prob);
 }
 
+/* ------------------------------------------------------- provenance */
+
+/* pv is "nothing known" (what every failure leaves). */
+static void check_absent(const sgdstab_provenance *pv, int present)
+{
+    assert_int_equal(pv->present, present);
+    assert_string_equal(pv->loss, "");
+    assert_string_equal(pv->train_sampling, "");
+    assert_true(isnan(pv->residual_rms) && isnan(pv->max_residual) &&
+                isnan(pv->target_rms) && isnan(pv->train_lr));
+    assert_true(pv->train_batch == 0 && pv->n == 0 && pv->k == 0 &&
+                pv->p == 0);
+    assert_int_equal(sgdstab_provenance_interpolating(pv), -1);
+    assert_true(isnan(sgdstab_provenance_relative_residual(pv)));
+}
+
+static int parse(const char *text, sgdstab_provenance *pv, sgdstab_error *err)
+{
+    tu_dirty(pv, sizeof *pv);
+    return sgdstab_provenance_parse(text, strlen(text), "lbl.npz", pv, err);
+}
+
+static void test_provenance_parse(void **state)
+{
+    (void)state;
+    sgdstab_provenance pv;
+    sgdstab_error err;
+    const char *full =
+        "{\"format\": \"x\", \"loss\": \"mse\", \"residual_rms\": 0.25,"
+        " \"max_residual\": 1.5, \"target_rms\": 2, \"n\": 40, \"k\": 3,"
+        " \"p\": 1e3, \"train_lr\": 0.125, \"train_batch\": 8,"
+        " \"train_sampling\": \"without\", \"source\": \"PyTorch\","
+        " \"parameters\": [{\"name\": \"w\"}], \"loss_scale\": \"other\"}";
+    if (parse(full, &pv, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(pv.present, 1);
+    assert_string_equal(pv.loss, "mse");
+    assert_true(pv.residual_rms == 0.25 && pv.max_residual == 1.5 &&
+                pv.target_rms == 2 && pv.train_lr == 0.125);
+    assert_true(pv.n == 40 && pv.k == 3 && pv.p == 1000 &&
+                pv.train_batch == 8);
+    assert_string_equal(pv.train_sampling, "without");
+    assert_true(sgdstab_provenance_relative_residual(&pv) == 0.125);
+
+    /* a number as loss is kept as text that reads back the same double */
+    if (parse("{\"loss\": 0.1, \"residual_rms\": 0}", &pv, &err))
+        fail_msg("%s", err.msg);
+    assert_true(strtod(pv.loss, NULL) == 0.1);
+    assert_true(pv.residual_rms == 0 && isnan(pv.target_rms));
+
+    /* nothing known: {}, nulls, blanks around the object */
+    const char *empty[] = {
+        "{}", " \n{ }\t\n",
+        "{\"loss\": null, \"n\": null, \"target_rms\": null, \"p\": null}"};
+    for (size_t i = 0; i < sizeof empty / sizeof empty[0]; i++) {
+        if (parse(empty[i], &pv, &err))
+            fail_msg("%s: %s", empty[i], err.msg);
+        check_absent(&pv, 1);
+    }
+    /* the longest strings that fit */
+    if (parse("{\"loss\": \"0123456789012345678901234567890\", "
+              "\"train_sampling\": \"012345678901234\"}", &pv, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(strlen(pv.loss), 31);
+    assert_int_equal(strlen(pv.train_sampling), 15);
+}
+
+static void test_provenance_reject(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *needle;
+    } bad[] = {
+        {"", "not valid JSON"},
+        {"{", "not valid JSON"},
+        {"{\"n\": 1,}", "not valid JSON"},
+        {"{} {}", "not valid JSON"},
+        {"{} x", "not valid JSON"},
+        {"[1, 2]", "not a JSON object"},
+        {"\"meta\"", "not a JSON object"},
+        {"null", "not a JSON object"},
+        {"{\"loss\": true}", "\"loss\" must be a number > 0 or a string"},
+        {"{\"loss\": [\"mse\"]}", "\"loss\""},
+        {"{\"loss\": -1}", "\"loss\""},
+        {"{\"loss\": 0}", "\"loss\""},
+        {"{\"loss\": \"01234567890123456789012345678901\"}", "at most 31"},
+        {"{\"loss\": \"ms\\ne\"}", "printable"},
+        {"{\"residual_rms\": \"0.1\"}", "\"residual_rms\" must be a number >= 0"},
+        {"{\"residual_rms\": -1}", "\"residual_rms\" must be a number >= 0"},
+        {"{\"residual_rms\": 1e999}", "\"residual_rms\""},
+        {"{\"max_residual\": -0.5}", "\"max_residual\" must be a number >= 0"},
+        {"{\"max_residual\": false}", "\"max_residual\""},
+        {"{\"target_rms\": 0}", "\"target_rms\" must be a number > 0"},
+        {"{\"target_rms\": -2}", "\"target_rms\""},
+        {"{\"target_rms\": {}}", "\"target_rms\""},
+        {"{\"n\": 1.5}", "\"n\" must be a whole number >= 1"},
+        {"{\"n\": 0}", "\"n\""},
+        {"{\"n\": -3}", "\"n\""},
+        {"{\"n\": \"5\"}", "\"n\""},
+        {"{\"n\": 1e300}", "\"n\""},
+        {"{\"k\": 0}", "\"k\" must be a whole number >= 1"},
+        {"{\"p\": 2.5}", "\"p\" must be a whole number >= 1"},
+        {"{\"train_lr\": 0}", "\"train_lr\" must be a number > 0"},
+        {"{\"train_lr\": \"0.1\"}", "\"train_lr\""},
+        {"{\"train_batch\": 0}", "\"train_batch\" must be a whole number"},
+        {"{\"train_batch\": 2.5}", "\"train_batch\""},
+        {"{\"train_batch\": -1}", "\"train_batch\""},
+        {"{\"train_sampling\": 5}", "\"train_sampling\" must be a string"},
+        {"{\"train_sampling\": \"0123456789012345\"}", "at most 15"},
+    };
+    sgdstab_provenance pv;
+    sgdstab_error err;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = parse(bad[i].text, &pv, &err);
+        if (rc == SGDSTAB_OK)
+            fail_msg("accepted: %s", bad[i].text);
+        tu_check_failure(rc, &err, "lbl.npz: meta.json: ", bad[i].needle,
+                         NULL);
+        assert_int_equal(rc, SGDSTAB_EFORMAT);
+        check_absent(&pv, 0);
+    }
+    /* a NUL inside the text, and no NUL after it */
+    const char nul[] = "{\"n\": 1}\0{}";
+    int rc = sgdstab_provenance_parse(nul, sizeof nul - 1, "lbl.npz", &pv,
+                                      &err);
+    tu_check_failure(rc, &err, "lbl.npz: meta.json: not valid JSON", NULL);
+    rc = sgdstab_provenance_parse("{\"n\": 7}xyz", 8, "lbl.npz", &pv, &err);
+    if (rc)
+        fail_msg("%s", err.msg);
+    assert_int_equal(pv.n, 7);
+}
+
+/* residual_rms ≤ 1e-2 · target_rms, at the threshold and either side. */
+static void test_provenance_interpolating(void **state)
+{
+    (void)state;
+    static const struct {
+        double residual, target;
+        int want;
+    } cases[] = {
+        {0.01, 1, 1},           {0.0099999999, 1, 1}, {0.0100000001, 1, 0},
+        {0, 1e-300, 1},         {0.5, 50, 1},         {0.5000001, 50, 0},
+        {3.4, 100, 0},          {NAN, 1, -1},         {0.001, NAN, -1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sgdstab_provenance pv;
+        sgdstab_provenance_init(&pv);
+        pv.residual_rms = cases[i].residual;
+        pv.target_rms = cases[i].target;
+        int got = sgdstab_provenance_interpolating(&pv);
+        if (got != cases[i].want)
+            fail_msg("residual %.17g, target %.17g: %d, want %d",
+                     cases[i].residual, cases[i].target, got, cases[i].want);
+        double rel = sgdstab_provenance_relative_residual(&pv);
+        if (cases[i].want < 0)
+            assert_true(isnan(rel));
+        else
+            assert_true(rel == cases[i].residual / cases[i].target);
+    }
+    assert_true(SGDSTAB_INTERPOLATION_RTOL == 1e-2);
+}
+
+static char tmpdir[4096];
+
+static int setup_tmpdir(void **state)
+{
+    (void)state;
+    const char *base = getenv("TMPDIR");
+    snprintf(tmpdir, sizeof tmpdir, "%s/sgdstab-test-problem-XXXXXX",
+             base && *base ? base : "/tmp");
+    return mkdtemp(tmpdir) ? 0 : -1;
+}
+
+static int teardown_tmpdir(void **state)
+{
+    (void)state;
+    return rmdir(tmpdir);  /* fails if a test left a file behind */
+}
+
+/* Write tmpdir/name: J (n, k, p) and, unless meta is NULL, meta.json with
+ * len bytes; returns the path (static storage, one at a time). */
+static const char *write_npz(const char *name, size_t n, size_t k, size_t p,
+                             const char *meta, size_t len)
+{
+    static char path[8192];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    sgdstab_array J = mk(3, n, k, p, "<f8", NULL);
+    sgdstab_npz_member m[2] = {{"J", &J, NULL, 0},
+                               {"meta.json", NULL, meta, len}};
+    sgdstab_error err;
+    int rc = sgdstab_npz_write(path, m, meta ? 2 : 1, &err);
+    sgdstab_array_free(&J);
+    if (rc)
+        fail_msg("%s", err.msg);
+    return path;
+}
+
+static void test_npz_raw_member(void **state)
+{
+    (void)state;
+    const char meta[] = "{\"n\": 4}\0tail";  /* a NUL of its own */
+    const char *path = write_npz("raw.npz", 4, 2, 3, meta, sizeof meta - 1);
+    sgdstab_error err;
+    sgdstab_npz *z = sgdstab_npz_open(path, &err);
+    if (!z)
+        fail_msg("%s", err.msg);
+    assert_true(sgdstab_npz_has_member(z, "meta.json"));
+    assert_true(sgdstab_npz_has_member(z, "J.npy"));
+    assert_false(sgdstab_npz_has_member(z, "J"));
+    assert_false(sgdstab_npz_has(z, "meta.json"));
+    assert_false(sgdstab_npz_has_member(z, "meta"));
+    char *text;
+    size_t len;
+    if (sgdstab_npz_read_bytes(z, "meta.json", sizeof meta - 1, &text, &len,
+                               &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(len, sizeof meta - 1);
+    assert_memory_equal(text, meta, len);
+    assert_int_equal(text[len], '\0');
+    free(text);
+    /* one byte over the limit, a missing member */
+    int rc = sgdstab_npz_read_bytes(z, "meta.json", sizeof meta - 2, &text,
+                                    &len, &err);
+    tu_check_failure(rc, &err, "raw.npz:meta.json", "allowed", NULL);
+    assert_int_equal(rc, SGDSTAB_EFORMAT);
+    assert_null(text);
+    rc = sgdstab_npz_read_bytes(z, "none.json", 100, &text, &len, &err);
+    tu_check_failure(rc, &err, "raw.npz", "none.json", NULL);
+    assert_null(text);
+    sgdstab_npz_close(z);
+    unlink(path);
+}
+
+static void test_load_meta(void **state)
+{
+    (void)state;
+    const char *meta = "{\"loss\": \"mse\", \"residual_rms\": 0.02, "
+                       "\"max_residual\": 0.1, \"target_rms\": 4, \"n\": 4, "
+                       "\"k\": 2, \"p\": 3, \"train_batch\": 2}";
+    const char *path = write_npz("meta.npz", 4, 2, 3, meta, strlen(meta));
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    if (sgdstab_problem_load(path, NULL, &prob, &err))
+        fail_msg("%s", err.msg);
+    const sgdstab_provenance *pv = &prob->provenance;
+    assert_int_equal(pv->present, 1);
+    assert_string_equal(pv->loss, "mse");
+    assert_true(pv->residual_rms == 0.02 && pv->max_residual == 0.1 &&
+                pv->target_rms == 4);
+    assert_true(pv->n == 4 && pv->k == 2 && pv->p == 3 &&
+                pv->train_batch == 2);
+    assert_int_equal(sgdstab_provenance_interpolating(pv), 1);
+    sgdstab_problem_free(prob);
+    unlink(path);
+
+    /* the shape meta.json gives must be J's */
+    static const struct {
+        const char *meta, *needle;
+    } shape[] = {
+        {"{\"n\": 5}", "meta.json says n = 5 but J has 4 samples"},
+        {"{\"n\": 4, \"k\": 1}", "meta.json says k = 1 but J has 2 outputs "
+                                 "per sample"},
+        {"{\"p\": 30}", "meta.json says p = 30 but J has 3 parameters"},
+        {"{\"n\": 4, \"residual_rms\": -1}", "\"residual_rms\""},
+        {"{\"n\": 4", "not valid JSON"},
+    };
+    for (size_t i = 0; i < sizeof shape / sizeof shape[0]; i++) {
+        path = write_npz("bad.npz", 4, 2, 3, shape[i].meta,
+                         strlen(shape[i].meta));
+        int rc = sgdstab_problem_load(path, NULL, &prob, &err);
+        if (rc == SGDSTAB_OK)
+            fail_msg("accepted meta.json %s", shape[i].meta);
+        tu_check_failure(rc, &err, "bad.npz: ", shape[i].needle, NULL);
+        assert_int_equal(rc, SGDSTAB_EFORMAT);
+        assert_null(prob);
+        unlink(path);
+    }
+}
+
+/* SGDSTAB_META_MAX bytes are read; one more is refused before parsing. */
+static void test_load_meta_limit(void **state)
+{
+    (void)state;
+    size_t max = SGDSTAB_META_MAX;
+    char *big = malloc(max + 1);
+    assert_non_null(big);
+    memset(big, ' ', max + 1);
+    memcpy(big, "{\"n\": 4}", 8);
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    const char *path = write_npz("big.npz", 4, 1, 2, big, max);
+    if (sgdstab_problem_load(path, NULL, &prob, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(prob->provenance.n, 4);
+    sgdstab_problem_free(prob);
+    unlink(path);
+    path = write_npz("big.npz", 4, 1, 2, big, max + 1);
+    free(big);
+    int rc = sgdstab_problem_load(path, NULL, &prob, &err);
+    tu_check_failure(rc, &err, "big.npz:meta.json", "1048577 bytes", NULL);
+    assert_int_equal(rc, SGDSTAB_EFORMAT);
+    assert_null(prob);
+    unlink(path);
+}
+
+/* No meta.json: nothing known, from an .npz, a .npy or arrays. */
+static void test_no_meta(void **state)
+{
+    (void)state;
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    const char *path = write_npz("plain.npz", 3, 1, 2, NULL, 0);
+    if (sgdstab_problem_load(path, NULL, &prob, &err))
+        fail_msg("%s", err.msg);
+    check_absent(&prob->provenance, 0);
+    sgdstab_problem_free(prob);
+    unlink(path);
+    if (sgdstab_problem_load(tu_path("prob_J.npy"), NULL, &prob, &err))
+        fail_msg("%s", err.msg);
+    check_absent(&prob->provenance, 0);
+    sgdstab_problem_free(prob);
+    sgdstab_array J = mk(2, 3, 2, 1, "<f8", NULL);
+    if (sgdstab_problem_from_arrays("arrays", &J, NULL, NULL, &prob, &err))
+        fail_msg("%s", err.msg);
+    check_absent(&prob->provenance, 0);
+    sgdstab_problem_free(prob);
+}
+
 /* --------------------------------------------------------------- main */
 
 int main(void)
@@ -841,8 +1176,19 @@ int main(void)
         cmocka_unit_test(test_default_rtol_by_dtype),
         cmocka_unit_test(test_zero_J),
     };
+    static const struct CMUnitTest provenance[] = {
+        cmocka_unit_test(test_provenance_parse),
+        cmocka_unit_test(test_provenance_reject),
+        cmocka_unit_test(test_provenance_interpolating),
+        cmocka_unit_test(test_npz_raw_member),
+        cmocka_unit_test(test_load_meta),
+        cmocka_unit_test(test_load_meta_limit),
+        cmocka_unit_test(test_no_meta),
+    };
     int failed = cmocka_run_group_tests_name("problem+reduce", fixed, NULL,
                                              NULL);
+    failed += cmocka_run_group_tests_name("provenance", provenance,
+                                          setup_tmpdir, teardown_tmpdir);
     tu_tests load = {0}, reduce = {0}, reject = {0};
     const cJSON *e;
     char name[512];

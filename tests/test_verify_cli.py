@@ -63,7 +63,8 @@ KEYS = ("file n k p rank lr batch sampling loss_scale a b stable "
         "lr_critical lr_critical_mean sharpness hessian_frobenius "
         "hessian_trace nonuniformity alignment_min alignment_top "
         "frobenius_bound growth_bound escape_rate_lower_bound "
-        "theorems_failed checks").split()
+        "theorems_failed residual_rms max_residual target_rms interpolating "
+        "checks").split()
 CHECK_KEYS = ("name", "description", "value", "bound", "relation", "theorem",
               "holds", "ratio")
 

@@ -73,10 +73,22 @@ sgdstab_npz *sgdstab_npz_open_buffer(const void *buf, size_t len,
 /* Does the archive hold an array called name (member "name.npy")? */
 int sgdstab_npz_has(const sgdstab_npz *z, const char *name);
 
+/* Does it hold a member called exactly member (e.g. "meta.json")? */
+int sgdstab_npz_has_member(const sgdstab_npz *z, const char *member);
+
 /* Read the array called name.  A missing member is an SGDSTAB_EFORMAT error
  * naming the archive and the array. */
 int sgdstab_npz_read(sgdstab_npz *z, const char *name, sgdstab_array *out,
                      sgdstab_error *err);
+
+/* Read the member called exactly member as raw bytes: *out (malloc'd, to be
+ * freed) gets them with a NUL appended, *len their count (without the NUL;
+ * the bytes may hold NULs of their own).  A member of more than max_len
+ * bytes is refused before anything is allocated; that, a missing member and
+ * a corrupt one are SGDSTAB_EFORMAT errors naming the archive and the
+ * member.  On failure *out is NULL. */
+int sgdstab_npz_read_bytes(sgdstab_npz *z, const char *member, size_t max_len,
+                           char **out, size_t *len, sgdstab_error *err);
 
 void sgdstab_npz_close(sgdstab_npz *z);
 

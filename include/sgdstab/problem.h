@@ -5,12 +5,16 @@
  * rows i·k .. i·k+k−1 form J_i ∈ R^{k×p}.  A problem object is only ever
  * created by validation, so every later module may assume: n, k, p ≥ 1; all
  * values finite; H, when present, is p×p and exactly symmetric (it is
- * symmetrized after passing the tolerance check). */
+ * symmetrized after passing the tolerance check).
+ *
+ * A .npz may also hold "meta.json", the provenance of the minimum
+ * (provenance.h): it is read and checked on loading. */
 #ifndef SGDSTAB_PROBLEM_H
 #define SGDSTAB_PROBLEM_H
 
 #include <stddef.h>
 #include "sgdstab/npy.h"
+#include "sgdstab/provenance.h"
 #include "sgdstab/status.h"
 
 #ifdef __cplusplus
@@ -22,6 +26,9 @@ extern "C" {
  * tolerance is raised to 100 times that format's epsilon if larger. */
 #define SGDSTAB_SYMMETRY_RTOL 1e-10
 
+/* The largest meta.json read (1 MiB); a larger one is an error. */
+#define SGDSTAB_META_MAX ((size_t)1 << 20)
+
 typedef struct {
     size_t n, k, p;
     double *J;          /* (n·k)×p, row-major, rows grouped per sample */
@@ -29,14 +36,21 @@ typedef struct {
     char J_descr[8];    /* dtype J was stored with, e.g. "<f8" */
     char H_descr[8];    /* dtype of H, "" when absent */
     char *source;       /* file the problem came from (for messages) */
+    sgdstab_provenance provenance;  /* the file's meta.json; "nothing known"
+                                       (present 0) for a .npy, an .npz
+                                       without one, or arrays */
 } sgdstab_problem;
 
 typedef struct {
     double symmetry_rtol;  /* ≤ 0: the default described above */
 } sgdstab_load_options;
 
-/* Load a problem from a .npy (J only) or .npz (J, optional H) file; the kind
- * is recognized from the file's contents, not its name.  opt may be NULL. */
+/* Load a problem from a .npy (J only) or .npz (J, optional H and
+ * meta.json) file; the kind is recognized from the file's contents, not its
+ * name.  opt may be NULL.  meta.json must parse (sgdstab_provenance_parse,
+ * at most SGDSTAB_META_MAX bytes), and the "n", "k", "p" it gives must be
+ * J's: else SGDSTAB_EFORMAT, e.g. "FILE: meta.json says n = 500 but J has
+ * 400 samples". */
 int sgdstab_problem_load(const char *path, const sgdstab_load_options *opt,
                          sgdstab_problem **out, sgdstab_error *err);
 

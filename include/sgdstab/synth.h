@@ -147,8 +147,11 @@ int sgdstab_synth_problem(const sgdstab_synth *s, sgdstab_problem **out,
 /* The metadata of s as a cJSON object (caller deletes; NULL if out of
  * memory): family, n, k, p, d, the parameters the family uses (width,
  * depth, activation, extra, rescale), spectrum and alpha, seed,
- * loss "half-mean", max_residual, theta_blocks (name, rows, cols, offset
- * of each matrix in θ) and the command that regenerates the file. */
+ * loss "half-mean", max_residual (= residual), residual_rms and target_rms
+ * (the RMS norms sqrt((1/n) Σ_i ‖f(x_i; θ*) − y_i‖²) and
+ * sqrt((1/n) Σ_i ‖y_i‖²), as provenance.h reads them; target_rms only when
+ * positive), theta_blocks (name, rows, cols, offset of each matrix in θ)
+ * and the command that regenerates the file. */
 struct cJSON *sgdstab_synth_meta(const sgdstab_synth *s);
 
 /* Write s as an .npz (atomically): J with shape (n, k, p), or (n, p) when

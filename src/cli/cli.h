@@ -62,7 +62,8 @@ enum {
     "  --loss L          loss convention: half-mean (default; L = (1/2n) sum\n" \
     "                    |f - y|^2), mse (PyTorch MSELoss: mean over n*k\n" \
     "                    entries, no 1/2; scale 2/k) or a positive number c\n" \
-    "                    scaling every A_i = J_i^T J_i (and H) by c\n" \
+    "                    scaling every A_i = J_i^T J_i (and H) by c; without\n" \
+    "                    --loss, the \"loss\" of FILE's meta.json if it has one\n" \
     "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n"
 #define CLI_HELP_SAMPLING \
     "  --sampling S      how batches are drawn: without (default; B distinct\n" \
@@ -74,11 +75,15 @@ typedef struct {
     const char *file;
     const char *hessian;
     const char *batch;      /* raw text; each subcommand parses its form */
-    const char *loss;       /* raw text of --loss, "half-mean" by default */
+    const char *loss;       /* the loss convention as text outputs name it:
+                               --loss as given, "half-mean" by default, or
+                               "L from the file's metadata" (in loss_text) */
     const char *csv;
     double lr;
     int have_lr;
-    double loss_scale;
+    int have_loss;          /* --loss was given */
+    double loss_scale;      /* 0: mse, resolved in cli_stability (2/k) */
+    char loss_text[64];
     double rank_rtol;
     sgdstab_sampling sampling;
     int json;
@@ -113,6 +118,12 @@ int cli_parse_double(const char *cmd, const char *opt, const char *text,
 int cli_parse_size(const char *cmd, const char *opt, const char *text,
                    size_t min, size_t *out);
 
+/* A loss convention, as --loss and the "loss" of a file's metadata give
+ * it: half-mean (*scale = 1), mse (*scale = 0: 2/k, resolved once k is
+ * known) or a positive number c (*scale = c).  0, or −1 (silently) when
+ * text is none of these. */
+int cli_loss_scale(const char *text, double *scale);
+
 /* --batch for many sizes: "1,2,4", "all" (1..n), "A:B" (every integer),
  * "A:B:log" (A, 2A, 4A, ..., B) or "A:B:N:log" (N log-spaced, rounded);
  * sorted, without duplicates.  *list is malloc'd. */
@@ -137,9 +148,10 @@ int cli_require(const cli_args *a, int need_lr, int need_batch);
 /* ---- common.c: loading and the analysis pipeline */
 
 /* Load FILE (and --hessian) and factorize; prints the error and returns
- * EXIT_DATA on failure. */
-int cli_load(const cli_args *a, sgdstab_problem **prob,
-             sgdstab_reduced **red);
+ * EXIT_DATA on failure.  Without --loss, the "loss" of FILE's metadata (if
+ * any) sets a->loss and a->loss_scale.  At a minimum the metadata calls not
+ * interpolating, a note says so on stderr (cli_note_interpolation). */
+int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red);
 
 /* The stability workspace for a reduced problem with the --loss scale. */
 int cli_stability(const cli_args *a, const sgdstab_reduced *red,
@@ -156,7 +168,7 @@ typedef struct {
 /* cli_load, then (if batch > 0) cli_check_batch, then cli_stability; on
  * failure the error is printed, everything released and the status
  * returned. */
-int cli_session_open(const cli_args *a, size_t batch, cli_session *ses);
+int cli_session_open(cli_args *a, size_t batch, cli_session *ses);
 void cli_session_close(cli_session *ses);
 
 /* S_0 from --init: a (p, p) symmetric positive semidefinite matrix
@@ -182,6 +194,16 @@ void cli_json_size(cJSON *obj, const char *key, size_t value);
 
 /* Print obj to stdout and free it; returns EXIT_OK or EXIT_DATA. */
 int cli_json_print(cJSON *obj);
+
+/* What FILE's metadata says of the minimum (provenance.h):
+ * - the note on stderr, one line, when it is not interpolating;
+ * - the JSON keys residual_rms, max_residual, target_rms (null when not
+ *   given) and interpolating (true, false or null);
+ * - the text line, after label, about the training residual (nothing when
+ *   the metadata gives none). */
+void cli_note_interpolation(const cli_args *a, const sgdstab_problem *prob);
+void cli_json_provenance(cJSON *obj, const sgdstab_problem *prob);
+void cli_print_residual(const char *label, const sgdstab_problem *prob);
 
 /* A number in CSV: 17 significant digits, "nan"/"inf" as such. */
 void cli_csv_number(FILE *f, double value, const char *sep);

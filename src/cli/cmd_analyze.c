@@ -35,6 +35,9 @@ static const char ANALYZE_HELP[] =
     "                    escape_rate_per_epoch rms_efold_steps lr_critical\n"
     "                    lr_critical_rel_accuracy lr_critical_mean sharpness\n"
     "                    hessian_frobenius hessian_trace operator_applications\n"
+    "                    residual_rms max_residual target_rms interpolating\n"
+    "                    (from FILE's meta.json, see 'sgdstab info --help';\n"
+    "                    null when it does not tell)\n"
     "  -h, --help        show this help\n"
     "\n"
     "Exit status: 0 on success (stable or not), 1 on bad input, 2 on a usage\n"
@@ -103,6 +106,7 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
     printf("  Hessian          sharpness lambda_max = %.10g, |H|_F = %.10g, "
            "tr H = %.10g\n", an->sharpness, an->hessian_frobenius,
            an->hessian_trace);
+    cli_print_residual("  minimum          ", prob);
 }
 
 static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
@@ -139,6 +143,7 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
     cli_json_number(o, "hessian_trace", an->hessian_trace);
     cli_json_size(o, "operator_applications",
                   an->radius.matvecs + an->critical.matvecs);
+    cli_json_provenance(o, prob);
     return cli_json_print(o);
 }
 

@@ -17,10 +17,23 @@ static const char INFO_HELP[] =
     "sample moves, projected out of every analysis), the largest eigenvalue\n"
     "and the trace of G = (1/n) sum_i J_i^T J_i, and whether H is present.\n"
     "\n"
+    "A .npz may also hold meta.json, a JSON object about the minimum (sgdstab\n"
+    "synth and the PyTorch exporter write one).  Read from it: \"loss\", the\n"
+    "default of --loss for the commands that take it; \"residual_rms\",\n"
+    "\"max_residual\" and \"target_rms\", the RMS and the largest norm of the\n"
+    "training residual f(x_i) - y_i and the RMS norm of the targets y_i; and\n"
+    "\"n\", \"k\", \"p\", which must be J's.  The minimum counts as interpolating\n"
+    "when residual_rms <= 1% of target_rms.  The noise model of sgdstab\n"
+    "assumes interpolation: at a minimum that is not interpolating, every\n"
+    "command says so in a note on stderr and analyzes the Gauss-Newton\n"
+    "surrogate G (or H, when given, without the additive gradient noise).\n"
+    "\n"
     "Options:\n"
     "  --json            print one JSON object on stdout (keys: file, n, k, p,\n"
     "                    dtype, rank, rank_rtol, rank_tol, null_dim, sigma_max,\n"
-    "                    lambda_max_G, trace_G, has_hessian, hessian_dtype)\n"
+    "                    lambda_max_G, trace_G, has_hessian, hessian_dtype,\n"
+    "                    residual_rms, max_residual, target_rms, interpolating;\n"
+    "                    the last four null when meta.json does not tell)\n"
     "  --rank-tol RTOL   relative rank tolerance: singular values above\n"
     "                    RTOL * sigma_max count (default max(n*k, p) * eps,\n"
     "                    eps the machine epsilon of J's stored precision)\n"
@@ -58,6 +71,7 @@ static void print_text(const sgdstab_problem *prob, const sgdstab_reduced *red)
     else
         printf("  Hessian H    not supplied: H = G (the Gauss-Newton matrix, "
                "exact at an interpolating minimum)\n");
+    cli_print_residual("  minimum      ", prob);
 }
 
 static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red)
@@ -80,6 +94,7 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red)
         cJSON_AddStringToObject(o, "hessian_dtype", prob->H_descr);
     else
         cJSON_AddNullToObject(o, "hessian_dtype");
+    cli_json_provenance(o, prob);
     return cli_json_print(o);
 }
 

@@ -53,7 +53,8 @@ static const char VERIFY_HELP[] =
     "  --batch B         batch size, 1 <= B <= n (required)\n"
     CLI_HELP_SAMPLING
     "  --loss L          loss convention: half-mean (default), mse (PyTorch\n"
-    "                    MSELoss, scale 2/k) or a positive scale c\n"
+    "                    MSELoss, scale 2/k) or a positive scale c; without\n"
+    "                    --loss, the \"loss\" of FILE's meta.json if it has one\n"
     "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n"
     "  --json            one JSON object on stdout, keys: file n k p rank lr\n"
     "                    batch sampling loss_scale a b stable spectral_radius\n"
@@ -62,10 +63,12 @@ static const char VERIFY_HELP[] =
     "                    hessian_frobenius hessian_trace nonuniformity\n"
     "                    alignment_min alignment_top frobenius_bound\n"
     "                    growth_bound escape_rate_lower_bound\n"
-    "                    theorems_failed checks; checks is an array of\n"
-    "                    {name, description, value, bound, relation (\"<=\" or\n"
-    "                    \">=\"), theorem, holds, ratio}; an infinite bound is\n"
-    "                    null\n"
+    "                    theorems_failed residual_rms max_residual target_rms\n"
+    "                    interpolating (from FILE's meta.json, see 'sgdstab\n"
+    "                    info --help'; null when it does not tell) checks;\n"
+    "                    checks is an array of {name, description, value,\n"
+    "                    bound, relation (\"<=\" or \">=\"), theorem, holds,\n"
+    "                    ratio}; an infinite bound is null\n"
     "  -h, --help        show this help\n"
     "\n"
     "FILE holds J only (no separate H): the theorems assume an interpolating\n"
@@ -85,6 +88,7 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
     printf("SGD with learning rate %.6g, batch size %zu (sampling %s: a = %.6g,"
            " b = %.6g), loss %s\n\n", an->lr, an->batch,
            sgdstab_sampling_name(an->sampling), an->a, an->b, a->loss);
+    cli_print_residual("Minimum: ", prob);
     printf("Exact:   %s; rho = %.12g (escape rate %.6g per step), eta*(%zu) = "
            "%.12g\n", an->stable ? "STABLE" : "UNSTABLE", an->radius.rho,
            an->escape_rate_per_step, an->batch, an->critical.lr_critical);
@@ -139,6 +143,7 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
     cli_json_number(o, "growth_bound", v->growth_bound);
     cli_json_number(o, "escape_rate_lower_bound", log(v->growth_bound));
     cli_json_size(o, "theorems_failed", v->theorems_failed);
+    cli_json_provenance(o, prob);
     cJSON *checks = cJSON_AddArrayToObject(o, "checks");
     for (size_t i = 0; i < v->nchecks; i++) {
         const sgdstab_check *c = &v->checks[i];

@@ -5,18 +5,39 @@
 
 #include "cli.h"
 
-int cli_load(const cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
+/* Without --loss, the convention the file's metadata names, if any. */
+static int file_loss(cli_args *a, const sgdstab_problem *prob)
+{
+    const char *loss = prob->provenance.loss;
+    if (a->have_loss || !*loss)
+        return EXIT_OK;
+    if (cli_loss_scale(loss, &a->loss_scale)) {
+        fprintf(stderr, "sgdstab: %s: meta.json: \"loss\" must be half-mean, "
+                "mse or a number > 0, not '%s'\n", a->file, loss);
+        return EXIT_DATA;
+    }
+    snprintf(a->loss_text, sizeof a->loss_text, "%s from the file's metadata",
+             loss);
+    a->loss = a->loss_text;
+    return EXIT_OK;
+}
+
+int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
 {
     sgdstab_error err;
     *prob = NULL;
     *red = NULL;
     if (sgdstab_problem_load_with_hessian(a->file, a->hessian, NULL, prob, &err))
         return cli_report(&err);
-    if (sgdstab_reduce(*prob, a->rank_rtol, red, &err)) {
+    int status = file_loss(a, *prob);
+    if (!status && sgdstab_reduce(*prob, a->rank_rtol, red, &err))
+        status = cli_report(&err);
+    if (status) {
         sgdstab_problem_free(*prob);
         *prob = NULL;
-        return cli_report(&err);
+        return status;
     }
+    cli_note_interpolation(a, *prob);
     return EXIT_OK;
 }
 
@@ -30,7 +51,7 @@ int cli_stability(const cli_args *a, const sgdstab_reduced *red,
     return *s ? EXIT_OK : cli_report(&err);
 }
 
-int cli_session_open(const cli_args *a, size_t batch, cli_session *ses)
+int cli_session_open(cli_args *a, size_t batch, cli_session *ses)
 {
     ses->stab = NULL;
     if (cli_load(a, &ses->prob, &ses->red))

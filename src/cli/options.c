@@ -86,26 +86,30 @@ void cli_args_init(cli_args *a, const char *cmd)
     a->sampling = SGDSTAB_SAMPLING_WITHOUT;
 }
 
-/* --loss half-mean | mse | c.  The scale of mse needs k, so it is resolved
- * in cli_load (loss_scale = 0 marks it). */
-static int parse_loss(cli_args *a, const char *arg)
+int cli_loss_scale(const char *text, double *scale)
 {
-    a->loss = arg;
-    if (!strcmp(arg, "half-mean")) {
-        a->loss_scale = 1;
+    if (!strcmp(text, "half-mean")) {
+        *scale = 1;
         return 0;
     }
-    if (!strcmp(arg, "mse")) {
-        a->loss_scale = 0;
+    if (!strcmp(text, "mse")) {
+        *scale = 0;
         return 0;
     }
     double c;
-    if (cli_parse_double(a->cmd, "loss", arg, &c))
-        return EXIT_USAGE;
-    if (!(c > 0))
-        return cli_usage_error(a->cmd, "--loss: the scale must be positive, "
-                               "not %s (or use half-mean, mse)", arg);
-    a->loss_scale = c;
+    if (cli_parse_double(NULL, "loss", text, &c) || !(c > 0))
+        return -1;
+    *scale = c;
+    return 0;
+}
+
+static int parse_loss(cli_args *a, const char *arg)
+{
+    if (cli_loss_scale(arg, &a->loss_scale))
+        return cli_usage_error(a->cmd, "--loss: '%s' is not half-mean, mse "
+                               "or a positive number", arg);
+    a->loss = arg;
+    a->have_loss = 1;
     return 0;
 }
 

@@ -77,3 +77,68 @@ int cli_csv_commit(sgdstab_outfile *of)
     sgdstab_error err;
     return sgdstab_outfile_commit(of, &err) ? cli_report(&err) : EXIT_OK;
 }
+
+/* ------------------------------------------------------------ provenance */
+
+/* What is analyzed at a minimum that does not interpolate. */
+static const char *surrogate(const sgdstab_problem *prob)
+{
+    return prob->H ? "H is used, without the additive noise of the nonzero "
+                     "per-sample gradients"
+                   : "the analysis is of the Gauss-Newton surrogate G = "
+                     "(1/n) sum J_i'J_i";
+}
+
+void cli_note_interpolation(const cli_args *a, const sgdstab_problem *prob)
+{
+    const sgdstab_provenance *pv = &prob->provenance;
+    if (sgdstab_provenance_interpolating(pv) != 0)
+        return;
+    fprintf(stderr, "sgdstab %s: note: %s is not an interpolating minimum: "
+            "its RMS training residual %.3g is %.3g%% of the RMS target %.3g "
+            "(interpolation means at most %g%%); the noise model assumes "
+            "interpolation, so %s\n", a->cmd, a->file, pv->residual_rms,
+            100 * sgdstab_provenance_relative_residual(pv), pv->target_rms,
+            100 * SGDSTAB_INTERPOLATION_RTOL, surrogate(prob));
+}
+
+void cli_json_provenance(cJSON *obj, const sgdstab_problem *prob)
+{
+    const sgdstab_provenance *pv = &prob->provenance;
+    cli_json_number(obj, "residual_rms", pv->residual_rms);
+    cli_json_number(obj, "max_residual", pv->max_residual);
+    cli_json_number(obj, "target_rms", pv->target_rms);
+    int interpolating = sgdstab_provenance_interpolating(pv);
+    if (interpolating < 0)
+        cJSON_AddNullToObject(obj, "interpolating");
+    else
+        cJSON_AddBoolToObject(obj, "interpolating", interpolating);
+}
+
+void cli_print_residual(const char *label, const sgdstab_problem *prob)
+{
+    const sgdstab_provenance *pv = &prob->provenance;
+    int rms = !isnan(pv->residual_rms), max = !isnan(pv->max_residual);
+    if (!rms && !max)
+        return;
+    printf("%straining residual", label);
+    if (rms)
+        printf(" RMS %.3g", pv->residual_rms);
+    if (rms && !isnan(pv->target_rms))
+        printf(" (%.2g%% of the RMS target %.3g)",
+               100 * sgdstab_provenance_relative_residual(pv),
+               pv->target_rms);
+    if (max)
+        printf("%s largest %.3g", rms ? "," : "", pv->max_residual);
+    switch (sgdstab_provenance_interpolating(pv)) {
+    case 1:
+        printf(": an interpolating minimum\n");
+        break;
+    case 0:
+        printf(": not an interpolating minimum, so %s\n", surrogate(prob));
+        break;
+    default:
+        printf(": interpolation unknown (the metadata lacks residual_rms or "
+               "target_rms)\n");
+    }
+}

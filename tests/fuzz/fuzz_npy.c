@@ -1,8 +1,10 @@
-/* libFuzzer target for the file-format layer: arbitrary bytes as a .npy, and
- * as a .npz whose arrays J and H are read and, when they load, validated into
- * a problem (and, for small ones, reduced).  Any crash, sanitizer report,
- * leak, or broken error contract (non-OK status with a multi-line or empty
- * message, or a failed read that leaves data behind) aborts. */
+/* libFuzzer target for the file-format layer: arbitrary bytes as a .npy, as
+ * meta.json text, and as a .npz whose arrays J and H are read and, when they
+ * load, validated into a problem (and, for small ones, reduced), and whose
+ * meta.json member, if any, is read and parsed.  Any crash, sanitizer
+ * report, leak, or broken error contract (non-OK status with a multi-line or
+ * empty message, or a failed read that leaves data behind) aborts. */
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -10,6 +12,7 @@
 
 #include "sgdstab/npy.h"
 #include "sgdstab/problem.h"
+#include "sgdstab/provenance.h"
 #include "sgdstab/reduce.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -45,6 +48,24 @@ static void check_array(int rc, const sgdstab_array *a)
     (void)sink;
 }
 
+/* Parse meta.json text: a failure leaves "nothing known", a success a
+ * present provenance with terminated strings. */
+static void try_provenance(const char *text, size_t len)
+{
+    sgdstab_provenance pv;
+    sgdstab_error err;
+    int rc = sgdstab_provenance_parse(text, len, "fuzz.npz", &pv, &err);
+    check_error(rc, &err);
+    if (pv.present != (rc == SGDSTAB_OK) ||
+        !memchr(pv.loss, '\0', sizeof pv.loss) ||
+        !memchr(pv.train_sampling, '\0', sizeof pv.train_sampling) ||
+        (rc != SGDSTAB_OK && (pv.loss[0] || pv.n || !isnan(pv.target_rms))))
+        abort();
+    int interpolating = sgdstab_provenance_interpolating(&pv);
+    if (interpolating < -1 || interpolating > 1)
+        abort();
+}
+
 static void try_problem(sgdstab_array *J, sgdstab_array *H)
 {
     sgdstab_problem *prob = NULL;
@@ -75,6 +96,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     sgdstab_array a;
     memset(&a, 0, sizeof a);
 
+    /* As meta.json text. */
+    try_provenance((const char *)data, size);
+
     /* As a .npy. */
     int rc = sgdstab_npy_read_buffer(data, size, "fuzz.npy", &a, &err);
     check_error(rc, &err);
@@ -102,6 +126,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rh = sgdstab_npz_read(z, "H", &H, &err);
         check_error(rh, &err);
         check_array(rh, &H);
+    }
+    if (sgdstab_npz_has_member(z, "meta.json")) {
+        char *text = NULL;
+        size_t len = 0;
+        int rm = sgdstab_npz_read_bytes(z, "meta.json", 4096, &text, &len,
+                                        &err);
+        check_error(rm, &err);
+        if ((rm == SGDSTAB_OK) != (text != NULL) || len > 4096 ||
+            (text && text[len] != '\0'))
+            abort();
+        if (text)
+            try_provenance(text, len);
+        free(text);
     }
     sgdstab_npz_close(z);
     if (rj == SGDSTAB_OK)
