@@ -496,26 +496,18 @@ def test_epoch(tmp):
                      "summary.json"])
     # sampling "with", default samplings (the spec's, then reshuffle): the
     # exact rate of every row, reshuffle's included, is that of "with"
-    spec = {
-        "family": "linear",
-        "params": {"samples": 16, "inputs": 3, "seed": 4},
-        "batch": [8, 16],
-        "sampling": "with",
-        "epoch": {"runs": 2000, "seed": 6, "lr_factors": [0.5]},
-    }
+    small = {"family": "linear",
+             "params": {"samples": 16, "inputs": 3, "seed": 4}}
+    spec = dict(small, batch=[8, 16], sampling="with",
+                epoch={"runs": 2000, "seed": 6, "lr_factors": [0.5]})
     check_epoch_run(tmp, "epoch-with", spec,
                     ["cases.csv", "critical.csv", "epoch-rate.csv",
                      "epoch-threshold.csv", "epoch.png", "report.md",
                      "summary.json"])
     # no lr_factors: no epoch-rate.csv; a single batch size (its picture
     # once failed: gnuplot cannot autoscale a one-point log axis)
-    spec = {
-        "family": "linear",
-        "params": {"samples": 16, "inputs": 3, "seed": 4},
-        "batch": [8],
-        "sampling": "without",
-        "epoch": {"runs": 200, "seed": 6, "samplings": ["reshuffle"]},
-    }
+    spec = dict(small, batch=[8], sampling="without",
+                epoch={"runs": 200, "seed": 6, "samplings": ["reshuffle"]})
     check_epoch_run(tmp, "epoch-no-factors", spec,
                     ["cases.csv", "critical.csv", "epoch-threshold.csv",
                      "epoch.png", "report.md", "summary.json"])
