@@ -20,11 +20,9 @@ Needs Debian's python3-torch.  Exit status 0 iff every check passed.
 """
 
 import json
-import math
 import os
 import subprocess
 import sys
-import zipfile
 
 import numpy as np
 import torch
