@@ -210,14 +210,15 @@ static void matvec_member(void *ctx, const double *x, double *y)
 
 /* Largest eigenvalue of the member (γ, β) of family `kind` (and, if vec is
  * not NULL, a unit eigenvector): on the shared basis, or from scratch with
- * ARPACK when asked to cross-check. */
+ * ARPACK when asked to cross-check or when from_scratch is set. */
 static int solve_member(sgdstab_stability *s, int kind,
                         sgdstab_sampling sampling, const double *gamma,
-                        double beta, double vector_tol,
+                        double beta, double vector_tol, int from_scratch,
                         sgdstab_eig_result *res, double *vec,
                         sgdstab_error *err)
 {
     sgdstab_eig_options opt = s->eig;
+    opt.arpack |= from_scratch;
     if (!(opt.tol > 0))
         opt.tol = DEFAULT_TOL[kind];
     if (vector_tol > 0)
@@ -277,7 +278,7 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
     double vtol = S ? EIGENMATRIX_RESIDUAL : 0;
     st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b, vtol,
-                      &res, vec, err);
+                      0, &res, vec, err);
     if (!st && !s->eig.arpack) {
         /* The shared basis accepts its largest Ritz value once the residual
          * is small, so a basis holding an (almost) exact eigenmatrix of a
@@ -293,10 +294,8 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
             ((lr > ec * (1 + 1e-8) && res.value <= 1) ||
              (lr < ec * (1 - 1e-8) && res.value > 1))) {
             size_t matvecs = res.matvecs;
-            s->eig.arpack = 1;
             st = solve_member(s, FAMILY_STEP, sampling, gamma,
-                              eta * eta * s->b, vtol, &res, vec, err);
-            s->eig.arpack = 0;
+                              eta * eta * s->b, vtol, 1, &res, vec, err);
             res.matvecs += matvecs;
         }
     }
@@ -366,8 +365,8 @@ int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
     }
     double gamma[1] = {1};
     sgdstab_eig_result res;
-    if ((st = solve_member(s, FAMILY_CRITICAL, sampling, gamma, s->b, 0, &res,
-                           NULL, err)))
+    if ((st = solve_member(s, FAMILY_CRITICAL, sampling, gamma, s->b, 0, 0,
+                           &res, NULL, err)))
         return st;
     /* λmax(K) ≥ ⟨E_11, K E_11⟩ = h_1/2 > 0, so η* is finite. */
     out->lr_critical = 1 / (s->c * res.value);
