@@ -194,32 +194,47 @@ int sgdstab_eig_max(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
  *              + β Σ γ_c (Q_c + Q_cᵀ) − 2βθ PN + β² WW ] y,
  * which loses accuracy to cancellation only below about √(m·ε)·scale; the
  * explicit residual is formed whenever this one does not show convergence
- * (and then it is needed anyway, to expand the basis). */
+ * (and then it is needed anyway, to expand the basis).
+ *
+ * The vectors are long (r(r+1)/2) and the basis holds dozens of them, so
+ * besides N the cost is memory traffic over V and W.  A step makes two
+ * passes, each by blocks of FAMILY_ROWS rows doing all it can while a block
+ * is in cache:
+ *   1. the explicit residual R, the correction t and h = Vᵀt, ‖t‖²;
+ *   2. after w_t = N t: the new pair v = (t − V h)/ν, w = (w_t − W h)/ν
+ *      (classical Gram–Schmidt; N is linear, so N needs no orthogonalized
+ *      input) and every projection it brings.
+ * ν² = ‖t‖² − ‖h‖² is accurate while t keeps at least half its norm; a
+ * correction that loses more is orthogonalized explicitly, twice if
+ * needed ("twice is enough"), before N is applied. */
+#define FAMILY_MAX_DIAGS 3
+enum { FAMILY_ROWS = 2048 };
+
 struct sgdstab_family {
-    size_t dim, nd, npair, mmax, m;
+    size_t dim, nd, npair, nx, mmax, m;
     double *diag;       /* nd × dim */
-    double dmax[8];     /* max |d_c| */
+    double dmax[FAMILY_MAX_DIAGS];  /* max |d_c| */
     sgdstab_matvec_fn N;
     void *ctx;
-    double *V, *W, *V2; /* dim × mmax each, column j at + j·dim */
+    double *V, *W;      /* dim × mmax each, column j at + j·dim */
     double *PN, *WW;    /* mmax × mmax, row-major */
     double *PD, *PDD, *Q;  /* nd, npair, nd matrices of mmax × mmax */
-    double *X, *G;      /* dim × nx and mmax × nx: projection products */
-    double *S, *Y, *w, *My;  /* small work: mmax², mmax², mmax; My = the
-                                top Ritz vector's coefficients */
-    double *e, *u, *R, *t, *h;  /* dim, dim, dim, dim, mmax */
+    double *h;          /* mmax: Vᵀt of the correction */
+    double *X;          /* FAMILY_ROWS × nx: [w, D_c v, D_c D_c' v, D_c w]
+                           of the new pair, one row block */
+    double *G, *G2;     /* mmax × nx, mmax × (1 + nd): its projections */
+    double *rows;       /* FAMILY_ROWS × max(mmax, 2): pass work */
+    double *S, *Y, *w, *y;  /* small work: mmax², mmax², mmax, mmax */
     size_t matvecs;
 };
-
-#define FAMILY_MAX_DIAGS 3
 
 void sgdstab_family_free(sgdstab_family *f)
 {
     if (!f)
         return;
-    double *bufs[] = {f->diag, f->V, f->W, f->V2, f->PN, f->WW, f->PD, f->PDD,
-                      f->Q, f->X, f->G, f->S, f->Y, f->w, f->My, f->e, f->u,
-                      f->R, f->t, f->h};
+    double *bufs[] = {f->diag, f->V, f->W, f->PN, f->WW, f->PD, f->PDD, f->Q,
+                      f->h, f->X, f->G, f->G2, f->rows, f->S, f->Y, f->w,
+                      f->y};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(f);
@@ -246,32 +261,30 @@ sgdstab_family *sgdstab_family_alloc(size_t dim, size_t ndiag,
     f->dim = dim;
     f->nd = ndiag;
     f->npair = npair;
+    f->nx = nx;
     f->mmax = mmax;
     f->N = N;
     f->ctx = ctx;
     f->diag = malloc(ndiag * dim * sizeof *f->diag);
     f->V = malloc(dim * mmax * sizeof *f->V);
     f->W = malloc(dim * mmax * sizeof *f->W);
-    f->V2 = malloc(dim * mmax * sizeof *f->V2);
     f->PN = malloc(mm * sizeof *f->PN);
     f->WW = malloc(mm * sizeof *f->WW);
     f->PD = malloc(ndiag * mm * sizeof *f->PD);
     f->PDD = malloc(npair * mm * sizeof *f->PDD);
     f->Q = malloc(ndiag * mm * sizeof *f->Q);
-    f->X = malloc(dim * nx * sizeof *f->X);
+    f->h = malloc(mmax * sizeof *f->h);
+    f->X = malloc(FAMILY_ROWS * nx * sizeof *f->X);
     f->G = malloc(mmax * nx * sizeof *f->G);
+    f->G2 = malloc(mmax * (1 + ndiag) * sizeof *f->G2);
+    f->rows = malloc(FAMILY_ROWS * (mmax > 2 ? mmax : 2) * sizeof *f->rows);
     f->S = malloc(mm * sizeof *f->S);
     f->Y = malloc(mm * sizeof *f->Y);
     f->w = malloc(mmax * sizeof *f->w);
-    f->My = malloc(mmax * sizeof *f->My);
-    f->e = malloc(dim * sizeof *f->e);
-    f->u = malloc(dim * sizeof *f->u);
-    f->R = malloc(dim * sizeof *f->R);
-    f->t = malloc(dim * sizeof *f->t);
-    f->h = malloc(mmax * sizeof *f->h);
-    if (!f->diag || !f->V || !f->W || !f->V2 || !f->PN || !f->WW || !f->PD ||
-        !f->PDD || !f->Q || !f->X || !f->G || !f->S || !f->Y || !f->w ||
-        !f->My || !f->e || !f->u || !f->R || !f->t || !f->h)
+    f->y = malloc(mmax * sizeof *f->y);
+    if (!f->diag || !f->V || !f->W || !f->PN || !f->WW || !f->PD || !f->PDD ||
+        !f->Q || !f->h || !f->X || !f->G || !f->G2 || !f->rows || !f->S ||
+        !f->Y || !f->w || !f->y)
         goto oom;
     for (size_t c = 0; c < ndiag; c++) {
         memcpy(f->diag + c * dim, diags[c], dim * sizeof *f->diag);
@@ -292,6 +305,12 @@ size_t sgdstab_family_matvecs(const sgdstab_family *f)
     return f->matvecs;
 }
 
+/* Rows in the block starting at row a0. */
+static size_t block_rows(const sgdstab_family *f, size_t a0)
+{
+    return f->dim - a0 < FAMILY_ROWS ? f->dim - a0 : FAMILY_ROWS;
+}
+
 /* Index of the pair (c, c'), c ≤ c', among the nd(nd+1)/2 pairs. */
 static size_t pair_index(size_t nd, size_t c, size_t c2)
 {
@@ -304,76 +323,91 @@ static void set_sym(double *P, size_t mm, size_t i, size_t j, double v)
     P[i * mm + j] = P[j * mm + i] = v;
 }
 
-/* Orthogonalize t against the basis (classical Gram–Schmidt, repeated once
- * when the first pass removed most of t), append it with N t and extend the
- * projections with one pass over V and one over W.  Returns 0 when t lies
- * in the span already (nothing added), 1 when added. */
-static int expand(sgdstab_family *f, double *t)
+/* ---------------------------------------------------- growing the basis */
+
+/* The correction t sits in column m of V: h = Vᵀt over columns 0..m−1 (one
+ * pass over V); returns ‖t‖². */
+static double project_correction(sgdstab_family *f)
 {
-    const int dim = (int)f->dim, m = (int)f->m;
-    const size_t mm = f->mmax, nd = f->nd, np = f->npair;
-    double norm0 = cblas_dnrm2(dim, t, 1), norm = norm0;
-    if (!(norm0 > 0) || !isfinite(norm0))
+    const size_t dim = f->dim, m = f->m;
+    const double *t = f->V + m * dim;
+    if (m > 0)
+        cblas_dgemv(CblasColMajor, CblasTrans, (int)dim, (int)m, 1.0, f->V,
+                    (int)dim, t, 1, 0.0, f->h, 1);
+    return cblas_ddot((int)dim, t, 1, t, 1);
+}
+
+/* Pass 2 for the correction t in column m of V (h = Vᵀt, tt = ‖t‖²): apply
+ * N, form the new pair and add its projections; returns 0 when t lies in
+ * the span (norm below 1e-10 of its own once projected), nothing added. */
+static int expand(sgdstab_family *f, double tt)
+{
+    const size_t dim = f->dim, nd = f->nd, np = f->npair, nx = f->nx;
+    const size_t m = f->m, mm = f->mmax;
+    double *v = f->V + m * dim, *w = f->W + m * dim;
+    if (!(tt > 0) || !isfinite(tt))
         return 0;
-    for (int pass = 0; pass < 2 && m > 0; pass++) {
-        double before = norm;
-        cblas_dgemv(CblasColMajor, CblasTrans, dim, m, 1.0, f->V, dim, t, 1,
-                    0.0, f->h, 1);
-        cblas_dgemv(CblasColMajor, CblasNoTrans, dim, m, -1.0, f->V, dim, f->h,
-                    1, 1.0, t, 1);
-        norm = cblas_dnrm2(dim, t, 1);
-        if (norm > 0.5 * before)
-            break;
+    double tt0 = tt, nu2 = m ? tt - cblas_ddot((int)m, f->h, 1, f->h, 1) : tt;
+    for (int pass = 0; pass < 2 && m > 0 && nu2 < 0.25 * tt; pass++) {
+        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)dim, (int)m, -1.0, f->V,
+                    (int)dim, f->h, 1, 1.0, v, 1);
+        tt = project_correction(f);
+        nu2 = tt - cblas_ddot((int)m, f->h, 1, f->h, 1);
     }
-    if (norm <= 1e-10 * norm0)
+    if (!(nu2 > 1e-20 * tt0))
         return 0;
-    double *v = f->V + (size_t)m * f->dim, *w = f->W + (size_t)m * f->dim;
-    for (int a = 0; a < dim; a++)
-        v[a] = t[a] / norm;
+    double inv = 1 / sqrt(nu2);
     f->N(f->ctx, v, w);
     f->matvecs++;
-
-    /* X = [w, D_c v, D_c D_c' v, D_c w]; G = Vᵀ X over the m + 1 columns. */
-    size_t nx = 1 + 2 * nd + np;
-    double *X = f->X;
-    memcpy(X, w, f->dim * sizeof *X);
-    for (size_t c = 0; c < nd; c++) {
-        const double *dc = f->diag + c * f->dim;
-        double *xv = X + (1 + c) * f->dim, *xw = X + (1 + nd + np + c) * f->dim;
-        for (int a = 0; a < dim; a++) {
-            xv[a] = dc[a] * v[a];
-            xw[a] = dc[a] * w[a];
+    for (size_t a0 = 0; a0 < dim; a0 += FAMILY_ROWS) {
+        size_t nb = block_rows(f, a0);
+        double *vb = v + a0, *wb = w + a0;
+        if (m > 0) {
+            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nb, (int)m, -1.0,
+                        f->V + a0, (int)dim, f->h, 1, 1.0, vb, 1);
+            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nb, (int)m, -1.0,
+                        f->W + a0, (int)dim, f->h, 1, 1.0, wb, 1);
         }
-        for (size_t c2 = c; c2 < nd; c2++) {
-            const double *d2 = f->diag + c2 * f->dim;
-            double *xp = X + (1 + nd + pair_index(nd, c, c2)) * f->dim;
-            for (int a = 0; a < dim; a++)
-                xp[a] = xv[a] * d2[a];
+        /* X = [w, D_c v, D_c D_c' v, D_c w] of the new pair. */
+        double *X = f->X;
+        for (size_t a = 0; a < nb; a++) {
+            vb[a] *= inv;
+            wb[a] *= inv;
         }
-    }
-    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, m + 1, (int)nx, dim,
-                1.0, f->V, dim, X, dim, 0.0, f->G, (int)mm);
-    for (int i = 0; i <= m; i++) {
-        const double *g = f->G + i;  /* column-major, ld mm: g[col·mm] */
-        set_sym(f->PN, mm, (size_t)i, (size_t)m, g[0]);
+        memcpy(X, wb, nb * sizeof *X);
         for (size_t c = 0; c < nd; c++) {
-            set_sym(f->PD + c * mm * mm, mm, (size_t)i, (size_t)m,
-                    g[(1 + c) * mm]);
-            f->Q[c * mm * mm + (size_t)i * mm + (size_t)m] =
-                g[(1 + nd + np + c) * mm];
+            const double *dc = f->diag + c * dim + a0;
+            double *xv = X + (1 + c) * nb, *xw = X + (1 + nd + np + c) * nb;
+            for (size_t a = 0; a < nb; a++) {
+                xv[a] = dc[a] * vb[a];
+                xw[a] = dc[a] * wb[a];
+            }
+            for (size_t c2 = c; c2 < nd; c2++) {
+                const double *d2 = f->diag + c2 * dim + a0;
+                double *xp = X + (1 + nd + pair_index(nd, c, c2)) * nb;
+                for (size_t a = 0; a < nb; a++)
+                    xp[a] = xv[a] * d2[a];
+            }
+        }
+        cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)m + 1,
+                    (int)nx, (int)nb, 1.0, f->V + a0, (int)dim, X, (int)nb,
+                    a0 ? 1.0 : 0.0, f->G, (int)mm);
+        cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)m + 1,
+                    (int)(1 + nd), (int)nb, 1.0, f->W + a0, (int)dim, X,
+                    (int)nb, a0 ? 1.0 : 0.0, f->G2, (int)mm);
+    }
+    for (size_t i = 0; i <= m; i++) {
+        const double *g = f->G + i, *g2 = f->G2 + i;  /* g[col·mm] */
+        set_sym(f->PN, mm, i, m, g[0]);
+        set_sym(f->WW, mm, i, m, g2[0]);
+        for (size_t c = 0; c < nd; c++) {
+            set_sym(f->PD + c * mm * mm, mm, i, m, g[(1 + c) * mm]);
+            /* Q_c[i][m] = v_iᵀ D_c w_m; Q_c[m][i] = w_iᵀ D_c v_m. */
+            f->Q[c * mm * mm + i * mm + m] = g[(1 + nd + np + c) * mm];
+            f->Q[c * mm * mm + m * mm + i] = g2[(1 + c) * mm];
         }
         for (size_t p = 0; p < np; p++)
-            set_sym(f->PDD + p * mm * mm, mm, (size_t)i, (size_t)m,
-                    g[(1 + nd + p) * mm]);
-    }
-    /* Wᵀ [w, D_c v]: WW and the new row of each Q_c (v_mᵀ D_c w_j). */
-    cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, m + 1, (int)(1 + nd),
-                dim, 1.0, f->W, dim, X, dim, 0.0, f->G, (int)mm);
-    for (int i = 0; i <= m; i++) {
-        set_sym(f->WW, mm, (size_t)i, (size_t)m, f->G[i]);
-        for (size_t c = 0; c < nd; c++)
-            f->Q[c * mm * mm + (size_t)m * mm + (size_t)i] =
-                f->G[(1 + c) * mm + (size_t)i];
+            set_sym(f->PDD + p * mm * mm, mm, i, m, g[(1 + nd + p) * mm]);
     }
     f->m++;
     return 1;
@@ -385,10 +419,12 @@ int sgdstab_family_add(sgdstab_family *f, const double *x, sgdstab_error *err)
         return SGDSTAB_OK;  /* the basis spans everything already */
     if (f->m == f->mmax)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "eigensolver basis is full");
-    memcpy(f->t, x, f->dim * sizeof *f->t);
-    expand(f, f->t);
+    memcpy(f->V + f->m * f->dim, x, f->dim * sizeof *x);
+    expand(f, project_correction(f));
     return SGDSTAB_OK;
 }
+
+/* ------------------------------------------------------ Rayleigh–Ritz */
 
 /* Eigen-decomposition of the projected A(γ, β): ascending eigenvalues in
  * f->w, eigenvectors in the columns of f->Y (row-major m × m, ld mmax). */
@@ -437,19 +473,23 @@ static double gram_residual2(const sgdstab_family *f, const double *gamma,
     return r2;
 }
 
-/* Keep the `keep` best Ritz vectors (columns m−keep..m−1 of Y): V ← V Y_k,
- * W ← W Y_k, every projection P ← Y_kᵀ P Y_k. */
+/* Keep the `keep` best Ritz vectors (columns m−keep..m−1 of Y): V ← V Y_k
+ * and W ← W Y_k in place by row blocks, every projection P ← Y_kᵀ P Y_k. */
 static void restart(sgdstab_family *f, size_t keep)
 {
     size_t m = f->m, mm = f->mmax, dim = f->dim;
     const double *Yk = f->Y + (m - keep);  /* row-major m × keep, ld mm */
     double *mats[2] = {f->V, f->W};
-    for (int which = 0; which < 2; which++) {
-        cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)dim,
-                    (int)keep, (int)m, 1.0, mats[which], (int)dim, Yk, (int)mm,
-                    0.0, f->V2, (int)dim);
-        memcpy(mats[which], f->V2, dim * keep * sizeof *f->V2);
-    }
+    for (int which = 0; which < 2; which++)
+        for (size_t a0 = 0; a0 < dim; a0 += FAMILY_ROWS) {
+            size_t nb = block_rows(f, a0);
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)nb,
+                        (int)keep, (int)m, 1.0, mats[which] + a0, (int)dim,
+                        Yk, (int)mm, 0.0, f->rows, (int)nb);
+            for (size_t k = 0; k < keep; k++)
+                memcpy(mats[which] + k * dim + a0, f->rows + k * nb,
+                       nb * sizeof *f->rows);
+        }
     size_t nproj = 2 + 2 * f->nd + f->npair;
     for (size_t c = 0; c < nproj; c++) {
         double *P = c == 0 ? f->PN : c == 1 ? f->WW
@@ -466,18 +506,55 @@ static void restart(sgdstab_family *f, size_t keep)
     f->m = keep;
 }
 
-/* Ritz vector u = V y and explicit residual R = (E − θ)u + β W y. */
-static double explicit_residual(sgdstab_family *f, const double *y,
-                                double theta, double beta)
+/* Σ γ_c d_c at row a. */
+static double diagonal_at(const sgdstab_family *f, const double *gamma,
+                          size_t a)
 {
-    const int dim = (int)f->dim, m = (int)f->m;
-    cblas_dgemv(CblasColMajor, CblasNoTrans, dim, m, 1.0, f->V, dim, y, 1, 0.0,
-                f->u, 1);
-    cblas_dgemv(CblasColMajor, CblasNoTrans, dim, m, beta, f->W, dim, y, 1, 0.0,
-                f->R, 1);
-    for (int a = 0; a < dim; a++)
-        f->R[a] += (f->e[a] - theta) * f->u[a];
-    return cblas_dnrm2(dim, f->R, 1);
+    double e = 0;
+    for (size_t c = 0; c < f->nd; c++)
+        e += gamma[c] * f->diag[c * f->dim + a];
+    return e;
+}
+
+/* Pass 1 for the Ritz pair (θ, y): the explicit residual
+ * R = (E − θ)·V y + β·W y (its norm returned) and, when the basis has room,
+ * the correction t in column m of V with h = Vᵀt and *tt = ‖t‖².  The
+ * correction is R itself (Lanczos: from a start overlapping the top
+ * eigenvector, the Krylov space finds it) far from convergence, and the
+ * Davidson correction (θ − E)^{-1} R close to it, which converges much
+ * faster but, alone, can settle on an interior eigenvalue. */
+static double residual_pass(sgdstab_family *f, const double *gamma,
+                            double beta, double theta, const double *y,
+                            int davidson, double floor, double *tt)
+{
+    const size_t dim = f->dim, m = f->m;
+    double *t = m < f->mmax ? f->V + m * dim : NULL;
+    double *u = f->rows, *wy = f->rows + FAMILY_ROWS, rr = 0, ts = 0;
+    for (size_t a0 = 0; a0 < dim; a0 += FAMILY_ROWS) {
+        size_t nb = block_rows(f, a0);
+        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nb, (int)m, 1.0,
+                    f->V + a0, (int)dim, y, 1, 0.0, u, 1);
+        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nb, (int)m, 1.0,
+                    f->W + a0, (int)dim, y, 1, 0.0, wy, 1);
+        for (size_t a = 0; a < nb; a++) {
+            double d = theta - diagonal_at(f, gamma, a0 + a);
+            double r = beta * wy[a] - d * u[a];
+            rr += r * r;
+            if (!t)
+                continue;
+            if (davidson && fabs(d) < floor)
+                d = d < 0 ? -floor : floor;
+            double ta = davidson ? r / d : r;
+            t[a0 + a] = ta;
+            ts += ta * ta;
+        }
+        if (t)
+            cblas_dgemv(CblasColMajor, CblasTrans, (int)nb, (int)m, 1.0,
+                        f->V + a0, (int)dim, t + a0, 1, a0 ? 1.0 : 0.0, f->h,
+                        1);
+    }
+    *tt = ts;
+    return sqrt(rr);
 }
 
 int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
@@ -496,20 +573,16 @@ int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
                                                    : sqrt(tol);
     const size_t dim = f->dim, mm = f->mmax;
     double emax = 0;
-    memset(f->e, 0, dim * sizeof *f->e);
-    for (size_t c = 0; c < f->nd; c++) {
-        cblas_daxpy((int)dim, gamma[c], f->diag + c * dim, 1, f->e, 1);
+    for (size_t c = 0; c < f->nd; c++)
         emax += fabs(gamma[c]) * f->dmax[c];
-    }
     size_t start_mv = f->matvecs;
-    int have_u = 0;
     for (;;) {
         if (small_eig(f, gamma, beta))
             return sgdstab_fail(err, SGDSTAB_ENUMERIC, "projected eigenproblem "
                                 "failed (LAPACK dsyev)");
         size_t m = f->m;
         double theta = f->w[m - 1];
-        double *y = f->My;
+        double *y = f->y;
         for (size_t i = 0; i < m; i++)
             y[i] = f->Y[i * mm + (m - 1)];
         /* |θ − λ| ≤ ‖R‖ rigorously; ≈ ‖R‖²/gap once the gap to the next
@@ -523,6 +596,7 @@ int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
         double rnorm = sqrt(fmax(gram_residual2(f, gamma, beta, theta, y), 0) +
                             floor2);
         int explicit = 0;
+        double tt = 0;
         for (;;) {
             double estimate = fmin(rnorm, rnorm * rnorm / gap);
             res->value = theta;
@@ -532,40 +606,32 @@ int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
                              estimate <= tol * fabs(theta);
             if (res->converged || explicit)
                 break;
-            rnorm = explicit_residual(f, y, theta, beta);
-            explicit = have_u = 1;
+            rnorm = residual_pass(f, gamma, beta, theta, y,
+                                  rnorm <= 1e-2 * fabs(theta),
+                                  1e-3 * fmax(fabs(theta), rnorm), &tt);
+            explicit = 1;
         }
         res->matvecs = f->matvecs - start_mv;
         if (res->converged || res->matvecs >= max_mv || m == dim)
             break;
-        /* Lanczos far from convergence, Davidson close to it. */
-        if (rnorm > 1e-2 * fabs(theta)) {
-            memcpy(f->t, f->R, dim * sizeof *f->t);
-        } else {
-            double floor = 1e-3 * fmax(fabs(theta), rnorm);
-            for (size_t a = 0; a < dim; a++) {
-                double d = theta - f->e[a];
-                if (fabs(d) < floor)
-                    d = d < 0 ? -floor : floor;
-                f->t[a] = f->R[a] / d;
-            }
+        if (m == mm) {
+            /* No room for the correction: keep the best Ritz vectors and
+             * take the Ritz pair again on the smaller basis. */
+            restart(f, mm / 2 > 1 ? mm / 2 : 1);
+            continue;
         }
-        have_u = 0;
-        if (f->m == f->mmax)
-            restart(f, f->mmax / 2 > 1 ? f->mmax / 2 : 2);
-        if (!expand(f, f->t)) {
-            memcpy(f->t, f->R, dim * sizeof *f->t);
-            if (!expand(f, f->t))
+        if (!expand(f, tt)) {
+            /* The correction lies in the span: expand by R itself. */
+            (void)residual_pass(f, gamma, beta, theta, y, 0, 0, &tt);
+            if (!expand(f, tt))
                 break;  /* stagnated: the basis cannot grow further */
         }
     }
     if (vec) {
-        if (!have_u)
-            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)dim, (int)f->m, 1.0,
-                        f->V, (int)dim, f->My, 1, 0.0, f->u, 1);
-        double nrm = cblas_dnrm2((int)dim, f->u, 1);
-        for (size_t a = 0; a < dim; a++)
-            vec[a] = f->u[a] / nrm;
+        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)dim, (int)f->m, 1.0,
+                    f->V, (int)dim, f->y, 1, 0.0, vec, 1);
+        double nrm = cblas_dnrm2((int)dim, vec, 1);
+        cblas_dscal((int)dim, 1 / nrm, vec, 1);
     }
     return SGDSTAB_OK;
 }

@@ -86,11 +86,13 @@ void sgdstab_sym_unpack(size_t r, const double *x, double *Z)
 struct sgdstab_moments {
     const sgdstab_reduced *red;
     size_t n, k, r, rows;
-    double *Y;      /* rows × r: ΦZ, then the signed rank-one rows ψ */
+    double *Y;      /* rows × r: ΦT, then the signed rank-one rows ψ */
+    double *T;      /* r × r: the upper triangle of Z, diagonal halved */
+    double *U;      /* r × r: Σ(Z) of a packed Z */
     double *blk;    /* n × k × k: eigenvectors of Φ_i Z Φ_iᵀ (k > 1) */
     double *omega;  /* rows: eigenvalues of the blocks (weights of ψ) */
     double *alpha;  /* r */
-    double *tmp;    /* 2 × r × r: GZ and GZG when G is a full matrix */
+    double *tmp;    /* 3 × r × r: GZ, GZG and Z when G is a full matrix */
 };
 
 void sgdstab_moments_free(sgdstab_moments *m)
@@ -98,6 +100,8 @@ void sgdstab_moments_free(sgdstab_moments *m)
     if (!m)
         return;
     free(m->Y);
+    free(m->T);
+    free(m->U);
     free(m->blk);
     free(m->omega);
     free(m->alpha);
@@ -118,13 +122,15 @@ sgdstab_moments *sgdstab_moments_alloc(const sgdstab_reduced *red,
     m->rows = red->n * red->k;
     size_t r = m->r ? m->r : 1;
     m->Y = malloc(m->rows * r * sizeof *m->Y);
+    m->T = malloc(r * r * sizeof *m->T);
+    m->U = malloc(r * r * sizeof *m->U);
     m->omega = malloc(m->rows * sizeof *m->omega);
     m->alpha = malloc(r * sizeof *m->alpha);
-    if (!m->Y || !m->omega || !m->alpha)
+    if (!m->Y || !m->T || !m->U || !m->omega || !m->alpha)
         goto oom;
     if (m->k > 1 && !(m->blk = malloc(m->n * m->k * m->k * sizeof *m->blk)))
         goto oom;
-    if (red->G && !(m->tmp = malloc(2 * r * r * sizeof *m->tmp)))
+    if (red->G && !(m->tmp = malloc(3 * r * r * sizeof *m->tmp)))
         goto oom;
     return m;
 oom:
@@ -138,32 +144,55 @@ oom:
 double sgdstab_moments_sigma_flops(const sgdstab_moments *m)
 {
     double rows = (double)m->rows, r = (double)m->r;
-    return 3.0 * rows * r * r;
+    return 2.0 * rows * r * r;
 }
 
 /* ------------------------------------------------------------------ Σ(Z) */
 
-/* Accumulate scale·Σ(Z)·n into the upper triangle of out (beta = 0 first). */
-static void sigma_upper(sgdstab_moments *m, const double *Z, double scale,
-                        double *out)
+/* The upper triangle of Z with its diagonal halved, so that Z = T + Tᵀ:
+ * from a full symmetric Z ... */
+static void triangle_from_full(size_t r, const double *Z, double *T)
+{
+    for (size_t j = 0; j < r; j++) {
+        T[j * r + j] = 0.5 * Z[j * r + j];
+        memcpy(T + j * r + j + 1, Z + j * r + j + 1, (r - j - 1) * sizeof *T);
+    }
+}
+
+/* ... and from its packed form (sym_pack). */
+static void triangle_from_packed(size_t r, const double *x, double *T)
+{
+    for (size_t j = 0; j < r; j++) {
+        T[j * r + j] = 0.5 * *x++;
+        for (size_t l = j + 1; l < r; l++)
+            T[j * r + l] = (*x++) / SQRT2;
+    }
+}
+
+/* Accumulate scale·Σ(Z)·n into the upper triangle of out (beta = 0 first),
+ * for Z = T + Tᵀ given by its triangle T (m->T).  Φ_i Z Φ_iᵀ = M_i + M_iᵀ
+ * with M_i = (Φ_i T) Φ_iᵀ: the product ΦT is a triangular TRMM, half the
+ * flops of ΦZ. */
+static void sigma_upper(sgdstab_moments *m, double scale, double *out)
 {
     const int r = (int)m->r, k = (int)m->k;
     const double *phi = m->red->phi;
-    double *Y = m->Y;
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m->rows, r, r,
-                1.0, phi, r, Z, r, 0.0, Y, r);
-    /* Blocks Φ_i Z Φ_iᵀ = Y_i Φ_iᵀ and their eigen-decompositions. */
+    double *Y = m->Y, *T = m->T;
+    memcpy(Y, phi, m->rows * (size_t)r * sizeof *Y);
+    cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans,
+                CblasNonUnit, (int)m->rows, r, 1.0, T, r, Y, r);
+    /* Blocks Φ_i Z Φ_iᵀ = Y_i Φ_iᵀ + Φ_i Y_iᵀ and their eigen-decompositions. */
     for (size_t i = 0; i < m->n; i++) {
         const double *yi = Y + i * (size_t)(k * r), *pi = phi + i * (size_t)(k * r);
         if (k == 1) {
-            m->omega[i] = cblas_ddot(r, yi, 1, pi, 1);
+            m->omega[i] = 2 * cblas_ddot(r, yi, 1, pi, 1);
             continue;
         }
         double *U = m->blk + i * (size_t)(k * k);
         for (int a = 0; a < k; a++)
             for (int c = a; c < k; c++) {
-                double s = 0.5 * (cblas_ddot(r, yi + a * r, 1, pi + c * r, 1) +
-                                  cblas_ddot(r, yi + c * r, 1, pi + a * r, 1));
+                double s = cblas_ddot(r, yi + a * r, 1, pi + c * r, 1) +
+                           cblas_ddot(r, yi + c * r, 1, pi + a * r, 1);
                 U[a * k + c] = U[c * k + a] = s;
             }
         LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'V', 'U', k, U, k, m->omega + i * k);
@@ -208,7 +237,8 @@ void sgdstab_moments_sigma(sgdstab_moments *m, const double *Z, double *out)
 {
     if (m->r == 0)
         return;
-    sigma_upper(m, Z, 1.0 / (double)m->n, out);
+    triangle_from_full(m->r, Z, m->T);
+    sigma_upper(m, 1.0 / (double)m->n, out);
     mirror_upper(m->r, out);
 }
 
@@ -220,9 +250,10 @@ static void apply_form(sgdstab_moments *m, double cG, double cS,
     const double *h = m->red->lambda, *alpha = m->alpha;
     if (r == 0)
         return;
-    if (cS != 0)
-        sigma_upper(m, Z, cS / (double)m->n, out);
-    else
+    if (cS != 0) {
+        triangle_from_full(r, Z, m->T);
+        sigma_upper(m, cS / (double)m->n, out);
+    } else
         for (size_t j = 0; j < r; j++)
             memset(out + j * r + j, 0, (r - j) * sizeof *out);
     /* With G = diag(h), GZG = (hhᵀ)∘Z folds into the entry-wise term. */
@@ -254,10 +285,34 @@ void sgdstab_moments_step(sgdstab_moments *m, double eta, double a, double b,
 }
 
 void sgdstab_moments_noise(sgdstab_moments *m, int subtract_gzg,
-                           const double *Z, double *out)
+                           const double *x, double *y)
 {
-    memset(m->alpha, 0, m->r * sizeof *m->alpha);
-    apply_form(m, subtract_gzg ? -1.0 : 0.0, 1.0, Z, out);
+    const size_t r = m->r;
+    const double *h = m->red->lambda, *G = m->red->G;
+    if (r == 0)
+        return;
+    triangle_from_packed(r, x, m->T);
+    sigma_upper(m, 1.0 / (double)m->n, m->U);
+    double *GZG = NULL;
+    if (subtract_gzg && G) {
+        double *GZ = m->tmp, *Z = m->tmp + 2 * r * r;
+        GZG = m->tmp + r * r;
+        sgdstab_sym_unpack(r, x, Z);
+        cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, (int)r, (int)r, 1.0,
+                    G, (int)r, Z, (int)r, 0.0, GZ, (int)r);
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)r,
+                    (int)r, 1.0, GZ, (int)r, G, (int)r, 0.0, GZG, (int)r);
+    }
+    /* Packed in place of the upper triangle; with G = diag(h) the packed
+     * GZG is h_j·h_l·x_α. */
+    double gdiag = subtract_gzg && !G ? 1.0 : 0.0;
+    for (size_t j = 0, a = 0; j < r; j++)
+        for (size_t l = j; l < r; l++, a++) {
+            double v = m->U[j * r + l];
+            if (GZG)
+                v -= GZG[j * r + l];
+            y[a] = (j == l ? v : SQRT2 * v) - gdiag * h[j] * h[l] * x[a];
+        }
 }
 
 /* tr(G Z) for G = diag(h) or the full G of the reduced problem. */

@@ -35,7 +35,7 @@ struct sgdstab_stability {
     double c;                 /* loss scale */
     sgdstab_moments *m;
     size_t r, dim;
-    double *Z, *out;          /* r×r work matrices for the callbacks */
+    double *work;             /* a packed matrix: the callbacks' scratch */
     double *ones, *sum, *prod, *ratio, *dscale;  /* packed diagonals */
     double *identity;         /* packed I/√r: the positive definite start */
     const double *diags[2][3];  /* [FAMILY_*]: the fixed diagonals d_c */
@@ -58,8 +58,7 @@ void sgdstab_stability_free(sgdstab_stability *s)
         for (int j = 0; j < 2; j++)
             sgdstab_family_free(s->slot[i][j].family);
     sgdstab_moments_free(s->m);
-    free(s->Z);
-    free(s->out);
+    free(s->work);
     free(s->ones);
     free(s->sum);
     free(s->prod);
@@ -90,18 +89,17 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
     s->c = loss_scale;
     s->r = red->r;
     s->dim = sgdstab_sym_dim(red->r);
-    size_t rr = red->r * red->r, dim = s->dim;
+    size_t dim = s->dim;
     if (!(s->m = sgdstab_moments_alloc(red, err)))
         goto fail;
-    s->Z = malloc(rr * sizeof *s->Z);
-    s->out = malloc(rr * sizeof *s->out);
+    s->work = malloc(dim * sizeof *s->work);
     s->ones = malloc(dim * sizeof *s->ones);
     s->sum = malloc(dim * sizeof *s->sum);
     s->prod = malloc(dim * sizeof *s->prod);
     s->ratio = malloc(dim * sizeof *s->ratio);
     s->dscale = malloc(dim * sizeof *s->dscale);
     s->identity = calloc(dim, sizeof *s->identity);
-    if (!s->Z || !s->out || !s->ones || !s->sum || !s->prod || !s->ratio ||
+    if (!s->work || !s->ones || !s->sum || !s->prod || !s->ratio ||
         !s->dscale || !s->identity)
         goto oom;
     const double *h = red->lambda;
@@ -149,13 +147,12 @@ static void matvec_noise(void *ctx, const double *x, double *y)
     sgdstab_stability *s = slot->s;
     const double *in = x;
     if (slot->scaled) {
+        double *dx = s->work;
         for (size_t a = 0; a < s->dim; a++)
-            y[a] = s->dscale[a] * x[a];
-        in = y;
+            dx[a] = s->dscale[a] * x[a];
+        in = dx;
     }
-    sgdstab_sym_unpack(s->r, in, s->Z);
-    sgdstab_moments_noise(s->m, slot->subtract_gzg, s->Z, s->out);
-    sgdstab_sym_pack(s->r, s->out, y);
+    sgdstab_moments_noise(s->m, slot->subtract_gzg, in, y);
     if (slot->scaled)
         for (size_t a = 0; a < s->dim; a++)
             y[a] *= s->dscale[a];
@@ -165,7 +162,7 @@ static void matvec_noise(void *ctx, const double *x, double *y)
 static int add_unit(sgdstab_stability *s, sgdstab_family *f, size_t j,
                     sgdstab_error *err)
 {
-    double *x = s->out;  /* r² ≥ dim doubles, free between applications */
+    double *x = s->work;  /* copied into the basis before N is applied */
     memset(x, 0, s->dim * sizeof *x);
     x[j * s->r - j * (j - 1) / 2] = 1;  /* packed index of (j, j) */
     return sgdstab_family_add(f, x, err);

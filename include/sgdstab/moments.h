@@ -9,8 +9,10 @@
  * and 𝒯 = I − η𝒜₁ + η²𝒜₂ with 𝒜₁(Z) = HZ + ZH and
  * 𝒜₂(Z) = HZH − (1 − a)·GZG + b·Σ(Z).  For every sampling rule of the table
  * (1 − a = b, or a = 1) this is 𝒜₂ = HZH + b·𝒩(Z) with 𝒩 below: an
- * entry-wise part plus b times one fixed operator.  Σ(Z) is evaluated with BLAS-3 in about 3·n·k·r²
- * flops: Y = ΦZ (GEMM, 2·n·k·r²); each k×k block Φ_i Z Φ_iᵀ = Σ_m ω_m u_m u_mᵀ
+ * entry-wise part plus b times one fixed operator.  Σ(Z) is evaluated with
+ * BLAS-3 in about 2·n·k·r² flops.  With T the upper triangle of Z and its
+ * diagonal halved (Z = T + Tᵀ), Y = ΦT is a triangular TRMM (n·k·r²) and
+ * Φ_i Z Φ_iᵀ = Y_iΦ_iᵀ + Φ_iY_iᵀ; each k×k block = Σ_m ω_m u_m u_mᵀ
  * turns Φ_iᵀ(·)Φ_i into a signed sum of rank-one terms ψψᵀ with ψ = Φ_iᵀu_m;
  * the rows ψ with ω ≥ 0 and with ω < 0 go through one SYRK each (n·k·r²
  * together).
@@ -58,11 +60,13 @@ void sgdstab_moments_sigma(sgdstab_moments *m, const double *Z, double *out);
 void sgdstab_moments_step(sgdstab_moments *m, double eta, double a, double b,
                           const double *Z, double *out);
 
-/* out = 𝒩(Z), the part of 𝒯 and 𝒜₂ that batch noise adds, per unit of
- * η²·b: Σ(Z) − GZG when subtract_gzg (sampling `without` and `with`, where
- * 1 − a = b), Σ(Z) alone for `bernoulli` (a = 1). */
+/* y = 𝒩(x) on packed symmetric matrices (sgdstab_sym_pack; x and y of
+ * length r(r+1)/2, distinct): the part of 𝒯 and 𝒜₂ that batch noise adds,
+ * per unit of η²·b: Σ(Z) − GZG when subtract_gzg (sampling `without` and
+ * `with`, where 1 − a = b), Σ(Z) alone for `bernoulli` (a = 1).  The
+ * eigensolvers' operator: packed in and out, no full matrix is formed. */
 void sgdstab_moments_noise(sgdstab_moments *m, int subtract_gzg,
-                           const double *Z, double *out);
+                           const double *x, double *y);
 
 /* Evolve S_{t+1} = 𝒯(S_t) from Z0 for `steps` steps (effective rate eta);
  * trace[t] = tr Z_t and trace_G[t] = tr(G Z_t) for t = 0..steps (arrays of

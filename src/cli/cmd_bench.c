@@ -27,7 +27,7 @@ static const char BENCH_HELP[] =
     "report, next to the DGEMM rate of this machine measured in the same run:\n"
     "  factorization      the SVD that makes the reduced coordinates\n"
     "  one application    of the second-moment map T: seconds, GFLOP/s\n"
-    "                     (3 n k r^2 flops) and the fraction of the DGEMM rate\n"
+    "                     (2 n k r^2 flops) and the fraction of the DGEMM rate\n"
     "  eta*(B)            seconds (with the factorization), applications\n"
     "  analyze            at eta = 1.5 eta* (unstable) and 0.5 eta* (stable)\n"
     "  curve              eta*(B) for M log-spaced B in 1..N (default 50),\n"
