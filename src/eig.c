@@ -368,12 +368,12 @@ static int expand(sgdstab_family *f, double tt)
             cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nb, (int)m, -1.0,
                         f->W + a0, (int)dim, f->h, 1, 1.0, wb, 1);
         }
-        /* X = [w, D_c v, D_c D_c' v, D_c w] of the new pair. */
-        double *X = f->X;
         for (size_t a = 0; a < nb; a++) {
             vb[a] *= inv;
             wb[a] *= inv;
         }
+        /* X = [w, D_c v, D_c D_c' v, D_c w] of the new pair. */
+        double *X = f->X;
         memcpy(X, wb, nb * sizeof *X);
         for (size_t c = 0; c < nd; c++) {
             const double *dc = f->diag + c * dim + a0;
