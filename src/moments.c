@@ -63,14 +63,7 @@ size_t sgdstab_sym_dim(size_t r)
     return r * (r + 1) / 2;
 }
 
-void sgdstab_sym_pack(size_t r, const double *Z, double *x)
-{
-    for (size_t j = 0; j < r; j++) {
-        *x++ = Z[j * r + j];
-        for (size_t l = j + 1; l < r; l++)
-            *x++ = SQRT2 * Z[j * r + l];
-    }
-}
+
 
 void sgdstab_sym_unpack(size_t r, const double *x, double *Z)
 {
@@ -159,7 +152,7 @@ static void triangle_from_full(size_t r, const double *Z, double *T)
     }
 }
 
-/* ... and from its packed form (sym_pack). */
+/* ... and from its packed form (moments.h). */
 static void triangle_from_packed(size_t r, const double *x, double *T)
 {
     for (size_t j = 0; j < r; j++) {

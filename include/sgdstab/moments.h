@@ -60,7 +60,7 @@ void sgdstab_moments_sigma(sgdstab_moments *m, const double *Z, double *out);
 void sgdstab_moments_step(sgdstab_moments *m, double eta, double a, double b,
                           const double *Z, double *out);
 
-/* y = 𝒩(x) on packed symmetric matrices (sgdstab_sym_pack; x and y of
+/* y = 𝒩(x) on packed symmetric matrices (below; x and y of
  * length r(r+1)/2, distinct): the part of 𝒯 and 𝒜₂ that batch noise adds,
  * per unit of η²·b: Σ(Z) − GZG when subtract_gzg (sampling `without` and
  * `with`, where 1 − a = b), Σ(Z) alone for `bernoulli` (a = 1).  The
@@ -82,7 +82,6 @@ double sgdstab_moments_sigma_flops(const sgdstab_moments *m);
  * product is the Frobenius one: diagonal entries as they are, each pair of
  * off-diagonal entries as √2·Z_jl (j < l), row by row of the upper triangle. */
 size_t sgdstab_sym_dim(size_t r);
-void sgdstab_sym_pack(size_t r, const double *Z, double *x);
 void sgdstab_sym_unpack(size_t r, const double *x, double *Z);
 
 #ifdef __cplusplus
