@@ -63,8 +63,6 @@ size_t sgdstab_sym_dim(size_t r)
     return r * (r + 1) / 2;
 }
 
-
-
 void sgdstab_sym_unpack(size_t r, const double *x, double *Z)
 {
     for (size_t j = 0; j < r; j++) {
