@@ -34,10 +34,7 @@ static char tmpdir[4096];
 static int setup_tmpdir(void **state)
 {
     (void)state;
-    const char *base = getenv("TMPDIR");
-    snprintf(tmpdir, sizeof tmpdir, "%s/sgdstab-synth-XXXXXX",
-             base && *base ? base : "/tmp");
-    return mkdtemp(tmpdir) ? 0 : -1;
+    return tu_make_tmpdir(tmpdir, sizeof tmpdir, "synth");
 }
 
 /* Entries of tmpdir (without . and ..); with remove, delete them. */

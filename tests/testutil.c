@@ -120,6 +120,14 @@ unsigned char *tu_slurp(const char *path, size_t *len)
     return buf;
 }
 
+int tu_make_tmpdir(char *dir, size_t size, const char *tag)
+{
+    const char *base = getenv("TMPDIR");
+    int len = snprintf(dir, size, "%s/sgdstab-test-%s-XXXXXX",
+                       base && *base ? base : "/tmp", tag);
+    return len > 0 && (size_t)len < size && mkdtemp(dir) ? 0 : -1;
+}
+
 void tu_dirty(void *p, size_t size)
 {
     memset(p, 0xA5, size);

@@ -39,6 +39,11 @@ double tu_symformula(size_t p, size_t i, size_t j);
  * file cannot be read. */
 unsigned char *tu_slurp(const char *path, size_t *len);
 
+/* Create a fresh directory $TMPDIR/sgdstab-test-TAG-XXXXXX (/tmp without
+ * TMPDIR) and put its path in dir; 0 on success, −1 on failure (the
+ * return value a cmocka setup function gives). */
+int tu_make_tmpdir(char *dir, size_t size, const char *tag);
+
 /* Fill an output struct with garbage, so that a function which leaves a
  * field unset on some path is caught. */
 void tu_dirty(void *p, size_t size);
