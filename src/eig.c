@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "parallel.h"
+
 /* Fixed, reproducible start when the caller gives none (a simple LCG is
  * enough: only a generic direction is needed). */
 static void default_start(size_t dim, double *x)
@@ -179,7 +181,11 @@ int sgdstab_eig_max(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
         return sgdstab_fail(err, SGDSTAB_EINVAL, "eigenproblem of dimension 0");
     if (dim <= SGDSTAB_EIG_DENSE_MAX)
         return eig_dense(dim, matvec, ctx, res, vec, err);
-    return eig_arpack(dim, matvec, ctx, opt, res, vec, err);
+    /* BLAS at one thread, as in the families below (parallel.h). */
+    int saved = par_blas_serial();
+    int st = eig_arpack(dim, matvec, ctx, opt, res, vec, err);
+    par_blas_restore(saved);
+    return st;
 }
 
 /* ------------------------------------------------------------- families */
@@ -206,9 +212,15 @@ int sgdstab_eig_max(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
  *      input) and every projection it brings.
  * ν² = ‖t‖² − ‖h‖² is accurate while t keeps at least half its norm; a
  * correction that loses more is orthogonalized explicitly, twice if
- * needed ("twice is enough"), before N is applied. */
+ * needed ("twice is enough"), before N is applied.
+ *
+ * Every pass runs on FAMILY_PARTS fixed ranges of blocks (parallel.h), each
+ * with its own partial sums, added in order: results do not depend on the
+ * number of threads.  BLAS is held at one thread for the whole solve,
+ * including N, which splits its own work the same way (moments.c).
+ */
 #define FAMILY_MAX_DIAGS 3
-enum { FAMILY_ROWS = 2048 };
+enum { FAMILY_ROWS = 2048, FAMILY_PARTS = 8 };
 
 struct sgdstab_family {
     size_t dim, nd, npair, nx, mmax, m;
@@ -220,10 +232,13 @@ struct sgdstab_family {
     double *PN, *WW;    /* mmax × mmax, row-major */
     double *PD, *PDD, *Q;  /* nd, npair, nd matrices of mmax × mmax */
     double *h;          /* mmax: Vᵀt of the correction */
+    /* Per part (FAMILY_PARTS of each): */
     double *X;          /* FAMILY_ROWS × nx: [w, D_c v, D_c D_c' v, D_c w]
                            of the new pair, one row block */
     double *G, *G2;     /* mmax × nx, mmax × (1 + nd): its projections */
     double *rows;       /* FAMILY_ROWS × max(mmax, 2): pass work */
+    double *hp;         /* mmax: partial Vᵀt */
+    double sums[FAMILY_PARTS][2];  /* partial sums of squares */
     double *S, *Y, *w, *y;  /* small work: mmax², mmax², mmax, mmax */
     size_t matvecs;
 };
@@ -233,8 +248,8 @@ void sgdstab_family_free(sgdstab_family *f)
     if (!f)
         return;
     double *bufs[] = {f->diag, f->V, f->W, f->PN, f->WW, f->PD, f->PDD, f->Q,
-                      f->h, f->X, f->G, f->G2, f->rows, f->S, f->Y, f->w,
-                      f->y};
+                      f->h, f->X, f->G, f->G2, f->rows, f->hp, f->S, f->Y,
+                      f->w, f->y};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         free(bufs[i]);
     free(f);
@@ -274,17 +289,19 @@ sgdstab_family *sgdstab_family_alloc(size_t dim, size_t ndiag,
     f->PDD = malloc(npair * mm * sizeof *f->PDD);
     f->Q = malloc(ndiag * mm * sizeof *f->Q);
     f->h = malloc(mmax * sizeof *f->h);
-    f->X = malloc(FAMILY_ROWS * nx * sizeof *f->X);
-    f->G = malloc(mmax * nx * sizeof *f->G);
-    f->G2 = malloc(mmax * (1 + ndiag) * sizeof *f->G2);
-    f->rows = malloc(FAMILY_ROWS * (mmax > 2 ? mmax : 2) * sizeof *f->rows);
+    f->X = malloc(FAMILY_PARTS * FAMILY_ROWS * nx * sizeof *f->X);
+    f->G = malloc(FAMILY_PARTS * mmax * nx * sizeof *f->G);
+    f->G2 = malloc(FAMILY_PARTS * mmax * (1 + ndiag) * sizeof *f->G2);
+    f->rows = malloc(FAMILY_PARTS * FAMILY_ROWS * (mmax > 2 ? mmax : 2) *
+                     sizeof *f->rows);
+    f->hp = malloc(FAMILY_PARTS * mmax * sizeof *f->hp);
     f->S = malloc(mm * sizeof *f->S);
     f->Y = malloc(mm * sizeof *f->Y);
     f->w = malloc(mmax * sizeof *f->w);
     f->y = malloc(mmax * sizeof *f->y);
     if (!f->diag || !f->V || !f->W || !f->PN || !f->WW || !f->PD || !f->PDD ||
-        !f->Q || !f->h || !f->X || !f->G || !f->G2 || !f->rows || !f->S ||
-        !f->Y || !f->w || !f->y)
+        !f->Q || !f->h || !f->X || !f->G || !f->G2 || !f->rows || !f->hp ||
+        !f->S || !f->Y || !f->w || !f->y)
         goto oom;
     for (size_t c = 0; c < ndiag; c++) {
         memcpy(f->diag + c * dim, diags[c], dim * sizeof *f->diag);
@@ -311,6 +328,40 @@ static size_t block_rows(const sgdstab_family *f, size_t a0)
     return f->dim - a0 < FAMILY_ROWS ? f->dim - a0 : FAMILY_ROWS;
 }
 
+/* First row of the blocks of part p (the dimension for p = FAMILY_PARTS). */
+static size_t part_row(const sgdstab_family *f, size_t p)
+{
+    size_t blocks = (f->dim + FAMILY_ROWS - 1) / FAMILY_ROWS;
+    size_t a = par_first(blocks, FAMILY_PARTS, p) * FAMILY_ROWS;
+    return a < f->dim ? a : f->dim;
+}
+
+/* Part p's pass work: FAMILY_ROWS × max(mmax, 2). */
+static double *part_rows(const sgdstab_family *f, size_t p)
+{
+    return f->rows + p * FAMILY_ROWS * (f->mmax > 2 ? f->mmax : 2);
+}
+
+/* dst[i] (i < len) = Σ_p src[p·stride + i], parts added in order. */
+static void sum_parts(const double *src, size_t stride, size_t len,
+                      double *dst)
+{
+    for (size_t i = 0; i < len; i++) {
+        double s = 0;
+        for (size_t p = 0; p < FAMILY_PARTS; p++)
+            s += src[p * stride + i];
+        dst[i] = s;
+    }
+}
+
+static double sum_scalar(const sgdstab_family *f, int which)
+{
+    double s = 0;
+    for (size_t p = 0; p < FAMILY_PARTS; p++)
+        s += f->sums[p][which];
+    return s;
+}
+
 /* Index of the pair (c, c'), c ≤ c', among the nd(nd+1)/2 pairs. */
 static size_t pair_index(size_t nd, size_t c, size_t c2)
 {
@@ -323,43 +374,70 @@ static void set_sym(double *P, size_t mm, size_t i, size_t j, double v)
     P[i * mm + j] = P[j * mm + i] = v;
 }
 
+/* What a pass needs besides the family. */
+typedef struct {
+    sgdstab_family *f;
+    int subtract;                 /* orthogonalize: subtract V h first */
+    const double *gamma, *y;      /* residual */
+    double beta, theta, floor;
+    int davidson;
+    double *t;                    /* residual: the correction, or NULL */
+    double inv;                   /* expand: 1/ν */
+    size_t keep;                  /* restart: vectors kept */
+} pass_job;
+
 /* ---------------------------------------------------- growing the basis */
 
-/* The correction t sits in column m of V: h = Vᵀt over columns 0..m−1 (one
- * pass over V); returns ‖t‖². */
-static double project_correction(sgdstab_family *f)
+/* For the correction t in column m of V: (if subtract) t ← t − V h, then
+ * part p's share of Vᵀt and ‖t‖². */
+static void orthogonalize_part(void *arg, size_t p)
 {
+    const pass_job *j = arg;
+    sgdstab_family *f = j->f;
     const size_t dim = f->dim, m = f->m;
-    const double *t = f->V + m * dim;
+    double *t = f->V + m * dim, *hp = f->hp + p * f->mmax, tt = 0;
     if (m > 0)
-        cblas_dgemv(CblasColMajor, CblasTrans, (int)dim, (int)m, 1.0, f->V,
-                    (int)dim, t, 1, 0.0, f->h, 1);
-    return cblas_ddot((int)dim, t, 1, t, 1);
+        memset(hp, 0, m * sizeof *hp);
+    for (size_t a0 = part_row(f, p); a0 < part_row(f, p + 1);
+         a0 += FAMILY_ROWS) {
+        size_t nb = block_rows(f, a0);
+        if (m > 0 && j->subtract)
+            cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nb, (int)m, -1.0,
+                        f->V + a0, (int)dim, f->h, 1, 1.0, t + a0, 1);
+        if (m > 0)
+            cblas_dgemv(CblasColMajor, CblasTrans, (int)nb, (int)m, 1.0,
+                        f->V + a0, (int)dim, t + a0, 1, 1.0, hp, 1);
+        tt += cblas_ddot((int)nb, t + a0, 1, t + a0, 1);
+    }
+    f->sums[p][0] = tt;
 }
 
-/* Pass 2 for the correction t in column m of V (h = Vᵀt, tt = ‖t‖²): apply
- * N, form the new pair and add its projections; returns 0 when t lies in
- * the span (norm below 1e-10 of its own once projected), nothing added. */
-static int expand(sgdstab_family *f, double tt)
+/* The correction t sits in column m of V: (if subtract) t ← t − V h with
+ * the current h, then h = Vᵀt over columns 0..m−1; returns ‖t‖². */
+static double project_correction(sgdstab_family *f, int subtract)
 {
+    pass_job j = {.f = f, .subtract = subtract};
+    par_run(FAMILY_PARTS, orthogonalize_part, &j);
+    sum_parts(f->hp, f->mmax, f->m, f->h);
+    return sum_scalar(f, 0);
+}
+
+/* Part p of pass 2: the new pair (v, w) and its projections G, G2. */
+static void expand_part(void *arg, size_t p)
+{
+    const pass_job *j = arg;
+    sgdstab_family *f = j->f;
     const size_t dim = f->dim, nd = f->nd, np = f->npair, nx = f->nx;
     const size_t m = f->m, mm = f->mmax;
     double *v = f->V + m * dim, *w = f->W + m * dim;
-    if (!(tt > 0) || !isfinite(tt))
-        return 0;
-    double tt0 = tt, nu2 = m ? tt - cblas_ddot((int)m, f->h, 1, f->h, 1) : tt;
-    for (int pass = 0; pass < 2 && m > 0 && nu2 < 0.25 * tt; pass++) {
-        cblas_dgemv(CblasColMajor, CblasNoTrans, (int)dim, (int)m, -1.0, f->V,
-                    (int)dim, f->h, 1, 1.0, v, 1);
-        tt = project_correction(f);
-        nu2 = tt - cblas_ddot((int)m, f->h, 1, f->h, 1);
-    }
-    if (!(nu2 > 1e-20 * tt0))
-        return 0;
-    double inv = 1 / sqrt(nu2);
-    f->N(f->ctx, v, w);
-    f->matvecs++;
-    for (size_t a0 = 0; a0 < dim; a0 += FAMILY_ROWS) {
+    double *X = f->X + p * FAMILY_ROWS * nx;
+    double *G = f->G + p * mm * nx, *G2 = f->G2 + p * mm * (1 + nd);
+    const size_t a1 = part_row(f, p + 1);
+    for (size_t c = 0; c < nx; c++)
+        memset(G + c * mm, 0, (m + 1) * sizeof *G);
+    for (size_t c = 0; c <= nd; c++)
+        memset(G2 + c * mm, 0, (m + 1) * sizeof *G2);
+    for (size_t a0 = part_row(f, p); a0 < a1; a0 += FAMILY_ROWS) {
         size_t nb = block_rows(f, a0);
         double *vb = v + a0, *wb = w + a0;
         if (m > 0) {
@@ -369,11 +447,10 @@ static int expand(sgdstab_family *f, double tt)
                         f->W + a0, (int)dim, f->h, 1, 1.0, wb, 1);
         }
         for (size_t a = 0; a < nb; a++) {
-            vb[a] *= inv;
-            wb[a] *= inv;
+            vb[a] *= j->inv;
+            wb[a] *= j->inv;
         }
         /* X = [w, D_c v, D_c D_c' v, D_c w] of the new pair. */
-        double *X = f->X;
         memcpy(X, wb, nb * sizeof *X);
         for (size_t c = 0; c < nd; c++) {
             const double *dc = f->diag + c * dim + a0;
@@ -391,11 +468,38 @@ static int expand(sgdstab_family *f, double tt)
         }
         cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)m + 1,
                     (int)nx, (int)nb, 1.0, f->V + a0, (int)dim, X, (int)nb,
-                    a0 ? 1.0 : 0.0, f->G, (int)mm);
+                    1.0, G, (int)mm);
         cblas_dgemm(CblasColMajor, CblasTrans, CblasNoTrans, (int)m + 1,
                     (int)(1 + nd), (int)nb, 1.0, f->W + a0, (int)dim, X,
-                    (int)nb, a0 ? 1.0 : 0.0, f->G2, (int)mm);
+                    (int)nb, 1.0, G2, (int)mm);
     }
+}
+
+/* Pass 2 for the correction t in column m of V (h = Vᵀt, tt = ‖t‖²): apply
+ * N, form the new pair and add its projections; returns 0 when t lies in
+ * the span (norm below 1e-10 of its own once projected), nothing added. */
+static int expand(sgdstab_family *f, double tt)
+{
+    const size_t dim = f->dim, nd = f->nd, np = f->npair, nx = f->nx;
+    const size_t m = f->m, mm = f->mmax;
+    if (!(tt > 0) || !isfinite(tt))
+        return 0;
+    double tt0 = tt, nu2 = m ? tt - cblas_ddot((int)m, f->h, 1, f->h, 1) : tt;
+    for (int pass = 0; pass < 2 && m > 0 && nu2 < 0.25 * tt; pass++) {
+        tt = project_correction(f, 1);
+        nu2 = tt - cblas_ddot((int)m, f->h, 1, f->h, 1);
+    }
+    if (!(nu2 > 1e-20 * tt0))
+        return 0;
+    f->N(f->ctx, f->V + m * dim, f->W + m * dim);
+    f->matvecs++;
+    pass_job j = {.f = f, .inv = 1 / sqrt(nu2)};
+    par_run(FAMILY_PARTS, expand_part, &j);
+    /* Add the parts' projections into part 0's. */
+    for (size_t c = 0; c < nx; c++)
+        sum_parts(f->G + c * mm, mm * nx, m + 1, f->G + c * mm);
+    for (size_t c = 0; c <= nd; c++)
+        sum_parts(f->G2 + c * mm, mm * (1 + nd), m + 1, f->G2 + c * mm);
     for (size_t i = 0; i <= m; i++) {
         const double *g = f->G + i, *g2 = f->G2 + i;  /* g[col·mm] */
         set_sym(f->PN, mm, i, m, g[0]);
@@ -420,7 +524,9 @@ int sgdstab_family_add(sgdstab_family *f, const double *x, sgdstab_error *err)
     if (f->m == f->mmax)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "eigensolver basis is full");
     memcpy(f->V + f->m * f->dim, x, f->dim * sizeof *x);
-    expand(f, project_correction(f));
+    int saved = par_blas_serial();
+    expand(f, project_correction(f, 0));
+    par_blas_restore(saved);
     return SGDSTAB_OK;
 }
 
@@ -473,23 +579,35 @@ static double gram_residual2(const sgdstab_family *f, const double *gamma,
     return r2;
 }
 
+/* Part p of V ← V Y_k and W ← W Y_k (restart below). */
+static void restart_part(void *arg, size_t p)
+{
+    const pass_job *j = arg;
+    sgdstab_family *f = j->f;
+    const size_t m = f->m, mm = f->mmax, dim = f->dim, keep = j->keep;
+    const double *Yk = f->Y + (m - keep);  /* row-major m × keep, ld mm */
+    double *rows = part_rows(f, p), *mats[2] = {f->V, f->W};
+    for (int which = 0; which < 2; which++)
+        for (size_t a0 = part_row(f, p); a0 < part_row(f, p + 1);
+             a0 += FAMILY_ROWS) {
+            size_t nb = block_rows(f, a0);
+            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)nb,
+                        (int)keep, (int)m, 1.0, mats[which] + a0, (int)dim,
+                        Yk, (int)mm, 0.0, rows, (int)nb);
+            for (size_t k = 0; k < keep; k++)
+                memcpy(mats[which] + k * dim + a0, rows + k * nb,
+                       nb * sizeof *rows);
+        }
+}
+
 /* Keep the `keep` best Ritz vectors (columns m−keep..m−1 of Y): V ← V Y_k
  * and W ← W Y_k in place by row blocks, every projection P ← Y_kᵀ P Y_k. */
 static void restart(sgdstab_family *f, size_t keep)
 {
-    size_t m = f->m, mm = f->mmax, dim = f->dim;
-    const double *Yk = f->Y + (m - keep);  /* row-major m × keep, ld mm */
-    double *mats[2] = {f->V, f->W};
-    for (int which = 0; which < 2; which++)
-        for (size_t a0 = 0; a0 < dim; a0 += FAMILY_ROWS) {
-            size_t nb = block_rows(f, a0);
-            cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, (int)nb,
-                        (int)keep, (int)m, 1.0, mats[which] + a0, (int)dim,
-                        Yk, (int)mm, 0.0, f->rows, (int)nb);
-            for (size_t k = 0; k < keep; k++)
-                memcpy(mats[which] + k * dim + a0, f->rows + k * nb,
-                       nb * sizeof *f->rows);
-        }
+    size_t m = f->m, mm = f->mmax;
+    const double *Yk = f->Y + (m - keep);
+    pass_job j = {.f = f, .keep = keep};
+    par_run(FAMILY_PARTS, restart_part, &j);
     size_t nproj = 2 + 2 * f->nd + f->npair;
     for (size_t c = 0; c < nproj; c++) {
         double *P = c == 0 ? f->PN : c == 1 ? f->WW
@@ -523,44 +641,60 @@ static double diagonal_at(const sgdstab_family *f, const double *gamma,
  * eigenvector, the Krylov space finds it) far from convergence, and the
  * Davidson correction (θ − E)^{-1} R close to it, which converges much
  * faster but, alone, can settle on an interior eigenvalue. */
-static double residual_pass(sgdstab_family *f, const double *gamma,
-                            double beta, double theta, const double *y,
-                            int davidson, double floor, double *tt)
+static void residual_part(void *arg, size_t p)
 {
+    const pass_job *j = arg;
+    sgdstab_family *f = j->f;
     const size_t dim = f->dim, m = f->m;
-    double *t = m < f->mmax ? f->V + m * dim : NULL;
-    double *u = f->rows, *wy = f->rows + FAMILY_ROWS, rr = 0, ts = 0;
-    for (size_t a0 = 0; a0 < dim; a0 += FAMILY_ROWS) {
+    double *t = j->t, *u = part_rows(f, p), *wy = u + FAMILY_ROWS;
+    double *hp = f->hp + p * f->mmax, rr = 0, ts = 0;
+    if (t)
+        memset(hp, 0, m * sizeof *hp);
+    for (size_t a0 = part_row(f, p); a0 < part_row(f, p + 1);
+         a0 += FAMILY_ROWS) {
         size_t nb = block_rows(f, a0);
         cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nb, (int)m, 1.0,
-                    f->V + a0, (int)dim, y, 1, 0.0, u, 1);
+                    f->V + a0, (int)dim, j->y, 1, 0.0, u, 1);
         cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nb, (int)m, 1.0,
-                    f->W + a0, (int)dim, y, 1, 0.0, wy, 1);
+                    f->W + a0, (int)dim, j->y, 1, 0.0, wy, 1);
         for (size_t a = 0; a < nb; a++) {
-            double d = theta - diagonal_at(f, gamma, a0 + a);
-            double r = beta * wy[a] - d * u[a];
+            double d = j->theta - diagonal_at(f, j->gamma, a0 + a);
+            double r = j->beta * wy[a] - d * u[a];
             rr += r * r;
             if (!t)
                 continue;
-            if (davidson && fabs(d) < floor)
-                d = d < 0 ? -floor : floor;
-            double ta = davidson ? r / d : r;
+            if (j->davidson && fabs(d) < j->floor)
+                d = d < 0 ? -j->floor : j->floor;
+            double ta = j->davidson ? r / d : r;
             t[a0 + a] = ta;
             ts += ta * ta;
         }
         if (t)
             cblas_dgemv(CblasColMajor, CblasTrans, (int)nb, (int)m, 1.0,
-                        f->V + a0, (int)dim, t + a0, 1, a0 ? 1.0 : 0.0, f->h,
-                        1);
+                        f->V + a0, (int)dim, t + a0, 1, 1.0, hp, 1);
     }
-    *tt = ts;
-    return sqrt(rr);
+    f->sums[p][0] = rr;
+    f->sums[p][1] = ts;
 }
 
-int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
-                         const sgdstab_eig_options *opt,
-                         sgdstab_eig_result *res, double *vec,
-                         sgdstab_error *err)
+static double residual_pass(sgdstab_family *f, const double *gamma,
+                            double beta, double theta, const double *y,
+                            int davidson, double floor, double *tt)
+{
+    pass_job j = {.f = f, .gamma = gamma, .y = y, .beta = beta,
+                  .theta = theta, .floor = floor, .davidson = davidson,
+                  .t = f->m < f->mmax ? f->V + f->m * f->dim : NULL};
+    par_run(FAMILY_PARTS, residual_part, &j);
+    if (j.t)
+        sum_parts(f->hp, f->mmax, f->m, f->h);
+    *tt = sum_scalar(f, 1);
+    return sqrt(sum_scalar(f, 0));
+}
+
+static int family_solve(sgdstab_family *f, const double *gamma, double beta,
+                        const sgdstab_eig_options *opt,
+                        sgdstab_eig_result *res, double *vec,
+                        sgdstab_error *err)
 {
     memset(res, 0, sizeof *res);
     if (f->m == 0)
@@ -634,4 +768,15 @@ int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
         cblas_dscal((int)dim, 1 / nrm, vec, 1);
     }
     return SGDSTAB_OK;
+}
+
+int sgdstab_family_solve(sgdstab_family *f, const double *gamma, double beta,
+                         const sgdstab_eig_options *opt,
+                         sgdstab_eig_result *res, double *vec,
+                         sgdstab_error *err)
+{
+    int saved = par_blas_serial();
+    int st = family_solve(f, gamma, beta, opt, res, vec, err);
+    par_blas_restore(saved);
+    return st;
 }

@@ -4,7 +4,10 @@
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+
+#include "parallel.h"
 
 /* ------------------------------------------------------------- sampling */
 
@@ -82,6 +85,8 @@ struct sgdstab_moments {
     double *U;      /* r × r: Σ(Z) of a packed Z */
     double *blk;    /* n × k × k: eigenvectors of Φ_i Z Φ_iᵀ (k > 1) */
     double *omega;  /* rows: eigenvalues of the blocks (weights of ψ) */
+    size_t *dest;   /* rows: the row of Y that holds ψ (SIZE_MAX for ω = 0) */
+    size_t npos, nneg;  /* rows ψ with ω > 0 (top of Y), ω < 0 (bottom) */
     double *alpha;  /* r */
     double *tmp;    /* 3 × r × r: GZ, GZG and Z when G is a full matrix */
 };
@@ -95,6 +100,7 @@ void sgdstab_moments_free(sgdstab_moments *m)
     free(m->U);
     free(m->blk);
     free(m->omega);
+    free(m->dest);
     free(m->alpha);
     free(m->tmp);
     free(m);
@@ -116,8 +122,9 @@ sgdstab_moments *sgdstab_moments_alloc(const sgdstab_reduced *red,
     m->T = malloc(r * r * sizeof *m->T);
     m->U = malloc(r * r * sizeof *m->U);
     m->omega = malloc(m->rows * sizeof *m->omega);
+    m->dest = malloc((m->rows ? m->rows : 1) * sizeof *m->dest);
     m->alpha = malloc(r * sizeof *m->alpha);
-    if (!m->Y || !m->T || !m->U || !m->omega || !m->alpha)
+    if (!m->Y || !m->T || !m->U || !m->omega || !m->dest || !m->alpha)
         goto oom;
     if (m->k > 1 && !(m->blk = malloc(m->n * m->k * m->k * sizeof *m->blk)))
         goto oom;
@@ -140,6 +147,28 @@ double sgdstab_moments_sigma_flops(const sgdstab_moments *m)
 
 /* ------------------------------------------------------------------ Σ(Z) */
 
+/* Parts of the parallel Σ(Z) (parallel.h): fixed, so that results do not
+ * depend on the number of threads. */
+enum { SIGMA_PARTS = 8 };
+
+/* First row of part p when the upper triangle of an r×r matrix (row j holds
+ * r − j entries) is cut into SIGMA_PARTS ranges of rows with about equal
+ * numbers of entries: rows 0..j hold the fraction 1 − (1 − j/r)². */
+static size_t triangle_first_row(size_t r, size_t p)
+{
+    if (p >= SIGMA_PARTS)
+        return r;
+    double f = 1 - sqrt(1 - (double)p / SIGMA_PARTS);
+    size_t j = (size_t)(f * (double)r);
+    return j < r ? j : r;
+}
+
+/* Packed index of entry (j, j). */
+static size_t packed_row(size_t r, size_t j)
+{
+    return j * r - j * (j - 1) / 2;
+}
+
 /* The upper triangle of Z with its diagonal halved, so that Z = T + Tᵀ:
  * from a full symmetric Z ... */
 static void triangle_from_full(size_t r, const double *Z, double *T)
@@ -150,30 +179,54 @@ static void triangle_from_full(size_t r, const double *Z, double *T)
     }
 }
 
-/* ... and from its packed form (moments.h). */
-static void triangle_from_packed(size_t r, const double *x, double *T)
+/* ... and from its packed form (moments.h), times the packed diagonal
+ * `scale` when it is not NULL; rows j0..j1−1 of T. */
+typedef struct {
+    sgdstab_moments *m;
+    const double *x, *scale;  /* triangle: packed input */
+    double factor;            /* Σ: the scale of the sum */
+    double *out;              /* Σ: upper triangle; noise: packed output */
+    int subtract_gzg;         /* noise */
+    const double *GZG;        /* noise, full G: r×r, else NULL */
+} sigma_job;
+
+static void triangle_part(void *arg, size_t part)
 {
-    for (size_t j = 0; j < r; j++) {
-        T[j * r + j] = 0.5 * *x++;
+    const sigma_job *c = arg;
+    size_t r = c->m->r, j1 = triangle_first_row(r, part + 1);
+    double *T = c->m->T;
+    for (size_t j = triangle_first_row(r, part); j < j1; j++) {
+        size_t a = packed_row(r, j);
+        const double *x = c->x + a, *sc = c->scale ? c->scale + a : NULL;
+        T[j * r + j] = 0.5 * (sc ? sc[0] * x[0] : x[0]);
         for (size_t l = j + 1; l < r; l++)
-            T[j * r + l] = (*x++) / SQRT2;
+            T[j * r + l] = (sc ? sc[l - j] * x[l - j] : x[l - j]) / SQRT2;
     }
 }
 
-/* Accumulate scale·Σ(Z)·n into the upper triangle of out (beta = 0 first),
- * for Z = T + Tᵀ given by its triangle T (m->T).  Φ_i Z Φ_iᵀ = M_i + M_iᵀ
- * with M_i = (Φ_i T) Φ_iᵀ: the product ΦT is a triangular TRMM, half the
- * flops of ΦZ. */
-static void sigma_upper(sgdstab_moments *m, double scale, double *out)
+/* Σ(Z) in three parallel steps.  Z = T + Tᵀ is given by its triangle T
+ * (m->T); Φ_i Z Φ_iᵀ = M_i + M_iᵀ with M_i = (Φ_i T) Φ_iᵀ, and the product
+ * ΦT is a triangular TRMM, half the flops of ΦZ.
+ * 1. By samples: Y = ΦT and the weights ω of the rank-one rows. */
+static void sigma_products(void *arg, size_t part)
 {
+    const sigma_job *c = arg;
+    sgdstab_moments *m = c->m;
     const int r = (int)m->r, k = (int)m->k;
+    size_t i0 = par_first(m->n, SIGMA_PARTS, part);
+    size_t i1 = par_first(m->n, SIGMA_PARTS, part + 1);
+    if (i1 == i0)
+        return;
     const double *phi = m->red->phi;
-    double *Y = m->Y, *T = m->T;
-    memcpy(Y, phi, m->rows * (size_t)r * sizeof *Y);
+    double *Y = m->Y;
+    size_t row0 = i0 * (size_t)k, nrows = (i1 - i0) * (size_t)k;
+    memcpy(Y + row0 * (size_t)r, phi + row0 * (size_t)r,
+           nrows * (size_t)r * sizeof *Y);
     cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans,
-                CblasNonUnit, (int)m->rows, r, 1.0, T, r, Y, r);
+                CblasNonUnit, (int)nrows, r, 1.0, m->T, r,
+                Y + row0 * (size_t)r, r);
     /* Blocks Φ_i Z Φ_iᵀ = Y_i Φ_iᵀ + Φ_i Y_iᵀ and their eigen-decompositions. */
-    for (size_t i = 0; i < m->n; i++) {
+    for (size_t i = i0; i < i1; i++) {
         const double *yi = Y + i * (size_t)(k * r), *pi = phi + i * (size_t)(k * r);
         if (k == 1) {
             m->omega[i] = 2 * cblas_ddot(r, yi, 1, pi, 1);
@@ -181,23 +234,31 @@ static void sigma_upper(sgdstab_moments *m, double scale, double *out)
         }
         double *U = m->blk + i * (size_t)(k * k);
         for (int a = 0; a < k; a++)
-            for (int c = a; c < k; c++) {
-                double s = cblas_ddot(r, yi + a * r, 1, pi + c * r, 1) +
-                           cblas_ddot(r, yi + c * r, 1, pi + a * r, 1);
-                U[a * k + c] = U[c * k + a] = s;
+            for (int b = a; b < k; b++) {
+                double s = cblas_ddot(r, yi + a * r, 1, pi + b * r, 1) +
+                           cblas_ddot(r, yi + b * r, 1, pi + a * r, 1);
+                U[a * k + b] = U[b * k + a] = s;
             }
         LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'V', 'U', k, U, k, m->omega + i * k);
     }
-    /* Rows ψ√|ω|: ω > 0 packed from the top, ω < 0 from the bottom. */
-    size_t top = 0, bottom = m->rows;
-    for (size_t i = 0; i < m->n; i++)
-        for (int c = 0; c < k; c++) {
-            double w = m->omega[i * (size_t)k + (size_t)c];
-            if (w == 0)
+}
+
+/* 2. By samples: the rows ψ√|ω| into Y at m->dest (ω > 0 from the top,
+ * ω < 0 from the bottom; Y is no longer read). */
+static void sigma_rows(void *arg, size_t part)
+{
+    const sigma_job *c = arg;
+    sgdstab_moments *m = c->m;
+    const int r = (int)m->r, k = (int)m->k;
+    const double *phi = m->red->phi;
+    for (size_t i = par_first(m->n, SIGMA_PARTS, part);
+         i < par_first(m->n, SIGMA_PARTS, part + 1); i++)
+        for (int b = 0; b < k; b++) {
+            size_t q = i * (size_t)k + (size_t)b;
+            if (m->dest[q] == SIZE_MAX)
                 continue;
-            double *dst = w > 0 ? Y + (top++) * (size_t)r
-                                : Y + (--bottom) * (size_t)r;
-            double s = sqrt(fabs(w));
+            double *dst = m->Y + m->dest[q] * (size_t)r;
+            double s = sqrt(fabs(m->omega[q]));
             const double *pi = phi + i * (size_t)(k * r);
             if (k == 1) {
                 for (int j = 0; j < r; j++)
@@ -206,15 +267,57 @@ static void sigma_upper(sgdstab_moments *m, double scale, double *out)
                 const double *U = m->blk + i * (size_t)(k * k);
                 memset(dst, 0, (size_t)r * sizeof *dst);
                 for (int a = 0; a < k; a++)
-                    cblas_daxpy(r, s * U[a * k + c], pi + a * r, 1, dst, 1);
+                    cblas_daxpy(r, s * U[a * k + b], pi + a * r, 1, dst, 1);
             }
         }
-    size_t neg = m->rows - bottom;
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, r, (int)top, scale, Y,
-                r, 0.0, out, r);
-    if (neg)
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, r, (int)neg, -scale,
-                    Y + bottom * (size_t)r, r, 1.0, out, r);
+}
+
+/* 3. By rows of the output: rows j0..j1−1 of the upper triangle of
+ * factor·(Σ₊ψψᵀ − Σ₋ψψᵀ), a SYRK for the diagonal block and a GEMM for
+ * the block right of it, per sign. */
+static void sigma_syrk(void *arg, size_t part)
+{
+    const sigma_job *c = arg;
+    sgdstab_moments *m = c->m;
+    const size_t r = m->r, j0 = triangle_first_row(r, part);
+    const size_t j1 = triangle_first_row(r, part + 1), w = j1 - j0;
+    if (w == 0)
+        return;
+    double *out = c->out;
+    if (m->npos == 0 && m->nneg == 0)
+        for (size_t j = j0; j < j1; j++)
+            memset(out + j * r + j, 0, (r - j) * sizeof *out);
+    for (int neg = 0; neg < 2; neg++) {
+        size_t cnt = neg ? m->nneg : m->npos;
+        if (cnt == 0)
+            continue;
+        const double *A = m->Y + (neg ? m->rows - cnt : 0) * r;
+        double alpha = neg ? -c->factor : c->factor;
+        double beta = neg && m->npos ? 1.0 : 0.0;
+        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)w, (int)cnt,
+                    alpha, A + j0, (int)r, beta, out + j0 * r + j0, (int)r);
+        if (j1 < r)
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)w,
+                        (int)(r - j1), (int)cnt, alpha, A + j0, (int)r,
+                        A + j1, (int)r, beta, out + j0 * r + j1, (int)r);
+    }
+}
+
+/* The upper triangle of factor·n·Σ(Z) into out, for Z = T + Tᵀ given by
+ * its triangle T (m->T). */
+static void sigma_upper(sgdstab_moments *m, double factor, double *out)
+{
+    sigma_job c = {.m = m, .factor = factor, .out = out};
+    par_run(SIGMA_PARTS, sigma_products, &c);
+    size_t top = 0, bottom = m->rows;
+    for (size_t q = 0; q < m->rows; q++) {
+        double w = m->omega[q];
+        m->dest[q] = w > 0 ? top++ : w < 0 ? --bottom : SIZE_MAX;
+    }
+    m->npos = top;
+    m->nneg = m->rows - bottom;
+    par_run(SIGMA_PARTS, sigma_rows, &c);
+    par_run(SIGMA_PARTS, sigma_syrk, &c);
 }
 
 static void mirror_upper(size_t r, double *Z)
@@ -275,35 +378,57 @@ void sgdstab_moments_step(sgdstab_moments *m, double eta, double a, double b,
     apply_form(m, -eta * eta * (1 - a), eta * eta * b, Z, out);
 }
 
+/* Rows of the packed y = S·𝒩(S·x) (S = diag(scale), or I). */
+static void noise_pack_part(void *arg, size_t part)
+{
+    const sigma_job *c = arg;
+    const sgdstab_moments *m = c->m;
+    const size_t r = m->r, j1 = triangle_first_row(r, part + 1);
+    const double *h = m->red->lambda, *U = m->U;
+    /* With G = diag(h) the packed GZG is h_j·h_l·(S x)_α. */
+    double gdiag = c->subtract_gzg && !m->red->G ? 1.0 : 0.0;
+    for (size_t j = triangle_first_row(r, part); j < j1; j++) {
+        size_t a0 = packed_row(r, j);
+        const double *x = c->x + a0, *sc = c->scale ? c->scale + a0 : NULL;
+        double *y = c->out + a0;
+        for (size_t l = j; l < r; l++) {
+            double s = sc ? sc[l - j] : 1.0;
+            double v = U[j * r + l];
+            if (c->GZG)
+                v -= c->GZG[j * r + l];
+            v = (j == l ? v : SQRT2 * v) - gdiag * h[j] * h[l] * s * x[l - j];
+            y[l - j] = s * v;
+        }
+    }
+}
+
 void sgdstab_moments_noise(sgdstab_moments *m, int subtract_gzg,
-                           const double *x, double *y)
+                           const double *scale, const double *x, double *y)
 {
     const size_t r = m->r;
-    const double *h = m->red->lambda, *G = m->red->G;
+    const double *G = m->red->G;
     if (r == 0)
         return;
-    triangle_from_packed(r, x, m->T);
+    sigma_job c = {.m = m, .x = x, .scale = scale, .out = y,
+                   .subtract_gzg = subtract_gzg};
+    par_run(SIGMA_PARTS, triangle_part, &c);
     sigma_upper(m, 1.0 / (double)m->n, m->U);
-    double *GZG = NULL;
     if (subtract_gzg && G) {
+        /* Z = T + Tᵀ from the triangle just formed. */
         double *GZ = m->tmp, *Z = m->tmp + 2 * r * r;
-        GZG = m->tmp + r * r;
-        sgdstab_sym_unpack(r, x, Z);
+        for (size_t j = 0; j < r; j++) {
+            Z[j * r + j] = 2 * m->T[j * r + j];
+            for (size_t l = j + 1; l < r; l++)
+                Z[j * r + l] = Z[l * r + j] = m->T[j * r + l];
+        }
+        c.GZG = m->tmp + r * r;
         cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, (int)r, (int)r, 1.0,
                     G, (int)r, Z, (int)r, 0.0, GZ, (int)r);
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)r,
-                    (int)r, 1.0, GZ, (int)r, G, (int)r, 0.0, GZG, (int)r);
+                    (int)r, 1.0, GZ, (int)r, G, (int)r, 0.0, m->tmp + r * r,
+                    (int)r);
     }
-    /* Packed in place of the upper triangle; with G = diag(h) the packed
-     * GZG is h_j·h_l·x_α. */
-    double gdiag = subtract_gzg && !G ? 1.0 : 0.0;
-    for (size_t j = 0, a = 0; j < r; j++)
-        for (size_t l = j; l < r; l++, a++) {
-            double v = m->U[j * r + l];
-            if (GZG)
-                v -= GZG[j * r + l];
-            y[a] = (j == l ? v : SQRT2 * v) - gdiag * h[j] * h[l] * x[a];
-        }
+    par_run(SIGMA_PARTS, noise_pack_part, &c);
 }
 
 /* tr(G Z) for G = diag(h) or the full G of the reduced problem. */

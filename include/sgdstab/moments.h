@@ -15,7 +15,9 @@
  * Φ_i Z Φ_iᵀ = Y_iΦ_iᵀ + Φ_iY_iᵀ; each k×k block = Σ_m ω_m u_m u_mᵀ
  * turns Φ_iᵀ(·)Φ_i into a signed sum of rank-one terms ψψᵀ with ψ = Φ_iᵀu_m;
  * the rows ψ with ω ≥ 0 and with ω < 0 go through one SYRK each (n·k·r²
- * together).
+ * together).  The work is spread over the cores in fixed parts (by samples
+ * for ΦT, by rows of the output for the SYRKs), so the result does not
+ * depend on the number of threads.
  *
  * The loss scale c of a non-canonical loss (A_i → c·A_i, H → c·H) enters
  * only through the product c·η, so callers pass the effective rate c·η. */
@@ -60,13 +62,15 @@ void sgdstab_moments_sigma(sgdstab_moments *m, const double *Z, double *out);
 void sgdstab_moments_step(sgdstab_moments *m, double eta, double a, double b,
                           const double *Z, double *out);
 
-/* y = 𝒩(x) on packed symmetric matrices (below; x and y of
- * length r(r+1)/2, distinct): the part of 𝒯 and 𝒜₂ that batch noise adds,
- * per unit of η²·b: Σ(Z) − GZG when subtract_gzg (sampling `without` and
- * `with`, where 1 − a = b), Σ(Z) alone for `bernoulli` (a = 1).  The
- * eigensolvers' operator: packed in and out, no full matrix is formed. */
+/* y = S·𝒩(S·x) on packed symmetric matrices (below; x and y of length
+ * r(r+1)/2, distinct), with S = diag(scale) entry-wise on the packed
+ * coordinates, or the identity when scale is NULL.  𝒩 is the part of 𝒯 and
+ * 𝒜₂ that batch noise adds, per unit of η²·b: Σ(Z) − GZG when subtract_gzg
+ * (sampling `without` and `with`, where 1 − a = b), Σ(Z) alone for
+ * `bernoulli` (a = 1).  The eigensolvers' operator: packed in and out, no
+ * full matrix is formed. */
 void sgdstab_moments_noise(sgdstab_moments *m, int subtract_gzg,
-                           const double *x, double *y);
+                           const double *scale, const double *x, double *y);
 
 /* Evolve S_{t+1} = 𝒯(S_t) from Z0 for `steps` steps (effective rate eta);
  * trace[t] = tr Z_t and trace_G[t] = tr(G Z_t) for t = 0..steps (arrays of
