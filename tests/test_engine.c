@@ -189,6 +189,106 @@ static const shape_case SHAPES[] = {
     {10, 3, 12, 0}, {20, 1, 10, 1}, {5, 3, 24, 1}, {12, 3, 9, 1},
 };
 
+/* 𝒩 as the eigensolvers apply it (packed, with and without the diagonal
+ * scaling S, with GZG subtracted or not), against the definition summed
+ * sample by sample: S·pack((1/n) Σ_i A_i Z A_i − GZG)·S, Z = unpack(S·x),
+ * A_i = Φ_iᵀΦ_i.  The shapes include n < 8 (parts of the split Σ with no
+ * samples) and k = 3 with a supplied H (full G). */
+static void test_noise_operator(void **state)
+{
+    (void)state;
+    for (size_t c = 0; c < sizeof SHAPES / sizeof SHAPES[0]; c++) {
+        const shape_case *sc = &SHAPES[c];
+        sgdstab_problem *prob = random_problem(sc->n, sc->k, sc->p, sc->with_H,
+                                               0.3, 900 + c);
+        engine e = engine_make(prob, 1.0);
+        const sgdstab_reduced *red = e.red;
+        size_t r = red->r, k = red->k, n = red->n, dim = r * (r + 1) / 2;
+        sgdstab_error err;
+        sgdstab_moments *m = sgdstab_moments_alloc(red, &err);
+        assert_non_null(m);
+        double *x = malloc(dim * sizeof *x), *weights = malloc(dim * sizeof *weights);
+        double *y = malloc(dim * sizeof *y), *Z = malloc(r * r * sizeof *Z);
+        double *A = malloc(r * r * sizeof *A), *AZ = malloc(r * r * sizeof *AZ);
+        double *N = malloc(r * r * sizeof *N), *sx = malloc(dim * sizeof *sx);
+        assert_true(x && weights && y && Z && A && AZ && N && sx);
+        for (size_t a = 0; a < dim; a++) {
+            x[a] = sin(1.7 * (double)a + 0.3 * (double)c);
+            weights[a] = 0.5 + (double)(a % 7) / 4;
+        }
+        for (int scaled = 0; scaled < 2; scaled++)
+            for (int subtract = 0; subtract < 2; subtract++) {
+                const double *scale = scaled ? weights : NULL;
+                for (size_t a = 0; a < dim; a++)
+                    sx[a] = scaled ? weights[a] * x[a] : x[a];
+                sgdstab_sym_unpack(r, sx, Z);
+                memset(N, 0, r * r * sizeof *N);
+                for (size_t i = 0; i < n; i++) {
+                    const double *Pi = red->phi + i * k * r;  /* k × r */
+                    for (size_t j = 0; j < r; j++)
+                        for (size_t l = 0; l < r; l++) {
+                            double v = 0;
+                            for (size_t q = 0; q < k; q++)
+                                v += Pi[q * r + j] * Pi[q * r + l];
+                            A[j * r + l] = v;
+                        }
+                    for (size_t j = 0; j < r; j++)
+                        for (size_t l = 0; l < r; l++) {
+                            double v = 0;
+                            for (size_t q = 0; q < r; q++)
+                                v += A[j * r + q] * Z[q * r + l];
+                            AZ[j * r + l] = v;
+                        }
+                    for (size_t j = 0; j < r; j++)
+                        for (size_t l = 0; l < r; l++) {
+                            double v = 0;
+                            for (size_t q = 0; q < r; q++)
+                                v += AZ[j * r + q] * A[q * r + l];
+                            N[j * r + l] += v / (double)n;
+                        }
+                }
+                for (size_t j = 0; subtract && j < r; j++)
+                    for (size_t l = 0; l < r; l++) {
+                        double v = 0;
+                        for (size_t q = 0; q < r; q++)
+                            for (size_t t = 0; t < r; t++) {
+                                double gjq = red->G ? red->G[j * r + q]
+                                             : (j == q) * red->lambda[j];
+                                double gtl = red->G ? red->G[t * r + l]
+                                             : (t == l) * red->lambda[l];
+                                v += gjq * Z[q * r + t] * gtl;
+                            }
+                        N[j * r + l] -= v;
+                    }
+                sgdstab_moments_noise(m, subtract, scale, x, y);
+                double big = 0;
+                for (size_t i = 0; i < r * r; i++)
+                    big = fmax(big, fabs(N[i]));
+                for (size_t j = 0, a = 0; j < r; j++)
+                    for (size_t l = j; l < r; l++, a++) {
+                        double want = (j == l ? 1 : sqrt(2.0)) * N[j * r + l];
+                        if (scaled)
+                            want *= weights[a];
+                        char what[128];
+                        snprintf(what, sizeof what, "noise case %zu, scaled %d, "
+                                 "subtract %d, entry (%zu, %zu)", c, scaled,
+                                 subtract, j, l);
+                        assert_close(y[a], want, 1e-12 * (big + 1), what);
+                    }
+            }
+        free(x);
+        free(weights);
+        free(y);
+        free(Z);
+        free(A);
+        free(AZ);
+        free(N);
+        free(sx);
+        sgdstab_moments_free(m);
+        engine_free(&e);
+    }
+}
+
 static void test_against_reference(void **state)
 {
     (void)state;
@@ -811,6 +911,7 @@ int main(void)
         cmocka_unit_test(test_monotone_and_boundary),
         cmocka_unit_test(test_against_arpack),
         cmocka_unit_test(test_flat_direction),
+        cmocka_unit_test(test_noise_operator),
         cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_phase_against_reference),
         cmocka_unit_test(test_phase_progress_and_cancel),
