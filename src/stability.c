@@ -272,8 +272,9 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
                       vtol, 0, &res, vec, err);
     if (!st && !(s->eig.tol > 0) && res.converged &&
         res.error_estimate > RADIUS_ABS_TOL) {
-        /* Above ρ⊥ = 5 the relative tolerance allows more than
-         * RADIUS_ABS_TOL: go on, on the same basis, to that. */
+        /* The relative tolerance allows an error estimate of 1e-11·ρ⊥,
+         * more than RADIUS_ABS_TOL once ρ⊥ > 5: go on, on the same basis,
+         * to that. */
         size_t matvecs = res.matvecs;
         st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b,
                           RADIUS_ABS_TOL / res.value, vtol, 0, &res, vec, err);
