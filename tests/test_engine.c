@@ -225,27 +225,15 @@ static void test_noise_operator(void **state)
                 memset(N, 0, r * r * sizeof *N);
                 for (size_t i = 0; i < n; i++) {
                     const double *Pi = red->phi + i * k * r;  /* k × r */
-                    for (size_t j = 0; j < r; j++)
-                        for (size_t l = 0; l < r; l++) {
-                            double v = 0;
-                            for (size_t q = 0; q < k; q++)
-                                v += Pi[q * r + j] * Pi[q * r + l];
-                            A[j * r + l] = v;
-                        }
-                    for (size_t j = 0; j < r; j++)
-                        for (size_t l = 0; l < r; l++) {
-                            double v = 0;
-                            for (size_t q = 0; q < r; q++)
-                                v += A[j * r + q] * Z[q * r + l];
-                            AZ[j * r + l] = v;
-                        }
-                    for (size_t j = 0; j < r; j++)
-                        for (size_t l = 0; l < r; l++) {
-                            double v = 0;
-                            for (size_t q = 0; q < r; q++)
-                                v += AZ[j * r + q] * A[q * r + l];
-                            N[j * r + l] += v / (double)n;
-                        }
+                    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+                                (int)r, (int)r, (int)k, 1.0, Pi, (int)r, Pi,
+                                (int)r, 0.0, A, (int)r);
+                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                                (int)r, (int)r, (int)r, 1.0, A, (int)r, Z,
+                                (int)r, 0.0, AZ, (int)r);
+                    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans,
+                                (int)r, (int)r, (int)r, 1.0 / (double)n, AZ,
+                                (int)r, A, (int)r, 1.0, N, (int)r);
                 }
                 for (size_t j = 0; subtract && j < r; j++)
                     for (size_t l = 0; l < r; l++) {
