@@ -111,9 +111,9 @@ static int fail(sgdstab_error *err)
     return cli_report(err);
 }
 
-/* η*(B) for m batch sizes (one: sgdstab_critical_lr, more: the curve) on
- * a fresh workspace, BENCH_RUNS times; the fastest time of making the
- * workspace and solving. */
+/* η*(B) for m batch sizes (m = 1: one η*) on a fresh workspace,
+ * BENCH_RUNS times; the fastest time of making the workspace and
+ * solving. */
 static int time_critical(const cli_args *a, const sgdstab_reduced *red,
                          const size_t *batches, size_t m,
                          const sgdstab_eig_options *opt, sgdstab_critical *cr,
@@ -127,10 +127,7 @@ static int time_critical(const cli_args *a, const sgdstab_reduced *red,
             return EXIT_DATA;
         sgdstab_stability_set_eig(s, opt);
         sgdstab_error err;
-        int st = m == 1 ? sgdstab_critical_lr(s, a->sampling, batches[0], cr,
-                                              &err)
-                        : sgdstab_critical_curve(s, a->sampling, batches, m,
-                                                 cr, &err);
+        int st = sgdstab_critical_curve(s, a->sampling, batches, m, cr, &err);
         *seconds = fmin(*seconds, now() - t);
         sgdstab_stability_free(s);
         if (st)
