@@ -66,6 +66,11 @@ size_t sgdstab_sym_dim(size_t r)
     return r * (r + 1) / 2;
 }
 
+size_t sgdstab_sym_diag_index(size_t r, size_t j)
+{
+    return j * r - j * (j - 1) / 2;
+}
+
 void sgdstab_sym_unpack(size_t r, const double *x, double *Z)
 {
     for (size_t j = 0; j < r; j++) {
@@ -163,12 +168,6 @@ static size_t triangle_first_row(size_t r, size_t p)
     return j < r ? j : r;
 }
 
-/* Packed index of entry (j, j). */
-static size_t packed_row(size_t r, size_t j)
-{
-    return j * r - j * (j - 1) / 2;
-}
-
 /* The upper triangle of Z with its diagonal halved, so that Z = T + Tᵀ:
  * from a full symmetric Z ... */
 static void triangle_from_full(size_t r, const double *Z, double *T)
@@ -196,7 +195,7 @@ static void triangle_part(void *arg, size_t part)
     size_t r = c->m->r, j1 = triangle_first_row(r, part + 1);
     double *T = c->m->T;
     for (size_t j = triangle_first_row(r, part); j < j1; j++) {
-        size_t a = packed_row(r, j);
+        size_t a = sgdstab_sym_diag_index(r, j);
         const double *x = c->x + a, *sc = c->scale ? c->scale + a : NULL;
         T[j * r + j] = 0.5 * (sc ? sc[0] * x[0] : x[0]);
         for (size_t l = j + 1; l < r; l++)
@@ -388,7 +387,7 @@ static void noise_pack_part(void *arg, size_t part)
     /* With G = diag(h) the packed GZG is h_j·h_l·(S x)_α. */
     double gdiag = c->subtract_gzg && !m->red->G ? 1.0 : 0.0;
     for (size_t j = triangle_first_row(r, part); j < j1; j++) {
-        size_t a0 = packed_row(r, j);
+        size_t a0 = sgdstab_sym_diag_index(r, j);
         const double *x = c->x + a0, *sc = c->scale ? c->scale + a0 : NULL;
         double *y = c->out + a0;
         for (size_t l = j; l < r; l++) {

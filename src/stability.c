@@ -158,7 +158,7 @@ static int add_unit(sgdstab_stability *s, sgdstab_family *f, size_t j,
 {
     double *x = s->work;  /* copied into the basis before N is applied */
     memset(x, 0, s->dim * sizeof *x);
-    x[j * s->r - j * (j - 1) / 2] = 1;  /* packed index of (j, j) */
+    x[sgdstab_sym_diag_index(s->r, j)] = 1;
     return sgdstab_family_add(f, x, err);
 }
 

@@ -86,6 +86,8 @@ double sgdstab_moments_sigma_flops(const sgdstab_moments *m);
  * product is the Frobenius one: diagonal entries as they are, each pair of
  * off-diagonal entries as √2·Z_jl (j < l), row by row of the upper triangle. */
 size_t sgdstab_sym_dim(size_t r);
+/* Index of the diagonal entry (j, j): the first of row j. */
+size_t sgdstab_sym_diag_index(size_t r, size_t j);
 void sgdstab_sym_unpack(size_t r, const double *x, double *Z);
 
 #ifdef __cplusplus
