@@ -44,7 +44,8 @@ void sgdstab_stability_free(sgdstab_stability *s);
 
 /* Solver settings for every solve of this workspace (NULL: defaults); ncv
  * is the largest basis size.  Set before the first solve.  The default
- * tolerance is 1e-11 for ρ⊥ and 1e-10 for η* (relative error estimates). */
+ * tolerance is 1e-11 for ρ⊥ (and at most 5e-11 absolute) and 3e-10 for η*
+ * (relative error estimates). */
 void sgdstab_stability_set_eig(sgdstab_stability *s,
                                const sgdstab_eig_options *opt);
 
