@@ -257,7 +257,6 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
         b->fact = fmin(b->fact, now() - t);
     }
     b->r = red->r;
-    double t;
 
     /* One application of 𝒯 (a, b of the batch size), averaged. */
     double ca, cb;
@@ -279,7 +278,7 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
         Z[j * r + j] = 1.0 / (double)r;
     sgdstab_moments_step(m, 1.0, ca, cb, Z, Y);  /* warm-up */
     int reps = 0;
-    t = now();
+    double t = now();
     do {
         sgdstab_moments_step(m, 1.0, ca, cb, reps % 2 ? Y : Z, reps % 2 ? Z : Y);
         reps++;
