@@ -238,7 +238,14 @@ struct sgdstab_family {
     double *G, *G2;     /* mmax × nx, mmax × (1 + nd): its projections */
     double *rows;       /* FAMILY_ROWS × max(mmax, 2): pass work */
     double *hp;         /* mmax: partial Vᵀt */
-    double sums[FAMILY_PARTS][2];  /* partial sums of squares */
+    double sums[FAMILY_PARTS][1 + FAMILY_MAX_DIAGS];  /* partial sums */
+    /* The last vector N was applied to (before orthogonalization), for
+     * neumann_estimate: ‖t‖², tᵀNt, tᵀD_c t, and whether it was a
+     * Davidson correction. */
+    struct {
+        double tt, tnt, tdt[FAMILY_MAX_DIAGS];
+        int davidson;
+    } last;
     double *S, *Y, *w, *y;  /* small work: mmax², mmax², mmax, mmax */
     size_t matvecs;
 };
@@ -354,7 +361,7 @@ static void sum_parts(const double *src, size_t stride, size_t len,
     }
 }
 
-static double sum_scalar(const sgdstab_family *f, int which)
+static double sum_scalar(const sgdstab_family *f, size_t which)
 {
     double s = 0;
     for (size_t p = 0; p < FAMILY_PARTS; p++)
@@ -437,9 +444,17 @@ static void expand_part(void *arg, size_t p)
         memset(G + c * mm, 0, (m + 1) * sizeof *G);
     for (size_t c = 0; c <= nd; c++)
         memset(G2 + c * mm, 0, (m + 1) * sizeof *G2);
+    double *raw = f->sums[p];  /* tᵀNt, tᵀD_c t of the raw t */
+    memset(raw, 0, (1 + nd) * sizeof *raw);
     for (size_t a0 = part_row(f, p); a0 < a1; a0 += FAMILY_ROWS) {
         size_t nb = block_rows(f, a0);
         double *vb = v + a0, *wb = w + a0;
+        raw[0] += cblas_ddot((int)nb, vb, 1, wb, 1);
+        for (size_t c = 0; c < nd; c++) {
+            const double *dc = f->diag + c * dim + a0;
+            for (size_t a = 0; a < nb; a++)
+                raw[1 + c] += dc[a] * vb[a] * vb[a];
+        }
         if (m > 0) {
             cblas_dgemv(CblasColMajor, CblasNoTrans, (int)nb, (int)m, -1.0,
                         f->V + a0, (int)dim, f->h, 1, 1.0, vb, 1);
@@ -476,9 +491,10 @@ static void expand_part(void *arg, size_t p)
 }
 
 /* Pass 2 for the correction t in column m of V (h = Vᵀt, tt = ‖t‖²): apply
- * N, form the new pair and add its projections; returns 0 when t lies in
- * the span (norm below 1e-10 of its own once projected), nothing added. */
-static int expand(sgdstab_family *f, double tt)
+ * N, form the new pair and add its projections, and record t in f->last
+ * (davidson: t is a Davidson correction); returns 0 when t lies in the span
+ * (norm below 1e-10 of its own once projected), nothing added. */
+static int expand(sgdstab_family *f, double tt, int davidson)
 {
     const size_t dim = f->dim, nd = f->nd, np = f->npair, nx = f->nx;
     const size_t m = f->m, mm = f->mmax;
@@ -495,6 +511,11 @@ static int expand(sgdstab_family *f, double tt)
     f->matvecs++;
     pass_job j = {.f = f, .inv = 1 / sqrt(nu2)};
     par_run(FAMILY_PARTS, expand_part, &j);
+    f->last.tt = tt;
+    f->last.tnt = sum_scalar(f, 0);
+    for (size_t c = 0; c < nd; c++)
+        f->last.tdt[c] = sum_scalar(f, 1 + c);
+    f->last.davidson = davidson;
     /* Add the parts' projections into part 0's. */
     for (size_t c = 0; c < nx; c++)
         sum_parts(f->G + c * mm, mm * nx, m + 1, f->G + c * mm);
@@ -525,7 +546,7 @@ int sgdstab_family_add(sgdstab_family *f, const double *x, sgdstab_error *err)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "eigensolver basis is full");
     memcpy(f->V + f->m * f->dim, x, f->dim * sizeof *x);
     int saved = par_blas_serial();
-    expand(f, project_correction(f, 0));
+    expand(f, project_correction(f, 0), 0);
     par_blas_restore(saved);
     return SGDSTAB_OK;
 }
@@ -635,19 +656,21 @@ static double diagonal_at(const sgdstab_family *f, const double *gamma,
 }
 
 /* Pass 1 for the Ritz pair (θ, y): the explicit residual
- * R = (E − θ)·V y + β·W y (its norm returned) and, when the basis has room,
- * the correction t in column m of V with h = Vᵀt and *tt = ‖t‖².  The
- * correction is R itself (Lanczos: from a start overlapping the top
- * eigenvector, the Krylov space finds it) far from convergence, and the
- * Davidson correction (θ − E)^{-1} R close to it, which converges much
- * faster but, alone, can settle on an interior eigenvalue. */
+ * R = (E − θ)·V y + β·W y (its norm returned), *ed = Rᵀ(θ − E)^{-1}R
+ * (infinite unless θ − E is positive definite; see neumann_estimate) and,
+ * when the basis has room, the correction t in column m of V with h = Vᵀt
+ * and *tt = ‖t‖².  The correction is R itself (Lanczos: from a start
+ * overlapping the top eigenvector, the Krylov space finds it) far from
+ * convergence, and the Davidson correction (θ − E)^{-1} R close to it,
+ * which converges much faster but, alone, can settle on an interior
+ * eigenvalue. */
 static void residual_part(void *arg, size_t p)
 {
     const pass_job *j = arg;
     sgdstab_family *f = j->f;
     const size_t dim = f->dim, m = f->m;
     double *t = j->t, *u = part_rows(f, p), *wy = u + FAMILY_ROWS;
-    double *hp = f->hp + p * f->mmax, rr = 0, ts = 0;
+    double *hp = f->hp + p * f->mmax, rr = 0, ts = 0, ed = 0;
     if (t)
         memset(hp, 0, m * sizeof *hp);
     for (size_t a0 = part_row(f, p); a0 < part_row(f, p + 1);
@@ -661,6 +684,7 @@ static void residual_part(void *arg, size_t p)
             double d = j->theta - diagonal_at(f, j->gamma, a0 + a);
             double r = j->beta * wy[a] - d * u[a];
             rr += r * r;
+            ed += d > 0 ? r * r / d : INFINITY;
             if (!t)
                 continue;
             if (j->davidson && fabs(d) < j->floor)
@@ -675,11 +699,13 @@ static void residual_part(void *arg, size_t p)
     }
     f->sums[p][0] = rr;
     f->sums[p][1] = ts;
+    f->sums[p][2] = ed;
 }
 
 static double residual_pass(sgdstab_family *f, const double *gamma,
                             double beta, double theta, const double *y,
-                            int davidson, double floor, double *tt)
+                            int davidson, double floor, double *tt,
+                            double *ed)
 {
     pass_job j = {.f = f, .gamma = gamma, .y = y, .beta = beta,
                   .theta = theta, .floor = floor, .davidson = davidson,
@@ -688,7 +714,40 @@ static double residual_pass(sgdstab_family *f, const double *gamma,
     if (j.t)
         sum_parts(f->hp, f->mmax, f->m, f->h);
     *tt = sum_scalar(f, 1);
+    *ed = sum_scalar(f, 2);
     return sqrt(sum_scalar(f, 0));
+}
+
+/* A second estimate of λ − θ for the Ritz pair (θ, x = Vy) of the member
+ * (γ, β), given ed from its explicit residual pass.  With R the residual
+ * and K⊥ the member restricted to x⊥, the top eigenvector is x + s with
+ * s = (λ − K⊥)^{-1}R, and exactly
+ *     λ − θ = Rᵀ(λ − K⊥)^{-1}R.
+ * Where θ − E ≻ 0 (so λ − E ≻ 0, λ ≥ θ), take E as the diagonal part of
+ * K⊥: λ − K⊥ ≈ (λ − E)^{1/2}(I − M)(λ − E)^{1/2} with
+ * M = β(λ − E)^{-1/2}N(λ − E)^{-1/2}, and the error is uᵀ(I − M)^{-1}u for
+ * u = (λ − E)^{-1/2}R.  Its Neumann series starts with uᵀu ≤ ed =
+ * Rᵀ(θ − E)^{-1}R; the rest is extrapolated geometrically with the ratio
+ * uᵀMu/uᵀu, measured on the last Davidson correction t ≈ (θ − E)^{-1}R
+ * (the current one's would cost an application of N):
+ *     q = β·tᵀNt / tᵀ(θ − E)t,   λ − θ ≈ ed/(1 − q).
+ * It is an estimate, not a bound: at the exact u, 1/(1 − μ) being convex,
+ * ed/(1 − q) is below the true error by as much as the spectrum of M that
+ * u sees spreads towards 1 — where the gap above the next eigenvalue is
+ * small.  Hence the factor 2, and q < 1/2.  Returns +∞ where it does not
+ * apply. */
+static double neumann_estimate(const sgdstab_family *f, const double *gamma,
+                               double beta, double theta, double ed)
+{
+    if (!f->last.davidson || !isfinite(ed))
+        return INFINITY;
+    double den = theta * f->last.tt;
+    for (size_t c = 0; c < f->nd; c++)
+        den -= gamma[c] * f->last.tdt[c];
+    if (!(den > 0))
+        return INFINITY;
+    double q = fmax(beta * f->last.tnt / den, 0);
+    return q < 0.5 ? 2 * ed / (1 - q) : INFINITY;
 }
 
 static int family_solve(sgdstab_family *f, const double *gamma, double beta,
@@ -705,6 +764,7 @@ static int family_solve(sgdstab_family *f, const double *gamma, double beta,
     const double rtol = opt && opt->vector_tol > 0 ? fmin(opt->vector_tol,
                                                           sqrt(tol))
                                                    : sqrt(tol);
+    const int neumann = opt && opt->neumann_estimate;
     const size_t dim = f->dim, mm = f->mmax;
     double emax = 0;
     for (size_t c = 0; c < f->nd; c++)
@@ -729,10 +789,13 @@ static int family_solve(sgdstab_family *f, const double *gamma, double beta,
         double floor2 = 64.0 * (double)m * DBL_EPSILON * scale * scale;
         double rnorm = sqrt(fmax(gram_residual2(f, gamma, beta, theta, y), 0) +
                             floor2);
-        int explicit = 0;
-        double tt = 0;
+        int explicit = 0, davidson = 0;
+        double tt = 0, ed = INFINITY;
         for (;;) {
             double estimate = fmin(rnorm, rnorm * rnorm / gap);
+            if (neumann)
+                estimate = fmin(estimate,
+                                neumann_estimate(f, gamma, beta, theta, ed));
             res->value = theta;
             res->residual = rnorm;
             res->error_estimate = estimate;
@@ -740,9 +803,9 @@ static int family_solve(sgdstab_family *f, const double *gamma, double beta,
                              estimate <= tol * fabs(theta);
             if (res->converged || explicit)
                 break;
-            rnorm = residual_pass(f, gamma, beta, theta, y,
-                                  rnorm <= 1e-2 * fabs(theta),
-                                  1e-3 * fmax(fabs(theta), rnorm), &tt);
+            davidson = rnorm <= 1e-2 * fabs(theta);
+            rnorm = residual_pass(f, gamma, beta, theta, y, davidson,
+                                  1e-3 * fmax(fabs(theta), rnorm), &tt, &ed);
             explicit = 1;
         }
         res->matvecs = f->matvecs - start_mv;
@@ -754,10 +817,10 @@ static int family_solve(sgdstab_family *f, const double *gamma, double beta,
             restart(f, mm / 2 > 1 ? mm / 2 : 1);
             continue;
         }
-        if (!expand(f, tt)) {
+        if (!expand(f, tt, davidson)) {
             /* The correction lies in the span: expand by R itself. */
-            (void)residual_pass(f, gamma, beta, theta, y, 0, 0, &tt);
-            if (!expand(f, tt))
+            (void)residual_pass(f, gamma, beta, theta, y, 0, 0, &tt, &ed);
+            if (!expand(f, tt, 0))
                 break;  /* stagnated: the basis cannot grow further */
         }
     }

@@ -323,6 +323,52 @@ static void test_against_reference(void **state)
     }
 }
 
+/* Curves over every batch size at the default tolerance, where the shared
+ * basis solves most members with few or no applications and convergence is
+ * judged by the error estimates (eig.h): η* within 1e-9 of the dense
+ * reference, and the accuracy reported honest, the true error at most twice
+ * the estimate (plus the reference's own rounding). */
+static void test_curve_against_reference(void **state)
+{
+    (void)state;
+    const shape_case cases[] = {{36, 1, 20, 0}, {9, 3, 30, 0}, {20, 1, 10, 1}};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const shape_case *sc = &cases[c];
+        sgdstab_problem *prob = random_problem(sc->n, sc->k, sc->p, sc->with_H,
+                                               0.3, 900 + c);
+        sgdstab_error err;
+        sgdstab_reference *ref = sgdstab_reference_alloc(prob, 1.0, &err);
+        assert_non_null(ref);
+        engine e = engine_make(prob, 1.0);
+        size_t *batches = malloc(sc->n * sizeof *batches);
+        sgdstab_critical *cr = malloc(sc->n * sizeof *cr);
+        assert_true(batches && cr);
+        for (size_t B = 1; B <= sc->n; B++)
+            batches[B - 1] = B;
+        for (int si = 0; si < 3; si++) {
+            assert_int_equal(sgdstab_critical_curve(e.s, SAMPLINGS[si], batches,
+                                                    sc->n, cr, &err),
+                             SGDSTAB_OK);
+            for (size_t i = 0; i < sc->n; i++) {
+                double rc, got = cr[i].lr_critical;
+                assert_int_equal(sgdstab_reference_critical(
+                                     ref, SAMPLINGS[si], batches[i], &rc, &err),
+                                 SGDSTAB_OK);
+                char what[128];
+                snprintf(what, sizeof what, "curve case %zu, %s, B = %zu", c,
+                         sgdstab_sampling_name(SAMPLINGS[si]), batches[i]);
+                assert_true(cr[i].converged);
+                assert_rel(got, rc, 1e-9, what);
+                assert_rel(got, rc, 2 * cr[i].rel_accuracy + 1e-12, what);
+            }
+        }
+        free(batches);
+        free(cr);
+        sgdstab_reference_free(ref);
+        engine_free(&e);
+    }
+}
+
 /* ARPACK on the very same operators, on a problem too large for the dense
  * reference (r = 60, dim 1830). */
 /* A numerically flat direction (one column of J scaled by 1e-7, so that
@@ -901,6 +947,7 @@ int main(void)
         cmocka_unit_test(test_flat_direction),
         cmocka_unit_test(test_noise_operator),
         cmocka_unit_test(test_against_reference),
+        cmocka_unit_test(test_curve_against_reference),
         cmocka_unit_test(test_phase_against_reference),
         cmocka_unit_test(test_phase_progress_and_cancel),
     };

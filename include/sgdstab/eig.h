@@ -55,13 +55,19 @@ typedef struct {
     int arpack;         /* stability.h: solve each member with ARPACK
                            (sgdstab_eig_max) instead of the shared-basis
                            Davidson method, as a cross-check */
+    int neumann_estimate; /* family: also estimate the error from the
+                           diagonal part, 2·Rᵀ(θ − E)^{-1}R/(1 − q) (eig.c,
+                           neumann_estimate), and take the smaller; for
+                           families whose top eigenvalue stays above the
+                           diagonal */
 } sgdstab_eig_options;
 
 typedef struct {
     double value;       /* largest eigenvalue (Ritz value) */
     double residual;    /* ‖A v − θ v‖ with ‖v‖ = 1: a rigorous bound */
     double error_estimate; /* min(‖R‖, ‖R‖²/gap), gap to the next Ritz value:
-                           the usual a-posteriori estimate of |θ − λmax| */
+                           the usual a-posteriori estimate of |θ − λmax|
+                           (and the Neumann estimate if asked for) */
     size_t matvecs;     /* applications of A, the residual check included */
     int converged;      /* ARPACK reached tol (always 1 on the dense path) */
 } sgdstab_eig_result;
