@@ -213,11 +213,11 @@ static int solve_member(sgdstab_stability *s, int kind,
     /* K's top eigenvalue is at least its largest diagonal entry: q/s is
      * largest, h_max/2, at α = (j, j), where the diagonal of D𝒩D is a
      * variance over the samples, ≥ 0.  So θ − diag(q/s) ≻ 0 near
-     * convergence (b > 0) and the Neumann estimate of eig.c applies: on the
-     * benchmark's curve it saves 3 of 34 applications, the true errors
-     * staying within the estimates (DEFAULT_TOL above).  Not in the 𝒯
-     * family: at a stable η its top clusters near 1 (slow modes), where in
-     * trials it was up to 1.9× below the true error. */
+     * convergence (b > 0) and the Neumann estimate of eig.c applies: the
+     * benchmark's curve needs 33 applications instead of 35, the true
+     * errors staying within the estimates (DEFAULT_TOL above).  Not in the
+     * 𝒯 family: at a stable η its top clusters near 1 (slow modes), where
+     * in trials it was up to 1.9× below the true error. */
     opt.neumann_estimate = kind == FAMILY_CRITICAL;
     if (!(opt.tol > 0))
         opt.tol = tol > 0 ? tol : DEFAULT_TOL[kind];
