@@ -189,6 +189,21 @@ static const shape_case SHAPES[] = {
     {10, 3, 12, 0}, {20, 1, 10, 1}, {5, 3, 24, 1}, {12, 3, 9, 1},
 };
 
+/* A random problem of shape sc, its dense reference (*ref) and the engine
+ * on it, both in the problem's range of dimension r. */
+static engine reference_case(const shape_case *sc, unsigned long seed,
+                             sgdstab_reference **ref)
+{
+    sgdstab_problem *prob = random_problem(sc->n, sc->k, sc->p, sc->with_H,
+                                           0.3, seed);
+    sgdstab_error err;
+    *ref = sgdstab_reference_alloc(prob, 1.0, &err);
+    assert_non_null(*ref);
+    engine e = engine_make(prob, 1.0);
+    assert_int_equal(sgdstab_reference_dim(*ref), e.red->r);
+    return e;
+}
+
 /* 𝒩 as the eigensolvers apply it (packed, with and without the diagonal
  * scaling S, with GZG subtracted or not), against the definition summed
  * sample by sample: S·pack((1/n) Σ_i A_i Z A_i − GZG)·S, Z = unpack(S·x),
@@ -282,13 +297,9 @@ static void test_against_reference(void **state)
     (void)state;
     for (size_t c = 0; c < sizeof SHAPES / sizeof SHAPES[0]; c++) {
         const shape_case *sc = &SHAPES[c];
-        sgdstab_problem *prob = random_problem(sc->n, sc->k, sc->p, sc->with_H,
-                                               0.3, 100 + c);
+        sgdstab_reference *ref;
+        engine e = reference_case(sc, 100 + c, &ref);
         sgdstab_error err;
-        sgdstab_reference *ref = sgdstab_reference_alloc(prob, 1.0, &err);
-        assert_non_null(ref);
-        engine e = engine_make(prob, 1.0);
-        assert_int_equal(sgdstab_reference_dim(ref), e.red->r);
         size_t batches[3] = {1, (sc->n + 1) / 2, sc->n};
         for (int si = 0; si < 3; si++)
             for (int bi = 0; bi < 3; bi++) {
@@ -334,12 +345,9 @@ static void test_curve_against_reference(void **state)
     const shape_case cases[] = {{36, 1, 20, 0}, {9, 3, 30, 0}, {20, 1, 10, 1}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const shape_case *sc = &cases[c];
-        sgdstab_problem *prob = random_problem(sc->n, sc->k, sc->p, sc->with_H,
-                                               0.3, 900 + c);
+        sgdstab_reference *ref;
+        engine e = reference_case(sc, 900 + c, &ref);
         sgdstab_error err;
-        sgdstab_reference *ref = sgdstab_reference_alloc(prob, 1.0, &err);
-        assert_non_null(ref);
-        engine e = engine_make(prob, 1.0);
         size_t *batches = malloc(sc->n * sizeof *batches);
         sgdstab_critical *cr = malloc(sc->n * sizeof *cr);
         assert_true(batches && cr);
@@ -793,12 +801,9 @@ static void test_phase_against_reference(void **state)
     const shape_case cases[] = {{14, 1, 6, 0}, {5, 3, 8, 0}, {9, 1, 5, 1}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const shape_case *sc = &cases[c];
-        sgdstab_problem *prob = random_problem(sc->n, sc->k, sc->p, sc->with_H,
-                                               0.3, 700 + c);
+        sgdstab_reference *ref;
+        engine e = reference_case(sc, 700 + c, &ref);
         sgdstab_error err;
-        sgdstab_reference *ref = sgdstab_reference_alloc(prob, 1.0, &err);
-        assert_non_null(ref);
-        engine e = engine_make(prob, 1.0);
         sgdstab_theory th;
         int with_th = !sc->with_H;  /* theory needs H = G */
         if (with_th)
