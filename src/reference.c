@@ -205,11 +205,14 @@ int sgdstab_reference_spectrum(sgdstab_reference *ref, double lr,
         ref->S1[i] = lr * lr * ref->S2[i] - lr * ref->S1[i];
     for (size_t i = 0; i < N; i++)
         ref->S1[i * N + i] += 1;
-    lapack_int found, support[2];
+    /* Eigenvalues only (jobz 'N', all of them): z and isuppz are not
+     * referenced. */
+    lapack_int found, unused_isuppz[2];
     double unused_z;
     if (LAPACKE_dsyevr(LAPACK_ROW_MAJOR, 'N', 'A', 'U', (lapack_int)N,
                        ref->S1, (lapack_int)N, 0, 0, 0, 0, 0, &found, ref->w,
-                       &unused_z, 1, support) != 0 || found != (lapack_int)N)
+                       &unused_z, 1, unused_isuppz) != 0 ||
+        found != (lapack_int)N)
         return sgdstab_fail(err, SGDSTAB_ENUMERIC, "reference dsyevr failed");
     *rho = ref->w[N - 1];
     if (eig)
