@@ -1,9 +1,13 @@
 #include "sgdstab/outfile.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Open outfiles form a small table, so that a signal handler can unlink their
@@ -38,6 +42,41 @@ static void release(sgdstab_outfile *f)
     free(f);
 }
 
+/* Six random name characters in place of the XXXXXX at the end of tmp. */
+static void random_suffix(char *tmp)
+{
+    static const char chars[] = "abcdefghijklmnopqrstuvwxyz"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static unsigned counter;
+    uint64_t x;
+    if (getrandom(&x, sizeof x, GRND_NONBLOCK) != (ssize_t)sizeof x) {
+        /* No entropy yet: O_EXCL still makes the name ours, or we retry. */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        x = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)ts.tv_sec ^
+            ((uint64_t)getpid() << 40) ^
+            (uint64_t)++counter * 0x9E3779B97F4A7C15u;
+    }
+    char *s = tmp + strlen(tmp) - 6;
+    for (int i = 0; i < 6; i++, x /= sizeof chars - 1)
+        s[i] = chars[x % (sizeof chars - 1)];
+}
+
+/* mkstemp(), but with the mode a plain open() gives a new file: mkstemp's
+ * 0600 would survive the rename and hide the result from other users.
+ * Passing 0666 lets the kernel apply the umask (or the directory's default
+ * ACL) itself, with no need to read the umask. */
+static int create_temp(char *tmp)
+{
+    for (int attempt = 0; attempt < 100; attempt++) {
+        random_suffix(tmp);
+        int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 || errno != EEXIST)
+            return fd;
+    }
+    return -1;
+}
+
 sgdstab_outfile *sgdstab_outfile_open(const char *path, sgdstab_error *err)
 {
     sgdstab_outfile *f = calloc(1, sizeof *f);
@@ -59,7 +98,7 @@ sgdstab_outfile *sgdstab_outfile_open(const char *path, sgdstab_error *err)
     memcpy(f->tmp + len, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
     f->slot = -1;
 
-    int fd = mkstemp(f->tmp);
+    int fd = create_temp(f->tmp);
     if (fd < 0) {
         sgdstab_fail(err, SGDSTAB_EIO, "%s: cannot create file: %s", path,
                      strerror(errno));

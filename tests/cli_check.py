@@ -7,11 +7,17 @@ printed by `sgdstab info --json` against NumPy's numbers.
   cli_check.py bad MANIFEST                file<TAB>alt1|alt2|... per line
   cli_check.py info MANIFEST FILE OUT [RTOL]
                                            check OUT (stdout of info --json)
+  cli_check.py info-loss SGDSTAB WORKDIR   info and analyze agree on the
+                                           loss convention (below)
 """
 
+import io
 import json
 import math
+import os
+import subprocess
 import sys
+import zipfile
 
 
 def load(manifest):
@@ -93,8 +99,83 @@ def check_info(m, name, out, rtol):
     return errs
 
 
+def npz_with_loss(path, J, loss, H=None):
+    """An .npz with J (and H) and a meta.json naming the loss convention."""
+    import numpy as np
+    with zipfile.ZipFile(path, "w") as z:
+        for key, a in (("J", J), ("H", H)):
+            if a is not None:
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, a)
+                z.writestr(key + ".npy", buf.getvalue())
+        z.writestr("meta.json", json.dumps({"loss": loss}))
+
+
+def sgdstab_json(exe, *args):
+    p = subprocess.run([exe, *args, "--json"], capture_output=True,
+                       text=True, stdin=subprocess.DEVNULL)
+    if p.returncode or p.stderr:
+        raise RuntimeError("%s: status %d, stderr %r"
+                           % (" ".join(args), p.returncode, p.stderr))
+    return json.loads(p.stdout)
+
+
+def check_info_loss(exe, work):
+    """info's sharpness and tr H are in the loss convention in force and
+    equal analyze's: meta.json loss "mse" with k = 3 (c = 2/k), then
+    --loss 0.5 over it, then a supplied H.  The reference is c times the
+    eigenvalues of J^T J / n (or of H) by NumPy; lambda_max_G and trace_G
+    stay those of the unscaled G."""
+    import numpy as np
+    rng = np.random.default_rng(2025)
+    n, k, p = 20, 3, 6
+    J = rng.standard_normal((n, k, p))
+    G = np.einsum("iop,ioq->pq", J, J) / n
+    Q = np.linalg.qr(rng.standard_normal((p, p)))[0]
+    H = Q @ np.diag(np.linspace(0.5, 9.0, p)) @ Q.T
+    H = (H + H.T) / 2
+    errs = []
+    for name, hess, opts, c, loss in (
+            ("mse", None, [], 2 / k, "mse"),
+            ("mse", None, ["--loss", "0.5"], 0.5, "0.5"),
+            ("mse-H", H, [], 2 / k, "mse")):
+        path = os.path.join(work, name + ".npz")
+        npz_with_loss(path, J, "mse", hess)
+        ref = G if hess is None else hess
+        want_sharp = c * np.linalg.eigvalsh(ref)[-1]
+        want_trace = c * np.trace(ref)
+        tag = "%s %s: " % (name, " ".join(opts))
+        try:
+            info = sgdstab_json(exe, "info", path, *opts)
+            an = sgdstab_json(exe, "analyze", path, "--lr", "0.1", "--batch",
+                              "4", *opts)
+        except RuntimeError as exc:
+            errs.append(tag + str(exc))
+            continue
+        if info.get("loss") != loss:
+            errs.append(tag + "loss = %r, want %r" % (info.get("loss"), loss))
+        for key, want, rel in (
+                ("loss_scale", c, 1e-15), ("sharpness", want_sharp, 1e-10),
+                ("hessian_trace", want_trace, 1e-10),
+                ("lambda_max_G", np.linalg.eigvalsh(G)[-1], 1e-10),
+                ("trace_G", np.trace(G), 1e-10)):
+            v = info.get(key)
+            if not (isinstance(v, (int, float)) and close(v, want, rel)):
+                errs.append(tag + "info %s = %r, want %r" % (key, v, want))
+        for key in ("loss_scale", "sharpness", "hessian_trace"):
+            if key in info and not close(info[key], an[key], 1e-12):
+                errs.append(tag + "info %s = %r but analyze %r"
+                            % (key, info[key], an[key]))
+    return errs
+
+
 def main():
     cmd, manifest = sys.argv[1], sys.argv[2]
+    if cmd == "info-loss":
+        errs = check_info_loss(manifest, sys.argv[3])
+        for x in errs:
+            print("    " + x)
+        sys.exit(1 if errs else 0)
     m = load(manifest)
     if cmd == "problems":
         for e in m["problems"]:

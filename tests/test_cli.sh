@@ -268,6 +268,33 @@ while IFS=$'\t' read -r file alts; do
 done <<<"$bads"
 [ "$nbad" -ge 20 ] || failed "manifest malformed cases" "only $nbad entries"
 
+# ------------------------------------------------------- loss convention
+
+# info reports sharpness and tr H in the convention in force, as analyze
+# does (cli_check.py info-loss: NumPy's c * lambda_max(J'J/n), meta.json
+# loss "mse" with k = 3), and names it in text.
+if msg=$("$PY" "$CHECK" info-loss "$SGDSTAB" "$WORK"); then
+    pass "info --json: sharpness and tr H in the loss convention = analyze"
+else
+    failed "info --json: sharpness and tr H in the loss convention" "$msg"
+fi
+run info "$WORK/mse.npz"
+if [ "$rc" -eq 0 ] && grep -q "^  sharpness    lambda_max(H) = .* in loss mse \
+from the file's metadata (scale 0.666667)$" "$OUT"; then
+    pass "info text names the loss convention of the sharpness"
+else
+    failed "info text names the loss convention of the sharpness" \
+        "status $rc; want a sharpness line naming loss mse, scale 0.666667"
+fi
+expect_usage "info --loss -1" "--loss" info "$WORK/mse.npz" --loss -1
+"$PY" -c 'import sys, zipfile, numpy as np, io
+b = io.BytesIO(); np.lib.format.write_array(b, np.eye(3))
+with zipfile.ZipFile(sys.argv[1], "w") as z:
+    z.writestr("J.npy", b.getvalue()); z.writestr("meta.json", "{\"loss\": \"l1\"}")
+' "$WORK/badloss.npz" || exit 99
+expect_data_error "info: meta.json loss not a convention" "badloss.npz" \
+    "meta.json" info "$WORK/badloss.npz"
+
 echo
 echo "$npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

@@ -1471,6 +1471,69 @@ def expect_error(name, status, args, fname=None):
                            " naming the file" if fname else ""), e, bad)
 
 
+def text_z_errors(out, z_json):
+    """The z column of the text table: each field the %.3g form of the
+    JSON z-score of its step (same seed), so never a 30-digit number."""
+    errs, rows = [], 0
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) != 7 or not f[0].isdigit():
+            continue
+        rows += 1
+        z = z_json[int(f[0])]
+        want = "%.3g" % z if z is not None else None
+        if want is not None and f[6] != want:
+            errs.append("step %s: z printed %r, want %r (%%.3g of %r)"
+                        % (f[0], f[6], want, z))
+    return errs + ([] if rows else ["no table rows with a z column"])
+
+
+def test_above_threshold():
+    """--compare far above eta*(B), where the sample mean of |delta_t|^2 is
+    carried by rare runs: rho > 1 by the reference, JSON
+    mean_estimate_reliable false with a note pointing to --epoch, one
+    warning line in text naming rho, z-scores in %.3g form; at 0.5 eta*
+    (rho < 1) reliable true, no note, no warning."""
+    case = Case("thr", *ref.random_problem(31, 10, 4))
+    prob = case.problem()
+    eta = ref.lr_critical(prob, "without", 2)
+    for f, reliable in ((0.5, True), (3.0, False)):
+        lr = f * eta
+        rho = ref.rho_perp(prob, lr, "without", 2)
+        args = sim_args(case, lr, 2, 150, "--runs", 200, "--seed", 7,
+                        "--compare", "--quiet")
+        d, res, e = run_json(*args)
+        if (rho <= 1) != reliable:
+            e.append("reference rho = %r at %.1f eta*" % (rho, f))
+        if d is not None:
+            if d.get("mean_estimate_reliable") is not reliable:
+                e.append("mean_estimate_reliable = %r, want %r"
+                         % (d.get("mean_estimate_reliable"), reliable))
+            note = d.get("note")
+            if reliable and note is not None:
+                e.append("a note below eta*: %r" % note)
+            if not reliable and not (isinstance(note, str) and
+                                     "--epoch" in note):
+                e.append("note = %r, want one pointing to --epoch" % note)
+        text = run(*args)
+        warn = [x for x in text.out.splitlines() if x.startswith("warning:")]
+        if reliable and warn:
+            e.append("warning below eta*: %r" % warn)
+        if not reliable:
+            m = warn[0].split("rho = ")[1].split()[0] if len(warn) == 1 \
+                and "rho = " in warn[0] else None
+            if m is None or "--epoch" not in warn[0] or \
+                    not close_rel(float(m), rho, 1e-5):
+                e.append("want one warning line naming rho = %.6g and "
+                         "--epoch, got %r" % (rho, warn))
+        if d is not None and isinstance(d.get("z_score"), list):
+            e += text_z_errors(text.out, d["z_score"])
+        report("simulate --compare at %.1f eta* (reference rho %.4g): mean "
+               "%s, z-scores as %%.3g" % (f, rho, "reliable" if reliable
+                                          else "flagged with a warning"),
+               e, text)
+
+
 def test_errors():
     case = Case("err", *ref.random_problem(26, 10, 4))
     f, n = case.path, case.n
@@ -2100,6 +2163,7 @@ def body(work):
     test_reproducibility()
     test_exits()
     test_formats()
+    test_above_threshold()
     test_errors()
     test_epoch_fresh()
     test_epoch_threshold()

@@ -17,7 +17,9 @@ extern "C" {
 
 typedef struct sgdstab_outfile sgdstab_outfile;
 
-/* Create the temporary file for path; returns NULL and fills err on error. */
+/* Create the temporary file for path; returns NULL and fills err on error.
+ * It gets the mode a plain open() would give the file itself (0666 less the
+ * umask, or the directory's default ACL), which the rename keeps. */
 sgdstab_outfile *sgdstab_outfile_open(const char *path, sgdstab_error *err);
 
 /* The stream to write to. */

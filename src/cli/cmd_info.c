@@ -1,11 +1,13 @@
 /* sgdstab info FILE: what is in a problem file, and the basic spectral facts
  * of its Gauss–Newton matrix G = (1/n) Σ J_iᵀJ_i. */
+#include <math.h>
 #include <stdio.h>
 
 #include "cli.h"
 
 static const char INFO_HELP[] =
-    "Usage: sgdstab info FILE [--json] [--rank-tol RTOL]\n"
+    "Usage: sgdstab info FILE [--json] [--loss L] [--rank-tol RTOL]\n"
+    "                    [--negative-curvature TOL]\n"
     "\n"
     "Describe a problem file: the per-sample output Jacobian J and, if present,\n"
     "the Hessian H.  FILE is a .npy holding J with shape (n, p) or (n, k, p),\n"
@@ -15,7 +17,12 @@ static const char INFO_HELP[] =
     "J was stored with, the numerical rank r of the (n*k) x p matrix J and the\n"
     "tolerance used, the dimension p - r of the null space (directions no\n"
     "sample moves, projected out of every analysis), the largest eigenvalue\n"
-    "and the trace of G = (1/n) sum_i J_i^T J_i, and whether H is present.\n"
+    "and the trace of G = (1/n) sum_i J_i^T J_i (as stored: the Gauss-Newton\n"
+    "matrix of the half-mean loss, whatever --loss says), whether H is\n"
+    "present, and the loss convention in force with the sharpness\n"
+    "lambda_max(H) and tr H in it (H = G when not supplied), the numbers\n"
+    "'analyze' reports under the same --loss; with H, its negative\n"
+    "eigenvalues within the --negative-curvature tolerance, taken as flat.\n"
     "\n"
     "A .npz may also hold meta.json, a JSON object about the minimum (sgdstab\n"
     "synth and the PyTorch exporter write one).  Read from it: \"loss\", the\n"
@@ -31,12 +38,24 @@ static const char INFO_HELP[] =
     "Options:\n"
     "  --json            print one JSON object on stdout (keys: file, n, k, p,\n"
     "                    dtype, rank, rank_rtol, rank_tol, null_dim, sigma_max,\n"
-    "                    lambda_max_G, trace_G, has_hessian, hessian_dtype,\n"
+    "                    lambda_max_G, trace_G (unscaled G), has_hessian,\n"
+    "                    hessian_dtype, loss (half-mean, mse or the number c),\n"
+    "                    loss_scale (c), sharpness, hessian_trace (in the\n"
+    "                    loss convention, as in 'analyze --json'),\n"
+    "                    negative_curvature_tolerance, flat_negative_count,\n"
+    "                    flat_negative_min, flat_moved_count (see 'sgdstab\n"
+    "                    analyze --help'),\n"
     "                    residual_rms, max_residual, target_rms, interpolating;\n"
     "                    the last four null when meta.json does not tell)\n"
+    "  --loss L          loss convention of sharpness and tr H: half-mean\n"
+    "                    (default), mse (scale 2/k) or a positive number c;\n"
+    "                    without --loss, the \"loss\" of FILE's meta.json\n"
     "  --rank-tol RTOL   relative rank tolerance: singular values above\n"
     "                    RTOL * sigma_max count (default max(n*k, p) * eps,\n"
     "                    eps the machine epsilon of J's stored precision)\n"
+    "  --negative-curvature TOL\n"
+    "                    with H: negative eigenvalues down to -TOL*lambda_max(H)\n"
+    "                    count as flat (default 1e-6; strict: none)\n"
     "  -h, --help        show this help\n"
     "\n"
     "Exit status: 0 on success, 1 on bad input, 2 on a usage error.\n";
@@ -46,7 +65,22 @@ static double lambda_max_G(const sgdstab_reduced *red)
     return red->sigma[0] * red->sigma[0] / (double)red->n;
 }
 
-static void print_text(const sgdstab_problem *prob, const sgdstab_reduced *red)
+/* Sharpness and tr H in the loss convention in force, as analyze reports
+ * them. */
+typedef struct {
+    double scale, sharpness, trace;
+} info_hessian;
+
+static info_hessian hessian_in_convention(const cli_args *a,
+                                          const sgdstab_reduced *red)
+{
+    double c = cli_loss_c(a->loss_scale, red->k);
+    return (info_hessian){c, c * sgdstab_reduced_hessian_max(red),
+                          c * sgdstab_reduced_hessian_trace(red)};
+}
+
+static void print_text(const cli_args *a, const sgdstab_problem *prob,
+                       const sgdstab_reduced *red)
 {
     const char *what = sgdstab_npy_itemsize(prob->J_descr) == 8   ? "float64"
                        : sgdstab_npy_itemsize(prob->J_descr) == 4 ? "float32"
@@ -62,8 +96,8 @@ static void print_text(const sgdstab_problem *prob, const sgdstab_reduced *red)
     printf("  null space   %zu of %zu parameter directions never move (%s); "
            "they are projected out\n", prob->p - red->r, prob->p,
            prob->H ? "null of H and of every J_i" : "no J_i moves them");
-    printf("  G = (1/n) sum J_i^T J_i   lambda_max = %.10g, trace = %.10g\n",
-           lmax, red->trace_G);
+    printf("  G = (1/n) sum J_i^T J_i   lambda_max = %.10g, trace = %.10g "
+           "(unscaled)\n", lmax, red->trace_G);
     if (prob->H)
         printf("  Hessian H    supplied (%zu x %zu, stored as '%s'); H - G "
                "acts as a deterministic part of every minibatch Hessian\n",
@@ -71,10 +105,15 @@ static void print_text(const sgdstab_problem *prob, const sgdstab_reduced *red)
     else
         printf("  Hessian H    not supplied: H = G (the Gauss-Newton matrix, "
                "exact at an interpolating minimum)\n");
+    info_hessian hc = hessian_in_convention(a, red);
+    printf("  sharpness    lambda_max(H) = %.10g, tr H = %.10g in loss %s "
+           "(scale %.6g)\n", hc.sharpness, hc.trace, a->loss, hc.scale);
+    cli_print_flat("  flat         ", red, hc.scale, 0);
     cli_print_residual("  minimum      ", prob);
 }
 
-static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red)
+static int print_json(const cli_args *a, const sgdstab_problem *prob,
+                      const sgdstab_reduced *red)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "file", prob->source);
@@ -94,13 +133,20 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red)
         cJSON_AddStringToObject(o, "hessian_dtype", prob->H_descr);
     else
         cJSON_AddNullToObject(o, "hessian_dtype");
+    info_hessian hc = hessian_in_convention(a, red);
+    cli_json_loss(o, a, prob, hc.scale);
+    cli_json_number(o, "sharpness", hc.sharpness);
+    cli_json_number(o, "hessian_trace", hc.trace);
+    cli_json_flat(o, red, hc.scale, 0);
     cli_json_provenance(o, prob);
     return cli_json_print(o);
 }
 
 int cmd_info(int argc, char **argv)
 {
-    static const struct option opts[] = {CLI_OPT_JSON, CLI_OPT_RANK_TOL,
+    static const struct option opts[] = {CLI_OPT_JSON, CLI_OPT_LOSS,
+                                         CLI_OPT_RANK_TOL,
+                                         CLI_OPT_NEGATIVE_CURVATURE,
                                          CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "info");
@@ -122,9 +168,9 @@ int cmd_info(int argc, char **argv)
         return EXIT_DATA;
     int status = EXIT_OK;
     if (args.json)
-        status = print_json(prob, red);
+        status = print_json(&args, prob, red);
     else
-        print_text(prob, red);
+        print_text(&args, prob, red);
     sgdstab_reduced_free(red);
     sgdstab_problem_free(prob);
     return status;

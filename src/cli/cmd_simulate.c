@@ -76,7 +76,13 @@ static const char SIMULATE_HELP[] =
     "                    without), the z-score (mean - exact)/(sd/sqrt(R)),\n"
     "                    the exact ln rho (as 'analyze') and the exact curve's\n"
     "                    slope over the same steps; not with --noise, --clip;\n"
-    "                    with --epoch: the exact rho^ceil(n/B) and ln rho\n"
+    "                    with --epoch: the exact rho^ceil(n/B) and ln rho.\n"
+    "                    Where rho > 1 (lr above eta*(B)) E|delta_t|^2 grows\n"
+    "                    through rare runs: the mean over R runs falls far\n"
+    "                    below it, its z-scores are not normal and its rate\n"
+    "                    is no estimate of ln rho, so a warning says so\n"
+    "                    (JSON: mean_estimate_reliable false, note); the\n"
+    "                    one-epoch map (--epoch) estimates the rate there\n"
     "  --epoch           estimate the one-epoch map at --lr (see above)\n"
     "  --threshold       estimate where the one-epoch map's radius crosses 1\n"
     "  --fit-from T0     first step of the growth-rate fit (default ceil(T/2))\n"
@@ -115,6 +121,21 @@ typedef struct {
     double *exact, *exact_loss, rho, exact_rate, exact_window;
     sgdstab_sampling exact_sampling;
 } sim_run;
+
+/* Above the threshold (rho > 1) the mean of |delta_t|^2 is carried by rare
+ * runs whose weight a sample of R runs does not see: the sample mean is
+ * then far below E|delta_t|^2, with a sample sd far too small, so neither
+ * it, its rate nor its z-scores (not normal) estimate the exact curve. */
+static int mean_reliable(const sim_run *sr)
+{
+    return sr->rho <= 1;
+}
+
+#define UNRELIABLE_WHY                                                     \
+    "E|delta_t|^2 grows through rare runs, so the mean over the runs is no "  \
+    "usable estimate of it (typically far below it, z-scores not normal, "  \
+    "its growth rate no estimate of ln rho); use --epoch for the "          \
+    "mean-square rate"
 
 static int parse_noise(const char *cmd, const char *text,
                        sgdstab_sim_options *o)
@@ -275,6 +296,10 @@ static int print_json(const cli_args *a, const cli_session *ses,
         cli_json_number(j, "exact_spectral_radius", sr->rho);
         cli_json_number(j, "exact_rate_per_step", sr->exact_rate);
         cli_json_number(j, "exact_rate_window", sr->exact_window);
+        cJSON_AddBoolToObject(j, "mean_estimate_reliable", mean_reliable(sr));
+        if (!mean_reliable(sr))
+            cJSON_AddStringToObject(j, "note", "lr above eta*(B) (rho > 1): "
+                                    UNRELIABLE_WHY);
     }
     free(ci);
     return cli_json_print(j);
@@ -327,7 +352,7 @@ static void print_text(const cli_args *a, const sim_run *sr,
                Z95 * res->norm2_sd[t] / sq, res->loss_mean[t],
                Z95 * res->loss_sd[t] / sq);
         if (sr->compare)
-            printf("  %22.15g  %8.3f", sr->exact[t], z_score(res, sr, t));
+            printf("  %22.15g  %8.3g", sr->exact[t], z_score(res, sr, t));
         printf("\n");
     }
     double rate, se;
@@ -340,8 +365,13 @@ static void print_text(const cli_args *a, const sim_run *sr,
                "slope of the exact curve over the same steps %.6g\n",
                sgdstab_sampling_name(sr->exact_sampling), sr->exact_rate,
                sr->rho, sr->exact_window);
-        printf("(|z| above about 3 at many steps means disagreement; the "
-               "estimate of a growing mean is noisy when runs are few)\n");
+        if (mean_reliable(sr))
+            printf("(|z| above about 3 at many steps means disagreement; "
+                   "the estimate of a growing mean is noisy when runs are "
+                   "few)\n");
+        else
+            printf("warning: lr %.6g is above eta*(B) (rho = %.6g > 1): "
+                   UNRELIABLE_WHY "\n", o->lr, sr->rho);
     }
 }
 
@@ -459,7 +489,7 @@ int cmd_simulate(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
-        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_JSON, CLI_OPT_CSV,
+        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_JSON, CLI_OPT_CSV,
         CLI_OPT("steps", required_argument, OPT_STEPS),
         CLI_OPT("runs", required_argument, OPT_RUNS),
         CLI_OPT("seed", required_argument, OPT_SEED),

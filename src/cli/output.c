@@ -78,6 +78,16 @@ int cli_csv_commit(sgdstab_outfile *of)
     return sgdstab_outfile_commit(of, &err) ? cli_report(&err) : EXIT_OK;
 }
 
+void cli_json_loss(cJSON *obj, const cli_args *a, const sgdstab_problem *prob,
+                   double scale)
+{
+    /* a->loss also says where the convention came from; JSON names it. */
+    const char *name = a->loss == a->loss_text ? prob->provenance.loss
+                                               : a->loss;
+    cJSON_AddStringToObject(obj, "loss", name);
+    cli_json_number(obj, "loss_scale", scale);
+}
+
 /* ------------------------------------------------------------ provenance */
 
 /* What is analyzed at a minimum that does not interpolate. */
