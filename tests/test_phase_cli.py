@@ -5,7 +5,7 @@
 usage: test_phase_cli.py SGDSTAB
 
 Every expected number comes from engine_reference.py and theory_reference.py
-(same directory): the DESIGN §1-3 mathematics in the full parameter space
+(same directory): the README's mathematics in the full parameter space
 with plain NumPy/SciPy (Kronecker matrices of T on the symmetric matrices of
 the range, a generalized symmetric-definite eigenproblem for eta*), never
 from the tool's own output.  The tool's numbers are compared with each other
@@ -835,7 +835,8 @@ def test_text(cases):
     if res.rc != 0 or res.err or "phase" not in res.out:
         e.append("exit status %d, want 0 and the usage on stdout" % res.rc)
     for opt in ("--batch", "--lr", "--sampling", "--csv", "--boundary-csv",
-                "--plot", "--plot-size", "--json", "--quiet"):
+                "--plot", "--plot-size", "--json", "--quiet", "--title",
+                "--legend", "--curves", "--color", "--color-range"):
         if opt not in res.out:
             e.append("help does not mention %s" % opt)
     report("phase --help: exit 0, usage on stdout", e, res)
@@ -981,6 +982,313 @@ def test_plot(cases):
             report("phase --plot %s%s%s: decodes, %dx%d"
                    % (name, " --plot-size " + size if size else " (default "
                       "size)", " --json" if with_json else "", W, H), e, res)
+
+
+# ----------------------------------------------------------------- 6b figures
+#
+# The picture's script: with SGDSTAB_PLOT_SCRIPT=DIR the tool keeps a copy
+# of every gnuplot script as DIR/NAME.gp.  The checks on it come from what a
+# readable figure needs, not from the tool's output: >= 4 labelled tics on
+# every log axis, cells centred (geometrically, on log axes) on the grid
+# values with the boundary at the solved batch sizes and the reference
+# eta*(B), colours that spread over both halves of the palette whatever the
+# magnitudes of the rates, eta/eta*(B) colours = ln(eta/eta*_ref)/max.
+
+def plot_script(args, name="map.png"):
+    """Run phase ARGS --plot DIR/NAME with the script kept; returns
+    (result, script text or None, picture path)."""
+    cdir = tempfile.mkdtemp(dir=WORK)
+    sdir = tempfile.mkdtemp(dir=WORK)
+    path = os.path.join(cdir, name)
+    os.environ["SGDSTAB_PLOT_SCRIPT"] = sdir
+    try:
+        res = run(*(list(args) + ["--plot", path]))
+    finally:
+        del os.environ["SGDSTAB_PLOT_SCRIPT"]
+    gp = os.path.join(sdir, name + ".gp")
+    text = open(gp, encoding="utf-8").read() if os.path.exists(gp) else None
+    return res, text, path
+
+
+def script_block(text, name):
+    """The rows of the data block $NAME, as lists of floats."""
+    m = re.search(r"^\$%s << EOD\n(.*?)^EOD$" % name, text or "", re.S | re.M)
+    if not m:
+        return None
+    return [[float(v) for v in line.split()]
+            for line in m.group(1).splitlines()]
+
+
+def script_tics(text, axis):
+    """(label, position) of `set AXIStics (...)`, or None."""
+    m = re.search(r"^set %stics \((.*)\)$" % axis, text or "", re.M)
+    if not m:
+        return None
+    return [(lab, float(pos)) for lab, pos in
+            re.findall(r"[\"']([^\"']*)[\"'] ([-+0-9.eE]+)", m.group(1))]
+
+
+def labelled(tics):
+    return [t for t in tics or [] if t[0]]
+
+
+def test_plot_axes(cases):
+    """Irregular batch sizes and a short log lr axis: >= 4 labelled tics on
+    both log axes; every cell centred on its (B, eta); cells do not overlap;
+    the boundary's points at the solved B and the reference eta*(B)."""
+    case = cases[1]
+    batches = [1, 2, 3, 4, 5, 8, 12]
+    e1 = case.eta_star("without", 1)
+    lrs_arg = "%s:%s:7:log" % (fmt(0.8 * e1), fmt(2.4 * e1))   # factor 3
+    res, text, path = plot_script(["phase", case.path, "--batch",
+                                   ",".join(map(str, batches)),
+                                   "--lr", lrs_arg])
+    e = [] if res.rc == 0 else ["exit status %d" % res.rc]
+    if text is None:
+        report("phase --plot keeps its script (SGDSTAB_PLOT_SCRIPT)",
+               ["no script written"], res)
+        return
+    for axis in ("x", "y"):
+        if "set logscale %s" % axis not in text:
+            e.append("%s axis not logarithmic" % axis)
+        n = len(labelled(script_tics(text, axis)))
+        if n < 4:
+            e.append("%s axis: %d labelled tics, need >= 4" % (axis, n))
+    cells = script_block(text, "cells")
+    if not cells or len(cells) != len(batches) * 7:
+        e.append("$cells: %s rows, want %d"
+                 % (None if cells is None else len(cells), len(batches) * 7))
+    else:
+        for x, y, xl, xh, yl, yh, _ in cells:
+            if not (xl < x < xh and yl < y < yh):
+                e.append("cell (%g, %g) does not contain its point" % (x, y))
+            elif not (close_rel(math.sqrt(xl * xh), x, 1e-9) and
+                      close_rel(math.sqrt(yl * yh), y, 1e-9)):
+                e.append("cell (%g, %g) not centred: [%g, %g] x [%g, %g]"
+                         % (x, y, xl, xh, yl, yh))
+        xs = sorted({(c[2], c[3]) for c in cells})
+        for (l0, h0), (l1, h1) in zip(xs, xs[1:]):
+            if h0 > l1 * (1 + 1e-12):
+                e.append("batch cells overlap: %g > %g" % (h0, l1))
+    bd = script_block(text, "boundary")
+    if not bd or [int(r[0]) for r in bd] != batches:
+        e.append("$boundary not at the solved batch sizes")
+    else:
+        for r in bd:
+            want = case.eta_star("without", int(r[0]))
+            if not close_rel(r[1], want, ETA_REL):
+                e.append("boundary at B = %d: %r, reference %r"
+                         % (r[0], r[1], want))
+    report("phase --plot: log axes with >= 4 labelled tics, cells centred "
+           "on (B, eta), boundary through the centres at eta*(B)", e, res)
+
+
+def colour_spread(name, cols, side):
+    """The colours of one side's cells use that half of the palette."""
+    e = []
+    if not cols:
+        return ["%s: no %s cells" % (name, side)]
+    a = [abs(c) for c in cols]
+    if side == "stable" and max(cols) > 0 or \
+            side == "unstable" and min(cols) < 0:
+        e.append("%s: %s cells on the wrong side of white" % (name, side))
+    if max(a) < 0.5:
+        e.append("%s: %s colours all within %.3g of white (degenerate)"
+                 % (name, side, max(a)))
+    if len(cols) > 2 and max(a) - min(a) < 0.3:
+        e.append("%s: %s colours span only %.3g" % (name, side,
+                                                    max(a) - min(a)))
+    return e
+
+
+def test_plot_colour(cases):
+    """Escape rates all within 1e-7 of 0 on the stable side beside O(1)
+    rates on the unstable side (and, at B = n around eta*, within 1e-6 on
+    both sides): both sides' colours spread over their half of the palette
+    (the asinh scale of the median made every stable cell white)."""
+    case = cases[1]
+    lmax = float(np.linalg.eigvalsh(case.problem().G)[-1])
+    en = case.eta_star("without", case.n)
+    small = [c * 1e-7 / (2 * lmax) for c in (0.1, 0.3, 1.0)]
+    big = [f * en for f in (1.5, 2, 3, 4, 6)]
+    near = [en * (1 + k * 1e-8) for k in (-8, -4, -2, -1, 1, 2, 4, 8)]
+    for name, batch, lrs, bound in (
+            ("-1e-7 beside O(1)", "1,4,%d" % case.n, small + big, None),
+            ("all within 1e-6 of 0", "%d" % case.n, near, 1e-6)):
+        args = ["phase", case.path, "--batch", batch, "--lr",
+                ",".join(fmt(x) for x in lrs)]
+        res, text, _ = plot_script(args)
+        d, _, e = run_json(*args)
+        cells = script_block(text, "cells")
+        if d is None or not cells or len(cells) != len(d["grid"]):
+            report("phase --plot colours: %s" % name,
+                   e + ["no cells or no JSON grid"], res)
+            continue
+        st = [c[6] for c, g in zip(cells, d["grid"]) if g["stable"]]
+        un = [c[6] for c, g in zip(cells, d["grid"]) if not g["stable"]]
+        rates = [g["escape_rate_per_step"] for g in d["grid"]]
+        if bound is None:
+            if not all(-1e-7 <= r < 0 for r, g in zip(rates, d["grid"])
+                       if g["stable"]) or min(
+                           r for r, g in zip(rates, d["grid"])
+                           if not g["stable"]) < 1e-3:
+                e.append("precondition: the grid's rates are not -1e-7 and "
+                         "O(1): %r" % rates)
+        elif max(abs(r) for r in rates) > bound:
+            e.append("precondition: rates beyond %g: %r" % (bound, rates))
+        e += colour_spread(name, st, "stable")
+        e += colour_spread(name, un, "unstable")
+        cb = script_tics(text, "cb")
+        if not cb or sum(p < 0 for _, p in cb) < 2 or \
+                sum(p > 0 for _, p in cb) < 2:
+            e.append("colour bar: fewer than 2 labels per side: %r" % cb)
+        report("phase --plot colours not degenerate: %s" % name, e, res)
+
+
+def test_plot_relative(cases):
+    """--color relative: colour = ln(eta/eta*_ref(B)) / max |ln(...)| over
+    the grid (white at eta*, symmetric ends); with --color-range LO:HI the
+    ends are ln LO and ln HI, beyond them the colour saturates; rate
+    colours with --color-range LO:HI saturate beyond LO and HI."""
+    case = cases[1]
+    batches = [1, 4, case.n]
+    e1 = case.eta_star("without", 1)
+    lrs = [e1 * f for f in (0.3, 0.6, 0.9, 1.2, 2, 5, 9)]
+    for rng in (None, (0.5, 2.0)):
+        args = ["phase", case.path, "--batch", ",".join(map(str, batches)),
+                "--lr", ",".join(fmt(x) for x in lrs), "--color", "relative"]
+        if rng:
+            args += ["--color-range", "%g:%g" % rng]
+        res, text, _ = plot_script(args)
+        e = [] if res.rc == 0 else ["exit status %d" % res.rc]
+        cells = script_block(text, "cells") or []
+        q = {(B, lr): math.log(lr / case.eta_star("without", B))
+             for B in batches for lr in lrs}
+        top = max(abs(v) for v in q.values())
+        if len(cells) != len(q):
+            e.append("%d cells, want %d" % (len(cells), len(q)))
+        for c in cells:
+            v = q[(int(c[0]), min(lrs, key=lambda x: abs(x - c[1])))]
+            if rng:
+                end = math.log(rng[1]) if v > 0 else -math.log(rng[0])
+                want = max(-1, min(1, v / end))
+            else:
+                want = v / top
+            if abs(c[6] - want) > 1e-6:
+                e.append("B = %d, lr = %g: colour %r, want %r"
+                         % (c[0], c[1], c[6], want))
+        report("phase --plot --color relative%s: colour = ln(eta/eta*)/end"
+               % (" --color-range %g:%g" % rng if rng else ""), e, res)
+    args = ["phase", case.path, "--batch", ",".join(map(str, batches)),
+            "--lr", ",".join(fmt(x) for x in lrs), "--color-range",
+            "-0.001:0.01"]
+    res, text, _ = plot_script(args)
+    d, _, e = run_json(*args[:-2])
+    cells = script_block(text, "cells") or []
+    if d is None or len(cells) != len(d["grid"]):
+        e.append("no cells or grid")
+    else:
+        for c, g in zip(cells, d["grid"]):
+            r = g["escape_rate_per_step"]
+            if (r > 0.01 and c[6] != 1) or (r < -0.001 and c[6] != -1) or \
+                    (-0.001 <= r <= 0.01 and abs(c[6]) > 1):
+                e.append("rate %r: colour %r" % (r, c[6]))
+        if not any(g["escape_rate_per_step"] > 0.01 for g in d["grid"]):
+            e.append("precondition: no rate beyond 0.01")
+    report("phase --plot --color-range -0.001:0.01: saturated beyond", e,
+           res)
+
+
+def test_plot_options(cases):
+    """--title (escaped; default: FILE's base name, no directory),
+    --curves, --legend in the script; every --legend and --color draws a
+    picture at 640x480 and at the default size."""
+    case, hcase = cases[1], cases[5]
+    lr = "%s:%s:5:log" % (fmt(0.3 * case.eta_star("without", 1)),
+                          fmt(3 * case.eta_star("without", case.n)))
+    base = ["phase", case.path, "--batch", "1,2,4,8,24", "--lr", lr]
+    theory = ("$theory using 1:2 ", "$theory using 1:3 ",
+              "$theory using 1:4 ", "$theory using 1:5 ")
+    runs = [
+        ("default title", [], ["set label 1 \"%s: n = %d, p = %d, sampling "
+                               "without, loss half-mean\""
+                               % (os.path.basename(case.path), case.n,
+                                  case.p)],
+         ["set label 1 \"" + os.path.dirname(case.path)]),
+        ("--title with quotes", ["--title", 'A "quoted" \\ title'],
+         ['set label 1 "A \\"quoted\\" \\\\ title"'], []),
+        ("--curves exact,mean", ["--curves", "exact,mean"],
+         ["$boundary using 1:2 ", "$boundary using 1:3 "], theory),
+        ("--curves wu-wang-su", ["--curves", "wu-wang-su"],
+         ["$theory using 1:2 "], ("$boundary using",) + theory[1:]),
+        ("--curves none", ["--curves", "none"], ["unset key"],
+         (" title '",)),
+        ("--legend none", ["--legend", "none"], ["unset key"], ()),
+        ("--legend top-left", ["--legend", "top-left"],
+         ["set key inside top left"], ("set bmargin",)),
+        ("--legend below", ["--legend", "below"],
+         ["set bmargin", "set key at screen 0.5"], ()),
+    ]
+    for name, extra, want, unwanted in runs:
+        res, text, path = plot_script(base + extra)
+        e = [] if res.rc == 0 else ["exit status %d" % res.rc]
+        for w in want:
+            if w not in (text or ""):
+                e.append("script lacks %r" % w)
+        for u in unwanted:
+            if u in (text or ""):
+                e.append("script has %r" % u)
+        report("phase --plot %s: in the script" % name, e, res)
+    res, text, _ = plot_script(["phase", hcase.path, "--batch", "1,2,4",
+                                "--lr", "0.1:1:4:log", "--curves", "all"]
+                               + hcase.extra)
+    report("phase --plot --curves all with H: no theory curves",
+           ["script has %r" % t for t in theory if t in (text or "")] +
+           ([] if res.rc == 0 else ["exit status %d" % res.rc]), res)
+    for legend in ("below", "top-left", "top-right", "bottom-left",
+                   "bottom-right", "none"):
+        for color in ("rate", "relative"):
+            for size, W, H in ((None, 960, 720), ("640,480", 640, 480)):
+                args = base + ["--legend", legend, "--color", color]
+                if size:
+                    args += ["--plot-size", size]
+                res, _, path = plot_script(args)
+                e = [] if res.rc == 0 else ["exit status %d" % res.rc]
+                e += png_check(path, W, H) if os.path.exists(path) \
+                    else ["no picture"]
+                report("phase --plot --legend %s --color %s: %dx%d PNG"
+                       % (legend, color, W, H), e, res)
+
+
+def test_plot_option_errors(cases):
+    """Bad values of the picture's options: exit 2, one line naming the
+    option, no files."""
+    case = cases[1]
+    base = ["phase", case.path, "--batch", "1,2", "--lr",
+            fmt(0.5 * case.eta_star("without", 1))]
+    for opt, args in (
+            ("--legend", ["--legend", "middle"]),
+            ("--legend", ["--legend", ""]),
+            ("--curves", ["--curves", "exact,foo"]),
+            ("--curves", ["--curves", ""]),
+            ("--curves", ["--curves", "exact,"]),
+            ("--curves", ["--curves", "none,exact"]),
+            ("--color", ["--color", "hue"]),
+            ("--color-range", ["--color-range", "1:2"]),
+            ("--color-range", ["--color-range", "-1:0"]),
+            ("--color-range", ["--color-range", "0.5"]),
+            ("--color-range", ["--color-range", "a:b"]),
+            ("--color-range", ["--color-range", "-1:1", "--color",
+                               "relative"]),
+            ("--color-range", ["--color", "relative", "--color-range",
+                               "0.5:0.9"]),
+            ("--title", ["--title", "two\nlines"]),
+            ("--title", ["--title", "x" * 401])):
+        expect_error("%s" % " ".join(a if a else "''" for a in args).replace(
+            "\n", "\\n")[:60], (2,), base + args)
+        res = run(*(base + args))
+        report("phase error %s: the message names %s" % (opt, opt),
+               [] if opt in res.err else ["stderr %r" % res.err], res)
 
 
 # ----------------------------------------------------------------- 7 errors
@@ -1212,6 +1520,11 @@ def body(work):
     test_continuity(cases)
     test_text(cases)
     test_plot(cases)
+    test_plot_axes(cases)
+    test_plot_colour(cases)
+    test_plot_relative(cases)
+    test_plot_options(cases)
+    test_plot_option_errors(cases)
     test_errors(cases)
     test_output_errors(cases)
     test_interrupt()

@@ -13,6 +13,8 @@ static const char PHASE_HELP[] =
     "Usage: sgdstab phase FILE --batch LIST --lr SPEC [--sampling S]\n"
     "                     [--csv F] [--boundary-csv F] [--json]\n"
     "                     [--plot F.png|F.svg] [--plot-size W,H] [--quiet]\n"
+    "                     [--title T] [--legend L] [--curves LIST]\n"
+    "                     [--color rate|relative] [--color-range LO:HI]\n"
     "                     [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
     "\n"
     "The stability phase diagram over batch size B and learning rate eta: at\n"
@@ -52,12 +54,35 @@ static const char PHASE_HELP[] =
     "                    \"boundary\": [{the --boundary-csv columns}, ...],\n"
     "                    \"seconds\", \"solves\"}\n"
     "  --plot F          draw the diagram with gnuplot to F (.png or .svg): a\n"
-    "                    heat map of ln rho per step (blue stable, red\n"
-    "                    unstable, white at 0) with the exact boundary, the\n"
+    "                    heat map over (B, eta), each cell centred on its grid\n"
+    "                    point, with the exact boundary eta*(B) through the\n"
+    "                    centres of the cells of the batch sizes solved, the\n"
     "                    mean limit and the theory curves; log axes where the\n"
-    "                    grid is logarithmic\n"
+    "                    grid is logarithmic (labelled 1-2-5 tics)\n"
     "  --plot-size W,H   picture size in pixels (default 960,720; at least\n"
     "                    640,480)\n"
+    "  --title T         the picture's title (default: FILE's base name, n,\n"
+    "                    p, sampling and loss)\n"
+    "  --legend L        where the curves' legend goes: below (default;\n"
+    "                    under the plot and its axis label), top-left,\n"
+    "                    top-right, bottom-left, bottom-right (inside the\n"
+    "                    plot, over the cells) or none\n"
+    "  --curves LIST     the curves drawn, comma-separated: exact (eta*(B)),\n"
+    "                    mean (2/lambda_max(H)), wu-ma-e, wu-wang-su, mm-top,\n"
+    "                    mm-trace (Mulayoff-Michaeli), or all (default) or\n"
+    "                    none; the theory curves exist only when H = G\n"
+    "  --color Q         what the colour shows: rate (default), the escape\n"
+    "                    rate ln rho per step, blue < 0 (stable), white 0,\n"
+    "                    red > 0 (escapes), on a quantile scale: the knots\n"
+    "                    of each side are the quantiles of |ln rho| there,\n"
+    "                    so that slow rates (-1e-7) show beside fast ones\n"
+    "                    (the colour bar's labels give the rates); or\n"
+    "                    relative, eta/eta*(B) on a log scale, white at 1,\n"
+    "                    blue below (stable), red above, symmetric ends\n"
+    "  --color-range LO:HI  the values at the ends of the colour bar; beyond\n"
+    "                    them colours saturate: escape rates with LO < 0 < HI\n"
+    "                    (the quantile knots are taken within), or eta/eta*\n"
+    "                    with 0 < LO < 1 < HI\n"
     "  --quiet           no progress bar (it is drawn only when stderr is a\n"
     "                    terminal)\n"
     "  -h, --help        show this help\n"
@@ -65,26 +90,8 @@ static const char PHASE_HELP[] =
     "Output files are written whole or not at all (also on Ctrl-C).\n";
 
 enum { OPT_BOUNDARY_CSV = OPT_FIRST_PRIVATE, OPT_PLOT, OPT_PLOT_SIZE,
-       OPT_QUIET, OPT_LR_SPEC };
-
-static int parse_plot_size(const char *cmd, const char *text, int *w, int *h)
-{
-    char *end;
-    long a = strtol(text, &end, 10), b = 0;
-    if (end != text && *end == ',') {
-        char *e2;
-        b = strtol(end + 1, &e2, 10);
-        if (e2 != end + 1 && *e2 == '\0' && a >= 640 && a <= 4000 &&
-            b >= 480 && b <= 4000) {
-            *w = (int)a;
-            *h = (int)b;
-            return EXIT_OK;
-        }
-    }
-    return cli_usage_error(cmd, "--plot-size: '%s' is not W,H with 640 <= W "
-                           "<= 4000 and 480 <= H <= 4000 pixels (smaller "
-                           "pictures have no room for the legend)", text);
-}
+       OPT_QUIET, OPT_LR_SPEC, OPT_TITLE, OPT_LEGEND, OPT_CURVES, OPT_COLOR,
+       OPT_COLOR_RANGE };
 
 typedef struct {
     const sgdstab_problem *prob;
@@ -201,16 +208,25 @@ int cmd_phase(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_BATCH, CLI_OPT("lr", required_argument, OPT_LR_SPEC),
-        CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL,
+        CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,
         CLI_OPT_JSON, CLI_OPT_CSV,
         CLI_OPT("boundary-csv", required_argument, OPT_BOUNDARY_CSV),
         CLI_OPT("plot", required_argument, OPT_PLOT),
         CLI_OPT("plot-size", required_argument, OPT_PLOT_SIZE),
-        CLI_OPT("quiet", no_argument, OPT_QUIET), CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPT("quiet", no_argument, OPT_QUIET),
+        CLI_OPT("title", required_argument, OPT_TITLE),
+        CLI_OPT("legend", required_argument, OPT_LEGEND),
+        CLI_OPT("curves", required_argument, OPT_CURVES),
+        CLI_OPT("color", required_argument, OPT_COLOR),
+        CLI_OPT("color-range", required_argument, OPT_COLOR_RANGE),
+        CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "phase");
     const char *lr_spec = NULL, *boundary_csv = NULL, *plot = NULL;
-    int width = 960, height = 720, quiet = 0, c;
+    const char *color_range = NULL;
+    int width = 960, height = 720, quiet = 0, c, bad = 0;
+    cli_phase_style style;
+    cli_phase_style_init(&style);
     while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
         switch (c) {
         case 'h':
@@ -221,15 +237,32 @@ int cmd_phase(int argc, char **argv)
         case OPT_PLOT: plot = optarg; break;
         case OPT_QUIET: quiet = 1; break;
         case OPT_PLOT_SIZE:
-            if (parse_plot_size(args.cmd, optarg, &width, &height))
-                return EXIT_USAGE;
+            bad = cli_parse_plot_size(args.cmd, optarg, &width, &height);
             break;
+        case OPT_TITLE:
+            bad = cli_check_title(args.cmd, optarg);
+            style.title = optarg;
+            break;
+        case OPT_LEGEND:
+            bad = cli_parse_legend(args.cmd, optarg, &style.legend);
+            break;
+        case OPT_CURVES:
+            bad = cli_parse_curves(args.cmd, optarg, &style.curves);
+            break;
+        case OPT_COLOR:
+            bad = cli_parse_color(args.cmd, optarg, &style.color);
+            break;
+        case OPT_COLOR_RANGE: color_range = optarg; break;
         default:
-            if (cli_common_option(&args, c, optarg))
-                return EXIT_USAGE;
+            bad = cli_common_option(&args, c, optarg);
         }
+        if (bad)
+            return EXIT_USAGE;
     }
     if (cli_require(&args, 0, 1))
+        return EXIT_USAGE;
+    if (color_range && cli_parse_color_range(args.cmd, color_range,
+                                             style.color, style.color_range))
         return EXIT_USAGE;
     if (!lr_spec)
         return cli_usage_error(args.cmd, "--lr is required (see --help)");
@@ -294,10 +327,11 @@ int cmd_phase(int argc, char **argv)
                         nb * (nl + 1), batches, nb, lrs, nl, bd, grid,
                         have_theory};
     char title[512];
-    snprintf(title, sizeof title, "%s: n = %zu, p = %zu, sampling %s",
-             ses.prob->source, ses.prob->n, ses.prob->p,
-             sgdstab_sampling_name(args.sampling));
-    cli_plot_options po = {title, width, height,
+    cli_phase_title(title, sizeof title, ses.prob->source, ses.prob->n,
+                    ses.prob->p, args.sampling, args.loss);
+    if (!style.title)
+        style.title = title;
+    cli_plot_options po = {style, width, height,
                            cli_log_spaced_sizes(batches, nb), log_lr,
                            args.sampling, ses.prob->n,
                            have_theory ? &th : NULL};

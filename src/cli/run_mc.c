@@ -643,18 +643,41 @@ static const char *case_label(const run_mc *mc, size_t c, char *buf,
     return mc->nlabels > 1 ? buf : "";
 }
 
+/* The pictures' sizes (0: their defaults) and frames: legend below. */
+typedef struct {
+    const run_mc *mc;
+    int width, height;
+} mc_picture;
+
+static void mc_frame(FILE *f, const mc_picture *pic, const char *title,
+                     size_t entries, size_t label_chars)
+{
+    cli_frame fr = {pic->width, pic->height, title, CLI_LEGEND_BELOW,
+                    entries, label_chars, 3};
+    cli_plot_frame(f, &fr);
+    fprintf(f, "set grid lc rgb '#cccccc'\n");
+}
+
 /* Threshold ratio η_threshold/η*(B) against B, one line per case and
  * sampling, with ±1 standard error bars. */
 static void epoch_script(FILE *f, void *ctx)
 {
-    const run_mc *mc = ctx;
-    fprintf(f, "set title \"Stability threshold of the one-epoch map, "
-            "relative to the exact η*(B) of fresh batches (%s)\"\n",
-            sgdstab_sampling_name(mc->sampling));
+    const mc_picture *pic = ctx;
+    const run_mc *mc = pic->mc;
+    char title[256], label[160];
+    snprintf(title, sizeof title, "Stability threshold of the one-epoch map, "
+             "relative to the exact η*(B) of fresh batches (sampling %s)",
+             sgdstab_sampling_name(mc->sampling));
+    size_t chars = strlen("exact η*(B)");
+    for (size_t c = 0; c < mc->nlabels; c++)
+        for (size_t s = 0, len; s < mc->nsamp; s++)
+            if ((len = strlen(case_label(mc, c, label, sizeof label)) +
+                       strlen(mc_sampling_name(&mc->samp[s]))) > chars)
+                chars = len;
+    mc_frame(f, pic, title, 1 + mc->nlabels * mc->nsamp, chars);
     fprintf(f, "set xlabel 'batch size B'\nset ylabel 'η_{threshold} / "
-            "η*(B)'\nset logscale x 2\nset key top left box opaque\n"
-            "set grid lc rgb '#cccccc'\nset offsets graph 0.05, graph 0.05, "
-            "graph 0.1, graph 0.1\n");
+            "η*(B)'\nset logscale x\n"
+            "set offsets 0, 0, graph 0.1, graph 0.1\n");
     /* an explicit range: gnuplot cannot autoscale a single batch size */
     double lo = INFINITY, hi = 0;
     for (size_t i = 0; i < mc->nerow; i++) {
@@ -662,8 +685,8 @@ static void epoch_script(FILE *f, void *ctx)
         hi = fmax(hi, (double)mc->erow[i].batch);
     }
     fprintf(f, "set xrange [%.17g:%.17g]\n", lo / sqrt(2.0), hi * sqrt(2.0));
+    cli_plot_log_tics(f, "x", lo / sqrt(2.0), hi * sqrt(2.0));
     size_t series = 0;
-    char label[160];
     fprintf(f, "plot 1 with lines lc rgb '#555555' dt 2 title 'exact η*(B)'");
     for (size_t c = 0; c < mc->nlabels; c++)
         for (size_t s = 0; s < mc->nsamp; s++, series++)
@@ -694,42 +717,88 @@ static int group_has_points(const run_mc *mc, size_t i, size_t j)
     return 0;
 }
 
+/* The legend entry of the exit group starting at row i. */
+static size_t exit_label(const run_mc *mc, size_t i, char *buf, size_t size)
+{
+    const exit_row *e = &mc->xrow[i];
+    const exit_series *es = &mc->series[e->series];
+    size_t jumps = jumps_needed(mc->radius, es->clip);
+    char cl[160];
+    snprintf(buf, size, "%sα = %g, b = %g (l* = %zu): slope %.3f ± %.3f, "
+             "predicted %g", case_label(mc, e->c, cl, sizeof cl), es->alpha,
+             es->clip, jumps, e->fit_slope, e->fit_se,
+             1 + (es->alpha - 1) * (double)jumps);
+    return strlen(buf);
+}
+
+/* The axes of the exit picture: 1/η and the exit steps of the points with
+ * their error bars, padded; log tics on both. */
+static void exit_axes(FILE *f, const run_mc *mc)
+{
+    double x0 = INFINITY, x1 = 0, y0 = INFINITY, y1 = 0;
+    for (size_t i = 0; i < mc->nxrow; i++) {
+        const exit_row *e = &mc->xrow[i];
+        x0 = fmin(x0, 1 / e->lr);
+        x1 = fmax(x1, 1 / e->lr);
+        if (e->exited > 0) {
+            y0 = fmin(y0, fmax(e->mean - e->se, e->mean / 2));
+            y1 = fmax(y1, e->mean + e->se);
+        }
+    }
+    if (!(y1 > 0))
+        y0 = 1, y1 = 10;
+    x0 /= 1.2, x1 *= 1.2, y0 /= 1.5, y1 *= 1.5;
+    fprintf(f, "set xrange [%.17g:%.17g]\nset yrange [%.17g:%.17g]\n", x0, x1,
+            y0, y1);
+    cli_plot_log_tics(f, "x", x0, x1);
+    cli_plot_log_tics(f, "y", y0, y1);
+}
+
 /* Censored mean exit step against 1/η on log-log axes, one colour per
  * series with its fitted power law. */
 static void exit_script(FILE *f, void *ctx)
 {
-    const run_mc *mc = ctx;
-    fprintf(f, "set title \"First exit from the ball |δ| ≤ %g: clipped SGD "
-            "with Pareto noise of scale %g\"\n", mc->radius, mc->noise_scale);
-    fprintf(f, "set xlabel '1/η' offset 0,0.6\nset ylabel 'mean exit step (censored "
-            "mean, ±1 s.e.)'\nset logscale xy\nset format y '10^{%%L}'\n"
-            "set key outside below box\nset grid lc rgb '#cccccc'\n"
-            "set offsets graph 0.03, graph 0.03, graph 0.05, graph 0.05\n");
+    const mc_picture *pic = ctx;
+    const run_mc *mc = pic->mc;
+    char title[256], label[400];
+    snprintf(title, sizeof title, "First exit from the ball |δ| ≤ %g: "
+             "clipped SGD with Pareto noise of scale %g", mc->radius,
+             mc->noise_scale);
+    size_t entries = 0, chars = 0;
+    for (size_t i = 0, j; i < mc->nxrow; i = j) {
+        j = group_end(mc, i);
+        if (group_has_points(mc, i, j)) {
+            entries++;
+            size_t len = exit_label(mc, i, label, sizeof label);
+            chars = len > chars ? len : chars;
+        }
+    }
+    mc_frame(f, pic, title, entries ? entries : 1, entries ? chars : 14);
+    fprintf(f, "set xlabel '1/η'\nset ylabel 'mean exit step (censored "
+            "mean, ±1 s.e.)'\nset logscale xy\n");
+    exit_axes(f, mc);
     /* Groups of rows: one per (case, batch, series), in order; a group
      * gets its points only if some run exited, and its line only if the
      * slope was fitted (gnuplot complains about empty data). */
     size_t g = 0, clauses = 0;
-    char label[160];
     fprintf(f, "plot");
     for (size_t i = 0; i < mc->nxrow; g++) {
         const exit_row *e = &mc->xrow[i];
-        const exit_series *es = &mc->series[e->series];
-        size_t jumps = jumps_needed(mc->radius, es->clip), j = group_end(mc, i);
+        size_t j = group_end(mc, i);
         const char *col = COLOURS[g % NCOLOURS];
-        if (group_has_points(mc, i, j))
+        if (group_has_points(mc, i, j)) {
+            exit_label(mc, i, label, sizeof label);
             fprintf(f, "%s '-' using 1:2:3 with yerrorbars pt 7 lc rgb '%s' "
-                    "title \"%sα = %g, b = %g (l* = %zu): slope %.3f ± %.3f, "
-                    "predicted %g\" noenhanced", clauses++ ? ", \\\n " : "",
-                    col, case_label(mc, e->c, label, sizeof label), es->alpha,
-                    es->clip, jumps, e->fit_slope, e->fit_se,
-                    1 + (es->alpha - 1) * (double)jumps);
+                    "title \"%s\" noenhanced", clauses++ ? ", \\\n " : "",
+                    col, label);
+        }
         if (isfinite(e->fit_slope))
             fprintf(f, "%s '-' using 1:2 with lines lw 2 lc rgb '%s' notitle",
                     clauses++ ? ", \\\n " : "", col);
         i = j;
     }
     if (!clauses)
-        fprintf(f, " [1:10] 1 lc rgb 'white' title 'no run exited'");
+        fprintf(f, " 1 lc rgb 'white' title 'no run exited'");
     fputc('\n', f);
     for (size_t i = 0; i < mc->nxrow;) {
         size_t j = group_end(mc, i);
@@ -760,16 +829,19 @@ static void exit_script(FILE *f, void *ctx)
     }
 }
 
-int run_mc_finish(run_mc *mc, int status)
+int run_mc_finish(run_mc *mc, int status, int width, int height)
 {
     if (!mc)
         return status;
+    mc_picture epoch = {mc, width ? width : 960, height ? height : 640};
+    mc_picture exit = {mc, width ? width : 960,
+                       height ? height : 560 + 24 * (int)mc->nseries};
     if (!status && mc->epoch && mc->nerow)
-        status = cli_gnuplot("run", mc->epoch_png_path, mc->epoch_png, 960,
-                             640, epoch_script, mc);
+        status = cli_gnuplot("run", mc->epoch_png_path, mc->epoch_png,
+                             epoch.width, epoch.height, epoch_script, &epoch);
     if (!status && mc->exit && mc->nxrow)
-        status = cli_gnuplot("run", mc->exit_png_path, mc->exit_png, 960,
-                             560 + 24 * (int)mc->nseries, exit_script, mc);
+        status = cli_gnuplot("run", mc->exit_png_path, mc->exit_png,
+                             exit.width, exit.height, exit_script, &exit);
     sgdstab_outfile **files[] = {&mc->epoch_csv, &mc->threshold_csv,
                                  &mc->epoch_png, &mc->exit_csv, &mc->fit_csv,
                                  &mc->exit_png};

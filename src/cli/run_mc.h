@@ -39,9 +39,10 @@ int run_mc_case(run_mc *mc, size_t c, const char *axes, const char *label,
                 const cli_session *ses, const size_t *batches,
                 const sgdstab_critical *cr, size_t nb, cJSON *jc);
 
-/* Draw the pictures, then commit every file (status 0) or remove them all
- * (status ≠ 0); returns the resulting status. */
-int run_mc_finish(run_mc *mc, int status);
+/* Draw the pictures (width × height pixels; 0: their defaults), then
+ * commit every file (status 0) or remove them all (status ≠ 0); returns
+ * the resulting status. */
+int run_mc_finish(run_mc *mc, int status, int width, int height);
 
 /* The report's sections on the experiments. */
 void run_mc_report(const run_mc *mc, FILE *f);
