@@ -13,6 +13,22 @@ double sgdstab_default_rank_rtol(const sgdstab_problem *prob)
     return dim * sgdstab_npy_epsilon(prob->J_descr);
 }
 
+double sgdstab_reduced_hessian_max(const sgdstab_reduced *red)
+{
+    double hmax = red->r < red->p ? 0.0 : -INFINITY;
+    for (size_t j = 0; j < red->r; j++)
+        hmax = fmax(hmax, red->lambda[j]);
+    return hmax;
+}
+
+double sgdstab_reduced_hessian_trace(const sgdstab_reduced *red)
+{
+    double tr = 0;
+    for (size_t j = 0; j < red->r; j++)
+        tr += red->lambda[j];
+    return tr;
+}
+
 void sgdstab_reduced_free(sgdstab_reduced *red)
 {
     if (!red)
@@ -80,10 +96,17 @@ static int reduce_gauss_newton(sgdstab_reduced *red, const double *u,
     return SGDSTAB_OK;
 }
 
-/* Supplied H: basis = eigenvectors of H with non-zero eigenvalue, plus the
+/* An eigenvalue μ of H that counts as zero: within the rounding of H
+ * (tol_H), or negative within the flat tolerance (reduce.h). */
+static int curvature_is_flat(double mu, double tol_H, double flat_tol)
+{
+    return fabs(mu) <= tol_H || (mu < 0 && -mu <= flat_tol);
+}
+
+/* Supplied H: basis = eigenvectors of H with non-flat eigenvalue, plus the
  * part of null(H) that J moves; Φ = J·basis, G = ΦᵀΦ/n. */
 static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob,
-                               sgdstab_error *err)
+                               double flat_rtol, sgdstab_error *err)
 {
     size_t p = prob->p, rows = prob->n * prob->k;
     double *evec = malloc(p * p * sizeof *evec);
@@ -109,17 +132,23 @@ static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob
     }
     double mumax = fmax(fabs(mu[0]), fabs(mu[p - 1]));
     double tol_H = (double)p * sgdstab_npy_epsilon(prob->H_descr) * mumax;
+    red->flat_rtol = flat_rtol;
+    red->flat_tol = flat_rtol * fmax(mu[p - 1], 0.0);
     /* Non-null eigenvectors, descending eigenvalue. */
     size_t r = 0, m0 = 0;
     for (size_t c = p; c-- > 0;)
-        if (fabs(mu[c]) > tol_H) {
+        if (!curvature_is_flat(mu[c], tol_H, red->flat_tol)) {
             for (size_t i = 0; i < p; i++)
                 basis[i * p + r] = evec[i * p + c];
             h[r++] = mu[c];
         }
-    /* Null eigenvectors of H, gathered in the columns of evec's tail. */
+    /* Null (and flat) eigenvectors of H, gathered in evec's first columns. */
     for (size_t c = 0; c < p; c++)
-        if (fabs(mu[c]) <= tol_H) {
+        if (curvature_is_flat(mu[c], tol_H, red->flat_tol)) {
+            if (fabs(mu[c]) > tol_H) {
+                red->flat_negative++;
+                red->flat_min = fmin(red->flat_min, mu[c]);
+            }
             for (size_t i = 0; i < p; i++)
                 evec[i * p + m0] = evec[i * p + c];
             m0++;
@@ -151,7 +180,13 @@ static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob
                               prob->source, (int)info);
             goto done;
         }
-        for (size_t c = 0; c < ns && sv[c] > red->rank_tol; c++) {
+        /* J moves a flat direction when its curvature σ²/n there exceeds
+         * flat_tol (and σ the rank threshold of J). */
+        double move_tol = fmax(red->rank_tol,
+                               sqrt((double)prob->n * red->flat_tol));
+        for (size_t c = 0; c < ns && sv[c] > red->rank_tol; c++)
+            red->flat_moved += sv[c] <= move_tol;
+        for (size_t c = 0; c < ns && sv[c] > move_tol; c++) {
             /* basis column r = U0 · (row c of Vᵀ) */
             for (size_t i = 0; i < p; i++) {
                 double s = 0;
@@ -204,9 +239,23 @@ done:
     return st;
 }
 
-int sgdstab_reduce(const sgdstab_problem *prob, double rank_rtol,
-                   sgdstab_reduced **out, sgdstab_error *err)
+void sgdstab_reduce_options_init(sgdstab_reduce_options *opt)
 {
+    opt->rank_rtol = 0;
+    opt->flat_rtol = SGDSTAB_FLAT_RTOL_DEFAULT;
+}
+
+int sgdstab_reduce(const sgdstab_problem *prob,
+                   const sgdstab_reduce_options *opt, sgdstab_reduced **out,
+                   sgdstab_error *err)
+{
+    sgdstab_reduce_options defaults;
+    sgdstab_reduce_options_init(&defaults);
+    if (!opt)
+        opt = &defaults;
+    double rank_rtol = opt->rank_rtol;
+    double flat_rtol = opt->flat_rtol < 0 ? SGDSTAB_FLAT_RTOL_DEFAULT
+                                          : opt->flat_rtol;
     *out = NULL;
     size_t rows = prob->n * prob->k;
     size_t nsv = rows < prob->p ? rows : prob->p;
@@ -236,7 +285,7 @@ int sgdstab_reduce(const sgdstab_problem *prob, double rank_rtol,
         red->trace_G += red->sigma[j] * red->sigma[j];
     red->trace_G /= (double)prob->n;
 
-    st = prob->H ? reduce_with_hessian(red, prob, err)
+    st = prob->H ? reduce_with_hessian(red, prob, flat_rtol, err)
                  : reduce_gauss_newton(red, u, err, prob->source);
 done:
     free(work);

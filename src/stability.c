@@ -1,6 +1,7 @@
 #include "sgdstab/stability.h"
 
 #include <cblas.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,6 +42,8 @@ struct sgdstab_stability {
     double *work;             /* a packed matrix: a start vector's scratch */
     double *ones, *sum, *prod, *ratio, *dscale;  /* packed diagonals */
     double *identity;         /* packed I/√r: the positive definite start */
+    double *unit_noise[2];    /* [subtract_gzg]: ⟨E_jj, 𝒩 E_jj⟩, j < r */
+    size_t flattest;          /* index of the smallest h_j */
     const double *diags[2][3];  /* [FAMILY_*]: the fixed diagonals d_c */
     size_t ndiag[2];
     family_slot slot[2][2];   /* [FAMILY_*][subtract_gzg] */
@@ -68,7 +71,34 @@ void sgdstab_stability_free(sgdstab_stability *s)
     free(s->ratio);
     free(s->dscale);
     free(s->identity);
+    free(s->unit_noise[0]);
+    free(s->unit_noise[1]);
     free(s);
+}
+
+/* The diagonal of 𝒩 at the unit matrices E_jj: the variance, per unit of
+ * b, of the (j, j) entry of the minibatch Hessian, (1/n) Σ_i (A_i)_jj² −
+ * G_jj² (without the G_jj² for `bernoulli`), with (A_i)_jj = ‖Φ_i e_j‖². */
+static void set_unit_noise(sgdstab_stability *s)
+{
+    const sgdstab_reduced *red = s->red;
+    size_t r = s->r, k = red->k;
+    for (size_t j = 0; j < r; j++) {
+        double sq = 0, mean = 0;
+        for (size_t i = 0; i < red->n; i++) {
+            double aij = 0;
+            for (size_t o = 0; o < k; o++) {
+                double phi = red->phi[(i * k + o) * r + j];
+                aij += phi * phi;
+            }
+            sq += aij * aij;
+            mean += aij;
+        }
+        sq /= (double)red->n;
+        mean /= (double)red->n;
+        s->unit_noise[0][j] = sq;
+        s->unit_noise[1][j] = fmax(sq - mean * mean, 0.0);
+    }
 }
 
 sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
@@ -102,10 +132,16 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
     s->ratio = malloc(dim * sizeof *s->ratio);
     s->dscale = malloc(dim * sizeof *s->dscale);
     s->identity = calloc(dim, sizeof *s->identity);
+    s->unit_noise[0] = malloc(s->r * sizeof *s->unit_noise[0]);
+    s->unit_noise[1] = malloc(s->r * sizeof *s->unit_noise[1]);
     if (!s->work || !s->ones || !s->sum || !s->prod || !s->ratio ||
-        !s->dscale || !s->identity)
+        !s->dscale || !s->identity || !s->unit_noise[0] || !s->unit_noise[1])
         goto oom;
+    set_unit_noise(s);
     const double *h = red->lambda;
+    for (size_t j = 1; j < s->r; j++)
+        if (h[j] < h[s->flattest])
+            s->flattest = j;
     for (size_t j = 0, a = 0; j < s->r; j++)
         for (size_t l = j; l < s->r; l++, a++) {
             s->ones[a] = 1;
@@ -163,11 +199,12 @@ static int add_unit(sgdstab_stability *s, sgdstab_family *f, size_t j,
 }
 
 /* The family for this kind and sampling, created on first use.  Its basis
- * starts with I/√r: the top eigenmatrix is PSD (DESIGN §2.1), so it is not
+ * starts with I/√r: the PSD top eigenmatrix (README, The mathematics) is not
  * orthogonal to a positive definite start.  E_11 (the sharpest direction)
  * joins it: as b → 0 the top eigenvector of K tends to E_11, and for 𝒯 at
- * η > 2/λmax it is close to E_11; E_rr (the flattest) completes 𝒯's start,
- * whose slowest mode at small η lives there. */
+ * η > 2/λmax it is close to E_11; E_jj of the smallest h_j completes 𝒯's
+ * start: its slowest mode at small η lives there, and along a negative h_j
+ * its fastest. */
 static sgdstab_family *family(sgdstab_stability *s, int kind,
                               sgdstab_sampling sampling, sgdstab_error *err)
 {
@@ -179,7 +216,7 @@ static sgdstab_family *family(sgdstab_stability *s, int kind,
                                              slot, s->eig.ncv, err);
     if (!f || sgdstab_family_add(f, s->identity, err) ||
         add_unit(s, f, 0, err) ||
-        (kind == FAMILY_STEP && add_unit(s, f, s->r - 1, err))) {
+        (kind == FAMILY_STEP && add_unit(s, f, s->flattest, err))) {
         sgdstab_family_free(f);
         return NULL;
     }
@@ -260,6 +297,119 @@ int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
                                           err);
 }
 
+/* The largest Rayleigh quotient of 𝒯 at a unit matrix E_jj,
+ * (1 − ηh_j)² + η²b·⟨E_jj, 𝒩 E_jj⟩: ρ⊥ is at least this for every input
+ * (𝒯 is self-adjoint), e.g. (1 − ηλmin)² when H has a negative eigenvalue.
+ * *at is the j that attains it. */
+static double radius_lower_bound(const sgdstab_stability *s, double eta,
+                                 double b, sgdstab_sampling sampling,
+                                 size_t *at)
+{
+    const double *noise = s->unit_noise[sampling != SGDSTAB_SAMPLING_BERNOULLI];
+    double best = -INFINITY;
+    for (size_t j = 0; j < s->r; j++) {
+        double d = 1 - eta * s->red->lambda[j];
+        double q = d * d + eta * eta * b * noise[j];
+        if (q > best) {
+            best = q;
+            *at = j;
+        }
+    }
+    return best;
+}
+
+/* ρ⊥ on the shared basis, to the relative tolerance and then to
+ * RADIUS_ABS_TOL: the relative tolerance allows an error estimate of
+ * 1e-11·ρ⊥, more than that once ρ⊥ > 5. */
+static int solve_radius(sgdstab_stability *s, sgdstab_sampling sampling,
+                        const double *gamma, double beta, double vtol,
+                        int from_scratch, sgdstab_eig_result *res,
+                        double *vec, sgdstab_error *err)
+{
+    int st = solve_member(s, FAMILY_STEP, sampling, gamma, beta, 0, vtol,
+                          from_scratch, res, vec, err);
+    if (!st && !(s->eig.tol > 0) && res->converged &&
+        res->error_estimate > RADIUS_ABS_TOL) {
+        size_t matvecs = res->matvecs;
+        st = solve_member(s, FAMILY_STEP, sampling, gamma, beta,
+                          RADIUS_ABS_TOL / res->value, vtol, from_scratch,
+                          res, vec, err);
+        res->matvecs += matvecs;
+    }
+    return st;
+}
+
+/* Solve again (applications added up) after a result that contradicts a
+ * theorem. */
+static int solve_radius_again(sgdstab_stability *s, sgdstab_sampling sampling,
+                              const double *gamma, double beta, double vtol,
+                              int from_scratch, sgdstab_eig_result *res,
+                              double *vec, sgdstab_error *err)
+{
+    size_t matvecs = res->matvecs;
+    int st = solve_radius(s, sampling, gamma, beta, vtol, from_scratch, res,
+                          vec, err);
+    res->matvecs += matvecs;
+    return st;
+}
+
+/* A shared basis accepts its largest Ritz value once the residual is small,
+ * so a basis holding an (almost) exact eigenmatrix of a smaller eigenvalue
+ * — the slow mode ρ ≈ 1 of a flat direction, say — can hide the top one.
+ * Two facts catch it.  For every input ρ⊥ is at least the lower bound
+ * above: below it, the unit matrix that attains it joins the basis and the
+ * solve is repeated, then made from scratch by ARPACK (whose Lanczos start
+ * I/√r is not orthogonal to the positive semidefinite top eigenmatrix).  At
+ * a minimum, ρ⊥ > 1 ⟺ η > η*(B) (README, η*(B)): a value on the wrong side
+ * of 1 is also solved again by ARPACK. */
+static int check_radius(sgdstab_stability *s, double lr,
+                        sgdstab_sampling sampling, size_t batch,
+                        const double *gamma, double vtol,
+                        sgdstab_eig_result *res, double *vec,
+                        sgdstab_error *err)
+{
+    double eta = gamma[1] < 0 ? -gamma[1] : 0, b = s->b, beta = eta * eta * b;
+    size_t at = 0;
+    double bound = radius_lower_bound(s, eta, b, sampling, &at);
+    double slack = 1e-14 * fabs(bound);
+    int st = SGDSTAB_OK;
+    if (res->value < bound - slack && !s->eig.arpack) {
+        sgdstab_error add_err;
+        sgdstab_family *f = family(s, FAMILY_STEP, sampling, err);
+        if (!f)
+            return err ? err->status : SGDSTAB_ENOMEM;
+        double *x = s->work;
+        memset(x, 0, s->dim * sizeof *x);
+        x[sgdstab_sym_diag_index(s->r, at)] = 1;
+        size_t before = sgdstab_family_matvecs(f);
+        if (!sgdstab_family_add(f, x, &add_err)) {
+            res->matvecs += sgdstab_family_matvecs(f) - before;
+            st = solve_radius_again(s, sampling, gamma, beta, vtol, 0, res,
+                                    vec, err);
+        }
+    }
+    if (!st && res->value < bound - slack)
+        st = solve_radius_again(s, sampling, gamma, beta, vtol, 1, res, vec,
+                                err);
+    if (!st && res->value < bound - (RADIUS_ABS_TOL + 1e-11 * fabs(bound)))
+        return sgdstab_fail(err, SGDSTAB_ENUMERIC, "the eigensolver found "
+                            "rho = %.17g below its lower bound %.17g (the "
+                            "Rayleigh quotient at E_%zu%zu): no answer is "
+                            "given rather than a wrong one", res->value,
+                            bound, at + 1, at + 1);
+    if (st || s->eig.arpack)
+        return st;
+    sgdstab_critical crit;
+    st = sgdstab_critical_lr(s, sampling, batch, &crit, err);
+    double ec = crit.lr_critical;
+    if (!st && crit.kind == SGDSTAB_MINIMUM_OK &&
+        ((lr > ec * (1 + 1e-8) && res->value <= 1) ||
+         (lr < ec * (1 - 1e-8) && res->value > 1)))
+        st = solve_radius_again(s, sampling, gamma, beta, vtol, 1, res, vec,
+                                err);
+    return st;
+}
+
 int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
                                    sgdstab_sampling sampling, size_t batch,
                                    sgdstab_radius *out, double *S,
@@ -277,38 +427,10 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
     if (S && !vec)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
     double vtol = S ? EIGENMATRIX_RESIDUAL : 0;
-    st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b, 0,
-                      vtol, 0, &res, vec, err);
-    if (!st && !(s->eig.tol > 0) && res.converged &&
-        res.error_estimate > RADIUS_ABS_TOL) {
-        /* The relative tolerance allows an error estimate of 1e-11·ρ⊥,
-         * more than RADIUS_ABS_TOL once ρ⊥ > 5: go on, on the same basis,
-         * to that. */
-        size_t matvecs = res.matvecs;
-        st = solve_member(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b,
-                          RADIUS_ABS_TOL / res.value, vtol, 0, &res, vec, err);
-        res.matvecs += matvecs;
-    }
-    if (!st && !s->eig.arpack) {
-        /* The shared basis accepts its largest Ritz value once the residual
-         * is small, so a basis holding an (almost) exact eigenmatrix of a
-         * smaller eigenvalue — the slow mode ρ ≈ 1 of a numerically flat
-         * direction — can hide the top one.  ρ⊥ > 1 ⟺ η > η*(B) is a
-         * theorem (DESIGN §2.4): a result on the wrong side of 1 is solved
-         * again from scratch by ARPACK, whose Lanczos start I/√r is not
-         * orthogonal to the positive semidefinite top eigenmatrix. */
-        sgdstab_critical crit;
-        st = sgdstab_critical_lr(s, sampling, batch, &crit, err);
-        double ec = crit.lr_critical;
-        if (!st && crit.kind == SGDSTAB_MINIMUM_OK &&
-            ((lr > ec * (1 + 1e-8) && res.value <= 1) ||
-             (lr < ec * (1 - 1e-8) && res.value > 1))) {
-            size_t matvecs = res.matvecs;
-            st = solve_member(s, FAMILY_STEP, sampling, gamma,
-                              eta * eta * s->b, 0, vtol, 1, &res, vec, err);
-            res.matvecs += matvecs;
-        }
-    }
+    st = solve_radius(s, sampling, gamma, eta * eta * s->b, vtol, 0, &res, vec,
+                      err);
+    if (!st)
+        st = check_radius(s, lr, sampling, batch, gamma, vtol, &res, vec, err);
     if (!st && S)
         sgdstab_sym_unpack(s->r, vec, S);
     free(vec);
@@ -320,14 +442,6 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
     out->matvecs = res.matvecs;
     out->converged = res.converged;
     return SGDSTAB_OK;
-}
-
-static double hessian_max(const sgdstab_reduced *red)
-{
-    double hmax = red->r < red->p ? 0.0 : -INFINITY;
-    for (size_t j = 0; j < red->r; j++)
-        hmax = fmax(hmax, red->lambda[j]);
-    return hmax;
 }
 
 const sgdstab_reduced *sgdstab_stability_reduced(const sgdstab_stability *s)
@@ -345,8 +459,42 @@ double sgdstab_lr_mean_limit(const sgdstab_stability *s)
     /* A negative eigenvalue h makes |1 − ηh| > 1 for every η > 0. */
     if (s->red->hessian_min < 0)
         return 0;
-    double hmax = s->c * hessian_max(s->red);
+    double hmax = s->c * sgdstab_reduced_hessian_max(s->red);
     return hmax > 0 ? 2 / hmax : INFINITY;
+}
+
+/* The tolerance of η* solves (eig.h), as solve_member takes it. */
+static double critical_tol(const sgdstab_stability *s)
+{
+    return s->eig.tol > 0 ? s->eig.tol : DEFAULT_TOL[FAMILY_CRITICAL];
+}
+
+/* The relative rounding of a Rayleigh quotient over dim coordinates. */
+static double rounding_rel(const sgdstab_stability *s)
+{
+    return 4 * sqrt((double)s->dim) * DBL_EPSILON;
+}
+
+const char *sgdstab_verdict_name(sgdstab_verdict v)
+{
+    switch (v) {
+    case SGDSTAB_VERDICT_STABLE:
+        return "stable";
+    case SGDSTAB_VERDICT_UNSTABLE:
+        return "unstable";
+    default:
+        return "threshold";
+    }
+}
+
+sgdstab_verdict sgdstab_verdict_at(const sgdstab_critical *crit, double lr)
+{
+    if (crit->kind != SGDSTAB_MINIMUM_OK || !(crit->lr_critical > 0))
+        return SGDSTAB_VERDICT_UNSTABLE;
+    double rel = lr / crit->lr_critical - 1;
+    if (fabs(rel) <= crit->threshold_band)
+        return SGDSTAB_VERDICT_THRESHOLD;
+    return rel < 0 ? SGDSTAB_VERDICT_STABLE : SGDSTAB_VERDICT_UNSTABLE;
 }
 
 int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
@@ -367,10 +515,13 @@ int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
     if (s->red->hessian_min == 0) {
         /* 𝒜₁ is singular: with b = 0 plain GD, η* = 2/λmax(H); with batch
          * noise the undamped directions make every η > 0 unstable. */
-        if (s->b == 0)
-            out->lr_critical = sgdstab_lr_mean_limit(s);
-        else
+        if (s->b == 0) {
+            out->lr_critical = out->lr_lower = out->lr_upper =
+                sgdstab_lr_mean_limit(s);
+            out->threshold_band = 16 * DBL_EPSILON;
+        } else {
             out->kind = SGDSTAB_DEGENERATE;
+        }
         return SGDSTAB_OK;
     }
     double gamma[1] = {1};
@@ -379,9 +530,15 @@ int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
                            &res, NULL, err)))
         return st;
     /* λmax(K) ≥ ⟨E_11, K E_11⟩ = h_1/2 > 0, so η* is finite. */
+    double rounding = rounding_rel(s);
     out->lr_critical = 1 / (s->c * res.value);
     out->rel_accuracy = res.error_estimate / res.value;
     out->rel_residual = res.residual / res.value;
+    out->lr_upper = out->lr_critical * (1 + rounding);
+    out->threshold_band = 2 * (out->rel_accuracy + critical_tol(s)) +
+                          rounding;
+    out->lr_lower = out->lr_critical / (1 + out->rel_residual) *
+                    (1 - rounding);
     out->matvecs = res.matvecs;
     out->converged = res.converged;
     return SGDSTAB_OK;
@@ -443,19 +600,18 @@ int sgdstab_analyze(sgdstab_stability *s, double lr, sgdstab_sampling sampling,
     out->b = s->b;
     out->stable = out->critical.kind == SGDSTAB_MINIMUM_OK &&
                   lr <= out->critical.lr_critical;
+    out->verdict = sgdstab_verdict_at(&out->critical, lr);
     sgdstab_escape_rates(out->radius.rho, s->red->n, batch,
                          &out->escape_rate_per_step,
                          &out->escape_rate_per_epoch);
     double lrho = out->escape_rate_per_step;
     out->rms_efold_steps = lrho != 0 ? 2 / fabs(lrho) : INFINITY;
     out->lr_critical_mean = sgdstab_lr_mean_limit(s);
-    double sq = 0, tr = 0;
-    for (size_t j = 0; j < s->r; j++) {
+    double sq = 0;
+    for (size_t j = 0; j < s->r; j++)
         sq += s->red->lambda[j] * s->red->lambda[j];
-        tr += s->red->lambda[j];
-    }
-    out->sharpness = s->c * hessian_max(s->red);
+    out->sharpness = s->c * sgdstab_reduced_hessian_max(s->red);
     out->hessian_frobenius = s->c * sqrt(sq);
-    out->hessian_trace = s->c * tr;
+    out->hessian_trace = s->c * sgdstab_reduced_hessian_trace(s->red);
     return SGDSTAB_OK;
 }

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
-"""Independent NumPy reference for the exact stability engine (DESIGN §1-2).
+"""Independent NumPy reference for the exact stability engine (README, The
+mathematics).
 
 Everything here works in the FULL parameter space: no SVD-reduced coordinates,
 no Lanczos, no shared code with the C library.  Only plain Kronecker products,
 dense symmetric eigenproblems (numpy/scipy) and, for the evolution and the
 (a, b) table, brute-force enumeration of every possible minibatch.
 
-Conventions (DESIGN §1):
+Conventions (README, The mathematics):
     A_i = c J_i^T J_i            J_i the k x p output Jacobian of sample i
     G   = (1/n) sum_i A_i
     H   = c H_file if a Hessian is given, else G
@@ -79,7 +80,7 @@ class Problem:
 # ----------------------------------------------------------------- (a, b)
 
 def ab(sampling, n, B):
-    """E[G_xi S G_xi] = a G S G + b Sigma(S) (DESIGN §1 table)."""
+    """E[G_xi S G_xi] = a G S G + b Sigma(S) (the README's (a, b) table)."""
     if sampling == "without":
         b = (n - B) / (B * (n - 1)) if n > 1 else 0.0
         return 1.0 - b, b
@@ -236,7 +237,7 @@ def evolve(prob, lr, sampling, B, steps, S0=None):
     zero.  This only removes roundoff: in the original coordinates the
     ~1e-16 leakage of a large never-moving share of tr S_0 into the range
     swamps a loss that has decayed by many orders of magnitude.  Null
-    directions keep their share of tr S_0 (DESIGN §2.2) exactly."""
+    directions keep their share of tr S_0 (README, The mathematics) exactly."""
     p = prob.p
     Q = prob.range_basis()
     r = Q.shape[1]

@@ -95,7 +95,7 @@ static engine engine_make(sgdstab_problem *prob, double loss_scale)
 {
     engine e = {prob, NULL, NULL};
     sgdstab_error err;
-    assert_int_equal(sgdstab_reduce(prob, 0, &e.red, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_reduce(prob, NULL, &e.red, &err), SGDSTAB_OK);
     e.s = sgdstab_stability_alloc(e.red, loss_scale, &err);
     assert_non_null(e.s);
     return e;
@@ -337,8 +337,9 @@ static void test_against_reference(void **state)
 /* Curves over every batch size at the default tolerance, where the shared
  * basis solves most members with few or no applications and convergence is
  * judged by the error estimates (eig.h): η* within 1e-9 of the dense
- * reference, and the accuracy reported honest, the true error at most twice
- * the estimate (plus the reference's own rounding). */
+ * reference, the accuracy reported honest, the true error at most twice
+ * the estimate (plus the reference's own rounding), and the reference's η*
+ * inside the rigorous interval. */
 static void test_curve_against_reference(void **state)
 {
     (void)state;
@@ -368,6 +369,12 @@ static void test_curve_against_reference(void **state)
                 assert_true(cr[i].converged);
                 assert_rel(got, rc, 1e-9, what);
                 assert_rel(got, rc, 2 * cr[i].rel_accuracy + 1e-12, what);
+                /* The rigorous interval holds the reference's η* (up to the
+                 * reference's own rounding). */
+                if (!(cr[i].lr_lower <= rc * (1 + 1e-12) &&
+                      rc <= cr[i].lr_upper * (1 + 1e-12)))
+                    fail_msg("%s: eta* = %.17g outside [%.17g, %.17g]", what,
+                             rc, cr[i].lr_lower, cr[i].lr_upper);
             }
         }
         free(batches);
@@ -420,6 +427,270 @@ static void test_flat_direction(void **state)
         sgdstab_reference_free(ref);
         engine_free(&e);
     }
+}
+
+/* ------------------------------------------- supplied H near a minimum */
+
+/* The eigen-decomposition of G = JᵀJ/n for J (n·k × p, row-major):
+ * ascending w, eigenvectors in the columns of Q (p × p, row-major). */
+static void gauss_newton_eigen(const double *J, size_t n, size_t k, size_t p,
+                               double *w, double *Q)
+{
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p, (int)(n * k),
+                1.0 / (double)n, J, (int)p, 0.0, Q, (int)p);
+    assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)p,
+                                   Q, (lapack_int)p, w), 0);
+}
+
+/* A problem with J and H = Q diag(h) Qᵀ (both copied). */
+static sgdstab_problem *problem_with_hessian(size_t n, size_t k, size_t p,
+                                             const double *J, const double *Q,
+                                             const double *h)
+{
+    sgdstab_array aJ = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
+    sgdstab_array aH = {.ndim = 2, .shape = {p, p, 1}, .size = p * p};
+    snprintf(aJ.descr, sizeof aJ.descr, "<f8");
+    snprintf(aH.descr, sizeof aH.descr, "<f8");
+    aJ.data = malloc(aJ.size * sizeof *aJ.data);
+    aH.data = calloc(p * p, sizeof *aH.data);
+    assert_true(aJ.data && aH.data);
+    memcpy(aJ.data, J, aJ.size * sizeof *aJ.data);
+    for (size_t i = 0; i < p; i++)
+        for (size_t j = 0; j < p; j++)
+            for (size_t c = 0; c < p; c++)
+                aH.data[i * p + j] += Q[i * p + c] * h[c] * Q[j * p + c];
+    for (size_t i = 0; i < p; i++)
+        for (size_t j = 0; j < i; j++)
+            aH.data[i * p + j] = aH.data[j * p + i] =
+                0.5 * (aH.data[i * p + j] + aH.data[j * p + i]);
+    sgdstab_problem *prob;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_problem_from_arrays("near a minimum", &aJ, &aH,
+                                                 NULL, &prob, &err),
+                     SGDSTAB_OK);
+    return prob;
+}
+
+/* The engine at a flat tolerance (0: strict). */
+static engine engine_flat(sgdstab_problem *prob, double flat_rtol)
+{
+    engine e = {prob, NULL, NULL};
+    sgdstab_error err;
+    sgdstab_reduce_options opt;
+    sgdstab_reduce_options_init(&opt);
+    opt.flat_rtol = flat_rtol;
+    assert_int_equal(sgdstab_reduce(prob, &opt, &e.red, &err), SGDSTAB_OK);
+    e.s = sgdstab_stability_alloc(e.red, 1.0, &err);
+    assert_non_null(e.s);
+    return e;
+}
+
+/* ρ⊥ of e against the dense reference of ref_prob (the same problem, or
+ * the one e must be equivalent to), every sampling, B ∈ {1, n/2, n}, at the
+ * given learning rates. */
+static void radius_against(engine *e, const sgdstab_problem *ref_prob,
+                           const double *lrs, size_t nlr, const char *label)
+{
+    sgdstab_error err;
+    sgdstab_reference *ref = sgdstab_reference_alloc(ref_prob, 1.0, &err);
+    assert_non_null(ref);
+    size_t n = e->red->n, batches[3] = {1, (n + 1) / 2, n};
+    for (int si = 0; si < 3; si++)
+        for (int bi = 0; bi < 3; bi++)
+            for (size_t li = 0; li < nlr; li++) {
+                double ref_rho;
+                assert_int_equal(sgdstab_reference_spectrum(
+                                     ref, lrs[li], SAMPLINGS[si], batches[bi],
+                                     &ref_rho, NULL, &err), SGDSTAB_OK);
+                char what[160];
+                snprintf(what, sizeof what, "%s, %s, B = %zu, eta = %g", label,
+                         sgdstab_sampling_name(SAMPLINGS[si]), batches[bi],
+                         lrs[li]);
+                assert_close(radius(e, lrs[li], SAMPLINGS[si], batches[bi]),
+                             ref_rho, 1e-10 * fmax(1, ref_rho), what);
+            }
+    sgdstab_reference_free(ref);
+}
+
+/* Item 1 of the issue that found it: an H with a small negative eigenvalue
+ * (−2e-3·λmax) and an exact zero on a direction J moves.  The shared basis
+ * once settled on that zero's mode, ρ = 1 + 1e-16, where (1 − ηλmin)² > 1
+ * is a lower bound for every input.  ρ⊥ against the dense reference, every
+ * sampling and batch size, and the bound. */
+static void test_negative_curvature_radius(void **state)
+{
+    (void)state;
+    const shape_case shapes[] = {{10, 1, 6, 1}, {8, 3, 5, 1}, {20, 1, 12, 1}};
+    for (size_t c = 0; c < 3; c++)
+        for (unsigned long seed = 0; seed < 3; seed++) {
+            const shape_case *sc = &shapes[c];
+            size_t n = sc->n, k = sc->k, p = sc->p;
+            double *J = malloc(n * k * p * sizeof *J), *w = malloc(p * sizeof *w);
+            double *Q = malloc(p * p * sizeof *Q);
+            assert_true(J && w && Q);
+            sgdstab_rng *rng = sgdstab_rng_alloc(1300 + 10 * c + seed);
+            sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), n * k * p, J);
+            sgdstab_rng_free(rng);
+            gauss_newton_eigen(J, n, k, p, w, Q);
+            double wmax = w[p - 1];
+            w[0] = 0;              /* null(H), moved by J */
+            w[1] = -2e-3 * wmax;   /* not a minimum, beyond any tolerance */
+            const double lrs[2] = {0.4 * 2 / wmax, 1.5 * 2 / wmax};
+            /* The first solve of a fresh workspace, full batch: ρ⊥ is the
+             * largest (1 − ηh_j)² (n > p: J moves every direction). */
+            for (int li = 0; li < 2; li++) {
+                engine e = engine_make(problem_with_hessian(n, k, p, J, Q, w),
+                                       1.0);
+                double want = 0;
+                for (size_t j = 0; j < p; j++)
+                    want = fmax(want, pow(1 - lrs[li] * w[j], 2));
+                assert_true(want >= pow(1 + lrs[li] * 2e-3 * wmax, 2));
+                assert_rel(radius(&e, lrs[li], SGDSTAB_SAMPLING_WITHOUT, n),
+                           want, 1e-12, "negative curvature, full batch");
+                engine_free(&e);
+            }
+            engine e = engine_make(problem_with_hessian(n, k, p, J, Q, w), 1.0);
+            assert_true(e.red->hessian_min < 0);
+            char label[64];
+            snprintf(label, sizeof label, "negative curvature, case %zu/%lu",
+                     c, seed);
+            radius_against(&e, e.prob, lrs, 2, label);
+            sgdstab_critical cr;
+            sgdstab_error err;
+            assert_int_equal(sgdstab_critical_lr(e.s, SGDSTAB_SAMPLING_WITHOUT,
+                                                 n, &cr, &err), SGDSTAB_OK);
+            assert_int_equal(cr.kind, SGDSTAB_NOT_A_MINIMUM);
+            engine_free(&e);
+            free(J);
+            free(w);
+            free(Q);
+        }
+}
+
+/* Item 2: negative curvature at the level of a training residual is flat.
+ * J is random, n > p, with one column zero (a null direction of J) and one
+ * scaled by 1e-4 (curvature ≈ 1e-9·λmax along it: J moves that direction,
+ * but below the tolerance).  h = w (H = G) except at one index:
+ *  - on null(J), h = −5e-8·λmax: flat at the default tolerance (η*(B) and
+ *    ρ⊥ those of the problem with h = 0 there, by the dense reference),
+ *    not a minimum when strict;
+ *  - there, h = −1e-4·λmax: not a minimum at the default, flat at 1e-3;
+ *  - on the weakly moved direction, h = −5e-8·λmax: flat, and the direction
+ *    projected out (the reference: J with that direction removed, h = 0);
+ *  - on a direction J moves with curvature 1e-2·λmax, h = −5e-8·λmax: flat
+ *    curvature where the batch noise is not: degenerate (η* = 0 for B < n,
+ *    2/λmax at B = n). */
+typedef struct {
+    int at_null;       /* modify the null(J) direction, else another */
+    double h_rel;      /* its new eigenvalue, relative to λmax */
+    double flat_rtol;  /* the engine's tolerance */
+    sgdstab_minimum_kind kind;
+    size_t flat_negative, flat_moved;
+} flat_case;
+
+static void test_flat_negative_curvature(void **state)
+{
+    (void)state;
+    const size_t n = 12, k = 1, p = 9;
+    const flat_case cases[] = {
+        {1, -5e-8, SGDSTAB_FLAT_RTOL_DEFAULT, SGDSTAB_MINIMUM_OK, 1, 0},
+        {1, -5e-8, 0, SGDSTAB_NOT_A_MINIMUM, 0, 0},
+        {1, -1e-4, SGDSTAB_FLAT_RTOL_DEFAULT, SGDSTAB_NOT_A_MINIMUM, 0, 0},
+        {1, -1e-4, 1e-3, SGDSTAB_MINIMUM_OK, 1, 0},
+        {0, -5e-8, SGDSTAB_FLAT_RTOL_DEFAULT, SGDSTAB_MINIMUM_OK, 1, 1},
+        {0, -5e-8, 0, SGDSTAB_NOT_A_MINIMUM, 0, 0},
+    };
+    double J[12 * 9], w[9], Q[81], Jflat[12 * 9];
+    sgdstab_rng *rng = sgdstab_rng_alloc(1400);
+    sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), n * k * p, J);
+    sgdstab_rng_free(rng);
+    for (size_t row = 0; row < n * k; row++) {
+        J[row * p] = 0;
+        J[row * p + p - 1] *= 1e-4;
+    }
+    gauss_newton_eigen(J, n, k, p, w, Q);
+    double wmax = w[p - 1];
+    /* Ascending: the null direction, the weakly moved one, the rest. */
+    const size_t null_dir = 0, weak = 1;
+    assert_true(w[null_dir] < 1e-14 * wmax);
+    assert_true(w[weak] > 1e-9 * wmax && w[weak] < 1e-7 * wmax);
+    assert_true(w[weak + 1] > 1e-3 * wmax);
+    w[null_dir] = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const flat_case *fc = &cases[c];
+        size_t at = fc->at_null ? null_dir : weak;
+        double h[9], h0[9];
+        memcpy(h, w, sizeof h);
+        memcpy(h0, w, sizeof h0);
+        h[at] = fc->h_rel * wmax;
+        h0[at] = 0;
+        engine e = engine_flat(problem_with_hessian(n, k, p, J, Q, h),
+                               fc->flat_rtol);
+        char label[64];
+        snprintf(label, sizeof label, "flat case %zu", c);
+        assert_int_equal(e.red->flat_negative, fc->flat_negative);
+        assert_int_equal(e.red->flat_moved, fc->flat_moved);
+        if (fc->flat_negative)
+            assert_close(e.red->flat_min, fc->h_rel * wmax, 1e-12 * wmax,
+                         label);
+        sgdstab_critical cr;
+        sgdstab_error err;
+        assert_int_equal(sgdstab_critical_lr(e.s, SGDSTAB_SAMPLING_WITHOUT, 2,
+                                             &cr, &err), SGDSTAB_OK);
+        assert_int_equal(cr.kind, fc->kind);
+        const double lrs[2] = {0.3 / wmax, 3 / wmax};
+        if (fc->kind == SGDSTAB_NOT_A_MINIMUM) {
+            /* ρ⊥ ≥ (1 − ηλmin)² > 1 at every η. */
+            for (int li = 0; li < 2; li++)
+                assert_true(radius(&e, lrs[li], SGDSTAB_SAMPLING_WITH, 2) >=
+                            pow(1 - lrs[li] * h[at], 2) * (1 - 1e-15));
+            if (fc->h_rel < -1e-6)  /* within reach of the reference */
+                radius_against(&e, e.prob, lrs, 2, label);
+        } else {
+            /* Equivalent: h = 0 there and, for the weakly moved direction,
+             * J without it (J ← J(I − qqᵀ)). */
+            memcpy(Jflat, J, sizeof Jflat);
+            for (size_t row = 0; !fc->at_null && row < n * k; row++) {
+                double dot = 0;
+                for (size_t i = 0; i < p; i++)
+                    dot += J[row * p + i] * Q[i * p + at];
+                for (size_t i = 0; i < p; i++)
+                    Jflat[row * p + i] -= dot * Q[i * p + at];
+            }
+            sgdstab_problem *flat = problem_with_hessian(n, k, p, Jflat, Q, h0);
+            sgdstab_reference *ref = sgdstab_reference_alloc(flat, 1.0, &err);
+            assert_non_null(ref);
+            assert_int_equal(sgdstab_reference_dim(ref), e.red->r);
+            for (size_t B = 1; B <= n; B++) {
+                double ref_crit;
+                assert_int_equal(sgdstab_reference_critical(
+                                     ref, SGDSTAB_SAMPLING_WITHOUT, B,
+                                     &ref_crit, &err), SGDSTAB_OK);
+                assert_rel(critical(&e, SGDSTAB_SAMPLING_WITHOUT, B), ref_crit,
+                           1e-9, label);
+            }
+            sgdstab_reference_free(ref);
+            radius_against(&e, flat, lrs, 2, label);
+            sgdstab_problem_free(flat);
+        }
+        engine_free(&e);
+    }
+    /* Flat curvature on a direction J moves strongly: degenerate. */
+    double h[9];
+    memcpy(h, w, sizeof h);
+    h[weak + 1] = -5e-8 * wmax;
+    engine e = engine_make(problem_with_hessian(n, k, p, J, Q, h), 1.0);
+    assert_int_equal(e.red->flat_negative, 1);
+    sgdstab_critical cr;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_critical_lr(e.s, SGDSTAB_SAMPLING_WITHOUT, 2, &cr,
+                                         &err), SGDSTAB_OK);
+    assert_int_equal(cr.kind, SGDSTAB_DEGENERATE);
+    assert_int_equal(sgdstab_critical_lr(e.s, SGDSTAB_SAMPLING_WITHOUT, n, &cr,
+                                         &err), SGDSTAB_OK);
+    assert_int_equal(cr.kind, SGDSTAB_MINIMUM_OK);
+    assert_rel(cr.lr_critical, 2 / wmax, 1e-12, "degenerate, full batch");
+    engine_free(&e);
 }
 
 static void test_against_arpack(void **state)
@@ -636,10 +907,27 @@ static void test_monotone_and_boundary(void **state)
                              "%.17g (%s)", i, i + 1, cr[i - 1].lr_critical,
                              cr[i].lr_critical,
                              sgdstab_sampling_name(SAMPLINGS[si]));
-                if (i % 5 == 0 || i == n - 1)
-                    assert_rel(cr[i].lr_critical,
-                               critical(&fresh, SAMPLINGS[si], i + 1), 1e-9,
-                               "curve vs single solve");
+                /* The curve and a single solve agree to their accuracy. */
+                sgdstab_critical one;
+                assert_int_equal(sgdstab_critical_lr(fresh.s, SAMPLINGS[si],
+                                                     i + 1, &one, &err),
+                                 SGDSTAB_OK);
+                double acc = cr[i].rel_accuracy + one.rel_accuracy + 1e-13;
+                if (!(fabs(cr[i].lr_critical / one.lr_critical - 1) <= acc))
+                    fail_msg("curve vs single solve, B = %zu (%s): %.17g vs "
+                             "%.17g, beyond the accuracies %.2g + %.2g", i + 1,
+                             sgdstab_sampling_name(SAMPLINGS[si]),
+                             cr[i].lr_critical, one.lr_critical,
+                             cr[i].rel_accuracy, one.rel_accuracy);
+                /* At η equal to the curve's η*, a fresh analysis (which
+                 * solves η* again) says "threshold", never a coin flip. */
+                sgdstab_analysis an;
+                assert_int_equal(sgdstab_analyze(fresh.s, cr[i].lr_critical,
+                                                 SAMPLINGS[si], i + 1, &an,
+                                                 &err), SGDSTAB_OK);
+                assert_int_equal(an.verdict, SGDSTAB_VERDICT_THRESHOLD);
+                assert_true(an.critical.lr_lower <= an.critical.lr_critical &&
+                            an.critical.lr_critical <= an.critical.lr_upper);
             }
             engine_free(&fresh);
             size_t B = (n + 2) / 3;
@@ -648,6 +936,21 @@ static void test_monotone_and_boundary(void **state)
                          "rho at eta*");
             assert_true(radius(&e, 0.99 * star, SAMPLINGS[si], B) < 1);
             assert_true(radius(&e, 1.01 * star, SAMPLINGS[si], B) > 1);
+            assert_int_equal(sgdstab_verdict_at(&cr[B - 1], 0.99 * star),
+                             SGDSTAB_VERDICT_STABLE);
+            assert_int_equal(sgdstab_verdict_at(&cr[B - 1], 1.01 * star),
+                             SGDSTAB_VERDICT_UNSTABLE);
+            /* The band: twice this solve's accuracy and the tolerance. */
+            double band = 2 * (cr[B - 1].rel_accuracy + 3e-10);
+            assert_int_equal(sgdstab_verdict_at(&cr[B - 1],
+                                                star * (1 - 0.99 * band)),
+                             SGDSTAB_VERDICT_THRESHOLD);
+            assert_int_equal(sgdstab_verdict_at(&cr[B - 1],
+                                                star * (1 + 1.01 * band)),
+                             SGDSTAB_VERDICT_UNSTABLE);
+            assert_int_equal(sgdstab_verdict_at(&cr[B - 1],
+                                                star * (1 - 1.01 * band)),
+                             SGDSTAB_VERDICT_STABLE);
         }
         free(batches);
         free(cr);
@@ -950,6 +1253,8 @@ int main(void)
         cmocka_unit_test(test_monotone_and_boundary),
         cmocka_unit_test(test_against_arpack),
         cmocka_unit_test(test_flat_direction),
+        cmocka_unit_test(test_negative_curvature_radius),
+        cmocka_unit_test(test_flat_negative_curvature),
         cmocka_unit_test(test_noise_operator),
         cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_curve_against_reference),

@@ -6,7 +6,7 @@ commands make of a file's meta.json (its loss convention, its residuals).
 usage: test_engine_cli.py SGDSTAB
 
 Every expected number comes from engine_reference.py (same directory): the
-DESIGN §1-2 mathematics written with plain NumPy/SciPy in the full parameter
+README's mathematics written with plain NumPy/SciPy in the full parameter
 space, and brute-force enumeration of every minibatch for the evolution.
 Nothing is taken from the tool's own output except to check its internal
 consistency (CSV = JSON, escape rate = ln rho, ...).
@@ -366,6 +366,12 @@ def check_critical(case, sampling, d, batches, c=1.0):
                         "not non-decreasing" % (B, eta, prev))
         if is_num(eta):
             prev = max(prev, eta)
+        # the rigorous interval holds the reference's eta* (up to rounding)
+        lo, hi = e.get("lr_lower"), e.get("lr_upper")
+        if not (is_num(lo) and is_num(hi) and
+                lo <= want * (1 + 1e-12) and want <= hi * (1 + 1e-12)):
+            errs.append("B=%r: reference eta* %r outside [lr_lower, lr_upper]"
+                        " = [%r, %r]" % (B, want, lo, hi))
     if sampling in ("without", "bernoulli") and got_b and got_b[-1] == case.n:
         # b = 0 at B = n: full-batch GD, eta* = 2/lambda_max(H)
         eta = crit[-1].get("lr_critical")
@@ -405,18 +411,23 @@ def test_critical(cases):
                 if sorted(os.listdir(cdir)) != ["crit.csv"]:
                     e.append("directory holds %r" % sorted(os.listdir(cdir)))
                 head, rows = read_csv(csv)
-                if head != "batch,lr_critical,lr_critical_mean,rel_accuracy":
+                if head != ("batch,lr_critical,lr_critical_mean,"
+                            "rel_accuracy,lr_lower,lr_upper"):
                     e.append("CSV header %r" % head)
                 elif len(rows) != len(lst):
                     e.append("CSV has %d rows, want %d" % (len(rows), len(lst)))
                 else:
                     for row, j in zip(rows, d["critical"]):
-                        if (len(row) != 4 or int(row[0]) != j["batch"]
+                        if (len(row) != 6 or int(row[0]) != j["batch"]
                                 or not close_rel(float(row[1]),
                                                  j["lr_critical"], 1e-15)
                                 or not close_rel(float(row[2]),
                                                  d["lr_critical_mean"], 1e-15)
-                                or not (float(row[3]) >= 0)):
+                                or not (float(row[3]) >= 0)
+                                or not close_rel(float(row[4]),
+                                                 j["lr_lower"], 1e-15)
+                                or not close_rel(float(row[5]),
+                                                 j["lr_upper"], 1e-15)):
                             e.append("CSV row %r vs JSON %r" % (row, j))
         report("critical --batch %s --sampling %s --csv: JSON and CSV agree "
                "with the reference" % (",".join(map(str, lst)), sampling),
@@ -426,7 +437,12 @@ def test_critical(cases):
             ("2:33:log", lambda b: b == [2, 4, 8, 16, 32] or
              b == [2, 4, 8, 16, 32, 33]),
             ("7:11", lambda b: b == [7, 8, 9, 10, 11]),
-            ("13,2,5,2", lambda b: b == [2, 5, 13])):
+            ("13,2,5,2", lambda b: b == [2, 5, 13]),
+            # n stands for the number of samples, as in run's specs
+            ("1:n:6:log", lambda b: len(b) <= 6 and b[0] == 1 and b[-1] == 40),
+            ("8,n", lambda b: b == [8, 40]),
+            ("n", lambda b: b == [40]),
+            ("30:n", lambda b: b == list(range(30, 41)))):
         d, res, e = run_json("critical", case.path, "--batch", spec)
         if d is not None:
             e = check_critical(case, "without", d, None)
@@ -442,6 +458,146 @@ def test_critical(cases):
     if d is not None:
         e = check_critical(case, "with", d, list(range(1, case.n + 1)), c)
     report("critical %s --loss mse --sampling with" % case.name, e, res)
+
+
+def test_threshold(case):
+    """At eta = eta*(B) as `critical` printed it, `analyze` (which solves
+    eta* again) says "threshold", not a verdict decided by rounding; a
+    little to either side, beyond the band, stable and unstable."""
+    d, res, e = run_json("critical", case.path, "--batch", "all")
+    errs, bad = list(e), None if d else res
+    for entry in (d or {}).get("critical", []):
+        B, eta = entry["batch"], entry["lr_critical"]
+        want = case.eta_star("without", B)
+        for factor, verdict in ((1.0, "threshold"), (1 - 1e-6, "stable"),
+                                (1 + 1e-6, "unstable")):
+            a, res, e = run_json("analyze", case.path, "--lr",
+                                 fmt(eta * factor), "--batch", B)
+            if a is not None and a.get("verdict") != verdict:
+                e.append("verdict %r at %r eta*, want %r (reference eta* %r, "
+                         "rel %.2g)" % (a.get("verdict"), factor, verdict,
+                                        want, eta * factor / want - 1))
+            if a is not None and factor != 1.0 and \
+                    a.get("stable") is not (verdict == "stable"):
+                e.append("stable = %r beside verdict %r"
+                         % (a.get("stable"), verdict))
+            if e:
+                errs += ["B=%d: %s" % (B, m) for m in e]
+                bad = bad or res
+    text = run("analyze", case.path, "--lr", fmt(d["critical"][3]["lr_critical"]
+                                                 if d else 1), "--batch", 4)
+    if d and "AT THE THRESHOLD (within accuracy)" not in text.out:
+        errs.append("text verdict at eta* does not say AT THE THRESHOLD")
+        bad = bad or text
+    report("analyze at eta*(B) from critical: verdict threshold for every B "
+           "of %s; stable / unstable 1e-6 to either side" % case.name,
+           errs, bad)
+
+
+def hessian_with(J, h_rel, at_null):
+    """H = G with one eigenvalue replaced by h_rel * lambda_max: on a
+    direction J never moves (at_null) or on G's smallest positive one.
+    Returns (H, H with that eigenvalue 0, the eigenvalue)."""
+    n, p = J.shape[0], J.shape[-1]
+    # G's eigenvectors from the SVD of J, so that J's null directions are
+    # null to rounding (eigh of JᵀJ would leave them moved by √ε).
+    _, s, Vt = np.linalg.svd(J.reshape(-1, p))
+    w = np.zeros(p)
+    w[:len(s)] = s * s / n
+    w[w < 1e-12 * w[0]] = 0
+    w, V = w[::-1], Vt[::-1].T                      # ascending
+    i = 0 if at_null else int(np.argmax(w > 0))
+    h, h0 = w.copy(), w.copy()
+    h[i], h0[i] = h_rel * w[-1], 0.0
+    return V @ np.diag(h) @ V.T, V @ np.diag(h0) @ V.T, h[i]
+
+
+def test_curvature():
+    """Negative curvature of a supplied H: flat within the tolerance (the
+    answer is that of H with it set to 0, by the reference), not a minimum
+    beyond it or with --negative-curvature strict; and an exact zero on a
+    direction J moves next to a negative eigenvalue, solved first at full
+    batch (the shared basis once reported rho = 1 there)."""
+    J, _ = ref.random_problem(140, 12, 16, null_dirs=3)
+    H, H0, lam = hessian_with(J, -5e-8, True)
+    flat, zero = Case("H_flat", J, H), ref.Problem(J, H0)
+    lr, B = 0.8 * ref.lr_critical(zero, "without", 4), 4
+    d, res, e = run_json("analyze", flat.path, "--lr", fmt(lr), "--batch", B)
+    if d is not None:
+        steps = 1 / math.log1p(lr * -lam)
+        for key, want in (("not_a_minimum", False), ("verdict", "stable"),
+                          ("flat_negative_count", 1), ("flat_moved_count", 0)):
+            if d.get(key) != want:
+                e.append("%s = %r, want %r" % (key, d.get(key), want))
+        for key, want, rel in (
+                ("flat_negative_min", lam, 1e-6),
+                ("flat_negative_steps", steps, 1e-6),
+                ("negative_curvature_tolerance", 1e-6, 1e-15),
+                ("lr_critical", ref.lr_critical(zero, "without", B), ETA_REL)):
+            if not close_rel(d.get(key), want, rel):
+                e.append("%s = %r, want %r" % (key, d.get(key), want))
+        if not close_abs(d.get("spectral_radius"),
+                         ref.rho_perp(zero, lr, "without", B), RHO_ABS):
+            e.append("spectral_radius = %r, reference (eigenvalue 0) %r"
+                     % (d.get("spectral_radius"),
+                        ref.rho_perp(zero, lr, "without", B)))
+    text = run("analyze", flat.path, "--lr", fmt(lr), "--batch", B)
+    if "flat curvature   1 negative eigenvalue of H" not in text.out:
+        e.append("the text does not report the flat eigenvalue")
+        res = res or text
+    report("H with eigenvalue -5e-8 lambda_max on null(J): flat (reference "
+           "with 0 there), reported with its steps", e, res)
+    for opt, want in (("strict", True), ("0", True), ("1e-8", True),
+                      ("1e-6", False)):
+        d, res, e = run_json("analyze", flat.path, "--lr", fmt(lr),
+                             "--batch", B, "--negative-curvature", opt)
+        if d is not None:
+            if d.get("not_a_minimum") is not want:
+                e.append("not_a_minimum = %r" % d.get("not_a_minimum"))
+            rho = d.get("spectral_radius")
+            if want and not (is_num(rho) and
+                             rho >= (1 - lr * lam) ** 2 - RHO_ABS):
+                e.append("spectral_radius %r below (1 - eta lambda_min)^2"
+                         % rho)
+        report("--negative-curvature %s on the flat eigenvalue: not a "
+               "minimum %s" % (opt, want), e, res)
+    H, _, lam = hessian_with(J, -1e-4, True)
+    beyond = Case("H_beyond", J, H)
+    d, res, e = run_json("critical", beyond.path, "--batch", "1,4")
+    if d is not None and [x.get("not_a_minimum") for x in
+                          d.get("critical", [])] != [True, True]:
+        e.append("critical: %r" % d.get("critical"))
+    d2, res2, e2 = run_json("critical", beyond.path, "--batch", "1,4",
+                            "--negative-curvature", "1e-3")
+    if d2 is not None and [x.get("not_a_minimum") for x in
+                           d2.get("critical", [])] != [False, False]:
+        e2.append("critical at 1e-3: %r" % d2.get("critical"))
+    report("eigenvalue -1e-4 lambda_max: not a minimum at the default "
+           "tolerance, flat at --negative-curvature 1e-3", e + e2, res or res2)
+    for bad_value in ("-1", "1", "abc", "strictly"):
+        r = run("analyze", flat.path, "--lr", 1, "--batch", 2,
+                "--negative-curvature", bad_value)
+        e = [] if (r.rc == 2 and len(r.err.splitlines()) == 1 and
+                   "--negative-curvature" in r.err) else ["rc %d" % r.rc]
+        report("--negative-curvature %s: one-line usage error" % bad_value,
+               e, r)
+    # an exact zero on a direction J moves, and -2e-3 lambda_max beside it
+    J, _ = ref.random_problem(141, 30, 8)
+    Jm = J.reshape(30, 8)
+    w, V = np.linalg.eigh(Jm.T @ Jm / 30)
+    h = w.copy()
+    h[0], h[1] = 0.0, -2e-3 * w[-1]
+    case = Case("H_zero_and_negative", J, V @ np.diag(h) @ V.T)
+    for lr in (0.8 / w[-1], 3 / w[-1]):
+        d, res, e = run_json("analyze", case.path, "--lr", fmt(lr),
+                             "--batch", 30)
+        if d is not None:
+            want = ref.rho_perp(case.prob, lr, "without", 30)
+            if not close_abs(d.get("spectral_radius"), want, RHO_ABS):
+                e.append("spectral_radius = %r, reference %r"
+                         % (d.get("spectral_radius"), want))
+        report("H with 0 on a moved direction and -2e-3 lambda_max, full "
+               "batch, eta = %.3g: rho = reference" % lr, e, res)
 
 
 # ----------------------------------------------------------------- evolve
@@ -931,6 +1087,8 @@ def body(work):
     test_loss(cases)
     test_negative(cases)
     test_critical(cases)
+    test_threshold(cases[0])
+    test_curvature()
     test_evolve()
     test_errors(cases)
     test_meta()

@@ -65,7 +65,7 @@ static fixture make_from(size_t n, size_t k, size_t p, double *Jv, double *Hv)
                                          &f.prob, &err);
     if (rc)
         fail_msg("problem: %s", err.msg);
-    if ((rc = sgdstab_reduce(f.prob, 0, &f.red, &err)))
+    if ((rc = sgdstab_reduce(f.prob, NULL, &f.red, &err)))
         fail_msg("reduce: %s", err.msg);
     return f;
 }

@@ -85,6 +85,16 @@ static void check_exactly_symmetric(const double *H, size_t p)
                          H[i * p + j], j, i, H[j * p + i]);
 }
 
+/* sgdstab_reduce at a given relative rank tolerance. */
+static int reduce_at(const sgdstab_problem *prob, double rank_rtol,
+                     sgdstab_reduced **red, sgdstab_error *err)
+{
+    sgdstab_reduce_options opt;
+    sgdstab_reduce_options_init(&opt);
+    opt.rank_rtol = rank_rtol;
+    return sgdstab_reduce(prob, &opt, red, err);
+}
+
 /* What a reduction must hold, from an independent source. */
 typedef struct {
     size_t n, k, p;
@@ -362,7 +372,7 @@ static void test_reduce(void **state)
     tu_assert_close(rtol, tu_jnum(e, "rank_rtol"), 1e-15 * rtol,
                     "manifest rank rtol");
 
-    int rc = sgdstab_reduce(prob, 0.0, &red, &err);
+    int rc = sgdstab_reduce(prob, NULL, &red, &err);
     if (rc != SGDSTAB_OK)
         fail_msg("%s: status %d: %s", name, rc, err.msg);
     tu_assert_close(red->rank_rtol, rtol, 1e-15 * rtol, "rank_rtol");
@@ -384,7 +394,7 @@ static void test_reduce(void **state)
 
     /* A negative rtol also selects the default. */
     red = NULL;
-    rc = sgdstab_reduce(prob, -1.0, &red, &err);
+    rc = reduce_at(prob, -1.0, &red, &err);
     assert_int_equal(rc, SGDSTAB_OK);
     assert_int_equal(red->rank_J, tu_jsize(e, "rank"));
     tu_assert_close(red->rank_rtol, rtol, 1e-15 * rtol, "rank_rtol (<0)");
@@ -396,7 +406,7 @@ static void test_reduce(void **state)
         double rt = cJSON_GetArrayItem(pair, 0)->valuedouble;
         size_t want = (size_t)cJSON_GetArrayItem(pair, 1)->valuedouble;
         red = NULL;
-        rc = sgdstab_reduce(prob, rt, &red, &err);
+        rc = reduce_at(prob, rt, &red, &err);
         if (rc != SGDSTAB_OK)
             fail_msg("%s rtol %g: %s", name, rt, err.msg);
         assert_true(red->rank_rtol == rt);
@@ -419,7 +429,7 @@ static void test_reduce(void **state)
         tu_assert_close(rt, (double)(n * k > p ? n * k : p) * DBL_EPSILON,
                         1e-15 * rt, "f64 rule rtol");
         red = NULL;
-        assert_int_equal(sgdstab_reduce(prob, rt, &red, &err), SGDSTAB_OK);
+        assert_int_equal(reduce_at(prob, rt, &red, &err), SGDSTAB_OK);
         assert_int_equal(red->rank_J, (size_t)r64->valuedouble);
         assert_int_equal(red->r, red->rank_J);
         assert_true(red->rank_J > tu_jsize(e, "rank"));
@@ -690,7 +700,7 @@ static void test_rank_one(void **state)
     sgdstab_problem *prob = from("rank-one", mk(3, 4, 2, 3, "<f8", j));
     sgdstab_reduced *red = NULL;
     sgdstab_error err;
-    assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
     double sigma[3] = {4.5 * sqrt(5.25), 0, 0};
     double lam = 20.25 * 5.25 / 4;
     expect_t x = {4, 2, 3, j, sigma, 1, lam, 0, 1, NULL, lam};
@@ -714,7 +724,7 @@ static void test_diagonal(void **state)
     sgdstab_problem *prob = from("diag", mk(2, 4, 3, 1, "<f8", j));
     sgdstab_reduced *red = NULL;
     sgdstab_error err;
-    assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
     const double sigma[3] = {3, 2, 1};
     expect_t x = {4, 1, 3, j, sigma, 3, 3.5, 0, 3, NULL, 0.25};
     check_reduction(red, &x, "diagonal");
@@ -732,7 +742,7 @@ static void test_diagonal(void **state)
     sgdstab_reduced_free(red);
     /* rtol between σ's: 0.5·3 = 1.5 keeps 3 and 2 */
     red = NULL;
-    assert_int_equal(sgdstab_reduce(prob, 0.5, &red, &err), SGDSTAB_OK);
+    assert_int_equal(reduce_at(prob, 0.5, &red, &err), SGDSTAB_OK);
     assert_int_equal(red->rank_J, 2);
     assert_int_equal(red->r, 2);
     tu_assert_close(red->rank_tol, 1.5, 1e-15, "rank_tol");
@@ -757,7 +767,7 @@ static void test_reduce_with_H(void **state)
     sgdstab_error err;
     assert_int_equal(sgdstab_problem_from_arrays("withH", &J, &H, NULL, &prob,
                                                  &err), SGDSTAB_OK);
-    assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
     const double sigma[2] = {1, 1}, lam[2] = {3, 0};
     expect_t x = {2, 1, 3, j, sigma, 2, 1.0, 1, 2, lam, 0.0};
     check_reduction(red, &x, "with H");
@@ -789,7 +799,7 @@ static void test_default_rtol_by_dtype(void **state)
                         cases[c].d);
         sgdstab_reduced *red = NULL;
         sgdstab_error err;
-        assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+        assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
         tu_assert_close(red->rank_rtol, want, 1e-15 * want, cases[c].d);
         sgdstab_reduced_free(red);
         sgdstab_problem_free(prob);
@@ -817,7 +827,7 @@ static void test_zero_J(void **state)
         return;
     }
     sgdstab_reduced *red = NULL;
-    rc = sgdstab_reduce(prob, 0, &red, &err);
+    rc = sgdstab_reduce(prob, NULL, &red, &err);
     if (rc == SGDSTAB_OK) {
         assert_int_equal(red->rank_J, 0);
         assert_int_equal(red->r, 0);

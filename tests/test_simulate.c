@@ -41,7 +41,7 @@ static fixture make(size_t n, size_t k, size_t p, unsigned long seed)
     sgdstab_error err;
     assert_int_equal(sgdstab_problem_from_arrays("sim", &J, NULL, NULL,
                                                  &f.prob, &err), SGDSTAB_OK);
-    assert_int_equal(sgdstab_reduce(f.prob, 0, &f.red, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_reduce(f.prob, NULL, &f.red, &err), SGDSTAB_OK);
     return f;
 }
 

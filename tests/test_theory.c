@@ -1,9 +1,10 @@
-/* The theory module (theory.h, DESIGN §3) against independent references:
+/* The theory module (theory.h; README, The theory checks) against
+ * independent references:
  * every quantity recomputed here in the FULL parameter space straight from
  * J with CBLAS/LAPACKE (A_i = c·J_iᵀJ_i, G, its eigendecomposition; no SVD,
  * no moments.h), every theorem inequality checked against η* and ρ⊥ of the
  * DENSE reference (reference.h), the batch coefficients (a, b) written out
- * again from the DESIGN §1 table, brute force for μ_min (random rank-one and
+ * again from the README's table, brute force for μ_min (random rank-one and
  * PSD second moments) with its minimizer computed from red->phi by LAPACK,
  * and closed forms for rank-one problems (p = 1 and all J_i parallel). */
 #include <stdarg.h>
@@ -68,7 +69,7 @@ static void assert_ineq(double value, double bound, int upper, double slack,
                  bound);
 }
 
-/* (a, b) of the DESIGN §1 table, written out independently of
+/* (a, b) of the README's table (The mathematics), written out independently of
  * sgdstab_batch_coefficients. */
 static void table_ab(sgdstab_sampling s, size_t n, size_t B, double *a,
                      double *b)
@@ -323,7 +324,7 @@ static void setup_make(setup *u, sgdstab_problem *prob, double c)
     sgdstab_error err;
     u->prob = prob;
     u->c = c;
-    assert_int_equal(sgdstab_reduce(prob, 0, &u->red, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_reduce(prob, NULL, &u->red, &err), SGDSTAB_OK);
     u->s = sgdstab_stability_alloc(u->red, c, &err);
     assert_non_null(u->s);
     u->ref = sgdstab_reference_alloc(prob, c, &err);
@@ -410,7 +411,7 @@ static void check_verify(setup *u, sgdstab_sampling smp, size_t B,
     if (sgdstab_verify(u->s, &u->th, lr, smp, B, &v, &err) != SGDSTAB_OK)
         fail_msg("%s: sgdstab_verify: %s", label, err.msg);
 
-    /* the full-space bounds, from the DESIGN §3 formulas */
+    /* the full-space bounds, from the README's formulas (The theory checks) */
     double mu = ft->mu_min, l = ft->lmax, f = ft->frob;
     double mm_top = 2 * l / (a * l * l + b * ft->top_moment);
     double mm_trace = 2 * ft->trace / (a * f * f + b * ft->frob_moment);
@@ -753,7 +754,7 @@ static void check_rank_one(sgdstab_problem *prob, double c, const char *label)
     double mu = m4 / (m2 * m2) - 1, var = m4 - m2 * m2;
     sgdstab_error err;
     sgdstab_reduced *red;
-    assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
     assert_int_equal(red->r, 1);
     sgdstab_stability *s = sgdstab_stability_alloc(red, c, &err);
     assert_non_null(s);
@@ -929,7 +930,7 @@ static void test_refusals(void **state)
         sgdstab_problem *prob = problem_from(4, 1, 3, J, Hs[h]);
         sgdstab_reduced *red;
         sgdstab_error err = {0, ""};
-        assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+        assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
         sgdstab_theory th;
         assert_int_equal(sgdstab_theory_compute(red, 1.0, &th, &err),
                          SGDSTAB_EINVAL);
@@ -943,7 +944,7 @@ static void test_refusals(void **state)
         sgdstab_problem *prob = problem_from(4, 1, 3, J, NULL);
         sgdstab_reduced *red;
         sgdstab_error err;
-        assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+        assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
         const double bad[3] = {0, -1, NAN};
         for (int i = 0; i < 3; i++) {
             sgdstab_theory th;
@@ -958,7 +959,7 @@ static void test_refusals(void **state)
     sgdstab_problem *prob = problem_from(3, 1, 2, Z, NULL);
     sgdstab_reduced *red;
     sgdstab_error err;
-    if (sgdstab_reduce(prob, 0, &red, &err) == SGDSTAB_OK) {
+    if (sgdstab_reduce(prob, NULL, &red, &err) == SGDSTAB_OK) {
         sgdstab_theory th;
         assert_int_equal(red->r, 0);
         assert_int_not_equal(sgdstab_theory_compute(red, 1.0, &th, &err),
@@ -979,7 +980,7 @@ static void test_zero_bounds(void **state)
     sgdstab_problem *prob = problem_from(2, 1, 1, j1, NULL);
     sgdstab_error err;
     sgdstab_reduced *red;
-    assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
     sgdstab_stability *s = sgdstab_stability_alloc(red, 1.0, &err);
     assert_non_null(s);
     sgdstab_theory th;
@@ -1014,7 +1015,7 @@ static void test_zero_bounds(void **state)
     memcpy(J + 16, J, 8 * sizeof *J);
     for (size_t n = 1; n <= 3; n += 2) {
         prob = problem_from(n, 2, 4, J, NULL);
-        assert_int_equal(sgdstab_reduce(prob, 0, &red, &err), SGDSTAB_OK);
+        assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
         s = sgdstab_stability_alloc(red, 1.0, &err);
         assert_non_null(s);
         assert_int_equal(sgdstab_theory_compute(red, 1.0, &th, &err),

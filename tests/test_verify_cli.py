@@ -1,10 +1,11 @@
 #!/usr/bin/python3
-"""End-to-end tests of `sgdstab verify` (DESIGN §3, theory.h) through the CLI.
+"""End-to-end tests of `sgdstab verify` (README, The theory checks; theory.h)
+through the CLI.
 
 usage: test_verify_cli.py SGDSTAB
 
 Every expected number comes from theory_reference.py and engine_reference.py
-(same directory): the DESIGN §1-3 mathematics in the full parameter space
+(same directory): the README's mathematics in the full parameter space
 with plain NumPy/SciPy (Kronecker matrices, eigh on range(G), no SVD of J),
 never from the tool's own output.
 
@@ -58,7 +59,7 @@ SPEC_REL = 1e-9
 EIGVEC_RESIDUAL = 1e-10
 SAMPLINGS = ("without", "with", "bernoulli")
 
-KEYS = ("file n k p rank lr batch sampling loss_scale a b stable "
+KEYS = ("file n k p rank lr batch sampling loss_scale a b stable verdict "
         "spectral_radius escape_rate_per_step escape_rate_per_epoch "
         "lr_critical lr_critical_mean sharpness hessian_frobenius "
         "hessian_trace nonuniformity alignment_min alignment_top "
@@ -236,6 +237,9 @@ def check_json(d, case, prob, lr, B, sampling, loss_label=None):
     if d["stable"] is not r["stable"]:
         errs.append("stable = %r, but eta = %r and reference eta* = %r"
                     % (d["stable"], lr, r["lr_critical"]))
+    if d["verdict"] != ("stable" if r["stable"] else "unstable"):
+        errs.append("verdict = %r at eta = %r, reference eta* = %r"
+                    % (d["verdict"], lr, r["lr_critical"]))
     for key, want in nums.items():
         m = mismatch(d[key], want)
         if m:

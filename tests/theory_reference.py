@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Independent NumPy/SciPy reference for the theory quantities of
-`sgdstab verify` (DESIGN §3, include/sgdstab/theory.h), at an interpolating
-minimum (H = G).
+`sgdstab verify` (README, The theory checks; include/sgdstab/theory.h), at an
+interpolating minimum (H = G).
 
 Everything is computed in the FULL parameter space R^p from the per-sample
 matrices A_i = c J_i^T J_i of engine_reference.Problem: no SVD of J, no
@@ -21,7 +21,7 @@ matrices); this module adds
                      of theory.h and as quadratic forms of the p^2 x p^2
                      Kronecker matrices (the self-check compares them, and
                      compares the closed forms with the published forms of
-                     DESIGN §3 when a = 1 - b)
+                     the README (The theory checks) when a = 1 - b)
     Wu-Wang-Su       frobenius bound 1/(eta sqrt(b mu_min)), eta* bound
                      1/(|H|_F sqrt(b mu_min)), growth eta^2 b mu_min |G|_F^2
     top eigenmatrix  S* of T on the symmetric matrices of the range (dense
@@ -80,7 +80,7 @@ def top_vector(prob):
 
 
 def alignment(prob, S):
-    """mu(S) of DESIGN §3, straight from the definition."""
+    """mu(S) of the README (The theory checks), from the definition."""
     G = prob.G
     num = np.sum(G * (sigma(prob, S) - G @ S @ G))
     den = np.sum(G * S) * np.sum(G * G)
@@ -162,7 +162,7 @@ def kron_A12(prob, sampling, B):
 
 def rayleigh_bound(prob, sampling, B, S, kron=None):
     """<S, A1 S> / <S, A2 S>: an upper bound on eta* for every S with
-    <S, A2 S> > 0 (eta* = min of this ratio, DESIGN §2.4)."""
+    <S, A2 S> > 0 (eta* = min of this ratio, README, eta*(B))."""
     A1, A2 = kron or kron_A12(prob, sampling, B)
     s = np.asarray(S, float).ravel()
     return float(s @ A1 @ s) / float(s @ A2 @ s)
@@ -179,7 +179,7 @@ def mm_bounds(prob, sampling, B, th=None):
 
 
 def mm_published(prob, sampling, B, th=None):
-    """The forms written in DESIGN §3 (with their p := b)."""
+    """The published forms (README, The theory checks; their p := b)."""
     th = th or theory(prob)
     _, b = ref.ab(sampling, prob.n, B)
     l, f = th["sharpness"], th["hessian_frobenius"]

@@ -6,7 +6,7 @@
  * Over an epoch of L = ⌈n/B⌉ steps δ ↦ M δ, M = Π_t (I − η H_ξt), so the
  * second moment at epoch ends evolves exactly by the linear map
  *     𝒰(S) = E[M S Mᵀ].
- * For fresh batches 𝒰 = 𝒯^L (DESIGN §1); for reshuffled epochs (one
+ * For fresh batches 𝒰 = 𝒯^L (see the README); for reshuffled epochs (one
  * random permutation per epoch, cut into n/B batches) 𝒰 is what replaces
  * 𝒯.  Reversing the order of an epoch's batches turns M into Mᵀ and leaves
  * the distribution of the batch sequence unchanged (for reshuffling this

@@ -1,4 +1,4 @@
-/* sgdstab — the second-moment map of linearized SGD (DESIGN §1, §2.4).
+/* sgdstab — the second-moment map of linearized SGD (README, The mathematics).
  *
  * In the reduced coordinates of reduce.h, with H = diag(h), for learning rate
  * η, batch size B and a sampling rule with coefficients (a, b):
@@ -42,7 +42,8 @@ typedef enum {
 const char *sgdstab_sampling_name(sgdstab_sampling s);
 int sgdstab_sampling_parse(const char *text, sgdstab_sampling *s);
 
-/* E[G_ξ S G_ξ] = a·GSG + b·Σ(S) for batch size B out of n (DESIGN §1 table).
+/* E[G_ξ S G_ξ] = a·GSG + b·Σ(S) for batch size B out of n (the (a, b) table
+ * of README, The mathematics).
  * B must satisfy 1 ≤ B ≤ n for `without` and `bernoulli`, B ≥ 1 for `with`. */
 int sgdstab_batch_coefficients(sgdstab_sampling s, size_t n, size_t B,
                                double *a, double *b, sgdstab_error *err);

@@ -1,5 +1,5 @@
 /* sgdstab — the validated problem: per-sample output Jacobians J and an
- * optional Hessian H at a minimum (DESIGN §1).
+ * optional Hessian H at a minimum (README, The mathematics).
  *
  * J is held as an (n·k)×p row-major matrix whose rows are grouped per sample:
  * rows i·k .. i·k+k−1 form J_i ∈ R^{k×p}.  A problem object is only ever

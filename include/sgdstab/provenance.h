@@ -12,7 +12,7 @@
  *   "train_lr"        number > 0, "train_batch" whole number ≥ 1,
  *   "train_sampling"  string: the SGD that found the minimum
  *
- * The noise model of linearized SGD (DESIGN §1) assumes an interpolating
+ * The noise model of linearized SGD (see the README) assumes an interpolating
  * minimum, f(x_i) = y_i for every i; the residuals tell how far a minimum is
  * from one. */
 #ifndef SGDSTAB_PROVENANCE_H

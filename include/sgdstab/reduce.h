@@ -1,4 +1,4 @@
-/* sgdstab — reduced coordinates (DESIGN §2.5).
+/* sgdstab — reduced coordinates (README, The mathematics).
  *
  * One factorization per problem, reused by every analysis and every (η, B).
  *
@@ -15,6 +15,18 @@
  * (|μ| > p · ε_H · max|μ|), completed by the directions of null(H) that some
  * J_i moves, so that only null(H) ∩ null(J) — directions that never move — is
  * projected out.  In this basis H = diag(h) and G is a full r×r matrix.
+ *
+ * Flat curvature.  An exported Hessian carries curvature at the level of its
+ * training residual (H − G = (1/n) Σ r_i·∇²f_i) and of rounding, of either
+ * sign.  Negative eigenvalues with |μ| ≤ flat_rtol · λmax(H) are therefore
+ * taken as zero: they join null(H), and of null(H) only the directions J
+ * moves with a curvature σ²/n above the same tolerance are kept (below it
+ * they are flat, like the directions that never move).  The default
+ * flat_rtol = 1e-6 lies ten times above a residual at 1e-7 of λmax and far
+ * below curvature that matters: at any η that can be stable (η ≤ 2/λmax) a
+ * direction of curvature −flat_rtol·λmax needs at least 1/(2·flat_rtol) =
+ * 500 000 steps to grow the RMS distance by a factor e.  flat_rtol = 0 is
+ * strict: every negative eigenvalue counts.
  *
  * Either way 𝒜₁(Z) = HZ + ZH acts entry-wise: (𝒜₁Z)_jl = (h_j + h_l) Z_jl. */
 #ifndef SGDSTAB_REDUCE_H
@@ -46,13 +58,31 @@ typedef struct {
     double *G;         /* r×r G in the basis when H is supplied, else NULL
                           (G = diag(lambda)) */
     double hessian_min;  /* smallest eigenvalue of H on the reduced space */
+    double flat_rtol;    /* the relative tolerance used (with H) */
+    double flat_tol;     /* absolute flat_rtol · λmax(H) (0: none) */
+    size_t flat_negative;   /* negative eigenvalues of H taken as zero */
+    double flat_min;        /* the most negative of them (0 if none) */
+    size_t flat_moved;      /* flat directions J moves, below flat_tol, that
+                               were projected out with null(H) ∩ null(J) */
     double *basis;     /* p×r orthonormal basis when H is supplied, else NULL
                           (then basis = Jᵀ Φ diag(σ_r)^{-2}, never formed) */
 } sgdstab_reduced;
 
-/* Factorize prob.  rank_rtol ≤ 0 selects the default above. */
-int sgdstab_reduce(const sgdstab_problem *prob, double rank_rtol,
-                   sgdstab_reduced **out, sgdstab_error *err);
+/* The default relative tolerance of flat negative curvature (above). */
+#define SGDSTAB_FLAT_RTOL_DEFAULT 1e-6
+
+typedef struct {
+    double rank_rtol;  /* ≤ 0: the default above */
+    double flat_rtol;  /* < 0: SGDSTAB_FLAT_RTOL_DEFAULT; 0: strict */
+} sgdstab_reduce_options;
+
+/* Both tolerances at their defaults. */
+void sgdstab_reduce_options_init(sgdstab_reduce_options *opt);
+
+/* Factorize prob (opt NULL: the defaults). */
+int sgdstab_reduce(const sgdstab_problem *prob,
+                   const sgdstab_reduce_options *opt, sgdstab_reduced **out,
+                   sgdstab_error *err);
 
 /* Project a p×p second moment S of δ onto the reduced space: Z = QᵀSQ
  * (r×r, Q the reduced basis) and *null_trace = tr S − tr Z, the part of
@@ -67,6 +97,12 @@ int sgdstab_reduce_project(const sgdstab_reduced *red,
 int sgdstab_reduce_coordinates(const sgdstab_reduced *red,
                                const sgdstab_problem *prob, const double *X,
                                size_t m, double *out, sgdstab_error *err);
+
+/* λmax(H) and tr H (H = G without a supplied H), unscaled: the diagonal
+ * of H in the reduced basis, and curvature 0 in the directions projected
+ * out (r < p). */
+double sgdstab_reduced_hessian_max(const sgdstab_reduced *red);
+double sgdstab_reduced_hessian_trace(const sgdstab_reduced *red);
 
 /* The default relative rank tolerance for prob (see above). */
 double sgdstab_default_rank_rtol(const sgdstab_problem *prob);

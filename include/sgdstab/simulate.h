@@ -1,6 +1,6 @@
 /* sgdstab — Monte Carlo SGD: independent trajectories of the linearized
- * recursion δ_{t+1} = δ_t − η·(H_ξ δ_t − Z_t) (DESIGN §1) with real
- * minibatches, optional injected noise Z_t and clipping of the step
+ * recursion δ_{t+1} = δ_t − η·(H_ξ δ_t − Z_t) (README, The mathematics)
+ * with real minibatches, optional injected noise Z_t and clipping of the step
  * (Wang, Oh, Rhee, ICLR 2022).
  *
  * Trajectories run in reduced coordinates: δ = Q z + w with z ∈ R^r and w

@@ -1,5 +1,5 @@
 /* sgdstab — the verdict: spectral radius on the range, escape rate and the
- * critical learning rate η*(B) (DESIGN §2).
+ * critical learning rate η*(B) (README, The mathematics).
  *
  * ρ⊥ = λmax(𝒯) on symmetric r×r matrices of the reduced space (𝒯 preserves
  * the PSD cone and is self-adjoint, so its spectral radius is its largest
@@ -7,7 +7,7 @@
  * rate is ln ρ⊥ per step and (n/B)·ln ρ⊥ per epoch, and the RMS distance
  * changes by a factor e every 2/|ln ρ⊥| steps.
  *
- * η*(B) = 1 / λmax(𝒜₁^{-1/2} 𝒜₂ 𝒜₁^{-1/2}) (DESIGN §2.4): the stable rates
+ * η*(B) = 1 / λmax(𝒜₁^{-1/2} 𝒜₂ 𝒜₁^{-1/2}) (README, η*(B)): the stable rates
  * are exactly (0, η*], so the verdict "stable" is η ≤ η*.  𝒜₁^{-1/2} acts
  * entry-wise in H's eigenbasis, Z_jl / √(h_j + h_l).
  *
@@ -76,11 +76,26 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
                                    sgdstab_radius *out, double *S,
                                    sgdstab_error *err);
 
+/* η* = 1/(c·θ) with θ the converged Ritz value of K = 𝒜₁^{-1/2}𝒜₂𝒜₁^{-1/2}
+ * and R its residual.  θ is a Rayleigh quotient, so θ ≤ λmax(K) and
+ * η* ≤ lr_upper always; an eigenvalue of K lies within ‖R‖ of θ, so
+ * η* ≥ lr_lower = 1/(c·(θ + ‖R‖)) when that eigenvalue is the largest (the
+ * solver's starting matrix I/√r is not orthogonal to K's positive
+ * semidefinite top eigenmatrix).  Both ends are widened by the rounding of
+ * θ, 4·√dim·ε relative.  rel_accuracy is the much tighter a-posteriori
+ * estimate: tests hold the true error within twice it. */
 typedef struct {
     size_t batch;
     double lr_critical;      /* η*(B); 0 when kind != SGDSTAB_MINIMUM_OK */
     double rel_accuracy;     /* estimate of |Δη*| / η* (eig.h) */
-    double rel_residual;     /* rigorous first-order bound: ‖R‖/λmax(K) */
+    double rel_residual;     /* ‖R‖/θ */
+    double lr_lower, lr_upper;  /* the interval above (both 0 when kind !=
+                                   SGDSTAB_MINIMUM_OK; equal to lr_critical
+                                   where it is a closed form) */
+    double threshold_band;   /* relative half-width of "at the threshold":
+                                2·(rel_accuracy + tol), tol the η*
+                                tolerance, so that an η* from any other
+                                solve (its error within 2·tol) lands in it */
     size_t matvecs;          /* as in sgdstab_radius */
     int converged;
     sgdstab_minimum_kind kind;
@@ -106,6 +121,21 @@ double sgdstab_stability_loss_scale(const sgdstab_stability *s);
  * eigenvalue (no η > 0 is stable even in the mean). */
 double sgdstab_lr_mean_limit(const sgdstab_stability *s);
 
+/* The verdict at (η, B): stable (η < η*), unstable (η > η*, or no η is
+ * stable), or at the threshold: |η/η* − 1| ≤ threshold_band, where the
+ * accuracy reached cannot tell the side of 1 on which ρ⊥ falls. */
+typedef enum {
+    SGDSTAB_VERDICT_STABLE = 0,
+    SGDSTAB_VERDICT_UNSTABLE,
+    SGDSTAB_VERDICT_THRESHOLD
+} sgdstab_verdict;
+
+/* "stable", "unstable", "threshold". */
+const char *sgdstab_verdict_name(sgdstab_verdict v);
+
+/* The verdict of learning rate lr against a solved η*(B). */
+sgdstab_verdict sgdstab_verdict_at(const sgdstab_critical *crit, double lr);
+
 /* Everything `sgdstab analyze` reports. */
 typedef struct {
     double lr, loss_scale;
@@ -115,6 +145,7 @@ typedef struct {
     sgdstab_radius radius;
     sgdstab_critical critical;
     int stable;                   /* lr ≤ η*(B) */
+    sgdstab_verdict verdict;
     double escape_rate_per_step;  /* ln ρ⊥ */
     double escape_rate_per_epoch; /* (n/B)·ln ρ⊥ */
     double rms_efold_steps;       /* 2/|ln ρ⊥| (+∞ if ρ⊥ = 1) */

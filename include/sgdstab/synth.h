@@ -1,6 +1,6 @@
 /* sgdstab — synthetic problems: exact interpolating minima of four model
  * families, built analytically from a teacher (no training), with their
- * per-sample output Jacobians and the data they fit (DESIGN §1, §4).
+ * per-sample output Jacobians and the data they fit (README, The mathematics).
  *
  * Data.  Inputs x_i ~ N(0, Σ_x), i = 1..n, independent, with
  * Σ_x = diag(σ_1², …, σ_d²), σ_j² ∝ j^(−α) (α = 0: isotropic), normalized to

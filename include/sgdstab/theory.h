@@ -1,4 +1,5 @@
-/* sgdstab — the theory's quantities beside the exact answer (DESIGN §3).
+/* sgdstab — the theory's quantities beside the exact answer (README, The
+ * mathematics: The theory checks).
  *
  * For an interpolating minimum (H = G), in the reduced coordinates of
  * reduce.h where G = Λ = diag(λ) and A_i = Φ_iᵀΦ_i:
@@ -9,7 +10,7 @@
  *   alignment (Wu, Wang, Su 2022)   μ(S) = tr(G(Σ(S) − GSG)) / (tr(GS)‖G‖_F²),
  *       μ_min = λmin(Λ^{-1/2} M Λ^{-1/2}) / ‖G‖_F²,  M = Σ(Λ) − Λ³;
  *   the Mulayoff–Michaeli bounds, which are the exact ratio
- *       η* ≤ ⟨S, 𝒜₁S⟩ / ⟨S, 𝒜₂S⟩  (DESIGN §2.4)
+ *       η* ≤ ⟨S, 𝒜₁S⟩ / ⟨S, 𝒜₂S⟩  (README, η*(B))
  *   at the test matrices S = vvᵀ (v a top eigenvector of H) and S = I:
  *       η* ≤ 2λmax / [a λmax² + (b/n) Σ (vᵀA_iv)²],
  *       η* ≤ 2 tr H / [a ‖H‖_F² + (b/n) Σ ‖A_i‖_F²],
@@ -56,7 +57,7 @@ int sgdstab_theory_compute(const sgdstab_reduced *red, double loss_scale,
  * coefficients (a, b) (moments.h): the two Mulayoff–Michaeli upper bounds on
  * η*, 1/(‖H‖_F √(b μ_min)) (+∞ when b = 0), and Wu–Ma–E's non-uniformity
  * condition η ≤ 1/(s√b) (+∞ when b = 0 or s = 0), which is no bound on η*
- * (DESIGN §3: neither necessary nor sufficient). */
+ * (README, The theory checks: neither necessary nor sufficient). */
 typedef struct {
     double mean;                    /* 2/λmax(H) */
     double mulayoff_michaeli_top, mulayoff_michaeli_trace;

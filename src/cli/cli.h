@@ -39,7 +39,7 @@ int cmd_simulate(int argc, char **argv);
 
 enum {
     OPT_LR = 256, OPT_BATCH, OPT_SAMPLING, OPT_LOSS, OPT_HESSIAN, OPT_RANK_TOL,
-    OPT_JSON, OPT_CSV, OPT_FIRST_PRIVATE  /* subcommands number theirs from here */
+    OPT_NEGATIVE_CURVATURE, OPT_JSON, OPT_CSV, OPT_FIRST_PRIVATE  /* subcommands number theirs from here */
 };
 
 #define CLI_OPT(name, has_arg, id) {name, has_arg, NULL, id}
@@ -49,6 +49,8 @@ enum {
 #define CLI_OPT_LOSS CLI_OPT("loss", required_argument, OPT_LOSS)
 #define CLI_OPT_HESSIAN CLI_OPT("hessian", required_argument, OPT_HESSIAN)
 #define CLI_OPT_RANK_TOL CLI_OPT("rank-tol", required_argument, OPT_RANK_TOL)
+#define CLI_OPT_NEGATIVE_CURVATURE \
+    CLI_OPT("negative-curvature", required_argument, OPT_NEGATIVE_CURVATURE)
 #define CLI_OPT_JSON CLI_OPT("json", no_argument, OPT_JSON)
 #define CLI_OPT_CSV CLI_OPT("csv", required_argument, OPT_CSV)
 #define CLI_OPT_HELP CLI_OPT("help", no_argument, 'h')
@@ -64,7 +66,14 @@ enum {
     "                    entries, no 1/2; scale 2/k) or a positive number c\n" \
     "                    scaling every A_i = J_i^T J_i (and H) by c; without\n" \
     "                    --loss, the \"loss\" of FILE's meta.json if it has one\n" \
-    "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n"
+    "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n" \
+    "  --negative-curvature TOL\n" \
+    "                    with H: negative eigenvalues down to -TOL*lambda_max(H)\n" \
+    "                    count as flat (zero curvature), as curvature at the\n" \
+    "                    level of the training residual and of rounding does\n" \
+    "                    (default 1e-6: at any eta <= 2/lambda_max such a\n" \
+    "                    direction needs >= 500000 steps to matter); strict\n" \
+    "                    (= 0): every negative eigenvalue makes H no minimum\n"
 #define CLI_HELP_SAMPLING \
     "  --sampling S      how batches are drawn: without (default; B distinct\n" \
     "                    samples), with (B i.i.d. draws) or bernoulli (each\n" \
@@ -85,6 +94,7 @@ typedef struct {
     double loss_scale;      /* 0: mse, resolved in cli_stability (2/k) */
     char loss_text[64];
     double rank_rtol;
+    double flat_rtol;       /* --negative-curvature (reduce.h) */
     sgdstab_sampling sampling;
     int json;
 } cli_args;
@@ -125,8 +135,9 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text,
 int cli_loss_scale(const char *text, double *scale);
 
 /* --batch for many sizes: "1,2,4", "all" (1..n), "A:B" (every integer),
- * "A:B:log" (A, 2A, 4A, ..., B) or "A:B:N:log" (N log-spaced, rounded);
- * sorted, without duplicates.  *list is malloc'd. */
+ * "A:B:log" (A, 2A, 4A, ..., B) or "A:B:N:log" (N log-spaced, rounded),
+ * where each size may be "n" for the number of samples; sorted, without
+ * duplicates.  *list is malloc'd. */
 int cli_parse_batches(const char *cmd, const char *text, size_t n,
                       size_t **list, size_t *count);
 
@@ -153,6 +164,10 @@ int cli_require(const cli_args *a, int need_lr, int need_batch);
  * interpolating, a note says so on stderr (cli_note_interpolation). */
 int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red);
 
+/* The loss scale c of a parsed convention (cli_loss_scale's 0 for mse is
+ * 2/k) for k outputs per sample. */
+double cli_loss_c(double loss_scale, size_t k);
+
 /* The stability workspace for a reduced problem with the --loss scale. */
 int cli_stability(const cli_args *a, const sgdstab_reduced *red,
                   sgdstab_stability **s);
@@ -170,6 +185,17 @@ typedef struct {
  * returned. */
 int cli_session_open(cli_args *a, size_t batch, cli_session *ses);
 void cli_session_close(cli_session *ses);
+
+/* Negative curvature of H taken as flat (reduce.h): a text line after
+ * label (nothing when there is none) and the JSON keys
+ * negative_curvature_tolerance, flat_negative_count, flat_negative_min (in
+ * the loss convention c), flat_moved_count and, for lr > 0,
+ * flat_negative_steps: about 1/(c·lr·|λmin|), the steps in which the most
+ * negative of them would grow the RMS distance by a factor e (∞: none). */
+void cli_print_flat(const char *label, const sgdstab_reduced *red, double c,
+                    double lr);
+void cli_json_flat(cJSON *obj, const sgdstab_reduced *red, double c,
+                   double lr);
 
 /* S_0 from --init: a (p, p) symmetric positive semidefinite matrix
  * (λmin ≥ −1e-10·λmax); *S is malloc'd.  Errors name the file. */
@@ -194,6 +220,11 @@ void cli_json_size(cJSON *obj, const char *key, size_t value);
 
 /* Print obj to stdout and free it; returns EXIT_OK or EXIT_DATA. */
 int cli_json_print(cJSON *obj);
+
+/* The JSON keys loss (half-mean, mse or the number, as --loss or FILE's
+ * metadata gave it) and loss_scale (c). */
+void cli_json_loss(cJSON *obj, const cli_args *a, const sgdstab_problem *prob,
+                   double scale);
 
 /* What FILE's metadata says of the minimum (provenance.h):
  * - the note on stderr, one line, when it is not interpolating;
@@ -247,6 +278,38 @@ int cli_gnuplot(const char *cmd, const char *path, sgdstab_outfile *of,
                 int width, int height, void (*script)(FILE *f, void *ctx),
                 void *ctx);
 
+/* --plot-size W,H (640 <= W <= 4000, 480 <= H <= 4000); usage error. */
+int cli_parse_plot_size(const char *cmd, const char *text, int *w, int *h);
+
+/* Where the legend goes: below the plot (under the x axis's label), in a
+ * corner inside the plot, or nowhere. */
+typedef enum {
+    CLI_LEGEND_BELOW, CLI_LEGEND_TOP_LEFT, CLI_LEGEND_TOP_RIGHT,
+    CLI_LEGEND_BOTTOM_LEFT, CLI_LEGEND_BOTTOM_RIGHT, CLI_LEGEND_NONE
+} cli_legend;
+/* --legend below|top-left|top-right|bottom-left|bottom-right|none. */
+int cli_parse_legend(const char *cmd, const char *text, cli_legend *out);
+/* --title: no control characters, at most 400 bytes; usage error. */
+int cli_check_title(const char *cmd, const char *text);
+
+/* The frame of a picture: its title (wrapped to the width), the right
+ * margin and the legend's place, with the bottom margin reserved for a
+ * legend below the plot.  Returns the plot area's height in pixels (an
+ * estimate, for spacing labels). */
+typedef struct {
+    int width, height;          /* pixels */
+    const char *title;
+    cli_legend legend;
+    size_t entries;             /* legend entries */
+    size_t label_chars;         /* the longest legend label, characters */
+    double right_chars;         /* right margin, characters */
+} cli_frame;
+double cli_plot_frame(FILE *f, const cli_frame *fr);
+/* Tics of a log axis ("x", "y", ...) from lo to hi: at least four
+ * labelled ones (1, 1-2-5, 1-2-3-5-7 or 1..9 per decade, or evenly
+ * spaced on a short axis) and unlabelled minor ones at 1..9 per decade. */
+void cli_plot_log_tics(FILE *f, const char *axis, double lo, double hi);
+
 /* ---- phase_output.c: phase-diagram tables, and the picture drawn by
  * gnuplot */
 
@@ -256,8 +319,40 @@ double cli_phase_boundary_lr(const sgdstab_phase_boundary *b);
 /* Do the sorted batch sizes grow geometrically (a log axis suits them)? */
 int cli_log_spaced_sizes(const size_t *b, size_t m);
 
+/* The curves of a phase diagram (--curves), as bits. */
+enum {
+    CLI_CURVE_EXACT = 1, CLI_CURVE_MEAN = 2, CLI_CURVE_WU_MA_E = 4,
+    CLI_CURVE_WU_WANG_SU = 8, CLI_CURVE_MM_TOP = 16, CLI_CURVE_MM_TRACE = 32,
+    CLI_CURVES_ALL = 63
+};
+/* What the heat map's colour shows (--color). */
+typedef enum { CLI_COLOR_RATE, CLI_COLOR_RELATIVE } cli_color;
+
+/* The picture's settings, as the options give them. */
 typedef struct {
     const char *title;
+    cli_legend legend;
+    unsigned curves;            /* CLI_CURVE_* bits */
+    cli_color color;
+    double color_range[2];      /* NaN: from the data */
+} cli_phase_style;
+
+/* cli_phase_style defaults: every curve, rate colours, legend below. */
+void cli_phase_style_init(cli_phase_style *s);
+/* --curves LIST (comma-separated exact mean wu-ma-e wu-wang-su mm-top
+ * mm-trace, or all / none), --color rate|relative and --color-range LO:HI
+ * (checked against the colour: LO < 0 < HI for rate, 0 < LO < 1 < HI for
+ * relative); usage errors naming the option (silent with cmd NULL). */
+int cli_parse_curves(const char *cmd, const char *text, unsigned *out);
+int cli_parse_color(const char *cmd, const char *text, cli_color *out);
+int cli_parse_color_range(const char *cmd, const char *text, cli_color color,
+                          double range[2]);
+/* The default title: "NAME: n = .., p = .., sampling S, loss L". */
+void cli_phase_title(char *buf, size_t size, const char *name, size_t n,
+                     size_t p, sgdstab_sampling sampling, const char *loss);
+
+typedef struct {
+    cli_phase_style style;
     int width, height;          /* pixels */
     int log_batch, log_lr;      /* logarithmic axes */
     sgdstab_sampling sampling;

@@ -8,6 +8,7 @@
 static const char ANALYZE_HELP[] =
     "Usage: sgdstab analyze FILE --lr ETA --batch B [--sampling S] [--json]\n"
     "                       [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
+    "                       [--negative-curvature TOL]\n"
     "\n"
     "Decide whether SGD with learning rate ETA and batch size B can stay at the\n"
     "minimum described by FILE (see 'sgdstab info --help' for the format), from\n"
@@ -16,7 +17,9 @@ static const char ANALYZE_HELP[] =
     "  spectral radius rho   largest eigenvalue of T on the directions that\n"
     "                        move; E|delta_t|^2 grows (rho > 1) or shrinks\n"
     "                        (rho < 1) like rho^t\n"
-    "  verdict               stable iff ETA <= eta*(B) (equivalently rho <= 1)\n"
+    "  verdict               stable iff ETA <= eta*(B) (equivalently rho <= 1);\n"
+    "                        at the threshold when ETA and eta*(B) agree\n"
+    "                        within the accuracy reached\n"
     "  escape rate           ln rho per step and (n/B) ln rho per epoch; the\n"
     "                        RMS distance changes by e every 2/|ln rho| steps\n"
     "  eta*(B)               the critical learning rate: stable rates are\n"
@@ -29,12 +32,18 @@ static const char ANALYZE_HELP[] =
     CLI_HELP_SAMPLING
     CLI_HELP_PROBLEM_OPTIONS
     "  --json            one JSON object on stdout, keys: file n k p rank\n"
-    "                    null_dim lr batch sampling loss_scale stable\n"
-    "                    not_a_minimum spectral_radius spectral_radius_residual\n"
-    "                    spectral_radius_error_estimate escape_rate_per_step\n"
-    "                    escape_rate_per_epoch rms_efold_steps lr_critical\n"
-    "                    lr_critical_rel_accuracy lr_critical_mean sharpness\n"
+    "                    null_dim lr batch sampling loss loss_scale stable\n"
+    "                    verdict (stable, unstable or threshold: |eta/eta* - 1|\n"
+    "                    within the accuracy reached) not_a_minimum\n"
+    "                    spectral_radius spectral_radius_residual\n"
+    "                    spectral_radius_error_estimate converged\n"
+    "                    escape_rate_per_step escape_rate_per_epoch\n"
+    "                    rms_efold_steps lr_critical lr_critical_rel_accuracy\n"
+    "                    lr_critical_lower lr_critical_upper (a rigorous\n"
+    "                    interval, see README) lr_critical_mean sharpness\n"
     "                    hessian_frobenius hessian_trace operator_applications\n"
+    "                    negative_curvature_tolerance flat_negative_count\n"
+    "                    flat_negative_min flat_moved_count flat_negative_steps\n"
     "                    residual_rms max_residual target_rms interpolating\n"
     "                    (from FILE's meta.json, see 'sgdstab info --help';\n"
     "                    null when it does not tell)\n"
@@ -71,6 +80,12 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
            sgdstab_sampling_name(an->sampling), a->loss, an->loss_scale);
     if (minimum_note(cr->kind))
         printf("  verdict          UNSTABLE: %s\n", minimum_note(cr->kind));
+    else if (an->verdict == SGDSTAB_VERDICT_THRESHOLD)
+        printf("  verdict          AT THE THRESHOLD (within accuracy): eta = "
+               "%.10g and eta* = %.10g differ by %.2g relative, within the "
+               "accuracy %.2g reached; rounding decides on which side of 1 "
+               "rho falls\n", an->lr, cr->lr_critical,
+               fabs(an->lr / cr->lr_critical - 1), cr->rel_accuracy);
     else if (an->stable)
         printf("  verdict          STABLE: SGD can stay at this minimum "
                "(eta = %.6g <= eta* = %.10g)\n", an->lr, cr->lr_critical);
@@ -95,22 +110,25 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
                an->escape_rate_per_epoch, steps_per_epoch, an->rms_efold_steps);
     if (!minimum_note(cr->kind))
         printf("  critical rate    eta*(%zu) = %.15g (relative accuracy %.2g): "
-               "the largest stable learning rate\n", an->batch,
-               cr->lr_critical, cr->rel_accuracy);
+               "the largest stable learning rate;\n"
+               "                   rigorously within [%.15g, %.15g]\n",
+               an->batch, cr->lr_critical, cr->rel_accuracy, cr->lr_lower,
+               cr->lr_upper);
     if (cr->kind == SGDSTAB_NOT_A_MINIMUM)
         printf("  mean limit       none: with a negative eigenvalue of H even "
                "the mean E[delta_t] diverges for every eta\n");
     else
         printf("  mean limit       2/lambda_max(H) = %.10g (first-moment "
                "stability, = eta* of full-batch GD)\n", an->lr_critical_mean);
-    printf("  Hessian          sharpness lambda_max = %.10g, |H|_F = %.10g, "
-           "tr H = %.10g\n", an->sharpness, an->hessian_frobenius,
-           an->hessian_trace);
+    printf("  Hessian          sharpness lambda_max(H) = %.10g, |H|_F = "
+           "%.10g, tr H = %.10g in loss %s (scale %.6g)\n", an->sharpness,
+           an->hessian_frobenius, an->hessian_trace, a->loss, an->loss_scale);
+    cli_print_flat("  flat curvature   ", red, an->loss_scale, an->lr);
     cli_print_residual("  minimum          ", prob);
 }
 
-static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
-                      const sgdstab_analysis *an)
+static int print_json(const cli_args *a, const sgdstab_problem *prob,
+                      const sgdstab_reduced *red, const sgdstab_analysis *an)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "file", prob->source);
@@ -122,8 +140,9 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
     cli_json_number(o, "lr", an->lr);
     cli_json_size(o, "batch", an->batch);
     cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(an->sampling));
-    cli_json_number(o, "loss_scale", an->loss_scale);
+    cli_json_loss(o, a, prob, an->loss_scale);
     cJSON_AddBoolToObject(o, "stable", an->stable);
+    cJSON_AddStringToObject(o, "verdict", sgdstab_verdict_name(an->verdict));
     cJSON_AddBoolToObject(o, "not_a_minimum",
                           an->critical.kind != SGDSTAB_MINIMUM_OK);
     cli_json_number(o, "spectral_radius", an->radius.rho);
@@ -137,12 +156,15 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
     cli_json_number(o, "rms_efold_steps", an->rms_efold_steps);
     cli_json_number(o, "lr_critical", an->critical.lr_critical);
     cli_json_number(o, "lr_critical_rel_accuracy", an->critical.rel_accuracy);
+    cli_json_number(o, "lr_critical_lower", an->critical.lr_lower);
+    cli_json_number(o, "lr_critical_upper", an->critical.lr_upper);
     cli_json_number(o, "lr_critical_mean", an->lr_critical_mean);
     cli_json_number(o, "sharpness", an->sharpness);
     cli_json_number(o, "hessian_frobenius", an->hessian_frobenius);
     cli_json_number(o, "hessian_trace", an->hessian_trace);
     cli_json_size(o, "operator_applications",
                   an->radius.matvecs + an->critical.matvecs);
+    cli_json_flat(o, red, an->loss_scale, an->lr);
     cli_json_provenance(o, prob);
     return cli_json_print(o);
 }
@@ -151,8 +173,8 @@ int cmd_analyze(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
-        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_JSON, CLI_OPT_HELP,
-        CLI_OPT_END};
+        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,
+        CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "analyze");
     int c;
@@ -178,7 +200,7 @@ int cmd_analyze(int argc, char **argv)
     if (sgdstab_analyze(ses.stab, args.lr, args.sampling, batch, &an, &err))
         status = cli_report(&err);
     else if (args.json)
-        status = print_json(ses.prob, ses.red, &an);
+        status = print_json(&args, ses.prob, ses.red, &an);
     else
         print_text(&args, ses.prob, ses.red, &an);
     cli_session_close(&ses);

@@ -249,7 +249,7 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
     for (int run = 0; run < BENCH_RUNS; run++) {
         sgdstab_reduced_free(red);
         double t = now();
-        if (sgdstab_reduce(prob, 0, &red, &err)) {
+        if (sgdstab_reduce(prob, NULL, &red, &err)) {
             red = NULL;
             status = fail(&err);
             goto done;

@@ -7,26 +7,35 @@
 static const char CRITICAL_HELP[] =
     "Usage: sgdstab critical FILE --batch LIST [--sampling S] [--json | --csv F]\n"
     "                        [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
+    "                        [--negative-curvature TOL]\n"
     "\n"
     "The critical learning rate eta*(B) for each batch size B: SGD with batch\n"
     "size B is linearly stable in mean square at the minimum exactly for\n"
     "0 < eta <= eta*(B).  eta*(B) = 1 / lambda_max(A1^{-1/2} A2 A1^{-1/2}), an\n"
-    "exact symmetric eigenproblem (DESIGN 2.4), solved for all B on one shared\n"
+    "exact symmetric eigenproblem, solved for all B on one shared\n"
     "eigensolver basis.  eta*(B) is non-decreasing in B; for sampling without\n"
     "replacement eta*(n) = 2/lambda_max(H), the full-batch GD limit.\n"
     "\n"
     "Options:\n"
     "  --batch LIST      batch sizes: 1,2,4,8 | all (1..n) | A:B (every size)\n"
     "                    | A:B:log (A, 2A, 4A, ..., B) | A:B:N:log (N sizes,\n"
-    "                    log-spaced)  (required)\n"
+    "                    log-spaced); n stands for the number of samples,\n"
+    "                    e.g. 1:n:16:log  (required)\n"
     CLI_HELP_SAMPLING
     CLI_HELP_PROBLEM_OPTIONS
-    "  --json            JSON on stdout: {\"n\", \"sampling\", \"loss_scale\",\n"
-    "                    \"lr_critical_mean\", \"critical\": [{\"batch\",\n"
-    "                    \"lr_critical\", \"rel_accuracy\", \"not_a_minimum\"},\n"
-    "                    ...]}\n"
+    "  --json            JSON on stdout: {\"file\", \"n\", \"sampling\", \"loss\",\n"
+    "                    \"loss_scale\", \"lr_critical_mean\", the flat-curvature\n"
+    "                    keys of 'sgdstab analyze --help', \"critical\":\n"
+    "                    [{\"batch\", \"lr_critical\", \"rel_accuracy\",\n"
+    "                    \"lr_lower\", \"lr_upper\", \"not_a_minimum\"}, ...]}\n"
     "  --csv F           also write F with columns batch,lr_critical,\n"
-    "                    lr_critical_mean,rel_accuracy\n"
+    "                    lr_critical_mean,rel_accuracy,lr_lower,lr_upper\n"
+    "\n"
+    "rel_accuracy is an a-posteriori estimate of the relative error of eta*\n"
+    "(tests hold the true error within twice it); [lr_lower, lr_upper] is a\n"
+    "rigorous interval from the eigensolver's residual: eta* <= lr_upper\n"
+    "always, eta* >= lr_lower when the residual's eigenvalue is the largest\n"
+    "(see the README).\n"
     "  -h, --help        show this help\n";
 
 static int write_csv(const char *path, const sgdstab_critical *cr, size_t m,
@@ -36,32 +45,38 @@ static int write_csv(const char *path, const sgdstab_critical *cr, size_t m,
     if (!of)
         return EXIT_DATA;
     FILE *f = sgdstab_outfile_stream(of);
-    fprintf(f, "batch,lr_critical,lr_critical_mean,rel_accuracy\n");
+    fprintf(f, "batch,lr_critical,lr_critical_mean,rel_accuracy,lr_lower,"
+            "lr_upper\n");
     for (size_t i = 0; i < m; i++) {
         fprintf(f, "%zu,", cr[i].batch);
         cli_csv_number(f, cr[i].lr_critical, ",");
         cli_csv_number(f, mean, ",");
-        cli_csv_number(f, cr[i].rel_accuracy, "\n");
+        cli_csv_number(f, cr[i].rel_accuracy, ",");
+        cli_csv_number(f, cr[i].lr_lower, ",");
+        cli_csv_number(f, cr[i].lr_upper, "\n");
     }
     return cli_csv_commit(of);
 }
 
-static int print_json(const sgdstab_problem *prob, const cli_args *a,
+static int print_json(const cli_session *ses, const cli_args *a,
                       const sgdstab_critical *cr, size_t m, double scale,
                       double mean)
 {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "file", prob->source);
-    cli_json_size(o, "n", prob->n);
+    cJSON_AddStringToObject(o, "file", ses->prob->source);
+    cli_json_size(o, "n", ses->prob->n);
     cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(a->sampling));
-    cli_json_number(o, "loss_scale", scale);
+    cli_json_loss(o, a, ses->prob, scale);
     cli_json_number(o, "lr_critical_mean", mean);
+    cli_json_flat(o, ses->red, scale, 0);
     cJSON *arr = cJSON_AddArrayToObject(o, "critical");
     for (size_t i = 0; i < m; i++) {
         cJSON *e = cJSON_CreateObject();
         cli_json_size(e, "batch", cr[i].batch);
         cli_json_number(e, "lr_critical", cr[i].lr_critical);
         cli_json_number(e, "rel_accuracy", cr[i].rel_accuracy);
+        cli_json_number(e, "lr_lower", cr[i].lr_lower);
+        cli_json_number(e, "lr_upper", cr[i].lr_upper);
         cJSON_AddBoolToObject(e, "not_a_minimum",
                               cr[i].kind != SGDSTAB_MINIMUM_OK);
         cJSON_AddItemToArray(arr, e);
@@ -69,18 +84,22 @@ static int print_json(const sgdstab_problem *prob, const cli_args *a,
     return cli_json_print(o);
 }
 
-static void print_text(const sgdstab_problem *prob, const cli_args *a,
+static void print_text(const cli_session *ses, const cli_args *a,
                        const sgdstab_critical *cr, size_t m, double mean)
 {
-    printf("%s: n = %zu samples; sampling %s; loss %s\n", prob->source,
-           prob->n, sgdstab_sampling_name(a->sampling), a->loss);
+    printf("%s: n = %zu samples; sampling %s; loss %s\n", ses->prob->source,
+           ses->prob->n, sgdstab_sampling_name(a->sampling), a->loss);
+    cli_print_flat("flat curvature: ", ses->red,
+                   sgdstab_stability_loss_scale(ses->stab), 0);
     printf("critical learning rate eta*(B): SGD is stable exactly for "
            "eta <= eta*(B)\n");
     printf("mean-stability limit 2/lambda_max(H) = %.10g\n\n", mean);
-    printf("%10s  %22s  %12s\n", "batch", "eta*(B)", "rel.accuracy");
+    printf("%10s  %22s  %12s  %s\n", "batch", "eta*(B)", "rel.accuracy",
+           "rigorous interval");
     for (size_t i = 0; i < m; i++)
-        printf("%10zu  %22.15g  %12.2g%s\n", cr[i].batch, cr[i].lr_critical,
-               cr[i].rel_accuracy,
+        printf("%10zu  %22.15g  %12.2g  [%.10g, %.10g]%s\n", cr[i].batch,
+               cr[i].lr_critical, cr[i].rel_accuracy, cr[i].lr_lower,
+               cr[i].lr_upper,
                cr[i].kind == SGDSTAB_NOT_A_MINIMUM ? "  (not a minimum: H has a "
                                                     "negative eigenvalue)"
                : cr[i].kind == SGDSTAB_DEGENERATE ? "  (degenerate: H is "
@@ -93,8 +112,8 @@ int cmd_critical(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN,
-        CLI_OPT_RANK_TOL, CLI_OPT_JSON, CLI_OPT_CSV, CLI_OPT_HELP,
-        CLI_OPT_END};
+        CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_JSON, CLI_OPT_CSV,
+        CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "critical");
     int c;
@@ -132,9 +151,9 @@ int cmd_critical(int argc, char **argv)
         if (args.csv)
             status = write_csv(args.csv, cr, m, mean);
         if (!status && args.json)
-            status = print_json(prob, &args, cr, m, scale, mean);
+            status = print_json(&ses, &args, cr, m, scale, mean);
         else if (!status)
-            print_text(prob, &args, cr, m, mean);
+            print_text(&ses, &args, cr, m, mean);
     }
     free(cr);
     free(batches);

@@ -15,7 +15,8 @@
 #include "sgdstab/synth.h"
 #include "sgdstab/theory.h"
 
-enum { EXIT_THEOREM = 3, OPT_OUT = OPT_FIRST_PRIVATE, OPT_QUIET };
+enum { EXIT_THEOREM = 3, OPT_OUT = OPT_FIRST_PRIVATE, OPT_QUIET,
+       OPT_PLOT_SIZE };
 
 #define SPEC_MAX_BYTES (1 << 20)
 #define SPEC_MAX_AXES 4
@@ -23,7 +24,7 @@ enum { EXIT_THEOREM = 3, OPT_OUT = OPT_FIRST_PRIVATE, OPT_QUIET };
 #define SPEC_MAX_CASES 10000
 
 static const char RUN_HELP[] =
-    "Usage: sgdstab run SPEC.json [--out DIR] [--quiet]\n"
+    "Usage: sgdstab run SPEC.json [--out DIR] [--plot-size W,H] [--quiet]\n"
     "\n"
     "Run the experiment SPEC.json describes and write its results to DIR\n"
     "(default: results/NAME, NAME being SPEC's file name without .json):\n"
@@ -36,7 +37,10 @@ static const char RUN_HELP[] =
     "                rel_accuracy, the bounds on it (lr_critical_mean,\n"
     "                mulayoff_michaeli_top, mulayoff_michaeli_trace,\n"
     "                wu_wang_su_lr) and stable_sharpness = lr_critical *\n"
-    "                |H|_F / sqrt(B), the quantity Wu-Wang-Su bound\n"
+    "                |H|_F * sqrt(b), b the batch-noise coefficient of the\n"
+    "                spec's sampling (1/B with replacement, (n-B)/(B(n-1))\n"
+    "                without, 1/B - 1/n bernoulli): the quantity Wu-Wang-Su\n"
+    "                bound by 1/sqrt(mu_min)\n"
     "  verify.csv    (if the spec asks for learning rates) one row per case,\n"
     "                batch and learning rate: the verdict, rho, escape rate,\n"
     "                alignment_top, and holds/ratio of every 'sgdstab verify'\n"
@@ -91,6 +95,9 @@ static const char RUN_HELP[] =
     "Options:\n"
     "  --out DIR     where to write (created if missing; files are replaced\n"
     "                whole, via temporary files)\n"
+    "  --plot-size W,H  the size of every picture in pixels (at least\n"
+    "                640,480; default 960,720 for phase, 960,640 for epoch,\n"
+    "                960 wide and tall enough for the legend for exit)\n"
     "  --quiet       no progress lines on stderr\n"
     "  -h, --help    show this help\n"
     "\n"
@@ -120,6 +127,8 @@ typedef struct {
     double *phase_lr;          /* NULL: no phase diagrams */
     size_t phase_nl;
     int phase_log, phase_relative;
+    cli_phase_style style;     /* phase.title, legend, curves, color... */
+    int width, height;         /* --plot-size; 0: each picture's default */
     run_mc *mc;                /* NULL: no Monte Carlo experiments */
 } run_spec;
 
@@ -262,17 +271,64 @@ static int number_list(const run_spec *sp, const cJSON *v, const char *key,
     return EXIT_OK;
 }
 
-/* "phase": {"lr": "A:B:N[:log]" | "a,b,c" | [numbers], "lr_unit": ...}. */
+/* A string key of "phase" parsed by one of phase's option parsers. */
+static int phase_string(run_spec *sp, const cJSON *ph, const char *key,
+                        int (*parse)(run_spec *sp, const char *text),
+                        const char *need)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(ph, key);
+    if (v && (!cJSON_IsString(v) || parse(sp, v->valuestring)))
+        return spec_error(sp, "key 'phase.%s': need %s", key, need);
+    return EXIT_OK;
+}
+
+static int phase_title(run_spec *sp, const char *t)
+{
+    sp->style.title = t;
+    return cli_check_title(NULL, t);
+}
+
+static int phase_legend(run_spec *sp, const char *t)
+{
+    return cli_parse_legend(NULL, t, &sp->style.legend);
+}
+
+static int phase_curves(run_spec *sp, const char *t)
+{
+    return cli_parse_curves(NULL, t, &sp->style.curves);
+}
+
+static int phase_color(run_spec *sp, const char *t)
+{
+    return cli_parse_color(NULL, t, &sp->style.color);
+}
+
+static int phase_color_range(run_spec *sp, const char *t)
+{
+    return cli_parse_color_range(NULL, t, sp->style.color,
+                                 sp->style.color_range);
+}
+
+/* "phase": {"lr": "A:B:N[:log]" | "a,b,c" | [numbers], "lr_unit": ...,
+ * and the picture's "title", "legend", "curves", "color", "color_range"
+ * as for the phase options}. */
 static int parse_phase(run_spec *sp, const cJSON *ph)
 {
+    static const char *const KEYS[] = {"lr", "lr_unit", "title", "legend",
+                                       "curves", "color", "color_range"};
     if (!cJSON_IsObject(ph))
         return spec_error(sp, "key 'phase': need an object {\"lr\": ..., "
                           "\"lr_unit\": ...}");
     const cJSON *e;
-    cJSON_ArrayForEach(e, ph)
-        if (strcmp(e->string, "lr") && strcmp(e->string, "lr_unit"))
+    cJSON_ArrayForEach(e, ph) {
+        int known = 0;
+        for (size_t i = 0; i < sizeof KEYS / sizeof KEYS[0]; i++)
+            known |= !strcmp(e->string, KEYS[i]);
+        if (!known)
             return spec_error(sp, "key 'phase.%s': unknown (keys: lr "
-                              "lr_unit)", e->string);
+                              "lr_unit title legend curves color "
+                              "color_range)", e->string);
+    }
     const cJSON *lr = cJSON_GetObjectItemCaseSensitive(ph, "lr");
     const cJSON *unit = cJSON_GetObjectItemCaseSensitive(ph, "lr_unit");
     if (unit && (!cJSON_IsString(unit) ||
@@ -285,6 +341,23 @@ static int parse_phase(run_spec *sp, const cJSON *ph)
         return spec_error(sp, "key 'phase.lr': need a string such as "
                           "\"0.1:2:40:log\" (A:B[:N][:log], 0 < A < B) or a "
                           "list of positive learning rates");
+    int st;
+    /* color before color_range: the range's meaning depends on it */
+    if ((st = phase_string(sp, ph, "title", phase_title, "a string without "
+                           "control characters, at most 400 bytes")) ||
+        (st = phase_string(sp, ph, "legend", phase_legend, "\"below\", "
+                           "\"top-left\", \"top-right\", \"bottom-left\", "
+                           "\"bottom-right\" or \"none\"")) ||
+        (st = phase_string(sp, ph, "curves", phase_curves, "a comma-"
+                           "separated string of exact mean wu-ma-e "
+                           "wu-wang-su mm-top mm-trace, or all or none")) ||
+        (st = phase_string(sp, ph, "color", phase_color, "\"rate\" or "
+                           "\"relative\"")) ||
+        (st = phase_string(sp, ph, "color_range", phase_color_range,
+                           sp->style.color == CLI_COLOR_RATE
+                           ? "\"LO:HI\" with LO < 0 < HI (escape rates)"
+                           : "\"LO:HI\" with 0 < LO < 1 < HI (eta/eta*)")))
+        return st;
     return EXIT_OK;
 }
 
@@ -414,6 +487,7 @@ static int load_spec(run_spec *sp, const char *path)
     sp->path = path;
     sp->loss = "half-mean";
     sp->loss_scale = 1;
+    cli_phase_style_init(&sp->style);
     sgdstab_synth_params_init(&sp->base);
     FILE *f;
     size_t size;
@@ -466,23 +540,9 @@ static void case_params(const run_spec *sp, size_t c,
 static int case_batches(const run_spec *sp, size_t n, size_t **list,
                         size_t *count)
 {
-    if (cJSON_IsString(sp->batch)) {
-        /* Replace each letter n by the number of samples. */
-        char text[256], num[24];
-        size_t len = 0;
-        snprintf(num, sizeof num, "%zu", n);
-        for (const char *c = sp->batch->valuestring; *c; c++) {
-            const char *piece = *c == 'n' ? num : (char[2]){*c, '\0'};
-            size_t pl = strlen(piece);
-            if (len + pl >= sizeof text)
-                return spec_error(sp, "key 'batch': string too long");
-            memcpy(text + len, piece, pl);
-            len += pl;
-        }
-        text[len] = '\0';
-        return cli_parse_batches("run", text, n, list, count) ? EXIT_DATA
-                                                              : EXIT_OK;
-    }
+    if (cJSON_IsString(sp->batch))
+        return cli_parse_batches("run", sp->batch->valuestring, n, list,
+                                 count) ? EXIT_DATA : EXIT_OK;
     size_t m = (size_t)cJSON_GetArraySize(sp->batch), i = 0;
     size_t *v = malloc(m * sizeof *v);
     if (!v)
@@ -511,7 +571,7 @@ typedef struct {
     sgdstab_outfile *cases, *critical, *verify, *report;
     cJSON *summary, *case_list;
     size_t theorems_failed, not_monotone, verify_rows;
-    const char *dir;
+    const char *dir, *name;    /* NAME: the spec's, in default titles */
 } run_output;
 
 /* mkdir -p. */
@@ -603,8 +663,9 @@ static void verify_header(const run_spec *sp, FILE *f,
                           const sgdstab_verification *v)
 {
     csv_axes_header(f, sp);
-    fputs("batch,lr,lr_factor,stable,spectral_radius,escape_rate_per_step,"
-          "alignment_top,frobenius_bound,growth_bound,theorems_failed", f);
+    fputs("batch,lr,lr_factor,stable,verdict,spectral_radius,"
+          "escape_rate_per_step,alignment_top,frobenius_bound,growth_bound,"
+          "theorems_failed", f);
     for (size_t i = 0; i < v->nchecks; i++)
         fprintf(f, ",%s_holds,%s_ratio", v->checks[i].name,
                 v->checks[i].name);
@@ -637,10 +698,9 @@ static int case_setup(const run_spec *sp, const sgdstab_synth_params *par,
     memset(rc, 0, sizeof *rc);
     if (sgdstab_synth_generate(par, &rc->syn, &err) ||
         sgdstab_synth_problem(rc->syn, &rc->prob, &err) ||
-        sgdstab_reduce(rc->prob, 0, &rc->red, &err))
+        sgdstab_reduce(rc->prob, NULL, &rc->red, &err))
         goto fail;
-    double scale = sp->loss_scale > 0 ? sp->loss_scale
-                                      : 2.0 / (double)rc->prob->k;
+    double scale = cli_loss_c(sp->loss_scale, rc->prob->k);
     if (!(rc->stab = sgdstab_stability_alloc(rc->red, scale, &err)) ||
         sgdstab_theory_compute(rc->red, scale, &rc->th, &err))
         goto fail;
@@ -667,7 +727,8 @@ static int verify_row(const run_spec *sp, run_output *o, run_case *rc,
     fprintf(f, "%zu,", batch);
     cli_csv_number(f, lr, ",");
     cli_csv_number(f, factor, ",");
-    fprintf(f, "%s,", v.analysis.stable ? "true" : "false");
+    fprintf(f, "%s,%s,", v.analysis.stable ? "true" : "false",
+            sgdstab_verdict_name(v.analysis.verdict));
     cli_csv_number(f, v.analysis.radius.rho, ",");
     cli_csv_number(f, v.analysis.escape_rate_per_step, ",");
     cli_csv_number(f, v.alignment_top, ",");
@@ -684,6 +745,8 @@ static int verify_row(const run_spec *sp, run_output *o, run_case *rc,
     cli_json_number(r, "lr", lr);
     cli_json_number(r, "lr_factor", factor);
     cJSON_AddBoolToObject(r, "stable", v.analysis.stable);
+    cJSON_AddStringToObject(r, "verdict",
+                            sgdstab_verdict_name(v.analysis.verdict));
     cli_json_number(r, "spectral_radius", v.analysis.radius.rho);
     cli_json_number(r, "escape_rate_per_step", v.analysis.escape_rate_per_step);
     cli_json_number(r, "alignment_top", v.alignment_top);
@@ -743,11 +806,17 @@ static int phase_case(const run_spec *sp, run_output *o, run_case *rc,
     snprintf(names[2], sizeof names[2], "phase%s.png", suffix);
     for (int i = 0; i < 3; i++)
         snprintf(paths[i], sizeof paths[i], "%s/%s", o->dir, names[i]);
-    snprintf(title, sizeof title, "%s, case %zu: n = %zu, p = %zu, "
-             "sampling %s", sgdstab_synth_family_name(sp->base.family), c,
-             rc->prob->n, rc->prob->p, sgdstab_sampling_name(sp->sampling));
-    cli_plot_options po = {title, 960, 720, cli_log_spaced_sizes(batches, nb),
-                           sp->phase_log, sp->sampling, rc->prob->n, &rc->th};
+    char name[128];
+    snprintf(name, sizeof name, "%s, case %zu (%s)", o->name, c,
+             sgdstab_synth_family_name(sp->base.family));
+    cli_phase_title(title, sizeof title, name, rc->prob->n, rc->prob->p,
+                    sp->sampling, sp->loss);
+    cli_plot_options po = {sp->style, sp->width ? sp->width : 960,
+                           sp->height ? sp->height : 720,
+                           cli_log_spaced_sizes(batches, nb), sp->phase_log,
+                           sp->sampling, rc->prob->n, &rc->th};
+    if (!po.style.title)
+        po.style.title = title;
     cli_phase_files pf;
     if ((st = cli_phase_files_open("run", paths[0], paths[1], paths[2], &pf)) ||
         (st = cli_phase_files_write("run", &pf, &po, bd, nb, grid, lrs, nl)))
@@ -845,7 +914,7 @@ static int run_case_all(const run_spec *sp, run_output *o, size_t c)
         double vals[] = {b, eta, cr[i].rel_accuracy, lb.mean,
                          lb.mulayoff_michaeli_top, lb.mulayoff_michaeli_trace,
                          lb.wu_wang_su,
-                         eta * th->hessian_frobenius / sqrt((double)batches[i])};
+                         eta * th->hessian_frobenius * sqrt(b)};
         const char *names[] = {"b", "lr_critical", "rel_accuracy",
                                "lr_critical_mean", "mulayoff_michaeli_top",
                                "mulayoff_michaeli_trace", "wu_wang_su_lr",
@@ -915,6 +984,28 @@ static const char *bound_text(double x, char *buf, size_t size)
     return buf;
 }
 
+/* What the report's columns mean for the spec's sampling: b, the
+ * batch-noise coefficient, is what the Wu–Wang–Su quantity depends on. */
+static void write_columns_note(const run_spec *sp, FILE *f)
+{
+    static const char *const B_TEXT[] = {
+        [SGDSTAB_SAMPLING_WITH] = "b = 1/B",
+        [SGDSTAB_SAMPLING_WITHOUT] = "b = (n − B)/(B(n − 1))",
+        [SGDSTAB_SAMPLING_BERNOULLI] = "b = 1/B − 1/n"};
+    fprintf(f, "\nColumns: MM top and MM trace are the two "
+            "Mulayoff–Michaeli upper bounds on η\\*, WWS the Wu–Wang–Su "
+            "bound 1/(‖H‖_F √(b μ_min)), with b the batch-noise coefficient "
+            "of the spec's sampling (`%s`: %s). η\\*·‖H‖_F·√b is the "
+            "stable sharpness that bound keeps at or below 1/√μ_min (η\\* "
+            "≤ WWS exactly when it is); %s. It stays bounded if their claim "
+            "of size independence holds.\n",
+            sgdstab_sampling_name(sp->sampling), B_TEXT[sp->sampling],
+            sp->sampling == SGDSTAB_SAMPLING_WITH
+                ? "with replacement it is η\\*·‖H‖_F/√B"
+                : "it is not η\\*·‖H‖_F/√B, the form for sampling with "
+                  "replacement (b = 1/B); it is 0 where b = 0 (B = n)");
+}
+
 /* report.md: what was run, how to run it again, and a table per case. */
 static void write_report(const run_spec *sp, run_output *o, const char *name,
                          const char *command)
@@ -941,7 +1032,7 @@ static void write_report(const run_spec *sp, run_output *o, const char *name,
     for (size_t ax = 0; ax < sp->naxes; ax++)
         fprintf(f, " %s |", sp->axis[ax].key);
     fputs(" n | p | λmax(H) | ‖H‖_F | μ_min | B | η\\*(B) | 2/λmax | "
-          "η\\*·‖H‖_F/√B | MM top | MM trace | WWS |\n|", f);
+          "η\\*·‖H‖_F·√b | MM top | MM trace | WWS |\n|", f);
     for (size_t i = 0; i < 13 + sp->naxes; i++)
         fputs("---|", f);
     fputc('\n', f);
@@ -980,11 +1071,7 @@ static void write_report(const run_spec *sp, run_output *o, const char *name,
                                sizeof wws));
         }
     }
-    fputs("\nColumns: MM top and MM trace are the two Mulayoff–Michaeli upper "
-          "bounds on η\\*, WWS the Wu–Wang–Su bound 1/(‖H‖_F √(b μ_min)); "
-          "η\\*·‖H‖_F/√B is the stable sharpness Wu–Wang–Su bound by √(1/μ) "
-          "(sampling with replacement) — it stays bounded if their claim of "
-          "size independence holds.\n", f);
+    write_columns_note(sp, f);
     cJSON_ArrayForEach(jc, o->case_list) {
         const cJSON *ph = cJSON_GetObjectItem(jc, "phase");
         if (!ph)
@@ -1020,9 +1107,11 @@ int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT("out", required_argument, OPT_OUT),
-        CLI_OPT("quiet", no_argument, OPT_QUIET), CLI_OPT_HELP, CLI_OPT_END};
-    const char *path = NULL, *out_dir = NULL;
-    int quiet = 0, c;
+        CLI_OPT("quiet", no_argument, OPT_QUIET),
+        CLI_OPT("plot-size", required_argument, OPT_PLOT_SIZE), CLI_OPT_HELP,
+        CLI_OPT_END};
+    const char *path = NULL, *out_dir = NULL, *size = NULL;
+    int quiet = 0, c, width = 0, height = 0;
     while ((c = cli_getopt(argc, argv, "run", opts)) != -1) {
         switch (c) {
         case 'h':
@@ -1040,6 +1129,11 @@ int cmd_run(int argc, char **argv)
         case OPT_QUIET:
             quiet = 1;
             break;
+        case OPT_PLOT_SIZE:
+            if (cli_parse_plot_size("run", optarg, &width, &height))
+                return EXIT_USAGE;
+            size = optarg;
+            break;
         default:
             return EXIT_USAGE;
         }
@@ -1056,10 +1150,14 @@ int cmd_run(int argc, char **argv)
         snprintf(dir, sizeof dir, "results/%s", name);
         out_dir = dir;
     }
-    snprintf(command, sizeof command, "sgdstab run %s%s%s", path,
-             out_dir == dir ? "" : " --out ", out_dir == dir ? "" : out_dir);
+    snprintf(command, sizeof command, "sgdstab run %s%s%s%s%s", path,
+             out_dir == dir ? "" : " --out ", out_dir == dir ? "" : out_dir,
+             size ? " --plot-size " : "", size ? size : "");
+    sp.width = width;
+    sp.height = height;
     run_output o = {0};
     o.dir = out_dir;
+    o.name = name;
     if (!st && make_dirs(out_dir)) {
         fprintf(stderr, "sgdstab run: cannot create the directory %s: %s\n",
                 out_dir, strerror(errno));
@@ -1111,7 +1209,7 @@ int cmd_run(int argc, char **argv)
         free(text);
         sgdstab_outfile *files[] = {js, o.cases, o.critical, o.report,
                                     o.verify};
-        st = run_mc_finish(sp.mc, js ? EXIT_OK : EXIT_DATA);
+        st = run_mc_finish(sp.mc, js ? EXIT_OK : EXIT_DATA, width, height);
         for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
             if (!files[i])
                 continue;

@@ -1,5 +1,5 @@
 /* sgdstab verify FILE --lr η --batch B: the theory's quantities, bounds and
- * conditions (DESIGN §3, theory.h) side by side with the exact answer. */
+ * conditions (README, The theory checks; theory.h) beside the exact answer. */
 #include <math.h>
 #include <stdio.h>
 
@@ -57,7 +57,8 @@ static const char VERIFY_HELP[] =
     "                    --loss, the \"loss\" of FILE's meta.json if it has one\n"
     "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n"
     "  --json            one JSON object on stdout, keys: file n k p rank lr\n"
-    "                    batch sampling loss_scale a b stable spectral_radius\n"
+    "                    batch sampling loss_scale a b stable verdict (as\n"
+    "                    in 'sgdstab analyze --help') spectral_radius\n"
     "                    escape_rate_per_step escape_rate_per_epoch\n"
     "                    lr_critical lr_critical_mean sharpness\n"
     "                    hessian_frobenius hessian_trace nonuniformity\n"
@@ -90,7 +91,9 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
            sgdstab_sampling_name(an->sampling), an->a, an->b, a->loss);
     cli_print_residual("Minimum: ", prob);
     printf("Exact:   %s; rho = %.12g (escape rate %.6g per step), eta*(%zu) = "
-           "%.12g\n", an->stable ? "STABLE" : "UNSTABLE", an->radius.rho,
+           "%.12g\n", an->verdict == SGDSTAB_VERDICT_THRESHOLD
+                           ? "AT THE THRESHOLD (within accuracy)"
+                       : an->stable ? "STABLE" : "UNSTABLE", an->radius.rho,
            an->escape_rate_per_step, an->batch, an->critical.lr_critical);
     printf("Theory:  lambda_max(H) = %.6g, |H|_F = %.6g, tr H = %.6g, "
            "non-uniformity s = %.6g\n", th->sharpness, th->hessian_frobenius,
@@ -128,6 +131,7 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
     cli_json_number(o, "a", an->a);
     cli_json_number(o, "b", an->b);
     cJSON_AddBoolToObject(o, "stable", an->stable);
+    cJSON_AddStringToObject(o, "verdict", sgdstab_verdict_name(an->verdict));
     cli_json_number(o, "spectral_radius", an->radius.rho);
     cli_json_number(o, "escape_rate_per_step", an->escape_rate_per_step);
     cli_json_number(o, "escape_rate_per_epoch", an->escape_rate_per_epoch);

@@ -30,7 +30,8 @@ int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
     if (sgdstab_problem_load_with_hessian(a->file, a->hessian, NULL, prob, &err))
         return cli_report(&err);
     int status = file_loss(a, *prob);
-    if (!status && sgdstab_reduce(*prob, a->rank_rtol, red, &err))
+    sgdstab_reduce_options opt = {a->rank_rtol, a->flat_rtol};
+    if (!status && sgdstab_reduce(*prob, &opt, red, &err))
         status = cli_report(&err);
     if (status) {
         sgdstab_problem_free(*prob);
@@ -41,13 +42,17 @@ int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
     return EXIT_OK;
 }
 
+double cli_loss_c(double loss_scale, size_t k)
+{
+    /* mse: PyTorch's MSELoss averages over n·k entries without the ½. */
+    return loss_scale > 0 ? loss_scale : 2.0 / (double)k;
+}
+
 int cli_stability(const cli_args *a, const sgdstab_reduced *red,
                   sgdstab_stability **s)
 {
     sgdstab_error err;
-    /* mse: PyTorch's MSELoss averages over n·k entries without the ½. */
-    double c = a->loss_scale > 0 ? a->loss_scale : 2.0 / (double)red->k;
-    *s = sgdstab_stability_alloc(red, c, &err);
+    *s = sgdstab_stability_alloc(red, cli_loss_c(a->loss_scale, red->k), &err);
     return *s ? EXIT_OK : cli_report(&err);
 }
 
@@ -145,4 +150,46 @@ int cli_exact_evolve(const cli_session *ses, double lr,
     free(Z0);
     sgdstab_moments_free(m);
     return status;
+}
+
+/* Steps over which a flat eigenvalue λ < 0 would grow the RMS distance by
+ * a factor e at effective rate c·lr: ln(1 + c·lr·|λ|) per step. */
+static double flat_steps(const sgdstab_reduced *red, double c, double lr)
+{
+    return lr > 0 && red->flat_min < 0 ? 1 / log1p(c * lr * -red->flat_min)
+                                       : INFINITY;
+}
+
+void cli_print_flat(const char *label, const sgdstab_reduced *red, double c,
+                    double lr)
+{
+    if (!red->flat_negative && !red->flat_moved)
+        return;
+    printf("%s", label);
+    if (red->flat_negative) {
+        printf("%zu negative eigenvalue%s of H, down to %.3g, within the "
+               "tolerance %.3g lambda_max (--negative-curvature), taken as "
+               "zero", red->flat_negative, red->flat_negative > 1 ? "s" : "",
+               c * red->flat_min, red->flat_rtol);
+        if (lr > 0)
+            printf("; at this eta they would matter only after about %.3g "
+                   "steps", flat_steps(red, c, lr));
+    }
+    if (red->flat_moved)
+        printf("%s%zu flat direction%s that J moves with curvature below the "
+               "tolerance set aside with those that never move",
+               red->flat_negative ? "; " : "", red->flat_moved,
+               red->flat_moved > 1 ? "s" : "");
+    printf("\n");
+}
+
+void cli_json_flat(cJSON *obj, const sgdstab_reduced *red, double c,
+                   double lr)
+{
+    cli_json_number(obj, "negative_curvature_tolerance", red->flat_rtol);
+    cli_json_size(obj, "flat_negative_count", red->flat_negative);
+    cli_json_number(obj, "flat_negative_min", c * red->flat_min);
+    cli_json_size(obj, "flat_moved_count", red->flat_moved);
+    if (lr > 0)
+        cli_json_number(obj, "flat_negative_steps", flat_steps(red, c, lr));
 }

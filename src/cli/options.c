@@ -84,6 +84,7 @@ void cli_args_init(cli_args *a, const char *cmd)
     a->loss = "half-mean";
     a->loss_scale = 1;
     a->sampling = SGDSTAB_SAMPLING_WITHOUT;
+    a->flat_rtol = SGDSTAB_FLAT_RTOL_DEFAULT;
 }
 
 int cli_loss_scale(const char *text, double *scale)
@@ -149,6 +150,18 @@ int cli_common_option(cli_args *a, int c, const char *arg)
             return cli_usage_error(a->cmd, "--rank-tol must lie in (0, 1), "
                                    "not %s", arg);
         return 0;
+    case OPT_NEGATIVE_CURVATURE:
+        if (!strcmp(arg, "strict")) {
+            a->flat_rtol = 0;
+            return 0;
+        }
+        if (cli_parse_double(a->cmd, "negative-curvature", arg, &a->flat_rtol))
+            return EXIT_USAGE;
+        if (!(a->flat_rtol >= 0 && a->flat_rtol < 1))
+            return cli_usage_error(a->cmd, "--negative-curvature must be "
+                                   "strict or a number in [0, 1), not %s",
+                                   arg);
+        return 0;
     case OPT_JSON:
         a->json = 1;
         return 0;
@@ -211,6 +224,21 @@ static int push(size_t **v, size_t *m, size_t *cap, size_t x)
     return 0;
 }
 
+/* A batch size of a --batch list: a whole number ≥ 1, or n for the number
+ * of samples. */
+static int parse_batch_size(const char *cmd, const char *text, size_t n,
+                            size_t *out)
+{
+    if (!strcmp(text, "n")) {
+        *out = n;
+        return 0;
+    }
+    if (cli_parse_size(NULL, "batch", text, 1, out))
+        return cli_usage_error(cmd, "--batch: '%s' is not a batch size (a "
+                               "whole number >= 1, or n)", text);
+    return 0;
+}
+
 int cli_parse_batches(const char *cmd, const char *text, size_t n,
                       size_t **list, size_t *count)
 {
@@ -241,10 +269,10 @@ int cli_parse_batches(const char *cmd, const char *text, size_t n,
                     f[nf] = c + 1;
                 nf++;
             }
-        int log_tail = nf >= 3 && !strcmp(f[nf - 1], "log");
+        int log_tail = nf >= 3 && nf <= 4 && !strcmp(f[nf - 1], "log");
         if (nf > 4 || (nf == 4 && !log_tail) || (nf == 3 && !log_tail) ||
-            cli_parse_size(cmd, "batch", f[0], 1, &a) ||
-            cli_parse_size(cmd, "batch", f[1], 1, &b) ||
+            parse_batch_size(cmd, f[0], n, &a) ||
+            parse_batch_size(cmd, f[1], n, &b) ||
             (nf == 4 && cli_parse_size(cmd, "batch", f[2], 2, &steps))) {
             status = nf > 4 || (nf >= 3 && !log_tail)
                 ? cli_usage_error(cmd, "--batch: '%s' is not LIST, all, A:B, "
@@ -284,7 +312,7 @@ int cli_parse_batches(const char *cmd, const char *text, size_t n,
     }
     for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
         size_t x;
-        if (cli_parse_size(cmd, "batch", tok, 1, &x)) {
+        if (parse_batch_size(cmd, tok, n, &x)) {
             status = EXIT_USAGE;
             goto done;
         }

@@ -9,8 +9,9 @@ The output is an .npz archive holding
   residual     (n,)       |f(x_i) - y_i|, the training residual per sample
   H            (p, p)     only with --hessian: the exact Hessian of the
                           canonical loss L = (1/2n) sum_i |f(x_i) - y_i|^2
-                          (DESIGN §1), in the same convention as J, so that
-                          H = J'J/n at a zero-residual point
+                          (README, "The mathematics"), in the same
+                          convention as J, so that H = J'J/n at a
+                          zero-residual point
   meta.json               loss convention the model was trained with, n, k,
                           p, residual_rms, max_residual, target_rms, the
                           training (lr, batch, sampling) if given, the
@@ -427,10 +428,11 @@ def main(argv=None):
                     "positive scale; sgdstab takes it as its --loss default")
     ap.add_argument("--hessian", action="store_true",
                     help="also write the exact Hessian H of the canonical "
-                    f"loss (p <= {HESSIAN_MAX_PARAMS} unless "
-                    "--hessian-max-params)")
-    ap.add_argument("--hessian-max-params", type=int,
-                    default=HESSIAN_MAX_PARAMS, help=argparse.SUPPRESS)
+                    "loss (refused when p > --hessian-max-params)")
+    ap.add_argument("--hessian-max-params", type=int, metavar="P",
+                    default=HESSIAN_MAX_PARAMS,
+                    help="largest p for which --hessian writes H "
+                    f"(default {HESSIAN_MAX_PARAMS}; H takes 8 p^2 bytes)")
     ap.add_argument("--chunk", type=int, default=64,
                     help="samples per chunk (default 64)")
     ap.add_argument("--lr", type=float, help="learning rate of training")

@@ -79,7 +79,7 @@ static void try_problem(sgdstab_array *J, sgdstab_array *H)
         abort();
     if (prob->n * prob->k * prob->p <= 4096) {
         sgdstab_reduced *red = NULL;
-        rc = sgdstab_reduce(prob, 0, &red, &err);
+        rc = sgdstab_reduce(prob, NULL, &red, &err);
         check_error(rc, &err);
         if (rc == SGDSTAB_OK) {
             if (red->r > red->nsv)
