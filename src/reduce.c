@@ -106,7 +106,7 @@ static int curvature_is_flat(double mu, double tol_H, double flat_tol)
 /* Supplied H: basis = eigenvectors of H with non-flat eigenvalue, plus the
  * part of null(H) that J moves; Φ = J·basis, G = ΦᵀΦ/n. */
 static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob,
-                               double flat_rtol, sgdstab_error *err)
+                               sgdstab_error *err)
 {
     size_t p = prob->p, rows = prob->n * prob->k;
     double *evec = malloc(p * p * sizeof *evec);
@@ -132,8 +132,7 @@ static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob
     }
     double mumax = fmax(fabs(mu[0]), fabs(mu[p - 1]));
     double tol_H = (double)p * sgdstab_npy_epsilon(prob->H_descr) * mumax;
-    red->flat_rtol = flat_rtol;
-    red->flat_tol = flat_rtol * fmax(mu[p - 1], 0.0);
+    red->flat_tol = red->flat_rtol * fmax(mu[p - 1], 0.0);
     /* Non-null eigenvectors, descending eigenvalue. */
     size_t r = 0, m0 = 0;
     for (size_t c = p; c-- > 0;)
@@ -285,7 +284,8 @@ int sgdstab_reduce(const sgdstab_problem *prob,
         red->trace_G += red->sigma[j] * red->sigma[j];
     red->trace_G /= (double)prob->n;
 
-    st = prob->H ? reduce_with_hessian(red, prob, flat_rtol, err)
+    red->flat_rtol = flat_rtol;
+    st = prob->H ? reduce_with_hessian(red, prob, err)
                  : reduce_gauss_newton(red, u, err, prob->source);
 done:
     free(work);

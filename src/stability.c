@@ -353,6 +353,13 @@ static int solve_radius_again(sgdstab_stability *s, sgdstab_sampling sampling,
     return st;
 }
 
+/* Does a solve contradict the lower bound by more than its own error
+ * estimate (and rounding)? */
+static int below_bound(const sgdstab_eig_result *res, double bound)
+{
+    return res->value < bound - res->error_estimate - 1e-14 * fabs(bound);
+}
+
 /* A shared basis accepts its largest Ritz value once the residual is small,
  * so a basis holding an (almost) exact eigenmatrix of a smaller eigenvalue
  * — the slow mode ρ ≈ 1 of a flat direction, say — can hide the top one.
@@ -368,12 +375,11 @@ static int check_radius(sgdstab_stability *s, double lr,
                         sgdstab_eig_result *res, double *vec,
                         sgdstab_error *err)
 {
-    double eta = gamma[1] < 0 ? -gamma[1] : 0, b = s->b, beta = eta * eta * b;
+    double eta = s->c * lr, beta = eta * eta * s->b;
     size_t at = 0;
-    double bound = radius_lower_bound(s, eta, b, sampling, &at);
-    double slack = 1e-14 * fabs(bound);
+    double bound = radius_lower_bound(s, eta, s->b, sampling, &at);
     int st = SGDSTAB_OK;
-    if (res->value < bound - slack && !s->eig.arpack) {
+    if (below_bound(res, bound) && !s->eig.arpack) {
         sgdstab_error add_err;
         sgdstab_family *f = family(s, FAMILY_STEP, sampling, err);
         if (!f)
@@ -388,7 +394,7 @@ static int check_radius(sgdstab_stability *s, double lr,
                                     vec, err);
         }
     }
-    if (!st && res->value < bound - slack)
+    if (!st && below_bound(res, bound))
         st = solve_radius_again(s, sampling, gamma, beta, vtol, 1, res, vec,
                                 err);
     if (!st && res->value < bound - (RADIUS_ABS_TOL + 1e-11 * fabs(bound)))

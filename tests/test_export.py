@@ -256,7 +256,16 @@ def test_cli_and_errors(work):
     data = os.path.join(work, "data.npz")
     np.savez(data, X=X.numpy(), Y=Y.numpy())
     ref_path = os.path.join(work, "api.npz")
-    ex.export(m, X, Y, ref_path)
+    for mask in (0o022, 0o077):
+        # the archive gets the mode a plain open would give: 0666 & ~umask
+        old = os.umask(mask)
+        try:
+            ex.export(m, X, Y, ref_path)
+        finally:
+            os.umask(old)
+        mode = os.stat(ref_path).st_mode & 0o777
+        report("export under umask %03o: mode %04o" % (mask, 0o666 & ~mask),
+               [] if mode == 0o666 & ~mask else ["mode %04o" % mode])
     Jref = load(ref_path)[0]["J"]
     pt = os.path.join(work, "model.pt")
     torch.save(m, pt)

@@ -58,7 +58,8 @@ typedef struct {
     double *G;         /* r×r G in the basis when H is supplied, else NULL
                           (G = diag(lambda)) */
     double hessian_min;  /* smallest eigenvalue of H on the reduced space */
-    double flat_rtol;    /* the relative tolerance used (with H) */
+    double flat_rtol;    /* the relative tolerance in force (it acts only
+                            on a supplied H) */
     double flat_tol;     /* absolute flat_rtol · λmax(H) (0: none) */
     size_t flat_negative;   /* negative eigenvalues of H taken as zero */
     double flat_min;        /* the most negative of them (0 if none) */

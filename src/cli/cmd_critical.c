@@ -112,8 +112,8 @@ int cmd_critical(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN,
-        CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_JSON, CLI_OPT_CSV,
-        CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_JSON,
+        CLI_OPT_CSV, CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "critical");
     int c;

@@ -16,6 +16,7 @@ static const char PHASE_HELP[] =
     "                     [--title T] [--legend L] [--curves LIST]\n"
     "                     [--color rate|relative] [--color-range LO:HI]\n"
     "                     [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
+    "                     [--negative-curvature TOL]\n"
     "\n"
     "The stability phase diagram over batch size B and learning rate eta: at\n"
     "every grid point the exact spectral radius rho of the second-moment map\n"
@@ -208,8 +209,8 @@ int cmd_phase(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_BATCH, CLI_OPT("lr", required_argument, OPT_LR_SPEC),
-        CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,
-        CLI_OPT_JSON, CLI_OPT_CSV,
+        CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL,
+        CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_JSON, CLI_OPT_CSV,
         CLI_OPT("boundary-csv", required_argument, OPT_BOUNDARY_CSV),
         CLI_OPT("plot", required_argument, OPT_PLOT),
         CLI_OPT("plot-size", required_argument, OPT_PLOT_SIZE),

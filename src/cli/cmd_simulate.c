@@ -23,6 +23,7 @@ static const char SIMULATE_HELP[] =
     "                        [--noise SPEC] [--clip C] [--radius R]\n"
     "                        [--csv F | --json] [--quiet] [--hessian H.npy]\n"
     "                        [--loss L] [--rank-tol RTOL]\n"
+    "                        [--negative-curvature TOL]\n"
     "       sgdstab simulate FILE --epoch --lr ETA --batch B [--runs R] [--seed S]\n"
     "                        [--sampling S] [--compare] [--json] ...\n"
     "       sgdstab simulate FILE --threshold --batch B [--lr ETA] [--runs R]\n"
@@ -489,7 +490,8 @@ int cmd_simulate(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
-        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_JSON, CLI_OPT_CSV,
+        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,
+        CLI_OPT_JSON, CLI_OPT_CSV,
         CLI_OPT("steps", required_argument, OPT_STEPS),
         CLI_OPT("runs", required_argument, OPT_RUNS),
         CLI_OPT("seed", required_argument, OPT_SEED),

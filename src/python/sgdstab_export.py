@@ -48,7 +48,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import zipfile
 
 import numpy as np
@@ -224,6 +223,22 @@ def _write_array(zf, name, a):
                                   allow_pickle=False)
 
 
+
+def _temporary_beside(path):
+    """A new empty file next to path, created (O_EXCL) with mode 0666 so that
+    the umask gives it the permissions a plain open would (mkstemp's 0600
+    would survive the rename)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    for _ in range(100):
+        tmp = os.path.join(directory, ".sgdstab-export-%s.npz"
+                           % os.urandom(6).hex())
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+    raise ExportError(f"{directory}: cannot create a temporary file")
+
 def export(model, X, Y, path, *, loss="half-mean", hessian=False, chunk=64,
            train_lr=None, train_batch=None, train_sampling=None,
            method="auto", precision="double",
@@ -320,10 +335,7 @@ def _export(m, X, Y, path, loss, hessian, chunk, train_lr, train_batch,
                 api, how = None, "autograd"
         return _jacobian_autograd(m, x)
 
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".sgdstab-export-", suffix=".npz",
-                               dir=directory)
-    os.close(fd)
+    tmp = _temporary_beside(path)
     residual = np.empty(n)
     target_sq = float((Y ** 2).sum())
     H = np.zeros((m.p, m.p)) if hessian else None
