@@ -902,6 +902,39 @@ def labelled_tics(script, axis):
     return []
 
 
+def edge_pixels(path):
+    """Pixels on the picture's outermost rows and columns that are not
+    background white: text or lines that ran off the picture."""
+    import matplotlib.image
+    a = matplotlib.image.imread(path)[..., :3]
+    edges = np.concatenate([a[0], a[-1], a[:, 0], a[:, -1]])
+    return int((edges < 0.98).any(axis=1).sum())
+
+
+def test_exit_picture(tmp):
+    """Eight exit series with long legend entries: at 640x480 and at
+    1600x1200 nothing runs off the picture (the legend's columns and the
+    y label once did)."""
+    series = [{"alpha": a, "clip": c, "lr": "0.1:0.3:3:log"}
+              for a in (1.2, 1.5, 1.8) for c in (1.5, 0.7, 0.45)][:8]
+    spec = {"family": "linear", "sampling": "with", "batch": [4],
+            "params": {"samples": 16, "inputs": 3, "seed": 2},
+            "exit": {"radius": 1, "noise_scale": 0.3, "runs": 20,
+                     "steps": 2000, "seed": 1, "series": series}}
+    path = os.path.join(tmp, "exit-picture.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    for size in ("640,480", "1600,1200"):
+        out = os.path.join(tmp, "exit-picture-" + size)
+        r = run("run", path, "--out", out, "--quiet", "--plot-size", size)
+        check(r.returncode == 0, f"exit picture {size}: {r.stderr}")
+        if r.returncode == 0:
+            png = os.path.join(out, "exit.png")
+            check(edge_pixels(png) == 0,
+                  f"exit.png at {size}: {edge_pixels(png)} pixels of text "
+                  "or lines on the picture's edge (cut off)")
+
+
 def test_figures(tmp):
     """The spec's "phase" picture keys reach the script; --plot-size sizes
     every picture (640x480 here; defaults 960x720 and 960x640); log axes
@@ -955,6 +988,7 @@ def test_figures(tmp):
               "the regenerating command lacks --plot-size")
         check("`with`: b = 1/B" in report and "η\\*·‖H‖_F/√B" in report,
               "report: the column's meaning for sampling with replacement")
+    test_exit_picture(tmp)
     r = run("run", path, "--plot-size", "600,400")
     check(r.returncode == 2 and "--plot-size" in r.stderr and
           len(r.stderr.strip().splitlines()) == 1,

@@ -265,6 +265,10 @@ void cli_progress_finish(cli_progress *p);
 
 /* ---- plot.c: pictures drawn by gnuplot */
 
+/* The width in pixels of a character of the pictures' font (an estimate,
+ * for laying out legends and labels). */
+#define CLI_PLOT_CHAR_W 7.3
+
 /* 0 for F.png, 1 for F.svg, −1 otherwise. */
 int cli_plot_format(const char *path);
 /* Usage error (returned) unless gnuplot is on PATH. */

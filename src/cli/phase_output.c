@@ -378,11 +378,13 @@ static const struct {
 /* Drawing order: theory first, the exact boundary last (on top). */
 static const int CURVE_ORDER[NCURVES] = {3, 4, 5, 2, 1, 0};
 
-static size_t utf8_chars(const char *s)
+/* The characters a label shows: UTF-8 sequences count once, and the
+ * markup of gnuplot's enhanced text (_{…}, ^{…}) not at all. */
+static size_t shown_chars(const char *s)
 {
     size_t n = 0;
     for (; *s; s++)
-        n += ((unsigned char)*s & 0xc0) != 0x80;
+        n += ((unsigned char)*s & 0xc0) != 0x80 && !strchr("_^{}", *s);
     return n;
 }
 
@@ -406,7 +408,7 @@ static void write_frame(FILE *f, const phase_picture *pp,
     for (size_t i = 0; i < NCURVES; i++)
         if (pp->curves & 1u << i) {
             fr.entries++;
-            size_t len = utf8_chars(CURVES[i].label);
+            size_t len = shown_chars(CURVES[i].label);
             fr.label_chars = len > fr.label_chars ? len : fr.label_chars;
         }
     /* two lines of text (17 px each), in colour units (2 per box) */

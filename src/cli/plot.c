@@ -221,7 +221,6 @@ int cli_check_title(const char *cmd, const char *text)
 
 /* Pixels per character of the terminals' fonts (sans 11 pt in PNG, 12 in
  * SVG), measured: about 6.5 wide in legends, 7.5 in titles, 17 high. */
-#define CHAR_W 6.5
 #define TITLE_CHAR_W 7.5
 #define CHAR_H 17.0
 
@@ -272,7 +271,7 @@ double cli_plot_frame(FILE *f, const cli_frame *fr)
     /* Below the plot, under the x axis's label, in as many columns as fit
      * the width: the bottom margin is reserved for it explicitly, since
      * gnuplot's own estimate lets the key cover the axis label. */
-    double col_px = (double)fr->label_chars * CHAR_W + 70;
+    double col_px = (double)fr->label_chars * CLI_PLOT_CHAR_W + 80;
     size_t cols = (size_t)((fr->width - 40) / col_px);
     cols = cols < 1 ? 1 : cols > fr->entries ? fr->entries : cols;
     size_t rows = (fr->entries + cols - 1) / cols;

@@ -649,13 +649,15 @@ typedef struct {
     int width, height;
 } mc_picture;
 
-static void mc_frame(FILE *f, const mc_picture *pic, const char *title,
-                     size_t entries, size_t label_chars)
+/* Returns the plot area's height in pixels (cli_plot_frame). */
+static double mc_frame(FILE *f, const mc_picture *pic, const char *title,
+                       size_t entries, size_t label_chars)
 {
     cli_frame fr = {pic->width, pic->height, title, CLI_LEGEND_BELOW,
                     entries, label_chars, 3};
-    cli_plot_frame(f, &fr);
+    double height = cli_plot_frame(f, &fr);
     fprintf(f, "set grid lc rgb '#cccccc'\n");
+    return height;
 }
 
 /* Threshold ratio η_threshold/η*(B) against B, one line per case and
@@ -773,9 +775,14 @@ static void exit_script(FILE *f, void *ctx)
             chars = len > chars ? len : chars;
         }
     }
-    mc_frame(f, pic, title, entries ? entries : 1, entries ? chars : 14);
-    fprintf(f, "set xlabel '1/η'\nset ylabel 'mean exit step (censored "
-            "mean, ±1 s.e.)'\nset logscale xy\n");
+    double height = mc_frame(f, pic, title, entries ? entries : 1,
+                             entries ? chars : 14);
+    /* The full y label where the plot is tall enough for it (a long legend
+     * in a small picture leaves little); the report says the rest. */
+    static const char full[] = "mean exit step (censored mean, ±1 s.e.)";
+    fprintf(f, "set xlabel '1/η'\nset ylabel '%s'\nset logscale xy\n",
+            height >= (double)(sizeof full - 3) * CLI_PLOT_CHAR_W
+                ? full : "mean exit step");
     exit_axes(f, mc);
     /* Groups of rows: one per (case, batch, series), in order; a group
      * gets its points only if some run exited, and its line only if the
