@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -62,15 +63,26 @@ static void random_suffix(char *tmp)
         s[i] = chars[x % (sizeof chars - 1)];
 }
 
-/* mkstemp(), but with the mode a plain open() gives a new file: mkstemp's
- * 0600 would survive the rename and hide the result from other users.
- * Passing 0666 lets the kernel apply the umask (or the directory's default
- * ACL) itself, with no need to read the umask. */
-static int create_temp(char *tmp)
+/* mkstemp(), but with the mode a plain open() gives: mkstemp's 0600 would
+ * survive the rename and hide the result from other users.  A new file:
+ * 0666, and the kernel applies the umask (or the directory's default ACL)
+ * itself, with no need to read the umask; replacing an existing regular
+ * file: that file's permission bits, as opening it with O_TRUNC keeps
+ * them. */
+static int create_temp(char *tmp, const char *path)
 {
+    struct stat st;
+    int keep = stat(path, &st) == 0 && S_ISREG(st.st_mode);
     for (int attempt = 0; attempt < 100; attempt++) {
         random_suffix(tmp);
         int fd = open(tmp, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+        if (fd >= 0 && keep && fchmod(fd, st.st_mode & 07777) != 0) {
+            int saved = errno;
+            close(fd);
+            unlink(tmp);
+            errno = saved;
+            return -1;
+        }
         if (fd >= 0 || errno != EEXIST)
             return fd;
     }
@@ -98,7 +110,7 @@ sgdstab_outfile *sgdstab_outfile_open(const char *path, sgdstab_error *err)
     memcpy(f->tmp + len, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
     f->slot = -1;
 
-    int fd = create_temp(f->tmp);
+    int fd = create_temp(f->tmp, path);
     if (fd < 0) {
         sgdstab_fail(err, SGDSTAB_EIO, "%s: cannot create file: %s", path,
                      strerror(errno));

@@ -96,15 +96,47 @@ static int reduce_gauss_newton(sgdstab_reduced *red, const double *u,
     return SGDSTAB_OK;
 }
 
-/* An eigenvalue μ of H that counts as zero: within the rounding of H
- * (tol_H), or negative within the flat tolerance (reduce.h). */
-static int curvature_is_flat(double mu, double tol_H, double flat_tol)
+/* Negative eigenvalues of H within the flat tolerance (reduce.h). */
+static int is_flat_negative(double mu, double tol_H, double flat_tol)
 {
-    return fabs(mu) <= tol_H || (mu < 0 && -mu <= flat_tol);
+    return mu < -tol_H && -mu <= flat_tol;
 }
 
-/* Supplied H: basis = eigenvectors of H with non-flat eigenvalue, plus the
- * part of null(H) that J moves; Φ = J·basis, G = ΦᵀΦ/n. */
+/* The flat negative eigenvectors (columns c of evec with mu[c] flat) that
+ * J moves, ‖J u‖ > move_tol, join the basis with the curvature |μ| (the
+ * sign is below what H resolves; 0 would leave their batch noise
+ * undamped); the others never move and are left out.  Counts them in red. */
+static int add_flat(sgdstab_reduced *red, const sgdstab_problem *prob,
+                    const double *evec, const double *mu, double tol_H,
+                    double move_tol, double *basis, double *h, size_t *r,
+                    sgdstab_error *err)
+{
+    size_t p = prob->p, rows = prob->n * prob->k;
+    double *Ju = malloc(rows * sizeof *Ju);
+    if (!Ju)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
+                            prob->source);
+    for (size_t c = p; c-- > 0;) {
+        if (!is_flat_negative(mu[c], tol_H, red->flat_tol))
+            continue;
+        red->flat_negative++;
+        red->flat_min = fmin(red->flat_min, mu[c]);
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)p, 1.0,
+                    prob->J, (int)p, evec + c, (int)p, 0.0, Ju, 1);
+        if (!(cblas_dnrm2((int)rows, Ju, 1) > move_tol))
+            continue;
+        red->flat_moved++;
+        for (size_t i = 0; i < p; i++)
+            basis[i * p + *r] = evec[i * p + c];
+        h[(*r)++] = -mu[c];
+    }
+    free(Ju);
+    return SGDSTAB_OK;
+}
+
+/* Supplied H: basis = eigenvectors of H with non-zero eigenvalue (flat
+ * negative ones as add_flat says), plus the part of null(H) that J moves;
+ * Φ = J·basis, G = ΦᵀΦ/n. */
 static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob,
                                sgdstab_error *err)
 {
@@ -133,28 +165,40 @@ static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob
     double mumax = fmax(fabs(mu[0]), fabs(mu[p - 1]));
     double tol_H = (double)p * sgdstab_npy_epsilon(prob->H_descr) * mumax;
     red->flat_tol = red->flat_rtol * fmax(mu[p - 1], 0.0);
-    /* Non-null eigenvectors, descending eigenvalue. */
+    /* Non-null, non-flat eigenvectors, descending eigenvalue; then the flat
+     * negative ones J moves. */
     size_t r = 0, m0 = 0;
     for (size_t c = p; c-- > 0;)
-        if (!curvature_is_flat(mu[c], tol_H, red->flat_tol)) {
+        if (fabs(mu[c]) > tol_H &&
+            !is_flat_negative(mu[c], tol_H, red->flat_tol)) {
             for (size_t i = 0; i < p; i++)
                 basis[i * p + r] = evec[i * p + c];
             h[r++] = mu[c];
         }
-    /* Null (and flat) eigenvectors of H, gathered in evec's first columns. */
+    /* J moves a null or flat eigenvector u of H when ‖J u‖ exceeds the rank
+     * threshold of J and what rounding can put there: u is computed to an
+     * angle of about tol_H/gap (Davis–Kahan), gap the distance to the other
+     * eigenvalues, so J u may carry σmax·tol_H/gap of J's range. */
+    double gap = mumax;
     for (size_t c = 0; c < p; c++)
-        if (curvature_is_flat(mu[c], tol_H, red->flat_tol)) {
-            if (fabs(mu[c]) > tol_H) {
-                red->flat_negative++;
-                red->flat_min = fmin(red->flat_min, mu[c]);
-            }
+        if (fabs(mu[c]) > tol_H &&
+            !is_flat_negative(mu[c], tol_H, red->flat_tol))
+            gap = fmin(gap, fabs(mu[c]));
+    double move_tol = fmax(red->rank_tol, red->sigma[0] * tol_H / gap);
+    if ((st = add_flat(red, prob, evec, mu, tol_H, move_tol, basis, h, &r,
+                       err)))
+        goto done;
+    /* Null eigenvectors of H, gathered in evec's first columns (after the
+     * flat ones have been read). */
+    for (size_t c = 0; c < p; c++)
+        if (fabs(mu[c]) <= tol_H) {
             for (size_t i = 0; i < p; i++)
                 evec[i * p + m0] = evec[i * p + c];
             m0++;
         }
     if (m0 > 0) {
-        /* jn = J U0 ((n·k)×m0); its right singular vectors with σ above the
-         * rank threshold of J span the null(H) directions that J moves. */
+        /* jn = J U0 ((n·k)×m0); its right singular vectors with σ above
+         * move_tol span the null(H) directions that J moves. */
         jn = malloc(rows * m0 * sizeof *jn);
         size_t ns = rows < m0 ? rows : m0;
         sv = malloc((ns + 1) * sizeof *sv);
@@ -179,12 +223,6 @@ static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob
                               prob->source, (int)info);
             goto done;
         }
-        /* J moves a flat direction when its curvature σ²/n there exceeds
-         * flat_tol (and σ the rank threshold of J). */
-        double move_tol = fmax(red->rank_tol,
-                               sqrt((double)prob->n * red->flat_tol));
-        for (size_t c = 0; c < ns && sv[c] > red->rank_tol; c++)
-            red->flat_moved += sv[c] <= move_tol;
         for (size_t c = 0; c < ns && sv[c] > move_tol; c++) {
             /* basis column r = U0 · (row c of Vᵀ) */
             for (size_t i = 0; i < p; i++) {

@@ -297,19 +297,24 @@ int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
                                           err);
 }
 
-/* The largest Rayleigh quotient of 𝒯 at a unit matrix E_jj,
- * (1 − ηh_j)² + η²b·⟨E_jj, 𝒩 E_jj⟩: ρ⊥ is at least this for every input
- * (𝒯 is self-adjoint), e.g. (1 − ηλmin)² when H has a negative eigenvalue.
- * *at is the j that attains it. */
-static double radius_lower_bound(const sgdstab_stability *s, double eta,
-                                 double b, sgdstab_sampling sampling,
-                                 size_t *at)
+/* The largest Rayleigh quotient of the member (γ, β) of family `kind` at
+ * a unit matrix E_jj: its diagonal entry Σ_c γ_c d_c + β·S²·⟨E_jj, 𝒩E_jj⟩
+ * at α = (j, j), S the family's scaling (D for K, 1 for 𝒯).  The largest
+ * eigenvalue is at least this for every input (the members are symmetric):
+ * for 𝒯, (1 − ηh_j)² + η²b·noise_j, so (1 − ηλmin)² with negative
+ * curvature; for K, h_j/2 + b·noise_j/(2h_j).  *at is the j attaining it. */
+static double unit_lower_bound(const sgdstab_stability *s, int kind,
+                               sgdstab_sampling sampling, const double *gamma,
+                               double beta, size_t *at)
 {
     const double *noise = s->unit_noise[sampling != SGDSTAB_SAMPLING_BERNOULLI];
     double best = -INFINITY;
     for (size_t j = 0; j < s->r; j++) {
-        double d = 1 - eta * s->red->lambda[j];
-        double q = d * d + eta * eta * b * noise[j];
+        size_t a = sgdstab_sym_diag_index(s->r, j);
+        double scale = kind == FAMILY_CRITICAL ? s->dscale[a] : 1;
+        double q = beta * scale * scale * noise[j];
+        for (size_t c = 0; c < s->ndiag[kind]; c++)
+            q += gamma[c] * s->diags[kind][c][a];
         if (q > best) {
             best = q;
             *at = j;
@@ -318,38 +323,27 @@ static double radius_lower_bound(const sgdstab_stability *s, double eta,
     return best;
 }
 
-/* ρ⊥ on the shared basis, to the relative tolerance and then to
- * RADIUS_ABS_TOL: the relative tolerance allows an error estimate of
- * 1e-11·ρ⊥, more than that once ρ⊥ > 5. */
-static int solve_radius(sgdstab_stability *s, sgdstab_sampling sampling,
-                        const double *gamma, double beta, double vtol,
-                        int from_scratch, sgdstab_eig_result *res,
-                        double *vec, sgdstab_error *err)
+/* One solve of the member, added to the applications of res so far:
+ * η* to its tolerance; ρ⊥ to its relative tolerance and then to
+ * RADIUS_ABS_TOL, which 1e-11·ρ⊥ exceeds once ρ⊥ > 5. */
+static int solve_kind(sgdstab_stability *s, int kind,
+                      sgdstab_sampling sampling, const double *gamma,
+                      double beta, double vtol, int from_scratch,
+                      sgdstab_eig_result *res, double *vec,
+                      sgdstab_error *err)
 {
-    int st = solve_member(s, FAMILY_STEP, sampling, gamma, beta, 0, vtol,
+    size_t matvecs = res->matvecs;
+    int st = solve_member(s, kind, sampling, gamma, beta, 0, vtol,
                           from_scratch, res, vec, err);
-    if (!st && !(s->eig.tol > 0) && res->converged &&
+    res->matvecs += matvecs;
+    if (!st && kind == FAMILY_STEP && !(s->eig.tol > 0) && res->converged &&
         res->error_estimate > RADIUS_ABS_TOL) {
-        size_t matvecs = res->matvecs;
-        st = solve_member(s, FAMILY_STEP, sampling, gamma, beta,
+        matvecs = res->matvecs;
+        st = solve_member(s, kind, sampling, gamma, beta,
                           RADIUS_ABS_TOL / res->value, vtol, from_scratch,
                           res, vec, err);
         res->matvecs += matvecs;
     }
-    return st;
-}
-
-/* Solve again (applications added up) after a result that contradicts a
- * theorem. */
-static int solve_radius_again(sgdstab_stability *s, sgdstab_sampling sampling,
-                              const double *gamma, double beta, double vtol,
-                              int from_scratch, sgdstab_eig_result *res,
-                              double *vec, sgdstab_error *err)
-{
-    size_t matvecs = res->matvecs;
-    int st = solve_radius(s, sampling, gamma, beta, vtol, from_scratch, res,
-                          vec, err);
-    res->matvecs += matvecs;
     return st;
 }
 
@@ -360,59 +354,66 @@ static int below_bound(const sgdstab_eig_result *res, double bound)
     return res->value < bound - res->error_estimate - 1e-14 * fabs(bound);
 }
 
-/* A shared basis accepts its largest Ritz value once the residual is small,
- * so a basis holding an (almost) exact eigenmatrix of a smaller eigenvalue
- * — the slow mode ρ ≈ 1 of a flat direction, say — can hide the top one.
- * Two facts catch it.  For every input ρ⊥ is at least the lower bound
- * above: below it, the unit matrix that attains it joins the basis and the
- * solve is repeated, then made from scratch by ARPACK (whose Lanczos start
- * I/√r is not orthogonal to the positive semidefinite top eigenmatrix).  At
- * a minimum, ρ⊥ > 1 ⟺ η > η*(B) (README, η*(B)): a value on the wrong side
- * of 1 is also solved again by ARPACK. */
-static int check_radius(sgdstab_stability *s, double lr,
-                        sgdstab_sampling sampling, size_t batch,
-                        const double *gamma, double vtol,
-                        sgdstab_eig_result *res, double *vec,
-                        sgdstab_error *err)
+/* The largest eigenvalue of the member, checked against the lower bound
+ * above.  A shared basis accepts its largest Ritz value once the residual
+ * is small, so a basis holding an (almost) exact eigenmatrix of a smaller
+ * eigenvalue — the slow mode ρ ≈ 1 of a flat direction, say — can hide the
+ * top one.  Below the bound, the unit matrix that attains it joins the
+ * basis and the solve is repeated, then made from scratch by ARPACK (whose
+ * Lanczos start I/√r is not orthogonal to the positive semidefinite top
+ * eigenmatrix); a result still below it is an error, never an answer. */
+static int solve_checked(sgdstab_stability *s, int kind,
+                         sgdstab_sampling sampling, const double *gamma,
+                         double beta, double vtol, sgdstab_eig_result *res,
+                         double *vec, sgdstab_error *err)
 {
-    double eta = s->c * lr, beta = eta * eta * s->b;
+    memset(res, 0, sizeof *res);
+    int st = solve_kind(s, kind, sampling, gamma, beta, vtol, 0, res, vec,
+                        err);
     size_t at = 0;
-    double bound = radius_lower_bound(s, eta, s->b, sampling, &at);
-    int st = SGDSTAB_OK;
-    if (below_bound(res, bound) && !s->eig.arpack) {
-        sgdstab_error add_err;
-        sgdstab_family *f = family(s, FAMILY_STEP, sampling, err);
+    double bound = unit_lower_bound(s, kind, sampling, gamma, beta, &at);
+    if (!st && below_bound(res, bound) && !s->eig.arpack) {
+        sgdstab_family *f = family(s, kind, sampling, err);
         if (!f)
             return err ? err->status : SGDSTAB_ENOMEM;
-        double *x = s->work;
-        memset(x, 0, s->dim * sizeof *x);
-        x[sgdstab_sym_diag_index(s->r, at)] = 1;
         size_t before = sgdstab_family_matvecs(f);
-        if (!sgdstab_family_add(f, x, &add_err)) {
+        sgdstab_error full;  /* a full basis: go on to ARPACK */
+        if (!add_unit(s, f, at, &full)) {
             res->matvecs += sgdstab_family_matvecs(f) - before;
-            st = solve_radius_again(s, sampling, gamma, beta, vtol, 0, res,
-                                    vec, err);
+            st = solve_kind(s, kind, sampling, gamma, beta, vtol, 0, res, vec,
+                            err);
         }
+        if (!st && below_bound(res, bound))
+            st = solve_kind(s, kind, sampling, gamma, beta, vtol, 1, res, vec,
+                            err);
     }
-    if (!st && below_bound(res, bound))
-        st = solve_radius_again(s, sampling, gamma, beta, vtol, 1, res, vec,
-                                err);
     if (!st && res->value < bound - (RADIUS_ABS_TOL + 1e-11 * fabs(bound)))
         return sgdstab_fail(err, SGDSTAB_ENUMERIC, "the eigensolver found "
-                            "rho = %.17g below its lower bound %.17g (the "
-                            "Rayleigh quotient at E_%zu%zu): no answer is "
-                            "given rather than a wrong one", res->value,
-                            bound, at + 1, at + 1);
-    if (st || s->eig.arpack)
-        return st;
+                            "%.17g below its lower bound %.17g (the Rayleigh "
+                            "quotient at E_%zu%zu): no answer is given rather "
+                            "than a wrong one", res->value, bound, at + 1,
+                            at + 1);
+    return st;
+}
+
+/* At a minimum ρ⊥ > 1 ⟺ η > η*(B) (README, η*(B)): a ρ⊥ on the wrong side of
+ * 1 is solved again from scratch by ARPACK. */
+static int check_radius_side(sgdstab_stability *s, double lr,
+                             sgdstab_sampling sampling, size_t batch,
+                             const double *gamma, double vtol,
+                             sgdstab_eig_result *res, double *vec,
+                             sgdstab_error *err)
+{
+    if (s->eig.arpack)
+        return SGDSTAB_OK;
     sgdstab_critical crit;
-    st = sgdstab_critical_lr(s, sampling, batch, &crit, err);
-    double ec = crit.lr_critical;
+    int st = sgdstab_critical_lr(s, sampling, batch, &crit, err);
+    double ec = crit.lr_critical, eta = s->c * lr;
     if (!st && crit.kind == SGDSTAB_MINIMUM_OK &&
         ((lr > ec * (1 + 1e-8) && res->value <= 1) ||
          (lr < ec * (1 - 1e-8) && res->value > 1)))
-        st = solve_radius_again(s, sampling, gamma, beta, vtol, 1, res, vec,
-                                err);
+        st = solve_kind(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b,
+                        vtol, 1, res, vec, err);
     return st;
 }
 
@@ -433,10 +434,11 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
     if (S && !vec)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
     double vtol = S ? EIGENMATRIX_RESIDUAL : 0;
-    st = solve_radius(s, sampling, gamma, eta * eta * s->b, vtol, 0, &res, vec,
-                      err);
+    st = solve_checked(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b, vtol,
+                       &res, vec, err);
     if (!st)
-        st = check_radius(s, lr, sampling, batch, gamma, vtol, &res, vec, err);
+        st = check_radius_side(s, lr, sampling, batch, gamma, vtol, &res, vec,
+                               err);
     if (!st && S)
         sgdstab_sym_unpack(s->r, vec, S);
     free(vec);
@@ -532,8 +534,8 @@ int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
     }
     double gamma[1] = {1};
     sgdstab_eig_result res;
-    if ((st = solve_member(s, FAMILY_CRITICAL, sampling, gamma, s->b, 0, 0, 0,
-                           &res, NULL, err)))
+    if ((st = solve_checked(s, FAMILY_CRITICAL, sampling, gamma, s->b, 0, &res,
+                            NULL, err)))
         return st;
     /* λmax(K) ≥ ⟨E_11, K E_11⟩ = h_1/2 > 0, so η* is finite. */
     double rounding = rounding_rel(s);

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <cblas.h>
+#include <float.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
@@ -339,7 +340,7 @@ static void test_against_reference(void **state)
  * judged by the error estimates (eig.h): η* within 1e-9 of the dense
  * reference, the accuracy reported honest, the true error at most twice
  * the estimate (plus the reference's own rounding), and the reference's η*
- * inside the rigorous interval. */
+ * inside the residual interval. */
 static void test_curve_against_reference(void **state)
 {
     (void)state;
@@ -369,7 +370,7 @@ static void test_curve_against_reference(void **state)
                 assert_true(cr[i].converged);
                 assert_rel(got, rc, 1e-9, what);
                 assert_rel(got, rc, 2 * cr[i].rel_accuracy + 1e-12, what);
-                /* The rigorous interval holds the reference's η* (up to the
+                /* The residual interval holds the reference's η* (up to the
                  * reference's own rounding). */
                 if (!(cr[i].lr_lower <= rc * (1 + 1e-12) &&
                       rc <= cr[i].lr_upper * (1 + 1e-12)))
@@ -570,37 +571,74 @@ static void test_negative_curvature_radius(void **state)
 /* Item 2: negative curvature at the level of a training residual is flat.
  * J is random, n > p, with one column zero (a null direction of J) and one
  * scaled by 1e-4 (curvature ≈ 1e-9·λmax along it: J moves that direction,
- * but below the tolerance).  h = w (H = G) except at one index:
- *  - on null(J), h = −5e-8·λmax: flat at the default tolerance (η*(B) and
- *    ρ⊥ those of the problem with h = 0 there, by the dense reference),
- *    not a minimum when strict;
- *  - there, h = −1e-4·λmax: not a minimum at the default, flat at 1e-3;
- *  - on the weakly moved direction, h = −5e-8·λmax: flat, and the direction
- *    projected out (the reference: J with that direction removed, h = 0);
- *  - on a direction J moves with curvature 1e-2·λmax, h = −5e-8·λmax: flat
- *    curvature where the batch noise is not: degenerate (η* = 0 for B < n,
- *    2/λmax at B = n). */
+ * weakly).  h = w (H = G) except at one index, on null(J), on the weakly
+ * moved direction or on one J moves with curvature > 1e-3·λmax:
+ *  - h = −5e-8·λmax: flat at the default tolerance, not a minimum when
+ *    strict; −1e-4·λmax: not a minimum at the default, flat at 1e-3;
+ *  - flat ⇒ η*(B) and ρ⊥ those of the problem with h = 0 there when J never
+ *    moves the direction, and with h = |h| when it does (the dense
+ *    reference on that problem). */
+enum { AT_NULL, AT_WEAK, AT_STRONG };
+
 typedef struct {
-    int at_null;       /* modify the null(J) direction, else another */
+    int at;            /* which direction */
     double h_rel;      /* its new eigenvalue, relative to λmax */
     double flat_rtol;  /* the engine's tolerance */
     sgdstab_minimum_kind kind;
     size_t flat_negative, flat_moved;
 } flat_case;
 
+/* The flat case's equivalent problem, by the dense reference: η*(B) for
+ * every B (to 1e-9, or 10·κ·ε where curvature |h| ≪ λmax makes 𝒜₁ so
+ * ill-conditioned, κ = λmax/min h > 0, that the reference's own dsygvd
+ * is no more accurate) and ρ⊥ as radius_against. */
+static void flat_against(engine *e, const double *J, const double *Q,
+                         const double *h, const char *label)
+{
+    double hmin = INFINITY, hmax = 0;
+    for (size_t j = 0; j < e->red->p; j++)
+        if (h[j] > 0) {
+            hmin = fmin(hmin, h[j]);
+            hmax = fmax(hmax, h[j]);
+        }
+    const double eta_tol = fmax(1e-9, 10 * hmax / hmin * DBL_EPSILON);
+    const size_t n = e->red->n, k = 1, p = e->red->p;
+    sgdstab_problem *flat = problem_with_hessian(n, k, p, J, Q, h);
+    sgdstab_error err;
+    sgdstab_reference *ref = sgdstab_reference_alloc(flat, 1.0, &err);
+    assert_non_null(ref);
+    assert_int_equal(sgdstab_reference_dim(ref), e->red->r);
+    for (size_t B = 1; B <= n; B++) {
+        double ref_crit;
+        assert_int_equal(sgdstab_reference_critical(
+                             ref, SGDSTAB_SAMPLING_WITHOUT, B, &ref_crit,
+                             &err), SGDSTAB_OK);
+        assert_rel(critical(e, SGDSTAB_SAMPLING_WITHOUT, B), ref_crit,
+                   eta_tol, label);
+    }
+    sgdstab_reference_free(ref);
+    const double wmax = sgdstab_reduced_hessian_max(e->red);
+    const double lrs[2] = {0.3 / wmax, 3 / wmax};
+    radius_against(e, flat, lrs, 2, label);
+    sgdstab_problem_free(flat);
+}
+
 static void test_flat_negative_curvature(void **state)
 {
     (void)state;
     const size_t n = 12, k = 1, p = 9;
+    const double tol = SGDSTAB_FLAT_RTOL_DEFAULT;
     const flat_case cases[] = {
-        {1, -5e-8, SGDSTAB_FLAT_RTOL_DEFAULT, SGDSTAB_MINIMUM_OK, 1, 0},
-        {1, -5e-8, 0, SGDSTAB_NOT_A_MINIMUM, 0, 0},
-        {1, -1e-4, SGDSTAB_FLAT_RTOL_DEFAULT, SGDSTAB_NOT_A_MINIMUM, 0, 0},
-        {1, -1e-4, 1e-3, SGDSTAB_MINIMUM_OK, 1, 0},
-        {0, -5e-8, SGDSTAB_FLAT_RTOL_DEFAULT, SGDSTAB_MINIMUM_OK, 1, 1},
-        {0, -5e-8, 0, SGDSTAB_NOT_A_MINIMUM, 0, 0},
+        {AT_NULL, -5e-8, tol, SGDSTAB_MINIMUM_OK, 1, 0},
+        {AT_NULL, -5e-8, 0, SGDSTAB_NOT_A_MINIMUM, 0, 0},
+        {AT_NULL, -1e-4, tol, SGDSTAB_NOT_A_MINIMUM, 0, 0},
+        {AT_NULL, -1e-4, 1e-3, SGDSTAB_MINIMUM_OK, 1, 0},
+        {AT_WEAK, -5e-8, tol, SGDSTAB_MINIMUM_OK, 1, 1},
+        {AT_WEAK, -5e-8, 0, SGDSTAB_NOT_A_MINIMUM, 0, 0},
+        {AT_STRONG, -5e-8, tol, SGDSTAB_MINIMUM_OK, 1, 1},
+        {AT_STRONG, -1e-4, 1e-3, SGDSTAB_MINIMUM_OK, 1, 1},
     };
-    double J[12 * 9], w[9], Q[81], Jflat[12 * 9];
+    double J[12 * 9], w[9], Q[81];
     sgdstab_rng *rng = sgdstab_rng_alloc(1400);
     sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), n * k * p, J);
     sgdstab_rng_free(rng);
@@ -611,19 +649,19 @@ static void test_flat_negative_curvature(void **state)
     gauss_newton_eigen(J, n, k, p, w, Q);
     double wmax = w[p - 1];
     /* Ascending: the null direction, the weakly moved one, the rest. */
-    const size_t null_dir = 0, weak = 1;
-    assert_true(w[null_dir] < 1e-14 * wmax);
-    assert_true(w[weak] > 1e-9 * wmax && w[weak] < 1e-7 * wmax);
-    assert_true(w[weak + 1] > 1e-3 * wmax);
-    w[null_dir] = 0;
+    const size_t index[3] = {0, 1, 2};
+    assert_true(w[0] < 1e-14 * wmax);
+    assert_true(w[1] > 1e-9 * wmax && w[1] < 1e-7 * wmax);
+    assert_true(w[2] > 1e-3 * wmax);
+    w[0] = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const flat_case *fc = &cases[c];
-        size_t at = fc->at_null ? null_dir : weak;
-        double h[9], h0[9];
+        size_t at = index[fc->at];
+        double h[9], h_equiv[9];
         memcpy(h, w, sizeof h);
-        memcpy(h0, w, sizeof h0);
+        memcpy(h_equiv, w, sizeof h_equiv);
         h[at] = fc->h_rel * wmax;
-        h0[at] = 0;
+        h_equiv[at] = fc->at == AT_NULL ? 0 : -h[at];
         engine e = engine_flat(problem_with_hessian(n, k, p, J, Q, h),
                                fc->flat_rtol);
         char label[64];
@@ -638,59 +676,19 @@ static void test_flat_negative_curvature(void **state)
         assert_int_equal(sgdstab_critical_lr(e.s, SGDSTAB_SAMPLING_WITHOUT, 2,
                                              &cr, &err), SGDSTAB_OK);
         assert_int_equal(cr.kind, fc->kind);
-        const double lrs[2] = {0.3 / wmax, 3 / wmax};
         if (fc->kind == SGDSTAB_NOT_A_MINIMUM) {
             /* ρ⊥ ≥ (1 − ηλmin)² > 1 at every η. */
+            const double lrs[2] = {0.3 / wmax, 3 / wmax};
             for (int li = 0; li < 2; li++)
                 assert_true(radius(&e, lrs[li], SGDSTAB_SAMPLING_WITH, 2) >=
                             pow(1 - lrs[li] * h[at], 2) * (1 - 1e-15));
             if (fc->h_rel < -1e-6)  /* within reach of the reference */
                 radius_against(&e, e.prob, lrs, 2, label);
         } else {
-            /* Equivalent: h = 0 there and, for the weakly moved direction,
-             * J without it (J ← J(I − qqᵀ)). */
-            memcpy(Jflat, J, sizeof Jflat);
-            for (size_t row = 0; !fc->at_null && row < n * k; row++) {
-                double dot = 0;
-                for (size_t i = 0; i < p; i++)
-                    dot += J[row * p + i] * Q[i * p + at];
-                for (size_t i = 0; i < p; i++)
-                    Jflat[row * p + i] -= dot * Q[i * p + at];
-            }
-            sgdstab_problem *flat = problem_with_hessian(n, k, p, Jflat, Q, h0);
-            sgdstab_reference *ref = sgdstab_reference_alloc(flat, 1.0, &err);
-            assert_non_null(ref);
-            assert_int_equal(sgdstab_reference_dim(ref), e.red->r);
-            for (size_t B = 1; B <= n; B++) {
-                double ref_crit;
-                assert_int_equal(sgdstab_reference_critical(
-                                     ref, SGDSTAB_SAMPLING_WITHOUT, B,
-                                     &ref_crit, &err), SGDSTAB_OK);
-                assert_rel(critical(&e, SGDSTAB_SAMPLING_WITHOUT, B), ref_crit,
-                           1e-9, label);
-            }
-            sgdstab_reference_free(ref);
-            radius_against(&e, flat, lrs, 2, label);
-            sgdstab_problem_free(flat);
+            flat_against(&e, J, Q, h_equiv, label);
         }
         engine_free(&e);
     }
-    /* Flat curvature on a direction J moves strongly: degenerate. */
-    double h[9];
-    memcpy(h, w, sizeof h);
-    h[weak + 1] = -5e-8 * wmax;
-    engine e = engine_make(problem_with_hessian(n, k, p, J, Q, h), 1.0);
-    assert_int_equal(e.red->flat_negative, 1);
-    sgdstab_critical cr;
-    sgdstab_error err;
-    assert_int_equal(sgdstab_critical_lr(e.s, SGDSTAB_SAMPLING_WITHOUT, 2, &cr,
-                                         &err), SGDSTAB_OK);
-    assert_int_equal(cr.kind, SGDSTAB_DEGENERATE);
-    assert_int_equal(sgdstab_critical_lr(e.s, SGDSTAB_SAMPLING_WITHOUT, n, &cr,
-                                         &err), SGDSTAB_OK);
-    assert_int_equal(cr.kind, SGDSTAB_MINIMUM_OK);
-    assert_rel(cr.lr_critical, 2 / wmax, 1e-12, "degenerate, full batch");
-    engine_free(&e);
 }
 
 static void test_against_arpack(void **state)

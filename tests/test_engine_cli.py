@@ -366,7 +366,7 @@ def check_critical(case, sampling, d, batches, c=1.0):
                         "not non-decreasing" % (B, eta, prev))
         if is_num(eta):
             prev = max(prev, eta)
-        # the rigorous interval holds the reference's eta* (up to rounding)
+        # the residual interval holds the reference's eta* (up to rounding)
         lo, hi = e.get("lr_lower"), e.get("lr_upper")
         if not (is_num(lo) and is_num(hi) and
                 lo <= want * (1 + 1e-12) and want <= hi * (1 + 1e-12)):

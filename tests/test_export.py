@@ -266,6 +266,15 @@ def test_cli_and_errors(work):
         mode = os.stat(ref_path).st_mode & 0o777
         report("export under umask %03o: mode %04o" % (mask, 0o666 & ~mask),
                [] if mode == 0o666 & ~mask else ["mode %04o" % mode])
+        os.remove(ref_path)
+    # replacing an existing archive keeps its permission bits
+    with open(ref_path, "w") as f:
+        f.write("old")
+    os.chmod(ref_path, 0o640)
+    ex.export(m, X, Y, ref_path)
+    mode = os.stat(ref_path).st_mode & 0o777
+    report("export over an existing 0640 file keeps 0640",
+           [] if mode == 0o640 else ["mode %04o" % mode])
     Jref = load(ref_path)[0]["J"]
     pt = os.path.join(work, "model.pt")
     torch.save(m, pt)

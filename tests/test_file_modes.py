@@ -102,8 +102,30 @@ def check_run(work, mask):
     h.report(name, msgs + mode_errors(paths, mask), res)
 
 
+def check_replace(work, J):
+    """Replacing an existing regular file keeps its permission bits, as
+    open(O_TRUNC) would, whatever the umask: a result made private stays
+    private, one made shared stays shared."""
+    path = os.path.join(work, "kept.csv")
+    for mode in (0o600, 0o644, 0o640):
+        with open(path, "w") as f:
+            f.write("old\n")
+        os.chmod(path, mode)
+        res = run_with_umask(0o022, "critical", J, "--batch", "1,4", "--csv",
+                             path)
+        got = stat.S_IMODE(os.stat(path).st_mode)
+        msgs = [] if res.rc == 0 else ["exit status %d" % res.rc]
+        if got != mode:
+            msgs.append("mode %04o, want the old file's %04o" % (got, mode))
+        if open(path).read() == "old\n":
+            msgs.append("the file was not replaced")
+        h.report("critical --csv over an existing %04o file (umask 022)"
+                 % mode, msgs, res)
+
+
 def body(work):
     J = problem(work)
+    check_replace(work, J)
     out = lambda name: os.path.join(work, name)  # noqa: E731
     for mask in UMASKS:
         tag = " (umask %03o)" % mask

@@ -1493,17 +1493,18 @@ def test_above_threshold():
     carried by rare runs: rho > 1 by the reference, JSON
     mean_estimate_reliable false with a note pointing to --epoch, one
     warning line in text naming rho, z-scores in %.3g form; at 0.5 eta*
-    (rho < 1) reliable true, no note, no warning."""
+    (rho < 1) and at eta* itself (rho = 1 to rounding: the verdict is
+    "threshold", as analyze says) reliable true, no note, no warning."""
     case = Case("thr", *ref.random_problem(31, 10, 4))
     prob = case.problem()
     eta = ref.lr_critical(prob, "without", 2)
-    for f, reliable in ((0.5, True), (3.0, False)):
+    for f, reliable in ((0.5, True), (1.0, True), (3.0, False)):
         lr = f * eta
         rho = ref.rho_perp(prob, lr, "without", 2)
         args = sim_args(case, lr, 2, 150, "--runs", 200, "--seed", 7,
                         "--compare", "--quiet")
         d, res, e = run_json(*args)
-        if (rho <= 1) != reliable:
+        if f != 1.0 and (rho <= 1) != reliable:
             e.append("reference rho = %r at %.1f eta*" % (rho, f))
         if d is not None:
             if d.get("mean_estimate_reliable") is not reliable:

@@ -15,18 +15,24 @@
  * (|μ| > p · ε_H · max|μ|), completed by the directions of null(H) that some
  * J_i moves, so that only null(H) ∩ null(J) — directions that never move — is
  * projected out.  In this basis H = diag(h) and G is a full r×r matrix.
+ * J moves an eigenvector u of H when ‖J u‖ exceeds both the rank threshold
+ * of J and σ_max·tol_H/gap, what rounding can put there (u is computed to
+ * an angle of about tol_H/gap from the true one, gap the distance to the
+ * other eigenvalues: Davis–Kahan).
  *
  * Flat curvature.  An exported Hessian carries curvature at the level of its
  * training residual (H − G = (1/n) Σ r_i·∇²f_i) and of rounding, of either
- * sign.  Negative eigenvalues with |μ| ≤ flat_rtol · λmax(H) are therefore
- * taken as zero: they join null(H), and of null(H) only the directions J
- * moves with a curvature σ²/n above the same tolerance are kept (below it
- * they are flat, like the directions that never move).  The default
- * flat_rtol = 1e-6 lies ten times above a residual at 1e-7 of λmax and far
- * below curvature that matters: at any η that can be stable (η ≤ 2/λmax) a
- * direction of curvature −flat_rtol·λmax needs at least 1/(2·flat_rtol) =
- * 500 000 steps to grow the RMS distance by a factor e.  flat_rtol = 0 is
- * strict: every negative eigenvalue counts.
+ * sign.  A negative eigenvalue μ with |μ| ≤ flat_rtol · λmax(H) is flat:
+ * its sign is below what H resolves, so it does not make H "not a minimum".
+ * A flat direction J never moves is left out with the directions that
+ * never move; one that J moves is kept
+ * with the curvature |μ|, as the same eigenvalue of the other sign would be
+ * (0 would leave its batch noise undamped, every η unstable, on the sign of
+ * rounding).  The default flat_rtol = 1e-6 lies ten times above a residual
+ * at 1e-7 of λmax and far below curvature that matters: at any η that can
+ * be stable (η ≤ 2/λmax), curvature −flat_rtol·λmax needs at least
+ * 1/(2·flat_rtol) = 500 000 steps to grow the RMS distance by a factor e.
+ * flat_rtol = 0 is strict: every negative eigenvalue counts.
  *
  * Either way 𝒜₁(Z) = HZ + ZH acts entry-wise: (𝒜₁Z)_jl = (h_j + h_l) Z_jl. */
 #ifndef SGDSTAB_REDUCE_H
@@ -53,18 +59,18 @@ typedef struct {
     double *phi;       /* (n·k)×r row-major Φ = J·basis */
     double *lambda;    /* r diagonal entries of H in the basis: without H the
                           eigenvalues of G on its range, descending; with H
-                          its non-zero eigenvalues descending, then zeros
-                          for the null(H) directions J moves */
+                          its non-zero, non-flat eigenvalues descending,
+                          then |μ| of the flat ones J moves, then zeros for
+                          the null(H) directions J moves */
     double *G;         /* r×r G in the basis when H is supplied, else NULL
                           (G = diag(lambda)) */
     double hessian_min;  /* smallest eigenvalue of H on the reduced space */
     double flat_rtol;    /* the relative tolerance in force (it acts only
                             on a supplied H) */
     double flat_tol;     /* absolute flat_rtol · λmax(H) (0: none) */
-    size_t flat_negative;   /* negative eigenvalues of H taken as zero */
+    size_t flat_negative;   /* flat negative eigenvalues of H */
     double flat_min;        /* the most negative of them (0 if none) */
-    size_t flat_moved;      /* flat directions J moves, below flat_tol, that
-                               were projected out with null(H) ∩ null(J) */
+    size_t flat_moved;      /* of them, those J moves (kept with |μ|) */
     double *basis;     /* p×r orthonormal basis when H is supplied, else NULL
                           (then basis = Jᵀ Φ diag(σ_r)^{-2}, never formed) */
 } sgdstab_reduced;
@@ -100,8 +106,8 @@ int sgdstab_reduce_coordinates(const sgdstab_reduced *red,
                                size_t m, double *out, sgdstab_error *err);
 
 /* λmax(H) and tr H (H = G without a supplied H), unscaled: the diagonal
- * of H in the reduced basis, and curvature 0 in the directions projected
- * out (r < p). */
+ * of H in the reduced basis (flat eigenvalues as taken above), and
+ * curvature 0 in the directions projected out (r < p). */
 double sgdstab_reduced_hessian_max(const sgdstab_reduced *red);
 double sgdstab_reduced_hessian_trace(const sgdstab_reduced *red);
 

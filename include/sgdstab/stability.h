@@ -77,13 +77,13 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
                                    sgdstab_error *err);
 
 /* η* = 1/(c·θ) with θ the converged Ritz value of K = 𝒜₁^{-1/2}𝒜₂𝒜₁^{-1/2}
- * and R its residual.  θ is a Rayleigh quotient, so θ ≤ λmax(K) and
- * η* ≤ lr_upper always; an eigenvalue of K lies within ‖R‖ of θ, so
- * η* ≥ lr_lower = 1/(c·(θ + ‖R‖)) when that eigenvalue is the largest (the
- * solver's starting matrix I/√r is not orthogonal to K's positive
- * semidefinite top eigenmatrix).  Both ends are widened by the rounding of
- * θ, 4·√dim·ε relative.  rel_accuracy is the much tighter a-posteriori
- * estimate: tests hold the true error within twice it. */
+ * and R its residual: the residual interval.  θ is a Rayleigh quotient, so
+ * θ ≤ λmax(K) and η* ≤ lr_upper always; an eigenvalue of K lies within ‖R‖
+ * of θ, so η* ≥ lr_lower = 1/(c·(θ + ‖R‖)) provided that eigenvalue is the
+ * largest — checked (θ is at least every Rayleigh quotient of K at a unit
+ * matrix, or the solve is repeated), not proven.  Both ends are widened by
+ * the rounding of θ, 4·√dim·ε relative.  rel_accuracy is the much tighter
+ * a-posteriori estimate: tests hold the true error within twice it. */
 typedef struct {
     size_t batch;
     double lr_critical;      /* η*(B); 0 when kind != SGDSTAB_MINIMUM_OK */

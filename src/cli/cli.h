@@ -69,11 +69,14 @@ enum {
     "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n" \
     "  --negative-curvature TOL\n" \
     "                    with H: negative eigenvalues down to -TOL*lambda_max(H)\n" \
-    "                    count as flat (zero curvature), as curvature at the\n" \
-    "                    level of the training residual and of rounding does\n" \
+    "                    are flat, their sign below what H resolves (the\n" \
+    "                    level of the training residual and of rounding):\n" \
+    "                    not 'not a minimum'; on directions J moves they are\n" \
+    "                    analyzed with curvature |h|, else left out\n" \
     "                    (default 1e-6: at any eta <= 2/lambda_max such a\n" \
-    "                    direction needs >= 500000 steps to matter); strict\n" \
-    "                    (= 0): every negative eigenvalue makes H no minimum\n"
+    "                    direction needs >= 500000 steps to matter; at most\n" \
+    "                    0.01); strict (= 0): every negative eigenvalue makes\n" \
+    "                    H no minimum\n"
 #define CLI_HELP_SAMPLING \
     "  --sampling S      how batches are drawn: without (default; B distinct\n" \
     "                    samples), with (B i.i.d. draws) or bernoulli (each\n" \
@@ -189,9 +192,10 @@ void cli_session_close(cli_session *ses);
 /* Negative curvature of H taken as flat (reduce.h): a text line after
  * label (nothing when there is none) and the JSON keys
  * negative_curvature_tolerance, flat_negative_count, flat_negative_min (in
- * the loss convention c), flat_moved_count and, for lr > 0,
- * flat_negative_steps: about 1/(c·lr·|λmin|), the steps in which the most
- * negative of them would grow the RMS distance by a factor e (∞: none). */
+ * the loss convention c), flat_moved_count (those on directions J moves,
+ * analyzed with curvature |h|) and, for lr > 0, flat_negative_steps: about
+ * 1/(c·lr·|λmin|), the steps in which the most negative of them would grow
+ * the RMS distance by a factor e (∞: none). */
 void cli_print_flat(const char *label, const sgdstab_reduced *red, double c,
                     double lr);
 void cli_json_flat(cJSON *obj, const sgdstab_reduced *red, double c,

@@ -39,7 +39,7 @@ static const char ANALYZE_HELP[] =
     "                    spectral_radius_error_estimate converged\n"
     "                    escape_rate_per_step escape_rate_per_epoch\n"
     "                    rms_efold_steps lr_critical lr_critical_rel_accuracy\n"
-    "                    lr_critical_lower lr_critical_upper (a rigorous\n"
+    "                    lr_critical_lower lr_critical_upper (the residual\n"
     "                    interval, see README) lr_critical_mean sharpness\n"
     "                    hessian_frobenius hessian_trace operator_applications\n"
     "                    negative_curvature_tolerance flat_negative_count\n"
@@ -82,7 +82,7 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
         printf("  verdict          UNSTABLE: %s\n", minimum_note(cr->kind));
     else if (an->verdict == SGDSTAB_VERDICT_THRESHOLD)
         printf("  verdict          AT THE THRESHOLD (within accuracy): eta = "
-               "%.10g and eta* = %.10g differ by %.2g relative, within the "
+               "%.17g and eta* = %.17g differ by %.2g relative, within the "
                "accuracy %.2g reached; rounding decides on which side of 1 "
                "rho falls\n", an->lr, cr->lr_critical,
                fabs(an->lr / cr->lr_critical - 1), cr->rel_accuracy);
@@ -111,7 +111,7 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
     if (!minimum_note(cr->kind))
         printf("  critical rate    eta*(%zu) = %.15g (relative accuracy %.2g): "
                "the largest stable learning rate;\n"
-               "                   rigorously within [%.15g, %.15g]\n",
+               "                   residual interval [%.15g, %.15g]\n",
                an->batch, cr->lr_critical, cr->rel_accuracy, cr->lr_lower,
                cr->lr_upper);
     if (cr->kind == SGDSTAB_NOT_A_MINIMUM)

@@ -30,13 +30,15 @@ static const char CRITICAL_HELP[] =
     "                    \"lr_lower\", \"lr_upper\", \"not_a_minimum\"}, ...]}\n"
     "  --csv F           also write F with columns batch,lr_critical,\n"
     "                    lr_critical_mean,rel_accuracy,lr_lower,lr_upper\n"
+    "  -h, --help        show this help\n"
     "\n"
     "rel_accuracy is an a-posteriori estimate of the relative error of eta*\n"
-    "(tests hold the true error within twice it); [lr_lower, lr_upper] is a\n"
-    "rigorous interval from the eigensolver's residual: eta* <= lr_upper\n"
-    "always, eta* >= lr_lower when the residual's eigenvalue is the largest\n"
-    "(see the README).\n"
-    "  -h, --help        show this help\n";
+    "(tests hold the true error within twice it).  [lr_lower, lr_upper] is\n"
+    "the residual interval: eta* <= lr_upper always (the solver's value is a\n"
+    "Rayleigh quotient), and eta* >= lr_lower provided the eigenvalue the\n"
+    "solver converged to is the largest, which is checked (against every\n"
+    "Rayleigh quotient at a unit matrix) but cannot be proven; see the\n"
+    "README.\n";
 
 static int write_csv(const char *path, const sgdstab_critical *cr, size_t m,
                      double mean)
@@ -95,7 +97,7 @@ static void print_text(const cli_session *ses, const cli_args *a,
            "eta <= eta*(B)\n");
     printf("mean-stability limit 2/lambda_max(H) = %.10g\n\n", mean);
     printf("%10s  %22s  %12s  %s\n", "batch", "eta*(B)", "rel.accuracy",
-           "rigorous interval");
+           "residual interval");
     for (size_t i = 0; i < m; i++)
         printf("%10zu  %22.15g  %12.2g  [%.10g, %.10g]%s\n", cr[i].batch,
                cr[i].lr_critical, cr[i].rel_accuracy, cr[i].lr_lower,

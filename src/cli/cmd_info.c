@@ -55,7 +55,7 @@ static const char INFO_HELP[] =
     "                    eps the machine epsilon of J's stored precision)\n"
     "  --negative-curvature TOL\n"
     "                    with H: negative eigenvalues down to -TOL*lambda_max(H)\n"
-    "                    count as flat (default 1e-6; strict: none)\n"
+    "                    are flat (default 1e-6, at most 0.01; strict: none)\n"
     "  -h, --help        show this help\n"
     "\n"
     "Exit status: 0 on success, 1 on bad input, 2 on a usage error.\n";
@@ -95,7 +95,10 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
            red->rank_rtol);
     printf("  null space   %zu of %zu parameter directions never move (%s); "
            "they are projected out\n", prob->p - red->r, prob->p,
-           prob->H ? "null of H and of every J_i" : "no J_i moves them");
+           !prob->H ? "no J_i moves them"
+           : red->flat_negative > red->flat_moved
+               ? "no J_i moves them, and H is zero or flat there"
+               : "null of H and of every J_i");
     printf("  G = (1/n) sum J_i^T J_i   lambda_max = %.10g, trace = %.10g "
            "(unscaled)\n", lmax, red->trace_G);
     if (prob->H)

@@ -121,15 +121,17 @@ typedef struct {
     /* with --compare */
     double *exact, *exact_loss, rho, exact_rate, exact_window;
     sgdstab_sampling exact_sampling;
+    sgdstab_verdict verdict;    /* at lr, of the exact sampling */
 } sim_run;
 
 /* Above the threshold (rho > 1) the mean of |delta_t|^2 is carried by rare
  * runs whose weight a sample of R runs does not see: the sample mean is
  * then far below E|delta_t|^2, with a sample sd far too small, so neither
- * it, its rate nor its z-scores (not normal) estimate the exact curve. */
+ * it, its rate nor its z-scores (not normal) estimate the exact curve.  At
+ * the threshold (rho = 1 to rounding) it is still usable. */
 static int mean_reliable(const sim_run *sr)
 {
-    return sr->rho <= 1;
+    return sr->verdict != SGDSTAB_VERDICT_UNSTABLE;
 }
 
 #define UNRELIABLE_WHY                                                     \
@@ -371,7 +373,7 @@ static void print_text(const cli_args *a, const sim_run *sr,
                    "the estimate of a growing mean is noisy when runs are "
                    "few)\n");
         else
-            printf("warning: lr %.6g is above eta*(B) (rho = %.6g > 1): "
+            printf("warning: lr %.10g is above eta*(B) (rho = %.10g > 1): "
                    UNRELIABLE_WHY "\n", o->lr, sr->rho);
     }
 }
@@ -400,6 +402,11 @@ static int exact_columns(const cli_args *a, const cli_session *ses,
                                 sr->o.batch, &rad, &err))
         return cli_report(&err);
     sr->rho = rad.rho;
+    sgdstab_critical crit;
+    if (sgdstab_critical_lr(ses->stab, sr->exact_sampling, sr->o.batch, &crit,
+                            &err))
+        return cli_report(&err);
+    sr->verdict = sgdstab_verdict_at(&crit, a->lr);
     sgdstab_escape_rates(rad.rho, ses->red->n, sr->o.batch, &sr->exact_rate,
                          &(double){0});
     sr->exact_window = sgdstab_log_slope(sr->exact, sr->fit_from, sr->fit_to);

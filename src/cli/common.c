@@ -163,23 +163,19 @@ static double flat_steps(const sgdstab_reduced *red, double c, double lr)
 void cli_print_flat(const char *label, const sgdstab_reduced *red, double c,
                     double lr)
 {
-    if (!red->flat_negative && !red->flat_moved)
+    if (!red->flat_negative)
         return;
-    printf("%s", label);
-    if (red->flat_negative) {
-        printf("%zu negative eigenvalue%s of H, down to %.3g, within the "
-               "tolerance %.3g lambda_max (--negative-curvature), taken as "
-               "zero", red->flat_negative, red->flat_negative > 1 ? "s" : "",
-               c * red->flat_min, red->flat_rtol);
-        if (lr > 0)
-            printf("; at this eta they would matter only after about %.3g "
-                   "steps", flat_steps(red, c, lr));
-    }
+    printf("%s%zu negative eigenvalue%s of H, down to %.3g, within the "
+           "tolerance %.3g lambda_max (--negative-curvature): flat, their "
+           "sign below what H resolves", label, red->flat_negative,
+           red->flat_negative > 1 ? "s" : "", c * red->flat_min,
+           red->flat_rtol);
     if (red->flat_moved)
-        printf("%s%zu flat direction%s that J moves with curvature below the "
-               "tolerance set aside with those that never move",
-               red->flat_negative ? "; " : "", red->flat_moved,
-               red->flat_moved > 1 ? "s" : "");
+        printf("; %zu on directions J moves, analyzed with curvature |h|",
+               red->flat_moved);
+    if (lr > 0)
+        printf("; at this eta a curvature %.3g would matter only after about "
+               "%.3g steps", c * red->flat_min, flat_steps(red, c, lr));
     printf("\n");
 }
 

@@ -157,9 +157,10 @@ int cli_common_option(cli_args *a, int c, const char *arg)
         }
         if (cli_parse_double(a->cmd, "negative-curvature", arg, &a->flat_rtol))
             return EXIT_USAGE;
-        if (!(a->flat_rtol >= 0 && a->flat_rtol < 1))
+        /* Beyond 1e-2 "flat" curvature matters within 50 steps. */
+        if (!(a->flat_rtol >= 0 && a->flat_rtol <= 1e-2))
             return cli_usage_error(a->cmd, "--negative-curvature must be "
-                                   "strict or a number in [0, 1), not %s",
+                                   "strict or a number in [0, 0.01], not %s",
                                    arg);
         return 0;
     case OPT_JSON:

@@ -47,6 +47,7 @@ import io
 import json
 import math
 import os
+import stat
 import sys
 import zipfile
 
@@ -225,19 +226,31 @@ def _write_array(zf, name, a):
 
 
 def _temporary_beside(path):
-    """A new empty file next to path, created (O_EXCL) with mode 0666 so that
-    the umask gives it the permissions a plain open would (mkstemp's 0600
-    would survive the rename)."""
+    """A new empty file next to path with the permissions a plain open would
+    give path (mkstemp's 0600 would survive the rename): 0666 less the umask
+    for a new file, applied by the kernel, or the bits of the regular file
+    it will replace."""
     directory = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.stat(path)
+        keep = stat.S_ISREG(st.st_mode)
+    except OSError:
+        keep = False
     for _ in range(100):
         tmp = os.path.join(directory, ".sgdstab-export-%s.npz"
                            % os.urandom(6).hex())
         try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-            return tmp
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
             continue
+        try:
+            if keep:
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+        finally:
+            os.close(fd)
+        return tmp
     raise ExportError(f"{directory}: cannot create a temporary file")
+
 
 def export(model, X, Y, path, *, loss="half-mean", hessian=False, chunk=64,
            train_lr=None, train_batch=None, train_sampling=None,
