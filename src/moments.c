@@ -463,6 +463,14 @@ int sgdstab_moments_evolve(sgdstab_moments *m, double eta, double a, double b,
             tr += cur[j * r + j];
         trace[t] = tr;
         trace_G[t] = trace_GZ(m, cur);
+        if (!isfinite(tr) || !isfinite(trace_G[t])) {
+            free(cur);
+            free(next);
+            return sgdstab_fail(err, SGDSTAB_ENUMERIC, "%s: E|delta_t|^2 "
+                                "overflows a double at step %zu (it grows "
+                                "like rho^t): ask for fewer steps",
+                                m->red->source, t);
+        }
         if (t == steps)
             break;
         sgdstab_moments_step(m, eta, a, b, cur, next);

@@ -1,10 +1,15 @@
 #include "sgdstab/reduce.h"
 
+#include "parallel.h"
+
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+static const double SCALE_MIN = SGDSTAB_CURVATURE_MIN;
+static const double SCALE_MAX = SGDSTAB_CURVATURE_MAX;
 
 double sgdstab_default_rank_rtol(const sgdstab_problem *prob)
 {
@@ -33,6 +38,7 @@ void sgdstab_reduced_free(sgdstab_reduced *red)
 {
     if (!red)
         return;
+    free(red->source);
     free(red->sigma);
     free(red->phi);
     free(red->lambda);
@@ -69,8 +75,13 @@ static int thin_svd(const sgdstab_problem *prob, double *sigma, double **work,
     else
         info = LAPACKE_dgesdd(LAPACK_COL_MAJOR, 'O', M, N, *work, M, sigma,
                               *vt, M, NULL, 1);
+    if (info == LAPACK_WORK_MEMORY_ERROR ||
+        info == LAPACK_TRANSPOSE_MEMORY_ERROR)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory for the "
+                            "workspace of the SVD of a %zu x %zu Jacobian",
+                            prob->source, rows, p);
     if (info != 0)
-        return sgdstab_fail(err, info < 0 ? SGDSTAB_ENOMEM : SGDSTAB_ENUMERIC,
+        return sgdstab_fail(err, SGDSTAB_ENUMERIC,
                             "%s: SVD of J failed (LAPACK dgesdd info = %d)",
                             prob->source, (int)info);
     *u_rows = p >= rows ? *vt : *work;
@@ -163,6 +174,13 @@ static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob
         goto done;
     }
     double mumax = fmax(fabs(mu[0]), fabs(mu[p - 1]));
+    if (mumax > 0 && !(mumax >= SCALE_MIN && mumax <= SCALE_MAX)) {
+        st = sgdstab_fail(err, SGDSTAB_EVALUE, "%s: the curvature of H is out "
+                          "of range: max|eigenvalue| = %g, sgdstab needs it "
+                          "within [%g, %g]", prob->source, mumax, SCALE_MIN,
+                          SCALE_MAX);
+        goto done;
+    }
     double tol_H = (double)p * sgdstab_npy_epsilon(prob->H_descr) * mumax;
     red->flat_tol = red->flat_rtol * fmax(mu[p - 1], 0.0);
     /* Non-null, non-flat eigenvectors, descending eigenvalue; then the flat
@@ -282,9 +300,48 @@ void sgdstab_reduce_options_init(sgdstab_reduce_options *opt)
     opt->flat_rtol = SGDSTAB_FLAT_RTOL_DEFAULT;
 }
 
+/* A clear refusal of a J whose curvature lies outside the range reduce.h
+ * (J·1e-300 would otherwise look degenerate, J·1e160 overflow): σmax²/n
+ * in logarithms, since it may not be representable. */
+static int check_scale(const sgdstab_problem *prob, const sgdstab_reduced *red,
+                       sgdstab_error *err)
+{
+    double lg = 2 * log10(red->sigma[0]) - log10((double)prob->n);
+    if (red->sigma[0] == 0 || (lg >= log10(SCALE_MIN) &&
+                               lg <= log10(SCALE_MAX)))
+        return SGDSTAB_OK;
+    char size[48];
+    if (isfinite(lg))
+        snprintf(size, sizeof size, "about 1e%+.0f", lg);
+    else
+        snprintf(size, sizeof size, "beyond a double (its SVD overflows)");
+    return sgdstab_fail(err, SGDSTAB_EVALUE, "%s: the curvature of J is out of "
+                        "range: lambda_max(G) is %s, sgdstab needs it within "
+                        "[%g, %g]; scale J by a power of ten (and learning "
+                        "rates by its inverse square)", prob->source, size,
+                        SCALE_MIN, SCALE_MAX);
+}
+
+static int reduce_serial(const sgdstab_problem *prob,
+                         const sgdstab_reduce_options *opt,
+                         sgdstab_reduced **out, sgdstab_error *err);
+
+/* The factorization holds BLAS at one thread: LAPACK's results then do not
+ * depend on OPENBLAS_NUM_THREADS (the engine's own parallel parts are fixed,
+ * parallel.h), at about 25% of the SVD's time on two cores. */
 int sgdstab_reduce(const sgdstab_problem *prob,
                    const sgdstab_reduce_options *opt, sgdstab_reduced **out,
                    sgdstab_error *err)
+{
+    int saved = par_blas_serial();
+    int st = reduce_serial(prob, opt, out, err);
+    par_blas_restore(saved);
+    return st;
+}
+
+static int reduce_serial(const sgdstab_problem *prob,
+                         const sgdstab_reduce_options *opt,
+                         sgdstab_reduced **out, sgdstab_error *err)
 {
     sgdstab_reduce_options defaults;
     sgdstab_reduce_options_init(&defaults);
@@ -309,7 +366,13 @@ int sgdstab_reduce(const sgdstab_problem *prob,
     red->k = prob->k;
     red->p = prob->p;
     red->nsv = nsv;
-    if ((st = thin_svd(prob, red->sigma, &work, &vt, &u, err)))
+    if (!(red->source = strdup(prob->source))) {
+        st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
+                          prob->source);
+        goto done;
+    }
+    if ((st = thin_svd(prob, red->sigma, &work, &vt, &u, err)) ||
+        (st = check_scale(prob, red, err)))
         goto done;
 
     red->rank_rtol = rank_rtol > 0 ? rank_rtol : sgdstab_default_rank_rtol(prob);

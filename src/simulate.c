@@ -291,6 +291,21 @@ static void combine(sim_state *st)
     }
 }
 
+/* The statistics are numbers, or the run is an error: growing ‖δ_t‖²
+ * overflows a double within a few hundred steps far above η*. */
+static int check_finite(const sgdstab_reduced *red,
+                        const sgdstab_sim_result *res, sgdstab_error *err)
+{
+    for (size_t t = 0; t <= res->steps; t++)
+        if (!isfinite(res->norm2_mean[t]) || !isfinite(res->norm2_sd[t]) ||
+            !isfinite(res->loss_mean[t]) || !isfinite(res->loss_sd[t]))
+            return sgdstab_fail(err, SGDSTAB_ENUMERIC, "%s: the mean of "
+                                "|delta_t|^2 over the runs overflows a double "
+                                "at step %zu: ask for fewer steps",
+                                red->source, t);
+    return SGDSTAB_OK;
+}
+
 int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
                      const sgdstab_sim_options *opt,
                      sgdstab_sim_result **out, sgdstab_progress_fn progress,
@@ -347,8 +362,10 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
     }
     status = mb_parallel(&st->pb, opt->runs, opt->threads, run_group, st,
                          progress, ctx, "simulation", err);
-    if (!status && opt->radius <= 0)
+    if (!status && opt->radius <= 0) {
         combine(st);
+        status = check_finite(red, res, err);
+    }
 done:
     for (size_t g = 0; g < MB_GROUPS; g++) {
         free(st->group[g].n2_mean);

@@ -111,8 +111,21 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
         return NULL;
     }
     if (red->r == 0) {
-        sgdstab_fail(err, SGDSTAB_EVALUE, "J is zero and H is absent or zero: "
-                     "no direction ever moves, there is nothing to analyze");
+        sgdstab_fail(err, SGDSTAB_EVALUE, "%s: J is zero and H is absent or "
+                     "zero: no direction ever moves, there is nothing to "
+                     "analyze", red->source);
+        return NULL;
+    }
+    /* The scaled curvature within the range reduce.c admits for H itself. */
+    double hmax = 0;
+    for (size_t j = 0; j < red->r; j++)
+        hmax = fmax(hmax, loss_scale * fabs(red->lambda[j]));
+    if (hmax > 0 && !(hmax >= SGDSTAB_CURVATURE_MIN &&
+                      hmax <= SGDSTAB_CURVATURE_MAX)) {
+        sgdstab_fail(err, SGDSTAB_EVALUE, "%s: loss scale %g puts the "
+                     "curvature at %g, outside [%g, %g]", red->source,
+                     loss_scale, hmax, SGDSTAB_CURVATURE_MIN,
+                     SGDSTAB_CURVATURE_MAX);
         return NULL;
     }
     sgdstab_stability *s = calloc(1, sizeof *s);
@@ -387,7 +400,10 @@ static int solve_checked(sgdstab_stability *s, int kind,
             st = solve_kind(s, kind, sampling, gamma, beta, vtol, 1, res, vec,
                             err);
     }
-    if (!st && res->value < bound - (RADIUS_ABS_TOL + 1e-11 * fabs(bound)))
+    /* ρ⊥ is dimensionless; K's eigenvalues carry the curvature's units. */
+    double slack = kind == FAMILY_STEP ? RADIUS_ABS_TOL + 1e-11 * fabs(bound)
+                                       : 1e-9 * fabs(bound);
+    if (!st && res->value < bound - slack)
         return sgdstab_fail(err, SGDSTAB_ENUMERIC, "the eigensolver found "
                             "%.17g below its lower bound %.17g (the Rayleigh "
                             "quotient at E_%zu%zu): no answer is given rather "
@@ -428,6 +444,14 @@ int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
     if (st)
         return st;
     double eta = s->c * lr;
+    /* ρ⊥ ≈ (η·λmax)², and the eigensolver squares it again: η·λmax at
+     * most 1e50 keeps (η·λmax)⁴ a double with room to spare. */
+    double reach = eta * sgdstab_reduced_hessian_max(s->red);
+    if (!(reach <= 1e50))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: learning rate %g (loss "
+                            "scale %g) is out of range: eta * lambda_max(H) "
+                            "= %g, at most 1e50", s->red->source, lr, s->c,
+                            reach);
     double gamma[3] = {1, -eta, eta * eta};
     sgdstab_eig_result res;
     double *vec = S ? malloc(s->dim * sizeof *vec) : NULL;

@@ -1,5 +1,7 @@
 #include "sgdstab/theory.h"
 
+#include "parallel.h"
+
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
@@ -27,8 +29,22 @@ static int extreme_eigenvalue(size_t r, double *A, int top, double *value)
     return info == 0 && found == 1 ? 0 : -1;
 }
 
+static int theory_serial(const sgdstab_reduced *red, double loss_scale,
+                         sgdstab_theory *out, sgdstab_error *err);
+
+/* BLAS at one thread, so that the results do not depend on
+ * OPENBLAS_NUM_THREADS (as for the factorization, reduce.c). */
 int sgdstab_theory_compute(const sgdstab_reduced *red, double loss_scale,
                            sgdstab_theory *out, sgdstab_error *err)
+{
+    int saved = par_blas_serial();
+    int st = theory_serial(red, loss_scale, out, err);
+    par_blas_restore(saved);
+    return st;
+}
+
+static int theory_serial(const sgdstab_reduced *red, double loss_scale,
+                         sgdstab_theory *out, sgdstab_error *err)
 {
     memset(out, 0, sizeof *out);
     if (!(loss_scale > 0) || !isfinite(loss_scale))
@@ -217,9 +233,23 @@ static void add_check(sgdstab_verification *v, const char *name,
         v->theorems_failed++;
 }
 
+static int verify_serial(sgdstab_stability *s, const sgdstab_theory *th,
+                         double lr, sgdstab_sampling sampling, size_t batch,
+                         sgdstab_verification *out, sgdstab_error *err);
+
 int sgdstab_verify(sgdstab_stability *s, const sgdstab_theory *th, double lr,
                    sgdstab_sampling sampling, size_t batch,
                    sgdstab_verification *out, sgdstab_error *err)
+{
+    int saved = par_blas_serial();
+    int st = verify_serial(s, th, lr, sampling, batch, out, err);
+    par_blas_restore(saved);
+    return st;
+}
+
+static int verify_serial(sgdstab_stability *s, const sgdstab_theory *th,
+                         double lr, sgdstab_sampling sampling, size_t batch,
+                         sgdstab_verification *out, sgdstab_error *err)
 {
     memset(out, 0, sizeof *out);
     const sgdstab_reduced *red = sgdstab_stability_reduced(s);

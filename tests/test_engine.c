@@ -691,6 +691,53 @@ static void test_flat_negative_curvature(void **state)
     }
 }
 
+/* J scaled by s: η*(B)·s² and ρ⊥ at η/s² do not change, anywhere in the
+ * range of curvatures sgdstab admits; beyond it, a clear refusal. */
+static void test_scale_invariance(void **state)
+{
+    (void)state;
+    const size_t n = 20, k = 1, p = 8;
+    double J[20 * 8], Js[20 * 8];
+    sgdstab_rng *rng = sgdstab_rng_alloc(1500);
+    sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), n * k * p, J);
+    sgdstab_rng_free(rng);
+    engine base = engine_make(problem_from(n, k, p, J), 1.0);
+    /* curvature from about 1e-50 to 1e50 */
+    const double scales[4] = {1e-25, 1e-12, 1e12, 1e25};
+    for (int i = 0; i < 4; i++) {
+        double s = scales[i];
+        for (size_t j = 0; j < n * k * p; j++)
+            Js[j] = J[j] * s;
+        engine e = engine_make(problem_from(n, k, p, Js), 1.0);
+        assert_int_equal(e.red->r, base.red->r);
+        for (int si = 0; si < 3; si++)
+            for (size_t B = 1; B <= n; B += 6) {
+                double c0 = critical(&base, SAMPLINGS[si], B);
+                assert_rel(critical(&e, SAMPLINGS[si], B) * s * s, c0, 1e-9,
+                           "eta* s^2");
+                double lr = 1.3 * c0;
+                double r1 = radius(&e, lr / (s * s), SAMPLINGS[si], B);
+                double r0 = radius(&base, lr, SAMPLINGS[si], B);
+                assert_close(r1, r0, 1e-10, "rho at eta / s^2");
+            }
+        engine_free(&e);
+    }
+    engine_free(&base);
+    for (int i = 0; i < 2; i++) {
+        double s = i ? 1e32 : 1e-32;
+        for (size_t j = 0; j < n * k * p; j++)
+            Js[j] = J[j] * s;
+        sgdstab_problem *prob = problem_from(n, k, p, Js);
+        sgdstab_reduced *red = NULL;
+        sgdstab_error err;
+        assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err),
+                         SGDSTAB_EVALUE);
+        assert_null(red);
+        assert_non_null(strstr(err.msg, "out of range"));
+        sgdstab_problem_free(prob);
+    }
+}
+
 static void test_against_arpack(void **state)
 {
     (void)state;
@@ -1253,6 +1300,7 @@ int main(void)
         cmocka_unit_test(test_flat_direction),
         cmocka_unit_test(test_negative_curvature_radius),
         cmocka_unit_test(test_flat_negative_curvature),
+        cmocka_unit_test(test_scale_invariance),
         cmocka_unit_test(test_noise_operator),
         cmocka_unit_test(test_against_reference),
         cmocka_unit_test(test_curve_against_reference),

@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import zipfile
@@ -600,6 +601,97 @@ def test_curvature():
                "batch, eta = %.3g: rho = reference" % lr, e, res)
 
 
+def test_extreme_scales():
+    """Extreme but finite numbers: within the admitted curvature range the
+    answers scale exactly (eta* by 1/s^2, rho unchanged at eta/s^2); beyond
+    it, and for learning rates or loss scales whose products overflow, one
+    line naming the file and the quantity, exit 1, no output file."""
+    J, _ = ref.random_problem(150, 16, 6)
+    base = Case("scale_1", J)
+    d0, res, e = run_json("critical", base.path, "--batch", "1,4,16")
+    for s in (1e-20, 1e20):
+        case = Case("scale_%g" % s, J * s)
+        d, res, e = run_json("critical", case.path, "--batch", "1,4,16")
+        if d is not None and d0 is not None:
+            for a, b in zip(d["critical"], d0["critical"]):
+                if not close_rel(a["lr_critical"] * s * s, b["lr_critical"],
+                                 1e-9):
+                    e.append("B=%d: eta* s^2 = %r, unscaled %r"
+                             % (a["batch"], a["lr_critical"] * s * s,
+                                b["lr_critical"]))
+            lr = 1.3 * d0["critical"][1]["lr_critical"]
+            a, r1, e1 = run_json("analyze", case.path, "--lr", fmt(lr / s / s),
+                                 "--batch", 4)
+            b, r2, e2 = run_json("analyze", base.path, "--lr", fmt(lr),
+                                 "--batch", 4)
+            e += e1 + e2
+            if a and b and not close_abs(a["spectral_radius"],
+                                         b["spectral_radius"], RHO_ABS):
+                e.append("rho %r at eta/s^2, %r unscaled"
+                         % (a["spectral_radius"], b["spectral_radius"]))
+        report("J x %g: eta* x 1/s^2 and the same rho (scale invariance)" % s,
+               e, res)
+    outdir = tempfile.mkdtemp(dir=WORK)
+    csv = os.path.join(outdir, "x.csv")
+    tiny, huge = Case("scale_tiny", J * 1e-300), Case("scale_huge", J * 1e160)
+    for what, args, words in (
+            ("J x 1e-300", ("critical", tiny.path, "--batch", 4),
+             "out of range"),
+            ("J x 1e160", ("evolve", huge.path, "--lr", 1, "--batch", 4,
+                           "--steps", 3, "--csv", csv), "out of range"),
+            ("--lr 1e308", ("analyze", base.path, "--lr", "1e308", "--batch",
+                            4), "out of range"),
+            ("--loss 1e308", ("critical", base.path, "--batch", 4, "--loss",
+                              "1e308"), "loss scale"),
+            ("evolve far above eta*", ("evolve", base.path, "--lr", "1e20",
+                                       "--batch", 4, "--steps", 400, "--csv",
+                                       csv), "overflows"),
+            ("simulate far above eta*", ("simulate", base.path, "--lr", "1e20",
+                                         "--batch", 4, "--steps", 400,
+                                         "--runs", 10, "--quiet", "--csv",
+                                         csv), "overflows")):
+        r = run(*args)
+        lines = r.err.strip().splitlines()
+        e = [] if (r.rc == 1 and len(lines) == 1 and words in r.err and
+                   os.path.basename(args[1]) in r.err) else \
+            ["exit %d, stderr %r" % (r.rc, r.err)]
+        if os.listdir(outdir):
+            e.append("left %r" % os.listdir(outdir))
+        report("%s: one line naming the file and the quantity, exit 1, no "
+               "output" % what, e, r)
+
+
+def test_thread_independence():
+    """Every number is the same whatever OPENBLAS_NUM_THREADS says (the
+    factorization and the theory hold BLAS at one thread, the engine's
+    parallel parts are fixed); phase's wall-clock "seconds" aside."""
+    J, _ = ref.random_problem(160, 300, 40)
+    case = Case("threads", J)
+    runs = (("analyze", "--lr", 1, "--batch", 8),
+            ("verify", "--lr", 1, "--batch", 8),
+            ("critical", "--batch", "1:n:6:log"),
+            ("phase", "--batch", "1:n:4:log", "--lr", "0.2:3:4:log"),
+            ("info",))
+    for args in runs:
+        outs = []
+        for threads in ("1", "2"):
+            env = dict(os.environ, OPENBLAS_NUM_THREADS=threads)
+            p = subprocess.run([harness.SGDSTAB, args[0], case.path] +
+                               [str(a) for a in args[1:]] + ["--json"],
+                               capture_output=True, text=True, env=env,
+                               timeout=120)
+            d = json.loads(p.stdout) if p.returncode == 0 else None
+            if d is not None:
+                d.pop("seconds", None)
+            outs.append(d)
+        e = [] if outs[0] is not None and outs[0] == outs[1] else \
+            ["OPENBLAS_NUM_THREADS=1 and =2 differ"]
+        report("%s: the same JSON with 1 and 2 BLAS threads" % args[0], e,
+               None)
+
+
+# ----------------------------------------------------------------- evolve
+# ----------------------------------------------------------------- evolve
 # ----------------------------------------------------------------- evolve
 
 def evolve_cases():
@@ -1089,6 +1181,8 @@ def body(work):
     test_critical(cases)
     test_threshold(cases[0])
     test_curvature()
+    test_extreme_scales()
+    test_thread_independence()
     test_evolve()
     test_errors(cases)
     test_meta()

@@ -47,6 +47,7 @@ extern "C" {
 #endif
 
 typedef struct {
+    char *source;      /* the problem's file, for messages */
     size_t n, k, p;
     size_t nsv;        /* min(n·k, p): number of singular values of J */
     size_t rank_J;     /* numerical rank of J */
@@ -74,6 +75,15 @@ typedef struct {
     double *basis;     /* p×r orthonormal basis when H is supplied, else NULL
                           (then basis = Jᵀ Φ diag(σ_r)^{-2}, never formed) */
 } sgdstab_reduced;
+
+/* The curvatures sgdstab computes with: λmax(G), max|eigenvalue| of H and
+ * their multiples by the loss scale within [SGDSTAB_CURVATURE_MIN,
+ * SGDSTAB_CURVATURE_MAX].  The eigensolvers form squares of the noise
+ * operator, fourth powers of the curvature, which must neither overflow nor
+ * underflow; sgdstab_reduce refuses J or H beyond (scale J by a power of
+ * ten and learning rates by its inverse square). */
+#define SGDSTAB_CURVATURE_MIN 1e-60
+#define SGDSTAB_CURVATURE_MAX 1e60
 
 /* The default relative tolerance of flat negative curvature (above). */
 #define SGDSTAB_FLAT_RTOL_DEFAULT 1e-6
