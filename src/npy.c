@@ -476,14 +476,15 @@ int npy_read_stream(const npy_stream *s, sgdstab_array *out,
                             (unsigned long long)(remaining - nbytes),
                             shape_text);
 
-    if ((st = read_data(s, &h, dt, size, out, err)))
-        return st;
     out->ndim = h.ndim;
     for (int d = 0; d < SGDSTAB_NPY_MAX_DIMS; d++)
         out->shape[d] = d < h.ndim ? h.shape[d] : 1;
     out->size = size;
     snprintf(out->descr, sizeof out->descr, "%s", h.descr);
-    return SGDSTAB_OK;
+    if ((s->check && (st = s->check(s->check_ctx, out, err))) ||
+        (st = read_data(s, &h, dt, size, out, err)))
+        memset(out, 0, sizeof *out);
+    return st;
 }
 
 /* -------------------------------------------------------- file / memory */
@@ -516,13 +517,20 @@ int sgdstab_open_input(const char *path, FILE **f, size_t *size,
 
 int sgdstab_npy_read(const char *path, sgdstab_array *out, sgdstab_error *err)
 {
+    return sgdstab_npy_read_checked(path, NULL, NULL, out, err);
+}
+
+int sgdstab_npy_read_checked(const char *path, sgdstab_npy_check check,
+                             void *ctx, sgdstab_array *out,
+                             sgdstab_error *err)
+{
     memset(out, 0, sizeof *out);
     FILE *f;
     size_t size;
     int st = sgdstab_open_input(path, &f, &size, err);
     if (st)
         return st;
-    npy_stream s = {read_file, f, (uint64_t)size, path};
+    npy_stream s = {read_file, f, (uint64_t)size, path, check, ctx};
     st = npy_read_stream(&s, out, err);
     fclose(f);
     return st;
@@ -546,7 +554,7 @@ int sgdstab_npy_read_buffer(const void *buf, size_t len, const char *label,
                             sgdstab_array *out, sgdstab_error *err)
 {
     mem_cursor m = {buf, len, 0};
-    npy_stream s = {read_mem, &m, len, label};
+    npy_stream s = {read_mem, &m, len, label, NULL, NULL};
     return npy_read_stream(&s, out, err);
 }
 

@@ -14,6 +14,8 @@ typedef struct {
     void *ctx;
     uint64_t size;      /* total bytes in the stream */
     const char *label;  /* names the source in messages */
+    sgdstab_npy_check check;  /* NULL or called before the data are read */
+    void *check_ctx;
 } npy_stream;
 
 int npy_read_stream(const npy_stream *s, sgdstab_array *out,

@@ -28,9 +28,17 @@ static sgdstab_npz *open_source(zip_source_t *src, const char *label,
     zip_t *za = zip_open_from_source(src, ZIP_RDONLY | ZIP_CHECKCONS, &ze);
     if (!za) {
         int code = zip_error_code_zip(&ze);
-        int io = code == ZIP_ER_OPEN || code == ZIP_ER_NOENT ||
-                 code == ZIP_ER_READ || code == ZIP_ER_SEEK;
-        if (io)
+        int io = code == ZIP_ER_OPEN || code == ZIP_ER_READ ||
+                 code == ZIP_ER_SEEK;
+        /* The file exists (it was opened already): libzip 1.7 says "No such
+         * file" when a size or offset is the Zip64 marker 0xFFFFFFFF and the
+         * entry has no Zip64 extra field holding the real value. */
+        if (code == ZIP_ER_NOENT)
+            sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: not a readable .npz "
+                         "archive: an entry's size or offset is 0xFFFFFFFF "
+                         "(the Zip64 marker) but it has no Zip64 extra field",
+                         label);
+        else if (io)
             sgdstab_fail(err, SGDSTAB_EIO, "%s: %s", label,
                          zip_error_strerror(&ze));
         else
@@ -155,12 +163,19 @@ static int read_entry(sgdstab_npz *z, zip_int64_t idx, const char *label,
     if (!zf)
         return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: cannot open zip entry: %s",
                             label, zip_strerror(z->za));
-    npy_stream s = {read_member, zf, st.size, label};
+    npy_stream s = {read_member, zf, st.size, label, NULL, NULL};
     int status = reader(&s, out, err);
     /* libzip checks the CRC when it reaches the end of the member: one more
-     * read makes sure it does. */
+     * read makes sure it does.  It stops at the declared size only for
+     * stored members: a deflated one may inflate to more. */
     char extra;
-    if (status == SGDSTAB_OK && zip_fread(zf, &extra, 1) != 0)
+    zip_int64_t more = status == SGDSTAB_OK ? zip_fread(zf, &extra, 1) : 0;
+    if (more > 0)
+        status = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: the compressed data "
+                              "inflate to more than the %llu bytes the zip "
+                              "directory declares", label,
+                              (unsigned long long)st.size);
+    else if (more < 0)
         status = SGDSTAB_EIO;
     if (status == SGDSTAB_EIO)  /* say why libzip failed (CRC, inflate, …) */
         status = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: %s", label,
@@ -169,13 +184,31 @@ static int read_entry(sgdstab_npz *z, zip_int64_t idx, const char *label,
     return status;
 }
 
+/* An array to read, and the check to run on its header. */
+typedef struct {
+    sgdstab_array *array;
+    sgdstab_npy_check check;
+    void *ctx;
+} npy_target;
+
 static int read_npy(const npy_stream *s, void *out, sgdstab_error *err)
 {
-    return npy_read_stream(s, out, err);
+    const npy_target *t = out;
+    npy_stream checked = *s;
+    checked.check = t->check;
+    checked.check_ctx = t->ctx;
+    return npy_read_stream(&checked, t->array, err);
 }
 
 int sgdstab_npz_read(sgdstab_npz *z, const char *name, sgdstab_array *out,
                      sgdstab_error *err)
+{
+    return sgdstab_npz_read_checked(z, name, NULL, NULL, out, err);
+}
+
+int sgdstab_npz_read_checked(sgdstab_npz *z, const char *name,
+                             sgdstab_npy_check check, void *ctx,
+                             sgdstab_array *out, sgdstab_error *err)
 {
     memset(out, 0, sizeof *out);
     zip_int64_t idx = locate(z, name);
@@ -184,7 +217,8 @@ int sgdstab_npz_read(sgdstab_npz *z, const char *name, sgdstab_array *out,
                             z->label, name);
     char label[1024];
     snprintf(label, sizeof label, "%s:%s.npy", z->label, name);
-    int status = read_entry(z, idx, label, UINT64_MAX, read_npy, out, err);
+    npy_target t = {out, check, ctx};
+    int status = read_entry(z, idx, label, UINT64_MAX, read_npy, &t, err);
     if (status)
         sgdstab_array_free(out);
     return status;

@@ -1,4 +1,5 @@
 #include "sgdstab/problem.h"
+#include "sgdstab/memplan.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -220,6 +221,47 @@ static int check_meta_shape(const char *path, const sgdstab_provenance *pv,
     return SGDSTAB_OK;
 }
 
+/* What the memory check on J's header needs to know. */
+typedef struct {
+    const char *label;
+    int have_H;
+    double max_memory;
+} memory_plan;
+
+static int check_memory(void *ctx, const sgdstab_array *J, sgdstab_error *err)
+{
+    const memory_plan *plan = ctx;
+    if (plan->max_memory < 0 || (J->ndim != 2 && J->ndim != 3))
+        return SGDSTAB_OK;  /* no check asked for; or a shape refused later */
+    size_t k = J->ndim == 3 ? J->shape[1] : 1;
+    return sgdstab_memory_check(plan->label, J->shape[0], k,
+                                J->shape[J->ndim - 1], plan->have_H,
+                                plan->max_memory, err);
+}
+
+/* J (with its memory check), H if the archive holds one, and meta.json. */
+static int read_npz(const char *path, const char *hessian_path,
+                    memory_plan *plan, sgdstab_array *J, sgdstab_array *H,
+                    int *have_H, sgdstab_provenance *pv, sgdstab_error *err)
+{
+    sgdstab_npz *z = sgdstab_npz_open(path, err);
+    if (!z)
+        return err ? err->status : SGDSTAB_EFORMAT;
+    int st = read_meta(z, path, pv, err);
+    *have_H = sgdstab_npz_has(z, "H");
+    plan->have_H = *have_H || hessian_path;
+    if (!st && *have_H && hessian_path)
+        st = sgdstab_fail(err, SGDSTAB_EINVAL, "%s: holds an H already; a "
+                          "separate Hessian file %s is ambiguous", path,
+                          hessian_path);
+    if (!st)
+        st = sgdstab_npz_read_checked(z, "J", check_memory, plan, J, err);
+    if (!st && *have_H && (st = sgdstab_npz_read(z, "H", H, err)))
+        sgdstab_array_free(J);
+    sgdstab_npz_close(z);
+    return st;
+}
+
 int sgdstab_problem_load_with_hessian(const char *path,
                                       const char *hessian_path,
                                       const sgdstab_load_options *opt,
@@ -236,29 +278,14 @@ int sgdstab_problem_load_with_hessian(const char *path,
     int have_H = 0;
     sgdstab_provenance pv;
     sgdstab_provenance_init(&pv);
-    if (kind == KIND_NPY) {
-        if ((st = sgdstab_npy_read(path, &J, err)))
-            return st;
-    } else {
-        sgdstab_npz *z = sgdstab_npz_open(path, err);
-        if (!z)
-            return err ? err->status : SGDSTAB_EFORMAT;
-        st = read_meta(z, path, &pv, err);
-        if (!st)
-            st = sgdstab_npz_read(z, "J", &J, err);
-        have_H = st == SGDSTAB_OK && sgdstab_npz_has(z, "H");
-        if (have_H && hessian_path) {
-            st = sgdstab_fail(err, SGDSTAB_EINVAL, "%s: holds an H already; "
-                              "a separate Hessian file %s is ambiguous", path,
-                              hessian_path);
-            sgdstab_array_free(&J);
-        } else if (have_H && (st = sgdstab_npz_read(z, "H", &H, err))) {
-            sgdstab_array_free(&J);
-        }
-        sgdstab_npz_close(z);
-        if (st)
-            return st;
-    }
+    memory_plan plan = {path, hessian_path != NULL,
+                        opt ? opt->max_memory : 0};
+    memset(&J, 0, sizeof J);
+    st = kind == KIND_NPY
+             ? sgdstab_npy_read_checked(path, check_memory, &plan, &J, err)
+             : read_npz(path, hessian_path, &plan, &J, &H, &have_H, &pv, err);
+    if (st)
+        return st;
     if (hessian_path) {
         if ((st = sniff(hessian_path, &kind, err)) ||
             (kind != KIND_NPY &&

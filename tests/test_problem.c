@@ -21,6 +21,7 @@
 
 #include <unistd.h>
 
+#include "sgdstab/memplan.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/provenance.h"
 #include "sgdstab/reduce.h"
@@ -1165,6 +1166,55 @@ static void test_no_meta(void **state)
     sgdstab_problem_free(prob);
 }
 
+/* ---------------------------------------------------------- memory plan */
+
+/* The fixture's J (4000 x 2500 float16 zeros, a few kB deflated) needs
+ * about 0.5 GB as float64 with its SVD: refused under a 100 MB limit with
+ * one line naming the file and both figures, before anything is read. */
+static void test_memory_refused(void **state)
+{
+    (void)state;
+    const cJSON *m = tu_jget(tu_manifest(), "memory");
+    const char *file = tu_path(tu_jstr(m, "file"));
+    setenv("SGDSTAB_MAX_MEMORY", tu_jstr(m, "limit"), 1);
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    int rc = sgdstab_problem_load(file, NULL, &prob, &err);
+    unsetenv("SGDSTAB_MAX_MEMORY");
+    assert_null(prob);
+    tu_check_failure(rc, &err, file, "not enough memory", "100 MB available",
+                     "SGDSTAB_MAX_MEMORY", NULL);
+    assert_int_equal(rc, SGDSTAB_ENOMEM);
+    /* max_memory < 0 turns the check off: the same file then loads. */
+    sgdstab_load_options opt = {.max_memory = -1};
+    if (sgdstab_problem_load(file, &opt, &prob, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(prob->n * prob->p, tu_jsize(m, "n") * tu_jsize(m, "p"));
+    sgdstab_problem_free(prob);
+}
+
+/* The issue's case: J (200000, 5000) needs J, its work copy and the factor
+ * Φ (8 GB each) plus dgesdd's workspace, about 24.2 GB. */
+static void test_memory_need(void **state)
+{
+    (void)state;
+    double need = sgdstab_memory_need(200000, 1, 5000, 0);
+    assert_true(need > 24.0e9 && need < 24.5e9);
+    assert_true(sgdstab_memory_need(200000, 1, 5000, 1) > need + 16e9);
+    assert_true(sgdstab_memory_need(1, 1, 1, 0) < 1e3);
+}
+
+static void test_memory_size_parse(void **state)
+{
+    (void)state;
+    assert_true(sgdstab_parse_memory_size("8G") == 8e9);
+    assert_true(sgdstab_parse_memory_size("512MB") == 512e6);
+    assert_true(sgdstab_parse_memory_size("1.5e3") == 1500);
+    assert_true(sgdstab_parse_memory_size("8Q") < 0);
+    assert_true(sgdstab_parse_memory_size("-1G") < 0);
+    assert_true(sgdstab_parse_memory_size("") < 0);
+}
+
 /* --------------------------------------------------------------- main */
 
 int main(void)
@@ -1182,6 +1232,9 @@ int main(void)
         cmocka_unit_test(test_reduce_with_H),
         cmocka_unit_test(test_default_rtol_by_dtype),
         cmocka_unit_test(test_zero_J),
+        cmocka_unit_test(test_memory_refused),
+        cmocka_unit_test(test_memory_need),
+        cmocka_unit_test(test_memory_size_parse),
     };
     static const struct CMUnitTest provenance[] = {
         cmocka_unit_test(test_provenance_parse),

@@ -43,6 +43,18 @@ int sgdstab_open_input(const char *path, FILE **f, size_t *size,
 /* Read a .npy file.  On failure *out is left empty (data == NULL). */
 int sgdstab_npy_read(const char *path, sgdstab_array *out, sgdstab_error *err);
 
+/* Called once a header is validated against the bytes present, before
+ * anything is allocated for the data, with the dtype and shape (data NULL);
+ * a non-zero return stops the read with that status (e.g. a memory
+ * check). */
+typedef int (*sgdstab_npy_check)(void *ctx, const sgdstab_array *declared,
+                                 sgdstab_error *err);
+
+/* sgdstab_npy_read with a check (which may be NULL). */
+int sgdstab_npy_read_checked(const char *path, sgdstab_npy_check check,
+                             void *ctx, sgdstab_array *out,
+                             sgdstab_error *err);
+
 /* Read .npy contents from memory; label names the source in messages. */
 int sgdstab_npy_read_buffer(const void *buf, size_t len, const char *label,
                             sgdstab_array *out, sgdstab_error *err);
@@ -80,6 +92,11 @@ int sgdstab_npz_has_member(const sgdstab_npz *z, const char *member);
  * naming the archive and the array. */
 int sgdstab_npz_read(sgdstab_npz *z, const char *name, sgdstab_array *out,
                      sgdstab_error *err);
+
+/* sgdstab_npz_read with a check (which may be NULL). */
+int sgdstab_npz_read_checked(sgdstab_npz *z, const char *name,
+                             sgdstab_npy_check check, void *ctx,
+                             sgdstab_array *out, sgdstab_error *err);
 
 /* Read the member called exactly member as raw bytes: *out (malloc'd, to be
  * freed) gets them with a NUL appended, *len their count (without the NUL;

@@ -43,6 +43,9 @@ typedef struct {
 
 typedef struct {
     double symmetry_rtol;  /* ≤ 0: the default described above */
+    double max_memory;     /* bytes loading and factorizing may take (> 0),
+                              or 0: SGDSTAB_MAX_MEMORY or what is available
+                              (memplan.h); < 0: no check */
 } sgdstab_load_options;
 
 /* Load a problem from a .npy (J only) or .npz (J, optional H and
@@ -53,6 +56,11 @@ typedef struct {
  * 400 samples". */
 int sgdstab_problem_load(const char *path, const sgdstab_load_options *opt,
                          sgdstab_problem **out, sgdstab_error *err);
+
+/* Before J's data are read, its declared shape is checked against the
+ * memory available (memplan.h): a J that loading and factorizing could not
+ * hold is SGDSTAB_ENOMEM, "FILE: needs about … GB (…), more than the … GB
+ * available (…)", before any large allocation. */
 
 /* The same, with H read from a separate .npy file hessian_path (NULL: none).
  * A .npz that holds an H already and a separate H together are an error. */

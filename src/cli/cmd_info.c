@@ -7,7 +7,7 @@
 
 static const char INFO_HELP[] =
     "Usage: sgdstab info FILE [--json] [--loss L] [--rank-tol RTOL]\n"
-    "                    [--negative-curvature TOL]\n"
+    "                    [--negative-curvature TOL] [--max-memory SIZE]\n"
     "\n"
     "Describe a problem file: the per-sample output Jacobian J and, if present,\n"
     "the Hessian H.  FILE is a .npy holding J with shape (n, p) or (n, k, p),\n"
@@ -53,6 +53,13 @@ static const char INFO_HELP[] =
     "  --rank-tol RTOL   relative rank tolerance: singular values above\n"
     "                    RTOL * sigma_max count (default max(n*k, p) * eps,\n"
     "                    eps the machine epsilon of J's stored precision)\n"
+    "  --max-memory SIZE the memory loading and factorizing FILE may take, in\n"
+    "                    bytes with an optional K, M, G or T (powers of 1000):\n"
+    "                    a file that needs more (J as float64, its SVD and,\n"
+    "                    with H, its eigendecomposition) is refused before it\n"
+    "                    is read; default: the smallest of MemAvailable, the\n"
+    "                    environment's SGDSTAB_MAX_MEMORY and what ulimit -v\n"
+    "                    leaves\n"
     "  --negative-curvature TOL\n"
     "                    with H: negative eigenvalues down to -TOL*lambda_max(H)\n"
     "                    are flat (default 1e-6, at most 0.01; strict: none)\n"
@@ -150,7 +157,8 @@ int cmd_info(int argc, char **argv)
     static const struct option opts[] = {CLI_OPT_JSON, CLI_OPT_LOSS,
                                          CLI_OPT_RANK_TOL,
                                          CLI_OPT_NEGATIVE_CURVATURE,
-                                         CLI_OPT_HELP, CLI_OPT_END};
+                                         CLI_OPT_MAX_MEMORY, CLI_OPT_HELP,
+                                         CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "info");
     int c;

@@ -2,6 +2,8 @@
 #include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -22,17 +24,39 @@ static int file_loss(cli_args *a, const sgdstab_problem *prob)
     return EXIT_OK;
 }
 
+/* Report a failure to load or factorize file: one line that names the file
+ * (library messages such as "J is zero" do not) and says "out of memory"
+ * when that is the cause (LAPACKE's "info = -1010" does not).  After an
+ * allocation failed, exit at once: OpenBLAS threads that could not get
+ * their buffers retry forever, and exit() would wait for them in OpenBLAS's
+ * destructor. */
+int cli_report_file(const char *file, const sgdstab_error *err)
+{
+    int named = !strncmp(err->msg, file, strlen(file));
+    int nomem = err->status == SGDSTAB_ENOMEM &&
+                !strstr(err->msg, "memory");
+    fprintf(stderr, "sgdstab: %s%s%s%s\n", named ? "" : file,
+            named ? "" : ": ", err->msg, nomem ? ": out of memory" : "");
+    if (err->status == SGDSTAB_ENOMEM) {
+        fflush(stdout);
+        fflush(stderr);
+        _exit(EXIT_DATA);
+    }
+    return EXIT_DATA;
+}
+
 int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
 {
     sgdstab_error err;
     *prob = NULL;
     *red = NULL;
-    if (sgdstab_problem_load_with_hessian(a->file, a->hessian, NULL, prob, &err))
-        return cli_report(&err);
+    sgdstab_load_options lo = {0, a->max_memory};
+    if (sgdstab_problem_load_with_hessian(a->file, a->hessian, &lo, prob, &err))
+        return cli_report_file(a->file, &err);
     int status = file_loss(a, *prob);
     sgdstab_reduce_options opt = {a->rank_rtol, a->flat_rtol};
     if (!status && sgdstab_reduce(*prob, &opt, red, &err))
-        status = cli_report(&err);
+        status = cli_report_file(a->file, &err);
     if (status) {
         sgdstab_problem_free(*prob);
         *prob = NULL;
@@ -53,7 +77,7 @@ int cli_stability(const cli_args *a, const sgdstab_reduced *red,
 {
     sgdstab_error err;
     *s = sgdstab_stability_alloc(red, cli_loss_c(a->loss_scale, red->k), &err);
-    return *s ? EXIT_OK : cli_report(&err);
+    return *s ? EXIT_OK : cli_report_file(a->file, &err);
 }
 
 int cli_session_open(cli_args *a, size_t batch, cli_session *ses)
