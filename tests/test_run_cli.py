@@ -36,8 +36,10 @@ rule with closed forms: noise_scale 10, clip 1.5 > R = 1 and eta >= 0.2
 put every run out at step 1 whatever the seed (mean = censored mean =
 quantiles = 1, stderr 1/sqrt(runs)), so with 10 runs every point is
 fitted (slope 0, chi2 0) and with 9 none is (nan).  A series with a
-single such point has no slope but the run succeeds.  Bad "epoch"/"exit"
-objects: exit 1, one line naming the key, no files left in --out.
+single such point has no slope but the run succeeds, and so does one whose
+runs never exit (an empty picture).  Bad "epoch"/"exit" objects (and
+learning-rate strings with too many fields, which crashed the parser):
+exit 1, one line naming the key, no files left in --out.
 
 Usage: test_run_cli.py SGDSTAB
 """
@@ -225,6 +227,11 @@ def test_errors(tmp):
          "phase.color_range"),
         ("phase.title", dict(base, phase={"lr": "0.1:1", "title": 3}),
          "phase.title"),
+        # six fields overran the --lr parser's field array (a crash)
+        ("phase.lr six fields", dict(base, phase={"lr": "1:1:1:1:1:1"}),
+         "phase.lr"),
+        ("phase.lr five fields", dict(base, phase={"lr": "1:2:3:4:log"}),
+         "phase.lr"),
     ]
     for name, spec, key in cases:
         path = os.path.join(tmp, "bad.json")
@@ -801,6 +808,31 @@ def test_exit_one_point(tmp):
     check(is_png(os.path.join(out, "exit.png")), "exit-one-point: exit.png")
 
 
+def test_exit_never(tmp):
+    """A legal spec whose runs never leave the ball (radius far beyond
+    what the steps allow) still succeeds: exit.csv says so (exited 0,
+    never_exited_fraction 1) and exit.png is drawn, with no points, rather
+    than gnuplot failing on an empty plot."""
+    spec = {
+        "family": "linear",
+        "params": {"samples": 8, "inputs": 2, "seed": 2},
+        "batch": [4],
+        "exit": {"radius": 1e6, "noise_scale": 0.1, "runs": 3, "steps": 20,
+                 "seed": 3,
+                 "series": [{"alpha": 1.5, "clip": 1.5, "lr": [0.2, 0.4]}]},
+    }
+    out = run_spec(tmp, "exit-never", spec)
+    if out is None:
+        return
+    rows = read_csv(os.path.join(out, "exit.csv"))
+    check([(x["exited"], x["never_exited_fraction"]) for x in rows] ==
+          [("0", "1")] * 2, f"exit-never: exit.csv {rows}")
+    fits = read_csv(os.path.join(out, "exit-fit.csv"))
+    check(len(fits) == 1 and math.isnan(float(fits[0]["fitted_slope"])),
+          f"exit-never: exit-fit.csv {fits}")
+    check(is_png(os.path.join(out, "exit.png")), "exit-never: exit.png")
+
+
 def test_mc_errors(tmp):
     """Bad "epoch"/"exit" objects: exit 1, one line naming the key and the
     spec, nothing left in --out."""
@@ -859,6 +891,12 @@ def test_mc_errors(tmp):
          "exit.series[0].lr"),
         ("series lr missing", dict(base, exit=series_with(lr=None)),
          "exit.series[0].lr"),
+        # six fields overran the --lr parser's field array (a crash)
+        ("series lr six fields",
+         dict(base, exit=series_with(lr="1:1:1:1:1:1")), "exit.series[0].lr"),
+        # radius / clip beyond a size_t of jumps was undefined behaviour
+        ("series clip tiny", dict(base, exit=series_with(clip=1e-300)),
+         "exit.series[0].clip"),
     ]
     for i, (name, spec, key) in enumerate(cases):
         path = os.path.join(tmp, f"bad-mc-{i}.json")
@@ -1003,6 +1041,7 @@ with tempfile.TemporaryDirectory() as tmp:
     test_exit(tmp)
     test_exit_boundary(tmp)
     test_exit_one_point(tmp)
+    test_exit_never(tmp)
     test_mc_errors(tmp)
 if failures:
     print(f"{len(failures)} failure(s) of {checks} checks")

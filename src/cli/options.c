@@ -1,10 +1,13 @@
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
+#include "sgdstab/memplan.h"
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -19,6 +22,67 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
     return EXIT_USAGE;
 }
 
+/* Bytes of the UTF-8 sequence at s if it is valid and encodes a character
+ * a terminal prints as itself, 0 otherwise: overlong forms, surrogates, C1
+ * controls (U+0080..U+009F, e.g. CSI) and the line separators and bidi
+ * overrides that reorder the rest of a line are escaped instead. */
+static size_t utf8_printable(const unsigned char *s)
+{
+    size_t len;
+    unsigned long cp, min;
+    if (s[0] >= 0xc2 && s[0] <= 0xdf)
+        len = 2, cp = s[0] & 0x1fu, min = 0xa0;
+    else if (s[0] >= 0xe0 && s[0] <= 0xef)
+        len = 3, cp = s[0] & 0x0fu, min = 0x800;
+    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+        len = 4, cp = s[0] & 0x07u, min = 0x10000;
+    else
+        return 0;
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xc0) != 0x80)  /* also stops at the terminating NUL */
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3fu);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+        (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
+        return 0;
+    return len;
+}
+
+const char *cli_quote(const char *s, char *buf, size_t size)
+{
+    static const char ellipsis[] = "...";
+    if (size < sizeof ellipsis) {
+        if (size)
+            buf[0] = '\0';
+        return buf;
+    }
+    const unsigned char *p = (const unsigned char *)s;
+    size_t k = 0;
+    while (*p) {
+        char piece[8];
+        size_t in = *p >= 0x80 ? utf8_printable(p) : *p >= 0x20 && *p != 0x7f;
+        size_t out = in;
+        if (in)
+            memcpy(piece, p, in);
+        else if (*p == '\n' || *p == '\t' || *p == '\r')
+            out = (size_t)snprintf(piece, sizeof piece, "\\%c",
+                                   *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r');
+        else
+            out = (size_t)snprintf(piece, sizeof piece, "\\x%02X", *p);
+        /* Keep room for the ellipsis a longer text ends with. */
+        if (k + out + sizeof ellipsis > size) {
+            memcpy(buf + k, ellipsis, sizeof ellipsis);
+            return buf;
+        }
+        memcpy(buf + k, piece, out);
+        k += out;
+        p += in ? in : 1;
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
 int cli_getopt_short(int argc, char **argv, const char *cmd,
                      const char *shortopts, const struct option *longopts)
 {
@@ -29,13 +93,17 @@ int cli_getopt_short(int argc, char **argv, const char *cmd,
     snprintf(spec, sizeof spec, "-:h%s", shortopts);
     int c = getopt_long(argc, argv, spec, longopts, NULL);
     if (c == '?' || c == ':') {
-        const char *arg = argv[optind - 1];
-        if (c == ':')
+        char q[CLI_QUOTE_SIZE];
+        const char *arg = cli_quote(argv[optind - 1], q, sizeof q);
+        if (c == ':') {
             cli_usage_error(cmd, "option '%s' needs a value", arg);
-        else if (optopt && optopt != '?' && optopt < 256)
-            cli_usage_error(cmd, "unknown option '-%c'", optopt);
-        else
+        } else if (optopt && optopt != '?' && optopt < 256) {
+            char opt[2] = {(char)optopt, '\0'};
+            cli_usage_error(cmd, "unknown option '-%s'",
+                            cli_quote(opt, q, sizeof q));
+        } else {
             cli_usage_error(cmd, "unknown option '%s'", arg);
+        }
         return '?';
     }
     return c;
@@ -50,11 +118,22 @@ int cli_getopt(int argc, char **argv, const char *cmd,
 int cli_parse_double(const char *cmd, const char *opt, const char *text,
                      double *out)
 {
-    char *end;
+    char *end, q[CLI_QUOTE_SIZE];
     errno = 0;
     double v = strtod(text, &end);
-    if (end == text || *end != '\0' || errno == ERANGE || !isfinite(v)) {
-        cli_usage_error(cmd, "--%s: '%s' is not a finite number", opt, text);
+    const char *why = NULL;
+    if (end == text || *end != '\0' || (!isfinite(v) && errno != ERANGE))
+        why = "is not a finite number";
+    else if (errno == ERANGE && fabs(v) > 1)
+        why = "is too large (it overflows a double)";
+    /* Underflow, to zero or to a subnormal (which strtod may return without
+     * ERANGE when exact): subnormals have lost precision, and no rate or
+     * tolerance is that small. */
+    else if (errno == ERANGE || (v != 0 && fabs(v) < DBL_MIN))
+        why = "is too close to zero to use (it underflows a double)";
+    if (why) {
+        cli_usage_error(cmd, "--%s: '%s' %s", opt,
+                        cli_quote(text, q, sizeof q), why);
         return -1;
     }
     *out = v;
@@ -68,9 +147,10 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text,
     errno = 0;
     unsigned long long v = strtoull(text, &end, 10);
     if (end == text || *end != '\0' || errno == ERANGE || text[0] == '-' ||
-        v < min) {
+        v < min || v > SIZE_MAX) {
+        char q[CLI_QUOTE_SIZE];
         cli_usage_error(cmd, "--%s: '%s' is not a whole number >= %zu", opt,
-                        text, min);
+                        cli_quote(text, q, sizeof q), min);
         return -1;
     }
     *out = (size_t)v;
@@ -106,9 +186,11 @@ int cli_loss_scale(const char *text, double *scale)
 
 static int parse_loss(cli_args *a, const char *arg)
 {
+    char q[CLI_QUOTE_SIZE];
     if (cli_loss_scale(arg, &a->loss_scale))
         return cli_usage_error(a->cmd, "--loss: '%s' is not half-mean, mse "
-                               "or a positive number", arg);
+                               "or a positive number",
+                               cli_quote(arg, q, sizeof q));
     a->loss = arg;
     a->have_loss = 1;
     return 0;
@@ -116,10 +198,12 @@ static int parse_loss(cli_args *a, const char *arg)
 
 int cli_common_option(cli_args *a, int c, const char *arg)
 {
+    char q[CLI_QUOTE_SIZE];
     switch (c) {
     case 1:
         if (a->file)
-            return cli_usage_error(a->cmd, "unexpected argument '%s'", arg);
+            return cli_usage_error(a->cmd, "unexpected argument '%s'",
+                                   cli_quote(arg, q, sizeof q));
         a->file = arg;
         return 0;
     case OPT_LR:
@@ -127,7 +211,7 @@ int cli_common_option(cli_args *a, int c, const char *arg)
             return EXIT_USAGE;
         if (!(a->lr > 0))
             return cli_usage_error(a->cmd, "--lr must be positive, not %s",
-                                   arg);
+                                   cli_quote(arg, q, sizeof q));
         a->have_lr = 1;
         return 0;
     case OPT_BATCH:
@@ -136,7 +220,8 @@ int cli_common_option(cli_args *a, int c, const char *arg)
     case OPT_SAMPLING:
         if (sgdstab_sampling_parse(arg, &a->sampling))
             return cli_usage_error(a->cmd, "--sampling: '%s' is not one of "
-                                   "without, with, bernoulli", arg);
+                                   "without, with, bernoulli",
+                                   cli_quote(arg, q, sizeof q));
         return 0;
     case OPT_LOSS:
         return parse_loss(a, arg);
@@ -148,7 +233,7 @@ int cli_common_option(cli_args *a, int c, const char *arg)
             return EXIT_USAGE;
         if (!(a->rank_rtol > 0 && a->rank_rtol < 1))
             return cli_usage_error(a->cmd, "--rank-tol must lie in (0, 1), "
-                                   "not %s", arg);
+                                   "not %s", cli_quote(arg, q, sizeof q));
         return 0;
     case OPT_NEGATIVE_CURVATURE:
         if (!strcmp(arg, "strict")) {
@@ -161,7 +246,15 @@ int cli_common_option(cli_args *a, int c, const char *arg)
         if (!(a->flat_rtol >= 0 && a->flat_rtol <= 1e-2))
             return cli_usage_error(a->cmd, "--negative-curvature must be "
                                    "strict or a number in [0, 0.01], not %s",
-                                   arg);
+                                   cli_quote(arg, q, sizeof q));
+        return 0;
+    case OPT_MAX_MEMORY:
+        if (!((a->max_memory = sgdstab_parse_memory_size(arg)) > 0)) {
+            char q[CLI_QUOTE_SIZE];
+            return cli_usage_error(a->cmd, "--max-memory: '%s' is not a size "
+                                   "such as 8G or 512M",
+                                   cli_quote(arg, q, sizeof q));
+        }
         return 0;
     case OPT_JSON:
         a->json = 1;
@@ -178,8 +271,10 @@ int cli_check_batch(const cli_args *a, size_t n, size_t batch)
 {
     if (batch <= n || a->sampling == SGDSTAB_SAMPLING_WITH)
         return EXIT_OK;
+    char q[CLI_QUOTE_SIZE];
     return cli_usage_error(a->cmd, "--batch %zu exceeds the n = %zu samples of "
-                           "%s (sampling '%s' needs B <= n)", batch, n, a->file,
+                           "%s (sampling '%s' needs B <= n)", batch, n,
+                           cli_quote(a->file, q, sizeof q),
                            sgdstab_sampling_name(a->sampling));
 }
 
@@ -234,15 +329,40 @@ static int parse_batch_size(const char *cmd, const char *text, size_t n,
         *out = n;
         return 0;
     }
+    char q[CLI_QUOTE_SIZE];
     if (cli_parse_size(NULL, "batch", text, 1, out))
         return cli_usage_error(cmd, "--batch: '%s' is not a batch size (a "
-                               "whole number >= 1, or n)", text);
+                               "whole number >= 1, or n)",
+                               cli_quote(text, q, sizeof q));
     return 0;
 }
+
+/* Split s in place at each ':' into fields f[0..max-1]; returns how many
+ * fields there are, counting at most max + 1 (only max are stored: more
+ * means too many). */
+static int split_colons(char *s, char **f, int max)
+{
+    int nf = 1;
+    f[0] = s;
+    for (char *c = s; *c && nf <= max; c++)
+        if (*c == ':') {
+            *c = '\0';
+            if (nf < max)
+                f[nf] = c + 1;
+            nf++;
+        }
+    return nf;
+}
+
+/* Most sizes or rates a list or range may ask for: more would only exhaust
+ * memory before anything checks them against the problem. */
+#define CLI_LIST_MAX 1000000
 
 int cli_parse_batches(const char *cmd, const char *text, size_t n,
                       size_t **list, size_t *count)
 {
+    char q[CLI_QUOTE_SIZE];
+    const char *shown = cli_quote(text, q, sizeof q);
     *list = NULL;
     *count = 0;
     size_t m = 0, cap = 16, a, b, steps = 0;
@@ -261,15 +381,8 @@ int cli_parse_batches(const char *cmd, const char *text, size_t n,
     char *colon = strchr(copy, ':');
     if (colon) {
         /* A:B, A:B:log (A, 2A, 4A, ..., B) or A:B:N:log (N log-spaced). */
-        char *f[4] = {copy, NULL, NULL, NULL};
-        int nf = 1;
-        for (char *c = copy; *c && nf <= 4; c++)
-            if (*c == ':') {
-                *c = '\0';
-                if (nf < 4)
-                    f[nf] = c + 1;
-                nf++;
-            }
+        char *f[4];
+        int nf = split_colons(copy, f, 4);
         int log_tail = nf >= 3 && nf <= 4 && !strcmp(f[nf - 1], "log");
         if (nf > 4 || (nf == 4 && !log_tail) || (nf == 3 && !log_tail) ||
             parse_batch_size(cmd, f[0], n, &a) ||
@@ -277,18 +390,20 @@ int cli_parse_batches(const char *cmd, const char *text, size_t n,
             (nf == 4 && cli_parse_size(cmd, "batch", f[2], 2, &steps))) {
             status = nf > 4 || (nf >= 3 && !log_tail)
                 ? cli_usage_error(cmd, "--batch: '%s' is not LIST, all, A:B, "
-                                  "A:B:log or A:B:N:log", text)
+                                  "A:B:log or A:B:N:log", shown)
                 : EXIT_USAGE;
             goto done;
         }
         if (a > b) {
-            status = cli_usage_error(cmd, "--batch: empty range '%s'", text);
+            status = cli_usage_error(cmd, "--batch: empty range '%s'", shown);
             goto done;
         }
         if (nf == 2)
             goto range;
         if (nf == 4 && steps > b - a + 1)
             steps = b - a + 1;  /* every size in the range, then */
+        if (steps > CLI_LIST_MAX)
+            goto too_many;
         for (size_t i = 0;; i++) {
             double x = nf == 4 ? (steps < 2 ? (double)a
                                   : (double)a * pow((double)b / (double)a,
@@ -324,9 +439,10 @@ int cli_parse_batches(const char *cmd, const char *text, size_t n,
     }
     goto finish;
 range:
-    if (b - a >= 1000000) {
+    if (b - a >= CLI_LIST_MAX) {
+too_many:
         status = cli_usage_error(cmd, "--batch: '%s' asks for more than a "
-                                 "million batch sizes", text);
+                                 "million batch sizes", shown);
         goto done;
     }
     for (size_t x = a; x <= b; x++)
@@ -336,7 +452,8 @@ range:
         }
 finish:
     if (m == 0) {
-        status = cli_usage_error(cmd, "--batch: no batch sizes in '%s'", text);
+        status = cli_usage_error(cmd, "--batch: no batch sizes in '%s'",
+                                 shown);
         goto done;
     }
     *count = sort_unique(v, m);
@@ -354,96 +471,99 @@ static int compare_double(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
+/* The learning rates of a range A:B[:N][:log], split into its nf fields f
+ * (nf <= 4 + 1); *v is malloc'd. */
+static int lr_range(const char *cmd, const char *shown, char **f, int nf,
+                    double **v, size_t *m, int *log_spaced)
+{
+    if (nf > 4)
+        return cli_usage_error(cmd, "--lr: '%s' is not A:B[:N][:log] or a "
+                               "list", shown);
+    int lg = nf >= 3 && !strcmp(f[nf - 1], "log");
+    size_t steps = CLI_LR_STEPS;
+    double a, b;
+    if (nf == 4 && !lg)
+        return cli_usage_error(cmd, "--lr: '%s' is not A:B[:N][:log] or a "
+                               "list", shown);
+    if (cli_parse_double(cmd, "lr", f[0], &a) ||
+        cli_parse_double(cmd, "lr", f[1], &b) ||
+        (nf - lg == 3 && cli_parse_size(cmd, "lr", f[2], 2, &steps)))
+        return EXIT_USAGE;
+    if (!(a > 0) || !(b > a))
+        return cli_usage_error(cmd, "--lr: '%s' needs 0 < A < B", shown);
+    if (steps > 100000)
+        return cli_usage_error(cmd, "--lr: more than 100000 learning rates");
+    if (!(*v = malloc(steps * sizeof **v)))
+        return cli_usage_error(cmd, "out of memory");
+    /* b / a may overflow (1e-300:1e300); the logarithms cannot. */
+    double ratio = b / a, lra = log(b) - log(a);
+    for (size_t i = 0; i < steps; i++) {
+        double t = (double)i / (double)(steps - 1);
+        (*v)[i] = !lg ? a + (b - a) * t
+                      : isfinite(ratio) ? a * pow(ratio, t) : a * exp(lra * t);
+    }
+    (*v)[0] = a;          /* the ends exactly as given */
+    (*v)[steps - 1] = b;
+    *m = steps;
+    *log_spaced = lg;
+    return EXIT_OK;
+}
+
+/* The learning rates of a list "0.1,0.5,2" in copy (split in place); *v is
+ * malloc'd. */
+static int lr_list(const char *cmd, const char *shown, char *copy, double **v,
+                   size_t *m)
+{
+    char q[CLI_QUOTE_SIZE];
+    size_t cap = 1;
+    for (const char *c = copy; *c; c++)
+        cap += *c == ',';
+    if (!(*v = malloc(cap * sizeof **v)))
+        return cli_usage_error(cmd, "out of memory");
+    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
+        if (cli_parse_double(cmd, "lr", tok, &(*v)[*m]))
+            return EXIT_USAGE;
+        if (!((*v)[*m] > 0))
+            return cli_usage_error(cmd, "--lr: %s is not a positive learning "
+                                   "rate", cli_quote(tok, q, sizeof q));
+        (*m)++;
+    }
+    if (*m == 0)
+        return cli_usage_error(cmd, "--lr: no learning rates in '%s'", shown);
+    return EXIT_OK;
+}
+
 int cli_parse_lrs(const char *cmd, const char *text, double **list,
                   size_t *count, int *log_spaced)
 {
     *list = NULL;
     *count = 0;
     *log_spaced = 0;
+    char q[CLI_QUOTE_SIZE];
+    const char *shown = cli_quote(text, q, sizeof q);
     char *copy = strdup(text);
     double *v = NULL;
     size_t m = 0;
-    int status = EXIT_USAGE;
     if (!copy)
         return cli_usage_error(cmd, "out of memory");
-    if (strchr(copy, ':')) {
-        /* A:B, A:B:N, A:B:log or A:B:N:log. */
-        char *f[5] = {copy};
-        int nf = 1;
-        for (char *c = copy; *c; c++)
-            if (*c == ':') {
-                *c = '\0';
-                if (nf < 5)
-                    f[nf] = c + 1;
-                nf++;
-            }
-        int lg = nf >= 3 && !strcmp(f[nf - 1], "log");
-        size_t steps = CLI_LR_STEPS;
-        double a, b;
-        if (nf > 4 || (nf == 4 && !lg)) {
-            cli_usage_error(cmd, "--lr: '%s' is not A:B[:N][:log] or a list",
-                            text);
-            goto done;
-        }
-        if (cli_parse_double(cmd, "lr", f[0], &a) ||
-            cli_parse_double(cmd, "lr", f[1], &b) ||
-            (nf - lg == 3 && cli_parse_size(cmd, "lr", f[2], 2, &steps)))
-            goto done;
-        if (!(a > 0) || !(b > a)) {
-            cli_usage_error(cmd, "--lr: '%s' needs 0 < A < B", text);
-            goto done;
-        }
-        if (steps > 100000) {
-            cli_usage_error(cmd, "--lr: more than 100000 learning rates");
-            goto done;
-        }
-        if (!(v = malloc(steps * sizeof *v))) {
-            cli_usage_error(cmd, "out of memory");
-            goto done;
-        }
-        for (size_t i = 0; i < steps; i++) {
-            double t = (double)i / (double)(steps - 1);
-            v[i] = lg ? a * pow(b / a, t) : a + (b - a) * t;
-        }
-        v[0] = a;          /* the ends exactly as given */
-        v[steps - 1] = b;
-        m = steps;
-        *log_spaced = lg;
-    } else {
-        size_t cap = 1;
-        for (const char *c = copy; *c; c++)
-            cap += *c == ',';
-        if (!(v = malloc(cap * sizeof *v))) {
-            cli_usage_error(cmd, "out of memory");
-            goto done;
-        }
-        for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
-            if (cli_parse_double(cmd, "lr", tok, &v[m]))
-                goto done;
-            if (!(v[m] > 0)) {
-                cli_usage_error(cmd, "--lr: %s is not a positive learning "
-                                "rate", tok);
-                goto done;
-            }
-            m++;
-        }
-        if (m == 0) {
-            cli_usage_error(cmd, "--lr: no learning rates in '%s'", text);
-            goto done;
-        }
-        qsort(v, m, sizeof *v, compare_double);
-        size_t u = 1;
-        for (size_t i = 1; i < m; i++)
-            if (v[i] != v[u - 1])
-                v[u++] = v[i];
-        m = u;
-    }
-    *list = v;
-    *count = m;
-    v = NULL;
-    status = EXIT_OK;
-done:
-    free(v);
+    char *f[4];
+    int status = strchr(copy, ':')
+        ? lr_range(cmd, shown, f, split_colons(copy, f, 4), &v, &m, log_spaced)
+        : lr_list(cmd, shown, copy, &v, &m);
     free(copy);
-    return status;
+    if (status) {
+        free(v);
+        *log_spaced = 0;
+        return status;
+    }
+    /* A range's rates are sorted already, but rounding may repeat one when
+     * A and B are a few ulps apart. */
+    qsort(v, m, sizeof *v, compare_double);
+    size_t u = 1;
+    for (size_t i = 1; i < m; i++)
+        if (v[i] != v[u - 1])
+            v[u++] = v[i];
+    *list = v;
+    *count = u;
+    return EXIT_OK;
 }

@@ -206,6 +206,9 @@ static int parse_epoch(run_mc *mc, const cJSON *ep)
     return EXIT_OK;
 }
 
+/* Most clipped jumps a ball's radius may ask for (radius / clip). */
+#define EXIT_MAX_JUMPS 1e15
+
 static int parse_exit(run_mc *mc, const cJSON *ex)
 {
     if (!cJSON_IsObject(ex))
@@ -254,6 +257,12 @@ static int parse_exit(run_mc *mc, const cJSON *ex)
             return st;
         if (isnan(es->alpha) || isnan(es->clip))
             return mc_error(mc, "key '%s': needs 'alpha' and 'clip'", where);
+        /* The clipped jumps an exit needs are counted in a size_t (and
+         * printed): keep radius / clip far below its limit. */
+        if (!(mc->radius / es->clip <= EXIT_MAX_JUMPS))
+            return mc_error(mc, "key '%s.clip': radius / clip = %g is above "
+                            "%g clipped jumps (no run could ever exit)",
+                            where, mc->radius / es->clip, EXIT_MAX_JUMPS);
         if (run_parse_lrs(cJSON_GetObjectItemCaseSensitive(e, "lr"), &es->lr,
                           &es->nlr, &lg) || es->nlr < 2)
             return mc_error(mc, "key '%s.lr': need at least two learning "
