@@ -296,13 +296,14 @@ static void combine(sim_state *st)
 static int check_finite(const sgdstab_reduced *red,
                         const sgdstab_sim_result *res, sgdstab_error *err)
 {
-    for (size_t t = 0; t <= res->steps; t++)
-        if (!isfinite(res->norm2_mean[t]) || !isfinite(res->norm2_sd[t]) ||
-            !isfinite(res->loss_mean[t]) || !isfinite(res->loss_sd[t]))
-            return sgdstab_fail(err, SGDSTAB_ENUMERIC, "%s: the mean of "
+    for (size_t t = 0; t <= res->steps; t++) {
+        int mean = isfinite(res->norm2_mean[t]) && isfinite(res->loss_mean[t]);
+        if (!mean || !isfinite(res->norm2_sd[t]) || !isfinite(res->loss_sd[t]))
+            return sgdstab_fail(err, SGDSTAB_ENUMERIC, "%s: the %s of "
                                 "|delta_t|^2 over the runs overflows a double "
                                 "at step %zu: ask for fewer steps",
-                                red->source, t);
+                                red->source, mean ? "spread" : "mean", t);
+    }
     return SGDSTAB_OK;
 }
 

@@ -295,6 +295,31 @@ with zipfile.ZipFile(sys.argv[1], "w") as z:
 expect_data_error "info: meta.json loss not a convention" "badloss.npz" \
     "meta.json" info "$WORK/badloss.npz"
 
+# ------------------------------------------------------------ memory
+
+# A J that loading and factorizing could not hold is refused, naming the
+# file and both figures, before it is read (the fixture: a few kB deflated,
+# some 0.5 GB as float64 with its SVD).
+SGDSTAB_MAX_MEMORY=100M expect_data_error "info: J needs more than the limit" \
+    memory_zeros.npz "not enough memory" info "$FIX/memory_zeros.npz"
+SGDSTAB_MAX_MEMORY=lots expect_data_error "SGDSTAB_MAX_MEMORY malformed" \
+    prob_formula3.npy "SGDSTAB_MAX_MEMORY" info "$FIX/prob_formula3.npy"
+
+# Under a small `ulimit -v` the tool says why and exits: it used to hang in
+# OpenBLAS's buffer allocation, which retries forever (exit status 124 here).
+for kb in 100000 200000 300000; do
+    (ulimit -v "$kb"; exec timeout 30 "$SGDSTAB" info \
+        "$FIX/prob_formula3.npy") >"$OUT" 2>"$ERR" </dev/null
+    rc=$?
+    if [ "$rc" -eq 0 ] || { [ "$rc" -eq 1 ] && one_line_stderr &&
+        grep -q "prob_formula3.npy: .*memory" "$ERR"; }; then
+        pass "info under ulimit -v $kb: done or one line, no hang"
+    else
+        failed "info under ulimit -v $kb" "status $rc, want 0, or 1 with" \
+            "one line naming the file and memory"
+    fi
+done
+
 echo
 echo "$npass passed, $nfail failed"
 [ "$nfail" -eq 0 ]

@@ -854,9 +854,10 @@ def test_full_batch():
             lr = (1 - q) / (c * g)
             extra = [] if loss is None else ["--loss", loss]
             for sampling in ("without", "reshuffle"):
-                # |q| = 1e4: |delta_t|^2 up to ~1e282 at t = 35, finite,
-                # and past the largest double from t ~ 39 on
-                T = 45 if q == -1e4 else steps
+                # |q| = 1e4: |delta_t|^2 up to 1e120 at t = 15; the sum of
+                # squares behind its spread passes the largest double near
+                # t = 19 (test_overflow)
+                T = 15 if q == -1e4 else steps
                 csv = os.path.join(tempfile.mkdtemp(dir=WORK), "gd.csv")
                 d, res, e = run_json(*sim_args(
                     case, lr, case.n, T, "--sampling", sampling,
@@ -872,8 +873,7 @@ def test_full_batch():
                        "ci_t/ci_0 = q^(2t), loss = (c/2) g mean%s"
                        % (case.desc(), sampling,
                           " --loss " + loss if loss else "", q,
-                          "; up to 1e282, then overflow: null means and "
-                          "CIs" if q == -1e4 else ""), e, res)
+                          "; up to 1e120" if q == -1e4 else ""), e, res)
     # p = 2 with G = I/2 exactly (isotropic): each run shrinks by q
     J = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
     case = Case("gd_iso", J)
@@ -905,6 +905,28 @@ def test_full_batch():
         report("full batch %s with H = [[%g]], loss scale %g: q = 1 - eta c h"
                " = %g, loss = (c/2) g mean (G, not H)"
                % (case.desc(), h, c, q), e, res)
+
+
+def test_overflow():
+    """Where a statistic passes the largest double (|q| = 1e4: the spread
+    near t = 19), simulate stops with one line naming the file, the
+    quantity and the step, exit 1, and writes no CSV: never a committed
+    inf or nan."""
+    a = [0.5, 1.7, 0.9, 2.2, 1.1, 0.6]
+    case = p1_case("gd_over", a)
+    lr = (1 + 1e4) / float(np.mean(a))
+    outdir = tempfile.mkdtemp(dir=WORK)
+    csv = os.path.join(outdir, "gd.csv")
+    r = run(*sim_args(case, lr, case.n, 45, "--runs", 100, "--seed", 7,
+                      "--csv", csv))
+    lines = r.err.strip().splitlines()
+    e = [] if (r.rc == 1 and len(lines) == 1 and "overflows" in r.err and
+               "gd_over" in r.err and "step" in r.err) else \
+        ["exit %d, stderr %r" % (r.rc, r.err)]
+    if os.listdir(outdir):
+        e.append("left %r" % os.listdir(outdir))
+    report("simulate with |1 - eta g| = 1e4 for 45 steps: an error naming "
+           "the file and the step, no CSV", e, r)
 
 
 def test_one_sample():
@@ -2158,6 +2180,7 @@ def body(work):
     test_noise_moments()
     test_reshuffle_exact()
     test_full_batch()
+    test_overflow()
     test_one_sample()
     test_init_zero()
     test_reshuffle_closed()

@@ -39,7 +39,8 @@ int cmd_simulate(int argc, char **argv);
 
 enum {
     OPT_LR = 256, OPT_BATCH, OPT_SAMPLING, OPT_LOSS, OPT_HESSIAN, OPT_RANK_TOL,
-    OPT_NEGATIVE_CURVATURE, OPT_JSON, OPT_CSV, OPT_FIRST_PRIVATE  /* subcommands number theirs from here */
+    OPT_NEGATIVE_CURVATURE, OPT_MAX_MEMORY, OPT_JSON, OPT_CSV,
+    OPT_FIRST_PRIVATE  /* subcommands number theirs from here */
 };
 
 #define CLI_OPT(name, has_arg, id) {name, has_arg, NULL, id}
@@ -51,6 +52,8 @@ enum {
 #define CLI_OPT_RANK_TOL CLI_OPT("rank-tol", required_argument, OPT_RANK_TOL)
 #define CLI_OPT_NEGATIVE_CURVATURE \
     CLI_OPT("negative-curvature", required_argument, OPT_NEGATIVE_CURVATURE)
+#define CLI_OPT_MAX_MEMORY \
+    CLI_OPT("max-memory", required_argument, OPT_MAX_MEMORY)
 #define CLI_OPT_JSON CLI_OPT("json", no_argument, OPT_JSON)
 #define CLI_OPT_CSV CLI_OPT("csv", required_argument, OPT_CSV)
 #define CLI_OPT_HELP CLI_OPT("help", no_argument, 'h')
@@ -76,7 +79,11 @@ enum {
     "                    (default 1e-6: at any eta <= 2/lambda_max such a\n" \
     "                    direction needs >= 500000 steps to matter; at most\n" \
     "                    0.01); strict (= 0): every negative eigenvalue makes\n" \
-    "                    H no minimum\n"
+    "                    H no minimum\n" \
+    "  --max-memory SIZE the memory loading and factorizing FILE may take\n" \
+    "                    (e.g. 8G, 512M; default: what the system has\n" \
+    "                    available, or SGDSTAB_MAX_MEMORY); a larger problem\n" \
+    "                    is refused before it is read\n"
 #define CLI_HELP_SAMPLING \
     "  --sampling S      how batches are drawn: without (default; B distinct\n" \
     "                    samples), with (B i.i.d. draws) or bernoulli (each\n" \
@@ -98,6 +105,7 @@ typedef struct {
     char loss_text[64];
     double rank_rtol;
     double flat_rtol;       /* --negative-curvature (reduce.h) */
+    double max_memory;      /* --max-memory in bytes; 0: the default */
     sgdstab_sampling sampling;
     int json;
 } cli_args;
@@ -123,8 +131,17 @@ int cli_getopt_short(int argc, char **argv, const char *cmd,
 int cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Untrusted text (an argument, a file name, a spec's string) made safe to
+ * quote in a one-line message: control bytes become \n, \t, \r or \xHH,
+ * and so do DEL, bytes of invalid UTF-8, C1 controls and the line
+ * separators and bidi overrides; text that does not fit in size bytes ends
+ * in "...".  Returns buf, e.g. for a "%s" (CLI_QUOTE_SIZE suits a message). */
+#define CLI_QUOTE_SIZE 256
+const char *cli_quote(const char *s, char *buf, size_t size);
+
 /* Strict number parsing for option values: the whole text must be a finite
- * number (or a whole number ≥ min); on failure a usage error naming the
+ * number that is 0 or at least DBL_MIN in magnitude (or a whole number ≥
+ * min); on failure a usage error naming the
  * option is printed and −1 returned. */
 int cli_parse_double(const char *cmd, const char *opt, const char *text,
                      double *out);
@@ -166,6 +183,10 @@ int cli_require(const cli_args *a, int need_lr, int need_batch);
  * any) sets a->loss and a->loss_scale.  At a minimum the metadata calls not
  * interpolating, a note says so on stderr (cli_note_interpolation). */
 int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red);
+
+/* Print err as one line naming file (and saying "out of memory" when that
+ * is the cause); returns EXIT_DATA, or exits at once on SGDSTAB_ENOMEM. */
+int cli_report_file(const char *file, const sgdstab_error *err);
 
 /* The loss scale c of a parsed convention (cli_loss_scale's 0 for mse is
  * 2/k) for k outputs per sample. */
@@ -248,6 +269,16 @@ void cli_csv_number(FILE *f, double value, const char *sep);
 sgdstab_outfile *cli_csv_open(const char *path);
 int cli_csv_commit(sgdstab_outfile *of);
 
+/* Refuse (usage error, one line) an output that is the same file
+ * (sgdstab_same_file) as an input (a->file, a->hessian, input) or as
+ * another output, unless it is written in place (a device, FIFO,
+ * /dev/stdout); NULL entries are skipped. */
+int cli_check_outputs(const cli_args *a, const char *input,
+                      const char *const *outputs, size_t no);
+
+/* sgdstab_outfile_group_commit, the error printed: EXIT_OK or EXIT_DATA. */
+int cli_outputs_commit(void);
+
 /* Final check that stdout was written completely. */
 int cli_finish_stdout(int status);
 
@@ -275,6 +306,11 @@ void cli_progress_finish(cli_progress *p);
 
 /* 0 for F.png, 1 for F.svg, −1 otherwise. */
 int cli_plot_format(const char *path);
+/* Kill and reap the gnuplot process running, if any (async-signal-safe:
+ * for the signal handler, before temporary files are removed, so that
+ * gnuplot cannot create one again after). */
+void cli_plot_stop(void);
+
 /* Usage error (returned) unless gnuplot is on PATH. */
 int cli_plot_check(const char *cmd);
 /* Draw path's picture (width × height pixels, PNG or SVG by its name) into
@@ -374,10 +410,12 @@ typedef struct {
  * theory's limits) and the picture, a heat map of the escape rate per step
  * with the exact boundary, the mean limit and the theory curves.  Opened
  * before the work (so that a bad path fails at once), then written and
- * renamed into place together: all of them or none. */
+ * installed together (an outfile group, which joins the caller's if there
+ * is one): all of them or none. */
 typedef struct {
     sgdstab_outfile *grid, *boundary, *plot;
     const char *plot_path;
+    int grouped;                /* a group was begun for these files */
 } cli_phase_files;
 
 int cli_phase_files_open(const char *cmd, const char *grid,

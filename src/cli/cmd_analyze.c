@@ -8,7 +8,7 @@
 static const char ANALYZE_HELP[] =
     "Usage: sgdstab analyze FILE --lr ETA --batch B [--sampling S] [--json]\n"
     "                       [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
-    "                       [--negative-curvature TOL]\n"
+    "                       [--negative-curvature TOL] [--max-memory SIZE]\n"
     "\n"
     "Decide whether SGD with learning rate ETA and batch size B can stay at the\n"
     "minimum described by FILE (see 'sgdstab info --help' for the format), from\n"
@@ -174,7 +174,7 @@ int cmd_analyze(int argc, char **argv)
     static const struct option opts[] = {
         CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
         CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,
-        CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPT_MAX_MEMORY, CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "analyze");
     int c;

@@ -7,7 +7,7 @@
 static const char CRITICAL_HELP[] =
     "Usage: sgdstab critical FILE --batch LIST [--sampling S] [--json | --csv F]\n"
     "                        [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
-    "                        [--negative-curvature TOL]\n"
+    "                        [--negative-curvature TOL] [--max-memory SIZE]\n"
     "\n"
     "The critical learning rate eta*(B) for each batch size B: SGD with batch\n"
     "size B is linearly stable in mean square at the minimum exactly for\n"
@@ -114,7 +114,8 @@ int cmd_critical(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN,
-        CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_JSON,
+        CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_MAX_MEMORY,
+        CLI_OPT_JSON,
         CLI_OPT_CSV, CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "critical");
@@ -127,7 +128,8 @@ int cmd_critical(int argc, char **argv)
         if (cli_common_option(&args, c, optarg))
             return EXIT_USAGE;
     }
-    if (cli_require(&args, 0, 1))
+    if (cli_require(&args, 0, 1) ||
+        cli_check_outputs(&args, NULL, &args.csv, 1))
         return EXIT_USAGE;
 
     cli_session ses;

@@ -11,7 +11,7 @@ static const char EVOLVE_HELP[] =
     "Usage: sgdstab evolve FILE --lr ETA --batch B --steps T [--init S0.npy]\n"
     "                      [--sampling S] [--csv F | --json] [--hessian H.npy]\n"
     "                      [--loss L] [--rank-tol RTOL]\n"
-    "                      [--negative-curvature TOL]\n"
+    "                      [--negative-curvature TOL] [--max-memory SIZE]\n"
     "\n"
     "Evolve the second moment S_t = E[delta_t delta_t^T] of linearized SGD\n"
     "exactly, S_{t+1} = T(S_t), for T steps and report per step\n"
@@ -98,6 +98,7 @@ int cmd_evolve(int argc, char **argv)
     static const struct option opts[] = {
         CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
         CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,
+        CLI_OPT_MAX_MEMORY,
         CLI_OPT_JSON, CLI_OPT_CSV,
         CLI_OPT("steps", required_argument, OPT_STEPS),
         CLI_OPT("init", required_argument, OPT_INIT), CLI_OPT_HELP,
@@ -119,7 +120,8 @@ int cmd_evolve(int argc, char **argv)
             return EXIT_USAGE;
     }
     size_t batch, steps;
-    if (cli_require(&args, 1, 1))
+    if (cli_require(&args, 1, 1) ||
+        cli_check_outputs(&args, init, &args.csv, 1))
         return EXIT_USAGE;
     if (!steps_text)
         return cli_usage_error(args.cmd, "missing --steps");

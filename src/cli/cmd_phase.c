@@ -16,7 +16,7 @@ static const char PHASE_HELP[] =
     "                     [--title T] [--legend L] [--curves LIST]\n"
     "                     [--color rate|relative] [--color-range LO:HI]\n"
     "                     [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
-    "                     [--negative-curvature TOL]\n"
+    "                     [--negative-curvature TOL] [--max-memory SIZE]\n"
     "\n"
     "The stability phase diagram over batch size B and learning rate eta: at\n"
     "every grid point the exact spectral radius rho of the second-moment map\n"
@@ -210,7 +210,8 @@ int cmd_phase(int argc, char **argv)
     static const struct option opts[] = {
         CLI_OPT_BATCH, CLI_OPT("lr", required_argument, OPT_LR_SPEC),
         CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL,
-        CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_JSON, CLI_OPT_CSV,
+        CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_MAX_MEMORY, CLI_OPT_JSON,
+        CLI_OPT_CSV,
         CLI_OPT("boundary-csv", required_argument, OPT_BOUNDARY_CSV),
         CLI_OPT("plot", required_argument, OPT_PLOT),
         CLI_OPT("plot-size", required_argument, OPT_PLOT_SIZE),
@@ -260,7 +261,9 @@ int cmd_phase(int argc, char **argv)
         if (bad)
             return EXIT_USAGE;
     }
-    if (cli_require(&args, 0, 1))
+    const char *outputs[] = {args.csv, boundary_csv, plot};
+    if (cli_require(&args, 0, 1) ||
+        cli_check_outputs(&args, NULL, outputs, 3))
         return EXIT_USAGE;
     if (color_range && cli_parse_color_range(args.cmd, color_range,
                                              style.color, style.color_range))

@@ -1163,6 +1163,11 @@ int cmd_run(int argc, char **argv)
                 out_dir, strerror(errno));
         st = EXIT_DATA;
     }
+    /* Every file of the run, the cases' phase diagrams and pictures
+     * included, is installed together at the very end, or none is. */
+    int grouped = !st;
+    if (grouped)
+        sgdstab_outfile_group_begin();
     if (!st) {
         o.cases = open_out(out_dir, "cases.csv");
         o.critical = open_out(out_dir, "critical.csv");
@@ -1220,6 +1225,10 @@ int cmd_run(int argc, char **argv)
         }
         o.cases = o.critical = o.report = o.verify = NULL;
     }
+    if (grouped && !st)
+        st = cli_outputs_commit();
+    else if (grouped)
+        sgdstab_outfile_group_abort();
     sgdstab_outfile_abort(o.cases);
     sgdstab_outfile_abort(o.critical);
     sgdstab_outfile_abort(o.report);

@@ -23,7 +23,7 @@ static const char SIMULATE_HELP[] =
     "                        [--noise SPEC] [--clip C] [--radius R]\n"
     "                        [--csv F | --json] [--quiet] [--hessian H.npy]\n"
     "                        [--loss L] [--rank-tol RTOL]\n"
-    "                        [--negative-curvature TOL]\n"
+    "                        [--negative-curvature TOL] [--max-memory SIZE]\n"
     "       sgdstab simulate FILE --epoch --lr ETA --batch B [--runs R] [--seed S]\n"
     "                        [--sampling S] [--compare] [--json] ...\n"
     "       sgdstab simulate FILE --threshold --batch B [--lr ETA] [--runs R]\n"
@@ -498,6 +498,7 @@ int cmd_simulate(int argc, char **argv)
     static const struct option opts[] = {
         CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
         CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,
+        CLI_OPT_MAX_MEMORY,
         CLI_OPT_JSON, CLI_OPT_CSV,
         CLI_OPT("steps", required_argument, OPT_STEPS),
         CLI_OPT("runs", required_argument, OPT_RUNS),
@@ -550,7 +551,9 @@ int cmd_simulate(int argc, char **argv)
             return EXIT_USAGE;
     }
     int epoch = sr.epoch || sr.threshold;
-    if (cli_require(&args, !sr.threshold, 1))
+    if (cli_require(&args, !sr.threshold, 1) ||
+        cli_check_outputs(&args, init && strcmp(init, "zero") ? init : NULL,
+                          &args.csv, 1))
         return EXIT_USAGE;
     if (epoch && (steps_text || fit_text || init || o->noise || o->clip > 0 ||
                   o->radius > 0 || args.csv))

@@ -11,7 +11,7 @@ enum { EXIT_THEOREM = 3 };
 
 static const char VERIFY_HELP[] =
     "Usage: sgdstab verify FILE --lr ETA --batch B [--sampling S] [--json]\n"
-    "                      [--loss L] [--rank-tol RTOL]\n"
+    "                      [--loss L] [--rank-tol RTOL] [--max-memory SIZE]\n"
     "\n"
     "Compute the exact spectral radius rho and critical learning rate eta*(B)\n"
     "(as 'sgdstab analyze' does) and, beside them, the quantities of the\n"
@@ -56,6 +56,8 @@ static const char VERIFY_HELP[] =
     "                    MSELoss, scale 2/k) or a positive scale c; without\n"
     "                    --loss, the \"loss\" of FILE's meta.json if it has one\n"
     "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n"
+    "  --max-memory SIZE the memory loading and factorizing FILE may take\n"
+    "                    (see 'sgdstab info --help')\n"
     "  --json            one JSON object on stdout, keys: file n k p rank lr\n"
     "                    batch sampling loss_scale a b stable verdict (as\n"
     "                    in 'sgdstab analyze --help') spectral_radius\n"
@@ -183,7 +185,8 @@ int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
-        CLI_OPT_RANK_TOL, CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPT_RANK_TOL, CLI_OPT_MAX_MEMORY, CLI_OPT_JSON, CLI_OPT_HELP,
+        CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "verify");
     int c;

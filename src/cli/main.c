@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "sgdstab/outfile.h"
@@ -48,34 +49,84 @@ static void usage(FILE *out)
             "'sgdstab COMMAND --help' describes each command.\n");
 }
 
-/* On SIGINT/SIGTERM remove partial outputs, then die of the same signal. */
+/* The signals that end the process by default and can be caught: each one
+ * removes partial outputs first. */
+static const int TERMINATING[] = {SIGHUP, SIGINT, SIGQUIT, SIGPIPE, SIGALRM,
+                                  SIGTERM, SIGUSR1, SIGUSR2, SIGXCPU, SIGXFSZ,
+                                  SIGVTALRM, SIGPROF, SIGPOLL};
+
+/* Remove partial outputs, then die of the same signal (async-signal-safe;
+ * while outputs are being installed, outfile.c raises it again after). */
 static void on_signal(int sig)
 {
-    sgdstab_outfile_cleanup();
+    cli_plot_stop();
+    if (!sgdstab_outfile_signal(sig))
+        return;
     signal(sig, SIG_DFL);
     raise(sig);
 }
 
+static void catch_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    for (size_t i = 0; i < sizeof TERMINATING / sizeof TERMINATING[0]; i++)
+        sigaddset(&sa.sa_mask, TERMINATING[i]);
+    for (size_t i = 0; i < sizeof TERMINATING / sizeof TERMINATING[0]; i++) {
+        struct sigaction old;
+        /* A signal ignored by whoever started us stays ignored (nohup). */
+        if (sigaction(TERMINATING[i], NULL, &old) == 0 &&
+            old.sa_handler != SIG_IGN)
+            sigaction(TERMINATING[i], &sa, NULL);
+    }
+}
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SGDSTAB_SANITIZED 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define SGDSTAB_SANITIZED 1
+#endif
+
+/* End the process with status, outputs flushed, without exit()'s shutdown
+ * of OpenBLAS: a worker thread that could not get its buffer (under a tight
+ * `ulimit -v`) retries forever, and exit() would wait for it.  Under
+ * AddressSanitizer, return instead, so that LeakSanitizer runs at exit. */
+static int leave(int status)
+{
+    status = cli_finish_stdout(status);
+#ifndef SGDSTAB_SANITIZED
+    fflush(stderr);
+    _exit(status);
+#endif
+    return status;
+}
+
 int main(int argc, char **argv)
 {
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
+    catch_signals();
     if (argc < 2) {
         usage(stderr);
-        return EXIT_USAGE;
+        return leave(EXIT_USAGE);
     }
     const char *cmd = argv[1];
     if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
         usage(stdout);
-        return cli_finish_stdout(EXIT_OK);
+        return leave(EXIT_OK);
     }
     if (!strcmp(cmd, "--version")) {
         printf("sgdstab %s\n", SGDSTAB_VERSION);
-        return cli_finish_stdout(EXIT_OK);
+        return leave(EXIT_OK);
     }
     for (size_t i = 0; i < NCOMMANDS; i++)
         if (!strcmp(cmd, COMMANDS[i].name))
-            return cli_finish_stdout(COMMANDS[i].run(argc - 1, argv + 1));
-    fprintf(stderr, "sgdstab: unknown command '%s' (see 'sgdstab --help')\n", cmd);
-    return EXIT_USAGE;
+            return leave(COMMANDS[i].run(argc - 1, argv + 1));
+    char q[CLI_QUOTE_SIZE];
+    fprintf(stderr, "sgdstab: unknown command '%s' (see 'sgdstab --help')\n",
+            cli_quote(cmd, q, sizeof q));
+    return leave(EXIT_USAGE);
 }

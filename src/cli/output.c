@@ -1,6 +1,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include "cli.h"
 
@@ -76,6 +77,42 @@ int cli_csv_commit(sgdstab_outfile *of)
 {
     sgdstab_error err;
     return sgdstab_outfile_commit(of, &err) ? cli_report(&err) : EXIT_OK;
+}
+
+/* Would writing path replace a file (a regular one, or a new name)?
+ * Devices, FIFOs and aliases of descriptors are written in place and may
+ * well be shared (--csv /dev/null --boundary-csv /dev/null). */
+static int replaces(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) != 0 || S_ISREG(st.st_mode);
+}
+
+int cli_check_outputs(const cli_args *a, const char *input,
+                      const char *const *outputs, size_t no)
+{
+    const char *cmd = a->cmd, *inputs[] = {a->file, a->hessian, input};
+    size_t ni = sizeof inputs / sizeof inputs[0];
+    for (size_t i = 0; i < no; i++) {
+        const char *out = outputs[i];
+        if (!out || !replaces(out))
+            continue;
+        for (size_t j = 0; j < ni; j++)
+            if (inputs[j] && sgdstab_same_file(out, inputs[j]))
+                return cli_usage_error(cmd, "output %s is the input file %s",
+                                       out, inputs[j]);
+        for (size_t j = 0; j < i; j++)
+            if (outputs[j] && sgdstab_same_file(out, outputs[j]))
+                return cli_usage_error(cmd, "outputs %s and %s are the same "
+                                       "file", outputs[j], out);
+    }
+    return EXIT_OK;
+}
+
+int cli_outputs_commit(void)
+{
+    sgdstab_error err;
+    return sgdstab_outfile_group_commit(&err) ? cli_report(&err) : EXIT_OK;
 }
 
 void cli_json_loss(cJSON *obj, const cli_args *a, const sgdstab_problem *prob,

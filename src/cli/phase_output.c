@@ -525,21 +525,18 @@ int cli_phase_files_open(const char *cmd, const char *grid,
 {
     memset(pf, 0, sizeof *pf);
     pf->plot_path = plot;
-    sgdstab_error err;
     if (plot && cli_plot_format(plot) < 0)
         return cli_usage_error(cmd, "--plot: %s: the picture's name must end "
                                "in .png or .svg", plot);
+    sgdstab_outfile_group_begin();
+    pf->grouped = 1;
     if ((grid && !(pf->grid = cli_csv_open(grid))) ||
-        (boundary && !(pf->boundary = cli_csv_open(boundary))))
-        goto fail;
-    if (plot && !(pf->plot = sgdstab_outfile_open(plot, &err))) {
-        cli_report(&err);
-        goto fail;
+        (boundary && !(pf->boundary = cli_csv_open(boundary))) ||
+        (plot && !(pf->plot = cli_csv_open(plot)))) {
+        cli_phase_files_abort(pf);
+        return EXIT_DATA;
     }
     return EXIT_OK;
-fail:
-    cli_phase_files_abort(pf);
-    return EXIT_DATA;
 }
 
 void cli_phase_files_abort(cli_phase_files *pf)
@@ -547,6 +544,8 @@ void cli_phase_files_abort(cli_phase_files *pf)
     sgdstab_outfile_abort(pf->grid);
     sgdstab_outfile_abort(pf->boundary);
     sgdstab_outfile_abort(pf->plot);
+    if (pf->grouped)
+        sgdstab_outfile_group_abort();
     memset(pf, 0, sizeof *pf);
 }
 
@@ -592,16 +591,17 @@ int cli_phase_files_write(const char *cmd, cli_phase_files *pf,
         write_boundary(sgdstab_outfile_stream(pf->boundary), bd, nb);
     if (pf->plot && nb > 0 && nl > 0)
         status = draw(cmd, pf, o, bd, nb, grid, lrs, nl);
-    /* Everything is in the temporary files: now rename them all, or none. */
-    sgdstab_outfile *files[3] = {pf->grid, pf->boundary, pf->plot};
-    for (int i = 0; i < 3; i++) {
-        if (!files[i])
-            continue;
-        if (status)
-            sgdstab_outfile_abort(files[i]);
-        else if (cli_csv_commit(files[i]))
-            status = EXIT_DATA;
+    /* Everything is in the temporary files: install them all, or none. */
+    sgdstab_outfile **files[3] = {&pf->grid, &pf->boundary, &pf->plot};
+    for (int i = 0; i < 3 && !status; i++)
+        if (*files[i]) {
+            status = cli_csv_commit(*files[i]);
+            *files[i] = NULL;
+        }
+    if (status) {
+        cli_phase_files_abort(pf);
+        return status;
     }
     memset(pf, 0, sizeof *pf);
-    return status;
+    return cli_outputs_commit();
 }

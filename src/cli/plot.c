@@ -8,6 +8,7 @@
 #include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -87,6 +88,107 @@ static char *make_script(const char *tmp, int svg, int width, int height,
     return text;
 }
 
+/* gnuplot's last non-blank line on stderr (log), "" when it said nothing:
+ * gnuplot reports some errors without failing, so anything it says is an
+ * error here, and its last line names the problem. */
+static void last_line(FILE *log, char *line, size_t size)
+{
+    char buf[512];
+    line[0] = '\0';
+    rewind(log);
+    while (fgets(buf, sizeof buf, log))
+        if (strspn(buf, " \t\n") != strlen(buf))
+            snprintf(line, size, "%s", buf);
+    line[strcspn(line, "\n")] = '\0';
+}
+
+/* Is file a whole picture: PNG from its signature to its IEND chunk, SVG
+ * from "<?xml" or "<svg" to "</svg>"?  gnuplot exits 0 with a truncated
+ * file when the disk fills up.  Output written in place to something
+ * other than a regular file cannot be read back, and is not checked. */
+static int picture_whole(const char *file, int svg)
+{
+    static const char png_head[] = "\x89PNG\r\n\x1a\n";
+    static const char png_tail[] = "IEND\xae\x42\x60\x82";
+    char head[8] = {0}, tail[16] = {0};
+    struct stat st;
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    int whole = fstat(fd, &st) == 0 && !S_ISREG(st.st_mode);
+    if (!whole && st.st_size >= 16 && pread(fd, head, 8, 0) == 8 &&
+        pread(fd, tail, 16, st.st_size - 16) == 16) {
+        /* SVG may end in white space after </svg> */
+        size_t end = 16;
+        while (end > 0 && strchr(" \t\r\n", tail[end - 1]))
+            end--;
+        whole = svg ? (!memcmp(head, "<?xml", 5) || !memcmp(head, "<svg", 4))
+                      && end >= 6 && !memcmp(tail + end - 6, "</svg>", 6)
+                    : !memcmp(head, png_head, 8) &&
+                      !memcmp(tail + 8, png_tail, 8);
+    }
+    close(fd);
+    return whole;
+}
+
+/* The gnuplot process running, if any, for cli_plot_stop. */
+static volatile sig_atomic_t plot_child;
+
+void cli_plot_stop(void)
+{
+    pid_t pid = (pid_t)plot_child;
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+/* Run gnuplot on the script text, its stderr into log; its wait status,
+ * or −1 when it could not be started. */
+static int run_gnuplot(const char *text, size_t len, FILE *log)
+{
+    int pipefd[2];
+    if (pipe(pipefd) != 0)
+        return -1;
+    posix_spawn_file_actions_t fa;
+    pid_t pid = -1;
+    if (posix_spawn_file_actions_init(&fa) == 0) {
+        posix_spawn_file_actions_adddup2(&fa, pipefd[0], STDIN_FILENO);
+        posix_spawn_file_actions_addclose(&fa, pipefd[1]);
+        posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null",
+                                         O_WRONLY, 0);
+        posix_spawn_file_actions_adddup2(&fa, fileno(log), STDERR_FILENO);
+        char *argv[] = {"gnuplot", NULL};
+        if (posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ) != 0)
+            pid = -1;
+        posix_spawn_file_actions_destroy(&fa);
+    }
+    plot_child = pid > 0 ? pid : 0;
+    close(pipefd[0]);
+    FILE *in = pid > 0 ? fdopen(pipefd[1], "w") : NULL;
+    if (!in) {
+        close(pipefd[1]);
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+        plot_child = 0;
+        return -1;
+    }
+    /* gnuplot stopping early must not kill us with SIGPIPE. */
+    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
+    fwrite(text, 1, len, in);
+    fclose(in);
+    signal(SIGPIPE, old);
+    int ws;
+    int st = 0;
+    while (waitpid(pid, &ws, 0) < 0)
+        if (errno != EINTR) {
+            st = -1;
+            break;
+        }
+    plot_child = 0;
+    return st ? st : ws;
+}
+
 int cli_gnuplot(const char *cmd, const char *path, sgdstab_outfile *of,
                 int width, int height, void (*script)(FILE *f, void *ctx),
                 void *ctx)
@@ -100,77 +202,33 @@ int cli_gnuplot(const char *cmd, const char *path, sgdstab_outfile *of,
     size_t len = 0;
     char *text = make_script(tmp, svg, width, height, script, ctx, &len);
     FILE *log = tmpfile();
-    int pipefd[2] = {-1, -1};
-    pid_t pid = -1;
+    int ws = -1;
+    if (text && log) {
+        keep_script(path, text, len);
+        ws = run_gnuplot(text, len, log);
+    }
+    char said[512] = "";
+    if (log)
+        last_line(log, said, sizeof said);
     int status = EXIT_DATA;
-    posix_spawn_file_actions_t fa;
-    int have_fa = 0;
-    if (!text || !log || pipe(pipefd) != 0)
-        goto fail;
-    keep_script(path, text, len);
-    if (posix_spawn_file_actions_init(&fa) != 0)
-        goto fail;
-    have_fa = 1;
-    posix_spawn_file_actions_adddup2(&fa, pipefd[0], STDIN_FILENO);
-    posix_spawn_file_actions_addclose(&fa, pipefd[1]);
-    posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY,
-                                     0);
-    posix_spawn_file_actions_adddup2(&fa, fileno(log), STDERR_FILENO);
-    char *argv[] = {"gnuplot", NULL};
-    if (posix_spawnp(&pid, "gnuplot", &fa, NULL, argv, environ) != 0) {
-        pid = -1;
-        goto fail;
-    }
-    close(pipefd[0]);
-    pipefd[0] = -1;
-    FILE *in = fdopen(pipefd[1], "w");
-    if (!in)
-        goto fail;
-    pipefd[1] = -1;
-    /* gnuplot stopping early must not kill us with SIGPIPE. */
-    void (*old)(int) = signal(SIGPIPE, SIG_IGN);
-    fwrite(text, 1, len, in);
-    fclose(in);
-    signal(SIGPIPE, old);
-    int ws;
-    while (waitpid(pid, &ws, 0) < 0 && errno == EINTR)
-        ;
-    pid = -1;
-    if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
-        /* gnuplot reports some errors without failing: anything it said
-         * is an error here; its last line names the problem. */
-        char line[512] = "", last[512] = "";
-        rewind(log);
-        while (fgets(line, sizeof line, log))
-            if (strspn(line, " \t\n") != strlen(line))
-                memcpy(last, line, sizeof last);
-        memcpy(line, last, sizeof line);
-        if (line[0] == '\0') {
-            status = EXIT_OK;
-            goto done;
-        }
-        line[strcspn(line, "\n")] = '\0';
-        fprintf(stderr, "sgdstab %s: %s: gnuplot: %s\n", cmd, path, line);
-        goto done;
-    }
-fail:
-    fprintf(stderr, "sgdstab %s: %s: gnuplot failed to draw the picture\n",
-            cmd, path);
-done:
-    if (have_fa)
-        posix_spawn_file_actions_destroy(&fa);
-    if (pipefd[0] >= 0)
-        close(pipefd[0]);
-    if (pipefd[1] >= 0)
-        close(pipefd[1]);
-    if (pid > 0)
-        waitpid(pid, NULL, 0);
+    if (ws == -1 || !WIFEXITED(ws))
+        fprintf(stderr, "sgdstab %s: %s: gnuplot failed to draw the picture"
+                "%s%s\n", cmd, path, said[0] ? ": " : "", said);
+    else if (said[0])
+        fprintf(stderr, "sgdstab %s: %s: gnuplot: %s\n", cmd, path, said);
+    else if (WEXITSTATUS(ws) != 0)
+        fprintf(stderr, "sgdstab %s: %s: gnuplot failed (exit status %d)\n",
+                cmd, path, WEXITSTATUS(ws));
+    else if (!picture_whole(tmp, svg))
+        fprintf(stderr, "sgdstab %s: %s: gnuplot wrote an incomplete "
+                "picture (disk full?)\n", cmd, path);
+    else
+        status = EXIT_OK;
     if (log)
         fclose(log);
     free(text);
     return status;
 }
-
 
 /* ------------------------------------------------ options and layout */
 
