@@ -29,6 +29,18 @@ int sgdstab_epoch_check(const sgdstab_reduced *red,
     return sgdstab_sim_check(red, o, err);
 }
 
+double sgdstab_epoch_work(const sgdstab_reduced *red,
+                          const sgdstab_sim_options *o, int threshold)
+{
+    /* Per sampled epoch: L steps on an r×r product (4·B·k·r² each) and
+     * its r⁴ outer product; the threshold evaluates about 40 rates. */
+    double r = (double)red->r, L = (double)sgdstab_epoch_steps(red->n,
+                                                               o->batch);
+    double epoch = L * 4.0 * (double)o->batch * (double)red->k * r * r +
+                   r * r * r * r;
+    return (double)o->runs * epoch * (threshold ? 40 : 1);
+}
+
 /* The sampled epochs: row j of T (N × r²) is M_jᵀ, row-major. */
 typedef struct {
     mb_problem pb;

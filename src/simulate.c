@@ -29,6 +29,27 @@ typedef struct {
     size_t ngroups;
 } sim_state;
 
+double sgdstab_sim_work(const sgdstab_reduced *red,
+                        const sgdstab_sim_options *o)
+{
+    /* A step: the batch's Φ_ξ z and Φ_ξᵀ(·) (2·B·k·r each), and the dense
+     * H − G part (2r²) when H is supplied. */
+    double r = (double)red->r;
+    double step = 4.0 * (double)o->batch * (double)red->k * r +
+                  (red->G ? 2 * r * r : 0) + r;
+    return (double)o->runs * (double)o->steps * step;
+}
+
+int sgdstab_work_check(double flops, const char *what, sgdstab_error *err)
+{
+    if (!(flops > SGDSTAB_WORK_MAX))
+        return SGDSTAB_OK;
+    return sgdstab_fail(err, SGDSTAB_EINVAL, "%s would take about %.2g "
+                        "floating-point operations, more than the %g "
+                        "sgdstab undertakes (about a day at 1 GFLOP/s)", what,
+                        flops, SGDSTAB_WORK_MAX);
+}
+
 int sgdstab_sim_check(const sgdstab_reduced *red,
                       const sgdstab_sim_options *o, sgdstab_error *err)
 {
@@ -58,7 +79,10 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
         !isfinite(o->radius))
         return sgdstab_fail(err, SGDSTAB_EINVAL, "clip and radius must be "
                             "positive numbers");
-    return SGDSTAB_OK;
+    return sgdstab_work_check(sgdstab_sim_work(red, o), o->radius > 0
+                              ? "--runs x --steps (each run until it exits, "
+                                "at most --steps)"
+                              : "--runs x --steps", err);
 }
 
 /* S_0 = L Lᵀ with L = U diag(√max(w, 0)), and Qᵀ L. */

@@ -232,6 +232,11 @@ def test_errors(tmp):
          "phase.lr"),
         ("phase.lr five fields", dict(base, phase={"lr": "1:2:3:4:log"}),
          "phase.lr"),
+        # a batch string is the spec's key, not the --batch option
+        ("batch string", dict(base, batch="1:n:bogus"), "key 'batch'"),
+        # a key with a newline and an ESC byte: one line, escaped
+        ("key with control bytes", dict(base, **{"col\nour\x1b[31m": 1}),
+         "col\\nour\\x1B"),
     ]
     for name, spec, key in cases:
         path = os.path.join(tmp, "bad.json")
@@ -247,6 +252,20 @@ def test_errors(tmp):
         left = os.listdir(out) if os.path.isdir(out) else []
         check(not any(n.endswith(".csv") or ".tmp" in n for n in left),
               f"{name}: left {left}")
+    # a key twice in one object, at the top and inside params: refused
+    for text, key in (('{"family": "linear", "batch": [1, 2], "family": "rfm",'
+                       ' "params": {"samples": 10, "inputs": 3}}', "family"),
+                      ('{"family": "linear", "batch": [1, 2], "params": '
+                       '{"samples": 10, "inputs": 3, "samples": 12}}',
+                       "samples")):
+        path = os.path.join(tmp, "dup.json")
+        with open(path, "w") as f:
+            f.write(text)
+        r = run("run", path, "--out", os.path.join(tmp, "dup-out"), "--quiet")
+        lines = r.stderr.strip().splitlines()
+        check(r.returncode == 1 and len(lines) == 1 and
+              f"key '{key}' appears twice" in lines[0],
+              f"duplicate {key}: {r.returncode} {r.stderr!r}")
     path = os.path.join(tmp, "broken.json")
     with open(path, "w") as f:
         f.write('{"family": "linear",\n "batch": [1,}')

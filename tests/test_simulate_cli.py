@@ -929,6 +929,28 @@ def test_overflow():
            "the file and the step, no CSV", e, r)
 
 
+def test_work_bound():
+    """Work beyond SGDSTAB_WORK_MAX (1e14 flops) is refused before it
+    starts, in one line with the estimate: --runs 10^12, --steps 10^12 with
+    a radius, the epoch threshold with 10^10 runs."""
+    case = Case("work", *ref.random_problem(27, 10, 4))
+    for what, extra in (
+            ("--runs 1e12", ["--lr", 0.1, "--batch", 2, "--steps", 10,
+                             "--runs", 10 ** 12]),
+            ("--steps 1e12 --radius 1", ["--lr", 0.1, "--batch", 2,
+                                         "--steps", 10 ** 12, "--radius", 1,
+                                         "--runs", 100]),
+            ("--threshold --runs 1e10", ["--threshold", "--batch", 2,
+                                        "--runs", 10 ** 10])):
+        r = run("simulate", case.path, *extra, "--quiet")
+        lines = r.err.strip().splitlines()
+        e = [] if (r.rc == 1 and len(lines) == 1 and
+                   "floating-point operations" in r.err and
+                   "1e+14" in r.err) else ["exit %d, stderr %r" % (r.rc, r.err)]
+        report("simulate %s: refused before any work, with the estimate"
+               % what, e, r)
+
+
 def test_one_sample():
     """n = 1: every sampling rule with B = 1 takes the only sample."""
     steps, runs = 20, 1000
@@ -2181,6 +2203,7 @@ def body(work):
     test_reshuffle_exact()
     test_full_batch()
     test_overflow()
+    test_work_bound()
     test_one_sample()
     test_init_zero()
     test_reshuffle_closed()

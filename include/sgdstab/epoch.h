@@ -64,6 +64,11 @@ size_t sgdstab_epoch_steps(size_t n, size_t batch);
 int sgdstab_epoch_check(const sgdstab_reduced *red,
                         const sgdstab_sim_options *opt, sgdstab_error *err);
 
+/* Floating-point operations of the estimate (about 40 of them for the
+ * threshold), for sgdstab_work_check (simulate.h). */
+double sgdstab_epoch_work(const sgdstab_reduced *red,
+                          const sgdstab_sim_options *opt, int threshold);
+
 /* ρ̂ at opt->lr. */
 int sgdstab_epoch_estimate_at(const sgdstab_reduced *red,
                               const sgdstab_sim_options *opt,

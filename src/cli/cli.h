@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 #include "sgdstab/moments.h"
@@ -234,6 +235,15 @@ int cli_exact_evolve(const cli_session *ses, double lr,
                      const double *S0, double *m2, double *loss);
 
 /* ---- output.c */
+
+/* One error line "sgdstab CMD: FILE: message", the file and the formatted
+ * message escaped (cli_quote): keys and values of a spec are untrusted. */
+void cli_error_line(const char *cmd, const char *file, const char *fmt,
+                    va_list ap);
+
+/* Validate an experiment spec (the text of FILE) as `run` does before any
+ * work: EXIT_OK, or EXIT_DATA after one error line. */
+int cli_run_spec_check(const char *file, const char *text, size_t size);
 
 /* Print a library error (one line) and return EXIT_DATA. */
 int cli_report(const sgdstab_error *err);

@@ -138,11 +138,9 @@ static int spec_error(const run_spec *sp, const char *fmt, ...)
 static int spec_error(const run_spec *sp, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "sgdstab run: %s: ", sp->path);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    cli_error_line("run", sp->path, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return EXIT_DATA;
 }
 
@@ -481,7 +479,7 @@ static int parse_params(run_spec *sp)
     return EXIT_OK;
 }
 
-static int load_spec(run_spec *sp, const char *path)
+static void spec_init(run_spec *sp, const char *path)
 {
     memset(sp, 0, sizeof *sp);
     sp->path = path;
@@ -489,6 +487,58 @@ static int load_spec(run_spec *sp, const char *path)
     sp->loss_scale = 1;
     cli_phase_style_init(&sp->style);
     sgdstab_synth_params_init(&sp->base);
+}
+
+static void spec_free(run_spec *sp)
+{
+    cJSON_Delete(sp->root);
+    free(sp->phase_lr);
+    run_mc_free(sp->mc);
+    sp->root = NULL;
+    sp->phase_lr = NULL;
+    sp->mc = NULL;
+}
+
+/* The first key that appears twice in one object of v, or NULL: cJSON
+ * keeps both, and a spec must not say two things. */
+static const char *duplicate_key(const cJSON *v)
+{
+    const cJSON *a, *b;
+    cJSON_ArrayForEach(a, v) {
+        if (cJSON_IsObject(v))
+            for (b = a->next; b; b = b->next)
+                if (!strcmp(a->string, b->string))
+                    return a->string;
+        const char *d = duplicate_key(a);
+        if (d)
+            return d;
+    }
+    return NULL;
+}
+
+/* Parse and validate a spec's text (NUL-terminated, size bytes). */
+static int parse_spec_text(run_spec *sp, const char *text, size_t size)
+{
+    const char *end = NULL;
+    sp->root = cJSON_ParseWithOpts(text, &end, 1);
+    if (!sp->root) {
+        size_t at = end && end >= text ? (size_t)(end - text) : 0, line = 1;
+        for (size_t i = 0; i < at && i < size; i++)
+            line += text[i] == '\n';
+        return spec_error(sp, "not valid JSON (line %zu, byte %zu)", line, at);
+    }
+    if (!cJSON_IsObject(sp->root))
+        return spec_error(sp, "need a JSON object at the top level");
+    const char *dup = duplicate_key(sp->root);
+    if (dup)
+        return spec_error(sp, "key '%s' appears twice in one object", dup);
+    int st = parse_spec_keys(sp);
+    return st ? st : parse_params(sp);
+}
+
+static int load_spec(run_spec *sp, const char *path)
+{
+    spec_init(sp, path);
     FILE *f;
     size_t size;
     sgdstab_error err;
@@ -507,20 +557,18 @@ static int load_spec(run_spec *sp, const char *path)
         return spec_error(sp, "cannot read the file");
     }
     text[size] = '\0';
-    const char *end = NULL;
-    sp->root = cJSON_ParseWithOpts(text, &end, 1);
-    if (!sp->root) {
-        size_t at = end && end >= text ? (size_t)(end - text) : 0, line = 1;
-        for (size_t i = 0; i < at && i < size; i++)
-            line += text[i] == '\n';
-        free(text);
-        return spec_error(sp, "not valid JSON (line %zu, byte %zu)", line, at);
-    }
+    int st = parse_spec_text(sp, text, size);
     free(text);
-    if (!cJSON_IsObject(sp->root))
-        return spec_error(sp, "need a JSON object at the top level");
-    int st = parse_spec_keys(sp);
-    return st ? st : parse_params(sp);
+    return st;
+}
+
+int cli_run_spec_check(const char *file, const char *text, size_t size)
+{
+    run_spec sp;
+    spec_init(&sp, file);
+    int st = parse_spec_text(&sp, text, size);
+    spec_free(&sp);
+    return st;
 }
 
 /* Parameters of case c: base, then the sweep values, first axis slowest. */
@@ -541,8 +589,12 @@ static int case_batches(const run_spec *sp, size_t n, size_t **list,
                         size_t *count)
 {
     if (cJSON_IsString(sp->batch))
-        return cli_parse_batches("run", sp->batch->valuestring, n, list,
-                                 count) ? EXIT_DATA : EXIT_OK;
+        return cli_parse_batches(NULL, sp->batch->valuestring, n, list, count)
+                   ? spec_error(sp, "key 'batch': '%s' is not a list, all, "
+                                "A:B, A:B:log or A:B:N:log (sizes from 1 to "
+                                "at most a million of them, n the number of "
+                                "samples)", sp->batch->valuestring)
+                   : EXIT_OK;
     size_t m = (size_t)cJSON_GetArraySize(sp->batch), i = 0;
     size_t *v = malloc(m * sizeof *v);
     if (!v)
@@ -1234,9 +1286,7 @@ int cmd_run(int argc, char **argv)
     sgdstab_outfile_abort(o.report);
     sgdstab_outfile_abort(o.verify);
     cJSON_Delete(o.summary);
-    cJSON_Delete(sp.root);
-    free(sp.phase_lr);
-    run_mc_free(sp.mc);
+    spec_free(&sp);
     if (!st && !quiet)
         printf("sgdstab run: %zu case%s of %s written to %s/\n", sp.ncases,
                sp.ncases == 1 ? "" : "s", path, out_dir);

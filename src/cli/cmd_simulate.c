@@ -378,6 +378,16 @@ static void print_text(const cli_args *a, const sim_run *sr,
     }
 }
 
+/* A work that takes minutes is announced, with a rough time (at 1 GFLOP/s,
+ * the order of the simulator's rate on two cores), unless --quiet. */
+static void note_work(const sim_run *sr, double flops)
+{
+    if (!sr->quiet && flops > 1e11 && flops <= SGDSTAB_WORK_MAX)
+        fprintf(stderr, "sgdstab simulate: note: about %.2g floating-point "
+                "operations, roughly %.0f minutes at 1 GFLOP/s\n", flops,
+                flops / 1e9 / 60);
+}
+
 /* The exact columns of --compare. */
 static int exact_columns(const cli_args *a, const cli_session *ses,
                          const double *S0, sim_run *sr)
@@ -434,8 +444,12 @@ static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
                                    "from (not a minimum?); give --lr");
         o->lr = a->have_lr ? a->lr : cr.lr_critical;
     }
-    if (sgdstab_epoch_check(ses->red, o, &err))
+    if (sgdstab_epoch_check(ses->red, o, &err) ||
+        sgdstab_work_check(sgdstab_epoch_work(ses->red, o, sr->threshold),
+                           sr->threshold ? "--threshold with these --runs"
+                                         : "--epoch with these --runs", &err))
         return cli_report(&err);
+    note_work(sr, sgdstab_epoch_work(ses->red, o, sr->threshold));
     if (sr->threshold) {
         if (sgdstab_epoch_threshold(ses->red, o, &lr_th, &lr_se, &err))
             return cli_report(&err);
@@ -624,6 +638,7 @@ int cmd_simulate(int argc, char **argv)
     o->init_matrix = S0;
     if (sr.compare && (status = exact_columns(&args, &ses, S0, &sr)))
         goto done;
+    note_work(&sr, sgdstab_sim_work(ses.red, o));
     cli_progress prog;
     cli_progress_init(&prog, "simulate", sr.quiet || args.json);
     sgdstab_error err;

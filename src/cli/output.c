@@ -1,4 +1,5 @@
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -188,4 +189,14 @@ void cli_print_residual(const char *label, const sgdstab_problem *prob)
         printf(": interpolation unknown (the metadata lacks residual_rms or "
                "target_rms)\n");
     }
+}
+
+void cli_error_line(const char *cmd, const char *file, const char *fmt,
+                    va_list ap)
+{
+    char msg[1024], q[CLI_QUOTE_SIZE];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    char qf[CLI_QUOTE_SIZE];
+    fprintf(stderr, "sgdstab %s: %s: %s\n", cmd, cli_quote(file, qf, sizeof qf),
+            cli_quote(msg, q, sizeof q));
 }

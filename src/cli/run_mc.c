@@ -75,11 +75,9 @@ static int mc_error(const run_mc *mc, const char *fmt, ...)
 static int mc_error(const run_mc *mc, const char *fmt, ...)
 {
     va_list ap;
-    fprintf(stderr, "sgdstab run: %s: ", mc->path);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    cli_error_line("run", mc->path, fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return EXIT_DATA;
 }
 

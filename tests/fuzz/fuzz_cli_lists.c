@@ -15,46 +15,12 @@
 #include <string.h>
 
 #include "cli.h"
+#include "capture.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* The samples a --batch list is read against ("n", "all"). */
 enum { FUZZ_N = 64 };
-
-static int has_control(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return 1;
-    return 0;
-}
-
-/* What a parser printed on stderr (captured), checked against its status. */
-static void check_message(int status, char *msg, size_t len)
-{
-    if (status == EXIT_OK ? len != 0
-        : status != EXIT_USAGE || len < 2 || msg[len - 1] != '\n' ||
-              has_control(msg, len - 1))
-        abort();
-    free(msg);
-}
-
-static FILE *capture_stderr(char **msg, size_t *len, FILE **saved)
-{
-    FILE *mem = open_memstream(msg, len);
-    if (!mem)
-        abort();
-    *saved = stderr;
-    stderr = mem;
-    return mem;
-}
-
-static void restore_stderr(FILE *mem, FILE *saved)
-{
-    stderr = saved;
-    if (fclose(mem))
-        abort();
-}
 
 static void fuzz_batches(const char *text)
 {
@@ -63,7 +29,7 @@ static void fuzz_batches(const char *text)
     FILE *saved, *mem = capture_stderr(&msg, &len, &saved);
     int status = cli_parse_batches("fuzz", text, FUZZ_N, &list, &count);
     restore_stderr(mem, saved);
-    check_message(status, msg, len);
+    check_message(status, EXIT_USAGE, msg, len);
     if (status != EXIT_OK) {
         if (list || count)
             abort();
@@ -86,7 +52,7 @@ static void fuzz_lrs(const char *text)
     FILE *saved, *mem = capture_stderr(&msg, &len, &saved);
     int status = cli_parse_lrs("fuzz", text, &list, &count, &log_spaced);
     restore_stderr(mem, saved);
-    check_message(status, msg, len);
+    check_message(status, EXIT_USAGE, msg, len);
     if (status != EXIT_OK) {
         if (list || count || log_spaced)
             abort();
