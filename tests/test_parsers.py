@@ -113,6 +113,27 @@ def test_numbers(prob):
              [f"exit {r.rc}, stderr {r.err!r}"], r)
 
 
+def test_file_text(work):
+    """A file's own text in an error (an .npy header key with an ESC
+    sequence and a newline) is escaped: exit 1, one line, no control
+    bytes."""
+    import struct
+    hdr = ("{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), "
+           "'\x1b[31mevil\nkey': 1, }")
+    hdr += " " * ((64 - (10 + len(hdr) + 1) % 64) % 64) + "\n"
+    path = os.path.join(work, "esc.npy")
+    with open(path, "wb") as f:
+        f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(hdr)) +
+                hdr.encode("latin1") + b"\0" * 32)
+    r = h.run("info", path)
+    lines = r.err.splitlines()
+    clean = not any(ord(c) < 0x20 or ord(c) == 0x7f for c in r.err.rstrip("\n"))
+    h.report("an .npy header key with ESC and newline: one escaped line",
+             [] if (r.rc == 1 and len(lines) == 1 and clean and
+                    "\\x1B[31mevil" in r.err) else
+             [f"exit {r.rc}, stderr {r.err!r}"], r)
+
+
 def body(work):
     prob = os.path.join(work, "p.npz")
     r = h.run("synth", "linear", "-o", prob, "--samples", "8", "--inputs", "2")
@@ -122,6 +143,7 @@ def body(work):
     test_ranges(prob)
     test_quoting(prob)
     test_numbers(prob)
+    test_file_text(work)
     return None
 
 

@@ -35,8 +35,11 @@ int cli_report_file(const char *file, const sgdstab_error *err)
     int named = !strncmp(err->msg, file, strlen(file));
     int nomem = err->status == SGDSTAB_ENOMEM &&
                 !strstr(err->msg, "memory");
-    fprintf(stderr, "sgdstab: %s%s%s%s\n", named ? "" : file,
-            named ? "" : ": ", err->msg, nomem ? ": out of memory" : "");
+    char qf[CLI_QUOTE_SIZE], qm[4 * SGDSTAB_ERROR_MSG_MAX];
+    fprintf(stderr, "sgdstab: %s%s%s%s\n",
+            named ? "" : cli_quote(file, qf, sizeof qf), named ? "" : ": ",
+            cli_quote(err->msg, qm, sizeof qm),
+            nomem ? ": out of memory" : "");
     if (err->status == SGDSTAB_ENOMEM) {
         fflush(stdout);
         fflush(stderr);

@@ -8,7 +8,10 @@
 
 int cli_report(const sgdstab_error *err)
 {
-    fprintf(stderr, "sgdstab: %s\n", err->msg);
+    /* Library messages may echo a file's contents (a header's keys, say);
+     * escaping makes a byte at most 4. */
+    char q[4 * SGDSTAB_ERROR_MSG_MAX];
+    fprintf(stderr, "sgdstab: %s\n", cli_quote(err->msg, q, sizeof q));
     return EXIT_DATA;
 }
 
@@ -194,7 +197,7 @@ void cli_print_residual(const char *label, const sgdstab_problem *prob)
 void cli_error_line(const char *cmd, const char *file, const char *fmt,
                     va_list ap)
 {
-    char msg[1024], q[CLI_QUOTE_SIZE];
+    char msg[1024], q[4 * sizeof msg];
     vsnprintf(msg, sizeof msg, fmt, ap);
     char qf[CLI_QUOTE_SIZE];
     fprintf(stderr, "sgdstab %s: %s: %s\n", cmd, cli_quote(file, qf, sizeof qf),
