@@ -198,7 +198,7 @@ int cmd_analyze(int argc, char **argv)
     sgdstab_analysis an;
     sgdstab_error err;
     if (sgdstab_analyze(ses.stab, args.lr, args.sampling, batch, &an, &err))
-        status = cli_report(&err);
+        status = cli_report_file(args.file, &err);
     else if (args.json)
         status = print_json(&args, ses.prob, ses.red, &an);
     else

@@ -148,7 +148,7 @@ int cmd_critical(int argc, char **argv)
     sgdstab_error err;
     if (!status &&
         sgdstab_critical_curve(s, args.sampling, batches, m, cr, &err))
-        status = cli_report(&err);
+        status = cli_report_file(args.file, &err);
     if (!status) {
         double mean = sgdstab_lr_mean_limit(s);
         double scale = sgdstab_stability_loss_scale(s);

@@ -324,7 +324,7 @@ int cmd_phase(int argc, char **argv)
                                    grid, cli_progress_update, &prog, &err);
     cli_progress_finish(&prog);
     if (st) {
-        status = cli_report(&err);
+        status = cli_report_file(args.file, &err);
         goto done;
     }
     phase_report rep = {ses.prob, ses.red, &args, scale, now() - t0,

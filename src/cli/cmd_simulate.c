@@ -410,12 +410,12 @@ static int exact_columns(const cli_args *a, const cli_session *ses,
     sgdstab_error err;
     if (sgdstab_spectral_radius(ses->stab, a->lr, sr->exact_sampling,
                                 sr->o.batch, &rad, &err))
-        return cli_report(&err);
+        return cli_report_file(a->file, &err);
     sr->rho = rad.rho;
     sgdstab_critical crit;
     if (sgdstab_critical_lr(ses->stab, sr->exact_sampling, sr->o.batch, &crit,
                             &err))
-        return cli_report(&err);
+        return cli_report_file(a->file, &err);
     sr->verdict = sgdstab_verdict_at(&crit, a->lr);
     sgdstab_escape_rates(rad.rho, ses->red->n, sr->o.batch, &sr->exact_rate,
                          &(double){0});
@@ -434,7 +434,7 @@ static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
     sgdstab_critical cr = {0};
     if (sr->threshold &&
         sgdstab_critical_lr(ses->stab, fresh, o->batch, &cr, &err))
-        return cli_report(&err);
+        return cli_report_file(a->file, &err);
     double lr_th = NAN, lr_se = NAN;
     sgdstab_epoch_estimate est;
     if (sr->threshold) {
@@ -448,21 +448,21 @@ static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
         sgdstab_work_check(sgdstab_epoch_work(ses->red, o, sr->threshold),
                            sr->threshold ? "--threshold with these --runs"
                                          : "--epoch with these --runs", &err))
-        return cli_report(&err);
+        return cli_report_file(a->file, &err);
     note_work(sr, sgdstab_epoch_work(ses->red, o, sr->threshold));
     if (sr->threshold) {
         if (sgdstab_epoch_threshold(ses->red, o, &lr_th, &lr_se, &err))
-            return cli_report(&err);
+            return cli_report_file(a->file, &err);
         o->lr = lr_th;
     }
     if (sgdstab_epoch_estimate_at(ses->red, o, &est, &err))
-        return cli_report(&err);
+        return cli_report_file(a->file, &err);
     double rho = NAN, rate = NAN;
     if (sr->compare || sr->threshold) {
         sgdstab_radius rad;
         if (sgdstab_spectral_radius(ses->stab, o->lr, fresh, o->batch, &rad,
                                     &err))
-            return cli_report(&err);
+            return cli_report_file(a->file, &err);
         rho = rad.rho;
         rate = log(rho);
     }
@@ -646,7 +646,7 @@ int cmd_simulate(int argc, char **argv)
                               &prog, &err);
     cli_progress_finish(&prog);
     if (st) {
-        status = cli_report(&err);
+        status = cli_report_file(args.file, &err);
         goto done;
     }
     if (args.csv && (status = write_csv(args.csv, res, &sr)))
