@@ -41,6 +41,9 @@ int cli_report_file(const char *file, const sgdstab_error *err)
             cli_quote(err->msg, qm, sizeof qm),
             nomem ? ": out of memory" : "");
     if (err->status == SGDSTAB_ENOMEM) {
+        /* Out of memory, OpenBLAS may be stuck (main.c): leave at once,
+         * outputs removed as on a signal. */
+        sgdstab_outfile_cleanup();
         fflush(stdout);
         fflush(stderr);
         _exit(EXIT_DATA);
