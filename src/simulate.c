@@ -40,14 +40,15 @@ double sgdstab_sim_work(const sgdstab_reduced *red,
     return (double)o->runs * (double)o->steps * step;
 }
 
-int sgdstab_work_check(double flops, const char *what, sgdstab_error *err)
+int sgdstab_work_check(double flops, double max, const char *what,
+                       sgdstab_error *err)
 {
-    if (!(flops > SGDSTAB_WORK_MAX))
+    if (!(flops > max))
         return SGDSTAB_OK;
-    return sgdstab_fail(err, SGDSTAB_EINVAL, "%s would take about %.2g "
+    return sgdstab_fail(err, SGDSTAB_EINVAL, "%s would take about %.3g "
                         "floating-point operations, more than the %g "
-                        "sgdstab undertakes (about a day at 1 GFLOP/s)", what,
-                        flops, SGDSTAB_WORK_MAX);
+                        "sgdstab undertakes (%.0f minutes at 1 GFLOP/s)", what,
+                        flops, max, max / 1e9 / 60);
 }
 
 int sgdstab_sim_check(const sgdstab_reduced *red,
@@ -79,7 +80,8 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
         !isfinite(o->radius))
         return sgdstab_fail(err, SGDSTAB_EINVAL, "clip and radius must be "
                             "positive numbers");
-    return sgdstab_work_check(sgdstab_sim_work(red, o), o->radius > 0
+    return sgdstab_work_check(sgdstab_sim_work(red, o), SGDSTAB_WORK_MAX,
+                              o->radius > 0
                               ? "--runs x --steps (each run until it exits, "
                                 "at most --steps)"
                               : "--runs x --steps", err);

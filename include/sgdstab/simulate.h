@@ -75,18 +75,21 @@ typedef struct {
     size_t *exit_step;
 } sgdstab_sim_result;
 
-/* The most floating-point operations one simulation or epoch estimate
- * may take: about a day at 1 GFLOP/s.  Beyond, the options are refused
- * before any work. */
+/* The most floating-point operations one simulation may take: about a day
+ * at 1 GFLOP/s (it shows a progress bar on a terminal); an epoch estimate,
+ * which has none, about a quarter of an hour.  Beyond, the options are
+ * refused before any work. */
 #define SGDSTAB_WORK_MAX 1e14
+#define SGDSTAB_EPOCH_WORK_MAX 1e12
 
 /* Floating-point operations of the trajectories (the worst case with a
  * radius, where runs may stop early): runs × steps × a step's cost. */
 double sgdstab_sim_work(const sgdstab_reduced *red,
                         const sgdstab_sim_options *opt);
 
-/* An SGDSTAB_EINVAL naming `what` when flops exceed SGDSTAB_WORK_MAX. */
-int sgdstab_work_check(double flops, const char *what, sgdstab_error *err);
+/* An SGDSTAB_EINVAL naming `what` when flops exceed max. */
+int sgdstab_work_check(double flops, double max, const char *what,
+                       sgdstab_error *err);
 
 /* Check the options against the problem (message names the option); this
  * includes the bound on the work. */

@@ -446,6 +446,7 @@ static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
     }
     if (sgdstab_epoch_check(ses->red, o, &err) ||
         sgdstab_work_check(sgdstab_epoch_work(ses->red, o, sr->threshold),
+                           SGDSTAB_EPOCH_WORK_MAX,
                            sr->threshold ? "--threshold with these --runs"
                                          : "--epoch with these --runs", &err))
         return cli_report_file(a->file, &err);
