@@ -3,8 +3,10 @@
 #ifndef SGDSTAB_FUZZ_CAPTURE_H
 #define SGDSTAB_FUZZ_CAPTURE_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int has_control(const char *s, size_t len)
 {
@@ -23,6 +25,18 @@ static void check_message(int status, int fail, char *msg, size_t len)
               has_control(msg, len - 1))
         abort();
     free(msg);
+}
+
+/* The fuzzer's bytes as a NUL-terminated string (malloc'd; NULL when out
+ * of memory). */
+static char *fuzz_text(const uint8_t *data, size_t size)
+{
+    char *text = malloc(size + 1);
+    if (text) {
+        memcpy(text, data, size);
+        text[size] = '\0';
+    }
+    return text;
 }
 
 static FILE *capture_stderr(char **msg, size_t *len, FILE **saved)

@@ -83,11 +83,9 @@ static void fuzz_quote(const char *text, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *text = malloc(size + 1);
+    char *text = fuzz_text(data, size);
     if (!text)
         return 0;
-    memcpy(text, data, size);
-    text[size] = '\0';
     fuzz_batches(text);
     fuzz_lrs(text);
     fuzz_quote(text, strlen(text));
