@@ -17,12 +17,11 @@ int sgdstab_epoch_check(const sgdstab_reduced *red,
         return sgdstab_fail(err, SGDSTAB_EINVAL, "the epoch map is that of "
                             "plain SGD: no injected noise, clipping or exit "
                             "radius");
-    if (o->reshuffle && o->batch >= 1 && red->n % o->batch)
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "reshuffled epochs need the "
-                            "batch size to divide n = %zu (the last batch "
-                            "of %zu would break the reversal symmetry the "
-                            "estimate relies on), not %zu", red->n,
-                            red->n % o->batch, o->batch);
+    int st = sgdstab_config_check(&o->config, red, SGDSTAB_USES_LR |
+                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_EPOCH_MAP,
+                                  err);
+    if (st)
+        return st;
     if (red->r == 0)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "J is zero: no direction "
                             "moves, nothing to estimate");
@@ -34,9 +33,9 @@ double sgdstab_epoch_work(const sgdstab_reduced *red,
 {
     /* Per sampled epoch: L steps on an r×r product (4·B·k·r² each) and
      * its r⁴ outer product; the threshold evaluates about 40 rates. */
-    double r = (double)red->r, L = (double)sgdstab_epoch_steps(red->n,
-                                                               o->batch);
-    double epoch = L * 4.0 * (double)o->batch * (double)red->k * r * r +
+    double r = (double)red->r,
+           L = (double)sgdstab_epoch_steps(red->n, o->config.batch);
+    double epoch = L * 4.0 * (double)o->config.batch * (double)red->k * r * r +
                    r * r * r * r;
     return (double)o->runs * epoch * (threshold ? 40 : 1);
 }
@@ -60,7 +59,7 @@ static void sample_group(void *ctx, mb_work *w, size_t g)
     epoch_state *st = ctx;
     const mb_problem *pb = &st->pb;
     const size_t r = st->r, r2 = r * r;
-    const double eta = pb->opt->lr;
+    const double eta = pb->opt->config.lr;
     size_t first = mb_group_first(st->N, g);
     size_t last = mb_group_first(st->N, g + 1);
     for (size_t j = first; j < last; j++) {
@@ -129,7 +128,7 @@ static int top_eigenvalue(double *K, size_t m, double *lambda,
     return SGDSTAB_OK;
 }
 
-/* Sample the N epochs at opt->lr into st->T. */
+/* Sample the N epochs at the configured learning rate into st->T. */
 static int sample_epochs(epoch_state *st, sgdstab_error *err)
 {
     return mb_parallel(&st->pb, st->N, st->pb.opt->threads, sample_group, st,
@@ -186,7 +185,8 @@ static int radius_of(epoch_state *st, double *rho, double *rho_stderr,
     *rho_stderr = sqrt(var * (double)(G - 1) / (double)G);
     if (!isfinite(*rho) || !isfinite(*rho_stderr))
         status = sgdstab_fail(err, SGDSTAB_ENUMERIC, "the epoch map overflowed "
-                              "at learning rate %g", st->pb.opt->lr);
+                              "at learning rate %g",
+                              st->pb.opt->config.lr);
 done:
     free(C);
     free(Kg);
@@ -201,7 +201,7 @@ static int state_make(epoch_state *st, const sgdstab_reduced *red,
     int status = sgdstab_epoch_check(red, opt, err);
     if (status || (status = mb_problem_make(&st->pb, red, opt, err)))
         return status;
-    st->L = sgdstab_epoch_steps(red->n, opt->batch);
+    st->L = sgdstab_epoch_steps(red->n, opt->config.batch);
     st->N = opt->runs;
     st->r = red->r;
     size_t r2 = st->r * st->r;
@@ -224,7 +224,7 @@ static void state_free(epoch_state *st)
 static int estimate(epoch_state *st, sgdstab_sim_options *o, double lr,
                     double *rho, double *rho_stderr, sgdstab_error *err)
 {
-    o->lr = lr;
+    o->config.lr = lr;
     int status = sample_epochs(st, err);
     return status ? status : radius_of(st, rho, rho_stderr, err);
 }
@@ -241,7 +241,8 @@ int sgdstab_epoch_estimate_at(const sgdstab_reduced *red,
         return status;
     out->steps = st.L;
     out->samples = st.N;
-    status = estimate(&st, &o, o.lr, &out->radius, &out->radius_stderr, err);
+    status =
+        estimate(&st, &o, o.config.lr, &out->radius, &out->radius_stderr, err);
     if (!status) {
         out->rate_per_step = log(out->radius) / (double)st.L;
         out->rate_stderr = out->radius_stderr / out->radius / (double)st.L;
@@ -279,10 +280,10 @@ int sgdstab_epoch_threshold(const sgdstab_reduced *red,
     if (status)
         return status;
     root_ctx c = {&st, &o, err, SGDSTAB_OK};
-    /* Bracket the root by doubling or halving from opt->lr: ρ̂ → 1 from
-     * below as η → 0 at a minimum, so halving finds a stable η unless there
-     * is none. */
-    double lo = opt->lr, hi = opt->lr, f = log_radius(opt->lr, &c);
+    /* Bracket the root by doubling or halving from the configured η: ρ̂ → 1
+     * from below as η → 0 at a minimum, so halving finds a stable η unless
+     * there is none. */
+    double lo = opt->config.lr, hi = lo, f = log_radius(lo, &c);
     int i = 0;
     if (f < 0)
         while (!c.status && i++ < 200 && (f = log_radius(hi *= 2, &c)) < 0)

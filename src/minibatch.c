@@ -36,7 +36,7 @@ int mb_problem_make(mb_problem *pb, const sgdstab_reduced *red,
     pb->r = red->r;
     pb->p = red->p;
     pb->nnull = red->p - red->r;
-    pb->c = opt->loss_scale;
+    pb->c = opt->config.loss_scale;
     size_t r = red->r;
     if (!red->G)
         return SGDSTAB_OK;
@@ -73,7 +73,7 @@ int mb_work_alloc(const mb_problem *pb, mb_work *w)
     size_t r = pb->r ? pb->r : 1, p = pb->p > r ? pb->p : r;
     w->rng = gsl_rng_alloc(gsl_rng_mt19937);
     w->perm = malloc(pb->n * sizeof *w->perm);
-    size_t most = pb->opt->batch > pb->n ? pb->opt->batch : pb->n;
+    size_t B = pb->opt->config.batch, most = B > pb->n ? B : pb->n;
     w->batch = malloc(most * sizeof *w->batch);
     w->z = malloc(r * sizeof *w->z);
     w->g = malloc(r * sizeof *w->g);
@@ -95,8 +95,8 @@ void mb_start_run(const mb_problem *pb, mb_work *w, size_t run)
 size_t mb_draw_batch(const mb_problem *pb, mb_work *w, double *scale)
 {
     const sgdstab_sim_options *o = pb->opt;
-    size_t n = pb->n, B = o->batch, m = 0;
-    if (o->reshuffle) {
+    size_t n = pb->n, B = o->config.batch, m = 0;
+    if (o->config.sampling == SGDSTAB_SAMPLING_RESHUFFLE) {
         if (w->pos >= n) {
             gsl_ran_shuffle(w->rng, w->perm, n, sizeof *w->perm);
             w->pos = 0;
@@ -108,7 +108,7 @@ size_t mb_draw_batch(const mb_problem *pb, mb_work *w, double *scale)
         return m;
     }
     *scale = (double)B;
-    switch (o->sampling) {
+    switch (o->config.sampling) {
     case SGDSTAB_SAMPLING_WITH:
         for (m = 0; m < B; m++)
             w->batch[m] = gsl_rng_uniform_int(w->rng, n);

@@ -11,23 +11,6 @@
 
 /* ------------------------------------------------------------- sampling */
 
-static const char *const SAMPLING_NAMES[] = {"without", "with", "bernoulli"};
-
-const char *sgdstab_sampling_name(sgdstab_sampling s)
-{
-    return (unsigned)s < 3 ? SAMPLING_NAMES[s] : "?";
-}
-
-int sgdstab_sampling_parse(const char *text, sgdstab_sampling *s)
-{
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(text, SAMPLING_NAMES[i])) {
-            *s = (sgdstab_sampling)i;
-            return SGDSTAB_OK;
-        }
-    return SGDSTAB_EINVAL;
-}
-
 int sgdstab_batch_coefficients(sgdstab_sampling s, size_t n, size_t B,
                                double *a, double *b, sgdstab_error *err)
 {
@@ -52,7 +35,9 @@ int sgdstab_batch_coefficients(sgdstab_sampling s, size_t n, size_t B,
         *a = 1;
         break;
     default:
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "unknown sampling rule");
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "sampling '%s' has no "
+                            "per-step batch coefficients",
+                            sgdstab_sampling_name(s));
     }
     return SGDSTAB_OK;
 }
@@ -444,10 +429,17 @@ static double trace_GZ(const sgdstab_moments *m, const double *Z)
     return t;
 }
 
-int sgdstab_moments_evolve(sgdstab_moments *m, double eta, double a, double b,
+int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
                            const double *Z0, size_t steps, double *trace,
                            double *trace_G, sgdstab_error *err)
 {
+    double a, b, eta = cfg->loss_scale * cfg->lr;
+    int st = sgdstab_config_check(cfg, m->red, SGDSTAB_USES_LR |
+                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP,
+                                  err);
+    if (st || (st = sgdstab_batch_coefficients(cfg->sampling, m->red->n,
+                                               cfg->batch, &a, &b, err)))
+        return st;
     size_t r = m->r, rr = r * r;
     double *cur = malloc((rr ? rr : 1) * sizeof *cur);
     double *next = malloc((rr ? rr : 1) * sizeof *next);

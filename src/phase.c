@@ -18,31 +18,36 @@ static int tick(sgdstab_progress_fn progress, void *ctx, size_t *done,
 }
 
 int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
-                          sgdstab_sampling sampling, const size_t *batches,
+                          const sgdstab_config *cfg, const size_t *batches,
                           size_t nb, const double *lrs, size_t nl,
                           sgdstab_phase_boundary *boundary,
                           sgdstab_phase_point *grid,
                           sgdstab_progress_fn progress, void *ctx,
                           sgdstab_error *err)
 {
-    for (size_t j = 0; j < nl; j++)
-        if (!(lrs[j] > 0) || !isfinite(lrs[j]))
-            return sgdstab_fail(err, SGDSTAB_EINVAL, "learning rate must be "
-                                "a positive number, not %g", lrs[j]);
-    const size_t n = sgdstab_stability_reduced(s)->n;
+    const sgdstab_reduced *red = sgdstab_stability_reduced(s);
+    sgdstab_config at = *cfg;
+    for (size_t j = 0; j < nl; j++) {
+        at.lr = lrs[j];
+        int st = sgdstab_config_check(&at, red, SGDSTAB_USES_LR |
+                                      SGDSTAB_USES_STEP_MAP, err);
+        if (st)
+            return st;
+    }
+    const size_t n = red->n;
     const size_t total = nb * (nl + 1);
     size_t done = 0;
     sgdstab_critical *crit = malloc((nb ? nb : 1) * sizeof *crit);
     if (!crit)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    int st = sgdstab_critical_curve(s, sampling, batches, nb, crit, err);
-    const double mean = sgdstab_lr_mean_limit(s);
+    int st = sgdstab_critical_curve(s, cfg, batches, nb, crit, err);
+    const double mean = sgdstab_lr_mean_limit(red, cfg);
     for (size_t i = 0; i < nb && !st; i++) {
         sgdstab_phase_boundary *bd = &boundary[i];
         bd->batch = batches[i];
         bd->critical = crit[i];
         bd->lr_critical_mean = mean;
-        st = sgdstab_batch_coefficients(sampling, n, batches[i], &bd->a,
+        st = sgdstab_batch_coefficients(cfg->sampling, n, batches[i], &bd->a,
                                         &bd->b, err);
         if (!st && th)
             sgdstab_theory_lr_bounds(th, bd->a, bd->b, &bd->bounds);
@@ -60,8 +65,10 @@ int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
             const sgdstab_phase_boundary *bd = &boundary[i];
             pt->batch = batches[i];
             pt->lr = lrs[j];
-            st = sgdstab_spectral_radius(s, lrs[j], sampling, batches[i],
-                                         &pt->radius, err);
+            at.batch = batches[i];
+            at.lr = lrs[j];
+            st = sgdstab_spectral_radius(s, &at, &bd->critical, &pt->radius,
+                                         NULL, err);
             if (st)
                 break;
             sgdstab_escape_rates(pt->radius.rho, n, batches[i],

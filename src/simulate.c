@@ -35,7 +35,7 @@ double sgdstab_sim_work(const sgdstab_reduced *red,
     /* A step: the batch's Φ_ξ z and Φ_ξᵀ(·) (2·B·k·r each), and the dense
      * H − G part (2r²) when H is supplied. */
     double r = (double)red->r;
-    double step = 4.0 * (double)o->batch * (double)red->k * r +
+    double step = 4.0 * (double)o->config.batch * (double)red->k * r +
                   (red->G ? 2 * r * r : 0) + r;
     return (double)o->runs * (double)o->steps * step;
 }
@@ -54,16 +54,10 @@ int sgdstab_work_check(double flops, double max, const char *what,
 int sgdstab_sim_check(const sgdstab_reduced *red,
                       const sgdstab_sim_options *o, sgdstab_error *err)
 {
-    if (!(o->lr > 0) || !isfinite(o->lr))
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "learning rate must be a "
-                            "positive number, not %g", o->lr);
-    if (!(o->loss_scale > 0) || !isfinite(o->loss_scale))
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "loss scale must be a "
-                            "positive number, not %g", o->loss_scale);
-    int draws = !o->reshuffle && o->sampling == SGDSTAB_SAMPLING_WITH;
-    if (o->batch < 1 || (o->batch > red->n && !draws))
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "batch size %zu is not in "
-                            "1..n = %zu", o->batch, red->n);
+    int st = sgdstab_config_check(&o->config, red, SGDSTAB_USES_LR |
+                                  SGDSTAB_USES_BATCH, err);
+    if (st)
+        return st;
     if (o->runs < 2)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "need at least 2 runs");
     if (o->init == SGDSTAB_INIT_MATRIX && !o->init_matrix)
@@ -208,7 +202,7 @@ static void sgd_step(const mb_problem *pb, mb_work *w, double *z,
         o2 *= f * f;
     }
     /* The step is −η·(g − Z): range part η·g, null part −η·Z_null. */
-    double eta = o->lr, step2 = 0;
+    double eta = o->config.lr, step2 = 0;
     for (size_t j = 0; j < r; j++)
         step2 += g[j] * g[j];
     step2 = eta * eta * (step2 + along * along + o2);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sgdstab/moments.h"
+
 /* The operators solved here are members of two families (eig.h), each in two
  * variants by the noise operator 𝒩 (moments.h): with GZG subtracted
  * (`without`, `with`) or not (`bernoulli`).  In packed coordinates, with
@@ -36,7 +38,6 @@ typedef struct {
 
 struct sgdstab_stability {
     const sgdstab_reduced *red;
-    double c;                 /* loss scale */
     sgdstab_moments *m;
     size_t r, dim;
     double *work;             /* a packed matrix: a start vector's scratch */
@@ -48,13 +49,15 @@ struct sgdstab_stability {
     size_t ndiag[2];
     family_slot slot[2][2];   /* [FAMILY_*][subtract_gzg] */
     sgdstab_eig_options eig;
-    double a, b;              /* coefficients of the last batch size */
-    /* The member being solved, for the ARPACK cross-check. */
-    family_slot *member_slot;
-    const double *member_gamma;
-    int member_kind;
-    double member_beta;
 };
+
+/* A member (γ, β) of a family, as ARPACK's operator sees it. */
+typedef struct {
+    family_slot *slot;
+    const double *gamma;
+    int kind;
+    double beta;
+} member;
 
 void sgdstab_stability_free(sgdstab_stability *s)
 {
@@ -102,37 +105,18 @@ static void set_unit_noise(sgdstab_stability *s)
 }
 
 sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
-                                           double loss_scale,
                                            sgdstab_error *err)
 {
-    if (!(loss_scale > 0) || !isfinite(loss_scale)) {
-        sgdstab_fail(err, SGDSTAB_EINVAL, "loss scale must be a positive "
-                     "number, not %g", loss_scale);
-        return NULL;
-    }
     if (red->r == 0) {
         sgdstab_fail(err, SGDSTAB_EVALUE, "%s: J is zero and H is absent or "
                      "zero: no direction ever moves, there is nothing to "
                      "analyze", red->source);
         return NULL;
     }
-    /* The scaled curvature within the range reduce.c admits for H itself. */
-    double hmax = 0;
-    for (size_t j = 0; j < red->r; j++)
-        hmax = fmax(hmax, loss_scale * fabs(red->lambda[j]));
-    if (hmax > 0 && !(hmax >= SGDSTAB_CURVATURE_MIN &&
-                      hmax <= SGDSTAB_CURVATURE_MAX)) {
-        sgdstab_fail(err, SGDSTAB_EVALUE, "%s: loss scale %g puts the "
-                     "curvature at %g, outside [%g, %g]", red->source,
-                     loss_scale, hmax, SGDSTAB_CURVATURE_MIN,
-                     SGDSTAB_CURVATURE_MAX);
-        return NULL;
-    }
     sgdstab_stability *s = calloc(1, sizeof *s);
     if (!s)
         goto oom;
     s->red = red;
-    s->c = loss_scale;
     s->r = red->r;
     s->dim = sgdstab_sym_dim(red->r);
     size_t dim = s->dim;
@@ -239,13 +223,14 @@ static sgdstab_family *family(sgdstab_stability *s, int kind,
 /* y = (Σ γ_c d_c)∘x + β·N x: the whole member, for ARPACK. */
 static void matvec_member(void *ctx, const double *x, double *y)
 {
-    sgdstab_stability *s = ctx;
-    matvec_noise(s->member_slot, x, y);
+    const member *mb = ctx;
+    const sgdstab_stability *s = mb->slot->s;
+    matvec_noise(mb->slot, x, y);
     for (size_t a = 0; a < s->dim; a++) {
         double e = 0;
-        for (size_t c = 0; c < s->ndiag[s->member_kind]; c++)
-            e += s->member_gamma[c] * s->diags[s->member_kind][c][a];
-        y[a] = s->member_beta * y[a] + e * x[a];
+        for (size_t c = 0; c < s->ndiag[mb->kind]; c++)
+            e += mb->gamma[c] * s->diags[mb->kind][c][a];
+        y[a] = mb->beta * y[a] + e * x[a];
     }
 }
 
@@ -285,12 +270,9 @@ static int solve_member(sgdstab_stability *s, int kind,
         res->matvecs = sgdstab_family_matvecs(f) - before;
         return st;
     }
-    s->member_slot = slot;
-    s->member_gamma = gamma;
-    s->member_kind = kind;
-    s->member_beta = beta;
+    member mb = {slot, gamma, kind, beta};
     opt.start = s->identity;
-    return sgdstab_eig_max(s->dim, matvec_member, s, &opt, res, vec, err);
+    return sgdstab_eig_max(s->dim, matvec_member, &mb, &opt, res, vec, err);
 }
 
 /* ------------------------------------------------------------------- API */
@@ -300,14 +282,6 @@ void sgdstab_escape_rates(double rho, size_t n, size_t batch,
 {
     *per_step = rho <= 0 ? -INFINITY : log(rho);
     *per_epoch = (double)n / (double)batch * *per_step;
-}
-
-int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
-                            sgdstab_sampling sampling, size_t batch,
-                            sgdstab_radius *out, sgdstab_error *err)
-{
-    return sgdstab_spectral_radius_matrix(s, lr, sampling, batch, out, NULL,
-                                          err);
 }
 
 /* The largest Rayleigh quotient of the member (γ, β) of family `kind` at
@@ -413,56 +387,69 @@ static int solve_checked(sgdstab_stability *s, int kind,
 }
 
 /* At a minimum ρ⊥ > 1 ⟺ η > η*(B) (README, η*(B)): a ρ⊥ on the wrong side of
- * 1 is solved again from scratch by ARPACK. */
-static int check_radius_side(sgdstab_stability *s, double lr,
-                             sgdstab_sampling sampling, size_t batch,
-                             const double *gamma, double vtol,
+ * 1 is solved again from scratch by ARPACK.  η*(B) is the caller's (known)
+ * or solved here, its applications added to res. */
+static int check_radius_side(sgdstab_stability *s, const sgdstab_config *cfg,
+                             const sgdstab_critical *known,
+                             const double *gamma, double beta, double vtol,
                              sgdstab_eig_result *res, double *vec,
                              sgdstab_error *err)
 {
     if (s->eig.arpack)
         return SGDSTAB_OK;
     sgdstab_critical crit;
-    int st = sgdstab_critical_lr(s, sampling, batch, &crit, err);
-    double ec = crit.lr_critical, eta = s->c * lr;
-    if (!st && crit.kind == SGDSTAB_MINIMUM_OK &&
+    if (!known) {
+        int st = sgdstab_critical_lr(s, cfg, &crit, err);
+        if (st)
+            return st;
+        res->matvecs += crit.matvecs;
+        known = &crit;
+    }
+    double ec = known->lr_critical, lr = cfg->lr;
+    if (known->kind == SGDSTAB_MINIMUM_OK &&
         ((lr > ec * (1 + 1e-8) && res->value <= 1) ||
          (lr < ec * (1 - 1e-8) && res->value > 1)))
-        st = solve_kind(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b,
-                        vtol, 1, res, vec, err);
-    return st;
+        return solve_kind(s, FAMILY_STEP, cfg->sampling, gamma, beta, vtol, 1,
+                          res, vec, err);
+    return SGDSTAB_OK;
 }
 
-int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
-                                   sgdstab_sampling sampling, size_t batch,
-                                   sgdstab_radius *out, double *S,
-                                   sgdstab_error *err)
+/* The checks and the batch coefficients every solve at cfg starts with. */
+static int prepare(const sgdstab_stability *s, const sgdstab_config *cfg,
+                   unsigned uses, double *a, double *b, sgdstab_error *err)
+{
+    int st = sgdstab_config_check(cfg, s->red, uses | SGDSTAB_USES_BATCH |
+                                  SGDSTAB_USES_STEP_MAP, err);
+    return st ? st : sgdstab_batch_coefficients(cfg->sampling, s->red->n,
+                                                cfg->batch, a, b, err);
+}
+
+int sgdstab_spectral_radius(sgdstab_stability *s, const sgdstab_config *cfg,
+                            const sgdstab_critical *known,
+                            sgdstab_radius *out, double *S,
+                            sgdstab_error *err)
 {
     memset(out, 0, sizeof *out);
-    int st = sgdstab_batch_coefficients(sampling, s->red->n, batch, &s->a,
-                                        &s->b, err);
+    double a, b;
+    int st = prepare(s, cfg, SGDSTAB_USES_LR, &a, &b, err);
     if (st)
         return st;
-    double eta = s->c * lr;
-    /* ρ⊥ ≈ (η·λmax)², and the eigensolver squares it again: η·λmax at
-     * most 1e50 keeps (η·λmax)⁴ a double with room to spare. */
-    double reach = eta * sgdstab_reduced_hessian_max(s->red);
-    if (!(reach <= 1e50))
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: learning rate %g (loss "
-                            "scale %g) is out of range: eta * lambda_max(H) "
-                            "= %g, at most 1e50", s->red->source, lr, s->c,
-                            reach);
+    if (known && known->batch != cfg->batch)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "the known eta* is that of "
+                            "batch size %zu, not %zu", known->batch,
+                            cfg->batch);
+    double eta = cfg->loss_scale * cfg->lr;
     double gamma[3] = {1, -eta, eta * eta};
     sgdstab_eig_result res;
     double *vec = S ? malloc(s->dim * sizeof *vec) : NULL;
     if (S && !vec)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
     double vtol = S ? EIGENMATRIX_RESIDUAL : 0;
-    st = solve_checked(s, FAMILY_STEP, sampling, gamma, eta * eta * s->b, vtol,
-                       &res, vec, err);
+    st = solve_checked(s, FAMILY_STEP, cfg->sampling, gamma, eta * eta * b,
+                       vtol, &res, vec, err);
     if (!st)
-        st = check_radius_side(s, lr, sampling, batch, gamma, vtol, &res, vec,
-                               err);
+        st = check_radius_side(s, cfg, known, gamma, eta * eta * b, vtol, &res,
+                               vec, err);
     if (!st && S)
         sgdstab_sym_unpack(s->r, vec, S);
     free(vec);
@@ -481,17 +468,13 @@ const sgdstab_reduced *sgdstab_stability_reduced(const sgdstab_stability *s)
     return s->red;
 }
 
-double sgdstab_stability_loss_scale(const sgdstab_stability *s)
-{
-    return s->c;
-}
-
-double sgdstab_lr_mean_limit(const sgdstab_stability *s)
+double sgdstab_lr_mean_limit(const sgdstab_reduced *red,
+                             const sgdstab_config *cfg)
 {
     /* A negative eigenvalue h makes |1 − ηh| > 1 for every η > 0. */
-    if (s->red->hessian_min < 0)
+    if (red->hessian_min < 0)
         return 0;
-    double hmax = s->c * sgdstab_reduced_hessian_max(s->red);
+    double hmax = cfg->loss_scale * sgdstab_reduced_hessian_max(red);
     return hmax > 0 ? 2 / hmax : INFINITY;
 }
 
@@ -529,14 +512,13 @@ sgdstab_verdict sgdstab_verdict_at(const sgdstab_critical *crit, double lr)
     return rel < 0 ? SGDSTAB_VERDICT_STABLE : SGDSTAB_VERDICT_UNSTABLE;
 }
 
-int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
-                        size_t batch, sgdstab_critical *out,
-                        sgdstab_error *err)
+int sgdstab_critical_lr(sgdstab_stability *s, const sgdstab_config *cfg,
+                        sgdstab_critical *out, sgdstab_error *err)
 {
     memset(out, 0, sizeof *out);
-    out->batch = batch;
-    int st = sgdstab_batch_coefficients(sampling, s->red->n, batch, &s->a,
-                                        &s->b, err);
+    out->batch = cfg->batch;
+    double a, b;
+    int st = prepare(s, cfg, 0, &a, &b, err);
     if (st)
         return st;
     out->converged = 1;
@@ -547,9 +529,9 @@ int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
     if (s->red->hessian_min == 0) {
         /* 𝒜₁ is singular: with b = 0 plain GD, η* = 2/λmax(H); with batch
          * noise the undamped directions make every η > 0 unstable. */
-        if (s->b == 0) {
+        if (b == 0) {
             out->lr_critical = out->lr_lower = out->lr_upper =
-                sgdstab_lr_mean_limit(s);
+                sgdstab_lr_mean_limit(s->red, cfg);
             out->threshold_band = 16 * DBL_EPSILON;
         } else {
             out->kind = SGDSTAB_DEGENERATE;
@@ -558,12 +540,12 @@ int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
     }
     double gamma[1] = {1};
     sgdstab_eig_result res;
-    if ((st = solve_checked(s, FAMILY_CRITICAL, sampling, gamma, s->b, 0, &res,
-                            NULL, err)))
+    if ((st = solve_checked(s, FAMILY_CRITICAL, cfg->sampling, gamma, b, 0,
+                            &res, NULL, err)))
         return st;
     /* λmax(K) ≥ ⟨E_11, K E_11⟩ = h_1/2 > 0, so η* is finite. */
     double rounding = rounding_rel(s);
-    out->lr_critical = 1 / (s->c * res.value);
+    out->lr_critical = 1 / (cfg->loss_scale * res.value);
     out->rel_accuracy = res.error_estimate / res.value;
     out->rel_residual = res.residual / res.value;
     out->lr_upper = out->lr_critical * (1 + rounding);
@@ -594,10 +576,11 @@ static int larger_batch_first(const void *x, const void *y)
     return a->index < b->index ? -1 : a->index > b->index;
 }
 
-int sgdstab_critical_curve(sgdstab_stability *s, sgdstab_sampling sampling,
+int sgdstab_critical_curve(sgdstab_stability *s, const sgdstab_config *cfg,
                            const size_t *batches, size_t m,
                            sgdstab_critical *out, sgdstab_error *err)
 {
+    sgdstab_config at = *cfg;
     batch_slot *order = malloc((m ? m : 1) * sizeof *order);
     if (!order)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
@@ -605,45 +588,39 @@ int sgdstab_critical_curve(sgdstab_stability *s, sgdstab_sampling sampling,
         order[i] = (batch_slot){batches[i], i};
     qsort(order, m, sizeof *order, larger_batch_first);
     int st = SGDSTAB_OK;
-    for (size_t i = 0; i < m && !st; i++)
-        st = sgdstab_critical_lr(s, sampling, order[i].batch,
-                                 &out[order[i].index], err);
+    for (size_t i = 0; i < m && !st; i++) {
+        at.batch = order[i].batch;
+        st = sgdstab_critical_lr(s, &at, &out[order[i].index], err);
+    }
     free(order);
     return st;
 }
 
-int sgdstab_analyze(sgdstab_stability *s, double lr, sgdstab_sampling sampling,
-                    size_t batch, sgdstab_analysis *out, sgdstab_error *err)
+int sgdstab_analyze(sgdstab_stability *s, const sgdstab_config *cfg,
+                    sgdstab_analysis *out, double *S, sgdstab_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (!(lr > 0) || !isfinite(lr))
-        return sgdstab_fail(err, SGDSTAB_EINVAL,
-                            "learning rate must be a positive number, not %g",
-                            lr);
-    out->lr = lr;
-    out->loss_scale = s->c;
-    out->batch = batch;
-    out->sampling = sampling;
-    int st = sgdstab_critical_lr(s, sampling, batch, &out->critical, err);
-    if (st || (st = sgdstab_spectral_radius(s, lr, sampling, batch,
-                                            &out->radius, err)))
+    out->config = *cfg;
+    int st = prepare(s, cfg, SGDSTAB_USES_LR, &out->a, &out->b, err);
+    if (st || (st = sgdstab_critical_lr(s, cfg, &out->critical, err)) ||
+        (st = sgdstab_spectral_radius(s, cfg, &out->critical, &out->radius, S,
+                                      err)))
         return st;
-    out->a = s->a;
-    out->b = s->b;
+    out->matvecs = out->critical.matvecs + out->radius.matvecs;
     out->stable = out->critical.kind == SGDSTAB_MINIMUM_OK &&
-                  lr <= out->critical.lr_critical;
-    out->verdict = sgdstab_verdict_at(&out->critical, lr);
-    sgdstab_escape_rates(out->radius.rho, s->red->n, batch,
+                  cfg->lr <= out->critical.lr_critical;
+    out->verdict = sgdstab_verdict_at(&out->critical, cfg->lr);
+    sgdstab_escape_rates(out->radius.rho, s->red->n, cfg->batch,
                          &out->escape_rate_per_step,
                          &out->escape_rate_per_epoch);
     double lrho = out->escape_rate_per_step;
     out->rms_efold_steps = lrho != 0 ? 2 / fabs(lrho) : INFINITY;
-    out->lr_critical_mean = sgdstab_lr_mean_limit(s);
-    double sq = 0;
+    out->lr_critical_mean = sgdstab_lr_mean_limit(s->red, cfg);
+    double sq = 0, c = cfg->loss_scale;
     for (size_t j = 0; j < s->r; j++)
         sq += s->red->lambda[j] * s->red->lambda[j];
-    out->sharpness = s->c * sgdstab_reduced_hessian_max(s->red);
-    out->hessian_frobenius = s->c * sqrt(sq);
-    out->hessian_trace = s->c * sgdstab_reduced_hessian_trace(s->red);
+    out->sharpness = c * sgdstab_reduced_hessian_max(s->red);
+    out->hessian_frobenius = c * sqrt(sq);
+    out->hessian_trace = c * sgdstab_reduced_hessian_trace(s->red);
     return SGDSTAB_OK;
 }

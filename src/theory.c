@@ -34,11 +34,16 @@ static int theory_serial(const sgdstab_reduced *red, double loss_scale,
 
 /* BLAS at one thread, so that the results do not depend on
  * OPENBLAS_NUM_THREADS (as for the factorization, reduce.c). */
-int sgdstab_theory_compute(const sgdstab_reduced *red, double loss_scale,
-                           sgdstab_theory *out, sgdstab_error *err)
+int sgdstab_theory_compute(const sgdstab_reduced *red,
+                           const sgdstab_config *cfg, sgdstab_theory *out,
+                           sgdstab_error *err)
 {
+    memset(out, 0, sizeof *out);
+    int st = sgdstab_config_check(cfg, red, 0, err);
+    if (st)
+        return st;
     int saved = par_blas_serial();
-    int st = theory_serial(red, loss_scale, out, err);
+    st = theory_serial(red, cfg->loss_scale, out, err);
     par_blas_restore(saved);
     return st;
 }
@@ -46,10 +51,6 @@ int sgdstab_theory_compute(const sgdstab_reduced *red, double loss_scale,
 static int theory_serial(const sgdstab_reduced *red, double loss_scale,
                          sgdstab_theory *out, sgdstab_error *err)
 {
-    memset(out, 0, sizeof *out);
-    if (!(loss_scale > 0) || !isfinite(loss_scale))
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "loss scale must be a positive "
-                            "number, not %g", loss_scale);
     if (red->G)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "the theory checks need "
                             "H = G (an interpolating minimum); they do not "
@@ -234,39 +235,36 @@ static void add_check(sgdstab_verification *v, const char *name,
 }
 
 static int verify_serial(sgdstab_stability *s, const sgdstab_theory *th,
-                         double lr, sgdstab_sampling sampling, size_t batch,
-                         sgdstab_verification *out, sgdstab_error *err);
+                         const sgdstab_config *cfg, sgdstab_verification *out,
+                         sgdstab_error *err);
 
-int sgdstab_verify(sgdstab_stability *s, const sgdstab_theory *th, double lr,
-                   sgdstab_sampling sampling, size_t batch,
-                   sgdstab_verification *out, sgdstab_error *err)
+int sgdstab_verify(sgdstab_stability *s, const sgdstab_theory *th,
+                   const sgdstab_config *cfg, sgdstab_verification *out,
+                   sgdstab_error *err)
 {
     int saved = par_blas_serial();
-    int st = verify_serial(s, th, lr, sampling, batch, out, err);
+    int st = verify_serial(s, th, cfg, out, err);
     par_blas_restore(saved);
     return st;
 }
 
+/* The analysis at cfg, whose ρ⊥ solve also gives the top eigenmatrix, and
+ * the alignment μ there. */
 static int verify_serial(sgdstab_stability *s, const sgdstab_theory *th,
-                         double lr, sgdstab_sampling sampling, size_t batch,
-                         sgdstab_verification *out, sgdstab_error *err)
+                         const sgdstab_config *cfg, sgdstab_verification *out,
+                         sgdstab_error *err)
 {
     memset(out, 0, sizeof *out);
     const sgdstab_reduced *red = sgdstab_stability_reduced(s);
-    double c = sgdstab_stability_loss_scale(s);
-    if (th->loss_scale != c)
+    if (th->loss_scale != cfg->loss_scale)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "theory quantities computed "
-                            "with loss scale %g, the workspace uses %g",
-                            th->loss_scale, c);
-    int st = sgdstab_analyze(s, lr, sampling, batch, &out->analysis, err);
-    if (st)
-        return st;
+                            "with loss scale %g, the configuration has %g",
+                            th->loss_scale, cfg->loss_scale);
     double *S = malloc(red->r * red->r * sizeof *S);
     if (!S)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    sgdstab_radius top;
     int judged = 0;
-    st = sgdstab_spectral_radius_matrix(s, lr, sampling, batch, &top, S, err);
+    int st = sgdstab_analyze(s, cfg, &out->analysis, S, err);
     if (!st)
         out->alignment_top = top_alignment(red, S, &judged);
     free(S);
@@ -274,7 +272,7 @@ static int verify_serial(sgdstab_stability *s, const sgdstab_theory *th,
         return st;
 
     const sgdstab_analysis *an = &out->analysis;
-    const double a = an->a, b = an->b, eta = lr, mu = th->alignment_min;
+    const double a = an->a, b = an->b, eta = cfg->lr, mu = th->alignment_min;
     const double hmax = th->sharpness, frob = th->hessian_frobenius;
     const double eta_star = an->critical.lr_critical, rho = an->radius.rho;
     out->theory = *th;

@@ -137,7 +137,9 @@ def compare(path, want, got, diffs, costs):
         return
     if isinstance(want, dict) and isinstance(got, dict):
         for k in sorted(set(want) | set(got)):
-            if k not in want or k not in got:
+            if k not in want and uncompared(k):
+                costs.append((path + "." + k, None, got[k]))
+            elif k not in want or k not in got:
                 diffs.append("%s.%s: only in %s" % (
                     path, k, "golden" if k in want else "new output"))
             else:

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testutil.h"
 #include "sgdstab/moments.h"
 #include "sgdstab/phase.h"
 #include "sgdstab/problem.h"
@@ -90,14 +91,15 @@ typedef struct {
     sgdstab_problem *prob;
     sgdstab_reduced *red;
     sgdstab_stability *s;
+    double c;               /* loss scale */
 } engine;
 
 static engine engine_make(sgdstab_problem *prob, double loss_scale)
 {
-    engine e = {prob, NULL, NULL};
+    engine e = {prob, NULL, NULL, loss_scale};
     sgdstab_error err;
     assert_int_equal(sgdstab_reduce(prob, NULL, &e.red, &err), SGDSTAB_OK);
-    e.s = sgdstab_stability_alloc(e.red, loss_scale, &err);
+    e.s = sgdstab_stability_alloc(e.red, &err);
     assert_non_null(e.s);
     return e;
 }
@@ -113,7 +115,9 @@ static double critical(engine *e, sgdstab_sampling smp, size_t B)
 {
     sgdstab_critical c;
     sgdstab_error err;
-    assert_int_equal(sgdstab_critical_lr(e->s, smp, B, &c, &err), SGDSTAB_OK);
+    assert_int_equal(
+        sgdstab_critical_lr(e->s, TU_CONFIG(0, B, smp, e->c), &c, &err),
+        SGDSTAB_OK);
     assert_true(c.converged);
     return c.lr_critical;
 }
@@ -122,7 +126,8 @@ static double radius(engine *e, double lr, sgdstab_sampling smp, size_t B)
 {
     sgdstab_radius r;
     sgdstab_error err;
-    assert_int_equal(sgdstab_spectral_radius(e->s, lr, smp, B, &r, &err),
+    assert_int_equal(sgdstab_spectral_radius(e->s, TU_CONFIG(lr, B, smp, e->c),
+                                             NULL, &r, NULL, &err),
                      SGDSTAB_OK);
     assert_true(r.converged);
     return r.rho;
@@ -153,8 +158,9 @@ static void check_eigenmatrix(engine *e, double lr, sgdstab_sampling smp,
     assert_true(S && TS);
     sgdstab_radius rad;
     sgdstab_error err;
-    assert_int_equal(sgdstab_spectral_radius_matrix(e->s, lr, smp, B, &rad, S,
-                                                    &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_spectral_radius(e->s, TU_CONFIG(lr, B, smp, e->c),
+                                             NULL, &rad, S, &err),
+                     SGDSTAB_OK);
     assert_close(rad.rho, ref_rho, 1e-10, what);
     sgdstab_moments *m = sgdstab_moments_alloc(e->red, &err);
     assert_non_null(m);
@@ -356,8 +362,9 @@ static void test_curve_against_reference(void **state)
         for (size_t B = 1; B <= sc->n; B++)
             batches[B - 1] = B;
         for (int si = 0; si < 3; si++) {
-            assert_int_equal(sgdstab_critical_curve(e.s, SAMPLINGS[si], batches,
-                                                    sc->n, cr, &err),
+            assert_int_equal(sgdstab_critical_curve(
+                                 e.s, TU_CONFIG(0, 0, SAMPLINGS[si], e.c),
+                                 batches, sc->n, cr, &err),
                              SGDSTAB_OK);
             for (size_t i = 0; i < sc->n; i++) {
                 double rc, got = cr[i].lr_critical;
@@ -475,13 +482,13 @@ static sgdstab_problem *problem_with_hessian(size_t n, size_t k, size_t p,
 /* The engine at a flat tolerance (0: strict). */
 static engine engine_flat(sgdstab_problem *prob, double flat_rtol)
 {
-    engine e = {prob, NULL, NULL};
+    engine e = {prob, NULL, NULL, 1.0};
     sgdstab_error err;
     sgdstab_reduce_options opt;
     sgdstab_reduce_options_init(&opt);
     opt.flat_rtol = flat_rtol;
     assert_int_equal(sgdstab_reduce(prob, &opt, &e.red, &err), SGDSTAB_OK);
-    e.s = sgdstab_stability_alloc(e.red, 1.0, &err);
+    e.s = sgdstab_stability_alloc(e.red, &err);
     assert_non_null(e.s);
     return e;
 }
@@ -558,8 +565,11 @@ static void test_negative_curvature_radius(void **state)
             radius_against(&e, e.prob, lrs, 2, label);
             sgdstab_critical cr;
             sgdstab_error err;
-            assert_int_equal(sgdstab_critical_lr(e.s, SGDSTAB_SAMPLING_WITHOUT,
-                                                 n, &cr, &err), SGDSTAB_OK);
+            assert_int_equal(
+                sgdstab_critical_lr(
+                    e.s, TU_CONFIG(0, n, SGDSTAB_SAMPLING_WITHOUT, e.c), &cr,
+                    &err),
+                SGDSTAB_OK);
             assert_int_equal(cr.kind, SGDSTAB_NOT_A_MINIMUM);
             engine_free(&e);
             free(J);
@@ -673,8 +683,11 @@ static void test_flat_negative_curvature(void **state)
                          label);
         sgdstab_critical cr;
         sgdstab_error err;
-        assert_int_equal(sgdstab_critical_lr(e.s, SGDSTAB_SAMPLING_WITHOUT, 2,
-                                             &cr, &err), SGDSTAB_OK);
+        assert_int_equal(
+            sgdstab_critical_lr(e.s,
+                                TU_CONFIG(0, 2, SGDSTAB_SAMPLING_WITHOUT, e.c),
+                                &cr, &err),
+            SGDSTAB_OK);
         assert_int_equal(cr.kind, fc->kind);
         if (fc->kind == SGDSTAB_NOT_A_MINIMUM) {
             /* ρ⊥ ≥ (1 − ηλmin)² > 1 at every η. */
@@ -940,8 +953,10 @@ static void test_monotone_and_boundary(void **state)
             batches[B - 1] = B;
         for (int si = 0; si < 3; si++) {
             sgdstab_error err;
-            assert_int_equal(sgdstab_critical_curve(e.s, SAMPLINGS[si], batches,
-                                                    n, cr, &err), SGDSTAB_OK);
+            assert_int_equal(sgdstab_critical_curve(
+                                 e.s, TU_CONFIG(0, 0, SAMPLINGS[si], e.c),
+                                 batches, n, cr, &err),
+                             SGDSTAB_OK);
             engine fresh = engine_make(random_problem(cases[c].n, cases[c].k,
                                                       cases[c].p,
                                                       cases[c].with_H, 0.5,
@@ -954,9 +969,11 @@ static void test_monotone_and_boundary(void **state)
                              sgdstab_sampling_name(SAMPLINGS[si]));
                 /* The curve and a single solve agree to their accuracy. */
                 sgdstab_critical one;
-                assert_int_equal(sgdstab_critical_lr(fresh.s, SAMPLINGS[si],
-                                                     i + 1, &one, &err),
-                                 SGDSTAB_OK);
+                assert_int_equal(
+                    sgdstab_critical_lr(
+                        fresh.s, TU_CONFIG(0, i + 1, SAMPLINGS[si], fresh.c),
+                        &one, &err),
+                    SGDSTAB_OK);
                 double acc = cr[i].rel_accuracy + one.rel_accuracy + 1e-13;
                 if (!(fabs(cr[i].lr_critical / one.lr_critical - 1) <= acc))
                     fail_msg("curve vs single solve, B = %zu (%s): %.17g vs "
@@ -967,9 +984,12 @@ static void test_monotone_and_boundary(void **state)
                 /* At η equal to the curve's η*, a fresh analysis (which
                  * solves η* again) says "threshold", never a coin flip. */
                 sgdstab_analysis an;
-                assert_int_equal(sgdstab_analyze(fresh.s, cr[i].lr_critical,
-                                                 SAMPLINGS[si], i + 1, &an,
-                                                 &err), SGDSTAB_OK);
+                assert_int_equal(
+                    sgdstab_analyze(fresh.s,
+                                    TU_CONFIG(cr[i].lr_critical, i + 1,
+                                              SAMPLINGS[si], fresh.c),
+                                    &an, NULL, &err),
+                    SGDSTAB_OK);
                 assert_int_equal(an.verdict, SGDSTAB_VERDICT_THRESHOLD);
                 assert_true(an.critical.lr_lower <= an.critical.lr_critical &&
                             an.critical.lr_critical <= an.critical.lr_upper);
@@ -1015,8 +1035,11 @@ static void test_not_a_minimum(void **state)
     assert_true(e.red->hessian_min < 0);
     for (double lr = 1e-3; lr < 10; lr *= 7) {
         sgdstab_analysis an;
-        assert_int_equal(sgdstab_analyze(e.s, lr, SGDSTAB_SAMPLING_WITHOUT, 3,
-                                         &an, &err), SGDSTAB_OK);
+        assert_int_equal(
+            sgdstab_analyze(e.s,
+                            TU_CONFIG(lr, 3, SGDSTAB_SAMPLING_WITHOUT, e.c),
+                            &an, NULL, &err),
+            SGDSTAB_OK);
         assert_int_equal(an.critical.kind, SGDSTAB_NOT_A_MINIMUM);
         assert_false(an.stable);
         assert_true(an.radius.rho > 1);
@@ -1050,8 +1073,12 @@ static void test_loss_scale(void **state)
                      radius(&one, 0.6 * a, SAMPLINGS[si], 4), 1e-11,
                      "rho with loss scale");
     }
-    assert_rel(sgdstab_lr_mean_limit(mse.s), 1.5 * sgdstab_lr_mean_limit(one.s),
-               1e-14, "mean limit with loss scale");
+    assert_rel(
+        sgdstab_lr_mean_limit(
+            mse.red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, mse.c)),
+        1.5 * sgdstab_lr_mean_limit(
+                  one.red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, one.c)),
+        1e-14, "mean limit with loss scale");
     engine_free(&one);
     engine_free(&mse);
 }
@@ -1122,8 +1149,9 @@ static void test_evolve_brute_force(void **state)
                      SGDSTAB_OK);
     sgdstab_moments *m = sgdstab_moments_alloc(e.red, &err);
     double trace[26], trace_G[26];
-    assert_int_equal(sgdstab_moments_evolve(m, eta, a_coef, b_coef, Z0, steps,
-                                            trace, trace_G, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_moments_evolve(
+                         m, TU_CONFIG(eta, B, SGDSTAB_SAMPLING_WITHOUT, 1.0),
+                         Z0, steps, trace, trace_G, &err), SGDSTAB_OK);
     for (size_t t = 0; t <= steps; t++) {
         double tr = 0, trg = 0;
         for (size_t a = 0; a < p; a++)
@@ -1155,22 +1183,29 @@ static void test_phase_against_reference(void **state)
         sgdstab_theory th;
         int with_th = !sc->with_H;  /* theory needs H = G */
         if (with_th)
-            assert_int_equal(sgdstab_theory_compute(e.red, 1.0, &th, &err),
-                             SGDSTAB_OK);
+            assert_int_equal(
+                sgdstab_theory_compute(
+                    e.red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, 1.0), &th,
+                    &err),
+                SGDSTAB_OK);
         const size_t batches[3] = {1, 2, sc->n};
         enum { NB = 3, NL = 7 };
         /* Learning rates from well inside to well past every η*(B). */
-        double lrs[NL], lo = 0.2 * critical(&e, SGDSTAB_SAMPLING_WITH, 1),
-               hi = 3 * sgdstab_lr_mean_limit(e.s);
+        double lrs[NL],
+            lo = 0.2 * critical(&e, SGDSTAB_SAMPLING_WITH, 1),
+            hi =
+                3 * sgdstab_lr_mean_limit(
+                        e.red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c));
         for (int j = 0; j < NL; j++)
             lrs[j] = lo * pow(hi / lo, j / (double)(NL - 1));
         for (int si = 0; si < 3; si++) {
             sgdstab_phase_boundary bd[NB];
             sgdstab_phase_point grid[NB * NL];
-            assert_int_equal(sgdstab_phase_compute(e.s, with_th ? &th : NULL,
-                                                   SAMPLINGS[si], batches, NB,
-                                                   lrs, NL, bd, grid, NULL,
-                                                   NULL, &err), SGDSTAB_OK);
+            assert_int_equal(sgdstab_phase_compute(
+                                 e.s, with_th ? &th : NULL,
+                                 TU_CONFIG(0, 0, SAMPLINGS[si], e.c), batches,
+                                 NB, lrs, NL, bd, grid, NULL, NULL, &err),
+                             SGDSTAB_OK);
             for (int i = 0; i < NB; i++) {
                 char what[160];
                 double ref_crit, a, b;
@@ -1182,8 +1217,11 @@ static void test_phase_against_reference(void **state)
                          batches[i]);
                 assert_int_equal(bd[i].batch, batches[i]);
                 assert_rel(bd[i].critical.lr_critical, ref_crit, 1e-9, what);
-                assert_rel(bd[i].lr_critical_mean, sgdstab_lr_mean_limit(e.s),
-                           1e-15, what);
+                assert_rel(
+                    bd[i].lr_critical_mean,
+                    sgdstab_lr_mean_limit(
+                        e.red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c)),
+                    1e-15, what);
                 assert_int_equal(sgdstab_batch_coefficients(
                                      SAMPLINGS[si], sc->n, batches[i], &a, &b,
                                      &err), SGDSTAB_OK);
@@ -1254,10 +1292,11 @@ static void test_phase_progress_and_cancel(void **state)
     sgdstab_phase_point grid[20];
     sgdstab_error err;
     progress_log all = {0, 0, 0, 0, 1};
-    assert_int_equal(sgdstab_phase_compute(e.s, NULL, SGDSTAB_SAMPLING_WITHOUT,
-                                           batches, 4, lrs, 5, bd, grid,
-                                           progress_record, &all, &err),
-                     SGDSTAB_OK);
+    assert_int_equal(
+        sgdstab_phase_compute(
+            e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c), batches,
+            4, lrs, 5, bd, grid, progress_record, &all, &err),
+        SGDSTAB_OK);
     assert_true(all.monotone);
     assert_int_equal(all.calls, 4 + 4 * 5);
     assert_int_equal(all.total, 4 + 4 * 5);
@@ -1266,21 +1305,22 @@ static void test_phase_progress_and_cancel(void **state)
     for (int k = 0; k < 3; k++) {
         progress_log cut = {0, stops[k], 0, 0, 1};
         err.status = SGDSTAB_OK;
-        assert_int_equal(sgdstab_phase_compute(e.s, NULL,
-                                               SGDSTAB_SAMPLING_WITHOUT,
-                                               batches, 4, lrs, 5, bd, grid,
-                                               progress_record, &cut, &err),
-                         SGDSTAB_ECANCELED);
+        assert_int_equal(
+            sgdstab_phase_compute(
+                e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c),
+                batches, 4, lrs, 5, bd, grid, progress_record, &cut, &err),
+            SGDSTAB_ECANCELED);
         assert_int_equal(err.status, SGDSTAB_ECANCELED);
         assert_int_equal(cut.calls, stops[k]);
         assert_non_null(strstr(err.msg, "canceled"));
     }
     const double bad[2] = {0.1, -1};
     progress_log none = {0, 0, 0, 0, 1};
-    assert_int_equal(sgdstab_phase_compute(e.s, NULL, SGDSTAB_SAMPLING_WITHOUT,
-                                           batches, 4, bad, 2, bd, grid,
-                                           progress_record, &none, &err),
-                     SGDSTAB_EINVAL);
+    assert_int_equal(
+        sgdstab_phase_compute(
+            e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c), batches,
+            4, bad, 2, bd, grid, progress_record, &none, &err),
+        SGDSTAB_EINVAL);
     assert_int_equal(none.calls, 0);
     engine_free(&e);
 }

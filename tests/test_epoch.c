@@ -112,9 +112,9 @@ static sgdstab_sim_options options(double lr, size_t batch, size_t runs)
 {
     sgdstab_sim_options o;
     memset(&o, 0, sizeof o);
-    o.lr = lr;
-    o.loss_scale = 1;
-    o.batch = batch;
+    sgdstab_config_init(&o.config);
+    o.config.lr = lr;
+    o.config.batch = batch;
     o.runs = runs;
     o.seed = 5;
     return o;
@@ -127,7 +127,7 @@ static sgdstab_epoch_estimate estimate(const fixture *f,
     sgdstab_error err;
     tu_dirty(&e, sizeof e);
     if (sgdstab_epoch_estimate_at(f->red, o, &e, &err))
-        fail_msg("estimate at %g: %s", o->lr, err.msg);
+        fail_msg("estimate at %g: %s", o->config.lr, err.msg);
     return e;
 }
 
@@ -363,23 +363,27 @@ static void test_fresh_against_exact(void **state)
         if (sc->n < sc->p)
             assert_true(f.red->r < sc->p);
         sgdstab_error err;
-        sgdstab_stability *stab = sgdstab_stability_alloc(f.red, 1, &err);
+        sgdstab_stability *stab = sgdstab_stability_alloc(f.red, &err);
         assert_non_null(stab);
         for (int s = 0; s < 3; s++) {
             sgdstab_critical cr;
-            assert_int_equal(sgdstab_critical_lr(stab, SAMPLINGS[s], sc->B,
-                                                 &cr, &err), SGDSTAB_OK);
+            assert_int_equal(
+                sgdstab_critical_lr(stab, TU_CONFIG(0, sc->B, SAMPLINGS[s], 1),
+                                    &cr, &err),
+                SGDSTAB_OK);
             assert_true(cr.converged && cr.lr_critical > 0);
             const double fac[2] = {0.5, 1.3};
             for (int l = 0; l < 2; l++) {
                 double lr = fac[l] * cr.lr_critical;
                 sgdstab_radius rad;
-                assert_int_equal(sgdstab_spectral_radius(stab, lr, SAMPLINGS[s],
-                                                         sc->B, &rad, &err),
+                assert_int_equal(sgdstab_spectral_radius(
+                                     stab,
+                                     TU_CONFIG(lr, sc->B, SAMPLINGS[s], 1),
+                                     NULL, &rad, NULL, &err),
                                  SGDSTAB_OK);
                 assert_true(rad.converged);
                 sgdstab_sim_options o = options(lr, sc->B, 10000);
-                o.sampling = SAMPLINGS[s];
+                o.config.sampling = SAMPLINGS[s];
                 o.seed = 7 + 6 * c + 2 * (size_t)s + (size_t)l;
                 sgdstab_epoch_estimate e = estimate(&f, &o);
                 size_t L = ceil_div(sc->n, sc->B);
@@ -419,17 +423,21 @@ static void test_fresh_batch_above_n(void **state)
     (void)state;
     fixture f = make(5, 2, 3, 111, 0, 0, 0);
     sgdstab_error err;
-    sgdstab_stability *stab = sgdstab_stability_alloc(f.red, 1, &err);
+    sgdstab_stability *stab = sgdstab_stability_alloc(f.red, &err);
     assert_non_null(stab);
     sgdstab_critical cr;
-    assert_int_equal(sgdstab_critical_lr(stab, SGDSTAB_SAMPLING_WITH, 8, &cr,
-                                         &err), SGDSTAB_OK);
+    assert_int_equal(
+        sgdstab_critical_lr(stab, TU_CONFIG(0, 8, SGDSTAB_SAMPLING_WITH, 1),
+                            &cr, &err),
+        SGDSTAB_OK);
     double lr = 0.8 * cr.lr_critical;
     sgdstab_radius rad;
-    assert_int_equal(sgdstab_spectral_radius(stab, lr, SGDSTAB_SAMPLING_WITH,
-                                             8, &rad, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_spectral_radius(
+                         stab, TU_CONFIG(lr, 8, SGDSTAB_SAMPLING_WITH, 1),
+                         NULL, &rad, NULL, &err),
+                     SGDSTAB_OK);
     sgdstab_sim_options o = options(lr, 8, 8000);
-    o.sampling = SGDSTAB_SAMPLING_WITH;
+    o.config.sampling = SGDSTAB_SAMPLING_WITH;
     sgdstab_epoch_estimate e = estimate(&f, &o);
     assert_int_equal(e.steps, 1);
     check_z(e.radius, rad.rho, e.radius_stderr, 0.05, "radius", "B = 8 > n");
@@ -451,14 +459,16 @@ static void test_fresh_threshold(void **state)
         const shape_case *sc = &FRESH[cases[c].fresh];
         fixture f = make(sc->n, sc->k, sc->p, sc->seed, sc->hess, 0.3, 0);
         sgdstab_error err;
-        sgdstab_stability *stab = sgdstab_stability_alloc(f.red, 1, &err);
+        sgdstab_stability *stab = sgdstab_stability_alloc(f.red, &err);
         assert_non_null(stab);
         sgdstab_critical cr;
-        assert_int_equal(sgdstab_critical_lr(stab, cases[c].smp, sc->B, &cr,
-                                             &err), SGDSTAB_OK);
+        assert_int_equal(
+            sgdstab_critical_lr(stab, TU_CONFIG(0, sc->B, cases[c].smp, 1),
+                                &cr, &err),
+            SGDSTAB_OK);
         /* Start below η*, so the bracket grows by doubling. */
         sgdstab_sim_options o = options(0.3 * cr.lr_critical, sc->B, 3000);
-        o.sampling = cases[c].smp;
+        o.config.sampling = cases[c].smp;
         o.seed = 21 + (unsigned long)c;
         double lr, se;
         threshold(&f, &o, &lr, &se);
@@ -466,21 +476,21 @@ static void test_fresh_threshold(void **state)
         snprintf(label, sizeof label, "case %zu, %s", cases[c].fresh,
                  sgdstab_sampling_name(cases[c].smp));
         check_z(lr, cr.lr_critical, se, 0.05, "threshold", label);
-        o.lr = lr;
+        o.config.lr = lr;
         sgdstab_epoch_estimate e = estimate(&f, &o);
         tu_assert_close(e.radius, 1, 1e-8, "radius at the threshold");
         /* The root to a relative accuracy of 1e-10 (epoch.h): ρ̂ crosses 1
          * between lr·(1 ∓ 1e-9). */
-        o.lr = lr * (1 - 1e-9);
+        o.config.lr = lr * (1 - 1e-9);
         assert_true(estimate(&f, &o).radius < 1);
-        o.lr = lr * (1 + 1e-9);
+        o.config.lr = lr * (1 + 1e-9);
         assert_true(estimate(&f, &o).radius > 1);
         /* The delta method on the same sampled epochs: se(ρ̂)/|dρ̂/dη| at
          * ρ̂ = 1, the slope by a central difference of our own. */
         double h = 1e-3 * lr, up, down;
-        o.lr = lr + h;
+        o.config.lr = lr + h;
         up = estimate(&f, &o).radius;
-        o.lr = lr - h;
+        o.config.lr = lr - h;
         down = estimate(&f, &o).radius;
         double want_se = e.radius_stderr / fabs((up - down) / (2 * h));
         tu_assert_close(se, want_se, 1e-3 * want_se, "threshold stderr");
@@ -488,7 +498,7 @@ static void test_fresh_threshold(void **state)
          * root of the same sampled function. */
         if (c == 0) {
             double lr2, se2;
-            o.lr = 3 * cr.lr_critical;
+            o.config.lr = 3 * cr.lr_critical;
             threshold(&f, &o, &lr2, &se2);
             tu_assert_close(lr2, lr, 1e-8 * lr, "threshold from above");
         }
@@ -520,7 +530,7 @@ static void test_reshuffle_full_batch(void **state)
         const double lrs[3] = {0.3 / lmax, 1.7 / lmax, 2.4 / lmax};
         for (int l = 0; l < 3; l++) {
             sgdstab_sim_options o = options(lrs[l], cases[c].n, 50);
-            o.reshuffle = 1;
+            o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
             sgdstab_epoch_estimate e = estimate(&f, &o);
             double want = fmax(pow(1 - lrs[l] * lmax, 2),
                                pow(1 - lrs[l] * lmin, 2));
@@ -529,7 +539,7 @@ static void test_reshuffle_full_batch(void **state)
             assert_true(e.radius_stderr <= 1e-12);
         }
         sgdstab_sim_options o = options(0.5 / lmax, cases[c].n, 50);
-        o.reshuffle = 1;
+        o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
         double lr, se;
         threshold(&f, &o, &lr, &se);
         tu_assert_close(lr, 2 / lmax, 1e-9 * (2 / lmax), "full-batch threshold");
@@ -574,7 +584,7 @@ static void test_reshuffle_two_samples(void **state)
             double want = sym_top(K, p);
             for (size_t runs = 2; runs <= 1000; runs *= 10) {
                 sgdstab_sim_options o = options(lrs[l], 1, runs);
-                o.reshuffle = 1;
+                o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
                 sgdstab_epoch_estimate e = estimate(&f, &o);
                 assert_int_equal(e.steps, 2);
                 tu_assert_close(e.radius, want, 1e-10 * fmax(1, want),
@@ -613,7 +623,7 @@ static void test_reshuffle_enumeration(void **state)
         for (int l = 0; l < 2; l++) {
             double lr = fac[l] * root, want = reshuffle_radius(&s, sc->B, lr);
             sgdstab_sim_options o = options(lr, sc->B, 20000);
-            o.reshuffle = 1;
+            o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
             o.seed = 40 + (unsigned long)c;
             sgdstab_epoch_estimate e = estimate(&f, &o);
             snprintf(label, sizeof label, "n = %zu, B = %zu, eta = %g root",
@@ -623,7 +633,7 @@ static void test_reshuffle_enumeration(void **state)
             check_z(e.radius, want, e.radius_stderr, 0.02, "radius", label);
         }
         sgdstab_sim_options o = options(0.5 * root, sc->B, 3000);
-        o.reshuffle = 1;
+        o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
         o.seed = 50 + (unsigned long)c;
         double lr, se;
         threshold(&f, &o, &lr, &se);
@@ -646,16 +656,18 @@ static void test_threads_invariance(void **state)
         sgdstab_epoch_estimate e[3];
         for (size_t t = 0; t < 3; t++) {
             sgdstab_sim_options o = options(0.6, 4, 997);
-            o.sampling = SGDSTAB_SAMPLING_BERNOULLI;
-            o.reshuffle = reshuffle;
+            o.config.sampling = SGDSTAB_SAMPLING_BERNOULLI;
+            if (reshuffle)
+                o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
             o.threads = t + 1;
             e[t] = estimate(&f, &o);
         }
         for (size_t t = 1; t < 3; t++)
             assert_memory_equal(&e[0], &e[t], sizeof e[0]);
         sgdstab_sim_options o = options(0.6, 4, 997);
-        o.sampling = SGDSTAB_SAMPLING_BERNOULLI;
-        o.reshuffle = reshuffle;
+        o.config.sampling = SGDSTAB_SAMPLING_BERNOULLI;
+        if (reshuffle)
+            o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
         o.seed = 6;
         sgdstab_epoch_estimate other = estimate(&f, &o);
         assert_true(other.radius != e[0].radius);
@@ -663,7 +675,8 @@ static void test_threads_invariance(void **state)
         double lr[2], se[2];
         for (size_t t = 0; t < 2; t++) {
             o = options(0.6, 4, 200);
-            o.reshuffle = reshuffle;
+            if (reshuffle)
+                o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
             o.threads = 2 * t + 1;
             threshold(&f, &o, &lr[t], &se[t]);
         }
@@ -699,11 +712,11 @@ static void test_errors(void **state)
     fixture f = make(12, 1, 4, 601, 0, 0, 0);
     sgdstab_error err;
     sgdstab_sim_options o = options(0.3, 4, 100);
-    o.reshuffle = 1;
+    o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
     assert_int_equal(sgdstab_epoch_check(f.red, &o, &err), SGDSTAB_OK);
-    o.batch = 5;
+    o.config.batch = 5;
     check_refused(&f, &o, SGDSTAB_EINVAL, "divide");
-    o.batch = 13;
+    o.config.batch = 13;
     check_refused(&f, &o, SGDSTAB_EINVAL, NULL);
 
     o = options(0.3, 4, 100);
@@ -757,7 +770,8 @@ static void test_not_a_minimum(void **state)
     sgdstab_epoch_estimate e = estimate(&f, &o);
     assert_true(e.radius > 1 && e.rate_per_step > 0);
     for (int reshuffle = 0; reshuffle < 2; reshuffle++) {
-        o.reshuffle = reshuffle;
+        if (reshuffle)
+            o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
         double lr = 1, se = 1;
         sgdstab_error err;
         int rc = sgdstab_epoch_threshold(f.red, &o, &lr, &se, &err);
@@ -788,7 +802,8 @@ static void test_small_lr(void **state)
     for (int reshuffle = 0; reshuffle < 2; reshuffle++)
         for (int i = 0; i < 5; i++) {
             sgdstab_sim_options o = options(etas[i] / Lam, 3, 200);
-            o.reshuffle = reshuffle;
+            if (reshuffle)
+                o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
             sgdstab_epoch_estimate e;
             sgdstab_error err;
             int rc = sgdstab_epoch_estimate_at(f.red, &o, &e, &err);
@@ -820,7 +835,8 @@ static void test_degenerate_top(void **state)
     for (int reshuffle = 0; reshuffle < 2; reshuffle++)
         for (int i = 0; i < 3; i++) {
             sgdstab_sim_options o = options(lrs[i], 6, 100);
-            o.reshuffle = reshuffle;
+            if (reshuffle)
+                o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
             sgdstab_epoch_estimate e = estimate(&f, &o);
             double want = pow(1 - lrs[i] / 3, 2);
             tu_assert_close(e.radius, want, 1e-12, "isotropic radius");

@@ -105,7 +105,7 @@ VERDICT_SLACK = 1e-10
 SAMPLINGS = ("without", "with", "bernoulli")
 
 TOP_KEYS = ("file n k p rank sampling loss_scale lr_critical_mean batches "
-            "lrs grid boundary seconds solves").split()
+            "lrs grid boundary seconds solves operator_applications").split()
 GRID_KEYS = ("batch lr spectral_radius escape_rate_per_step "
              "escape_rate_per_epoch stable").split()
 BOUNDARY_KEYS = ("batch lr_critical lr_critical_mean wu_ma_e wu_wang_su "
@@ -356,6 +356,11 @@ def check_phase(case, c, sampling, d, batches, lrs, lr_rel=None):
     extra = sorted(set(d) - set(TOP_KEYS))
     if extra:
         errs.append("undocumented keys %s" % extra)
+    apps = d["operator_applications"]
+    if not (isinstance(apps, int) and not isinstance(apps, bool) and
+            apps >= 1):
+        errs.append("operator_applications %r: not a positive count"
+                    % (apps,))
     prob = case.problem(c)
     for key, want in (("n", case.n), ("k", case.k), ("p", case.p),
                       ("rank", case.rank)):

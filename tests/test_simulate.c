@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testutil.h"
 #include "sgdstab/moments.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
@@ -56,9 +57,9 @@ static sgdstab_sim_options options(double lr, size_t batch, size_t steps,
 {
     sgdstab_sim_options o;
     memset(&o, 0, sizeof o);
-    o.lr = lr;
-    o.loss_scale = 1;
-    o.batch = batch;
+    sgdstab_config_init(&o.config);
+    o.config.lr = lr;
+    o.config.batch = batch;
     o.steps = steps;
     o.runs = runs;
     o.seed = 5;
@@ -81,18 +82,15 @@ static void exact_second_moment(const fixture *f, const sgdstab_sim_options *o,
 {
     size_t r = f->red->r;
     assert_int_equal(r, f->red->p);
-    double a, b, *Z0 = calloc(r * r, sizeof *Z0), *tg = malloc((o->steps + 1) *
-                                                              sizeof *tg);
+    double *Z0 = calloc(r * r, sizeof *Z0), *tg = malloc((o->steps + 1) *
+                                                        sizeof *tg);
     assert_true(Z0 && tg);
     for (size_t j = 0; j < r; j++)
         Z0[j * r + j] = 1.0 / (double)r;
     sgdstab_error err;
-    assert_int_equal(sgdstab_batch_coefficients(o->sampling, f->red->n,
-                                                o->batch, &a, &b, &err),
-                     SGDSTAB_OK);
     sgdstab_moments *m = sgdstab_moments_alloc(f->red, &err);
     assert_non_null(m);
-    assert_int_equal(sgdstab_moments_evolve(m, o->lr, a, b, Z0, o->steps, m2,
+    assert_int_equal(sgdstab_moments_evolve(m, &o->config, Z0, o->steps, m2,
                                             tg, &err), SGDSTAB_OK);
     sgdstab_moments_free(m);
     free(Z0);
@@ -116,13 +114,15 @@ static void test_against_exact(void **state)
     for (size_t k = 1; k <= 2; k++) {
         fixture f = make(40, k, 4, 40 + k);
         sgdstab_error err;
-        sgdstab_stability *stab = sgdstab_stability_alloc(f.red, 1, &err);
+        sgdstab_stability *stab = sgdstab_stability_alloc(f.red, &err);
         assert_non_null(stab);
         for (int s = 0; s < 3; s++)
             for (int l = 0; l < 2; l++) {
                 sgdstab_critical cr;
-                assert_int_equal(sgdstab_critical_lr(stab, smp[s], 8, &cr,
-                                                     &err), SGDSTAB_OK);
+                assert_int_equal(
+                    sgdstab_critical_lr(stab, TU_CONFIG(0, 8, smp[s], 1), &cr,
+                                        &err),
+                    SGDSTAB_OK);
                 /* Stable, and mildly unstable: where E‖δ_t‖² grows fast it
                  * is carried by a few runs, and its sample mean is too
                  * heavy-tailed for the normal approximation. */
@@ -130,7 +130,7 @@ static void test_against_exact(void **state)
                                        1.05 * cr.lr_critical};
                 sgdstab_sim_options o = options(lrs[l], 8, l ? 5 : 12,
                                                 20000);
-                o.sampling = smp[s];
+                o.config.sampling = smp[s];
                 sgdstab_sim_result *res = simulate(&f, &o);
                 double exact[13];
                 exact_second_moment(&f, &o, exact);
@@ -160,7 +160,8 @@ static void test_full_batch_closed_form(void **state)
     double lam = f.red->lambda[0], lr = 0.7 / lam;
     for (int reshuffle = 0; reshuffle < 2; reshuffle++) {
         sgdstab_sim_options o = options(lr, 6, 15, 50);
-        o.reshuffle = reshuffle;
+        if (reshuffle)
+            o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
         sgdstab_sim_result *res = simulate(&f, &o);
         for (size_t t = 0; t <= o.steps; t++) {
             double want = res->norm2_mean[0] * pow(1 - lr * lam, 2.0 * (double)t);
@@ -188,7 +189,7 @@ static void test_threads_invariance(void **state)
     sgdstab_sim_result *res[3];
     for (size_t t = 0; t < 3; t++) {
         sgdstab_sim_options o = options(0.5, 4, 20, 97);
-        o.sampling = SGDSTAB_SAMPLING_BERNOULLI;
+        o.config.sampling = SGDSTAB_SAMPLING_BERNOULLI;
         o.threads = t + 1;
         res[t] = simulate(&f, &o);
     }
@@ -199,7 +200,7 @@ static void test_threads_invariance(void **state)
         assert_memory_equal(res[0]->loss_mean, res[t]->loss_mean, bytes);
     }
     sgdstab_sim_options o = options(0.5, 4, 20, 97);
-    o.sampling = SGDSTAB_SAMPLING_BERNOULLI;
+    o.config.sampling = SGDSTAB_SAMPLING_BERNOULLI;
     o.seed = 6;
     sgdstab_sim_result *other = simulate(&f, &o);
     assert_true(other->norm2_mean[20] != res[0]->norm2_mean[20]);
@@ -305,11 +306,11 @@ static void test_cancel_and_check(void **state)
     assert_int_equal(sgdstab_simulate(f.red, f.prob, &o, &res, stop_now, NULL,
                                       &err), SGDSTAB_ECANCELED);
     assert_null(res);
-    o.batch = 9;
+    o.config.batch = 9;
     assert_int_equal(sgdstab_simulate(f.red, f.prob, &o, &res, NULL, NULL,
                                       &err), SGDSTAB_EINVAL);
     assert_non_null(strstr(err.msg, "batch"));
-    o.batch = 2;
+    o.config.batch = 2;
     o.runs = 1;
     assert_int_equal(sgdstab_sim_check(f.red, &o, &err), SGDSTAB_EINVAL);
     release(&f);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "testutil.h"
 #include "sgdstab/moments.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
@@ -325,11 +326,13 @@ static void setup_make(setup *u, sgdstab_problem *prob, double c)
     u->prob = prob;
     u->c = c;
     assert_int_equal(sgdstab_reduce(prob, NULL, &u->red, &err), SGDSTAB_OK);
-    u->s = sgdstab_stability_alloc(u->red, c, &err);
+    u->s = sgdstab_stability_alloc(u->red, &err);
     assert_non_null(u->s);
     u->ref = sgdstab_reference_alloc(prob, c, &err);
     assert_non_null(u->ref);
-    if (sgdstab_theory_compute(u->red, c, &u->th, &err) != SGDSTAB_OK)
+    if (sgdstab_theory_compute(u->red,
+                               TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, c),
+                               &u->th, &err) != SGDSTAB_OK)
         fail_msg("sgdstab_theory_compute: %s", err.msg);
     full_theory_make(prob, c, &u->ft);
 }
@@ -408,7 +411,8 @@ static void check_verify(setup *u, sgdstab_sampling smp, size_t B,
     free(eig);
 
     sgdstab_verification v;
-    if (sgdstab_verify(u->s, &u->th, lr, smp, B, &v, &err) != SGDSTAB_OK)
+    if (sgdstab_verify(u->s, &u->th, TU_CONFIG(lr, B, smp, u->c), &v, &err) !=
+        SGDSTAB_OK)
         fail_msg("%s: sgdstab_verify: %s", label, err.msg);
 
     /* the full-space bounds, from the README's formulas (The theory checks) */
@@ -756,10 +760,13 @@ static void check_rank_one(sgdstab_problem *prob, double c, const char *label)
     sgdstab_reduced *red;
     assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
     assert_int_equal(red->r, 1);
-    sgdstab_stability *s = sgdstab_stability_alloc(red, c, &err);
+    sgdstab_stability *s = sgdstab_stability_alloc(red, &err);
     assert_non_null(s);
     sgdstab_theory th;
-    assert_int_equal(sgdstab_theory_compute(red, c, &th, &err), SGDSTAB_OK);
+    assert_int_equal(
+        sgdstab_theory_compute(
+            red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, c), &th, &err),
+        SGDSTAB_OK);
     assert_rel(th.sharpness, m2, EXACT_REL, label);
     assert_rel(th.hessian_frobenius, m2, EXACT_REL, label);
     assert_rel(th.hessian_trace, m2, EXACT_REL, label);
@@ -775,8 +782,10 @@ static void check_rank_one(sgdstab_problem *prob, double c, const char *label)
             for (double f = 0.5; f < 2; f += 0.9) {
                 double lr = f * eta;
                 sgdstab_verification v;
-                assert_int_equal(sgdstab_verify(s, &th, lr, SAMPLINGS[si], B,
-                                                &v, &err), SGDSTAB_OK);
+                assert_int_equal(
+                    sgdstab_verify(s, &th, TU_CONFIG(lr, B, SAMPLINGS[si], c),
+                                   &v, &err),
+                    SGDSTAB_OK);
                 assert_rel(v.analysis.critical.lr_critical, eta, 1e-10, label);
                 assert_close(v.analysis.radius.rho,
                              1 - 2 * lr * m2 + lr * lr * (a * m2 * m2 + b * m4),
@@ -868,11 +877,16 @@ static void test_loss_scale(void **state)
                              SGDSTAB_OK);
             for (double f = 0.5; f < 2; f += 0.9) {
                 sgdstab_verification v1, vc;
-                assert_int_equal(sgdstab_verify(one.s, &one.th, f * eta1,
-                                                SAMPLINGS[si], 3, &v1, &err),
-                                 SGDSTAB_OK);
-                assert_int_equal(sgdstab_verify(sc.s, &sc.th, f * eta1 / c,
-                                                SAMPLINGS[si], 3, &vc, &err),
+                assert_int_equal(
+                    sgdstab_verify(
+                        one.s, &one.th,
+                        TU_CONFIG(f * eta1, 3, SAMPLINGS[si], one.c), &v1,
+                        &err),
+                    SGDSTAB_OK);
+                assert_int_equal(sgdstab_verify(sc.s, &sc.th,
+                                                TU_CONFIG(f * eta1 / c, 3,
+                                                          SAMPLINGS[si], sc.c),
+                                                &vc, &err),
                                  SGDSTAB_OK);
                 assert_rel(vc.analysis.critical.lr_critical,
                            v1.analysis.critical.lr_critical / c, 1e-9, "eta*");
@@ -899,8 +913,10 @@ static void test_loss_scale(void **state)
         /* theory quantities made with another loss scale are refused */
         sgdstab_verification v;
         sgdstab_error err;
-        assert_int_equal(sgdstab_verify(sc.s, &one.th, 1.0, SAMPLINGS[0], 3,
-                                        &v, &err), SGDSTAB_EINVAL);
+        assert_int_equal(sgdstab_verify(sc.s, &one.th,
+                                        TU_CONFIG(1.0, 3, SAMPLINGS[0], sc.c),
+                                        &v, &err),
+                         SGDSTAB_EINVAL);
         assert_non_null(strstr(err.msg, "loss scale"));
         setup_free(&one);
         setup_free(&sc);
@@ -932,7 +948,10 @@ static void test_refusals(void **state)
         sgdstab_error err = {0, ""};
         assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
         sgdstab_theory th;
-        assert_int_equal(sgdstab_theory_compute(red, 1.0, &th, &err),
+        assert_int_equal(sgdstab_theory_compute(
+                             red,
+                             TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, 1.0),
+                             &th, &err),
                          SGDSTAB_EINVAL);
         assert_int_equal(err.status, SGDSTAB_EINVAL);
         assert_true(strlen(err.msg) > 0 && !strchr(err.msg, '\n'));
@@ -948,8 +967,11 @@ static void test_refusals(void **state)
         const double bad[3] = {0, -1, NAN};
         for (int i = 0; i < 3; i++) {
             sgdstab_theory th;
-            assert_int_equal(sgdstab_theory_compute(red, bad[i], &th, &err),
-                             SGDSTAB_EINVAL);
+            assert_int_equal(
+                sgdstab_theory_compute(
+                    red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, bad[i]),
+                    &th, &err),
+                SGDSTAB_EINVAL);
         }
         sgdstab_reduced_free(red);
         sgdstab_problem_free(prob);
@@ -962,8 +984,11 @@ static void test_refusals(void **state)
     if (sgdstab_reduce(prob, NULL, &red, &err) == SGDSTAB_OK) {
         sgdstab_theory th;
         assert_int_equal(red->r, 0);
-        assert_int_not_equal(sgdstab_theory_compute(red, 1.0, &th, &err),
-                             SGDSTAB_OK);
+        assert_int_not_equal(
+            sgdstab_theory_compute(
+                red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, 1.0), &th,
+                &err),
+            SGDSTAB_OK);
         sgdstab_reduced_free(red);
     }
     sgdstab_problem_free(prob);
@@ -981,16 +1006,21 @@ static void test_zero_bounds(void **state)
     sgdstab_error err;
     sgdstab_reduced *red;
     assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
-    sgdstab_stability *s = sgdstab_stability_alloc(red, 1.0, &err);
+    sgdstab_stability *s = sgdstab_stability_alloc(red, &err);
     assert_non_null(s);
     sgdstab_theory th;
-    assert_int_equal(sgdstab_theory_compute(red, 1.0, &th, &err), SGDSTAB_OK);
+    assert_int_equal(
+        sgdstab_theory_compute(
+            red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, 1.0), &th, &err),
+        SGDSTAB_OK);
     double lam = (j1[0] * j1[0] + j1[1] * j1[1]) / 2;
     const sgdstab_sampling smp[2] = {SGDSTAB_SAMPLING_WITHOUT,
                                      SGDSTAB_SAMPLING_BERNOULLI};
     for (int si = 0; si < 2; si++) {
         sgdstab_verification v;
-        assert_int_equal(sgdstab_verify(s, &th, 1 / lam, smp[si], 2, &v, &err),
+        assert_int_equal(sgdstab_verify(s, &th,
+                                        TU_CONFIG(1 / lam, 2, smp[si], 1), &v,
+                                        &err),
                          SGDSTAB_OK);
         assert_close(v.analysis.radius.rho, 0, 1e-12, "rho = (1 - 1)^2");
         assert_true(v.growth_bound == 0);
@@ -1016,16 +1046,21 @@ static void test_zero_bounds(void **state)
     for (size_t n = 1; n <= 3; n += 2) {
         prob = problem_from(n, 2, 4, J, NULL);
         assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
-        s = sgdstab_stability_alloc(red, 1.0, &err);
+        s = sgdstab_stability_alloc(red, &err);
         assert_non_null(s);
-        assert_int_equal(sgdstab_theory_compute(red, 1.0, &th, &err),
+        assert_int_equal(sgdstab_theory_compute(
+                             red,
+                             TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, 1.0),
+                             &th, &err),
                          SGDSTAB_OK);
         assert_close(th.alignment_min, 0, 1e-12, "mu_min without noise");
         for (int si = 0; si < 3; si++)
             for (double f = 0.5; f < 2; f += 1) {
                 sgdstab_verification v;
-                assert_int_equal(sgdstab_verify(s, &th, f / th.sharpness,
-                                                SAMPLINGS[si], 1, &v, &err),
+                assert_int_equal(sgdstab_verify(s, &th,
+                                                TU_CONFIG(f / th.sharpness, 1,
+                                                          SAMPLINGS[si], 1),
+                                                &v, &err),
                                  SGDSTAB_OK);
                 assert_close(v.alignment_top, 0, 1e-10, "mu(S*) = 0");
                 for (size_t i = 0; i < v.nchecks; i++)
@@ -1060,9 +1095,11 @@ static void test_failure_accounting(void **state)
     bad.sharpness *= 3;
     bad.alignment_min *= 100;
     sgdstab_verification v;
-    assert_int_equal(sgdstab_verify(u.s, &bad, 0.5 * eta,
-                                    SGDSTAB_SAMPLING_WITH, 2, &v, &err),
-                     SGDSTAB_OK);
+    assert_int_equal(
+        sgdstab_verify(u.s, &bad,
+                       TU_CONFIG(0.5 * eta, 2, SGDSTAB_SAMPLING_WITH, u.c), &v,
+                       &err),
+        SGDSTAB_OK);
     size_t failed = 0;
     for (size_t i = 0; i < v.nchecks; i++) {
         const sgdstab_check *c = &v.checks[i];
@@ -1110,9 +1147,12 @@ static void test_flat_direction(void **state)
                              u.ref, SGDSTAB_SAMPLING_WITHOUT, 2, &eta, &err),
                          SGDSTAB_OK);
         sgdstab_verification v;
-        assert_int_equal(sgdstab_verify(u.s, &u.th, 0.5 * eta,
-                                        SGDSTAB_SAMPLING_WITHOUT, 2, &v, &err),
-                         SGDSTAB_OK);
+        assert_int_equal(
+            sgdstab_verify(
+                u.s, &u.th,
+                TU_CONFIG(0.5 * eta, 2, SGDSTAB_SAMPLING_WITHOUT, u.c), &v,
+                &err),
+            SGDSTAB_OK);
         const sgdstab_check *c = find_check(&v, "alignment_top");
         assert_true(v.analysis.radius.rho > 1 - (judged ? 1e-3 : 1e-10));
         assert_int_equal(c->theorem, judged);

@@ -64,8 +64,8 @@ KEYS = ("file n k p rank lr batch sampling loss_scale a b stable verdict "
         "lr_critical lr_critical_mean sharpness hessian_frobenius "
         "hessian_trace nonuniformity alignment_min alignment_top "
         "frobenius_bound growth_bound escape_rate_lower_bound "
-        "theorems_failed residual_rms max_residual target_rms interpolating "
-        "checks").split()
+        "theorems_failed operator_applications residual_rms max_residual "
+        "target_rms interpolating checks").split()
 CHECK_KEYS = ("name", "description", "value", "bound", "relation", "theorem",
               "holds", "ratio")
 
@@ -221,6 +221,9 @@ def check_json(d, case, prob, lr, B, sampling, loss_label=None):
     extra = sorted(set(d) - set(KEYS))
     if extra:
         errs.append("undocumented keys %s" % extra)
+    apps = d["operator_applications"]
+    if not (isinstance(apps, int) and not isinstance(apps, bool) and apps >= 0):
+        errs.append("operator_applications %r: not a count" % (apps,))
     r, nums, checks = expectations(prob, lr, sampling, B)
     for key, want in (("n", prob.n), ("k", prob.k), ("p", prob.p),
                       ("batch", B), ("rank", prob.rank_J()),

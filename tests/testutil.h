@@ -14,8 +14,15 @@
 #include <cmocka.h>
 #include <cjson/cJSON.h>
 
+#include "sgdstab/config.h"
 #include "sgdstab/npy.h"
 #include "sgdstab/status.h"
+
+/* A configuration (config.h) as a compound literal: learning rate, batch
+ * size, sampling rule and loss scale. */
+#define TU_CONFIG(lr_, batch_, sampling_, scale_)                          \
+    (&(sgdstab_config){.lr = (lr_), .batch = (batch_),                     \
+                       .sampling = (sampling_), .loss_scale = (scale_)})
 
 /* Fixture directory (aborts the program if SGDSTAB_FIXTURES is unset). */
 const char *tu_fixtures(void);

@@ -57,10 +57,10 @@ typedef struct {
 /* L = ⌈n/B⌉ (1 when B ≥ n): the steps of one epoch. */
 size_t sgdstab_epoch_steps(size_t n, size_t batch);
 
-/* Check the options for the epoch map: of sgdstab_sim_options it uses lr,
- * loss_scale, batch, sampling, reshuffle, runs (= N, at least 2), seed and
- * threads; noise, clipping and a radius are refused, and so is
- * reshuffling with a batch size that does not divide n. */
+/* Check the options for the epoch map: of sgdstab_sim_options it uses the
+ * configuration (SGDSTAB_USES_EPOCH_MAP: reshuffling needs a batch size
+ * that divides n), runs (= N, at least 2), seed and threads; noise,
+ * clipping and a radius are refused. */
 int sgdstab_epoch_check(const sgdstab_reduced *red,
                         const sgdstab_sim_options *opt, sgdstab_error *err);
 
@@ -69,16 +69,17 @@ int sgdstab_epoch_check(const sgdstab_reduced *red,
 double sgdstab_epoch_work(const sgdstab_reduced *red,
                           const sgdstab_sim_options *opt, int threshold);
 
-/* ρ̂ at opt->lr. */
+/* ρ̂ at the configured learning rate. */
 int sgdstab_epoch_estimate_at(const sgdstab_reduced *red,
                               const sgdstab_sim_options *opt,
                               sgdstab_epoch_estimate *out, sgdstab_error *err);
 
 /* The learning rate where ρ̂ crosses 1, for the same sampled batch
  * sequences at every η (they do not depend on η), found by bracketing
- * from opt->lr and Brent's method to a relative accuracy of 1e-10; and its
- * standard error by the delta method (the standard error of ln ρ̂ there
- * divided by the slope d ln ρ̂/dη).  SGDSTAB_ENUMERIC when no learning rate is stable. */
+ * from the configured learning rate and Brent's method to a relative
+ * accuracy of 1e-10; and its standard error by the delta method (the
+ * standard error of ln ρ̂ there divided by the slope d ln ρ̂/dη).
+ * SGDSTAB_ENUMERIC when no learning rate is stable. */
 int sgdstab_epoch_threshold(const sgdstab_reduced *red,
                             const sgdstab_sim_options *opt, double *lr,
                             double *lr_stderr, sgdstab_error *err);

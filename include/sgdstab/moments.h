@@ -25,6 +25,7 @@
 #define SGDSTAB_MOMENTS_H
 
 #include <stddef.h>
+#include "sgdstab/config.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/status.h"
 
@@ -32,19 +33,10 @@
 extern "C" {
 #endif
 
-typedef enum {
-    SGDSTAB_SAMPLING_WITHOUT = 0,  /* B distinct samples, uniform */
-    SGDSTAB_SAMPLING_WITH,         /* B i.i.d. uniform draws */
-    SGDSTAB_SAMPLING_BERNOULLI     /* each sample kept w.p. B/n, sum / B */
-} sgdstab_sampling;
-
-/* "without", "with", "bernoulli". */
-const char *sgdstab_sampling_name(sgdstab_sampling s);
-int sgdstab_sampling_parse(const char *text, sgdstab_sampling *s);
-
 /* E[G_ξ S G_ξ] = a·GSG + b·Σ(S) for batch size B out of n (the (a, b) table
  * of README, The mathematics).
- * B must satisfy 1 ≤ B ≤ n for `without` and `bernoulli`, B ≥ 1 for `with`. */
+ * B must satisfy 1 ≤ B ≤ n for `without` and `bernoulli`, B ≥ 1 for `with`;
+ * `reshuffle` has no per-step coefficients (SGDSTAB_EINVAL). */
 int sgdstab_batch_coefficients(sgdstab_sampling s, size_t n, size_t B,
                                double *a, double *b, sgdstab_error *err);
 
@@ -73,10 +65,11 @@ void sgdstab_moments_step(sgdstab_moments *m, double eta, double a, double b,
 void sgdstab_moments_noise(sgdstab_moments *m, int subtract_gzg,
                            const double *scale, const double *x, double *y);
 
-/* Evolve S_{t+1} = 𝒯(S_t) from Z0 for `steps` steps (effective rate eta);
- * trace[t] = tr Z_t and trace_G[t] = tr(G Z_t) for t = 0..steps (arrays of
- * steps + 1).  E‖δ_t‖² = tr Z_t + (null part) and E L_t = ½·c·tr(G Z_t). */
-int sgdstab_moments_evolve(sgdstab_moments *m, double eta, double a, double b,
+/* Evolve S_{t+1} = 𝒯(S_t) at cfg (learning rate, batch size, sampling,
+ * loss scale; checked) from Z0 for `steps` steps; trace[t] = tr Z_t and
+ * trace_G[t] = tr(G Z_t) for t = 0..steps (arrays of steps + 1).
+ * E‖δ_t‖² = tr Z_t + (null part) and E L_t = ½·c·tr(G Z_t). */
+int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
                            const double *Z0, size_t steps, double *trace,
                            double *trace_G, sgdstab_error *err);
 

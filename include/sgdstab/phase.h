@@ -40,12 +40,14 @@ typedef struct {
  * return stops the computation with SGDSTAB_ECANCELED. */
 typedef int (*sgdstab_progress_fn)(void *ctx, size_t done, size_t total);
 
-/* The phase diagram on batches[0..nb) × lrs[0..nl) (learning rates in the
- * workspace's loss convention).  boundary has nb entries; grid has nb·nl,
- * point (i, j) = (batches[i], lrs[j]) at grid[i·nl + j].  th may be NULL
- * (no theory curves).  progress may be NULL. */
+/* The phase diagram on batches[0..nb) × lrs[0..nl) for cfg's sampling rule
+ * and loss scale (learning rates in its convention; cfg->lr and cfg->batch
+ * are not used).  boundary has nb entries; grid has nb·nl, point (i, j) =
+ * (batches[i], lrs[j]) at grid[i·nl + j].  th may be NULL (no theory
+ * curves).  progress may be NULL.  η*(B) is solved once per batch size and
+ * serves every point of its column. */
 int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
-                          sgdstab_sampling sampling, const size_t *batches,
+                          const sgdstab_config *cfg, const size_t *batches,
                           size_t nb, const double *lrs, size_t nl,
                           sgdstab_phase_boundary *boundary,
                           sgdstab_phase_point *grid,

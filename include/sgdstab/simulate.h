@@ -18,6 +18,7 @@
 #define SGDSTAB_SIMULATE_H
 
 #include <stddef.h>
+#include "sgdstab/config.h"
 #include "sgdstab/moments.h"
 #include "sgdstab/phase.h"
 #include "sgdstab/problem.h"
@@ -41,14 +42,9 @@ typedef enum {
 } sgdstab_init_kind;
 
 typedef struct {
-    double lr;              /* η */
-    double loss_scale;      /* c: every A_i and H scaled by it */
-    size_t batch;
-    sgdstab_sampling sampling;
-    int reshuffle;          /* epochs of disjoint batches of a random
-                               permutation (the last one n mod B samples
-                               when B does not divide n), each averaged
-                               over its own size; sampling is ignored */
+    sgdstab_config config;  /* η, B, the sampling rule (reshuffle
+                               included) and the loss scale c: every A_i
+                               and H scaled by it */
     size_t steps, runs;
     unsigned long seed;
     sgdstab_init_kind init;

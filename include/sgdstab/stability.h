@@ -12,13 +12,15 @@
  * entry-wise in H's eigenbasis, Z_jl / √(h_j + h_l).
  *
  * Learning rates here are in the user's loss convention: with loss scale c
- * (A_i → c·A_i, H → c·H) the operators see c·η, and η* is divided by c. */
+ * of the configuration (config.h; A_i → c·A_i, H → c·H) the operators see
+ * c·η, and η* is divided by c.  Every entry point checks its configuration
+ * (sgdstab_config_check). */
 #ifndef SGDSTAB_STABILITY_H
 #define SGDSTAB_STABILITY_H
 
 #include <stddef.h>
+#include "sgdstab/config.h"
 #include "sgdstab/eig.h"
-#include "sgdstab/moments.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/status.h"
 
@@ -34,11 +36,17 @@ typedef enum {
                                with batch noise (b > 0) nothing damps it */
 } sgdstab_minimum_kind;
 
+/* The workspace of one reduced problem ("plan once, solve many"): the
+ * noise operator's factors, and per family and sampling rule an eigensolver
+ * basis that every solve extends and the next one starts from (eig.h).  The
+ * basis is a warm start: it changes how many applications a solve takes,
+ * and its result within the solver's tolerance, never what is solved.  No
+ * other state survives a call.  A workspace may be used by one thread at a
+ * time; threads that solve at once each need their own (the reduced
+ * problem itself is read only and may be shared). */
 typedef struct sgdstab_stability sgdstab_stability;
 
-/* Workspace for one reduced problem; loss_scale c > 0 (1 = canonical). */
 sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
-                                           double loss_scale,
                                            sgdstab_error *err);
 void sgdstab_stability_free(sgdstab_stability *s);
 
@@ -62,19 +70,6 @@ typedef struct {
  * when 𝒯 is nilpotent on the range) and (n/B)·ln ρ⊥ per epoch. */
 void sgdstab_escape_rates(double rho, size_t n, size_t batch,
                           double *per_step, double *per_epoch);
-
-int sgdstab_spectral_radius(sgdstab_stability *s, double lr,
-                            sgdstab_sampling sampling, size_t batch,
-                            sgdstab_radius *out, sgdstab_error *err);
-
-/* The same, and a top eigenmatrix of 𝒯 in S (r×r, unit Frobenius norm, sign
- * arbitrary): the shape E δ_tδ_tᵀ takes as t grows when ρ⊥ is simple.  It
- * is converged to a residual ‖𝒯S − ρ⊥S‖_F ≤ 1e-10·ρ⊥ (out->residual), so
- * its error is about that over the gap to the next eigenvalue of 𝒯. */
-int sgdstab_spectral_radius_matrix(sgdstab_stability *s, double lr,
-                                   sgdstab_sampling sampling, size_t batch,
-                                   sgdstab_radius *out, double *S,
-                                   sgdstab_error *err);
 
 /* η* = 1/(c·θ) with θ the converged Ritz value of K = 𝒜₁^{-1/2}𝒜₂𝒜₁^{-1/2}
  * and R its residual: the residual interval.  θ is a Rayleigh quotient, so
@@ -101,25 +96,42 @@ typedef struct {
     sgdstab_minimum_kind kind;
 } sgdstab_critical;
 
-int sgdstab_critical_lr(sgdstab_stability *s, sgdstab_sampling sampling,
-                        size_t batch, sgdstab_critical *out,
-                        sgdstab_error *err);
+/* η*(B) at cfg's batch size, sampling rule and loss scale (cfg->lr is not
+ * used). */
+int sgdstab_critical_lr(sgdstab_stability *s, const sgdstab_config *cfg,
+                        sgdstab_critical *out, sgdstab_error *err);
 
-/* η*(B) for m batch sizes.  All solves of one workspace share their
- * eigensolver basis (eig.h), so neighbouring batch sizes cost little. */
-int sgdstab_critical_curve(sgdstab_stability *s, sgdstab_sampling sampling,
+/* η*(B) for m batch sizes (cfg->batch and cfg->lr are not used).  All
+ * solves of one workspace share their eigensolver basis (eig.h), so
+ * neighbouring batch sizes cost little. */
+int sgdstab_critical_curve(sgdstab_stability *s, const sgdstab_config *cfg,
                            const size_t *batches, size_t m,
                            sgdstab_critical *out, sgdstab_error *err);
+
+/* ρ⊥ at cfg (learning rate, batch size, sampling, loss scale) and, if S is
+ * not NULL, a top eigenmatrix of 𝒯 in S (r×r, unit Frobenius norm, sign
+ * arbitrary): the shape E δ_tδ_tᵀ takes as t grows when ρ⊥ is simple.  It
+ * is converged to a residual ‖𝒯S − ρ⊥S‖_F ≤ 1e-10·ρ⊥ (out->residual), so
+ * its error is about that over the gap to the next eigenvalue of 𝒯.
+ *
+ * At a minimum ρ⊥ > 1 exactly when η > η*(B), and a ρ⊥ on the wrong side
+ * of 1 is solved again from scratch.  known is η*(B) of the same
+ * configuration when the caller has it (its batch must be cfg->batch), or
+ * NULL: then it is solved here, and its applications are counted in
+ * out->matvecs. */
+int sgdstab_spectral_radius(sgdstab_stability *s, const sgdstab_config *cfg,
+                            const sgdstab_critical *known,
+                            sgdstab_radius *out, double *S,
+                            sgdstab_error *err);
 
 /* The reduced problem the workspace was made for. */
 const sgdstab_reduced *sgdstab_stability_reduced(const sgdstab_stability *s);
 
-/* The loss scale c the workspace was made with. */
-double sgdstab_stability_loss_scale(const sgdstab_stability *s);
-
-/* Mean (first-moment) stability limit 2/λmax(H); 0 if H has a negative
- * eigenvalue (no η > 0 is stable even in the mean). */
-double sgdstab_lr_mean_limit(const sgdstab_stability *s);
+/* Mean (first-moment) stability limit 2/(c·λmax(H)) for the loss scale c
+ * of cfg; 0 if H has a negative eigenvalue (no η > 0 is stable even in the
+ * mean). */
+double sgdstab_lr_mean_limit(const sgdstab_reduced *red,
+                             const sgdstab_config *cfg);
 
 /* The verdict at (η, B): stable (η < η*), unstable (η > η*, or no η is
  * stable), or at the threshold: |η/η* − 1| ≤ threshold_band, where the
@@ -138,10 +150,8 @@ sgdstab_verdict sgdstab_verdict_at(const sgdstab_critical *crit, double lr);
 
 /* Everything `sgdstab analyze` reports. */
 typedef struct {
-    double lr, loss_scale;
-    size_t batch;
-    sgdstab_sampling sampling;
-    double a, b;
+    sgdstab_config config;        /* what was analyzed */
+    double a, b;                  /* batch coefficients (moments.h) */
     sgdstab_radius radius;
     sgdstab_critical critical;
     int stable;                   /* lr ≤ η*(B) */
@@ -153,10 +163,14 @@ typedef struct {
     double sharpness;             /* λmax(H) */
     double hessian_frobenius;     /* ‖H‖_F */
     double hessian_trace;         /* tr H */
+    size_t matvecs;               /* applications of the noise operator in
+                                     all: η*(B), ρ⊥ and any re-solve */
 } sgdstab_analysis;
 
-int sgdstab_analyze(sgdstab_stability *s, double lr, sgdstab_sampling sampling,
-                    size_t batch, sgdstab_analysis *out, sgdstab_error *err);
+/* The verdict at cfg: η*(B) once, then ρ⊥ with it (and, if S is not NULL,
+ * the top eigenmatrix as sgdstab_spectral_radius gives it). */
+int sgdstab_analyze(sgdstab_stability *s, const sgdstab_config *cfg,
+                    sgdstab_analysis *out, double *S, sgdstab_error *err);
 
 #ifdef __cplusplus
 }

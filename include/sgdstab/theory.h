@@ -48,10 +48,12 @@ typedef struct {
     double frobenius_moment;   /* (1/n) Σ ‖A_i‖_F² = tr Σ(I) */
 } sgdstab_theory;
 
-/* Compute the above.  Needs H = G (no separate H: the theorems assume an
+/* Compute the above for cfg's loss scale (the rest of cfg is not used).
+ * Needs H = G (no separate H: the theorems assume an
  * interpolating minimum, where the Hessian is the Gauss–Newton matrix). */
-int sgdstab_theory_compute(const sgdstab_reduced *red, double loss_scale,
-                           sgdstab_theory *out, sgdstab_error *err);
+int sgdstab_theory_compute(const sgdstab_reduced *red,
+                           const sgdstab_config *cfg, sgdstab_theory *out,
+                           sgdstab_error *err);
 
 /* The learning-rate limits that need no eigensolver, for batch
  * coefficients (a, b) (moments.h): the two Mulayoff–Michaeli upper bounds on
@@ -98,12 +100,13 @@ typedef struct {
     size_t theorems_failed;        /* checks with theorem && !holds */
 } sgdstab_verification;
 
-/* Everything `sgdstab verify` reports at (η, B).  th from
+/* Everything `sgdstab verify` reports at cfg.  th from
  * sgdstab_theory_compute on the problem s was made for, with the same loss
- * scale (SGDSTAB_EINVAL otherwise). */
-int sgdstab_verify(sgdstab_stability *s, const sgdstab_theory *th, double lr,
-                   sgdstab_sampling sampling, size_t batch,
-                   sgdstab_verification *out, sgdstab_error *err);
+ * scale (SGDSTAB_EINVAL otherwise).  One analysis (sgdstab_analyze): η*(B)
+ * and ρ⊥ are solved once, the top eigenmatrix with ρ⊥. */
+int sgdstab_verify(sgdstab_stability *s, const sgdstab_theory *th,
+                   const sgdstab_config *cfg, sgdstab_verification *out,
+                   sgdstab_error *err);
 
 #ifdef __cplusplus
 }

@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "sgdstab/config.h"
 #include "sgdstab/moments.h"
 #include "sgdstab/outfile.h"
 #include "sgdstab/phase.h"
@@ -102,7 +103,7 @@ typedef struct {
     double lr;
     int have_lr;
     int have_loss;          /* --loss was given */
-    double loss_scale;      /* 0: mse, resolved in cli_stability (2/k) */
+    const char *loss_name;  /* the convention for sgdstab_loss_scale */
     char loss_text[64];
     double rank_rtol;
     double flat_rtol;       /* --negative-curvature (reduce.h) */
@@ -149,12 +150,6 @@ int cli_parse_double(const char *cmd, const char *opt, const char *text,
 int cli_parse_size(const char *cmd, const char *opt, const char *text,
                    size_t min, size_t *out);
 
-/* A loss convention, as --loss and the "loss" of a file's metadata give
- * it: half-mean (*scale = 1), mse (*scale = 0: 2/k, resolved once k is
- * known) or a positive number c (*scale = c).  0, or −1 (silently) when
- * text is none of these. */
-int cli_loss_scale(const char *text, double *scale);
-
 /* --batch for many sizes: "1,2,4", "all" (1..n), "A:B" (every integer),
  * "A:B:log" (A, 2A, 4A, ..., B) or "A:B:N:log" (N log-spaced, rounded),
  * where each size may be "n" for the number of samples; sorted, without
@@ -170,10 +165,6 @@ int cli_parse_batches(const char *cmd, const char *text, size_t n,
 int cli_parse_lrs(const char *cmd, const char *text, double **list,
                   size_t *count, int *log_spaced);
 
-/* Usage error unless the batch size fits the problem's n under the
- * sampling rule (B ≤ n except for `with`). */
-int cli_check_batch(const cli_args *a, size_t n, size_t batch);
-
 /* Usage errors unless FILE, --lr, --batch were given. */
 int cli_require(const cli_args *a, int need_lr, int need_batch);
 
@@ -181,7 +172,7 @@ int cli_require(const cli_args *a, int need_lr, int need_batch);
 
 /* Load FILE (and --hessian) and factorize; prints the error and returns
  * EXIT_DATA on failure.  Without --loss, the "loss" of FILE's metadata (if
- * any) sets a->loss and a->loss_scale.  At a minimum the metadata calls not
+ * any) sets a->loss and a->loss_name.  At a minimum the metadata calls not
  * interpolating, a note says so on stderr (cli_note_interpolation). */
 int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red);
 
@@ -189,26 +180,37 @@ int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red);
  * is the cause); returns EXIT_DATA, or exits at once on SGDSTAB_ENOMEM. */
 int cli_report_file(const char *file, const sgdstab_error *err);
 
-/* The loss scale c of a parsed convention (cli_loss_scale's 0 for mse is
- * 2/k) for k outputs per sample. */
-double cli_loss_c(double loss_scale, size_t k);
+/* The configuration the options give (--lr if given, --sampling, the loss
+ * scale of the convention for red's k; batch 0), or EXIT_DATA after an
+ * error line. */
+int cli_config(const cli_args *a, const sgdstab_reduced *red,
+               sgdstab_config *cfg);
 
-/* The stability workspace for a reduced problem with the --loss scale. */
+/* sgdstab_config_check for what the subcommand uses (config.h): EXIT_OK,
+ * a usage error (EXIT_USAGE), or for a value out of range for this
+ * problem's curvature a data error naming FILE (EXIT_DATA). */
+int cli_config_check(const cli_args *a, const sgdstab_reduced *red,
+                     const sgdstab_config *cfg, unsigned uses);
+
+/* The stability workspace for a reduced problem. */
 int cli_stability(const cli_args *a, const sgdstab_reduced *red,
                   sgdstab_stability **s);
 
 /* What most subcommands work on: the loaded problem, its reduced
- * coordinates and the stability workspace with the --loss scale. */
+ * coordinates, the configuration of the options and the stability
+ * workspace. */
 typedef struct {
     sgdstab_problem *prob;
     sgdstab_reduced *red;
+    sgdstab_config cfg;
     sgdstab_stability *stab;
 } cli_session;
 
-/* cli_load, then (if batch > 0) cli_check_batch, then cli_stability; on
- * failure the error is printed, everything released and the status
- * returned. */
-int cli_session_open(cli_args *a, size_t batch, cli_session *ses);
+/* cli_load, cli_config with the batch size given (0: none yet),
+ * cli_config_check for `uses`, then cli_stability; on failure the error is
+ * printed, everything released and the status returned. */
+int cli_session_open(cli_args *a, size_t batch, unsigned uses,
+                     cli_session *ses);
 void cli_session_close(cli_session *ses);
 
 /* Negative curvature of H taken as flat (reduce.h): a text line after
@@ -228,11 +230,11 @@ void cli_json_flat(cJSON *obj, const sgdstab_reduced *red, double c,
 int cli_load_init(const char *path, size_t p, double **S);
 
 /* The exact E‖δ_t‖² (m2) and E L_t (loss) for t = 0..steps from
- * S_0 (NULL: I/p), as `evolve` reports them: with the directions that never
- * move, in the session's loss convention. */
-int cli_exact_evolve(const cli_session *ses, double lr,
-                     sgdstab_sampling sampling, size_t batch, size_t steps,
-                     const double *S0, double *m2, double *loss);
+ * S_0 (NULL: I/p) at cfg, as `evolve` reports them: with the directions
+ * that never move, in cfg's loss convention. */
+int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
+                     size_t steps, const double *S0, double *m2,
+                     double *loss);
 
 /* ---- output.c */
 

@@ -72,26 +72,30 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
 {
     const sgdstab_radius *rad = &an->radius;
     const sgdstab_critical *cr = &an->critical;
-    double steps_per_epoch = (double)prob->n / (double)an->batch;
+    double steps_per_epoch = (double)prob->n / (double)an->config.batch;
     printf("%s: n = %zu samples, k = %zu, p = %zu, reduced dimension r = %zu\n",
            prob->source, prob->n, prob->k, prob->p, red->r);
     printf("SGD with learning rate %.6g, batch size %zu (sampling %s), loss "
-           "%s (scale %.6g)\n\n", an->lr, an->batch,
-           sgdstab_sampling_name(an->sampling), a->loss, an->loss_scale);
+           "%s (scale %.6g)\n\n",
+           an->config.lr, an->config.batch,
+           sgdstab_sampling_name(an->config.sampling), a->loss,
+           an->config.loss_scale);
     if (minimum_note(cr->kind))
         printf("  verdict          UNSTABLE: %s\n", minimum_note(cr->kind));
     else if (an->verdict == SGDSTAB_VERDICT_THRESHOLD)
         printf("  verdict          AT THE THRESHOLD (within accuracy): eta = "
                "%.17g and eta* = %.17g differ by %.2g relative, within the "
                "accuracy %.2g reached; rounding decides on which side of 1 "
-               "rho falls\n", an->lr, cr->lr_critical,
-               fabs(an->lr / cr->lr_critical - 1), cr->rel_accuracy);
+               "rho falls\n", an->config.lr, cr->lr_critical,
+               fabs(an->config.lr / cr->lr_critical - 1), cr->rel_accuracy);
     else if (an->stable)
         printf("  verdict          STABLE: SGD can stay at this minimum "
-               "(eta = %.6g <= eta* = %.10g)\n", an->lr, cr->lr_critical);
+               "(eta = %.6g <= eta* = %.10g)\n",
+               an->config.lr, cr->lr_critical);
     else
         printf("  verdict          UNSTABLE: SGD escapes from this minimum "
-               "(eta = %.6g > eta* = %.10g)\n", an->lr, cr->lr_critical);
+               "(eta = %.6g > eta* = %.10g)\n",
+               an->config.lr, cr->lr_critical);
     printf("  spectral radius  rho = %.15g (within %.2g; estimated error %.2g;"
            " %zu operator applications%s)\n", rad->rho, rad->residual,
            rad->error_estimate, rad->matvecs,
@@ -109,11 +113,12 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
                "every %.4g steps\n", an->escape_rate_per_step,
                an->escape_rate_per_epoch, steps_per_epoch, an->rms_efold_steps);
     if (!minimum_note(cr->kind))
-        printf("  critical rate    eta*(%zu) = %.15g (relative accuracy %.2g): "
-               "the largest stable learning rate;\n"
-               "                   residual interval [%.15g, %.15g]\n",
-               an->batch, cr->lr_critical, cr->rel_accuracy, cr->lr_lower,
-               cr->lr_upper);
+        printf(
+            "  critical rate    eta*(%zu) = %.15g (relative accuracy %.2g): "
+            "the largest stable learning rate;\n"
+            "                   residual interval [%.15g, %.15g]\n",
+            an->config.batch, cr->lr_critical, cr->rel_accuracy, cr->lr_lower,
+            cr->lr_upper);
     if (cr->kind == SGDSTAB_NOT_A_MINIMUM)
         printf("  mean limit       none: with a negative eigenvalue of H even "
                "the mean E[delta_t] diverges for every eta\n");
@@ -121,9 +126,11 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
         printf("  mean limit       2/lambda_max(H) = %.10g (first-moment "
                "stability, = eta* of full-batch GD)\n", an->lr_critical_mean);
     printf("  Hessian          sharpness lambda_max(H) = %.10g, |H|_F = "
-           "%.10g, tr H = %.10g in loss %s (scale %.6g)\n", an->sharpness,
-           an->hessian_frobenius, an->hessian_trace, a->loss, an->loss_scale);
-    cli_print_flat("  flat curvature   ", red, an->loss_scale, an->lr);
+           "%.10g, tr H = %.10g in loss %s (scale %.6g)\n",
+           an->sharpness, an->hessian_frobenius, an->hessian_trace, a->loss,
+           an->config.loss_scale);
+    cli_print_flat("  flat curvature   ", red, an->config.loss_scale,
+                   an->config.lr);
     cli_print_residual("  minimum          ", prob);
 }
 
@@ -137,10 +144,11 @@ static int print_json(const cli_args *a, const sgdstab_problem *prob,
     cli_json_size(o, "p", prob->p);
     cli_json_size(o, "rank", red->rank_J);
     cli_json_size(o, "null_dim", prob->p - red->r);
-    cli_json_number(o, "lr", an->lr);
-    cli_json_size(o, "batch", an->batch);
-    cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(an->sampling));
-    cli_json_loss(o, a, prob, an->loss_scale);
+    cli_json_number(o, "lr", an->config.lr);
+    cli_json_size(o, "batch", an->config.batch);
+    cJSON_AddStringToObject(o, "sampling",
+                            sgdstab_sampling_name(an->config.sampling));
+    cli_json_loss(o, a, prob, an->config.loss_scale);
     cJSON_AddBoolToObject(o, "stable", an->stable);
     cJSON_AddStringToObject(o, "verdict", sgdstab_verdict_name(an->verdict));
     cJSON_AddBoolToObject(o, "not_a_minimum",
@@ -162,9 +170,8 @@ static int print_json(const cli_args *a, const sgdstab_problem *prob,
     cli_json_number(o, "sharpness", an->sharpness);
     cli_json_number(o, "hessian_frobenius", an->hessian_frobenius);
     cli_json_number(o, "hessian_trace", an->hessian_trace);
-    cli_json_size(o, "operator_applications",
-                  an->radius.matvecs + an->critical.matvecs);
-    cli_json_flat(o, red, an->loss_scale, an->lr);
+    cli_json_size(o, "operator_applications", an->matvecs);
+    cli_json_flat(o, red, an->config.loss_scale, an->config.lr);
     cli_json_provenance(o, prob);
     return cli_json_print(o);
 }
@@ -192,12 +199,14 @@ int cmd_analyze(int argc, char **argv)
         return EXIT_USAGE;
 
     cli_session ses;
-    int status = cli_session_open(&args, batch, &ses);
+    int status = cli_session_open(&args, batch, SGDSTAB_USES_LR |
+                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP,
+                                  &ses);
     if (status)
         return status;
     sgdstab_analysis an;
     sgdstab_error err;
-    if (sgdstab_analyze(ses.stab, args.lr, args.sampling, batch, &an, &err))
+    if (sgdstab_analyze(ses.stab, &ses.cfg, &an, NULL, &err))
         status = cli_report_file(args.file, &err);
     else if (args.json)
         status = print_json(&args, ses.prob, ses.red, &an);

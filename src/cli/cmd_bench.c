@@ -114,7 +114,8 @@ static int fail(sgdstab_error *err)
 /* η*(B) for m batch sizes (m = 1: one η*) on a fresh workspace,
  * BENCH_RUNS times; the fastest time of making the workspace and
  * solving. */
-static int time_critical(const cli_args *a, const sgdstab_reduced *red,
+static int time_critical(const cli_args *a, const sgdstab_config *cfg,
+                         const sgdstab_reduced *red,
                          const size_t *batches, size_t m,
                          const sgdstab_eig_options *opt, sgdstab_critical *cr,
                          double *seconds)
@@ -127,7 +128,7 @@ static int time_critical(const cli_args *a, const sgdstab_reduced *red,
             return EXIT_DATA;
         sgdstab_stability_set_eig(s, opt);
         sgdstab_error err;
-        int st = sgdstab_critical_curve(s, a->sampling, batches, m, cr, &err);
+        int st = sgdstab_critical_curve(s, cfg, batches, m, cr, &err);
         *seconds = fmin(*seconds, now() - t);
         sgdstab_stability_free(s);
         if (st)
@@ -137,16 +138,16 @@ static int time_critical(const cli_args *a, const sgdstab_reduced *red,
 }
 
 /* Monte Carlo SGD at a stable η: 64 runs, 3e9 flops in all (about 1 s). */
-static int time_simulate(const cli_args *a, const sgdstab_problem *prob,
-                         const sgdstab_reduced *red, size_t batch, double lr,
+static int time_simulate(const sgdstab_config *cfg,
+                         const sgdstab_problem *prob,
+                         const sgdstab_reduced *red, double lr,
                          bench_result *b)
 {
     sgdstab_sim_options o;
     memset(&o, 0, sizeof o);
-    o.lr = lr;
-    o.loss_scale = 1;
-    o.batch = batch;
-    o.sampling = a->sampling;
+    o.config = *cfg;
+    o.config.lr = lr;
+    size_t batch = cfg->batch;
     o.runs = 64;
     o.seed = 1;
     double flops = 4.0 * (double)batch * (double)red->k * (double)red->r;
@@ -166,8 +167,9 @@ static int time_simulate(const cli_args *a, const sgdstab_problem *prob,
 
 /* An m × m phase diagram on a fresh workspace: m log-spaced batch sizes in
  * 1..n and m log-spaced learning rates over [lr_lo, lr_hi]. */
-static int time_phase(const cli_args *a, const sgdstab_reduced *red,
-                      size_t m, double lr_lo, double lr_hi, bench_result *b)
+static int time_phase(const cli_args *a, const sgdstab_config *cfg,
+                      const sgdstab_reduced *red, size_t m, double lr_lo,
+                      double lr_hi, bench_result *b)
 {
     char spec[64];
     size_t *batches = NULL, nb;
@@ -189,8 +191,8 @@ static int time_phase(const cli_args *a, const sgdstab_reduced *red,
         lrs[j] = lr_lo * pow(lr_hi / lr_lo, (double)j / (double)(m - 1));
     sgdstab_error err;
     double t = now();
-    if (sgdstab_phase_compute(s, NULL, a->sampling, batches, nb, lrs, m, bd,
-                              grid, NULL, NULL, &err)) {
+    if (sgdstab_phase_compute(s, NULL, cfg, batches, nb, lrs, m, bd, grid,
+                              NULL, NULL, &err)) {
         status = fail(&err);
         goto done;
     }
@@ -260,7 +262,11 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
 
     /* One application of 𝒯 (a, b of the batch size), averaged. */
     double ca, cb;
-    if (sgdstab_batch_coefficients(a->sampling, n, batch, &ca, &cb, &err) ||
+    sgdstab_config cfg;
+    sgdstab_config_init(&cfg);
+    cfg.sampling = a->sampling;
+    cfg.batch = batch;
+    if (sgdstab_batch_coefficients(cfg.sampling, n, batch, &ca, &cb, &err) ||
         !(m = sgdstab_moments_alloc(red, &err))) {
         status = fail(&err);
         goto done;
@@ -288,7 +294,8 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
 
     /* η*(B) from a fresh workspace. */
     sgdstab_critical cr;
-    if ((status = time_critical(a, red, &batch, 1, NULL, &cr, &b->crit)))
+    if ((status = time_critical(a, &cfg, red, &batch, 1, NULL, &cr,
+                                &b->crit)))
         goto done;
     b->crit_total = b->fact + b->crit;
     b->crit_mv = cr.matvecs;
@@ -297,7 +304,7 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
     if (arpack) {
         sgdstab_eig_options opt = {.arpack = 1};
         sgdstab_critical ca_cr;
-        if ((status = time_critical(a, red, &batch, 1, &opt, &ca_cr,
+        if ((status = time_critical(a, &cfg, red, &batch, 1, &opt, &ca_cr,
                                     &b->arpack)))
             goto done;
         b->arpack_mv = ca_cr.matvecs;
@@ -309,19 +316,20 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
         goto done;
     sgdstab_analysis an;
     t = now();
-    if (sgdstab_analyze(s, 1.5 * b->crit_value, a->sampling, batch, &an, &err)) {
+    cfg.lr = 1.5 * b->crit_value;
+    if (sgdstab_analyze(s, &cfg, &an, NULL, &err)) {
         status = fail(&err);
         goto done;
     }
     b->unstable_total = b->fact + now() - t;
     b->unstable_rho = an.radius.rho;
     b->unstable_res = an.radius.residual;
-    b->unstable_mv = an.radius.matvecs + an.critical.matvecs;
+    b->unstable_mv = an.matvecs;
     /* ρ at a stable 0.5 η*, where slow modes cluster near 1. */
     sgdstab_radius rad;
     t = now();
-    if (sgdstab_spectral_radius(s, 0.5 * b->crit_value, a->sampling, batch,
-                                &rad, &err)) {
+    cfg.lr = 0.5 * b->crit_value;
+    if (sgdstab_spectral_radius(s, &cfg, &an.critical, &rad, NULL, &err)) {
         status = fail(&err);
         goto done;
     }
@@ -343,7 +351,7 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
         status = cli_usage_error(a->cmd, "out of memory");
         goto done;
     }
-    if ((status = time_critical(a, red, batches, b->curve_m, NULL, curve,
+    if ((status = time_critical(a, &cfg, red, batches, b->curve_m, NULL, curve,
                                 &b->curve)))
         goto done;
     b->curve_total = b->fact + b->curve;
@@ -351,10 +359,10 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
     for (size_t i = 0; i < b->curve_m; i++)
         b->curve_mv += curve[i].matvecs;
 
-    if ((status = time_simulate(a, prob, red, batch, 0.5 * b->crit_value, b)))
+    if ((status = time_simulate(&cfg, prob, red, 0.5 * b->crit_value, b)))
         goto done;
     /* The curve holds η*(1) and η*(n), the smallest and largest η*. */
-    if (phase_m && (status = time_phase(a, red, phase_m,
+    if (phase_m && (status = time_phase(a, &cfg, red, phase_m,
                                         curve[0].lr_critical / 2,
                                         2 * curve[b->curve_m - 1].lr_critical,
                                         b)))

@@ -91,8 +91,7 @@ static void print_text(const cli_session *ses, const cli_args *a,
 {
     printf("%s: n = %zu samples; sampling %s; loss %s\n", ses->prob->source,
            ses->prob->n, sgdstab_sampling_name(a->sampling), a->loss);
-    cli_print_flat("flat curvature: ", ses->red,
-                   sgdstab_stability_loss_scale(ses->stab), 0);
+    cli_print_flat("flat curvature: ", ses->red, ses->cfg.loss_scale, 0);
     printf("critical learning rate eta*(B): SGD is stable exactly for "
            "eta <= eta*(B)\n");
     printf("mean-stability limit 2/lambda_max(H) = %.10g\n\n", mean);
@@ -133,7 +132,7 @@ int cmd_critical(int argc, char **argv)
         return EXIT_USAGE;
 
     cli_session ses;
-    int status = cli_session_open(&args, 0, &ses);
+    int status = cli_session_open(&args, 0, SGDSTAB_USES_STEP_MAP, &ses);
     if (status)
         return status;
     const sgdstab_problem *prob = ses.prob;
@@ -141,17 +140,20 @@ int cmd_critical(int argc, char **argv)
     size_t *batches = NULL, m = 0;
     sgdstab_critical *cr = NULL;
     status = cli_parse_batches(args.cmd, args.batch, prob->n, &batches, &m);
-    if (!status && m > 0)
-        status = cli_check_batch(&args, prob->n, batches[m - 1]);
+    sgdstab_config largest = ses.cfg;
+    largest.batch = m > 0 ? batches[m - 1] : 1;
+    if (!status)
+        status = cli_config_check(&args, ses.red, &largest,
+                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP);
     if (!status && !(cr = malloc(m * sizeof *cr)))
         status = cli_usage_error(args.cmd, "out of memory");
     sgdstab_error err;
     if (!status &&
-        sgdstab_critical_curve(s, args.sampling, batches, m, cr, &err))
+        sgdstab_critical_curve(s, &ses.cfg, batches, m, cr, &err))
         status = cli_report_file(args.file, &err);
     if (!status) {
-        double mean = sgdstab_lr_mean_limit(s);
-        double scale = sgdstab_stability_loss_scale(s);
+        double mean = sgdstab_lr_mean_limit(ses.red, &ses.cfg);
+        double scale = ses.cfg.loss_scale;
         if (args.csv)
             status = write_csv(args.csv, cr, m, mean);
         if (!status && args.json)

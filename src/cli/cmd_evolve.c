@@ -132,7 +132,9 @@ int cmd_evolve(int argc, char **argv)
         return cli_usage_error(args.cmd, "--steps %zu is more than 1e8", steps);
 
     cli_session ses;
-    int status = cli_session_open(&args, batch, &ses);
+    int status = cli_session_open(&args, batch, SGDSTAB_USES_LR |
+                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP,
+                                  &ses);
     if (status)
         return status;
     const sgdstab_problem *prob = ses.prob;
@@ -143,9 +145,8 @@ int cmd_evolve(int argc, char **argv)
     if (!status && init)
         status = cli_load_init(init, prob->p, &S0);
     if (!status)
-        status = cli_exact_evolve(&ses, args.lr, args.sampling, batch, steps,
-                                  S0, m2, loss);
-    double scale = sgdstab_stability_loss_scale(ses.stab);
+        status = cli_exact_evolve(&ses, &ses.cfg, steps, S0, m2, loss);
+    double scale = ses.cfg.loss_scale;
     if (!status) {
         if (args.csv)
             status = write_csv(args.csv, m2, loss, steps);

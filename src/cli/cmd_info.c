@@ -81,7 +81,8 @@ typedef struct {
 static info_hessian hessian_in_convention(const cli_args *a,
                                           const sgdstab_reduced *red)
 {
-    double c = cli_loss_c(a->loss_scale, red->k);
+    sgdstab_config cfg;
+    double c = cli_config(a, red, &cfg) ? NAN : cfg.loss_scale;
     return (info_hessian){c, c * sgdstab_reduced_hessian_max(red),
                           c * sgdstab_reduced_hessian_trace(red)};
 }

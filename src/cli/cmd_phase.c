@@ -53,7 +53,8 @@ static const char PHASE_HELP[] =
     "                    \"spectral_radius\", \"escape_rate_per_step\",\n"
     "                    \"escape_rate_per_epoch\", \"stable\"}, ...],\n"
     "                    \"boundary\": [{the --boundary-csv columns}, ...],\n"
-    "                    \"seconds\", \"solves\"}\n"
+    "                    \"seconds\", \"solves\", \"operator_applications\"\n"
+    "                    (of the noise operator, in all)}\n"
     "  --plot F          draw the diagram with gnuplot to F (.png or .svg): a\n"
     "                    heat map over (B, eta), each cell centred on its grid\n"
     "                    point, with the exact boundary eta*(B) through the\n"
@@ -122,6 +123,12 @@ static int print_json(const phase_report *r)
     cli_json_number(o, "loss_scale", r->scale);
     cli_json_number(o, "lr_critical_mean",
                     r->nb ? r->bd[0].lr_critical_mean : NAN);
+    size_t applications = 0;
+    for (size_t i = 0; i < r->nb; i++)
+        applications += r->bd[i].critical.matvecs;
+    for (size_t i = 0; i < r->nb * r->nl; i++)
+        applications += r->grid[i].radius.matvecs;
+    cli_json_size(o, "operator_applications", applications);
     cJSON *bs = cJSON_AddArrayToObject(o, "batches");
     for (size_t i = 0; i < r->nb; i++)
         cJSON_AddItemToArray(bs, cJSON_CreateNumber((double)r->batches[i]));
@@ -289,7 +296,7 @@ int cmd_phase(int argc, char **argv)
     }
 
     cli_session ses;
-    int status = cli_session_open(&args, 0, &ses);
+    int status = cli_session_open(&args, 0, SGDSTAB_USES_STEP_MAP, &ses);
     if (status) {
         cli_phase_files_abort(&pf);
         free(lrs);
@@ -300,8 +307,11 @@ int cmd_phase(int argc, char **argv)
     sgdstab_phase_point *grid = NULL;
     status = cli_parse_batches(args.cmd, args.batch, ses.prob->n, &batches,
                                &nb);
+    sgdstab_config largest = ses.cfg;
+    largest.batch = nb > 0 ? batches[nb - 1] : 1;
     if (!status)
-        status = cli_check_batch(&args, ses.prob->n, batches[nb - 1]);
+        status = cli_config_check(&args, ses.red, &largest,
+                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP);
     if (!status && nb * nl > 10000000)
         status = cli_usage_error(args.cmd, "a grid of %zu x %zu points is too "
                                  "large", nb, nl);
@@ -313,15 +323,16 @@ int cmd_phase(int argc, char **argv)
 
     sgdstab_theory th;
     sgdstab_error err;
-    double scale = sgdstab_stability_loss_scale(ses.stab);
-    int have_theory = ses.red->G == NULL && ses.red->hessian_min >= 0 &&
-                      sgdstab_theory_compute(ses.red, scale, &th, &err) == 0;
+    double scale = ses.cfg.loss_scale;
+    int have_theory =
+        ses.red->G == NULL && ses.red->hessian_min >= 0 &&
+        sgdstab_theory_compute(ses.red, &ses.cfg, &th, &err) == 0;
     cli_progress prog;
     cli_progress_init(&prog, "phase", quiet);
     double t0 = now();
     int st = sgdstab_phase_compute(ses.stab, have_theory ? &th : NULL,
-                                   args.sampling, batches, nb, lrs, nl, bd,
-                                   grid, cli_progress_update, &prog, &err);
+                                   &ses.cfg, batches, nb, lrs, nl, bd, grid,
+                                   cli_progress_update, &prog, &err);
     cli_progress_finish(&prog);
     if (st) {
         status = cli_report_file(args.file, &err);

@@ -120,8 +120,9 @@ typedef struct {
     size_t naxes, ncases;
     const cJSON *batch;
     sgdstab_sampling sampling;
-    const char *loss;
-    double loss_scale;         /* 0: mse, resolved per case (2/k) */
+    const char *loss;          /* as the report names it */
+    const char *loss_name;     /* for sgdstab_loss_scale, per case's k */
+    char loss_number[32];
     double lr[SPEC_MAX_LRS], factor[SPEC_MAX_LRS];
     size_t nlr, nfactor;
     double *phase_lr;          /* NULL: no phase diagrams */
@@ -397,19 +398,21 @@ static int parse_spec_keys(run_spec *sp)
     }
     if ((e = cJSON_GetObjectItemCaseSensitive(root, "sampling")) &&
         (!cJSON_IsString(e) ||
-         sgdstab_sampling_parse(e->valuestring, &sp->sampling)))
+         sgdstab_sampling_parse(e->valuestring, &sp->sampling) ||
+         sp->sampling == SGDSTAB_SAMPLING_RESHUFFLE))
         return spec_error(sp, "key 'sampling': need \"without\", \"with\" or "
                           "\"bernoulli\"");
     if ((e = cJSON_GetObjectItemCaseSensitive(root, "loss"))) {
         if (cJSON_IsString(e) && !strcmp(e->valuestring, "half-mean")) {
-            sp->loss_scale = 1;
+            sp->loss_name = "half-mean";
         } else if (cJSON_IsString(e) && !strcmp(e->valuestring, "mse")) {
-            sp->loss = "mse";
-            sp->loss_scale = 0;
+            sp->loss = sp->loss_name = "mse";
         } else if (cJSON_IsNumber(e) && e->valuedouble > 0 &&
                    isfinite(e->valuedouble)) {
             sp->loss = "scale";
-            sp->loss_scale = e->valuedouble;
+            snprintf(sp->loss_number, sizeof sp->loss_number, "%.17g",
+                     e->valuedouble);
+            sp->loss_name = sp->loss_number;
         } else {
             return spec_error(sp, "key 'loss': need \"half-mean\", \"mse\" or a "
                               "positive number");
@@ -483,8 +486,7 @@ static void spec_init(run_spec *sp, const char *path)
 {
     memset(sp, 0, sizeof *sp);
     sp->path = path;
-    sp->loss = "half-mean";
-    sp->loss_scale = 1;
+    sp->loss = sp->loss_name = "half-mean";
     cli_phase_style_init(&sp->style);
     sgdstab_synth_params_init(&sp->base);
 }
@@ -730,6 +732,7 @@ typedef struct {
     sgdstab_synth *syn;
     sgdstab_problem *prob;
     sgdstab_reduced *red;
+    sgdstab_config cfg;        /* the spec's sampling and loss scale */
     sgdstab_stability *stab;
     sgdstab_theory th;
 } run_case;
@@ -752,9 +755,13 @@ static int case_setup(const run_spec *sp, const sgdstab_synth_params *par,
         sgdstab_synth_problem(rc->syn, &rc->prob, &err) ||
         sgdstab_reduce(rc->prob, NULL, &rc->red, &err))
         goto fail;
-    double scale = cli_loss_c(sp->loss_scale, rc->prob->k);
-    if (!(rc->stab = sgdstab_stability_alloc(rc->red, scale, &err)) ||
-        sgdstab_theory_compute(rc->red, scale, &rc->th, &err))
+    sgdstab_config_init(&rc->cfg);
+    rc->cfg.sampling = sp->sampling;
+    if (sgdstab_loss_scale(sp->loss_name, rc->prob->k, &rc->cfg.loss_scale,
+                           &err) ||
+        sgdstab_config_check(&rc->cfg, rc->red, 0, &err) ||
+        !(rc->stab = sgdstab_stability_alloc(rc->red, &err)) ||
+        sgdstab_theory_compute(rc->red, &rc->cfg, &rc->th, &err))
         goto fail;
     return EXIT_OK;
 fail:
@@ -769,7 +776,10 @@ static int verify_row(const run_spec *sp, run_output *o, run_case *rc,
 {
     sgdstab_verification v;
     sgdstab_error err;
-    if (sgdstab_verify(rc->stab, &rc->th, lr, sp->sampling, batch, &v, &err))
+    sgdstab_config at = rc->cfg;
+    at.lr = lr;
+    at.batch = batch;
+    if (sgdstab_verify(rc->stab, &rc->th, &at, &v, &err))
         return spec_error(sp, "case %zu, B = %zu, lr = %g: %s", c, batch, lr,
                           err.msg);
     FILE *f = sgdstab_outfile_stream(o->verify);
@@ -828,7 +838,8 @@ static int phase_case(const run_spec *sp, run_output *o, run_case *rc,
                       size_t c, const size_t *batches, size_t nb, cJSON *jc)
 {
     size_t nl = sp->phase_nl;
-    double unit = sp->phase_relative ? sgdstab_lr_mean_limit(rc->stab) : 1;
+    double unit = sp->phase_relative ? sgdstab_lr_mean_limit(rc->red, &rc->cfg)
+                                     : 1;
     double *lrs = malloc(nl * sizeof *lrs);
     sgdstab_phase_boundary *bd = calloc(nb, sizeof *bd);
     sgdstab_phase_point *grid = calloc(nb * nl, sizeof *grid);
@@ -845,8 +856,8 @@ static int phase_case(const run_spec *sp, run_output *o, run_case *rc,
                         "is not a positive number here", c);
         goto done;
     }
-    if (sgdstab_phase_compute(rc->stab, &rc->th, sp->sampling, batches, nb,
-                              lrs, nl, bd, grid, NULL, NULL, &err)) {
+    if (sgdstab_phase_compute(rc->stab, &rc->th, &rc->cfg, batches, nb, lrs,
+                              nl, bd, grid, NULL, NULL, &err)) {
         st = spec_error(sp, "case %zu: %s", c, err.msg);
         goto done;
     }
@@ -908,21 +919,15 @@ static int run_case_all(const run_spec *sp, run_output *o, size_t c)
     const sgdstab_theory *th = &rc.th;
     if ((st = case_batches(sp, prob->n, &batches, &nb)))
         goto done;
-    for (size_t i = 0; i < nb; i++)
-        if (batches[i] > prob->n && sp->sampling != SGDSTAB_SAMPLING_WITH) {
-            st = spec_error(sp, "key 'batch': %zu exceeds the n = %zu samples "
-                            "of case %zu", batches[i], prob->n, c);
-            goto done;
-        }
     if (!(cr = malloc(nb * sizeof *cr))) {
         st = spec_error(sp, "out of memory");
         goto done;
     }
-    if (sgdstab_critical_curve(rc.stab, sp->sampling, batches, nb, cr, &err)) {
-        st = spec_error(sp, "case %zu: %s", c, err.msg);
+    if (sgdstab_critical_curve(rc.stab, &rc.cfg, batches, nb, cr, &err)) {
+        st = spec_error(sp, "case %zu: key 'batch': %s", c, err.msg);
         goto done;
     }
-    double mean = sgdstab_lr_mean_limit(rc.stab);
+    double mean = sgdstab_lr_mean_limit(rc.red, &rc.cfg);
 
     FILE *f = sgdstab_outfile_stream(o->cases);
     csv_axes(f, sp, c, value);
@@ -1002,7 +1007,7 @@ static int run_case_all(const run_spec *sp, run_output *o, size_t c)
     if (!st && sp->mc) {
         char *axes = axes_text(sp, c, value), label[128];
         snprintf(label, sizeof label, "case %zu", c);
-        cli_session ses = {rc.prob, rc.red, rc.stab};
+        cli_session ses = {rc.prob, rc.red, rc.cfg, rc.stab};
         st = axes ? run_mc_case(sp->mc, c, axes, label, &ses, batches, cr, nb,
                                 jc)
                   : spec_error(sp, "out of memory");

@@ -226,9 +226,9 @@ static cJSON *json_head(const cli_args *a, const cli_session *ses,
     cli_json_size(j, "k", ses->red->k);
     cli_json_size(j, "p", ses->red->p);
     cli_json_size(j, "rank", ses->red->rank_J);
-    cli_json_size(j, "batch", sr->o.batch);
+    cli_json_size(j, "batch", sr->o.config.batch);
     cJSON_AddStringToObject(j, "sampling", sr->sampling_name);
-    cli_json_number(j, "loss_scale", sr->o.loss_scale);
+    cli_json_number(j, "loss_scale", sr->o.config.loss_scale);
     cli_json_size(j, "runs", sr->o.runs);
     cli_json_size(j, "seed", sr->o.seed);
     return j;
@@ -239,7 +239,7 @@ static int print_json(const cli_args *a, const cli_session *ses,
 {
     const sgdstab_sim_options *o = &sr->o;
     cJSON *j = json_head(a, ses, sr);
-    cli_json_number(j, "lr", o->lr);
+    cli_json_number(j, "lr", o->config.lr);
     cli_json_size(j, "steps", o->steps);
     if (o->noise == SGDSTAB_NOISE_GAUSSIAN) {
         cJSON_AddStringToObject(j, "noise", "gaussian");
@@ -313,7 +313,8 @@ static void print_text(const cli_args *a, const sim_run *sr,
 {
     const sgdstab_sim_options *o = &sr->o;
     printf("%s: %zu runs of SGD with lr %.6g, batch %zu (sampling %s), loss "
-           "%s, seed %lu", a->file, o->runs, o->lr, o->batch, sr->sampling_name,
+           "%s, seed %lu",
+           a->file, o->runs, o->config.lr, o->config.batch, sr->sampling_name,
            a->loss, o->seed);
     if (o->noise == SGDSTAB_NOISE_GAUSSIAN)
         printf(", Gaussian noise of scale %.6g", o->noise_scale);
@@ -374,7 +375,7 @@ static void print_text(const cli_args *a, const sim_run *sr,
                    "few)\n");
         else
             printf("warning: lr %.10g is above eta*(B) (rho = %.10g > 1): "
-                   UNRELIABLE_WHY "\n", o->lr, sr->rho);
+                   UNRELIABLE_WHY "\n", o->config.lr, sr->rho);
     }
 }
 
@@ -388,37 +389,41 @@ static void note_work(const sim_run *sr, double flops)
                 flops / 1e9 / 60);
 }
 
+/* The configuration of the exact engine beside a simulation: reshuffled
+ * epochs have no per-step map, fresh batches without replacement stand in
+ * for them. */
+static sgdstab_config fresh_batches(const sgdstab_config *cfg)
+{
+    sgdstab_config exact = *cfg;
+    if (exact.sampling == SGDSTAB_SAMPLING_RESHUFFLE)
+        exact.sampling = SGDSTAB_SAMPLING_WITHOUT;
+    return exact;
+}
+
 /* The exact columns of --compare. */
 static int exact_columns(const cli_args *a, const cli_session *ses,
                          const double *S0, sim_run *sr)
 {
     size_t T1 = sr->o.steps + 1;
-    sr->exact_sampling = sr->o.reshuffle ? SGDSTAB_SAMPLING_WITHOUT
-                                         : sr->o.sampling;
+    sgdstab_config exact = fresh_batches(&sr->o.config);
+    sr->exact_sampling = exact.sampling;
     sr->exact = calloc(T1, sizeof *sr->exact);
     sr->exact_loss = calloc(T1, sizeof *sr->exact_loss);
     if (!sr->exact || !sr->exact_loss)
         return cli_usage_error(a->cmd, "out of memory");
     int status = sr->o.init == SGDSTAB_INIT_ZERO
                      ? EXIT_OK
-                     : cli_exact_evolve(ses, a->lr, sr->exact_sampling,
-                                        sr->o.batch, sr->o.steps, S0,
+                     : cli_exact_evolve(ses, &exact, sr->o.steps, S0,
                                         sr->exact, sr->exact_loss);
     if (status)
         return status;
-    sgdstab_radius rad;
+    sgdstab_analysis an;
     sgdstab_error err;
-    if (sgdstab_spectral_radius(ses->stab, a->lr, sr->exact_sampling,
-                                sr->o.batch, &rad, &err))
+    if (sgdstab_analyze(ses->stab, &exact, &an, NULL, &err))
         return cli_report_file(a->file, &err);
-    sr->rho = rad.rho;
-    sgdstab_critical crit;
-    if (sgdstab_critical_lr(ses->stab, sr->exact_sampling, sr->o.batch, &crit,
-                            &err))
-        return cli_report_file(a->file, &err);
-    sr->verdict = sgdstab_verdict_at(&crit, a->lr);
-    sgdstab_escape_rates(rad.rho, ses->red->n, sr->o.batch, &sr->exact_rate,
-                         &(double){0});
+    sr->rho = an.radius.rho;
+    sr->verdict = an.verdict;
+    sr->exact_rate = an.escape_rate_per_step;
     sr->exact_window = sgdstab_log_slope(sr->exact, sr->fit_from, sr->fit_to);
     return EXIT_OK;
 }
@@ -429,11 +434,10 @@ static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
 {
     sgdstab_sim_options *o = &sr->o;
     sgdstab_error err;
-    sgdstab_sampling fresh = o->reshuffle ? SGDSTAB_SAMPLING_WITHOUT
-                                          : o->sampling;
+    sgdstab_config exact = fresh_batches(&o->config);
+    sgdstab_sampling fresh = exact.sampling;
     sgdstab_critical cr = {0};
-    if (sr->threshold &&
-        sgdstab_critical_lr(ses->stab, fresh, o->batch, &cr, &err))
+    if (sr->threshold && sgdstab_critical_lr(ses->stab, &exact, &cr, &err))
         return cli_report_file(a->file, &err);
     double lr_th = NAN, lr_se = NAN;
     sgdstab_epoch_estimate est;
@@ -442,7 +446,7 @@ static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
             return cli_usage_error(a->cmd, "--threshold: the exact engine "
                                    "finds no stable learning rate to start "
                                    "from (not a minimum?); give --lr");
-        o->lr = a->have_lr ? a->lr : cr.lr_critical;
+        o->config.lr = a->have_lr ? a->lr : cr.lr_critical;
     }
     if (sgdstab_epoch_check(ses->red, o, &err) ||
         sgdstab_work_check(sgdstab_epoch_work(ses->red, o, sr->threshold),
@@ -454,14 +458,16 @@ static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
     if (sr->threshold) {
         if (sgdstab_epoch_threshold(ses->red, o, &lr_th, &lr_se, &err))
             return cli_report_file(a->file, &err);
-        o->lr = lr_th;
+        o->config.lr = lr_th;
     }
     if (sgdstab_epoch_estimate_at(ses->red, o, &est, &err))
         return cli_report_file(a->file, &err);
     double rho = NAN, rate = NAN;
     if (sr->compare || sr->threshold) {
         sgdstab_radius rad;
-        if (sgdstab_spectral_radius(ses->stab, o->lr, fresh, o->batch, &rad,
+        exact.lr = o->config.lr;
+        if (sgdstab_spectral_radius(ses->stab, &exact,
+                                    sr->threshold ? &cr : NULL, &rad, NULL,
                                     &err))
             return cli_report_file(a->file, &err);
         rho = rad.rho;
@@ -475,7 +481,7 @@ static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
             cli_json_number(j, "lr_threshold_stderr", lr_se);
             cli_json_number(j, "exact_lr_critical", cr.lr_critical);
         }
-        cli_json_number(j, "lr", o->lr);
+        cli_json_number(j, "lr", o->config.lr);
         cli_json_number(j, "epoch_spectral_radius", est.radius);
         cli_json_number(j, "epoch_spectral_radius_stderr", est.radius_stderr);
         cli_json_number(j, "rate_per_step", est.rate_per_step);
@@ -491,15 +497,15 @@ static int run_epoch(const cli_args *a, const cli_session *ses, sim_run *sr)
     }
     printf("%s: one-epoch second-moment map of SGD with batch %zu (sampling "
            "%s), loss %s, from %zu sampled epochs of %zu steps (seed %lu)\n",
-           a->file, o->batch, sr->sampling_name, a->loss, o->runs, est.steps,
-           o->seed);
+           a->file, o->config.batch, sr->sampling_name, a->loss, o->runs,
+           est.steps, o->seed);
     if (sr->threshold)
         printf("threshold: rho_epoch = 1 at lr %.10g (standard error %.2g); "
                "exact eta*(B) for fresh batches (sampling %s) %.10g, ratio "
                "%.6g\n", lr_th, lr_se, sgdstab_sampling_name(fresh),
                cr.lr_critical, lr_th / cr.lr_critical);
     printf("at lr %.10g: rho_epoch = %.10g (standard error %.2g), growth rate "
-           "of E|delta|^2 %.6g per step (standard error %.2g)\n", o->lr,
+           "of E|delta|^2 %.6g per step (standard error %.2g)\n", o->config.lr,
            est.radius, est.radius_stderr, est.rate_per_step, est.rate_stderr);
     if (sr->compare || sr->threshold)
         printf("exact for fresh batches (sampling %s): rho^%zu = %.10g, ln rho "
@@ -543,10 +549,6 @@ int cmd_simulate(int argc, char **argv)
         case 'h':
             fputs(SIMULATE_HELP, stdout);
             return EXIT_OK;
-        case OPT_SAMPLING:
-            o->reshuffle = strcmp(optarg, "reshuffle") == 0;
-            bad = o->reshuffle ? 0 : cli_common_option(&args, c, optarg);
-            break;
         case OPT_STEPS: steps_text = optarg; break;
         case OPT_RUNS: bad = cli_parse_size(args.cmd, "runs", optarg, 2, &o->runs); break;
         case OPT_SEED: bad = cli_parse_size(args.cmd, "seed", optarg, 0, &seed); break;
@@ -577,23 +579,23 @@ int cmd_simulate(int argc, char **argv)
                                "--radius --csv");
     if (!epoch && !steps_text)
         return cli_usage_error(args.cmd, "missing --steps");
-    if (cli_parse_size(args.cmd, "batch", args.batch, 1, &o->batch) ||
+    size_t batch;
+    if (cli_parse_size(args.cmd, "batch", args.batch, 1, &batch) ||
         (!epoch && cli_parse_size(args.cmd, "steps", steps_text, 1,
                                   &o->steps)))
         return EXIT_USAGE;
     if (seed > 0xFFFFFFFFul)
         return cli_usage_error(args.cmd, "--seed %zu is above 2^32 - 1", seed);
     o->seed = (unsigned long)seed;
-    o->lr = args.lr;
-    sr.sampling_name = o->reshuffle ? "reshuffle"
-                                    : sgdstab_sampling_name(args.sampling);
-    o->sampling = args.sampling;
+    sr.sampling_name = sgdstab_sampling_name(args.sampling);
     if (epoch) {
         cli_session ses;
-        int status = cli_session_open(&args, o->batch, &ses);
+        unsigned uses = SGDSTAB_USES_BATCH |
+                        (sr.threshold ? 0 : SGDSTAB_USES_LR);
+        int status = cli_session_open(&args, batch, uses, &ses);
         if (status)
             return status;
-        o->loss_scale = sgdstab_stability_loss_scale(ses.stab);
+        o->config = ses.cfg;
         status = run_epoch(&args, &ses, &sr);
         cli_session_close(&ses);
         return status;
@@ -627,10 +629,11 @@ int cmd_simulate(int argc, char **argv)
         o->init = SGDSTAB_INIT_MATRIX;
 
     cli_session ses;
-    int status = cli_session_open(&args, o->batch, &ses);
+    int status = cli_session_open(&args, batch, SGDSTAB_USES_LR |
+                                  SGDSTAB_USES_BATCH, &ses);
     if (status)
         return status;
-    o->loss_scale = sgdstab_stability_loss_scale(ses.stab);
+    o->config = ses.cfg;
     double *S0 = NULL;
     sgdstab_sim_result *res = NULL;
     if (o->init == SGDSTAB_INIT_MATRIX &&

@@ -66,7 +66,9 @@ static const char VERIFY_HELP[] =
     "                    hessian_frobenius hessian_trace nonuniformity\n"
     "                    alignment_min alignment_top frobenius_bound\n"
     "                    growth_bound escape_rate_lower_bound\n"
-    "                    theorems_failed residual_rms max_residual target_rms\n"
+    "                    theorems_failed operator_applications (of the\n"
+    "                    noise operator, in all) residual_rms max_residual\n"
+    "                    target_rms\n"
     "                    interpolating (from FILE's meta.json, see 'sgdstab\n"
     "                    info --help'; null when it does not tell) checks;\n"
     "                    checks is an array of {name, description, value,\n"
@@ -85,18 +87,19 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
                        const sgdstab_verification *v)
 {
     const sgdstab_analysis *an = &v->analysis;
+    const sgdstab_config *cfg = &an->config;
     const sgdstab_theory *th = &v->theory;
     printf("%s: n = %zu samples, k = %zu, p = %zu, reduced dimension r = %zu\n",
            prob->source, prob->n, prob->k, prob->p, red->r);
     printf("SGD with learning rate %.6g, batch size %zu (sampling %s: a = %.6g,"
-           " b = %.6g), loss %s\n\n", an->lr, an->batch,
-           sgdstab_sampling_name(an->sampling), an->a, an->b, a->loss);
+           " b = %.6g), loss %s\n\n", cfg->lr, cfg->batch,
+           sgdstab_sampling_name(cfg->sampling), an->a, an->b, a->loss);
     cli_print_residual("Minimum: ", prob);
     printf("Exact:   %s; rho = %.12g (escape rate %.6g per step), eta*(%zu) = "
            "%.12g\n", an->verdict == SGDSTAB_VERDICT_THRESHOLD
                            ? "AT THE THRESHOLD (within accuracy)"
                        : an->stable ? "STABLE" : "UNSTABLE", an->radius.rho,
-           an->escape_rate_per_step, an->batch, an->critical.lr_critical);
+           an->escape_rate_per_step, cfg->batch, an->critical.lr_critical);
     printf("Theory:  lambda_max(H) = %.6g, |H|_F = %.6g, tr H = %.6g, "
            "non-uniformity s = %.6g\n", th->sharpness, th->hessian_frobenius,
            th->hessian_trace, th->nonuniformity);
@@ -126,10 +129,11 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
     cli_json_size(o, "k", prob->k);
     cli_json_size(o, "p", prob->p);
     cli_json_size(o, "rank", red->rank_J);
-    cli_json_number(o, "lr", an->lr);
-    cli_json_size(o, "batch", an->batch);
-    cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(an->sampling));
-    cli_json_number(o, "loss_scale", an->loss_scale);
+    cli_json_number(o, "lr", an->config.lr);
+    cli_json_size(o, "batch", an->config.batch);
+    cJSON_AddStringToObject(o, "sampling",
+                            sgdstab_sampling_name(an->config.sampling));
+    cli_json_number(o, "loss_scale", an->config.loss_scale);
     cli_json_number(o, "a", an->a);
     cli_json_number(o, "b", an->b);
     cJSON_AddBoolToObject(o, "stable", an->stable);
@@ -149,6 +153,7 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
     cli_json_number(o, "growth_bound", v->growth_bound);
     cli_json_number(o, "escape_rate_lower_bound", log(v->growth_bound));
     cli_json_size(o, "theorems_failed", v->theorems_failed);
+    cli_json_size(o, "operator_applications", an->matvecs);
     cli_json_provenance(o, prob);
     cJSON *checks = cJSON_AddArrayToObject(o, "checks");
     for (size_t i = 0; i < v->nchecks; i++) {
@@ -204,16 +209,16 @@ int cmd_verify(int argc, char **argv)
         return EXIT_USAGE;
 
     cli_session ses;
-    int status = cli_session_open(&args, batch, &ses);
+    int status = cli_session_open(&args, batch, SGDSTAB_USES_LR |
+                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP,
+                                  &ses);
     if (status)
         return status;
     sgdstab_theory th;
     sgdstab_verification v;
     sgdstab_error err;
-    if (sgdstab_theory_compute(ses.red, sgdstab_stability_loss_scale(ses.stab),
-                               &th, &err) ||
-        sgdstab_verify(ses.stab, &th, args.lr, args.sampling, batch, &v,
-                       &err)) {
+    if (sgdstab_theory_compute(ses.red, &ses.cfg, &th, &err) ||
+        sgdstab_verify(ses.stab, &th, &ses.cfg, &v, &err)) {
         fprintf(stderr, "sgdstab verify: %s: %s\n", ses.prob->source, err.msg);
         status = EXIT_DATA;
     } else {

@@ -11,13 +11,15 @@
 static int file_loss(cli_args *a, const sgdstab_problem *prob)
 {
     const char *loss = prob->provenance.loss;
+    double c;
     if (a->have_loss || !*loss)
         return EXIT_OK;
-    if (cli_loss_scale(loss, &a->loss_scale)) {
+    if (sgdstab_loss_scale(loss, prob->k, &c, NULL)) {
         fprintf(stderr, "sgdstab: %s: meta.json: \"loss\" must be half-mean, "
                 "mse or a number > 0, not '%s'\n", a->file, loss);
         return EXIT_DATA;
     }
+    a->loss_name = loss;
     snprintf(a->loss_text, sizeof a->loss_text, "%s from the file's metadata",
              loss);
     a->loss = a->loss_text;
@@ -72,26 +74,48 @@ int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
     return EXIT_OK;
 }
 
-double cli_loss_c(double loss_scale, size_t k)
+int cli_config(const cli_args *a, const sgdstab_reduced *red,
+               sgdstab_config *cfg)
 {
-    /* mse: PyTorch's MSELoss averages over n·k entries without the ½. */
-    return loss_scale > 0 ? loss_scale : 2.0 / (double)k;
+    sgdstab_error err;
+    sgdstab_config_init(cfg);
+    cfg->lr = a->have_lr ? a->lr : 0;
+    cfg->sampling = a->sampling;
+    if (sgdstab_loss_scale(a->loss_name, red->k, &cfg->loss_scale, &err))
+        return cli_report_file(a->file, &err);
+    return EXIT_OK;
+}
+
+int cli_config_check(const cli_args *a, const sgdstab_reduced *red,
+                     const sgdstab_config *cfg, unsigned uses)
+{
+    sgdstab_error err;
+    if (!sgdstab_config_check(cfg, red, uses, &err))
+        return EXIT_OK;
+    if (err.status == SGDSTAB_EVALUE)  /* out of range for this problem */
+        return cli_report_file(a->file, &err);
+    char q[4 * SGDSTAB_ERROR_MSG_MAX];
+    return cli_usage_error(a->cmd, "%s", cli_quote(err.msg, q, sizeof q));
 }
 
 int cli_stability(const cli_args *a, const sgdstab_reduced *red,
                   sgdstab_stability **s)
 {
     sgdstab_error err;
-    *s = sgdstab_stability_alloc(red, cli_loss_c(a->loss_scale, red->k), &err);
+    *s = sgdstab_stability_alloc(red, &err);
     return *s ? EXIT_OK : cli_report_file(a->file, &err);
 }
 
-int cli_session_open(cli_args *a, size_t batch, cli_session *ses)
+int cli_session_open(cli_args *a, size_t batch, unsigned uses,
+                     cli_session *ses)
 {
     ses->stab = NULL;
     if (cli_load(a, &ses->prob, &ses->red))
         return EXIT_DATA;
-    int status = batch ? cli_check_batch(a, ses->prob->n, batch) : EXIT_OK;
+    int status = cli_config(a, ses->red, &ses->cfg);
+    ses->cfg.batch = batch;
+    if (!status)
+        status = cli_config_check(a, ses->red, &ses->cfg, uses);
     if (!status)
         status = cli_stability(a, ses->red, &ses->stab);
     if (status)
@@ -142,14 +166,12 @@ int cli_load_init(const char *path, size_t p, double **S)
     return status;
 }
 
-int cli_exact_evolve(const cli_session *ses, double lr,
-                     sgdstab_sampling sampling, size_t batch, size_t steps,
-                     const double *S0, double *m2, double *loss)
+int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
+                     size_t steps, const double *S0, double *m2, double *loss)
 {
     const sgdstab_reduced *red = ses->red;
     size_t r = red->r, p = red->p;
-    double scale = sgdstab_stability_loss_scale(ses->stab);
-    double a, b, null_trace = 0;
+    double scale = cfg->loss_scale, null_trace = 0;
     sgdstab_error err;
     sgdstab_moments *m = NULL;
     double *Z0 = calloc(r ? r * r : 1, sizeof *Z0);
@@ -158,8 +180,7 @@ int cli_exact_evolve(const cli_session *ses, double lr,
         fprintf(stderr, "sgdstab: out of memory\n");
         return EXIT_DATA;
     }
-    if (sgdstab_batch_coefficients(sampling, red->n, batch, &a, &b, &err) ||
-        !(m = sgdstab_moments_alloc(red, &err)))
+    if (!(m = sgdstab_moments_alloc(red, &err)))
         status = cli_report(&err);
     if (!status && S0) {
         if (sgdstab_reduce_project(red, ses->prob, S0, Z0, &null_trace, &err))
@@ -169,8 +190,7 @@ int cli_exact_evolve(const cli_session *ses, double lr,
             Z0[j * r + j] = 1.0 / (double)p;
         null_trace = (double)(p - r) / (double)p;
     }
-    if (!status && sgdstab_moments_evolve(m, scale * lr, a, b, Z0, steps, m2,
-                                          loss, &err))
+    if (!status && sgdstab_moments_evolve(m, cfg, Z0, steps, m2, loss, &err))
         status = cli_report(&err);
     if (!status)
         for (size_t t = 0; t <= steps; t++) {

@@ -161,37 +161,20 @@ void cli_args_init(cli_args *a, const char *cmd)
 {
     memset(a, 0, sizeof *a);
     a->cmd = cmd;
-    a->loss = "half-mean";
-    a->loss_scale = 1;
+    a->loss = a->loss_name = "half-mean";
     a->sampling = SGDSTAB_SAMPLING_WITHOUT;
     a->flat_rtol = SGDSTAB_FLAT_RTOL_DEFAULT;
-}
-
-int cli_loss_scale(const char *text, double *scale)
-{
-    if (!strcmp(text, "half-mean")) {
-        *scale = 1;
-        return 0;
-    }
-    if (!strcmp(text, "mse")) {
-        *scale = 0;
-        return 0;
-    }
-    double c;
-    if (cli_parse_double(NULL, "loss", text, &c) || !(c > 0))
-        return -1;
-    *scale = c;
-    return 0;
 }
 
 static int parse_loss(cli_args *a, const char *arg)
 {
     char q[CLI_QUOTE_SIZE];
-    if (cli_loss_scale(arg, &a->loss_scale))
+    double c;  /* the scale needs k, known once FILE is read */
+    if (sgdstab_loss_scale(arg, 1, &c, NULL))
         return cli_usage_error(a->cmd, "--loss: '%s' is not half-mean, mse "
                                "or a positive number",
                                cli_quote(arg, q, sizeof q));
-    a->loss = arg;
+    a->loss = a->loss_name = arg;
     a->have_loss = 1;
     return 0;
 }
@@ -220,7 +203,7 @@ int cli_common_option(cli_args *a, int c, const char *arg)
     case OPT_SAMPLING:
         if (sgdstab_sampling_parse(arg, &a->sampling))
             return cli_usage_error(a->cmd, "--sampling: '%s' is not one of "
-                                   "without, with, bernoulli",
+                                   "without, with, bernoulli, reshuffle",
                                    cli_quote(arg, q, sizeof q));
         return 0;
     case OPT_LOSS:
@@ -265,17 +248,6 @@ int cli_common_option(cli_args *a, int c, const char *arg)
     default:  /* '?' from cli_getopt: already reported */
         return EXIT_USAGE;
     }
-}
-
-int cli_check_batch(const cli_args *a, size_t n, size_t batch)
-{
-    if (batch <= n || a->sampling == SGDSTAB_SAMPLING_WITH)
-        return EXIT_OK;
-    char q[CLI_QUOTE_SIZE];
-    return cli_usage_error(a->cmd, "--batch %zu exceeds the n = %zu samples of "
-                           "%s (sampling '%s' needs B <= n)", batch, n,
-                           cli_quote(a->file, q, sizeof q),
-                           sgdstab_sampling_name(a->sampling));
 }
 
 int cli_require(const cli_args *a, int need_lr, int need_batch)

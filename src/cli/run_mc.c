@@ -13,12 +13,6 @@
 /* Exit-time points with fewer exits are too censored to fit. */
 #define EXIT_MIN_EXITS 10
 
-/* A sampling rule of the epoch experiment: fresh batches or reshuffling. */
-typedef struct {
-    sgdstab_sampling sampling;
-    int reshuffle;
-} mc_sampling;
-
 typedef struct {
     double alpha, clip;
     double *lr;
@@ -43,7 +37,7 @@ struct run_mc {
     sgdstab_sampling sampling;      /* the spec's, for the exact values */
     /* epoch */
     int epoch;
-    mc_sampling samp[4];
+    sgdstab_sampling samp[4];  /* of the epoch experiment */
     size_t nsamp;
     double factor[MC_MAX_LIST];
     size_t nfactor, epoch_runs;
@@ -79,11 +73,6 @@ static int mc_error(const run_mc *mc, const char *fmt, ...)
     cli_error_line("run", mc->path, fmt, ap);
     va_end(ap);
     return EXIT_DATA;
-}
-
-static const char *mc_sampling_name(const mc_sampling *s)
-{
-    return s->reshuffle ? "reshuffle" : sgdstab_sampling_name(s->sampling);
 }
 
 int run_parse_lrs(const cJSON *v, double **list, size_t *count,
@@ -168,19 +157,17 @@ static int parse_epoch(run_mc *mc, const cJSON *ep)
     mc->epoch_seed = (unsigned long)seed;
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(ep, "samplings"), *e;
     if (!s) {
-        mc->samp[mc->nsamp++] = (mc_sampling){mc->sampling, 0};
-        mc->samp[mc->nsamp++] = (mc_sampling){SGDSTAB_SAMPLING_WITHOUT, 1};
+        mc->samp[mc->nsamp++] = mc->sampling;
+        mc->samp[mc->nsamp++] = SGDSTAB_SAMPLING_RESHUFFLE;
     } else if (!cJSON_IsArray(s) || cJSON_GetArraySize(s) < 1 ||
                cJSON_GetArraySize(s) > 4) {
         return mc_error(mc, "key 'epoch.samplings': need a list of 1 to 4 of "
                         "\"without\", \"with\", \"bernoulli\", \"reshuffle\"");
     } else {
         cJSON_ArrayForEach(e, s) {
-            mc_sampling m = {SGDSTAB_SAMPLING_WITHOUT, 0};
-            if (cJSON_IsString(e) && !strcmp(e->valuestring, "reshuffle"))
-                m.reshuffle = 1;
-            else if (!cJSON_IsString(e) ||
-                     sgdstab_sampling_parse(e->valuestring, &m.sampling))
+            sgdstab_sampling m;
+            if (!cJSON_IsString(e) ||
+                sgdstab_sampling_parse(e->valuestring, &m))
                 return mc_error(mc, "key 'epoch.samplings[%zu]': need "
                                 "\"without\", \"with\", \"bernoulli\" or "
                                 "\"reshuffle\"", mc->nsamp);
@@ -367,16 +354,15 @@ int run_mc_open(run_mc *mc, const char *dir, const char *axes_header)
 
 static sgdstab_sim_options epoch_options(const run_mc *mc,
                                          const cli_session *ses,
-                                         const mc_sampling *s, size_t batch,
+                                         sgdstab_sampling s, size_t batch,
                                          double lr)
 {
     sgdstab_sim_options o;
     memset(&o, 0, sizeof o);
-    o.lr = lr;
-    o.loss_scale = sgdstab_stability_loss_scale(ses->stab);
-    o.batch = batch;
-    o.sampling = s->sampling;
-    o.reshuffle = s->reshuffle;
+    o.config = ses->cfg;
+    o.config.lr = lr;
+    o.config.batch = batch;
+    o.config.sampling = s;
     o.runs = mc->epoch_runs;
     o.seed = mc->epoch_seed;
     return o;
@@ -395,26 +381,23 @@ static int epoch_case(run_mc *mc, size_t c, const char *axes,
             return mc_error(mc, "case %zu, B = %zu: no stable learning rate, "
                             "no threshold to compare with", c, B);
         for (size_t s = 0; s < mc->nsamp; s++) {
-            const mc_sampling *ms = &mc->samp[s];
-            if (ms->reshuffle && ses->red->n % B)
-                return mc_error(mc, "key 'epoch.samplings': reshuffle needs "
-                                "every batch size to divide n = %zu, not "
-                                "%zu (case %zu)", ses->red->n, B, c);
+            sgdstab_sampling ms = mc->samp[s];
+            const char *name = sgdstab_sampling_name(ms);
             sgdstab_sim_options o = epoch_options(mc, ses, ms, B, eta);
             double lr, se;
             sgdstab_epoch_estimate est;
             if (sgdstab_epoch_threshold(ses->red, &o, &lr, &se, &err))
-                return mc_error(mc, "case %zu, B = %zu, %s: %s", c, B,
-                                mc_sampling_name(ms), err.msg);
+                return mc_error(mc, "case %zu, B = %zu, %s: %s", c, B, name,
+                                err.msg);
             FILE *f = sgdstab_outfile_stream(mc->threshold_csv);
-            fprintf(f, "%s%zu,%s,%zu,%zu,", axes, B, mc_sampling_name(ms),
+            fprintf(f, "%s%zu,%s,%zu,%zu,", axes, B, name,
                     sgdstab_epoch_steps(ses->red->n, B), o.runs);
             double vals[] = {lr, se, eta, lr / eta, se / eta};
             for (size_t v = 0; v < 5; v++)
                 cli_csv_number(f, vals[v], v < 4 ? "," : "\n");
             cJSON *r = cJSON_CreateObject();
             cli_json_size(r, "batch", B);
-            cJSON_AddStringToObject(r, "sampling", mc_sampling_name(ms));
+            cJSON_AddStringToObject(r, "sampling", name);
             cli_json_number(r, "lr_threshold", lr);
             cli_json_number(r, "lr_threshold_stderr", se);
             cli_json_number(r, "lr_critical", eta);
@@ -426,24 +409,26 @@ static int epoch_case(run_mc *mc, size_t c, const char *axes,
             for (size_t k = 0; k < mc->nfactor; k++) {
                 double at = mc->factor[k] * eta;
                 sgdstab_radius rad;
-                o.lr = at;
+                sgdstab_config fresh = ses->cfg;
+                fresh.lr = o.config.lr = at;
+                fresh.batch = B;
                 if (sgdstab_epoch_estimate_at(ses->red, &o, &est, &err) ||
-                    sgdstab_spectral_radius(ses->stab, at, mc->sampling, B,
-                                            &rad, &err))
+                    sgdstab_spectral_radius(ses->stab, &fresh, &cr[i], &rad,
+                                            NULL, &err))
                     return mc_error(mc, "case %zu, B = %zu, lr = %g: %s", c,
                                     B, at, err.msg);
                 f = sgdstab_outfile_stream(mc->epoch_csv);
                 fprintf(f, "%s%zu,", axes, B);
                 cli_csv_number(f, mc->factor[k], ",");
                 cli_csv_number(f, at, ",");
-                fprintf(f, "%s,", mc_sampling_name(ms));
+                fprintf(f, "%s,", name);
                 cli_csv_number(f, est.rate_per_step, ",");
                 cli_csv_number(f, est.rate_stderr, ",");
                 cli_csv_number(f, log(rad.rho), ",");
                 /* The estimator's check: only the spec's own sampling has
                  * an exact counterpart. */
                 double z = NAN, exact = log(rad.rho);
-                if (!ms->reshuffle && ms->sampling == mc->sampling) {
+                if (ms == mc->sampling) {
                     /* Rounding floor: at B = n every epoch is the same. */
                     double se = fmax(est.rate_stderr,
                                      1e-12 * fmax(1, fabs(exact)));
@@ -533,10 +518,9 @@ static int exit_case(run_mc *mc, size_t c, const char *axes,
             for (size_t l = 0; l < es->nlr; l++) {
                 sgdstab_sim_options o;
                 memset(&o, 0, sizeof o);
-                o.lr = es->lr[l];
-                o.loss_scale = sgdstab_stability_loss_scale(ses->stab);
-                o.batch = batches[i];
-                o.sampling = mc->sampling;
+                o.config = ses->cfg;
+                o.config.lr = es->lr[l];
+                o.config.batch = batches[i];
                 o.steps = mc->exit_steps;
                 o.runs = mc->exit_runs;
                 o.seed = mc->exit_seed;
@@ -549,9 +533,10 @@ static int exit_case(run_mc *mc, size_t c, const char *axes,
                 sgdstab_sim_result *res;
                 if (sgdstab_simulate(ses->red, ses->prob, &o, &res, NULL, NULL,
                                      &err))
-                    return mc_error(mc, "case %zu, B = %zu, exit series %zu, "
-                                    "lr = %g: %s", c, batches[i], s, o.lr,
-                                    err.msg);
+                    return mc_error(mc,
+                                    "case %zu, B = %zu, exit series %zu, "
+                                    "lr = %g: %s",
+                                    c, batches[i], s, o.config.lr, err.msg);
                 sgdstab_exit_stats st;
                 sgdstab_sim_exit_stats(res, &st);
                 sgdstab_sim_result_free(res);
@@ -561,7 +546,7 @@ static int exit_case(run_mc *mc, size_t c, const char *axes,
                 cli_csv_number(f, es->alpha, ",");
                 cli_csv_number(f, es->clip, ",");
                 fprintf(f, "%zu,", jumps);
-                cli_csv_number(f, o.lr, ",");
+                cli_csv_number(f, o.config.lr, ",");
                 fprintf(f, "%zu,%zu,%zu,", o.runs, o.steps, st.exited);
                 double vals[] = {st.never_fraction, st.mean, st.censored_mean,
                                  se, st.quantiles[0], st.quantiles[2],
@@ -569,7 +554,7 @@ static int exit_case(run_mc *mc, size_t c, const char *axes,
                 for (size_t v = 0; v < 7; v++)
                     cli_csv_number(f, vals[v], v < 6 ? "," : "\n");
                 cJSON *p = cJSON_CreateObject();
-                cli_json_number(p, "lr", o.lr);
+                cli_json_number(p, "lr", o.config.lr);
                 cli_json_size(p, "exited", st.exited);
                 cli_json_number(p, "censored_mean", st.censored_mean);
                 cli_json_number(p, "median", st.quantiles[2]);
@@ -577,7 +562,7 @@ static int exit_case(run_mc *mc, size_t c, const char *axes,
                 if (mc->nxrow < MC_MAX_ROWS)
                     mc->xrow[mc->nxrow++] = (exit_row){
                         .c = c, .batch = batches[i], .series = s,
-                        .lr = o.lr, .mean = st.censored_mean, .se = se,
+                        .lr = o.config.lr, .mean = st.censored_mean, .se = se,
                         .exited = st.exited};
             }
             double slope, sse, chi2, pred = 1 + (es->alpha - 1) * (double)jumps;
@@ -681,7 +666,7 @@ static void epoch_script(FILE *f, void *ctx)
     for (size_t c = 0; c < mc->nlabels; c++)
         for (size_t s = 0, len; s < mc->nsamp; s++)
             if ((len = strlen(case_label(mc, c, label, sizeof label)) +
-                       strlen(mc_sampling_name(&mc->samp[s]))) > chars)
+                       strlen(sgdstab_sampling_name(mc->samp[s]))) > chars)
                 chars = len;
     mc_frame(f, pic, title, 1 + mc->nlabels * mc->nsamp, chars);
     fprintf(f, "set xlabel 'batch size B'\nset ylabel 'η_{threshold} / "
@@ -703,7 +688,7 @@ static void epoch_script(FILE *f, void *ctx)
                     "lc rgb '%s' title \"%s%s\" noenhanced",
                     COLOURS[series % NCOLOURS],
                     case_label(mc, c, label, sizeof label),
-                    mc_sampling_name(&mc->samp[s]));
+                    sgdstab_sampling_name(mc->samp[s]));
     fputc('\n', f);
     for (size_t c = 0; c < mc->nlabels; c++)
         for (size_t s = 0; s < mc->nsamp; s++) {
@@ -903,8 +888,10 @@ void run_mc_report(const run_mc *mc, FILE *f)
                 "\n");
         for (size_t i = 0; i < mc->nerow; i++) {
             const epoch_row *e = &mc->erow[i];
-            fprintf(f, "| %zu | %zu | %s | %.6g | %.2g | %.6g | %.4f | %.4f "
-                    "|\n", e->c, e->batch, mc_sampling_name(&mc->samp[e->si]),
+            fprintf(f,
+                    "| %zu | %zu | %s | %.6g | %.2g | %.6g | %.4f | %.4f "
+                    "|\n",
+                    e->c, e->batch, sgdstab_sampling_name(mc->samp[e->si]),
                     e->lr, e->lr_se, e->exact, e->ratio, e->ratio_se);
         }
     }
