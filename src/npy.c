@@ -375,10 +375,11 @@ done:
     return st;
 }
 
-int npy_read_stream(const npy_stream *s, sgdstab_array *out,
-                    sgdstab_error *err)
+/* The magic string, the version and the header of a .npy stream, parsed
+ * into h; *consumed is the number of bytes read. */
+static int read_header(const npy_stream *s, header_parser *h,
+                       uint64_t *consumed, sgdstab_error *err)
 {
-    memset(out, 0, sizeof *out);
     unsigned char pre[12];
     size_t got;
     if (s->size == 0)
@@ -410,12 +411,12 @@ int npy_read_stream(const npy_stream *s, sgdstab_array *out,
                             "%s: header length %llu exceeds the limit of %d "
                             "bytes", s->label, (unsigned long long)hlen,
                             SGDSTAB_NPY_HEADER_MAX);
-    uint64_t consumed = 8 + lenbytes;
-    if (hlen > s->size - consumed)
+    *consumed = 8 + lenbytes;
+    if (hlen > s->size - *consumed)
         return sgdstab_fail(err, SGDSTAB_EFORMAT,
                             "%s: truncated header (declares %llu bytes, %llu "
                             "present)", s->label, (unsigned long long)hlen,
-                            (unsigned long long)(s->size - consumed));
+                            (unsigned long long)(s->size - *consumed));
     char *text = malloc(hlen + 1);
     if (!text)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
@@ -426,47 +427,45 @@ int npy_read_stream(const npy_stream *s, sgdstab_array *out,
                             s->label);
     }
     text[hlen] = '\0';
-    consumed += hlen;
+    *consumed += hlen;
     if (strlen(text) != hlen) {
         free(text);
         return sgdstab_fail(err, SGDSTAB_EFORMAT,
                             "%s: malformed .npy header: contains a NUL byte",
                             s->label);
     }
-
-    header_parser h = {.p = text, .label = s->label, .err = err};
-    int st = parse_header(&h);
+    *h = (header_parser){.p = text, .label = s->label, .err = err};
+    int st = parse_header(h);
     free(text);
-    if (st)
-        return st;
+    return st;
+}
 
-    npy_dtype dt;
-    if (!parse_descr(h.descr, &dt))
-        return sgdstab_fail(err, SGDSTAB_EFORMAT,
-                            "%s: dtype '%s' not supported (need "
-                            "float32/float64)", s->label, h.descr);
-
+/* The element count of the declared shape, checked against the bytes left
+ * after the header (remaining): exactly the data, no more, no less. */
+static int check_data_size(const npy_stream *s, const header_parser *h,
+                           npy_dtype dt, uint64_t remaining, size_t *count,
+                           sgdstab_error *err)
+{
     char shape_text[96];
-    format_shape(&h, shape_text, sizeof shape_text);
+    format_shape(h, shape_text, sizeof shape_text);
     size_t size = 1;
-    for (int d = 0; d < h.ndim; d++) {
-        if (h.shape[d] && size > SIZE_MAX / h.shape[d])
+    for (int d = 0; d < h->ndim; d++) {
+        if (h->shape[d] && size > SIZE_MAX / h->shape[d])
             return sgdstab_fail(err, SGDSTAB_EFORMAT,
                                 "%s: declared shape %s too large", s->label,
                                 shape_text);
-        size *= h.shape[d];
+        size *= h->shape[d];
     }
     if (size > SIZE_MAX / sizeof(double))
         return sgdstab_fail(err, SGDSTAB_EFORMAT,
                             "%s: declared shape %s too large", s->label,
                             shape_text);
     uint64_t nbytes = (uint64_t)size * dt.itemsize;
-    uint64_t remaining = s->size - consumed;
     if (nbytes > remaining)
         return sgdstab_fail(err, SGDSTAB_EFORMAT,
                             "%s: truncated data: declared shape %s of '%s' "
                             "needs %llu bytes but only %llu are present",
-                            s->label, shape_text, h.descr,
+                            s->label, shape_text, h->descr,
                             (unsigned long long)nbytes,
                             (unsigned long long)remaining);
     if (nbytes < remaining)
@@ -475,7 +474,27 @@ int npy_read_stream(const npy_stream *s, sgdstab_array *out,
                             "declared shape %s", s->label,
                             (unsigned long long)(remaining - nbytes),
                             shape_text);
+    *count = size;
+    return SGDSTAB_OK;
+}
 
+int npy_read_stream(const npy_stream *s, sgdstab_array *out,
+                    sgdstab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    header_parser h;
+    uint64_t consumed = 0;
+    int st = read_header(s, &h, &consumed, err);
+    if (st)
+        return st;
+    npy_dtype dt;
+    if (!parse_descr(h.descr, &dt))
+        return sgdstab_fail(err, SGDSTAB_EFORMAT,
+                            "%s: dtype '%s' not supported (need "
+                            "float32/float64)", s->label, h.descr);
+    size_t size = 0;
+    if ((st = check_data_size(s, &h, dt, s->size - consumed, &size, err)))
+        return st;
     out->ndim = h.ndim;
     for (int d = 0; d < SGDSTAB_NPY_MAX_DIMS; d++)
         out->shape[d] = d < h.ndim ? h.shape[d] : 1;
