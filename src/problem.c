@@ -352,3 +352,8 @@ void sgdstab_problem_free(sgdstab_problem *prob)
     free(prob->source);
     free(prob);
 }
+
+const char *sgdstab_problem_loss(const sgdstab_problem *prob)
+{
+    return prob->provenance.loss[0] ? prob->provenance.loss : "half-mean";
+}

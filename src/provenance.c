@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sgdstab/config.h"
+
 void sgdstab_provenance_init(sgdstab_provenance *pv)
 {
     memset(pv, 0, sizeof *pv);
@@ -97,8 +99,13 @@ static int take(const cJSON *v, size_t i, const char *label,
             return wrong(label, i, err);
         snprintf(field, KEYS[i].size, "%.17g", v->valuedouble);
     } else if (kind == LOSS || kind == TEXT) {
+        double c;
         if (!text_ok(v, KEYS[i].size))
             return wrong(label, i, err);
+        if (kind == LOSS && sgdstab_loss_scale(v->valuestring, 1, &c, NULL))
+            return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: meta.json: \"loss\" "
+                                "must be half-mean, mse or a number > 0, not "
+                                "'%s'", label, v->valuestring);
         snprintf(field, KEYS[i].size, "%s", v->valuestring);
     } else if (!number_ok(v, kind)) {
         return wrong(label, i, err);

@@ -41,6 +41,11 @@ typedef struct {
                                        without one, or arrays */
 } sgdstab_problem;
 
+/* The loss convention of training (the names of sgdstab_loss_scale,
+ * config.h): the "loss" of the problem's meta.json, checked when it was
+ * read, or "half-mean" when the file does not say. */
+const char *sgdstab_problem_loss(const sgdstab_problem *prob);
+
 typedef struct {
     double symmetry_rtol;  /* ≤ 0: the default described above */
     double max_memory;     /* bytes loading and factorizing may take (> 0),

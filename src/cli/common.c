@@ -7,23 +7,17 @@
 
 #include "cli.h"
 
-/* Without --loss, the convention the file's metadata names, if any. */
-static int file_loss(cli_args *a, const sgdstab_problem *prob)
+/* Without --loss, the convention of the file (its metadata's, if any). */
+static void file_loss(cli_args *a, const sgdstab_problem *prob)
 {
-    const char *loss = prob->provenance.loss;
-    double c;
-    if (a->have_loss || !*loss)
-        return EXIT_OK;
-    if (sgdstab_loss_scale(loss, prob->k, &c, NULL)) {
-        fprintf(stderr, "sgdstab: %s: meta.json: \"loss\" must be half-mean, "
-                "mse or a number > 0, not '%s'\n", a->file, loss);
-        return EXIT_DATA;
+    if (a->have_loss)
+        return;
+    a->loss_name = sgdstab_problem_loss(prob);
+    if (prob->provenance.loss[0]) {
+        snprintf(a->loss_text, sizeof a->loss_text,
+                 "%s from the file's metadata", a->loss_name);
+        a->loss = a->loss_text;
     }
-    a->loss_name = loss;
-    snprintf(a->loss_text, sizeof a->loss_text, "%s from the file's metadata",
-             loss);
-    a->loss = a->loss_text;
-    return EXIT_OK;
 }
 
 /* Report a failure to load or factorize file: one line that names the file
@@ -61,9 +55,10 @@ int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
     sgdstab_load_options lo = {0, a->max_memory};
     if (sgdstab_problem_load_with_hessian(a->file, a->hessian, &lo, prob, &err))
         return cli_report_file(a->file, &err);
-    int status = file_loss(a, *prob);
+    file_loss(a, *prob);
+    int status = EXIT_OK;
     sgdstab_reduce_options opt = {a->rank_rtol, a->flat_rtol};
-    if (!status && sgdstab_reduce(*prob, &opt, red, &err))
+    if (sgdstab_reduce(*prob, &opt, red, &err))
         status = cli_report_file(a->file, &err);
     if (status) {
         sgdstab_problem_free(*prob);
