@@ -16,6 +16,7 @@ printed side by side.  --exact lists every number that is not bit-identical.
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -23,7 +24,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 TOP = os.path.dirname(HERE)
 GOLDEN = os.path.join(HERE, "golden")
-EXAMPLE = os.path.join(TOP, "problems", "example.npy")
+EXAMPLE = os.path.join("problems", "example.npy")   # the tool runs in TOP
 
 # Keys whose value comes out of an eigensolve (η*, ρ and what is derived
 # from them): equal within the solvers' tolerances (stability.h: η* to about
@@ -123,9 +124,12 @@ def uncompared(key):
 
 
 def scrub_paths(v):
-    """The temporary directory differs between runs."""
+    """File names as the tool printed them: the temporary directory and the
+    checkout's directory differ between runs."""
     if isinstance(v, str) and tempfile.gettempdir() in v:
         return os.path.basename(v)
+    if isinstance(v, str):
+        return re.sub(r"^/.*/(problems/)", r"\1", v)
     return v
 
 
