@@ -255,6 +255,14 @@ void cli_json_size(cJSON *obj, const char *key, size_t value);
 
 /* Print obj to stdout and free it; returns EXIT_OK or EXIT_DATA. */
 int cli_json_print(cJSON *obj);
+/* The same for JSON text (NULL: out of memory), freed after printing. */
+int cli_json_print_text(char *text);
+
+/* JSON text formatted as cJSON_Print formats a value on its own (the
+ * library's metadata), as an item that cJSON_Print prints byte for byte
+ * where it sits `depth` levels deep: every line after the first gets that
+ * many more tabs.  NULL if out of memory. */
+cJSON *cli_json_verbatim(const char *text, unsigned depth);
 
 /* The JSON keys loss (half-mean, mse or the number, as --loss or FILE's
  * metadata gave it) and loss_scale (c). */
