@@ -12,9 +12,11 @@
 #include "sgdstab/outfile.h"
 #include "sgdstab/phase.h"
 #include "sgdstab/problem.h"
+#include "sgdstab/progress.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/stability.h"
 #include "sgdstab/status.h"
+#include "sgdstab/theory.h"
 
 /* Exit statuses of every subcommand. */
 enum { EXIT_OK = 0, EXIT_DATA = 1, EXIT_USAGE = 2 };
@@ -310,7 +312,7 @@ typedef struct {
 } cli_progress;
 
 void cli_progress_init(cli_progress *p, const char *label, int quiet);
-/* An sgdstab_progress_fn (phase.h) with ctx = the cli_progress; never asks
+/* An sgdstab_progress_fn (progress.h) with ctx = the cli_progress; never asks
  * to stop (Ctrl-C ends the process, main.c removes partial outputs). */
 int cli_progress_update(void *ctx, size_t done, size_t total);
 /* Erase the bar. */
