@@ -9,7 +9,10 @@
 
 #include <gsl/gsl_rng.h>
 #include <stddef.h>
-#include "sgdstab/simulate.h"
+#include "sgdstab/progress.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/simulate.h"   /* sgdstab_sim_options, read by mb_problem */
+#include "sgdstab/status.h"
 
 /* Groups of runs: the unit of work of a thread, of the deterministic
  * combination of statistics and of the jackknife. */

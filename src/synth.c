@@ -531,41 +531,33 @@ static int jacobian(sgdstab_synth *s, sgdstab_error *err)
     return st;
 }
 
-/* How well θ* fits the data: the largest |f(x_i; θ*)_o − y_io|, and the RMS
- * norms of the residual and of the targets over the samples,
- * sqrt((1/n) Σ_i ‖f(x_i; θ*) − y_i‖²) and sqrt((1/n) Σ_i ‖y_i‖²). */
-typedef struct {
-    double max, rms, target_rms;
-} fit_stats;
-
-static int fit(const sgdstab_synth *s, fit_stats *fs, sgdstab_error *err)
+/* How well θ* fits the data: residual, residual_rms and target_rms of s
+ * (synth.h). */
+static int fit(sgdstab_synth *s, sgdstab_error *err)
 {
     size_t nk = s->n * s->k;
     double *fx = malloc(nk * sizeof *fx);
-    fs->max = fs->rms = fs->target_rms = 0;
     if (!fx)
         return out_of_memory(&s->params, err);
     int st = predict(&s->params, s->F, s->theta, s->X, s->n, fx, err);
-    double r2 = 0, y2 = 0;
+    double max = 0, r2 = 0, y2 = 0;
     for (size_t j = 0; j < nk && !st; j++) {
         double r = fx[j] - s->Y[j];
-        fs->max = fmax(fs->max, fabs(r));
+        max = fmax(max, fabs(r));
         r2 += r * r;
         y2 += s->Y[j] * s->Y[j];
     }
     free(fx);
-    fs->rms = sqrt(r2 / (double)s->n);
-    fs->target_rms = sqrt(y2 / (double)s->n);
+    s->residual = max;
+    s->residual_rms = sqrt(r2 / (double)s->n);
+    s->target_rms = sqrt(y2 / (double)s->n);
     return st;
 }
 
-/* The largest residual, and every value finite (an extreme rescale could
- * overflow). */
+/* The fit, and every value finite (an extreme rescale could overflow). */
 static int finish(sgdstab_synth *s, sgdstab_error *err)
 {
-    fit_stats fs;
-    int st = fit(s, &fs, err);
-    s->residual = fs.max;
+    int st = fit(s, err);
     int finite = isfinite(s->residual);
     for (size_t j = 0; j < s->p && finite; j++)
         finite = isfinite(s->theta[j]);
@@ -753,14 +745,12 @@ static void add_command(cJSON *meta, const sgdstab_synth_params *par,
     cJSON_AddStringToObject(meta, "command", cmd);
 }
 
-struct cJSON *sgdstab_synth_meta(const sgdstab_synth *s)
+/* The members of the metadata, in their order; then "file" when file is
+ * not NULL. */
+static void add_meta(cJSON *meta, const sgdstab_synth *s, const char *file)
 {
     const sgdstab_synth_params *par = &s->params;
     unsigned uses = sgdstab_synth_uses(par->family);
-    fit_stats fs;
-    cJSON *meta = fit(s, &fs, NULL) ? NULL : cJSON_CreateObject();
-    if (!meta)
-        return NULL;
     char spectrum[40], seed[24];
     if (par->alpha == 0)
         snprintf(spectrum, sizeof spectrum, "iso");
@@ -789,20 +779,30 @@ struct cJSON *sgdstab_synth_meta(const sgdstab_synth *s)
     cJSON_AddRawToObject(meta, "seed", seed);
     cJSON_AddStringToObject(meta, "loss", "half-mean");
     json_number(meta, "max_residual", s->residual);
-    json_number(meta, "residual_rms", fs.rms);
-    if (fs.target_rms > 0)  /* all targets 0 (tiny rfm, two-layer): none */
-        json_number(meta, "target_rms", fs.target_rms);
+    json_number(meta, "residual_rms", s->residual_rms);
+    if (s->target_rms > 0)  /* all targets 0 (tiny rfm, two-layer): none */
+        json_number(meta, "target_rms", s->target_rms);
     add_blocks(meta, par);
     add_command(meta, par, spectrum);
-    return meta;
+    if (file)
+        cJSON_AddStringToObject(meta, "file", file);
+}
+
+char *sgdstab_synth_meta_json(const sgdstab_synth *s, const char *file)
+{
+    cJSON *meta = cJSON_CreateObject();
+    if (!meta)
+        return NULL;
+    add_meta(meta, s, file);
+    char *text = cJSON_Print(meta);
+    cJSON_Delete(meta);
+    return text;
 }
 
 int sgdstab_synth_write(const sgdstab_synth *s, const char *path,
                         sgdstab_error *err)
 {
-    cJSON *meta = sgdstab_synth_meta(s);
-    char *text = meta ? cJSON_Print(meta) : NULL;
-    cJSON_Delete(meta);
+    char *text = sgdstab_synth_meta_json(s, NULL);
     if (!text)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", path);
     sgdstab_array J = jacobian_view(s), X = view(s->X, 2, s->n, s->d, 1),

@@ -2,7 +2,8 @@
 """`sgdstab run SPEC.json` end to end.
 
 A small spec runs; its tables must agree with the individual commands on the
-same synthetic problem (`synth` then `critical` and `verify`), with the
+same synthetic problem (`synth` then `critical` and `verify`; the metadata
+of each case in summary.json = synth's meta.json), with the
 theory reference (theory_reference.py: full-space NumPy) for the
 bounds, and with themselves (η*(B) non-decreasing, cases = the product of the
 sweep).  Bad specs must fail with exit 1 and one line naming the key, and
@@ -148,6 +149,15 @@ def test_success(tmp):
                   f" vs critical {y['lr_critical']}")
         # Theory columns against the full-space reference.
         z = np.load(npz)
+        # The case's metadata is synth's meta.json, and the report's n and p
+        # columns are read from it.
+        meta = json.loads(z["meta.json"])
+        check(summary["cases"][int(c["case"])]["meta"] == meta,
+              f"case {c['case']}: summary meta differs from synth's")
+        row = (f"| {c['case']} | {c['width']} | {c['activation']} | "
+               f"{meta['n']} | {meta['p']} | ")
+        check(any(line.startswith(row) for line in report.splitlines()),
+              f"report has no row {row!r}")
         prob = ref.Problem(z["J"])
         A, G = prob.A, prob.G
         lam, vecs = np.linalg.eigh(G)

@@ -319,12 +319,20 @@ static void test_interpolates(void **state)
     assert_true(s->residual <= 1e-12 * scale);
     double *f = malloc(k * sizeof *f), *theta = malloc(p * sizeof *theta);
     assert_true(f && theta);
+    double r2 = 0, y2 = 0;
     for (size_t i = 0; i < n; i++) {
         ref_model(s, s->theta, s->X + i * s->d, f);
-        for (size_t o = 0; o < k; o++)
-            tu_assert_close(f[o], s->Y[i * k + o], 1e-12 * scale,
-                            "f(x_i) = y_i");
+        for (size_t o = 0; o < k; o++) {
+            double y = s->Y[i * k + o];
+            tu_assert_close(f[o], y, 1e-12 * scale, "f(x_i) = y_i");
+            r2 += (f[o] - y) * (f[o] - y);
+            y2 += y * y;
+        }
     }
+    tu_assert_close(s->residual_rms, sqrt(r2 / (double)n), 1e-12 * scale,
+                    "residual_rms");
+    tu_assert_close(s->target_rms, sqrt(y2 / (double)n),
+                    1e-14 * sqrt(y2 / (double)n), "target_rms");
     sgdstab_rng *rng = sgdstab_rng_alloc(99);
     sgdstab_rng_gaussian(rng, 1.0, p, theta);
     sgdstab_rng_free(rng);
@@ -439,8 +447,26 @@ static void test_file(void **state)
     sgdstab_synth_free(s);
 }
 
-/* The member meta.json: the parameters that apply and no others, sizes,
- * seed, loss, the residual to the last bit, blocks that tile θ. */
+/* sgdstab_synth_meta_json with a file: the members of meta.json, then the
+ * path (escaped) as "file". */
+static void check_meta_file(const sgdstab_synth *s, const cJSON *meta)
+{
+    const char *file = "out dir/\"a\\b\".npz";
+    char *text = sgdstab_synth_meta_json(s, file);
+    cJSON *with = text ? cJSON_Parse(text) : NULL;
+    assert_non_null(with);
+    free(text);
+    cJSON *last = cJSON_GetArrayItem(with, cJSON_GetArraySize(with) - 1);
+    assert_string_equal(last->string, "file");
+    assert_string_equal(cJSON_GetStringValue(last), file);
+    cJSON_Delete(cJSON_DetachItemViaPointer(with, last));
+    assert_true(cJSON_Compare(with, meta, 1));
+    cJSON_Delete(with);
+}
+
+/* The member meta.json: the text of sgdstab_synth_meta_json, the parameters
+ * that apply and no others, sizes, seed, loss, the residuals to the last
+ * bit, blocks that tile θ. */
 static void test_meta(void **state)
 {
     const synth_case *c = *state;
@@ -475,7 +501,12 @@ static void test_meta(void **state)
     zip_close(za);
     cJSON *meta = cJSON_Parse(text);
     assert_non_null(meta);
+    char *lib = sgdstab_synth_meta_json(s, NULL);
+    assert_non_null(lib);
+    assert_string_equal(lib, text);
+    free(lib);
     free(text);
+    check_meta_file(s, meta);
 
     assert_string_equal(tu_jstr(meta, "family"),
                         sgdstab_synth_family_name(c->family));
@@ -486,6 +517,11 @@ static void test_meta(void **state)
     assert_int_equal(tu_jsize(meta, "seed"), 16);
     assert_string_equal(tu_jstr(meta, "loss"), "half-mean");
     assert_true(tu_jnum(meta, "max_residual") == s->residual);
+    assert_true(tu_jnum(meta, "residual_rms") == s->residual_rms);
+    if (s->target_rms > 0)
+        assert_true(tu_jnum(meta, "target_rms") == s->target_rms);
+    else
+        assert_false(cJSON_HasObjectItem(meta, "target_rms"));
     assert_true(tu_jnum(meta, "alpha") == c->alpha);
     const char *spectrum = tu_jstr(meta, "spectrum");
     if (c->alpha == 0)

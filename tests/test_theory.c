@@ -24,10 +24,10 @@
 #include "sgdstab/moments.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
-#include "sgdstab/reference.h"
 #include "sgdstab/rng.h"
 #include "sgdstab/stability.h"
 #include "sgdstab/theory.h"
+#include "reference.h"
 
 static const sgdstab_sampling SAMPLINGS[3] = {
     SGDSTAB_SAMPLING_WITHOUT, SGDSTAB_SAMPLING_WITH, SGDSTAB_SAMPLING_BERNOULLI};

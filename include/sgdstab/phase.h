@@ -11,6 +11,8 @@
 #define SGDSTAB_PHASE_H
 
 #include <stddef.h>
+#include "sgdstab/config.h"
+#include "sgdstab/progress.h"
 #include "sgdstab/stability.h"
 #include "sgdstab/status.h"
 #include "sgdstab/theory.h"
@@ -35,10 +37,6 @@ typedef struct {
     double lr_critical_mean;        /* 2/λmax(H) */
     sgdstab_lr_bounds bounds;       /* theory.h; all NaN without theory */
 } sgdstab_phase_boundary;
-
-/* Called after each solve with the number done and the total; a non-zero
- * return stops the computation with SGDSTAB_ECANCELED. */
-typedef int (*sgdstab_progress_fn)(void *ctx, size_t done, size_t total);
 
 /* The phase diagram on batches[0..nb) × lrs[0..nl) for cfg's sampling rule
  * and loss scale (learning rates in its convention; cfg->lr and cfg->batch

@@ -19,9 +19,8 @@
 
 #include <stddef.h>
 #include "sgdstab/config.h"
-#include "sgdstab/moments.h"
-#include "sgdstab/phase.h"
 #include "sgdstab/problem.h"
+#include "sgdstab/progress.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/status.h"
 

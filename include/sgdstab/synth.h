@@ -128,6 +128,8 @@ typedef struct {
     double *theta;    /* p: the minimum θ*, in the layout above */
     double *F;        /* rfm: the fixed m×d first layer; NULL otherwise */
     double residual;  /* max over i, o of |f(x_i; θ*)_o − y_io| */
+    double residual_rms;  /* sqrt((1/n) Σ_i ‖f(x_i; θ*) − y_i‖²) */
+    double target_rms;    /* sqrt((1/n) Σ_i ‖y_i‖²) */
 } sgdstab_synth;
 
 /* Check par, then build the problem it describes. */
@@ -144,19 +146,21 @@ int sgdstab_synth_predict(const sgdstab_synth *s, const double *theta,
 int sgdstab_synth_problem(const sgdstab_synth *s, sgdstab_problem **out,
                           sgdstab_error *err);
 
-/* The metadata of s as a cJSON object (caller deletes; NULL if out of
- * memory): family, n, k, p, d, the parameters the family uses (width,
+/* The metadata of s as JSON text (caller frees; NULL if out of memory),
+ * one object formatted as cJSON_Print formats it (a member a line, indented
+ * with tabs): family, n, k, p, d, the parameters the family uses (width,
  * depth, activation, extra, rescale), spectrum and alpha, seed,
- * loss "half-mean", max_residual (= residual), residual_rms and target_rms
- * (the RMS norms sqrt((1/n) Σ_i ‖f(x_i; θ*) − y_i‖²) and
- * sqrt((1/n) Σ_i ‖y_i‖²), as provenance.h reads them; target_rms only when
- * positive), theta_blocks (name, rows, cols, offset of each matrix in θ)
- * and the command that regenerates the file. */
-struct cJSON *sgdstab_synth_meta(const sgdstab_synth *s);
+ * loss "half-mean", max_residual, residual_rms and target_rms (the fields
+ * above, as provenance.h reads them; target_rms only when positive),
+ * theta_blocks (name, rows, cols, offset of each matrix in θ) and the
+ * command that regenerates the file; numbers to 17 significant digits.
+ * Then, when file is not NULL, "file": the path s was written to (what
+ * `sgdstab synth --json` reports; meta.json itself has none). */
+char *sgdstab_synth_meta_json(const sgdstab_synth *s, const char *file);
 
 /* Write s as an .npz (atomically): J with shape (n, k, p), or (n, p) when
  * k = 1; X (n, d); Y (n, k); theta (p,); F (m, d) for rfm; and meta.json,
- * the metadata as raw JSON bytes. */
+ * the text of sgdstab_synth_meta_json(s, NULL). */
 int sgdstab_synth_write(const sgdstab_synth *s, const char *path,
                         sgdstab_error *err);
 

@@ -30,6 +30,7 @@
 #define SGDSTAB_THEORY_H
 
 #include <stddef.h>
+#include "sgdstab/config.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/stability.h"
 #include "sgdstab/status.h"

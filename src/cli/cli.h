@@ -13,9 +13,11 @@
 #include "sgdstab/outfile.h"
 #include "sgdstab/phase.h"
 #include "sgdstab/problem.h"
+#include "sgdstab/progress.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/stability.h"
 #include "sgdstab/status.h"
+#include "sgdstab/theory.h"
 
 /* Exit statuses of every subcommand. */
 enum { EXIT_OK = 0, EXIT_DATA = 1, EXIT_USAGE = 2 };
@@ -257,6 +259,14 @@ void cli_json_size(cJSON *obj, const char *key, size_t value);
 
 /* Print obj to stdout and free it; returns EXIT_OK or EXIT_DATA. */
 int cli_json_print(cJSON *obj);
+/* The same for JSON text (NULL: out of memory), freed after printing. */
+int cli_json_print_text(char *text);
+
+/* JSON text formatted as cJSON_Print formats a value on its own (the
+ * library's metadata), as an item that cJSON_Print prints byte for byte
+ * where it sits `depth` levels deep: every line after the first gets that
+ * many more tabs.  NULL if out of memory. */
+cJSON *cli_json_verbatim(const char *text, unsigned depth);
 
 /* The JSON keys loss (half-mean, mse or the number, as --loss or FILE's
  * metadata gave it) and loss_scale (c). */
@@ -304,7 +314,7 @@ typedef struct {
 } cli_progress;
 
 void cli_progress_init(cli_progress *p, const char *label, int quiet);
-/* An sgdstab_progress_fn (phase.h) with ctx = the cli_progress; never asks
+/* An sgdstab_progress_fn (progress.h) with ctx = the cli_progress; never asks
  * to stop (Ctrl-C ends the process, main.c removes partial outputs). */
 int cli_progress_update(void *ctx, size_t done, size_t total);
 /* Erase the bar. */

@@ -903,6 +903,16 @@ done:
     return st;
 }
 
+/* The metadata of a case's problem, the library's text byte for byte where
+ * it sits in summary.json (summary → cases → case → meta). */
+static cJSON *meta_item(const sgdstab_synth *syn)
+{
+    char *text = sgdstab_synth_meta_json(syn, NULL);
+    cJSON *item = text ? cli_json_verbatim(text, 3) : NULL;
+    free(text);
+    return item;
+}
+
 static int run_case_all(const run_spec *sp, run_output *o, size_t c)
 {
     sgdstab_synth_params par;
@@ -947,7 +957,7 @@ static int run_case_all(const run_spec *sp, run_output *o, size_t c)
     for (size_t ax = 0; ax < sp->naxes; ax++)
         cJSON_AddItemToObject(jsweep, sp->axis[ax].key,
                               cJSON_Duplicate(value[ax], 0));
-    cJSON_AddItemToObject(jc, "meta", sgdstab_synth_meta(rc.syn));
+    cJSON_AddItemToObject(jc, "meta", meta_item(rc.syn));
     cli_json_size(jc, "rank", rc.red->rank_J);
     cli_json_number(jc, "sharpness", th->sharpness);
     cli_json_number(jc, "hessian_frobenius", th->hessian_frobenius);
@@ -1095,7 +1105,10 @@ static void write_report(const run_spec *sp, run_output *o, const char *name,
     fputc('\n', f);
     const cJSON *jc;
     cJSON_ArrayForEach(jc, o->case_list) {
-        const cJSON *meta = cJSON_GetObjectItem(jc, "meta");
+        /* n and p, read back from the metadata's text (meta_item). */
+        const cJSON *text = cJSON_GetObjectItem(jc, "meta");
+        cJSON *meta = cJSON_IsRaw(text) ? cJSON_Parse(text->valuestring)
+                                        : NULL;
         const cJSON *sweep = cJSON_GetObjectItem(jc, "sweep");
         const cJSON *crit = cJSON_GetObjectItem(jc, "critical"), *r;
         size_t m = (size_t)cJSON_GetArraySize(crit), i = 0;
@@ -1127,6 +1140,7 @@ static void write_report(const run_spec *sp, run_output *o, const char *name,
                     bound_text(json_number(r, "wu_wang_su_lr"), wws,
                                sizeof wws));
         }
+        cJSON_Delete(meta);
     }
     write_columns_note(sp, f);
     cJSON_ArrayForEach(jc, o->case_list) {

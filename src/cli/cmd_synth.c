@@ -169,17 +169,6 @@ static int check_args(synth_args *a)
     return EXIT_OK;
 }
 
-static int print_json(const sgdstab_synth *s, const char *path)
-{
-    cJSON *o = sgdstab_synth_meta(s);
-    if (!o || !cJSON_AddStringToObject(o, "file", path)) {
-        cJSON_Delete(o);
-        fprintf(stderr, "sgdstab: out of memory printing JSON\n");
-        return EXIT_DATA;
-    }
-    return cli_json_print(o);
-}
-
 static void print_text(const sgdstab_synth *s, const char *path)
 {
     printf("%s: %s minimum, n = %zu samples, k = %zu output%s, d = %zu "
@@ -226,7 +215,7 @@ int cmd_synth(int argc, char **argv)
     if (sgdstab_synth_write(s, a.output, &err))
         status = cli_report(&err);
     else if (a.json)
-        status = print_json(s, a.output);
+        status = cli_json_print_text(sgdstab_synth_meta_json(s, a.output));
     else
         print_text(s, a.output);
     sgdstab_synth_free(s);

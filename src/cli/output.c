@@ -40,6 +40,11 @@ int cli_json_print(cJSON *obj)
 {
     char *text = cJSON_Print(obj);
     cJSON_Delete(obj);
+    return cli_json_print_text(text);
+}
+
+int cli_json_print_text(char *text)
+{
     if (!text) {
         fprintf(stderr, "sgdstab: out of memory printing JSON\n");
         return EXIT_DATA;
@@ -47,6 +52,26 @@ int cli_json_print(cJSON *obj)
     puts(text);
     free(text);
     return EXIT_OK;
+}
+
+cJSON *cli_json_verbatim(const char *text, unsigned depth)
+{
+    size_t lines = 0, len = 0;
+    for (; text[len]; len++)
+        lines += text[len] == '\n';
+    char *nested = malloc(len + lines * depth + 1), *out = nested;
+    if (!nested)
+        return NULL;
+    for (const char *c = text; *c; c++) {
+        *out++ = *c;
+        if (*c == '\n')
+            for (unsigned i = 0; i < depth; i++)
+                *out++ = '\t';
+    }
+    *out = '\0';
+    cJSON *item = cJSON_CreateRaw(nested);
+    free(nested);
+    return item;
 }
 
 int cli_finish_stdout(int status)

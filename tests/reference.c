@@ -1,4 +1,4 @@
-#include "sgdstab/reference.h"
+#include "reference.h"
 
 #include <cblas.h>
 #include <lapacke.h>

@@ -1,4 +1,4 @@
-/* sgdstab — the dense reference: the Kronecker formulation of the
+/* sgdstab tests — the dense reference: the Kronecker formulation of the
  * second-moment map on the basis of symmetric matrices, solved with LAPACK.
  *
  * A code path independent of the fast one (reduce/moments/eig): it finds the
@@ -8,7 +8,7 @@
  * restricted to symmetric matrices (orthonormal basis e_je_jᵀ and
  * (e_je_lᵀ + e_le_jᵀ)/√2), and calls dsyevr for ρ⊥ = λmax(T) and dsygvd for
  * the generalized problem 𝒜₂ x = μ 𝒜₁ x, η* = 1/μmax.  Memory and time grow
- * like r⁴: meant for tests and checks with r up to about 40. */
+ * like r⁴: meant for the tests, with r up to about 40. */
 #ifndef SGDSTAB_REFERENCE_H
 #define SGDSTAB_REFERENCE_H
 
