@@ -4,12 +4,12 @@
 
 #include <arpack/arpack.h>
 #include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "parallel.h"
+#include "symeig.h"
 
 /* Fixed, reproducible start when the caller gives none (a simple LCG is
  * enough: only a generic direction is needed). */
@@ -38,9 +38,8 @@ static int eig_dense(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
     double *e = calloc(dim, sizeof *e);
     double *col = malloc(dim * sizeof *col);
     double *v = malloc(dim * sizeof *v);
-    lapack_int *isuppz = malloc(2 * sizeof *isuppz);
     int st = SGDSTAB_OK;
-    if (!A || !e || !col || !v || !isuppz) {
+    if (!A || !e || !col || !v) {
         st = sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory (dense eigensolver, "
                           "dim %zu)", dim);
         goto done;
@@ -57,20 +56,12 @@ static int eig_dense(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
         for (size_t j = i + 1; j < dim; j++)
             A[i * dim + j] = A[j * dim + i] =
                 0.5 * (A[i * dim + j] + A[j * dim + i]);
-    lapack_int m;
-    double w[1];
-    lapack_int info = LAPACKE_dsyevr(LAPACK_ROW_MAJOR, 'V', 'I', 'U',
-                                     (lapack_int)dim, A, (lapack_int)dim, 0, 0,
-                                     (lapack_int)dim, (lapack_int)dim, 0.0, &m,
-                                     w, v, 1, isuppz);
-    if (info != 0 || m != 1) {
-        st = sgdstab_fail(err, SGDSTAB_ENUMERIC,
-                          "dense eigensolver failed (LAPACK dsyevr info = %d)",
-                          (int)info);
+    double top;
+    if ((st = symeig_range(dim, A, dim, dim - 1, dim - 1, &top, v, err,
+                           "the assembled operator (dimension %zu)", dim)))
         goto done;
-    }
-    res->value = w[0];
-    res->residual = residual(dim, matvec, ctx, v, w[0], col);
+    res->value = top;
+    res->residual = residual(dim, matvec, ctx, v, top, col);
     res->error_estimate = res->residual;
     res->matvecs = dim + 1;
     res->converged = 1;
@@ -81,7 +72,6 @@ done:
     free(e);
     free(col);
     free(v);
-    free(isuppz);
     return st;
 }
 

@@ -4,12 +4,12 @@
 
 #include <cblas.h>
 #include <float.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "parallel.h"
+#include "symeig.h"
 
 /* Besides V and W = N V, the basis keeps every projection the Rayleigh–Ritz
  * step and the residual norm need, so that a member (γ, β) is solved in
@@ -376,7 +376,8 @@ int sgdstab_family_add(sgdstab_family *f, const double *x, sgdstab_error *err)
 
 /* Eigen-decomposition of the projected A(γ, β): ascending eigenvalues in
  * f->w, eigenvectors in the columns of f->Y (row-major m × m, ld mmax). */
-static int small_eig(sgdstab_family *f, const double *gamma, double beta)
+static int small_eig(sgdstab_family *f, const double *gamma, double beta,
+                     sgdstab_error *err)
 {
     size_t m = f->m, mm = f->mmax;
     for (size_t i = 0; i < m; i++)
@@ -386,8 +387,8 @@ static int small_eig(sgdstab_family *f, const double *gamma, double beta)
                 s += gamma[c] * f->PD[c * mm * mm + i * mm + j];
             f->Y[i * mm + j] = s;
         }
-    return LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)m, f->Y,
-                         (lapack_int)mm, f->w) == 0 ? 0 : -1;
+    return symeig_all(SYMEIG_DSYEV, m, f->Y, mm, f->w, 1, err,
+                      "the projected eigenproblem (basis of %zu)", m);
 }
 
 /* yᵀ P y for an m × m block of a row-major matrix with leading size mm. */
@@ -592,9 +593,9 @@ static int family_solve(sgdstab_family *f, const double *gamma, double beta,
         emax += fabs(gamma[c]) * f->dmax[c];
     size_t start_mv = f->matvecs;
     for (;;) {
-        if (small_eig(f, gamma, beta))
-            return sgdstab_fail(err, SGDSTAB_ENUMERIC, "projected eigenproblem "
-                                "failed (LAPACK dsyev)");
+        int st = small_eig(f, gamma, beta, err);
+        if (st)
+            return st;
         size_t m = f->m;
         double theta = f->w[m - 1];
         double *y = f->y;
