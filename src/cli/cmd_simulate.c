@@ -390,7 +390,7 @@ static void note_work(const sim_run *sr, double flops)
 
 /* The exact columns of --compare. */
 static int exact_columns(const cli_args *a, const cli_session *ses,
-                         const double *S0, sim_run *sr)
+                         const sgdstab_second_moment *S0, sim_run *sr)
 {
     size_t T1 = sr->o.steps + 1;
     sr->exact_sampling = sr->o.reshuffle ? SGDSTAB_SAMPLING_WITHOUT
@@ -631,12 +631,12 @@ int cmd_simulate(int argc, char **argv)
     if (status)
         return status;
     o->loss_scale = sgdstab_stability_loss_scale(ses.stab);
-    double *S0 = NULL;
+    sgdstab_second_moment *S0 = NULL;
     sgdstab_sim_result *res = NULL;
     if (o->init == SGDSTAB_INIT_MATRIX &&
         (status = cli_load_init(init, ses.prob->p, &S0)))
         goto done;
-    o->init_matrix = S0;
+    o->init_moment = S0;
     if (sr.compare && (status = exact_columns(&args, &ses, S0, &sr)))
         goto done;
     note_work(&sr, sgdstab_sim_work(ses.red, o));
@@ -658,7 +658,7 @@ int cmd_simulate(int argc, char **argv)
         print_text(&args, &sr, res);
 done:
     sgdstab_sim_result_free(res);
-    free(S0);
+    sgdstab_second_moment_free(S0);
     free(sr.exact);
     free(sr.exact_loss);
     cli_session_close(&ses);
