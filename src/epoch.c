@@ -3,12 +3,12 @@
 #include <cblas.h>
 #include <gsl/gsl_errno.h>
 #include <gsl/gsl_roots.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "minibatch.h"
+#include "symeig.h"
 
 int sgdstab_epoch_check(const sgdstab_reduced *red,
                         const sgdstab_sim_options *o, sgdstab_error *err)
@@ -118,14 +118,11 @@ static int top_eigenvalue(double *K, size_t m, double *lambda,
     double *w = malloc(m * sizeof *w);
     if (!w)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U',
-                                     (lapack_int)m, K, (lapack_int)m, w);
+    int st = symeig_all(SYMEIG_DSYEVD, m, K, m, w, 0, err,
+                        "the estimated epoch map");
     *lambda = w[m - 1];
     free(w);
-    if (info != 0)
-        return sgdstab_fail(err, SGDSTAB_ENUMERIC, "eigenvalues of the "
-                            "estimated epoch map failed (LAPACK dsyevd)");
-    return SGDSTAB_OK;
+    return st;
 }
 
 /* Sample the N epochs at the configured learning rate into st->T. */

@@ -2,8 +2,8 @@
  * split BLAS-3 products of the eigensolver.  Work is cut into a fixed
  * number of parts chosen by the caller, never by the number of threads, and
  * every part writes its own output, so results do not depend on how many
- * threads run them.  Used by moments.c (Σ(Z)) and eig.c (passes over the
- * basis).
+ * threads run them.  Used by moments.c (Σ(Z)) and eig_family.c (passes over
+ * the basis).
  *
  * Why not OpenBLAS's own threads: after every threaded call its idle
  * workers poll for new work for a while, and on a machine with as many

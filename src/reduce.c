@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "symeig.h"
+
 static const double SCALE_MIN = SGDSTAB_CURVATURE_MIN;
 static const double SCALE_MAX = SGDSTAB_CURVATURE_MAX;
 
@@ -145,69 +147,18 @@ static int add_flat(sgdstab_reduced *red, const sgdstab_problem *prob,
     return SGDSTAB_OK;
 }
 
-/* Supplied H: basis = eigenvectors of H with non-zero eigenvalue (flat
- * negative ones as add_flat says), plus the part of null(H) that J moves;
- * Φ = J·basis, G = ΦᵀΦ/n. */
-static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob,
-                               sgdstab_error *err)
+/* The null eigenvectors of H (|μ| ≤ tol_H) that J moves, gathered in
+ * evec's first columns (overwritten; the flat ones have been read): the
+ * right singular vectors of J U0 with σ above move_tol join the basis with
+ * curvature 0. */
+static int add_moved_null(const sgdstab_problem *prob, double *evec,
+                          const double *mu, double tol_H, double move_tol,
+                          double *basis, double *h, size_t *r,
+                          sgdstab_error *err)
 {
-    size_t p = prob->p, rows = prob->n * prob->k;
-    double *evec = malloc(p * p * sizeof *evec);
-    double *mu = malloc(p * sizeof *mu);
-    double *basis = malloc(p * p * sizeof *basis);
-    double *h = malloc(p * sizeof *h);
+    size_t p = prob->p, rows = prob->n * prob->k, m0 = 0;
     double *jn = NULL, *sv = NULL, *vt = NULL;
     int st = SGDSTAB_OK;
-    if (!evec || !mu || !basis || !h) {
-        st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
-                          prob->source);
-        goto done;
-    }
-    memcpy(evec, prob->H, p * p * sizeof *evec);
-    /* Eigenvalues in ascending order, eigenvectors in the columns. */
-    lapack_int info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)p,
-                                     evec, (lapack_int)p, mu);
-    if (info != 0) {
-        st = sgdstab_fail(err, SGDSTAB_ENUMERIC,
-                          "%s: eigendecomposition of H failed (LAPACK dsyevd "
-                          "info = %d)", prob->source, (int)info);
-        goto done;
-    }
-    double mumax = fmax(fabs(mu[0]), fabs(mu[p - 1]));
-    if (mumax > 0 && !(mumax >= SCALE_MIN && mumax <= SCALE_MAX)) {
-        st = sgdstab_fail(err, SGDSTAB_EVALUE, "%s: the curvature of H is out "
-                          "of range: max|eigenvalue| = %g, sgdstab needs it "
-                          "within [%g, %g]", prob->source, mumax, SCALE_MIN,
-                          SCALE_MAX);
-        goto done;
-    }
-    double tol_H = (double)p * sgdstab_npy_epsilon(prob->H_descr) * mumax;
-    red->flat_tol = red->flat_rtol * fmax(mu[p - 1], 0.0);
-    /* Non-null, non-flat eigenvectors, descending eigenvalue; then the flat
-     * negative ones J moves. */
-    size_t r = 0, m0 = 0;
-    for (size_t c = p; c-- > 0;)
-        if (fabs(mu[c]) > tol_H &&
-            !is_flat_negative(mu[c], tol_H, red->flat_tol)) {
-            for (size_t i = 0; i < p; i++)
-                basis[i * p + r] = evec[i * p + c];
-            h[r++] = mu[c];
-        }
-    /* J moves a null or flat eigenvector u of H when ‖J u‖ exceeds the rank
-     * threshold of J and what rounding can put there: u is computed to an
-     * angle of about tol_H/gap (Davis–Kahan), gap the distance to the other
-     * eigenvalues, so J u may carry σmax·tol_H/gap of J's range. */
-    double gap = mumax;
-    for (size_t c = 0; c < p; c++)
-        if (fabs(mu[c]) > tol_H &&
-            !is_flat_negative(mu[c], tol_H, red->flat_tol))
-            gap = fmin(gap, fabs(mu[c]));
-    double move_tol = fmax(red->rank_tol, red->sigma[0] * tol_H / gap);
-    if ((st = add_flat(red, prob, evec, mu, tol_H, move_tol, basis, h, &r,
-                       err)))
-        goto done;
-    /* Null eigenvectors of H, gathered in evec's first columns (after the
-     * flat ones have been read). */
     for (size_t c = 0; c < p; c++)
         if (fabs(mu[c]) <= tol_H) {
             for (size_t i = 0; i < p; i++)
@@ -231,9 +182,10 @@ static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows,
                     (int)m0, (int)p, 1.0, prob->J, (int)p, evec, (int)p, 0.0,
                     jn, (int)m0);
-        info = LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'N', 'A', (lapack_int)rows,
-                              (lapack_int)m0, jn, (lapack_int)m0, sv, NULL, 1,
-                              vt, (lapack_int)m0, superb);
+        lapack_int info = LAPACKE_dgesvd(LAPACK_ROW_MAJOR, 'N', 'A',
+                                         (lapack_int)rows, (lapack_int)m0, jn,
+                                         (lapack_int)m0, sv, NULL, 1, vt,
+                                         (lapack_int)m0, superb);
         free(superb);
         if (info != 0) {
             st = sgdstab_fail(err, SGDSTAB_ENUMERIC,
@@ -247,11 +199,76 @@ static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob
                 double s = 0;
                 for (size_t j = 0; j < m0; j++)
                     s += evec[i * p + j] * vt[c * m0 + j];
-                basis[i * p + r] = s;
+                basis[i * p + *r] = s;
             }
-            h[r++] = 0.0;
+            h[(*r)++] = 0.0;
         }
     }
+done:
+    free(jn);
+    free(sv);
+    free(vt);
+    return st;
+}
+
+/* Supplied H: basis = eigenvectors of H with non-zero eigenvalue (flat
+ * negative ones as add_flat says), plus the part of null(H) that J moves;
+ * Φ = J·basis, G = ΦᵀΦ/n. */
+static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob,
+                               sgdstab_error *err)
+{
+    size_t p = prob->p, rows = prob->n * prob->k;
+    double *evec = malloc(p * p * sizeof *evec);
+    double *mu = malloc(p * sizeof *mu);
+    double *basis = malloc(p * p * sizeof *basis);
+    double *h = malloc(p * sizeof *h);
+    int st = SGDSTAB_OK;
+    if (!evec || !mu || !basis || !h) {
+        st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
+                          prob->source);
+        goto done;
+    }
+    memcpy(evec, prob->H, p * p * sizeof *evec);
+    /* Eigenvalues in ascending order, eigenvectors in the columns. */
+    if ((st = symeig_all(SYMEIG_DSYEVD, p, evec, p, mu, 1, err, "%s: H",
+                         prob->source)))
+        goto done;
+    double mumax = fmax(fabs(mu[0]), fabs(mu[p - 1]));
+    if (mumax > 0 && !(mumax >= SCALE_MIN && mumax <= SCALE_MAX)) {
+        st = sgdstab_fail(err, SGDSTAB_EVALUE, "%s: the curvature of H is out "
+                          "of range: max|eigenvalue| = %g, sgdstab needs it "
+                          "within [%g, %g]", prob->source, mumax, SCALE_MIN,
+                          SCALE_MAX);
+        goto done;
+    }
+    double tol_H = (double)p * sgdstab_npy_epsilon(prob->H_descr) * mumax;
+    red->flat_tol = red->flat_rtol * fmax(mu[p - 1], 0.0);
+    /* Non-null, non-flat eigenvectors, descending eigenvalue; then the flat
+     * negative ones J moves. */
+    size_t r = 0;
+    for (size_t c = p; c-- > 0;)
+        if (fabs(mu[c]) > tol_H &&
+            !is_flat_negative(mu[c], tol_H, red->flat_tol)) {
+            for (size_t i = 0; i < p; i++)
+                basis[i * p + r] = evec[i * p + c];
+            h[r++] = mu[c];
+        }
+    /* J moves a null or flat eigenvector u of H when ‖J u‖ exceeds the rank
+     * threshold of J and what rounding can put there: u is computed to an
+     * angle of about tol_H/gap (Davis–Kahan), gap the distance to the other
+     * eigenvalues, so J u may carry σmax·tol_H/gap of J's range. */
+    double gap = mumax;
+    for (size_t c = 0; c < p; c++)
+        if (fabs(mu[c]) > tol_H &&
+            !is_flat_negative(mu[c], tol_H, red->flat_tol))
+            gap = fmin(gap, fabs(mu[c]));
+    double move_tol = fmax(red->rank_tol, red->sigma[0] * tol_H / gap);
+    if ((st = add_flat(red, prob, evec, mu, tol_H, move_tol, basis, h, &r,
+                       err)))
+        goto done;
+    if ((st = add_moved_null(prob, evec, mu, tol_H, move_tol, basis, h, &r,
+                             err)))
+        goto done;
     red->r = r;
     red->phi = malloc((r ? rows * r : 1) * sizeof *red->phi);
     red->lambda = malloc((r ? r : 1) * sizeof *red->lambda);
@@ -288,9 +305,6 @@ done:
     free(mu);
     free(basis);
     free(h);
-    free(jn);
-    free(sv);
-    free(vt);
     return st;
 }
 

@@ -1,8 +1,8 @@
 #include "sgdstab/simulate.h"
 
 #include <gsl/gsl_randist.h>
-#include <lapacke.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,9 +10,11 @@
 
 const double SGDSTAB_EXIT_QUANTILES[5] = {0.1, 0.25, 0.5, 0.75, 0.9};
 
-/* S_0 = L Lᵀ for SGDSTAB_INIT_MATRIX: the p×p L and the r×p Qᵀ L. */
+/* S_0 = L Lᵀ for SGDSTAB_INIT_MATRIX: the p×p L (the caller's) and the
+ * r×p Qᵀ L. */
 typedef struct {
-    double *L, *QL;
+    const double *L;
+    double *QL;
 } sim_init;
 
 /* Per-group accumulators (Welford). */
@@ -60,8 +62,12 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
         return st;
     if (o->runs < 2)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "need at least 2 runs");
-    if (o->init == SGDSTAB_INIT_MATRIX && !o->init_matrix)
+    if (o->init == SGDSTAB_INIT_MATRIX && !o->init_moment)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "no initial second moment");
+    if (o->init == SGDSTAB_INIT_MATRIX && o->init_moment->p != red->p)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "the initial second moment "
+                            "is %zu x %zu, the problem has p = %zu",
+                            o->init_moment->p, o->init_moment->p, red->p);
     if (o->noise != SGDSTAB_NOISE_NONE &&
         (!(o->noise_scale > 0) || !isfinite(o->noise_scale)))
         return sgdstab_fail(err, SGDSTAB_EINVAL, "noise scale must be a "
@@ -81,31 +87,15 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
                               : "--runs x --steps", err);
 }
 
-/* S_0 = L Lᵀ with L = U diag(√max(w, 0)), and Qᵀ L. */
-static int factor_init(sim_init *in, const mb_problem *pb,
-                       const sgdstab_problem *prob, sgdstab_error *err)
+/* The factor L of S_0 = L Lᵀ (second_moment.h), and Qᵀ L. */
+static int project_init(sim_init *in, const mb_problem *pb,
+                        const sgdstab_problem *prob, sgdstab_error *err)
 {
     size_t p = pb->p;
-    double *w = malloc(p * sizeof *w);
-    in->L = malloc(p * p * sizeof *in->L);
+    in->L = pb->opt->init_moment->L;
     in->QL = malloc((pb->r ? pb->r : 1) * p * sizeof *in->QL);
-    if (!w || !in->L || !in->QL) {
-        free(w);
+    if (!in->QL)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    }
-    memcpy(in->L, pb->opt->init_matrix, p * p * sizeof *in->L);
-    if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)p, in->L,
-                       (lapack_int)p, w) != 0) {
-        free(w);
-        return sgdstab_fail(err, SGDSTAB_ENUMERIC, "eigenvalues of the "
-                            "initial second moment failed (LAPACK dsyevd)");
-    }
-    for (size_t j = 0; j < p; j++) {
-        double s = sqrt(fmax(w[j], 0));
-        for (size_t i = 0; i < p; i++)
-            in->L[i * p + j] *= s;
-    }
-    free(w);
     return sgdstab_reduce_coordinates(pb->red, prob, in->L, p, in->QL, err);
 }
 
@@ -345,7 +335,7 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
     }
     if ((status = mb_problem_make(&st->pb, red, opt, err)) ||
         (opt->init == SGDSTAB_INIT_MATRIX &&
-         (status = factor_init(&st->init, &st->pb, prob, err))))
+         (status = project_init(&st->init, &st->pb, prob, err))))
         goto done;
     st->res = res;
     res->steps = opt->steps;
@@ -395,7 +385,6 @@ done:
         free(st->group[g].l_m2);
     }
     mb_problem_free(&st->pb);
-    free(st->init.L);
     free(st->init.QL);
     free(st);
     if (status)

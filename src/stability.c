@@ -248,7 +248,7 @@ static int solve_member(sgdstab_stability *s, int kind,
     /* K's top eigenvalue is at least its largest diagonal entry: q/s is
      * largest, h_max/2, at α = (j, j), where the diagonal of D𝒩D is a
      * variance over the samples, ≥ 0.  So θ − diag(q/s) ≻ 0 near
-     * convergence (b > 0) and the Neumann estimate of eig.c applies: the
+     * convergence (b > 0) and the Neumann estimate of eig.h applies: the
      * benchmark's curve needs 33 applications instead of 35, the true
      * errors staying within the estimates (DEFAULT_TOL above).  Not in the
      * 𝒯 family: at a stable η its top clusters near 1 (slow modes), where

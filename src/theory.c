@@ -3,31 +3,12 @@
 #include "parallel.h"
 
 #include <cblas.h>
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "sgdstab/moments.h"
-
-/* Largest (top = 1) or smallest eigenvalue of the symmetric r×r matrix A
- * (destroyed), by LAPACK's dsyevr for that one eigenvalue.  dsyevr may use
- * all of W (length r) and ISUPPZ (2r) as workspace, whatever it returns. */
-static int extreme_eigenvalue(size_t r, double *A, int top, double *value)
-{
-    lapack_int n = (lapack_int)r, found, idx = top ? n : 1;
-    lapack_int *isuppz = malloc(2 * r * sizeof *isuppz);
-    double *w = malloc(r * sizeof *w);
-    lapack_int info = -1;
-    if (isuppz && w)
-        info = LAPACKE_dsyevr(LAPACK_ROW_MAJOR, 'N', 'I', 'U', n, A, n, 0.0,
-                              0.0, idx, idx, 0.0, &found, w, NULL, 1, isuppz);
-    if (info == 0 && found == 1)
-        *value = w[0];
-    free(isuppz);
-    free(w);
-    return info == 0 && found == 1 ? 0 : -1;
-}
+#include "symeig.h"
 
 static int theory_serial(const sgdstab_reduced *red, double loss_scale,
                          sgdstab_theory *out, sgdstab_error *err);
@@ -88,8 +69,9 @@ static int theory_serial(const sgdstab_reduced *red, double loss_scale,
         Sg[j * r + j] -= h[j] * h[j];
     }
     double s2;
-    if (extreme_eigenvalue(r, Sg, 1, &s2))
-        goto lapack_failed;
+    if ((st = symeig_range(r, Sg, r, r - 1, r - 1, &s2, NULL, err,
+                           "the nonuniformity matrix of s^2")))
+        goto done;
     out->nonuniformity = c * sqrt(fmax(s2, 0));
 
     /* μ_min = λmin(Λ^{-1/2}(Σ(Λ) − Λ³)Λ^{-1/2}) / ‖Λ‖_F² (scale-free). */
@@ -102,8 +84,9 @@ static int theory_serial(const sgdstab_reduced *red, double loss_scale,
             Sg[j * r + l] /= sqrt(h[j] * h[l]);
     }
     double mu;
-    if (extreme_eigenvalue(r, Sg, 0, &mu))
-        goto lapack_failed;
+    if ((st = symeig_range(r, Sg, r, 0, 0, &mu, NULL, err,
+                           "the alignment matrix of mu_min")))
+        goto done;
     out->alignment_min = mu / sq;
 
     /* (1/n) Σ_i (vᵀA_iv)² with v = e_1: vᵀA_iv = ‖Φ_i e_1‖². */
@@ -116,10 +99,6 @@ static int theory_serial(const sgdstab_reduced *red, double loss_scale,
         out->top_moment += q * q;
     }
     out->top_moment *= c * c / (double)n;
-    goto done;
-lapack_failed:
-    st = sgdstab_fail(err, SGDSTAB_ENUMERIC, "eigenvalue computation failed "
-                      "(LAPACK dsyevr)");
 done:
     sgdstab_moments_free(m);
     free(W);
@@ -184,8 +163,8 @@ static double top_alignment(const sgdstab_reduced *red, double *S, int *judged)
     double *w = malloc(r * sizeof *w), *V = malloc(r * r * sizeof *V);
     *judged = 0;
     if (!w || !V || (memcpy(V, S, r * r * sizeof *V),
-                     LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)r,
-                                    V, (lapack_int)r, w) != 0)) {
+                     symeig_all(SYMEIG_DSYEVD, r, V, r, w, 1, NULL,
+                                "the top eigenmatrix") != 0)) {
         free(w);
         free(V);
         return NAN;

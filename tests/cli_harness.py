@@ -58,6 +58,18 @@ def run(*args):
     return Result(cmd, p.returncode, p.stdout, p.stderr)
 
 
+def expect_not_psd(name, args, path, smallest):
+    """A refused --init S_0 (second_moment.h): exit status 1 and one line
+    naming the file, the refusal and the smallest eigenvalue (%.3g)."""
+    res = run(*args)
+    e = [] if res.rc == 1 else ["exit status %d, expected 1" % res.rc]
+    for want in (path + ": S_0 is not positive semidefinite",
+                 "smallest eigenvalue %.3g," % smallest):
+        if want not in res.err:
+            e.append("stderr does not contain %r" % want)
+    report(name, e, res)
+
+
 def run_json(*args):
     """Run with --json; returns (dict or None, result, msgs)."""
     res = run(*args, "--json")

@@ -936,6 +936,9 @@ def test_errors(cases):
         e.append("existing CSV modified or temporary files left: %r"
                  % sorted(os.listdir(cdir)))
     report("evolve error keeps an existing --csv file intact", e, res)
+    harness.expect_not_psd("evolve --init not PSD: the message names the file "
+                           "and the eigenvalue", ["evolve", f] + base +
+                           ["--init", ev_notpsd], ev_notpsd, w[0])
 
 
 # ----------------------------------------------------------------- meta.json

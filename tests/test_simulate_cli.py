@@ -1658,6 +1658,9 @@ def test_errors():
              init_missing)):
         expect_error(name, D, ["simulate", path] + [str(a) for a in base] +
                      extra, fname)
+    harness.expect_not_psd("--init not PSD: the message names the file and "
+                           "the eigenvalue", ["simulate", f] + base +
+                           ["--init", notpsd], notpsd, w[0])
     # with replacement B > n is fine
     d, res, e = run_json("simulate", f, "--lr", "0.1", "--batch", n + 5,
                          "--steps", 3, "--sampling", "with", "--runs", 20)

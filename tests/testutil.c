@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sgdstab/rng.h"
+
 static cJSON *manifest;
 static char **paths;
 static size_t npaths, cappaths;
@@ -231,6 +233,45 @@ void tu_assert_close_(double a, double b, double tol, const char *what,
                     "tol %.3g)\n", file, line, what, a, b, fabs(a - b), tol);
         fail();
     }
+}
+
+void tu_spectral_matrix(size_t n, const double *lambda, unsigned long seed,
+                        double *A, double *Q)
+{
+    double *U = malloc(n * n * sizeof *U);  /* column j at U + j·n */
+    sgdstab_rng *rng = sgdstab_rng_alloc(seed);
+    assert_non_null(U);
+    assert_non_null(rng);
+    sgdstab_rng_gaussian(rng, 1.0, n * n, U);
+    sgdstab_rng_free(rng);
+    for (size_t j = 0; j < n; j++) {
+        double *u = U + j * n;
+        for (int pass = 0; pass < 2; pass++)
+            for (size_t l = 0; l < j; l++) {
+                double d = 0;
+                for (size_t i = 0; i < n; i++)
+                    d += U[l * n + i] * u[i];
+                for (size_t i = 0; i < n; i++)
+                    u[i] -= d * U[l * n + i];
+            }
+        double norm = 0;
+        for (size_t i = 0; i < n; i++)
+            norm += u[i] * u[i];
+        for (size_t i = 0; i < n; i++)
+            u[i] /= sqrt(norm);
+    }
+    for (size_t i = 0; i < n; i++)
+        for (size_t l = i; l < n; l++) {
+            double s = 0;
+            for (size_t j = 0; j < n; j++)
+                s += U[j * n + i] * lambda[j] * U[j * n + l];
+            A[i * n + l] = A[l * n + i] = s;
+        }
+    if (Q)
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = 0; j < n; j++)
+                Q[i * n + j] = U[j * n + i];
+    free(U);
 }
 
 int tu_run(const char *group, struct CMUnitTest *tests, size_t n)

@@ -80,6 +80,12 @@ const cJSON *tu_jget(const cJSON *obj, const char *key);
 void tu_assert_close_(double a, double b, double tol, const char *what,
                       const char *file, int line);
 
+/* A = Q·diag(lambda)·Qᵀ (n×n, row-major) with Q a random orthogonal matrix
+ * (Gram–Schmidt, twice, of Gaussian columns drawn from seed), so that
+ * column j of Q is an eigenvector for lambda[j]; Q is stored if not NULL. */
+void tu_spectral_matrix(size_t n, const double *lambda, unsigned long seed,
+                        double *A, double *Q);
+
 /* Run a dynamically built group of tests; frees nothing. */
 int tu_run(const char *group, struct CMUnitTest *tests, size_t n);
 

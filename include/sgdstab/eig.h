@@ -56,10 +56,10 @@ typedef struct {
                            (sgdstab_eig_max) instead of the shared-basis
                            Davidson method, as a cross-check */
     int neumann_estimate; /* family: also estimate the error from the
-                           diagonal part, 2·Rᵀ(θ − E)^{-1}R/(1 − q) (eig.c,
-                           neumann_estimate), and take the smaller; for
-                           families whose top eigenvalue stays above the
-                           diagonal */
+                           diagonal part, 2·Rᵀ(θ − E)^{-1}R/(1 − q)
+                           (eig_family.c, neumann_estimate), and take the
+                           smaller; for families whose top eigenvalue stays
+                           above the diagonal */
 } sgdstab_eig_options;
 
 typedef struct {

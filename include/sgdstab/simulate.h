@@ -22,6 +22,7 @@
 #include "sgdstab/problem.h"
 #include "sgdstab/progress.h"
 #include "sgdstab/reduce.h"
+#include "sgdstab/second_moment.h"
 #include "sgdstab/status.h"
 
 #ifdef __cplusplus
@@ -47,7 +48,7 @@ typedef struct {
     size_t steps, runs;
     unsigned long seed;
     sgdstab_init_kind init;
-    const double *init_matrix;  /* p×p S_0 for SGDSTAB_INIT_MATRIX */
+    const sgdstab_second_moment *init_moment;  /* S_0 for SGDSTAB_INIT_MATRIX */
     sgdstab_noise_kind noise;
     double noise_scale, noise_alpha;
     double clip;            /* > 0: the step is scaled to norm ≤ clip */

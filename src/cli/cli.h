@@ -15,6 +15,7 @@
 #include "sgdstab/problem.h"
 #include "sgdstab/progress.h"
 #include "sgdstab/reduce.h"
+#include "sgdstab/second_moment.h"
 #include "sgdstab/stability.h"
 #include "sgdstab/status.h"
 #include "sgdstab/theory.h"
@@ -227,16 +228,16 @@ void cli_print_flat(const char *label, const sgdstab_reduced *red, double c,
 void cli_json_flat(cJSON *obj, const sgdstab_reduced *red, double c,
                    double lr);
 
-/* S_0 from --init: a (p, p) symmetric positive semidefinite matrix
- * (λmin ≥ −1e-10·λmax); *S is malloc'd.  Errors name the file. */
-int cli_load_init(const char *path, size_t p, double **S);
+/* S_0 from --init, validated and factorized (second_moment.h); errors
+ * name the file. */
+int cli_load_init(const char *path, size_t p, sgdstab_second_moment **S0);
 
 /* The exact E‖δ_t‖² (m2) and E L_t (loss) for t = 0..steps from
  * S_0 (NULL: I/p) at cfg, as `evolve` reports them: with the directions
  * that never move, in cfg's loss convention. */
 int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
-                     size_t steps, const double *S0, double *m2,
-                     double *loss);
+                     size_t steps, const sgdstab_second_moment *S0,
+                     double *m2, double *loss);
 
 /* ---- output.c */
 

@@ -138,7 +138,8 @@ int cmd_evolve(int argc, char **argv)
     if (status)
         return status;
     const sgdstab_problem *prob = ses.prob;
-    double *S0 = NULL, *m2 = malloc((steps + 1) * sizeof *m2),
+    sgdstab_second_moment *S0 = NULL;
+    double *m2 = malloc((steps + 1) * sizeof *m2),
            *loss = malloc((steps + 1) * sizeof *loss);
     if (!m2 || !loss)
         status = cli_usage_error(args.cmd, "out of memory");
@@ -155,7 +156,7 @@ int cmd_evolve(int argc, char **argv)
         else if (!status)
             print_text(&args, batch, steps, m2, loss);
     }
-    free(S0);
+    sgdstab_second_moment_free(S0);
     free(m2);
     free(loss);
     cli_session_close(&ses);

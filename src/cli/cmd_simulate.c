@@ -402,7 +402,7 @@ static sgdstab_config fresh_batches(const sgdstab_config *cfg)
 
 /* The exact columns of --compare. */
 static int exact_columns(const cli_args *a, const cli_session *ses,
-                         const double *S0, sim_run *sr)
+                         const sgdstab_second_moment *S0, sim_run *sr)
 {
     size_t T1 = sr->o.steps + 1;
     sgdstab_config exact = fresh_batches(&sr->o.config);
@@ -634,12 +634,12 @@ int cmd_simulate(int argc, char **argv)
     if (status)
         return status;
     o->config = ses.cfg;
-    double *S0 = NULL;
+    sgdstab_second_moment *S0 = NULL;
     sgdstab_sim_result *res = NULL;
     if (o->init == SGDSTAB_INIT_MATRIX &&
         (status = cli_load_init(init, ses.prob->p, &S0)))
         goto done;
-    o->init_matrix = S0;
+    o->init_moment = S0;
     if (sr.compare && (status = exact_columns(&args, &ses, S0, &sr)))
         goto done;
     note_work(&sr, sgdstab_sim_work(ses.red, o));
@@ -661,7 +661,7 @@ int cmd_simulate(int argc, char **argv)
         print_text(&args, &sr, res);
 done:
     sgdstab_sim_result_free(res);
-    free(S0);
+    sgdstab_second_moment_free(S0);
     free(sr.exact);
     free(sr.exact_loss);
     cli_session_close(&ses);

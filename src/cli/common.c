@@ -1,5 +1,4 @@
 /* Loading and factorizing the problem for every subcommand. */
-#include <lapacke.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,41 +127,17 @@ void cli_session_close(cli_session *ses)
     ses->prob = NULL;
 }
 
-int cli_load_init(const char *path, size_t p, double **S)
+int cli_load_init(const char *path, size_t p, sgdstab_second_moment **S0)
 {
     sgdstab_error err;
-    if (sgdstab_load_symmetric(path, "S_0", p, NULL, S, &err))
-        return cli_report(&err);
-    double *copy = malloc(p * p * sizeof *copy), *w = malloc(p * sizeof *w);
-    int status = EXIT_OK;
-    if (!copy || !w) {
-        fprintf(stderr, "sgdstab: %s: out of memory\n", path);
-        status = EXIT_DATA;
-    } else {
-        for (size_t i = 0; i < p * p; i++)
-            copy[i] = (*S)[i];
-        if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)p, copy,
-                           (lapack_int)p, w) != 0) {
-            fprintf(stderr, "sgdstab: %s: eigenvalues of S_0 failed\n", path);
-            status = EXIT_DATA;
-        } else if (w[0] < -1e-10 * fmax(fabs(w[p - 1]), 1e-300)) {
-            fprintf(stderr, "sgdstab: %s: S_0 is not positive semidefinite "
-                    "(smallest eigenvalue %.3g), so it is no second moment\n",
-                    path, w[0]);
-            status = EXIT_DATA;
-        }
-    }
-    free(copy);
-    free(w);
-    if (status) {
-        free(*S);
-        *S = NULL;
-    }
-    return status;
+    return sgdstab_second_moment_load(path, p, S0, &err)
+               ? cli_report_file(path, &err)
+               : EXIT_OK;
 }
 
 int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
-                     size_t steps, const double *S0, double *m2, double *loss)
+                     size_t steps, const sgdstab_second_moment *S0,
+                     double *m2, double *loss)
 {
     const sgdstab_reduced *red = ses->red;
     size_t r = red->r, p = red->p;
@@ -178,7 +153,8 @@ int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
     if (!(m = sgdstab_moments_alloc(red, &err)))
         status = cli_report(&err);
     if (!status && S0) {
-        if (sgdstab_reduce_project(red, ses->prob, S0, Z0, &null_trace, &err))
+        if (sgdstab_reduce_project(red, ses->prob, S0->S, Z0, &null_trace,
+                                   &err))
             status = cli_report(&err);
     } else if (!status) {
         for (size_t j = 0; j < r; j++)
