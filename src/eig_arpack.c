@@ -31,6 +31,21 @@ static double residual(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
     return cblas_dnrm2((int)dim, work, 1);
 }
 
+/* The result of a solve with the unit vector v and its Rayleigh quotient
+ * theta, after `matvecs` applications: the residual (one more) is the error
+ * estimate, and v is copied to vec when asked for. */
+static void finish(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
+                   const double *v, double theta, size_t matvecs, double *work,
+                   sgdstab_eig_result *res, double *vec)
+{
+    res->value = theta;
+    res->residual = residual(dim, matvec, ctx, v, theta, work);
+    res->error_estimate = res->residual;
+    res->matvecs = matvecs + 1;
+    if (vec)
+        memcpy(vec, v, dim * sizeof *v);
+}
+
 static int eig_dense(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
                      sgdstab_eig_result *res, double *vec, sgdstab_error *err)
 {
@@ -60,13 +75,8 @@ static int eig_dense(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
     if ((st = symeig_range(dim, A, dim, dim - 1, dim - 1, &top, v, err,
                            "the assembled operator (dimension %zu)", dim)))
         goto done;
-    res->value = top;
-    res->residual = residual(dim, matvec, ctx, v, top, col);
-    res->error_estimate = res->residual;
-    res->matvecs = dim + 1;
+    finish(dim, matvec, ctx, v, top, dim, col, res, vec);
     res->converged = 1;
-    if (vec)
-        memcpy(vec, v, dim * sizeof *v);
 done:
     free(A);
     free(e);
@@ -147,12 +157,7 @@ static int eig_arpack(size_t dim, sgdstab_matvec_fn matvec, void *ctx,
     }
     double nrm = cblas_dnrm2(n, z, 1);
     cblas_dscal(n, 1 / nrm, z, 1);
-    res->value = d[0];
-    res->residual = residual(dim, matvec, ctx, z, d[0], workd);
-    res->error_estimate = res->residual;
-    res->matvecs = matvecs + 1;
-    if (vec)
-        memcpy(vec, z, dim * sizeof *z);
+    finish(dim, matvec, ctx, z, d[0], matvecs, workd, res, vec);
 done:
     free(resid);
     free(V);

@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <lapacke.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -714,34 +715,42 @@ static void add_blocks(cJSON *meta, const sgdstab_synth_params *par)
     }
 }
 
+/* printf-style text appended at buf + *len (truncated at size). */
+static void appendf(char *buf, size_t size, size_t *len, const char *fmt, ...)
+{
+    if (*len >= size)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf + *len, size - *len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        *len += (size_t)n;
+}
+
 /* "sgdstab synth FAMILY --samples N ... --seed S -o OUT.npz". */
 static void add_command(cJSON *meta, const sgdstab_synth_params *par,
                         const char *spectrum)
 {
     unsigned uses = sgdstab_synth_uses(par->family);
     char cmd[512];
-    int len = snprintf(cmd, sizeof cmd, "sgdstab synth %s --samples %zu "
-                       "--inputs %zu --outputs %zu",
-                       sgdstab_synth_family_name(par->family), par->samples,
-                       par->inputs, par->outputs);
+    size_t len = 0;
+    appendf(cmd, sizeof cmd, &len, "sgdstab synth %s --samples %zu --inputs "
+            "%zu --outputs %zu", sgdstab_synth_family_name(par->family),
+            par->samples, par->inputs, par->outputs);
     if (uses & SGDSTAB_SYNTH_USES_WIDTH)
-        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " --width %zu",
-                        par->width);
+        appendf(cmd, sizeof cmd, &len, " --width %zu", par->width);
     if (uses & SGDSTAB_SYNTH_USES_DEPTH)
-        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " --depth %zu",
-                        par->depth);
+        appendf(cmd, sizeof cmd, &len, " --depth %zu", par->depth);
     if (uses & SGDSTAB_SYNTH_USES_ACTIVATION)
-        len += snprintf(cmd + len, sizeof cmd - (size_t)len,
-                        " --activation %s",
-                        sgdstab_activation_name(par->activation));
+        appendf(cmd, sizeof cmd, &len, " --activation %s",
+                sgdstab_activation_name(par->activation));
     if (uses & SGDSTAB_SYNTH_USES_EXTRA)
-        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " --extra %zu",
-                        par->extra);
+        appendf(cmd, sizeof cmd, &len, " --extra %zu", par->extra);
     if (uses & SGDSTAB_SYNTH_USES_RESCALE)
-        len += snprintf(cmd + len, sizeof cmd - (size_t)len, " --rescale %.17g",
-                        par->rescale);
-    snprintf(cmd + len, sizeof cmd - (size_t)len,
-             " --spectrum %s --seed %lu -o OUT.npz", spectrum, par->seed);
+        appendf(cmd, sizeof cmd, &len, " --rescale %.17g", par->rescale);
+    appendf(cmd, sizeof cmd, &len, " --spectrum %s --seed %lu -o OUT.npz",
+            spectrum, par->seed);
     cJSON_AddStringToObject(meta, "command", cmd);
 }
 
