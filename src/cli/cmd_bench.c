@@ -136,7 +136,8 @@ static int time_critical(const cli_args *a, const sgdstab_reduced *red,
     return EXIT_OK;
 }
 
-/* Monte Carlo SGD at a stable η: 64 runs, 3e9 flops in all (about 1 s). */
+/* Monte Carlo SGD at a stable η: 64 runs, 3e9 flops in all, enough for a
+ * steady rate while keeping bench short. */
 static int time_simulate(const cli_args *a, const sgdstab_problem *prob,
                          const sgdstab_reduced *red, size_t batch, double lr,
                          bench_result *b)
