@@ -342,7 +342,7 @@ static int reduce_serial(const sgdstab_problem *prob,
 
 /* The factorization holds BLAS at one thread: LAPACK's results then do not
  * depend on OPENBLAS_NUM_THREADS (the engine's own parallel parts are fixed,
- * parallel.h), at about 25% of the SVD's time on two cores. */
+ * parallel.h), which is worth a slower SVD. */
 int sgdstab_reduce(const sgdstab_problem *prob,
                    const sgdstab_reduce_options *opt, sgdstab_reduced **out,
                    sgdstab_error *err)

@@ -18,9 +18,8 @@ enum { FAMILY_STEP = 0, FAMILY_CRITICAL = 1 };
 
 /* Default relative tolerances (eig.h) per family.  An error estimate of
  * 1e-11·ρ⊥, and at most RADIUS_ABS_TOL, keeps ρ⊥ within 1e-10 absolute.
- * 3e-10 keeps η* within 1e-9 relative with a margin: on the reference case
- * of the benchmark, the true errors of a curve of 50 batch sizes (against
- * solves at 1e-15) are at most 0.79 of the estimate, 2.1e-10 at most. */
+ * 3e-10 keeps η* within 1e-9 relative with a margin of three, because the
+ * error estimate that stops a solve is not a bound (eig.c). */
 static const double DEFAULT_TOL[2] = {1e-11, 3e-10};
 static const double RADIUS_ABS_TOL = 5e-11;
 
@@ -249,10 +248,9 @@ static int solve_member(sgdstab_stability *s, int kind,
      * largest, h_max/2, at α = (j, j), where the diagonal of D𝒩D is a
      * variance over the samples, ≥ 0.  So θ − diag(q/s) ≻ 0 near
      * convergence (b > 0) and the Neumann estimate of eig.h applies: the
-     * benchmark's curve needs 33 applications instead of 35, the true
-     * errors staying within the estimates (DEFAULT_TOL above).  Not in the
-     * 𝒯 family: at a stable η its top clusters near 1 (slow modes), where
-     * in trials it was up to 1.9× below the true error. */
+     * smaller of it and ‖R‖²/gap stops a solve sooner.  Not in the 𝒯
+     * family: at a stable η its top clusters near 1 (slow modes), where the
+     * gap is small and the estimate can fall below the true error. */
     opt.neumann_estimate = kind == FAMILY_CRITICAL;
     if (!(opt.tol > 0))
         opt.tol = tol > 0 ? tol : DEFAULT_TOL[kind];
@@ -559,10 +557,9 @@ int sgdstab_critical_lr(sgdstab_stability *s, const sgdstab_config *cfg,
 }
 
 /* Batch sizes in decreasing order, i.e. b increasing from full-batch GD
- * (b = 0, where the top eigenvector of K is E_11): the top eigenvector
- * moves smoothly with b, so each solve starts from its neighbour's.  Of the
- * orders measured on the benchmark's reference case (ascending, this one,
- * both ends first and then by bisection), this needs the fewest
+ * (b = 0, where the top eigenvector of K is E_11, which the basis starts
+ * with): the top eigenvector moves smoothly with b, so each solve starts
+ * from its neighbour's, close to its own, and the curve needs few
  * applications of 𝒩. */
 typedef struct {
     size_t batch, index;

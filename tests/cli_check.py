@@ -11,22 +11,18 @@ printed by `sgdstab info --json` against NumPy's numbers.
                                            loss convention (below)
 """
 
-import io
 import json
-import math
 import os
 import subprocess
 import sys
-import zipfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cli_harness import close_rel, npz_with_meta  # noqa: E402
 
 
 def load(manifest):
     with open(manifest) as f:
         return json.load(f)
-
-
-def close(a, b, rel):
-    return abs(a - b) <= rel * abs(b)
 
 
 def check_info(m, name, out, rtol):
@@ -56,8 +52,7 @@ def check_info(m, name, out, rtol):
 
     def num_close(key, want, rel):
         v = got[key]
-        if not (isinstance(v, (int, float)) and not isinstance(v, bool)
-                and math.isfinite(v) and close(v, want, rel)):
+        if not close_rel(v, want, rel):
             errs.append("%s = %r, expected %r (rel %g)" % (key, v, want, rel))
 
     if name not in got["file"]:
@@ -99,18 +94,6 @@ def check_info(m, name, out, rtol):
     return errs
 
 
-def npz_with_loss(path, J, loss, H=None):
-    """An .npz with J (and H) and a meta.json naming the loss convention."""
-    import numpy as np
-    with zipfile.ZipFile(path, "w") as z:
-        for key, a in (("J", J), ("H", H)):
-            if a is not None:
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, a)
-                z.writestr(key + ".npy", buf.getvalue())
-        z.writestr("meta.json", json.dumps({"loss": loss}))
-
-
 def sgdstab_json(exe, *args):
     p = subprocess.run([exe, *args, "--json"], capture_output=True,
                        text=True, stdin=subprocess.DEVNULL)
@@ -140,7 +123,7 @@ def check_info_loss(exe, work):
             ("mse", None, ["--loss", "0.5"], 0.5, "0.5"),
             ("mse-H", H, [], 2 / k, "mse")):
         path = os.path.join(work, name + ".npz")
-        npz_with_loss(path, J, "mse", hess)
+        npz_with_meta(path, J, {"loss": "mse"}, hess)
         ref = G if hess is None else hess
         want_sharp = c * np.linalg.eigvalsh(ref)[-1]
         want_trace = c * np.trace(ref)
@@ -160,10 +143,10 @@ def check_info_loss(exe, work):
                 ("lambda_max_G", np.linalg.eigvalsh(G)[-1], 1e-10),
                 ("trace_G", np.trace(G), 1e-10)):
             v = info.get(key)
-            if not (isinstance(v, (int, float)) and close(v, want, rel)):
+            if not close_rel(v, want, rel):
                 errs.append(tag + "info %s = %r, want %r" % (key, v, want))
         for key in ("loss_scale", "sharpness", "hessian_trace"):
-            if key in info and not close(info[key], an[key], 1e-12):
+            if key in info and not close_rel(info[key], an[key], 1e-12):
                 errs.append(tag + "info %s = %r but analyze %r"
                             % (key, info[key], an[key]))
     return errs

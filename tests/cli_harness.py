@@ -1,6 +1,9 @@
 """Shared harness of the command-line test scripts: run the sgdstab binary,
-collect pass/fail lines, print failures with the command and its output."""
+collect pass/fail lines, print failures with the command and its output;
+the checks of numbers, CSV files and failing commands that the scripts
+share."""
 
+import io
 import json
 import math
 import os
@@ -9,6 +12,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
+
+import numpy as np
 
 SGDSTAB = None   # path of the binary, set by the test script
 npass = 0
@@ -51,16 +57,18 @@ class Result:
         self.cmd, self.rc, self.out, self.err = cmd, rc, out, err
 
 
-def run(*args):
+def run(*args, env=None, timeout=120):
     cmd = [SGDSTAB] + [str(a) for a in args]
     p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, timeout=120)
+                       text=True, env=env, timeout=timeout)
     return Result(cmd, p.returncode, p.stdout, p.stderr)
 
 
-def expect_not_psd(name, args, path, smallest):
-    """A refused --init S_0 (second_moment.h): exit status 1 and one line
-    naming the file, the refusal and the smallest eigenvalue (%.3g)."""
+def expect_not_psd(name, args, path):
+    """A refused --init S_0 (second_moment.h), the matrix saved at path:
+    exit status 1 and one line naming the file, the refusal and the smallest
+    eigenvalue (%.3g, NumPy's)."""
+    smallest = np.linalg.eigvalsh(np.load(path))[0]
     res = run(*args)
     e = [] if res.rc == 1 else ["exit status %d, expected 1" % res.rc]
     for want in (path + ": S_0 is not positive semidefinite",
@@ -94,6 +102,42 @@ def is_num(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def close_rel(a, b, rel, abs_=0.0):
+    """a is a finite number within rel·|b| + abs_ of b."""
+    return is_num(a) and math.isfinite(a) and \
+        abs(a - b) <= rel * abs(b) + abs_
+
+
+def close_abs(a, b, tol):
+    """a is a finite number within tol of b."""
+    return is_num(a) and math.isfinite(a) and abs(a - b) <= tol
+
+
+def one_line(text):
+    """text is exactly one non-empty line, newline included."""
+    return text.endswith("\n") and text.count("\n") == 1 and \
+        bool(text.strip())
+
+
+def failure_errors(res, status):
+    """What is wrong with res for a command that must fail: an exit status
+    not in status (a tuple), anything on stdout, stderr other than one
+    line."""
+    e = []
+    if res.rc not in status:
+        e.append("exit status %d, expected %s"
+                 % (res.rc, " or ".join(map(str, status))))
+    if res.out:
+        e.append("stdout not empty")
+    if not one_line(res.err):
+        e.append("stderr is not exactly one line")
+    return e
+
+
 def write_problem(work, name, J, H=None, hessian_file=False):
     """Write J (and H) into work as NAME.npy, NAME.npz with J and H, or
     NAME.npy plus NAME_H.npy given by --hessian; returns (path, the extra
@@ -110,6 +154,61 @@ def write_problem(work, name, J, H=None, hessian_file=False):
     hp = os.path.join(work, name + "_H.npy")
     np.save(hp, H)
     return path, ["--hessian", hp]
+
+
+def npz_with_meta(path, J, meta, H=None):
+    """An .npz written with zipfile, as an exporter would: J (and H) as .npy
+    members and, unless meta is None, a raw member meta.json (a dict is
+    dumped as JSON, a str written as is)."""
+    import numpy as np
+    with zipfile.ZipFile(path, "w") as z:
+        for key, a in (("J", J), ("H", H)):
+            if a is not None:
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.asarray(a))
+                z.writestr(key + ".npy", buf.getvalue())
+        if meta is not None:
+            z.writestr("meta.json", meta if isinstance(meta, str)
+                       else json.dumps(meta))
+    return path
+
+
+def read_csv(path):
+    """(whole text, header line, rows split at commas) of a CSV file."""
+    with open(path) as f:
+        text = f.read()
+    lines = text.splitlines()
+    return text, (lines[0] if lines else ""), [l.split(",") for l in lines[1:]]
+
+
+class Case:
+    """A problem written into the directory work (write_problem), with its
+    reference Problem (engine_reference.py) for each loss scale c and its
+    eta*(B), each computed once."""
+
+    def __init__(self, work, name, J, H=None, hessian_file=False):
+        import numpy as np
+        self.name = name
+        self.J, self.H = np.asarray(J, dtype=np.float64), H
+        self.path, self.extra = write_problem(work, name, self.J, H,
+                                              hessian_file)
+        self._prob, self._eta = {}, {}
+        p = self.problem()
+        self.n, self.k, self.p = p.n, p.k, p.p
+        self.rank = p.rank_J()
+
+    def problem(self, c=1.0):
+        import engine_reference as ref
+        if c not in self._prob:
+            self._prob[c] = ref.Problem(self.J, self.H, c)
+        return self._prob[c]
+
+    def eta_star(self, sampling, B, c=1.0):
+        import engine_reference as ref
+        key = (sampling, B, c)
+        if key not in self._eta:
+            self._eta[key] = ref.lr_critical(self.problem(c), sampling, B)
+        return self._eta[key]
 
 
 def csv_number(field):

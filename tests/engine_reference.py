@@ -213,6 +213,19 @@ def T_enumerated(prob, lr, sampling, B):
     return sum(pr * np.kron(M, M) for pr, M in step_matrices(prob, lr, sampling, B))
 
 
+def trajectory(G, S, steps, step):
+    """tr S_t and (1/2) tr(G S_t), t = 0..steps, from S_0 = S with S_{t+1}
+    the symmetric part of step(S_t)."""
+    m2, loss = [], []
+    for t in range(steps + 1):
+        m2.append(float(np.trace(S)))
+        loss.append(0.5 * float(np.sum(G * S)))
+        if t < steps:
+            S = step(S)
+            S = (S + S.T) / 2
+    return np.array(m2), np.array(loss)
+
+
 def evolve_full(prob, lr, sampling, B, steps, S0=None):
     """Exact E|delta_t|^2 = tr S_t and E L_t = (1/2) tr(G S_t), t = 0..steps,
     by S <- sum_xi P(xi) M_xi S M_xi over every possible minibatch, in the
@@ -220,14 +233,8 @@ def evolve_full(prob, lr, sampling, B, steps, S0=None):
     p = prob.p
     S = np.eye(p) / p if S0 is None else np.array(S0, dtype=np.float64)
     Ms = step_matrices(prob, lr, sampling, B)
-    m2, loss = [], []
-    for t in range(steps + 1):
-        m2.append(float(np.trace(S)))
-        loss.append(0.5 * float(np.sum(prob.G * S)))
-        if t < steps:
-            S = sum(pr * M @ S @ M.T for pr, M in Ms)
-            S = (S + S.T) / 2
-    return np.array(m2), np.array(loss)
+    return trajectory(prob.G, S, steps,
+                      lambda S: sum(pr * M @ S @ M.T for pr, M in Ms))
 
 
 def evolve(prob, lr, sampling, B, steps, S0=None):
@@ -259,14 +266,8 @@ def evolve(prob, lr, sampling, B, steps, S0=None):
     I = np.eye(p)
     Ms = [(pr, I - lr * (np.einsum("i,ipq->pq", wt, A) + D))
           for pr, wt in batches(prob.n, B, sampling)]
-    m2, loss = [], []
-    for t in range(steps + 1):
-        m2.append(float(np.trace(S)))
-        loss.append(0.5 * float(np.sum(G * S)))
-        if t < steps:
-            S = sum(pr * M @ S @ M.T for pr, M in Ms)
-            S = (S + S.T) / 2
-    return np.array(m2), np.array(loss)
+    return trajectory(G, S, steps,
+                      lambda S: sum(pr * M @ S @ M.T for pr, M in Ms))
 
 
 # ----------------------------------------------------------------- problems
@@ -319,6 +320,14 @@ def random_psd(seed, p, rank=None):
     X = rng.standard_normal((p, rank or p))
     S = X @ X.T / p
     return (S + S.T) / 2
+
+
+def not_psd(seed, p):
+    """random_psd(seed, p) with its smallest eigenvalue made -0.1 times the
+    largest: a symmetric matrix that is not positive semidefinite."""
+    w, V = np.linalg.eigh(random_psd(seed, p))
+    w[0] = -0.1 * w[-1]
+    return (V * w) @ V.T
 
 
 # ----------------------------------------------------------------- self-check

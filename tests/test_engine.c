@@ -19,17 +19,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testutil.h"
 #include "sgdstab/moments.h"
 #include "sgdstab/phase.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
+#include "reference.h"
 #include "sgdstab/rng.h"
 #include "sgdstab/stability.h"
-#include "reference.h"
-
-static const sgdstab_sampling SAMPLINGS[3] = {
-    SGDSTAB_SAMPLING_WITHOUT, SGDSTAB_SAMPLING_WITH, SGDSTAB_SAMPLING_BERNOULLI};
+#include "testutil.h"
 
 /* ------------------------------------------------------------- problems */
 
@@ -40,50 +37,24 @@ static sgdstab_problem *random_problem(size_t n, size_t k, size_t p,
 {
     sgdstab_rng *rng = sgdstab_rng_alloc(seed);
     assert_non_null(rng);
-    sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
-    snprintf(J.descr, sizeof J.descr, "<f8");
-    J.data = malloc(J.size * sizeof *J.data);
-    assert_non_null(J.data);
-    sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), J.size, J.data);
-    sgdstab_array H = {.ndim = 2, .shape = {p, p, 1}, .size = p * p};
-    snprintf(H.descr, sizeof H.descr, "<f8");
+    double *J = tu_random_J(rng, n, k, p, 1), *H = NULL;
     if (with_H) {
-        H.data = calloc(p * p, sizeof *H.data);
+        H = tu_gram(J, n, k, p);
         double *noise = malloc(p * p * sizeof *noise);
-        assert_true(H.data && noise);
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p, (int)(n * k),
-                    1.0 / (double)n, J.data, (int)p, 0.0, H.data, (int)p);
+        assert_non_null(noise);
         sgdstab_rng_gaussian(rng, 0.02, p * p, noise);
         for (size_t i = 0; i < p; i++)
             for (size_t j = i; j < p; j++) {
-                double v = H.data[i * p + j] + noise[i * p + j] +
-                           noise[j * p + i] + (i == j ? shift : 0);
-                H.data[i * p + j] = H.data[j * p + i] = v;
+                double v = H[i * p + j] + noise[i * p + j] + noise[j * p + i] +
+                           (i == j ? shift : 0);
+                H[i * p + j] = H[j * p + i] = v;
             }
         free(noise);
     }
     sgdstab_rng_free(rng);
-    sgdstab_problem *prob;
-    sgdstab_error err;
-    assert_int_equal(sgdstab_problem_from_arrays("random", &J,
-                                                 with_H ? &H : NULL, NULL,
-                                                 &prob, &err), SGDSTAB_OK);
-    return prob;
-}
-
-/* A problem from explicit values (copied). */
-static sgdstab_problem *problem_from(size_t n, size_t k, size_t p,
-                                     const double *values)
-{
-    sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
-    snprintf(J.descr, sizeof J.descr, "<f8");
-    J.data = malloc(J.size * sizeof *J.data);
-    assert_non_null(J.data);
-    memcpy(J.data, values, J.size * sizeof *J.data);
-    sgdstab_problem *prob;
-    sgdstab_error err;
-    assert_int_equal(sgdstab_problem_from_arrays("values", &J, NULL, NULL,
-                                                 &prob, &err), SGDSTAB_OK);
+    sgdstab_problem *prob = tu_problem("random", n, k, p, J, H);
+    free(J);
+    free(H);
     return prob;
 }
 
@@ -96,9 +67,8 @@ typedef struct {
 
 static engine engine_make(sgdstab_problem *prob, double loss_scale)
 {
-    engine e = {prob, NULL, NULL, loss_scale};
+    engine e = {prob, tu_reduce(prob), NULL, loss_scale};
     sgdstab_error err;
-    assert_int_equal(sgdstab_reduce(prob, NULL, &e.red, &err), SGDSTAB_OK);
     e.s = sgdstab_stability_alloc(e.red, &err);
     assert_non_null(e.s);
     return e;
@@ -133,20 +103,6 @@ static double radius(engine *e, double lr, sgdstab_sampling smp, size_t B)
     return r.rho;
 }
 
-static void assert_close(double a, double b, double tol, const char *what)
-{
-    if (!(fabs(a - b) <= tol))
-        fail_msg("%s: %.17g vs %.17g (difference %.3g > %.3g)", what, a, b,
-                 fabs(a - b), tol);
-}
-
-static void assert_rel(double a, double b, double tol, const char *what)
-{
-    if (!(fabs(a - b) <= tol * fabs(b)))
-        fail_msg("%s: %.17g vs %.17g (relative difference %.3g > %.3g)", what,
-                 a, b, fabs(a / b - 1), tol);
-}
-
 /* The top eigenmatrix S returned with ρ⊥: unit Frobenius norm and, applying
  * 𝒯 with the moment operator (itself checked against the reference through
  * ρ⊥), a residual ‖𝒯S − ρS‖_F within the promised 1e-10·ρ (stability.h). */
@@ -161,7 +117,7 @@ static void check_eigenmatrix(engine *e, double lr, sgdstab_sampling smp,
     assert_int_equal(sgdstab_spectral_radius(e->s, TU_CONFIG(lr, B, smp, e->c),
                                              NULL, &rad, S, &err),
                      SGDSTAB_OK);
-    assert_close(rad.rho, ref_rho, 1e-10, what);
+    tu_assert_close(rad.rho, ref_rho, 1e-10, what);
     sgdstab_moments *m = sgdstab_moments_alloc(e->red, &err);
     assert_non_null(m);
     double a, b;
@@ -173,7 +129,7 @@ static void check_eigenmatrix(engine *e, double lr, sgdstab_sampling smp,
         norm2 += S[i] * S[i];
         res2 += (TS[i] - rad.rho * S[i]) * (TS[i] - rad.rho * S[i]);
     }
-    assert_close(sqrt(norm2), 1, 1e-12, what);
+    tu_assert_close(sqrt(norm2), 1, 1e-12, what);
     if (!(sqrt(res2) <= 1.01e-10 * fabs(rad.rho) + 1e-14))
         fail_msg("%s: eigenmatrix residual %.3g > 1e-10 rho = %.3g", what,
                  sqrt(res2), 1e-10 * fabs(rad.rho));
@@ -283,7 +239,7 @@ static void test_noise_operator(void **state)
                         snprintf(what, sizeof what, "noise case %zu, scaled %d, "
                                  "subtract %d, entry (%zu, %zu)", c, scaled,
                                  subtract, j, l);
-                        assert_close(y[a], want, 1e-12 * (big + 1), what);
+                        tu_assert_close(y[a], want, 1e-12 * (big + 1), what);
                     }
             }
         free(x);
@@ -313,27 +269,31 @@ static void test_against_reference(void **state)
                 size_t B = batches[bi];
                 char what[128];
                 double ref_crit, ref_rho, rho;
-                assert_int_equal(sgdstab_reference_critical(ref, SAMPLINGS[si],
-                                                            B, &ref_crit, &err),
-                                 SGDSTAB_OK);
+                assert_int_equal(
+                    sgdstab_reference_critical(ref, tu_samplings[si], B,
+                                               &ref_crit, &err),
+                    SGDSTAB_OK);
                 snprintf(what, sizeof what, "eta* case %zu, %s, B = %zu", c,
-                         sgdstab_sampling_name(SAMPLINGS[si]), B);
-                assert_rel(critical(&e, SAMPLINGS[si], B), ref_crit, 1e-9, what);
+                         sgdstab_sampling_name(tu_samplings[si]), B);
+                tu_assert_close_rel(critical(&e, tu_samplings[si], B),
+                                    ref_crit, 1e-9, what);
                 const double factors[2] = {0.5, 1.7};
                 for (int fi = 0; fi < 2; fi++) {
                     double lr = factors[fi] * ref_crit;
-                    assert_int_equal(sgdstab_reference_spectrum(
-                                         ref, lr, SAMPLINGS[si], B, &ref_rho,
-                                         NULL, &err), SGDSTAB_OK);
-                    rho = radius(&e, lr, SAMPLINGS[si], B);
+                    assert_int_equal(
+                        sgdstab_reference_spectrum(ref, lr, tu_samplings[si],
+                                                   B, &ref_rho, NULL, &err),
+                        SGDSTAB_OK);
+                    rho = radius(&e, lr, tu_samplings[si], B);
                     snprintf(what, sizeof what, "rho case %zu, %s, B = %zu, "
                              "eta = %.2f eta*", c,
-                             sgdstab_sampling_name(SAMPLINGS[si]), B,
+                             sgdstab_sampling_name(tu_samplings[si]), B,
                              factors[fi]);
-                    assert_close(rho, ref_rho, 1e-10, what);
+                    tu_assert_close(rho, ref_rho, 1e-10, what);
                     /* The verdict: ρ⊥ ≤ 1 exactly when η ≤ η*. */
                     assert_true((rho <= 1) == (lr <= ref_crit));
-                    check_eigenmatrix(&e, lr, SAMPLINGS[si], B, ref_rho, what);
+                    check_eigenmatrix(&e, lr, tu_samplings[si], B, ref_rho,
+                                      what);
                 }
             }
         sgdstab_reference_free(ref);
@@ -363,20 +323,23 @@ static void test_curve_against_reference(void **state)
             batches[B - 1] = B;
         for (int si = 0; si < 3; si++) {
             assert_int_equal(sgdstab_critical_curve(
-                                 e.s, TU_CONFIG(0, 0, SAMPLINGS[si], e.c),
+                                 e.s, TU_CONFIG(0, 0, tu_samplings[si], e.c),
                                  batches, sc->n, cr, &err),
                              SGDSTAB_OK);
             for (size_t i = 0; i < sc->n; i++) {
                 double rc, got = cr[i].lr_critical;
-                assert_int_equal(sgdstab_reference_critical(
-                                     ref, SAMPLINGS[si], batches[i], &rc, &err),
+                assert_int_equal(sgdstab_reference_critical(ref,
+                                                            tu_samplings[si],
+                                                            batches[i], &rc,
+                                                            &err),
                                  SGDSTAB_OK);
                 char what[128];
                 snprintf(what, sizeof what, "curve case %zu, %s, B = %zu", c,
-                         sgdstab_sampling_name(SAMPLINGS[si]), batches[i]);
+                         sgdstab_sampling_name(tu_samplings[si]), batches[i]);
                 assert_true(cr[i].converged);
-                assert_rel(got, rc, 1e-9, what);
-                assert_rel(got, rc, 2 * cr[i].rel_accuracy + 1e-12, what);
+                tu_assert_close_rel(got, rc, 1e-9, what);
+                tu_assert_close_rel(got, rc, 2 * cr[i].rel_accuracy + 1e-12,
+                                    what);
                 /* The residual interval holds the reference's η* (up to the
                  * reference's own rounding). */
                 if (!(cr[i].lr_lower <= rc * (1 + 1e-12) &&
@@ -411,7 +374,7 @@ static void test_flat_direction(void **state)
         sgdstab_rng_free(rng);
         for (size_t row = 0; row < n * k; row++)
             J[row * p + p - 1] *= 1e-7;
-        sgdstab_problem *prob = problem_from(n, k, p, J);
+        sgdstab_problem *prob = tu_problem("values", n, k, p, J, NULL);
         sgdstab_error err;
         sgdstab_reference *ref = sgdstab_reference_alloc(prob, 1.0, &err);
         assert_non_null(ref);
@@ -429,7 +392,7 @@ static void test_flat_direction(void **state)
             snprintf(what, sizeof what, "flat direction, seed %lu, B = %zu",
                      seed, B);
             double rho = radius(&e, lr, SGDSTAB_SAMPLING_WITHOUT, B);
-            assert_close(rho, ref_rho, 1e-10 * ref_rho, what);
+            tu_assert_close(rho, ref_rho, 1e-10 * ref_rho, what);
             assert_true(rho > 1);
         }
         sgdstab_reference_free(ref);
@@ -455,27 +418,17 @@ static sgdstab_problem *problem_with_hessian(size_t n, size_t k, size_t p,
                                              const double *J, const double *Q,
                                              const double *h)
 {
-    sgdstab_array aJ = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
-    sgdstab_array aH = {.ndim = 2, .shape = {p, p, 1}, .size = p * p};
-    snprintf(aJ.descr, sizeof aJ.descr, "<f8");
-    snprintf(aH.descr, sizeof aH.descr, "<f8");
-    aJ.data = malloc(aJ.size * sizeof *aJ.data);
-    aH.data = calloc(p * p, sizeof *aH.data);
-    assert_true(aJ.data && aH.data);
-    memcpy(aJ.data, J, aJ.size * sizeof *aJ.data);
+    double *H = calloc(p * p, sizeof *H);
+    assert_non_null(H);
     for (size_t i = 0; i < p; i++)
         for (size_t j = 0; j < p; j++)
             for (size_t c = 0; c < p; c++)
-                aH.data[i * p + j] += Q[i * p + c] * h[c] * Q[j * p + c];
+                H[i * p + j] += Q[i * p + c] * h[c] * Q[j * p + c];
     for (size_t i = 0; i < p; i++)
         for (size_t j = 0; j < i; j++)
-            aH.data[i * p + j] = aH.data[j * p + i] =
-                0.5 * (aH.data[i * p + j] + aH.data[j * p + i]);
-    sgdstab_problem *prob;
-    sgdstab_error err;
-    assert_int_equal(sgdstab_problem_from_arrays("near a minimum", &aJ, &aH,
-                                                 NULL, &prob, &err),
-                     SGDSTAB_OK);
+            H[i * p + j] = H[j * p + i] = 0.5 * (H[i * p + j] + H[j * p + i]);
+    sgdstab_problem *prob = tu_problem("near a minimum", n, k, p, J, H);
+    free(H);
     return prob;
 }
 
@@ -507,15 +460,19 @@ static void radius_against(engine *e, const sgdstab_problem *ref_prob,
         for (int bi = 0; bi < 3; bi++)
             for (size_t li = 0; li < nlr; li++) {
                 double ref_rho;
-                assert_int_equal(sgdstab_reference_spectrum(
-                                     ref, lrs[li], SAMPLINGS[si], batches[bi],
-                                     &ref_rho, NULL, &err), SGDSTAB_OK);
+                assert_int_equal(sgdstab_reference_spectrum(ref, lrs[li],
+                                                            tu_samplings[si],
+                                                            batches[bi],
+                                                            &ref_rho, NULL,
+                                                            &err),
+                                 SGDSTAB_OK);
                 char what[160];
                 snprintf(what, sizeof what, "%s, %s, B = %zu, eta = %g", label,
-                         sgdstab_sampling_name(SAMPLINGS[si]), batches[bi],
+                         sgdstab_sampling_name(tu_samplings[si]), batches[bi],
                          lrs[li]);
-                assert_close(radius(e, lrs[li], SAMPLINGS[si], batches[bi]),
-                             ref_rho, 1e-10 * fmax(1, ref_rho), what);
+                tu_assert_close(radius(e, lrs[li], tu_samplings[si],
+                                       batches[bi]),
+                                ref_rho, 1e-10 * fmax(1, ref_rho), what);
             }
     sgdstab_reference_free(ref);
 }
@@ -553,8 +510,10 @@ static void test_negative_curvature_radius(void **state)
                 for (size_t j = 0; j < p; j++)
                     want = fmax(want, pow(1 - lrs[li] * w[j], 2));
                 assert_true(want >= pow(1 + lrs[li] * 2e-3 * wmax, 2));
-                assert_rel(radius(&e, lrs[li], SGDSTAB_SAMPLING_WITHOUT, n),
-                           want, 1e-12, "negative curvature, full batch");
+                tu_assert_close_rel(radius(&e, lrs[li],
+                                           SGDSTAB_SAMPLING_WITHOUT, n),
+                                    want, 1e-12,
+                                    "negative curvature, full batch");
                 engine_free(&e);
             }
             engine e = engine_make(problem_with_hessian(n, k, p, J, Q, w), 1.0);
@@ -623,8 +582,8 @@ static void flat_against(engine *e, const double *J, const double *Q,
         assert_int_equal(sgdstab_reference_critical(
                              ref, SGDSTAB_SAMPLING_WITHOUT, B, &ref_crit,
                              &err), SGDSTAB_OK);
-        assert_rel(critical(e, SGDSTAB_SAMPLING_WITHOUT, B), ref_crit,
-                   eta_tol, label);
+        tu_assert_close_rel(critical(e, SGDSTAB_SAMPLING_WITHOUT, B), ref_crit,
+                            eta_tol, label);
     }
     sgdstab_reference_free(ref);
     const double wmax = sgdstab_reduced_hessian_max(e->red);
@@ -679,8 +638,8 @@ static void test_flat_negative_curvature(void **state)
         assert_int_equal(e.red->flat_negative, fc->flat_negative);
         assert_int_equal(e.red->flat_moved, fc->flat_moved);
         if (fc->flat_negative)
-            assert_close(e.red->flat_min, fc->h_rel * wmax, 1e-12 * wmax,
-                         label);
+            tu_assert_close(e.red->flat_min, fc->h_rel * wmax, 1e-12 * wmax,
+                            label);
         sgdstab_critical cr;
         sgdstab_error err;
         assert_int_equal(
@@ -714,24 +673,24 @@ static void test_scale_invariance(void **state)
     sgdstab_rng *rng = sgdstab_rng_alloc(1500);
     sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), n * k * p, J);
     sgdstab_rng_free(rng);
-    engine base = engine_make(problem_from(n, k, p, J), 1.0);
+    engine base = engine_make(tu_problem("values", n, k, p, J, NULL), 1.0);
     /* curvature from about 1e-50 to 1e50 */
     const double scales[4] = {1e-25, 1e-12, 1e12, 1e25};
     for (int i = 0; i < 4; i++) {
         double s = scales[i];
         for (size_t j = 0; j < n * k * p; j++)
             Js[j] = J[j] * s;
-        engine e = engine_make(problem_from(n, k, p, Js), 1.0);
+        engine e = engine_make(tu_problem("values", n, k, p, Js, NULL), 1.0);
         assert_int_equal(e.red->r, base.red->r);
         for (int si = 0; si < 3; si++)
             for (size_t B = 1; B <= n; B += 6) {
-                double c0 = critical(&base, SAMPLINGS[si], B);
-                assert_rel(critical(&e, SAMPLINGS[si], B) * s * s, c0, 1e-9,
-                           "eta* s^2");
+                double c0 = critical(&base, tu_samplings[si], B);
+                tu_assert_close_rel(critical(&e, tu_samplings[si], B) * s * s,
+                                    c0, 1e-9, "eta* s^2");
                 double lr = 1.3 * c0;
-                double r1 = radius(&e, lr / (s * s), SAMPLINGS[si], B);
-                double r0 = radius(&base, lr, SAMPLINGS[si], B);
-                assert_close(r1, r0, 1e-10, "rho at eta / s^2");
+                double r1 = radius(&e, lr / (s * s), tu_samplings[si], B);
+                double r0 = radius(&base, lr, tu_samplings[si], B);
+                tu_assert_close(r1, r0, 1e-10, "rho at eta / s^2");
             }
         engine_free(&e);
     }
@@ -740,7 +699,7 @@ static void test_scale_invariance(void **state)
         double s = i ? 1e32 : 1e-32;
         for (size_t j = 0; j < n * k * p; j++)
             Js[j] = J[j] * s;
-        sgdstab_problem *prob = problem_from(n, k, p, Js);
+        sgdstab_problem *prob = tu_problem("values", n, k, p, Js, NULL);
         sgdstab_reduced *red = NULL;
         sgdstab_error err;
         assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err),
@@ -761,12 +720,12 @@ static void test_against_arpack(void **state)
     for (int si = 0; si < 3; si++) {
         size_t batches[3] = {1, 10, 90};
         for (int bi = 0; bi < 3; bi++) {
-            double a = critical(&fast, SAMPLINGS[si], batches[bi]);
-            double b = critical(&slow, SAMPLINGS[si], batches[bi]);
-            assert_rel(a, b, 1e-9, "eta* Davidson vs ARPACK");
-            double ra = radius(&fast, 1.3 * a, SAMPLINGS[si], batches[bi]);
-            double rb = radius(&slow, 1.3 * a, SAMPLINGS[si], batches[bi]);
-            assert_close(ra, rb, 1e-10, "rho Davidson vs ARPACK");
+            double a = critical(&fast, tu_samplings[si], batches[bi]);
+            double b = critical(&slow, tu_samplings[si], batches[bi]);
+            tu_assert_close_rel(a, b, 1e-9, "eta* Davidson vs ARPACK");
+            double ra = radius(&fast, 1.3 * a, tu_samplings[si], batches[bi]);
+            double rb = radius(&slow, 1.3 * a, tu_samplings[si], batches[bi]);
+            tu_assert_close(ra, rb, 1e-10, "rho Davidson vs ARPACK");
         }
     }
     engine_free(&fast);
@@ -828,19 +787,19 @@ static void test_one_dimension(void **state)
         x[i] = jac[i] * jac[i];
         lambda += x[i] / 7;
     }
-    engine e = engine_make(problem_from(7, 1, 1, jac), 1.0);
+    engine e = engine_make(tu_problem("values", 7, 1, 1, jac, NULL), 1.0);
     for (int si = 0; si < 3; si++)
-        for (size_t B = 1; B <= (SAMPLINGS[si] == SGDSTAB_SAMPLING_WITH ? 4 : 7);
-             B++) {
-            double m2 = batch_second_moment(x, 7, B, SAMPLINGS[si]);
+        for (size_t B = 1;
+             B <= (tu_samplings[si] == SGDSTAB_SAMPLING_WITH ? 4 : 7); B++) {
+            double m2 = batch_second_moment(x, 7, B, tu_samplings[si]);
             double eta_star = 2 * lambda / m2;
-            assert_rel(critical(&e, SAMPLINGS[si], B), eta_star, 1e-12,
-                       "1-D eta*");
+            tu_assert_close_rel(critical(&e, tu_samplings[si], B), eta_star,
+                                1e-12, "1-D eta*");
             for (double f = 0.25; f < 3; f += 0.5) {
                 double eta = f * eta_star;
-                assert_close(radius(&e, eta, SAMPLINGS[si], B),
-                             1 - 2 * eta * lambda + eta * eta * m2, 1e-12,
-                             "1-D rho");
+                tu_assert_close(radius(&e, eta, tu_samplings[si], B),
+                                1 - 2 * eta * lambda + eta * eta * m2, 1e-12,
+                                "1-D rho");
             }
         }
     engine_free(&e);
@@ -861,29 +820,15 @@ static void test_rank_one(void **state)
         x[i] = c[i] * c[i] * vv;
         lambda += x[i] / 5;
     }
-    engine e = engine_make(problem_from(5, 1, 4, J), 1.0);
+    engine e = engine_make(tu_problem("values", 5, 1, 4, J, NULL), 1.0);
     assert_int_equal(e.red->r, 1);
     for (int si = 0; si < 3; si++)
         for (size_t B = 1; B <= 5; B++) {
-            double m2 = batch_second_moment(x, 5, B, SAMPLINGS[si]);
-            assert_rel(critical(&e, SAMPLINGS[si], B), 2 * lambda / m2, 1e-12,
-                       "rank-one eta*");
+            double m2 = batch_second_moment(x, 5, B, tu_samplings[si]);
+            tu_assert_close_rel(critical(&e, tu_samplings[si], B),
+                                2 * lambda / m2, 1e-12, "rank-one eta*");
         }
     engine_free(&e);
-}
-
-/* Eigenvalues of G = JᵀJ/n computed here with LAPACK (ascending). */
-static void gram_eigenvalues(const sgdstab_problem *prob, double *w)
-{
-    size_t p = prob->p;
-    double *G = calloc(p * p, sizeof *G);
-    assert_non_null(G);
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p,
-                (int)(prob->n * prob->k), 1.0 / (double)prob->n, prob->J,
-                (int)p, 0.0, G, (int)p);
-    assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)p, G,
-                                   (lapack_int)p, w), 0);
-    free(G);
 }
 
 /* B = n without replacement (and bernoulli with B = n) is full-batch GD:
@@ -896,19 +841,19 @@ static void test_full_batch(void **state)
         size_t n = shapes[c][0], k = shapes[c][1], p = shapes[c][2];
         engine e = engine_make(random_problem(n, k, p, 0, 0, 40 + c), 1.0);
         double *w = malloc(p * sizeof *w);
-        gram_eigenvalues(e.prob, w);
+        tu_gram_eigenvalues(e.prob, w);
         double lmax = w[p - 1], tol = 1e-9 * lmax;
-        assert_rel(critical(&e, SGDSTAB_SAMPLING_WITHOUT, n), 2 / lmax, 1e-10,
-                   "full batch eta*");
-        assert_rel(critical(&e, SGDSTAB_SAMPLING_BERNOULLI, n), 2 / lmax, 1e-10,
-                   "bernoulli B = n eta*");
+        tu_assert_close_rel(critical(&e, SGDSTAB_SAMPLING_WITHOUT, n),
+                            2 / lmax, 1e-10, "full batch eta*");
+        tu_assert_close_rel(critical(&e, SGDSTAB_SAMPLING_BERNOULLI, n),
+                            2 / lmax, 1e-10, "bernoulli B = n eta*");
         for (double f = 0.3; f < 4; f += 0.6) {
             double eta = f / lmax, expect = 0;
             for (size_t j = 0; j < p; j++)
                 if (w[j] > tol)
                     expect = fmax(expect, (1 - eta * w[j]) * (1 - eta * w[j]));
-            assert_close(radius(&e, eta, SGDSTAB_SAMPLING_WITHOUT, n), expect,
-                         1e-11, "full batch rho");
+            tu_assert_close(radius(&e, eta, SGDSTAB_SAMPLING_WITHOUT, n),
+                            expect, 1e-11, "full batch rho");
         }
         free(w);
         engine_free(&e);
@@ -927,8 +872,8 @@ static void test_one_sample(void **state)
                                         (lapack_int)k, 6, A, 6, s, NULL, 1,
                                         NULL, 1, superb), 0);
         for (int si = 0; si < 3; si++)
-            assert_rel(critical(&e, SAMPLINGS[si], 1), 2 / (s[0] * s[0]),
-                       1e-10, "one-sample eta*");
+            tu_assert_close_rel(critical(&e, tu_samplings[si], 1),
+                                2 / (s[0] * s[0]), 1e-10, "one-sample eta*");
         engine_free(&e);
     }
 }
@@ -954,7 +899,7 @@ static void test_monotone_and_boundary(void **state)
         for (int si = 0; si < 3; si++) {
             sgdstab_error err;
             assert_int_equal(sgdstab_critical_curve(
-                                 e.s, TU_CONFIG(0, 0, SAMPLINGS[si], e.c),
+                                 e.s, TU_CONFIG(0, 0, tu_samplings[si], e.c),
                                  batches, n, cr, &err),
                              SGDSTAB_OK);
             engine fresh = engine_make(random_problem(cases[c].n, cases[c].k,
@@ -966,19 +911,20 @@ static void test_monotone_and_boundary(void **state)
                     fail_msg("eta*(B) decreases from B = %zu to %zu: %.17g > "
                              "%.17g (%s)", i, i + 1, cr[i - 1].lr_critical,
                              cr[i].lr_critical,
-                             sgdstab_sampling_name(SAMPLINGS[si]));
+                             sgdstab_sampling_name(tu_samplings[si]));
                 /* The curve and a single solve agree to their accuracy. */
                 sgdstab_critical one;
                 assert_int_equal(
                     sgdstab_critical_lr(
-                        fresh.s, TU_CONFIG(0, i + 1, SAMPLINGS[si], fresh.c),
-                        &one, &err),
+                        fresh.s,
+                        TU_CONFIG(0, i + 1, tu_samplings[si], fresh.c), &one,
+                        &err),
                     SGDSTAB_OK);
                 double acc = cr[i].rel_accuracy + one.rel_accuracy + 1e-13;
                 if (!(fabs(cr[i].lr_critical / one.lr_critical - 1) <= acc))
                     fail_msg("curve vs single solve, B = %zu (%s): %.17g vs "
                              "%.17g, beyond the accuracies %.2g + %.2g", i + 1,
-                             sgdstab_sampling_name(SAMPLINGS[si]),
+                             sgdstab_sampling_name(tu_samplings[si]),
                              cr[i].lr_critical, one.lr_critical,
                              cr[i].rel_accuracy, one.rel_accuracy);
                 /* At η equal to the curve's η*, a fresh analysis (which
@@ -987,7 +933,7 @@ static void test_monotone_and_boundary(void **state)
                 assert_int_equal(
                     sgdstab_analyze(fresh.s,
                                     TU_CONFIG(cr[i].lr_critical, i + 1,
-                                              SAMPLINGS[si], fresh.c),
+                                              tu_samplings[si], fresh.c),
                                     &an, NULL, &err),
                     SGDSTAB_OK);
                 assert_int_equal(an.verdict, SGDSTAB_VERDICT_THRESHOLD);
@@ -997,10 +943,10 @@ static void test_monotone_and_boundary(void **state)
             engine_free(&fresh);
             size_t B = (n + 2) / 3;
             double star = cr[B - 1].lr_critical;
-            assert_close(radius(&e, star, SAMPLINGS[si], B), 1.0, 1e-9,
-                         "rho at eta*");
-            assert_true(radius(&e, 0.99 * star, SAMPLINGS[si], B) < 1);
-            assert_true(radius(&e, 1.01 * star, SAMPLINGS[si], B) > 1);
+            tu_assert_close(radius(&e, star, tu_samplings[si], B), 1.0, 1e-9,
+                            "rho at eta*");
+            assert_true(radius(&e, 0.99 * star, tu_samplings[si], B) < 1);
+            assert_true(radius(&e, 1.01 * star, tu_samplings[si], B) > 1);
             assert_int_equal(sgdstab_verdict_at(&cr[B - 1], 0.99 * star),
                              SGDSTAB_VERDICT_STABLE);
             assert_int_equal(sgdstab_verdict_at(&cr[B - 1], 1.01 * star),
@@ -1047,7 +993,7 @@ static void test_not_a_minimum(void **state)
         assert_int_equal(sgdstab_reference_spectrum(
                              ref, lr, SGDSTAB_SAMPLING_WITHOUT, 3, &ref_rho,
                              NULL, &err), SGDSTAB_OK);
-        assert_close(an.radius.rho, ref_rho, 1e-10, "rho, not a minimum");
+        tu_assert_close(an.radius.rho, ref_rho, 1e-10, "rho, not a minimum");
         assert_true(an.escape_rate_per_step > 0);
     }
     /* The reference refuses η* when H is not positive definite. */
@@ -1066,14 +1012,14 @@ static void test_loss_scale(void **state)
     engine one = engine_make(random_problem(14, 3, 10, 0, 0, 9), 1.0);
     engine mse = engine_make(random_problem(14, 3, 10, 0, 0, 9), 2.0 / 3.0);
     for (int si = 0; si < 3; si++) {
-        double a = critical(&one, SAMPLINGS[si], 4);
-        assert_rel(critical(&mse, SAMPLINGS[si], 4), a * 1.5, 1e-10,
-                   "eta* with loss scale");
-        assert_close(radius(&mse, 0.9 * a, SAMPLINGS[si], 4),
-                     radius(&one, 0.6 * a, SAMPLINGS[si], 4), 1e-11,
-                     "rho with loss scale");
+        double a = critical(&one, tu_samplings[si], 4);
+        tu_assert_close_rel(critical(&mse, tu_samplings[si], 4), a * 1.5,
+                            1e-10, "eta* with loss scale");
+        tu_assert_close(radius(&mse, 0.9 * a, tu_samplings[si], 4),
+                        radius(&one, 0.6 * a, tu_samplings[si], 4), 1e-11,
+                        "rho with loss scale");
     }
-    assert_rel(
+    tu_assert_close_rel(
         sgdstab_lr_mean_limit(
             mse.red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, mse.c)),
         1.5 * sgdstab_lr_mean_limit(
@@ -1158,8 +1104,8 @@ static void test_evolve_brute_force(void **state)
             tr += S[a * p + a];
         for (size_t i = 0; i < p * p; i++)
             trg += G[i] * S[i];
-        assert_rel(trace[t] + null_trace, tr, 1e-10, "E|delta_t|^2");
-        assert_rel(trace_G[t], trg, 1e-9, "tr(G S_t)");
+        tu_assert_close_rel(trace[t] + null_trace, tr, 1e-10, "E|delta_t|^2");
+        tu_assert_close_rel(trace_G[t], trg, 1e-9, "tr(G S_t)");
         brute_force_step(prob, B, eta, S, work);
     }
     sgdstab_moments_free(m);
@@ -1201,30 +1147,35 @@ static void test_phase_against_reference(void **state)
         for (int si = 0; si < 3; si++) {
             sgdstab_phase_boundary bd[NB];
             sgdstab_phase_point grid[NB * NL];
-            assert_int_equal(sgdstab_phase_compute(
-                                 e.s, with_th ? &th : NULL,
-                                 TU_CONFIG(0, 0, SAMPLINGS[si], e.c), batches,
-                                 NB, lrs, NL, bd, grid, NULL, NULL, &err),
-                             SGDSTAB_OK);
+            assert_int_equal(
+                sgdstab_phase_compute(e.s, with_th ? &th : NULL,
+                                      TU_CONFIG(0, 0, tu_samplings[si], e.c),
+                                      batches, NB, lrs, NL, bd, grid, NULL,
+                                      NULL, &err),
+                SGDSTAB_OK);
             for (int i = 0; i < NB; i++) {
                 char what[160];
                 double ref_crit, a, b;
-                assert_int_equal(sgdstab_reference_critical(
-                                     ref, SAMPLINGS[si], batches[i], &ref_crit,
-                                     &err), SGDSTAB_OK);
+                assert_int_equal(sgdstab_reference_critical(ref,
+                                                            tu_samplings[si],
+                                                            batches[i],
+                                                            &ref_crit, &err),
+                                 SGDSTAB_OK);
                 snprintf(what, sizeof what, "phase boundary case %zu, %s, "
-                         "B = %zu", c, sgdstab_sampling_name(SAMPLINGS[si]),
+                         "B = %zu", c, sgdstab_sampling_name(tu_samplings[si]),
                          batches[i]);
                 assert_int_equal(bd[i].batch, batches[i]);
-                assert_rel(bd[i].critical.lr_critical, ref_crit, 1e-9, what);
-                assert_rel(
+                tu_assert_close_rel(bd[i].critical.lr_critical, ref_crit, 1e-9,
+                                    what);
+                tu_assert_close_rel(
                     bd[i].lr_critical_mean,
                     sgdstab_lr_mean_limit(
                         e.red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c)),
                     1e-15, what);
-                assert_int_equal(sgdstab_batch_coefficients(
-                                     SAMPLINGS[si], sc->n, batches[i], &a, &b,
-                                     &err), SGDSTAB_OK);
+                assert_int_equal(sgdstab_batch_coefficients(tu_samplings[si],
+                                                            sc->n, batches[i],
+                                                            &a, &b, &err),
+                                 SGDSTAB_OK);
                 assert_true(bd[i].a == a && bd[i].b == b);
                 if (with_th) {
                     sgdstab_lr_bounds lb;
@@ -1238,22 +1189,23 @@ static void test_phase_against_reference(void **state)
                     const sgdstab_phase_point *pt = &grid[i * NL + j];
                     double ref_rho;
                     assert_int_equal(sgdstab_reference_spectrum(
-                                         ref, lrs[j], SAMPLINGS[si],
+                                         ref, lrs[j], tu_samplings[si],
                                          batches[i], &ref_rho, NULL, &err),
                                      SGDSTAB_OK);
                     snprintf(what, sizeof what, "phase point case %zu, %s, "
                              "B = %zu, eta = %g", c,
-                             sgdstab_sampling_name(SAMPLINGS[si]), batches[i],
-                             lrs[j]);
+                             sgdstab_sampling_name(tu_samplings[si]),
+                             batches[i], lrs[j]);
                     assert_int_equal(pt->batch, batches[i]);
                     assert_true(pt->lr == lrs[j]);
                     assert_true(pt->radius.converged);
-                    assert_close(pt->radius.rho, ref_rho, 1e-10, what);
-                    assert_close(pt->escape_rate_per_step, log(ref_rho), 1e-9,
-                                 what);
-                    assert_close(pt->escape_rate_per_epoch,
-                                 (double)sc->n / (double)batches[i] *
-                                     log(ref_rho), 1e-8, what);
+                    tu_assert_close(pt->radius.rho, ref_rho, 1e-10, what);
+                    tu_assert_close(pt->escape_rate_per_step, log(ref_rho),
+                                    1e-9, what);
+                    tu_assert_close(pt->escape_rate_per_epoch,
+                                    (double)sc->n / (double)batches[i] *
+                                        log(ref_rho),
+                                    1e-8, what);
                     assert_int_equal(pt->stable, lrs[j] <= ref_crit);
                     assert_int_equal(pt->stable, ref_rho <= 1);
                 }

@@ -17,22 +17,21 @@ the file, 2/k, and the same J without metadata.  Exit status 0 iff every
 check passed.
 """
 
-import io
 import json
 import math
 import os
 import subprocess
 import sys
 import tempfile
-import zipfile
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_harness as harness  # noqa: E402
 import engine_reference as ref  # noqa: E402
-from cli_harness import (fail, fmt, is_num, ok, report, run,  # noqa: E402
-                         run_json)
+from cli_harness import (close_abs, close_rel, fail,  # noqa: E402
+                         failure_errors, fmt, is_num, npz_with_meta, ok,
+                         one_line, read_csv, report, run, run_json)
 
 RHO_ABS = 1e-10
 ETA_REL = 1e-9
@@ -42,36 +41,13 @@ SAMPLINGS = ("without", "with", "bernoulli")
 WORK = None
 
 
-def close_rel(a, b, rel):
-    return is_num(a) and math.isfinite(a) and abs(a - b) <= rel * abs(b)
-
-
-def close_abs(a, b, tol):
-    return is_num(a) and math.isfinite(a) and abs(a - b) <= tol
-
-
 # ----------------------------------------------------------------- problems
 
-class Case:
-    """A problem written to disk, with its reference Problem."""
+class Case(harness.Case):
+    """A problem written into WORK, with its reference Problem."""
 
     def __init__(self, name, J, H=None, hessian_file=False):
-        self.name = name
-        self.J, self.H = J, H
-        self.path, self.extra = harness.write_problem(WORK, name, J, H,
-                                                      hessian_file)
-        self.prob = ref.Problem(J, H)
-        self.n, self.k, self.p = self.prob.n, self.prob.k, self.prob.p
-        self._eta = {}
-
-    def problem(self, c=1.0):
-        return self.prob if c == 1.0 else ref.Problem(self.J, self.H, c)
-
-    def eta_star(self, sampling, B, c=1.0):
-        key = (sampling, B, c)
-        if key not in self._eta:
-            self._eta[key] = ref.lr_critical(self.problem(c), sampling, B)
-        return self._eta[key]
+        super().__init__(WORK, name, J, H, hessian_file)
 
 
 def make_cases():
@@ -205,7 +181,7 @@ def test_analyze(cases):
                                          fmt(lr), "--batch", B, "--sampling",
                                          sampling, *case.extra)
                     if d is not None:
-                        e = check_analyze_json(d, case, case.prob, lr, B,
+                        e = check_analyze_json(d, case, case.problem(), lr, B,
                                                sampling, 1.0)
                     nrun += 1
                     if e:
@@ -222,7 +198,7 @@ def test_analyze(cases):
     d, res, e = run_json("analyze", case.path, "--lr", fmt(lr),
                          "--batch", 5)
     if d is not None:
-        e = check_analyze_json(d, case, case.prob, lr, 5, "without", 1.0)
+        e = check_analyze_json(d, case, case.problem(), lr, 5, "without", 1.0)
     report("analyze without --sampling = sampling without", e, res)
     # human-readable text
     res = run("analyze", case.path, "--lr", fmt(lr), "--batch", 5)
@@ -310,7 +286,7 @@ def test_negative(cases):
             d, res, e = run_json("analyze", case.path, "--lr", fmt(lr),
                                  "--batch", 3, "--sampling", sampling)
             if d is not None:
-                rho = ref.rho_perp(case.prob, lr, sampling, 3)
+                rho = ref.rho_perp(case.problem(), lr, sampling, 3)
                 assert rho > 1
                 if d.get("stable") is not False:
                     e.append("stable = %r" % d.get("stable"))
@@ -325,8 +301,7 @@ def test_negative(cases):
                 if is_num(lc) and lc >= lr:
                     e.append("lr_critical = %r >= eta = %r" % (lc, lr))
                 if not close_rel(d.get("sharpness"),
-                                 float(np.linalg.eigvalsh(case.prob.H)[-1]),
-                                 1e-12):
+                                 case.problem().sharpness(), 1e-12):
                     e.append("sharpness = %r" % d.get("sharpness"))
             if e:
                 errs += ["eta=%.3g: %s" % (lr, m) for m in e]
@@ -381,12 +356,6 @@ def check_critical(case, sampling, d, batches, c=1.0):
     return errs
 
 
-def read_csv(path):
-    with open(path) as f:
-        lines = f.read().splitlines()
-    return lines[0] if lines else "", [l.split(",") for l in lines[1:]]
-
-
 def test_critical(cases):
     for case in cases:
         for sampling in SAMPLINGS:
@@ -411,7 +380,7 @@ def test_critical(cases):
             if not e:
                 if sorted(os.listdir(cdir)) != ["crit.csv"]:
                     e.append("directory holds %r" % sorted(os.listdir(cdir)))
-                head, rows = read_csv(csv)
+                _, head, rows = read_csv(csv)
                 if head != ("batch,lr_critical,lr_critical_mean,"
                             "rel_accuracy,lr_lower,lr_upper"):
                     e.append("CSV header %r" % head)
@@ -593,7 +562,7 @@ def test_curvature():
         d, res, e = run_json("analyze", case.path, "--lr", fmt(lr),
                              "--batch", 30)
         if d is not None:
-            want = ref.rho_perp(case.prob, lr, "without", 30)
+            want = ref.rho_perp(case.problem(), lr, "without", 30)
             if not close_abs(d.get("spectral_radius"), want, RHO_ABS):
                 e.append("spectral_radius = %r, reference %r"
                          % (d.get("spectral_radius"), want))
@@ -724,7 +693,7 @@ def check_evolve(case, sampling, B, lr, steps, c, init, want_m2, want_loss,
             return ["exit status %d" % res.rc], res
         if sorted(os.listdir(cdir)) != ["ev.csv"]:
             errs.append("directory holds %r" % sorted(os.listdir(cdir)))
-        head, rows = read_csv(csv)
+        _, head, rows = read_csv(csv)
         if head != "step,second_moment,loss":
             return errs + ["CSV header %r" % head], res
         if len(rows) != steps + 1:
@@ -801,7 +770,7 @@ def test_evolve():
     d, res, e = run_json("evolve", case.path, "--lr", "0.3", "--batch", 2,
                          "--steps", 7, "--csv", csv)
     if d is not None:
-        head, rows = read_csv(csv)
+        _, head, rows = read_csv(csv)
         if [float(r[1]) for r in rows] != d["second_moment"] or \
                 [float(r[2]) for r in rows] != d["loss"]:
             e.append("CSV %r differs from JSON" % rows)
@@ -810,7 +779,7 @@ def test_evolve():
     d, res, e = run_json("evolve", case.path, "--lr", "0.3", "--batch", 2,
                          "--steps", 0)
     if d is not None:
-        want = 0.5 * float(np.trace(case.prob.G)) / case.p
+        want = 0.5 * float(np.trace(case.problem().G)) / case.p
         m2 = d.get("second_moment")
         if not (isinstance(m2, list) and len(m2) == 1
                 and close_rel(m2[0], 1.0, 1e-14)):
@@ -825,15 +794,7 @@ def test_evolve():
 
 def expect_error(name, status, args, csv_dir=None):
     res = run(*args)
-    e = []
-    if res.rc not in status:
-        e.append("exit status %d, expected %s" % (res.rc,
-                                                  " or ".join(map(str, status))))
-    if res.out:
-        e.append("stdout not empty")
-    if not (res.err.endswith("\n") and res.err.count("\n") == 1
-            and res.err.strip()):
-        e.append("stderr is not exactly one line")
+    e = failure_errors(res, status)
     if csv_dir is not None and os.listdir(csv_dir):
         e.append("left files in the --csv directory: %r"
                  % sorted(os.listdir(csv_dir)))
@@ -848,10 +809,7 @@ def test_errors(cases):
     ev_init = os.path.join(WORK, "init_bad_shape.npy")
     np.save(ev_init, np.eye(case.p + 1))
     ev_notpsd = os.path.join(WORK, "init_not_psd.npy")
-    S = ref.random_psd(7, case.p)
-    w, V = np.linalg.eigh(S)
-    w[0] = -0.1 * w[-1]
-    np.save(ev_notpsd, (V * w) @ V.T)
+    np.save(ev_notpsd, ref.not_psd(7, case.p))
 
     analyze = [
         ("missing --lr", U, ["--batch", 2]),
@@ -938,26 +896,14 @@ def test_errors(cases):
     report("evolve error keeps an existing --csv file intact", e, res)
     harness.expect_not_psd("evolve --init not PSD: the message names the file "
                            "and the eigenvalue", ["evolve", f] + base +
-                           ["--init", ev_notpsd], ev_notpsd, w[0])
+                           ["--init", ev_notpsd], ev_notpsd)
 
 
 # ----------------------------------------------------------------- meta.json
 
 def write_meta_npz(name, J, meta, H=None):
-    """NAME.npz written with zipfile, as an exporter would: J (and H) as .npy
-    members and, unless meta is None, a raw member meta.json (a dict is
-    dumped as JSON, a str written as is)."""
-    path = os.path.join(WORK, name + ".npz")
-    with zipfile.ZipFile(path, "w") as z:
-        for key, a in (("J", J), ("H", H)):
-            if a is not None:
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, np.asarray(a))
-                z.writestr(key + ".npy", buf.getvalue())
-        if meta is not None:
-            z.writestr("meta.json", meta if isinstance(meta, str)
-                       else json.dumps(meta))
-    return path
+    """WORK/NAME.npz with J, H and meta.json (cli_harness.npz_with_meta)."""
+    return npz_with_meta(os.path.join(WORK, name + ".npz"), J, meta, H)
 
 
 def provenance_errs(d, meta, interpolating):
@@ -971,10 +917,6 @@ def provenance_errs(d, meta, interpolating):
         errs.append("interpolating = %r, expected %r"
                     % (d.get("interpolating", "missing"), interpolating))
     return errs
-
-
-def one_line(res):
-    return res.err.endswith("\n") and res.err.count("\n") == 1
 
 
 def test_meta():
@@ -1041,7 +983,7 @@ def test_meta():
             e = []
             if res.rc != 0:
                 e.append("exit status %d" % res.rc)
-            if not one_line(res) or "not an interpolating minimum" not in \
+            if not one_line(res.err) or "not an interpolating minimum" not in \
                     res.err or path not in res.err or "0.05" not in res.err \
                     or " 5% " not in res.err or "Gauss-Newton" not in res.err:
                 e.append("want one note naming the file, 0.05 and 5%%: %r"
@@ -1074,7 +1016,7 @@ def test_meta():
     # with H the note says H is used without the additive noise
     JH, H = ref.random_problem(141, n, p, k=k, hessian="pd")
     res = run("analyze", write_meta_npz("meta_noisy_H", JH, meta, H), *an)
-    e = [] if res.rc == 0 and one_line(res) and "H is used" in res.err \
+    e = [] if res.rc == 0 and one_line(res.err) and "H is used" in res.err \
         and "additive noise" in res.err else ["note %r" % res.err]
     report("analyze: non-interpolating meta.json with H: the note names H",
            e, res)
@@ -1129,15 +1071,9 @@ def test_meta():
         for cmd, args in commands:
             for extra in ([], ["--json"]):
                 res = run(cmd, path, *(args + extra))
-                e = []
-                if res.rc != 1:
-                    e.append("exit status %d, expected 1" % res.rc)
-                if res.out:
-                    e.append("stdout not empty")
-                if not one_line(res) or path not in res.err or \
-                        "meta.json" not in res.err:
-                    e.append("stderr is not one line naming the file and "
-                             "meta.json")
+                e = failure_errors(res, (1,))
+                if path not in res.err or "meta.json" not in res.err:
+                    e.append("stderr does not name the file and meta.json")
                 if e:
                     errs += ["%s: %s" % (" ".join([cmd] + extra), m)
                              for m in e]

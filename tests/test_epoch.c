@@ -39,56 +39,23 @@
 #define Z_TOL 4.5
 #define SQRT1_2 0.70710678118654752440
 
-static const sgdstab_sampling SAMPLINGS[3] = {
-    SGDSTAB_SAMPLING_WITHOUT, SGDSTAB_SAMPLING_WITH, SGDSTAB_SAMPLING_BERNOULLI};
-
 /* ------------------------------------------------------------- fixtures */
-
-typedef struct {
-    sgdstab_problem *prob;
-    sgdstab_reduced *red;
-} fixture;
-
-/* Build and reduce a problem from J ((n·k)×p values, taken over) and an
- * optional p×p H (taken over). */
-static fixture make_from(size_t n, size_t k, size_t p, double *Jv, double *Hv)
-{
-    sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p,
-                       .data = Jv};
-    snprintf(J.descr, sizeof J.descr, "<f8");
-    sgdstab_array H = {.ndim = 2, .shape = {p, p, 1}, .size = p * p,
-                       .data = Hv};
-    snprintf(H.descr, sizeof H.descr, "<f8");
-    fixture f;
-    sgdstab_error err;
-    int rc = sgdstab_problem_from_arrays("epoch", &J, Hv ? &H : NULL, NULL,
-                                         &f.prob, &err);
-    if (rc)
-        fail_msg("problem: %s", err.msg);
-    if ((rc = sgdstab_reduce(f.prob, NULL, &f.red, &err)))
-        fail_msg("reduce: %s", err.msg);
-    return f;
-}
 
 /* J with N(0, 1/p) entries, shape n × k × p.  hess = 0: H = G (no H given);
  * otherwise H = JᵀJ/n + psd·XXᵀ/p + shift·I with X a p×p N(0, 1) matrix (a
  * positive semidefinite perturbation, then a shift that can make H
  * indefinite). */
-static fixture make(size_t n, size_t k, size_t p, unsigned long seed,
-                    int hess, double psd, double shift)
+static tu_fixture make(size_t n, size_t k, size_t p, unsigned long seed,
+                       int hess, double psd, double shift)
 {
     sgdstab_rng *rng = sgdstab_rng_alloc(seed);
     assert_non_null(rng);
-    double *J = malloc(n * k * p * sizeof *J), *H = NULL;
-    assert_non_null(J);
-    sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), n * k * p, J);
+    double *J = tu_random_J(rng, n, k, p, 1), *H = NULL;
     if (hess) {
         double *X = malloc(p * p * sizeof *X);
-        H = calloc(p * p, sizeof *H);
-        assert_true(X && H);
+        assert_non_null(X);
         sgdstab_rng_gaussian(rng, 1, p * p, X);
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p,
-                    (int)(n * k), 1.0 / (double)n, J, (int)p, 0.0, H, (int)p);
+        H = tu_gram(J, n, k, p);
         cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)p, (int)p,
                     psd / (double)p, X, (int)p, 1.0, H, (int)p);
         for (size_t i = 0; i < p; i++) {
@@ -99,28 +66,19 @@ static fixture make(size_t n, size_t k, size_t p, unsigned long seed,
         free(X);
     }
     sgdstab_rng_free(rng);
-    return make_from(n, k, p, J, H);
+    tu_fixture f = tu_fixture_of(tu_problem("epoch", n, k, p, J, H));
+    free(J);
+    free(H);
+    return f;
 }
 
-static void release(fixture *f)
-{
-    sgdstab_reduced_free(f->red);
-    sgdstab_problem_free(f->prob);
-}
-
+/* An epoch estimate has no step count. */
 static sgdstab_sim_options options(double lr, size_t batch, size_t runs)
 {
-    sgdstab_sim_options o;
-    memset(&o, 0, sizeof o);
-    sgdstab_config_init(&o.config);
-    o.config.lr = lr;
-    o.config.batch = batch;
-    o.runs = runs;
-    o.seed = 5;
-    return o;
+    return tu_sim_options(lr, batch, 0, runs);
 }
 
-static sgdstab_epoch_estimate estimate(const fixture *f,
+static sgdstab_epoch_estimate estimate(const tu_fixture *f,
                                        const sgdstab_sim_options *o)
 {
     sgdstab_epoch_estimate e;
@@ -131,7 +89,7 @@ static sgdstab_epoch_estimate estimate(const fixture *f,
     return e;
 }
 
-static void threshold(const fixture *f, const sgdstab_sim_options *o,
+static void threshold(const tu_fixture *f, const sgdstab_sim_options *o,
                       double *lr, double *se)
 {
     sgdstab_error err;
@@ -308,20 +266,6 @@ static double reshuffle_root(const samples *s, size_t B, double lo)
     return 0.5 * (lo + hi);
 }
 
-/* Eigenvalues of G = JᵀJ/n, ascending, with LAPACKE (p of them). */
-static void gram_eigenvalues(const sgdstab_problem *prob, double *w)
-{
-    size_t p = prob->p;
-    double *G = calloc(p * p, sizeof *G);
-    assert_non_null(G);
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p,
-                (int)(prob->n * prob->k), 1.0 / (double)prob->n, prob->J,
-                (int)p, 0.0, G, (int)p);
-    assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)p,
-                                   G, (lapack_int)p, w), 0);
-    free(G);
-}
-
 /* ------------------------------------------------------- fresh batches */
 
 typedef struct {
@@ -359,7 +303,7 @@ static void test_fresh_against_exact(void **state)
     size_t nz = 0;
     for (size_t c = 0; c < sizeof FRESH / sizeof *FRESH; c++) {
         const shape_case *sc = &FRESH[c];
-        fixture f = make(sc->n, sc->k, sc->p, sc->seed, sc->hess, 0.3, 0);
+        tu_fixture f = make(sc->n, sc->k, sc->p, sc->seed, sc->hess, 0.3, 0);
         if (sc->n < sc->p)
             assert_true(f.red->r < sc->p);
         sgdstab_error err;
@@ -368,8 +312,8 @@ static void test_fresh_against_exact(void **state)
         for (int s = 0; s < 3; s++) {
             sgdstab_critical cr;
             assert_int_equal(
-                sgdstab_critical_lr(stab, TU_CONFIG(0, sc->B, SAMPLINGS[s], 1),
-                                    &cr, &err),
+                sgdstab_critical_lr(
+                    stab, TU_CONFIG(0, sc->B, tu_samplings[s], 1), &cr, &err),
                 SGDSTAB_OK);
             assert_true(cr.converged && cr.lr_critical > 0);
             const double fac[2] = {0.5, 1.3};
@@ -378,18 +322,18 @@ static void test_fresh_against_exact(void **state)
                 sgdstab_radius rad;
                 assert_int_equal(sgdstab_spectral_radius(
                                      stab,
-                                     TU_CONFIG(lr, sc->B, SAMPLINGS[s], 1),
+                                     TU_CONFIG(lr, sc->B, tu_samplings[s], 1),
                                      NULL, &rad, NULL, &err),
                                  SGDSTAB_OK);
                 assert_true(rad.converged);
                 sgdstab_sim_options o = options(lr, sc->B, 10000);
-                o.config.sampling = SAMPLINGS[s];
+                o.config.sampling = tu_samplings[s];
                 o.seed = 7 + 6 * c + 2 * (size_t)s + (size_t)l;
                 sgdstab_epoch_estimate e = estimate(&f, &o);
                 size_t L = ceil_div(sc->n, sc->B);
                 char label[96];
                 snprintf(label, sizeof label, "case %zu, %s, eta = %g eta*", c,
-                         sgdstab_sampling_name(SAMPLINGS[s]), fac[l]);
+                         sgdstab_sampling_name(tu_samplings[s]), fac[l]);
                 assert_int_equal(e.steps, L);
                 assert_int_equal(e.samples, o.runs);
                 double want = pow(rad.rho, (double)L);
@@ -410,7 +354,7 @@ static void test_fresh_against_exact(void **state)
             }
         }
         sgdstab_stability_free(stab);
-        release(&f);
+        tu_fixture_free(&f);
     }
     assert_int_equal(nz, 24);
     if (!(chi2 >= 6.5 && chi2 <= 76))
@@ -421,7 +365,7 @@ static void test_fresh_against_exact(void **state)
 static void test_fresh_batch_above_n(void **state)
 {
     (void)state;
-    fixture f = make(5, 2, 3, 111, 0, 0, 0);
+    tu_fixture f = make(5, 2, 3, 111, 0, 0, 0);
     sgdstab_error err;
     sgdstab_stability *stab = sgdstab_stability_alloc(f.red, &err);
     assert_non_null(stab);
@@ -442,7 +386,7 @@ static void test_fresh_batch_above_n(void **state)
     assert_int_equal(e.steps, 1);
     check_z(e.radius, rad.rho, e.radius_stderr, 0.05, "radius", "B = 8 > n");
     sgdstab_stability_free(stab);
-    release(&f);
+    tu_fixture_free(&f);
 }
 
 /* The threshold against η*(B), and ρ̂ = 1 there for the same seed. */
@@ -457,7 +401,7 @@ static void test_fresh_threshold(void **state)
                   {1, SGDSTAB_SAMPLING_WITH}};
     for (int c = 0; c < 3; c++) {
         const shape_case *sc = &FRESH[cases[c].fresh];
-        fixture f = make(sc->n, sc->k, sc->p, sc->seed, sc->hess, 0.3, 0);
+        tu_fixture f = make(sc->n, sc->k, sc->p, sc->seed, sc->hess, 0.3, 0);
         sgdstab_error err;
         sgdstab_stability *stab = sgdstab_stability_alloc(f.red, &err);
         assert_non_null(stab);
@@ -503,7 +447,7 @@ static void test_fresh_threshold(void **state)
             tu_assert_close(lr2, lr, 1e-8 * lr, "threshold from above");
         }
         sgdstab_stability_free(stab);
-        release(&f);
+        tu_fixture_free(&f);
     }
 }
 
@@ -518,11 +462,11 @@ static void test_reshuffle_full_batch(void **state)
     const shape_case cases[2] = {{10, 1, 4, 10, 0, 201},
                                  {5, 2, 7, 5, 0, 202}};
     for (int c = 0; c < 2; c++) {
-        fixture f = make(cases[c].n, cases[c].k, cases[c].p, cases[c].seed,
-                         0, 0, 0);
+        tu_fixture f = make(cases[c].n, cases[c].k, cases[c].p, cases[c].seed,
+                            0, 0, 0);
         size_t p = cases[c].p;
         double lam[8];
-        gram_eigenvalues(f.prob, lam);
+        tu_gram_eigenvalues(f.prob, lam);
         double lmax = lam[p - 1], lmin = lmax;
         for (size_t j = 0; j < p; j++)  /* smallest eigenvalue on the range */
             if (lam[j] > 1e-10 * lmax && lam[j] < lmin)
@@ -544,7 +488,7 @@ static void test_reshuffle_full_batch(void **state)
         threshold(&f, &o, &lr, &se);
         tu_assert_close(lr, 2 / lmax, 1e-9 * (2 / lmax), "full-batch threshold");
         assert_true(se <= 1e-9 * lr);
-        release(&f);
+        tu_fixture_free(&f);
     }
 }
 
@@ -558,11 +502,11 @@ static void test_reshuffle_two_samples(void **state)
     const size_t ks[2] = {1, 2}, ps[2] = {2, 3};
     for (int c = 0; c < 2; c++) {
         size_t k = ks[c], p = ps[c];
-        fixture f = make(2, k, p, 300 + (unsigned long)c, 0, 0, 0);
+        tu_fixture f = make(2, k, p, 300 + (unsigned long)c, 0, 0, 0);
         assert_int_equal(f.red->r, p);
         samples s = samples_of(f.prob);
         double lam[3];
-        gram_eigenvalues(f.prob, lam);
+        tu_gram_eigenvalues(f.prob, lam);
         const double lrs[3] = {0.4 / lam[p - 1], 1.5 / lam[p - 1],
                                2.6 / lam[p - 1]};
         for (int l = 0; l < 3; l++) {
@@ -597,7 +541,7 @@ static void test_reshuffle_two_samples(void **state)
             free(K);
         }
         free(s.A);
-        release(&f);
+        tu_fixture_free(&f);
     }
 }
 
@@ -612,11 +556,11 @@ static void test_reshuffle_enumeration(void **state)
                                  {6, 2, 5, 2, 0, 404}};
     for (int c = 0; c < 4; c++) {
         const shape_case *sc = &cases[c];
-        fixture f = make(sc->n, sc->k, sc->p, sc->seed, 0, 0, 0);
+        tu_fixture f = make(sc->n, sc->k, sc->p, sc->seed, 0, 0, 0);
         assert_int_equal(f.red->r, sc->p);
         samples s = samples_of(f.prob);
         double lam[8];
-        gram_eigenvalues(f.prob, lam);
+        tu_gram_eigenvalues(f.prob, lam);
         double root = reshuffle_root(&s, sc->B, 0.05 / lam[sc->p - 1]);
         char label[64];
         const double fac[2] = {0.5, 1.3};
@@ -640,7 +584,7 @@ static void test_reshuffle_enumeration(void **state)
         snprintf(label, sizeof label, "n = %zu, B = %zu", sc->n, sc->B);
         check_z(lr, root, se, 0.05, "reshuffle threshold", label);
         free(s.A);
-        release(&f);
+        tu_fixture_free(&f);
     }
 }
 
@@ -651,7 +595,7 @@ static void test_reshuffle_enumeration(void **state)
 static void test_threads_invariance(void **state)
 {
     (void)state;
-    fixture f = make(12, 2, 5, 501, 0, 0, 0);
+    tu_fixture f = make(12, 2, 5, 501, 0, 0, 0);
     for (int reshuffle = 0; reshuffle < 2; reshuffle++) {
         sgdstab_epoch_estimate e[3];
         for (size_t t = 0; t < 3; t++) {
@@ -683,12 +627,12 @@ static void test_threads_invariance(void **state)
         assert_memory_equal(lr, lr + 1, sizeof *lr);
         assert_memory_equal(se, se + 1, sizeof *se);
     }
-    release(&f);
+    tu_fixture_free(&f);
 }
 
 /* Both entry points refuse the same options with one line naming the
  * problem; the outputs are cleared. */
-static void check_refused(const fixture *f, const sgdstab_sim_options *o,
+static void check_refused(const tu_fixture *f, const sgdstab_sim_options *o,
                           int status, const char *needle)
 {
     sgdstab_error err;
@@ -709,7 +653,7 @@ static void check_refused(const fixture *f, const sgdstab_sim_options *o,
 static void test_errors(void **state)
 {
     (void)state;
-    fixture f = make(12, 1, 4, 601, 0, 0, 0);
+    tu_fixture f = make(12, 1, 4, 601, 0, 0, 0);
     sgdstab_error err;
     sgdstab_sim_options o = options(0.3, 4, 100);
     o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
@@ -749,14 +693,15 @@ static void test_errors(void **state)
     check_refused(&f, &o, SGDSTAB_EINVAL, "batch");
     o = options(0.3, 13, 100);
     check_refused(&f, &o, SGDSTAB_EINVAL, "batch");
-    release(&f);
+    tu_fixture_free(&f);
 
     /* J = 0: rank 0, nothing moves. */
-    fixture z = make_from(6, 1, 3, calloc(18, sizeof(double)), NULL);
+    static const double zeros[18];
+    tu_fixture z = tu_fixture_of(tu_problem("epoch", 6, 1, 3, zeros, NULL));
     assert_int_equal(z.red->r, 0);
     o = options(0.3, 2, 100);
     check_refused(&z, &o, SGDSTAB_EINVAL, "zero");
-    release(&z);
+    tu_fixture_free(&z);
 }
 
 /* H with a negative eigenvalue: ρ̂ > 1 at every η, so no learning rate is
@@ -764,7 +709,7 @@ static void test_errors(void **state)
 static void test_not_a_minimum(void **state)
 {
     (void)state;
-    fixture f = make(12, 1, 5, 701, 1, 0.1, -0.6);
+    tu_fixture f = make(12, 1, 5, 701, 1, 0.1, -0.6);
     assert_true(f.red->hessian_min < 0);
     sgdstab_sim_options o = options(0.2, 3, 100);
     sgdstab_epoch_estimate e = estimate(&f, &o);
@@ -782,7 +727,7 @@ static void test_not_a_minimum(void **state)
         assert_int_equal(rc, SGDSTAB_ENUMERIC);
         assert_true(isnan(lr) && isnan(se));
     }
-    release(&f);
+    tu_fixture_free(&f);
 }
 
 /* Small learning rates at a minimum: every M_j is within ηΛ of I in norm
@@ -794,7 +739,7 @@ static void test_not_a_minimum(void **state)
 static void test_small_lr(void **state)
 {
     (void)state;
-    fixture f = make(12, 1, 5, 801, 0, 0, 0);
+    tu_fixture f = make(12, 1, 5, 801, 0, 0, 0);
     double Lam = 0;
     for (size_t i = 0; i < 12 * 5; i += 5)
         Lam = fmax(Lam, cblas_ddot(5, f.prob->J + i, 1, f.prob->J + i, 1));
@@ -815,7 +760,7 @@ static void test_small_lr(void **state)
                 fail_msg("reshuffle = %d, eta = %g/Lambda: radius 1 %+.3g",
                          reshuffle, etas[i], e.radius - 1);
         }
-    release(&f);
+    tu_fixture_free(&f);
 }
 
 /* G = I/3 exactly (J_i = e_{i mod 3}ᵀ) and a full batch: every M is
@@ -825,11 +770,10 @@ static void test_small_lr(void **state)
 static void test_degenerate_top(void **state)
 {
     (void)state;
-    double *J = calloc(18, sizeof *J);
-    assert_non_null(J);
+    double J[18] = {0};
     for (size_t i = 0; i < 6; i++)
         J[i * 3 + i % 3] = 1;
-    fixture f = make_from(6, 1, 3, J, NULL);
+    tu_fixture f = tu_fixture_of(tu_problem("epoch", 6, 1, 3, J, NULL));
     assert_int_equal(f.red->r, 3);
     const double lrs[3] = {0.5, 3, 7};
     for (int reshuffle = 0; reshuffle < 2; reshuffle++)
@@ -842,7 +786,7 @@ static void test_degenerate_top(void **state)
             tu_assert_close(e.radius, want, 1e-12, "isotropic radius");
             assert_true(e.radius_stderr <= 1e-12);
         }
-    release(&f);
+    tu_fixture_free(&f);
 }
 
 int main(void)

@@ -4,7 +4,6 @@
  * the value formula, which this file recomputes on its own (tu_formula). */
 #include "testutil.h"
 
-#include <dirent.h>
 #include <float.h>
 #include <math.h>
 #include <stdio.h>
@@ -483,53 +482,6 @@ static void test_array_free(void **state)
 
 /* ------------------------------------------------------------ writing */
 
-static char tmpdir[4096];
-
-static int setup_tmpdir(void **state)
-{
-    (void)state;
-    return tu_make_tmpdir(tmpdir, sizeof tmpdir, "npy");
-}
-
-static int teardown_tmpdir(void **state)
-{
-    (void)state;
-    DIR *d = opendir(tmpdir);
-    if (!d)
-        return -1;
-    struct dirent *de;
-    char p[8192];
-    while ((de = readdir(d)))
-        if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) {
-            snprintf(p, sizeof p, "%s/%s", tmpdir, de->d_name);
-            unlink(p);
-        }
-    closedir(d);
-    return rmdir(tmpdir);
-}
-
-/* Names of the entries of tmpdir, one per line, sorted is not needed: we
- * only count them and look for one name. */
-static size_t dir_entries(const char *dir, const char *want, int *found)
-{
-    DIR *d = opendir(dir);
-    assert_non_null(d);
-    size_t n = 0;
-    *found = 0;
-    struct dirent *de;
-    while ((de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        n++;
-        if (want && !strcmp(de->d_name, want))
-            *found = 1;
-        else
-            print_message("  entry in output dir: %s\n", de->d_name);
-    }
-    closedir(d);
-    return n;
-}
-
 static double le_double(const unsigned char *b)
 {
     uint64_t u = 0;
@@ -538,22 +490,6 @@ static double le_double(const unsigned char *b)
     double x;
     memcpy(&x, &u, sizeof x);
     return x;
-}
-
-static void make_formula(sgdstab_array *a, int nd, size_t s0, size_t s1,
-                         size_t s2)
-{
-    memset(a, 0, sizeof *a);
-    a->ndim = nd;
-    a->shape[0] = s0;
-    a->shape[1] = s1;
-    a->shape[2] = s2;
-    a->size = s0 * s1 * s2;
-    snprintf(a->descr, sizeof a->descr, "<f8");
-    a->data = malloc(a->size * sizeof *a->data);
-    assert_non_null(a->data);
-    for (size_t f = 0; f < a->size; f++)
-        a->data[f] = tu_formula(f);
 }
 
 /* Ask NumPy whether the file is what it expects: shape, '<f8', C order,
@@ -591,10 +527,10 @@ static void roundtrip(int nd, size_t s0, size_t s1, size_t s2,
                       const char *shape_tuple)
 {
     char path[8192];
-    snprintf(path, sizeof path, "%s/out%d.npy", tmpdir, nd);
+    snprintf(path, sizeof path, "%s/out%d.npy", tu_tmpdir(), nd);
     sgdstab_array a, b;
     sgdstab_error err;
-    make_formula(&a, nd, s0, s1, s2);
+    a = tu_array(nd, s0, s1, s2, "<f8", NULL);
     int rc = sgdstab_npy_write(path, &a, &err);
     if (rc != SGDSTAB_OK)
         fail_msg("write %s: %s", path, err.msg);
@@ -638,7 +574,7 @@ static void roundtrip(int nd, size_t s0, size_t s1, size_t s2,
     int found;
     char want[64];
     snprintf(want, sizeof want, "out%d.npy", nd);
-    size_t n = dir_entries(tmpdir, want, &found);
+    size_t n = tu_dir_entries(tu_tmpdir(), want, &found);
     assert_true(found);
     assert_int_equal(n, 1);
     unlink(path);
@@ -668,17 +604,17 @@ static void test_write_overwrite_bits(void **state)
 {
     (void)state;
     char path[8192];
-    snprintf(path, sizeof path, "%s/bits.npy", tmpdir);
+    tu_tmp_path(path, sizeof path, "bits.npy");
     sgdstab_array a, b;
     sgdstab_error err;
-    make_formula(&a, 2, 4, 3, 1);
+    a = tu_array(2, 4, 3, 1, "<f8", NULL);
     assert_int_equal(sgdstab_npy_write(path, &a, &err), SGDSTAB_OK);
     sgdstab_array_free(&a);
 
     const double vals[] = {-0.0, 0.0, 4.9406564584124654e-324, -DBL_MIN,
                            DBL_MAX, -DBL_MAX, 1.0 / 3.0, -2.5e-300,
                            0x1.fffffffffffffp-1, 1e308, 3.0, -7.0};
-    make_formula(&a, 3, 2, 3, 2);
+    a = tu_array(3, 2, 3, 2, "<f8", NULL);
     memcpy(a.data, vals, sizeof vals);
     assert_int_equal(sgdstab_npy_write(path, &a, &err), SGDSTAB_OK);
     tu_dirty(&b, sizeof b);
@@ -692,7 +628,7 @@ static void test_write_overwrite_bits(void **state)
     sgdstab_array_free(&a);
     sgdstab_array_free(&b);
     int found;
-    assert_int_equal(dir_entries(tmpdir, "bits.npy", &found), 1);
+    assert_int_equal(tu_dir_entries(tu_tmpdir(), "bits.npy", &found), 1);
     assert_true(found);
     unlink(path);
 }
@@ -703,16 +639,16 @@ static void test_write_failures(void **state)
     char path[8192];
     sgdstab_array a;
     sgdstab_error err;
-    make_formula(&a, 2, 5, 3, 1);
+    a = tu_array(2, 5, 3, 1, "<f8", NULL);
 
     /* A directory that does not exist. */
-    snprintf(path, sizeof path, "%s/no/such/dir/x.npy", tmpdir);
+    tu_tmp_path(path, sizeof path, "no/such/dir/x.npy");
     int rc = sgdstab_npy_write(path, &a, &err);
     tu_check_failure(rc, &err, "x.npy", NULL);
     assert_int_equal(rc, SGDSTAB_EIO);
 
     /* Arrays the format cannot hold: 0 or 4 dimensions. */
-    snprintf(path, sizeof path, "%s/bad.npy", tmpdir);
+    tu_tmp_path(path, sizeof path, "bad.npy");
     a.ndim = 0;
     rc = sgdstab_npy_write(path, &a, &err);
     tu_check_failure(rc, &err, NULL);
@@ -723,7 +659,7 @@ static void test_write_failures(void **state)
     sgdstab_array_free(&a);
 
     int found;
-    assert_int_equal(dir_entries(tmpdir, NULL, &found), 0);
+    assert_int_equal(tu_dir_entries(tu_tmpdir(), NULL, &found), 0);
 }
 
 /* ------------------------------------------------------------- main */
@@ -747,8 +683,8 @@ int main(void)
         cmocka_unit_test(test_write_failures),
     };
     int failed = cmocka_run_group_tests_name("npy basics", fixed, NULL, NULL);
-    failed += cmocka_run_group_tests_name("npy write", writing, setup_tmpdir,
-                                          teardown_tmpdir);
+    failed += cmocka_run_group_tests_name("npy write", writing,
+                                          tu_tmpdir_setup, tu_tmpdir_teardown);
 
     tu_tests valid = {0}, bad = {0};
     const cJSON *e;

@@ -56,13 +56,6 @@ def leftovers(d):
     return sorted(n for n in snapshot(d) if ".tmp." in n or ".old." in n)
 
 
-def run_env(env, *args, timeout=120):
-    cmd = [h.SGDSTAB] + [str(a) for a in args]
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, timeout=timeout, env=env)
-    return h.Result(cmd, p.returncode, p.stdout, p.stderr)
-
-
 def failed_cleanly(res, d, before, names, expect_rc=None):
     """The checks of a failed command in directory d whose files were
     `before`: non-zero status (or expect_rc), one error line naming one of
@@ -127,10 +120,10 @@ def check_plot_writer(work, J):
         write(os.path.join(d, "g.csv"), b"old grid\n")
         write(os.path.join(d, "d.png"), PNG + b"old picture")
         before = snapshot(d)
-        res = run_env(env, "phase", J, "--batch", "1,4", "--lr", "0.1:1:3",
-                      "--csv", os.path.join(d, "g.csv"), "--boundary-csv",
-                      os.path.join(d, "b.csv"), "--plot",
-                      os.path.join(d, "d.png"))
+        res = h.run("phase", J, "--batch", "1,4", "--lr", "0.1:1:3",
+                    "--csv", os.path.join(d, "g.csv"), "--boundary-csv",
+                    os.path.join(d, "b.csv"), "--plot",
+                    os.path.join(d, "d.png"), env=env)
         h.report("phase --plot with a gnuplot that %s: nothing installed"
                  % {"half": "writes half a PNG and exits 0",
                     "fail": "exits 1", "empty": "writes nothing, exits 0"}

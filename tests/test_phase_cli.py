@@ -93,8 +93,9 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_harness as harness  # noqa: E402
 import engine_reference as ref  # noqa: E402
-from cli_harness import (csv_number, fail, fmt, is_num, report, run,  # noqa: E402
-                         run_json, same_number)
+from cli_harness import (close_abs, close_rel, csv_number,  # noqa: E402
+                         fail, failure_errors, fmt, is_int, is_num, read_csv,
+                         report, run, run_json, same_number)
 import theory_reference as tref  # noqa: E402
 
 RHO_ABS = 1e-10
@@ -120,59 +121,21 @@ WORK = None
 
 # ----------------------------------------------------------------- numbers
 
-def close_rel(a, b, rel):
-    return is_num(a) and math.isfinite(a) and abs(a - b) <= rel * abs(b)
-
-
-def close_abs(a, b, tol):
-    return is_num(a) and math.isfinite(a) and abs(a - b) <= tol
-
-
-def is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def json_value(x):
     """What the JSON must hold for the number x: null if not finite."""
     return x if math.isfinite(x) else None
 
 
-
-
-def read_csv(path):
-    with open(path) as f:
-        text = f.read()
-    lines = text.splitlines()
-    return text, (lines[0] if lines else ""), [l.split(",") for l in lines[1:]]
-
-
 # ----------------------------------------------------------------- problems
 
-class Case:
+class Case(harness.Case):
     """A problem written to disk (.npy, or .npz with H, or .npy plus
     --hessian H.npy), with its reference Problem per loss scale and cached
     reference answers."""
 
     def __init__(self, name, J, H=None, hessian_file=False):
-        self.name = name
-        self.J, self.H = J, H
-        self.path, self.extra = harness.write_problem(WORK, name, J, H,
-                                                      hessian_file)
-        self._prob, self._eta, self._rho, self._th = {}, {}, {}, {}
-        p = self.problem()
-        self.n, self.k, self.p = p.n, p.k, p.p
-        self.rank = p.rank_J()
-
-    def problem(self, c=1.0):
-        if c not in self._prob:
-            self._prob[c] = ref.Problem(self.J, self.H, c)
-        return self._prob[c]
-
-    def eta_star(self, sampling, B, c=1.0):
-        key = (sampling, B, c)
-        if key not in self._eta:
-            self._eta[key] = ref.lr_critical(self.problem(c), sampling, B)
-        return self._eta[key]
+        super().__init__(WORK, name, J, H, hessian_file)
+        self._rho, self._th = {}, {}
 
     def rho(self, lr, sampling, B, c=1.0):
         key = (lr, sampling, B, c)
@@ -1322,15 +1285,7 @@ def expect_error(name, status, args, files=True, keep=False):
         with open(csv, "w") as fh:
             fh.write("old\n")
     res = run(*(list(args) + extra))
-    e = []
-    if res.rc not in status:
-        e.append("exit status %d, expected %s"
-                 % (res.rc, " or ".join(map(str, status))))
-    if res.out:
-        e.append("stdout not empty")
-    if not (res.err.endswith("\n") and res.err.count("\n") == 1
-            and res.err.strip()):
-        e.append("stderr is not exactly one line")
+    e = failure_errors(res, status)
     if not res.err.startswith(error_prefix(res.rc)):
         e.append("stderr does not start with %r" % error_prefix(res.rc))
     left = sorted(os.listdir(cdir))
@@ -1444,13 +1399,7 @@ def test_output_errors(cases):
             for opt in ("--csv", "--boundary-csv", "--plot"):
                 args += [opt, paths[opt]]
             res = run(*args)
-            e = []
-            if res.rc not in (1, 2):
-                e.append("exit status %d, expected 1 (or 2)" % res.rc)
-            if res.out:
-                e.append("stdout not empty")
-            if not (res.err.endswith("\n") and res.err.count("\n") == 1):
-                e.append("stderr is not exactly one line")
+            e = failure_errors(res, (1, 2))
             if not res.err.startswith(error_prefix(res.rc)):
                 e.append("stderr does not start with %r"
                          % error_prefix(res.rc))

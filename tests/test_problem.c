@@ -28,30 +28,6 @@
 
 /* ------------------------------------------------------------ helpers */
 
-/* A heap array for sgdstab_problem_from_arrays (which takes ownership). */
-static sgdstab_array mk(int nd, size_t s0, size_t s1, size_t s2,
-                        const char *descr, const double *vals)
-{
-    sgdstab_array a;
-    memset(&a, 0, sizeof a);
-    a.ndim = nd;
-    a.shape[0] = s0;
-    a.shape[1] = nd >= 2 ? s1 : 1;
-    a.shape[2] = nd >= 3 ? s2 : 1;
-    a.size = a.shape[0] * a.shape[1] * a.shape[2];
-    snprintf(a.descr, sizeof a.descr, "%s", descr);
-    if (a.size) {
-        a.data = malloc(a.size * sizeof *a.data);
-        assert_non_null(a.data);
-        if (vals)
-            memcpy(a.data, vals, a.size * sizeof *a.data);
-        else
-            for (size_t f = 0; f < a.size; f++)
-                a.data[f] = tu_formula(f);
-    }
-    return a;
-}
-
 static double *json_doubles(const cJSON *arr, size_t *n)
 {
     assert_true(cJSON_IsArray(arr));
@@ -505,7 +481,7 @@ static void test_from_arrays_2d(void **state)
 {
     (void)state;
     const double j[6] = {1, 2, 3, 4, 5, 6};
-    sgdstab_array J = mk(2, 3, 2, 1, "<f4", j);
+    sgdstab_array J = tu_array(2, 3, 2, 1, "<f4", j);
     sgdstab_problem *prob = NULL;
     sgdstab_error err;
     int rc = sgdstab_problem_from_arrays("hand-made", &J, NULL, NULL, &prob,
@@ -529,8 +505,8 @@ static void test_from_arrays_3d_with_H(void **state)
     /* J: n = 2 samples, k = 3 outputs, p = 2. */
     const double j[12] = {1, 0, 0, 1, 1, 1, 2, -1, 0.5, 0.25, -3, 4};
     const double h[4] = {2, -1, -1, 3};
-    sgdstab_array J = mk(3, 2, 3, 2, ">f8", j);
-    sgdstab_array H = mk(2, 2, 2, 1, "<f4", h);
+    sgdstab_array J = tu_array(3, 2, 3, 2, ">f8", j);
+    sgdstab_array H = tu_array(2, 2, 2, 1, "<f4", h);
     sgdstab_problem *prob = NULL;
     sgdstab_error err;
     int rc = sgdstab_problem_from_arrays("lbl3", &J, &H, NULL, &prob, &err);
@@ -558,8 +534,8 @@ static int sym_case(double d, const char *hdescr, double rtol,
 {
     const double j[4] = {1, 0, 0, 1};
     const double h[4] = {1, 1 + d, 1, 2};
-    sgdstab_array J = mk(2, 2, 2, 1, "<f8", j);
-    sgdstab_array H = mk(2, 2, 2, 1, hdescr, h);
+    sgdstab_array J = tu_array(2, 2, 2, 1, "<f8", j);
+    sgdstab_array H = tu_array(2, 2, 2, 1, hdescr, h);
     sgdstab_load_options opt = {.symmetry_rtol = rtol};
     sgdstab_problem *prob = NULL;
     int rc = sgdstab_problem_from_arrays("symcase", &J, &H, &opt, &prob, err);
@@ -638,42 +614,43 @@ static void test_from_arrays_invalid(void **state)
 
     memcpy(v, good, sizeof v);
     v[4] = NAN;
-    expect_reject("nan-J", mk(2, 3, 2, 1, "<f8", v), NULL, SGDSTAB_EVALUE,
-                  "non-finite");
+    expect_reject("nan-J", tu_array(2, 3, 2, 1, "<f8", v), NULL,
+                  SGDSTAB_EVALUE, "non-finite");
     memcpy(v, good, sizeof v);
     v[0] = -INFINITY;
-    expect_reject("inf-J", mk(3, 1, 3, 2, "<f8", v), NULL, SGDSTAB_EVALUE,
-                  "non-finite");
+    expect_reject("inf-J", tu_array(3, 1, 3, 2, "<f8", v), NULL,
+                  SGDSTAB_EVALUE, "non-finite");
 
     const double h[4] = {1, 0, 0, INFINITY};
-    sgdstab_array H = mk(2, 2, 2, 1, "<f8", h);
-    expect_reject("inf-H", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_EVALUE,
-                  "non-finite");
+    sgdstab_array H = tu_array(2, 2, 2, 1, "<f8", h);
+    expect_reject("inf-H", tu_array(2, 3, 2, 1, "<f8", good), &H,
+                  SGDSTAB_EVALUE, "non-finite");
     const double hn[4] = {1, NAN, NAN, 1};
-    H = mk(2, 2, 2, 1, "<f8", hn);
-    expect_reject("nan-H", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_EVALUE,
-                  "non-finite");
+    H = tu_array(2, 2, 2, 1, "<f8", hn);
+    expect_reject("nan-H", tu_array(2, 3, 2, 1, "<f8", good), &H,
+                  SGDSTAB_EVALUE, "non-finite");
 
     /* H of the wrong shape for p = 2 */
-    H = mk(2, 3, 3, 1, "<f8", NULL);
-    expect_reject("H-3x3", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_ESHAPE,
-                  "H has shape");
-    H = mk(2, 2, 3, 1, "<f8", NULL);
-    expect_reject("H-2x3", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_ESHAPE,
-                  "H has shape");
-    H = mk(1, 4, 1, 1, "<f8", NULL);
-    expect_reject("H-1d", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_ESHAPE,
-                  "H has shape");
-    H = mk(3, 2, 2, 1, "<f8", NULL);
-    expect_reject("H-3d", mk(2, 3, 2, 1, "<f8", good), &H, SGDSTAB_ESHAPE,
-                  "H has shape");
+    H = tu_array(2, 3, 3, 1, "<f8", NULL);
+    expect_reject("H-3x3", tu_array(2, 3, 2, 1, "<f8", good), &H,
+                  SGDSTAB_ESHAPE, "H has shape");
+    H = tu_array(2, 2, 3, 1, "<f8", NULL);
+    expect_reject("H-2x3", tu_array(2, 3, 2, 1, "<f8", good), &H,
+                  SGDSTAB_ESHAPE, "H has shape");
+    H = tu_array(1, 4, 1, 1, "<f8", NULL);
+    expect_reject("H-1d", tu_array(2, 3, 2, 1, "<f8", good), &H,
+                  SGDSTAB_ESHAPE, "H has shape");
+    H = tu_array(3, 2, 2, 1, "<f8", NULL);
+    expect_reject("H-3d", tu_array(2, 3, 2, 1, "<f8", good), &H,
+                  SGDSTAB_ESHAPE, "H has shape");
 
     /* J of the wrong rank or with an empty dimension */
-    expect_reject("J-1d", mk(1, 6, 1, 1, "<f8", good), NULL, -1, NULL);
-    expect_reject("J-n0", mk(2, 0, 3, 1, "<f8", NULL), NULL, -1, NULL);
-    expect_reject("J-p0", mk(2, 3, 0, 1, "<f8", NULL), NULL, -1, NULL);
-    expect_reject("J-k0", mk(3, 2, 0, 3, "<f8", NULL), NULL, -1, NULL);
-    expect_reject("J-3d-p0", mk(3, 2, 3, 0, "<f8", NULL), NULL, -1, NULL);
+    expect_reject("J-1d", tu_array(1, 6, 1, 1, "<f8", good), NULL, -1, NULL);
+    expect_reject("J-n0", tu_array(2, 0, 3, 1, "<f8", NULL), NULL, -1, NULL);
+    expect_reject("J-p0", tu_array(2, 3, 0, 1, "<f8", NULL), NULL, -1, NULL);
+    expect_reject("J-k0", tu_array(3, 2, 0, 3, "<f8", NULL), NULL, -1, NULL);
+    expect_reject("J-3d-p0", tu_array(3, 2, 3, 0, "<f8", NULL), NULL, -1,
+                  NULL);
 }
 
 /* ------------------------------------------------- closed-form SVDs */
@@ -698,7 +675,7 @@ static void test_rank_one(void **state)
     for (size_t a = 0; a < 8; a++)
         for (size_t b = 0; b < 3; b++)
             j[a * 3 + b] = u[a] * v[b];
-    sgdstab_problem *prob = from("rank-one", mk(3, 4, 2, 3, "<f8", j));
+    sgdstab_problem *prob = from("rank-one", tu_array(3, 4, 2, 3, "<f8", j));
     sgdstab_reduced *red = NULL;
     sgdstab_error err;
     assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
@@ -722,7 +699,7 @@ static void test_diagonal(void **state)
 {
     (void)state;
     const double j[12] = {3, 0, 0, 0, 0, -2, 0, 1, 0, 0, 0, 0};
-    sgdstab_problem *prob = from("diag", mk(2, 4, 3, 1, "<f8", j));
+    sgdstab_problem *prob = from("diag", tu_array(2, 4, 3, 1, "<f8", j));
     sgdstab_reduced *red = NULL;
     sgdstab_error err;
     assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
@@ -761,8 +738,8 @@ static void test_reduce_with_H(void **state)
     (void)state;
     const double j[6] = {1, 0, 0, 0, 1, 0};
     const double h[9] = {3, 0, 0, 0, 0, 0, 0, 0, 0};
-    sgdstab_array J = mk(2, 2, 3, 1, "<f8", j);
-    sgdstab_array H = mk(2, 3, 3, 1, "<f8", h);
+    sgdstab_array J = tu_array(2, 2, 3, 1, "<f8", j);
+    sgdstab_array H = tu_array(2, 3, 3, 1, "<f8", h);
     sgdstab_problem *prob = NULL;
     sgdstab_reduced *red = NULL;
     sgdstab_error err;
@@ -794,7 +771,8 @@ static void test_default_rtol_by_dtype(void **state)
         {"<f2", 0x1p-10}};
     for (size_t c = 0; c < 5; c++) {
         /* n·k = 6 > p = 2 */
-        sgdstab_problem *prob = from("dt", mk(3, 3, 2, 2, cases[c].d, NULL));
+        sgdstab_problem *prob = from("dt",
+                                     tu_array(3, 3, 2, 2, cases[c].d, NULL));
         double want = 6 * cases[c].eps;
         tu_assert_close(sgdstab_default_rank_rtol(prob), want, 1e-15 * want,
                         cases[c].d);
@@ -805,7 +783,7 @@ static void test_default_rtol_by_dtype(void **state)
         sgdstab_reduced_free(red);
         sgdstab_problem_free(prob);
         /* p = 7 > n·k = 2 */
-        prob = from("dt", mk(2, 2, 7, 1, cases[c].d, NULL));
+        prob = from("dt", tu_array(2, 2, 7, 1, cases[c].d, NULL));
         want = 7 * cases[c].eps;
         tu_assert_close(sgdstab_default_rank_rtol(prob), want, 1e-15 * want,
                         cases[c].d);
@@ -821,7 +799,7 @@ static void test_zero_J(void **state)
     const double z[6] = {0};
     sgdstab_problem *prob = NULL;
     sgdstab_error err;
-    sgdstab_array J = mk(2, 3, 2, 1, "<f8", z);
+    sgdstab_array J = tu_array(2, 3, 2, 1, "<f8", z);
     int rc = sgdstab_problem_from_arrays("zeros", &J, NULL, NULL, &prob, &err);
     if (rc != SGDSTAB_OK) {
         tu_check_failure(rc, &err, "zeros", NULL);
@@ -1003,18 +981,11 @@ static void test_provenance_interpolating(void **state)
     assert_true(SGDSTAB_INTERPOLATION_RTOL == 1e-2);
 }
 
-static char tmpdir[4096];
-
-static int setup_tmpdir(void **state)
-{
-    (void)state;
-    return tu_make_tmpdir(tmpdir, sizeof tmpdir, "problem");
-}
-
+/* Fails if a test left a file behind. */
 static int teardown_tmpdir(void **state)
 {
     (void)state;
-    return rmdir(tmpdir);  /* fails if a test left a file behind */
+    return rmdir(tu_tmpdir());
 }
 
 /* Write tmpdir/name: J (n, k, p) and, unless meta is NULL, meta.json with
@@ -1023,8 +994,8 @@ static const char *write_npz(const char *name, size_t n, size_t k, size_t p,
                              const char *meta, size_t len)
 {
     static char path[8192];
-    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
-    sgdstab_array J = mk(3, n, k, p, "<f8", NULL);
+    tu_tmp_path(path, sizeof path, name);
+    sgdstab_array J = tu_array(3, n, k, p, "<f8", NULL);
     sgdstab_npz_member m[2] = {{"J", &J, NULL, 0},
                                {"meta.json", NULL, meta, len}};
     sgdstab_error err;
@@ -1159,7 +1130,7 @@ static void test_no_meta(void **state)
         fail_msg("%s", err.msg);
     check_absent(&prob->provenance, 0);
     sgdstab_problem_free(prob);
-    sgdstab_array J = mk(2, 3, 2, 1, "<f8", NULL);
+    sgdstab_array J = tu_array(2, 3, 2, 1, "<f8", NULL);
     if (sgdstab_problem_from_arrays("arrays", &J, NULL, NULL, &prob, &err))
         fail_msg("%s", err.msg);
     check_absent(&prob->provenance, 0);
@@ -1248,7 +1219,7 @@ int main(void)
     int failed = cmocka_run_group_tests_name("problem+reduce", fixed, NULL,
                                              NULL);
     failed += cmocka_run_group_tests_name("provenance", provenance,
-                                          setup_tmpdir, teardown_tmpdir);
+                                          tu_tmpdir_setup, teardown_tmpdir);
     tu_tests load = {0}, reduce = {0}, reject = {0};
     const cJSON *e;
     char name[512];

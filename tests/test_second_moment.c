@@ -20,14 +20,6 @@
 
 enum { P = 5 };
 
-static char dir[256];
-
-static int setup(void **state)
-{
-    (void)state;
-    return tu_make_tmpdir(dir, sizeof dir, "second-moment");
-}
-
 /* max |(L Lᵀ)_ij − want_ij|. */
 static double factor_error(const sgdstab_second_moment *s, const double *want)
 {
@@ -125,7 +117,7 @@ static void test_triangle(void **state)
 static const char *save(const char *name, double *S)
 {
     static char path[512];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    tu_tmp_path(path, sizeof path, name);
     sgdstab_array a = {.ndim = 2, .shape = {P, P, 1}, .size = P * P,
                        .data = S, .descr = "<f8"};
     sgdstab_error err;
@@ -160,17 +152,6 @@ static void test_load(void **state)
     assert_null(s);
 }
 
-static int teardown(void **state)
-{
-    (void)state;
-    char path[600];
-    snprintf(path, sizeof path, "%s/good.npy", dir);
-    remove(path);
-    snprintf(path, sizeof path, "%s/bad.npy", dir);
-    remove(path);
-    return remove(dir);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,5 +161,5 @@ int main(void)
         cmocka_unit_test(test_triangle),
         cmocka_unit_test(test_load),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tu_tmpdir_setup, tu_tmpdir_teardown);
 }

@@ -14,59 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testutil.h"
 #include "sgdstab/moments.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/rng.h"
 #include "sgdstab/simulate.h"
 #include "sgdstab/stability.h"
+#include "testutil.h"
 
-typedef struct {
-    sgdstab_problem *prob;
-    sgdstab_reduced *red;
-} fixture;
-
-/* J with N(0, 1/p) entries, shape n × k × p. */
-static fixture make(size_t n, size_t k, size_t p, unsigned long seed)
-{
-    sgdstab_rng *rng = sgdstab_rng_alloc(seed);
-    assert_non_null(rng);
-    sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
-    snprintf(J.descr, sizeof J.descr, "<f8");
-    J.data = malloc(J.size * sizeof *J.data);
-    assert_non_null(J.data);
-    sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), J.size, J.data);
-    sgdstab_rng_free(rng);
-    fixture f;
-    sgdstab_error err;
-    assert_int_equal(sgdstab_problem_from_arrays("sim", &J, NULL, NULL,
-                                                 &f.prob, &err), SGDSTAB_OK);
-    assert_int_equal(sgdstab_reduce(f.prob, NULL, &f.red, &err), SGDSTAB_OK);
-    return f;
-}
-
-static void release(fixture *f)
-{
-    sgdstab_reduced_free(f->red);
-    sgdstab_problem_free(f->prob);
-}
-
-static sgdstab_sim_options options(double lr, size_t batch, size_t steps,
-                                   size_t runs)
-{
-    sgdstab_sim_options o;
-    memset(&o, 0, sizeof o);
-    sgdstab_config_init(&o.config);
-    o.config.lr = lr;
-    o.config.batch = batch;
-    o.steps = steps;
-    o.runs = runs;
-    o.seed = 5;
-    return o;
-}
-
-static sgdstab_sim_result *simulate(const fixture *f,
+static sgdstab_sim_result *simulate(const tu_fixture *f,
                                     const sgdstab_sim_options *o)
 {
     sgdstab_sim_result *res;
@@ -77,8 +33,8 @@ static sgdstab_sim_result *simulate(const fixture *f,
 }
 
 /* Exact E‖δ_t‖² from S_0 = I/p (no null directions in these problems). */
-static void exact_second_moment(const fixture *f, const sgdstab_sim_options *o,
-                                double *m2)
+static void exact_second_moment(const tu_fixture *f,
+                                const sgdstab_sim_options *o, double *m2)
 {
     size_t r = f->red->r;
     assert_int_equal(r, f->red->p);
@@ -108,11 +64,8 @@ static void exact_second_moment(const fixture *f, const sgdstab_sim_options *o,
 static void test_against_exact(void **state)
 {
     (void)state;
-    const sgdstab_sampling smp[3] = {SGDSTAB_SAMPLING_WITHOUT,
-                                     SGDSTAB_SAMPLING_WITH,
-                                     SGDSTAB_SAMPLING_BERNOULLI};
     for (size_t k = 1; k <= 2; k++) {
-        fixture f = make(40, k, 4, 40 + k);
+        tu_fixture f = tu_fixture_of(tu_random_problem(40, k, 4, 1, 40 + k));
         sgdstab_error err;
         sgdstab_stability *stab = sgdstab_stability_alloc(f.red, &err);
         assert_non_null(stab);
@@ -120,17 +73,17 @@ static void test_against_exact(void **state)
             for (int l = 0; l < 2; l++) {
                 sgdstab_critical cr;
                 assert_int_equal(
-                    sgdstab_critical_lr(stab, TU_CONFIG(0, 8, smp[s], 1), &cr,
-                                        &err),
+                    sgdstab_critical_lr(
+                        stab, TU_CONFIG(0, 8, tu_samplings[s], 1), &cr, &err),
                     SGDSTAB_OK);
                 /* Stable, and mildly unstable: where E‖δ_t‖² grows fast it
                  * is carried by a few runs, and its sample mean is too
                  * heavy-tailed for the normal approximation. */
                 const double lrs[2] = {0.5 * cr.lr_critical,
                                        1.05 * cr.lr_critical};
-                sgdstab_sim_options o = options(lrs[l], 8, l ? 5 : 12,
-                                                20000);
-                o.config.sampling = smp[s];
+                sgdstab_sim_options o = tu_sim_options(lrs[l], 8, l ? 5 : 12,
+                                                       20000);
+                o.config.sampling = tu_samplings[s];
                 sgdstab_sim_result *res = simulate(&f, &o);
                 double exact[13];
                 exact_second_moment(&f, &o, exact);
@@ -140,13 +93,13 @@ static void test_against_exact(void **state)
                         (l == 0 && !(se < 0.1 * exact[t])))
                         fail_msg("k = %zu, %s, eta = %g, t = %zu: mean %.6g, "
                                  "exact %.6g, standard error %.3g", k,
-                                 sgdstab_sampling_name(smp[s]), lrs[l], t,
-                                 res->norm2_mean[t], exact[t], se);
+                                 sgdstab_sampling_name(tu_samplings[s]),
+                                 lrs[l], t, res->norm2_mean[t], exact[t], se);
                 }
                 sgdstab_sim_result_free(res);
             }
         sgdstab_stability_free(stab);
-        release(&f);
+        tu_fixture_free(&f);
     }
 }
 
@@ -156,10 +109,10 @@ static void test_against_exact(void **state)
 static void test_full_batch_closed_form(void **state)
 {
     (void)state;
-    fixture f = make(6, 1, 1, 3);
+    tu_fixture f = tu_fixture_of(tu_random_problem(6, 1, 1, 1, 3));
     double lam = f.red->lambda[0], lr = 0.7 / lam;
     for (int reshuffle = 0; reshuffle < 2; reshuffle++) {
-        sgdstab_sim_options o = options(lr, 6, 15, 50);
+        sgdstab_sim_options o = tu_sim_options(lr, 6, 15, 50);
         if (reshuffle)
             o.config.sampling = SGDSTAB_SAMPLING_RESHUFFLE;
         sgdstab_sim_result *res = simulate(&f, &o);
@@ -178,17 +131,17 @@ static void test_full_batch_closed_form(void **state)
         assert_true(se <= 1e-10);
         sgdstab_sim_result_free(res);
     }
-    release(&f);
+    tu_fixture_free(&f);
 }
 
 /* The same seed gives bit-identical results for 1, 2 and 3 threads. */
 static void test_threads_invariance(void **state)
 {
     (void)state;
-    fixture f = make(9, 2, 5, 8);
+    tu_fixture f = tu_fixture_of(tu_random_problem(9, 2, 5, 1, 8));
     sgdstab_sim_result *res[3];
     for (size_t t = 0; t < 3; t++) {
-        sgdstab_sim_options o = options(0.5, 4, 20, 97);
+        sgdstab_sim_options o = tu_sim_options(0.5, 4, 20, 97);
         o.config.sampling = SGDSTAB_SAMPLING_BERNOULLI;
         o.threads = t + 1;
         res[t] = simulate(&f, &o);
@@ -199,7 +152,7 @@ static void test_threads_invariance(void **state)
         assert_memory_equal(res[0]->norm2_sd, res[t]->norm2_sd, bytes);
         assert_memory_equal(res[0]->loss_mean, res[t]->loss_mean, bytes);
     }
-    sgdstab_sim_options o = options(0.5, 4, 20, 97);
+    sgdstab_sim_options o = tu_sim_options(0.5, 4, 20, 97);
     o.config.sampling = SGDSTAB_SAMPLING_BERNOULLI;
     o.seed = 6;
     sgdstab_sim_result *other = simulate(&f, &o);
@@ -207,7 +160,7 @@ static void test_threads_invariance(void **state)
     sgdstab_sim_result_free(other);
     for (size_t t = 0; t < 3; t++)
         sgdstab_sim_result_free(res[t]);
-    release(&f);
+    tu_fixture_free(&f);
 }
 
 /* Exit steps.  From δ_0 = 0 without noise nothing moves: no run exits.
@@ -218,9 +171,9 @@ static void test_threads_invariance(void **state)
 static void test_exit_steps(void **state)
 {
     (void)state;
-    fixture f = make(8, 1, 3, 11);
+    tu_fixture f = tu_fixture_of(tu_random_problem(8, 1, 3, 1, 11));
     double lr = 0.9 / f.red->lambda[0];
-    sgdstab_sim_options o = options(lr, 8, 200, 40);
+    sgdstab_sim_options o = tu_sim_options(lr, 8, 200, 40);
     o.init = SGDSTAB_INIT_ZERO;
     o.radius = 1;
     sgdstab_sim_result *res = simulate(&f, &o);
@@ -248,7 +201,7 @@ static void test_exit_steps(void **state)
     assert_int_equal(es.exited, o.runs);
     assert_true(es.mean == 1 && es.quantiles[4] == 1);
     sgdstab_sim_result_free(res);
-    release(&f);
+    tu_fixture_free(&f);
 }
 
 /* Exit steps with a known law: one parameter, one sample, η = 1/λ, so
@@ -260,9 +213,9 @@ static void test_exit_steps(void **state)
 static void test_censored_mean(void **state)
 {
     (void)state;
-    fixture f = make(1, 1, 1, 13);
+    tu_fixture f = tu_fixture_of(tu_random_problem(1, 1, 1, 1, 13));
     double q = 0.01, lr = 1 / f.red->lambda[0];
-    sgdstab_sim_options o = options(lr, 1, 150, 4000);
+    sgdstab_sim_options o = tu_sim_options(lr, 1, 150, 4000);
     o.init = SGDSTAB_INIT_ZERO;
     o.radius = 1;
     o.noise = SGDSTAB_NOISE_PARETO;
@@ -286,7 +239,7 @@ static void test_censored_mean(void **state)
                 es.never_fraction == 0.5 && es.quantiles[2] == 5 &&
                 isinf(es.quantiles[3]));
     sgdstab_sim_result_free(res);
-    release(&f);
+    tu_fixture_free(&f);
 }
 
 static int stop_now(void *ctx, size_t done, size_t total)
@@ -299,8 +252,8 @@ static int stop_now(void *ctx, size_t done, size_t total)
 static void test_cancel_and_check(void **state)
 {
     (void)state;
-    fixture f = make(8, 1, 3, 12);
-    sgdstab_sim_options o = options(0.1, 2, 10, 100);
+    tu_fixture f = tu_fixture_of(tu_random_problem(8, 1, 3, 1, 12));
+    sgdstab_sim_options o = tu_sim_options(0.1, 2, 10, 100);
     sgdstab_sim_result *res = NULL;
     sgdstab_error err;
     assert_int_equal(sgdstab_simulate(f.red, f.prob, &o, &res, stop_now, NULL,
@@ -313,7 +266,7 @@ static void test_cancel_and_check(void **state)
     o.config.batch = 2;
     o.runs = 1;
     assert_int_equal(sgdstab_sim_check(f.red, &o, &err), SGDSTAB_EINVAL);
-    release(&f);
+    tu_fixture_free(&f);
 }
 
 /* The fit of ln y against t is exact on an exponential. */

@@ -194,8 +194,9 @@ import scipy.stats
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_harness as harness  # noqa: E402
 import engine_reference as ref  # noqa: E402
-from cli_harness import (csv_number, fmt, is_num, report, run,  # noqa: E402
-                         run_json, same_number)
+from cli_harness import (close_rel, csv_number,  # noqa: E402
+                         failure_errors, fmt, is_int, is_num, one_line,
+                         read_csv, report, run, run_json, same_number)
 
 Q95 = 1.959963984540054
 ALPHA = 1e-3
@@ -248,15 +249,6 @@ NE = 0          # epoch-map comparisons made (at EPOCH_Z stderr)
 
 # ----------------------------------------------------------------- numbers
 
-def is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def close_rel(a, b, rel, abs_=0.0):
-    return is_num(a) and math.isfinite(a) and \
-        abs(a - b) <= rel * abs(b) + abs_
-
-
 def num_list(v, length):
     """v is a JSON array of `length` numbers (null allowed for non-finite)."""
     return isinstance(v, list) and len(v) == length and \
@@ -293,21 +285,11 @@ def zcheck(name, got, want, se):
 
 # ----------------------------------------------------------------- problems
 
-class Case:
-    def __init__(self, name, J, H=None, hessian_file=False):
-        self.name = name
-        self.J, self.H = np.asarray(J, float), H
-        self.path, self.extra = harness.write_problem(WORK, name, self.J, H,
-                                                      hessian_file)
-        self._prob = {}
-        p = self.problem()
-        self.n, self.k, self.p = p.n, p.k, p.p
-        self.rank = p.rank_J()
+class Case(harness.Case):
+    """A problem written into WORK, with its reference Problem."""
 
-    def problem(self, c=1.0):
-        if c not in self._prob:
-            self._prob[c] = ref.Problem(self.J, self.H, c)
-        return self._prob[c]
+    def __init__(self, name, J, H=None, hessian_file=False):
+        super().__init__(WORK, name, J, H, hessian_file)
 
     def desc(self):
         return "%s (n=%d k=%d p=%d%s)" % (self.name, self.n, self.k, self.p,
@@ -332,23 +314,17 @@ def exact_moments(prob, lr, sampling, B, steps, S0=None, add=None):
     if n_batches(prob.n, B, sampling) <= 5000:
         Ms = ref.step_matrices(prob, lr, sampling, B)
 
-        def step(S):
+        def expect(S):
             return sum(pr * M @ S @ M.T for pr, M in Ms)
     else:
         Tm = ref.T_matrix(prob, lr, sampling, B, full_space=True)
 
-        def step(S):
+        def expect(S):
             return (Tm @ S.ravel()).reshape(p, p)
-    m2, loss = [], []
-    for t in range(steps + 1):
-        m2.append(float(np.trace(S)))
-        loss.append(0.5 * float(np.sum(prob.G * S)))
-        if t < steps:
-            S = step(S)
-            if add is not None:
-                S = S + add
-            S = (S + S.T) / 2
-    return np.array(m2), np.array(loss)
+
+    def step(S):
+        return expect(S) if add is None else expect(S) + add
+    return ref.trajectory(prob.G, S, steps, step)
 
 
 def ordered_partitions(n, B):
@@ -552,16 +528,9 @@ def check_compare(d, case, prob, lr, B, sampling, S0, steps, want=None):
     return errs
 
 
-def read_csv(path):
-    with open(path) as f:
-        text = f.read()
-    lines = text.splitlines()
-    return (lines[0] if lines else ""), [l.split(",") for l in lines[1:]]
-
-
 def check_csv(path, d, steps, compare):
     errs = []
-    head, rows = read_csv(path)
+    _, head, rows = read_csv(path)
     want_head = CSV_HEADER_COMPARE if compare else CSV_HEADER
     if head != want_head:
         return ["CSV header %r, expected %r" % (head, want_head)]
@@ -1490,18 +1459,13 @@ def expect_error(name, status, args, fname=None):
                         ("--csv existing", ["--csv", keep]),
                         ("--json", ["--json"])):
         res = run(*(args + more))
-        m = []
-        if res.rc != status:
-            m.append("exit status %d, expected %d" % (res.rc, status))
-        if res.out:
-            m.append("stdout not empty")
-        if not (res.err.endswith("\n") and res.err.count("\n") == 1
-                and res.err.strip()):
-            m.append("stderr is not exactly one line")
-        elif not res.err.startswith(prefix):
-            m.append("stderr does not start with %r" % prefix)
-        elif fname is not None and os.path.basename(fname) not in res.err:
-            m.append("stderr does not name %s" % os.path.basename(fname))
+        m = failure_errors(res, (status,))
+        if one_line(res.err):
+            if not res.err.startswith(prefix):
+                m.append("stderr does not start with %r" % prefix)
+            elif fname is not None and \
+                    os.path.basename(fname) not in res.err:
+                m.append("stderr does not name %s" % os.path.basename(fname))
         if sorted(os.listdir(cdir)) != ["keep.csv"]:
             m.append("the --csv directory holds %r"
                      % sorted(os.listdir(cdir)))
@@ -1641,10 +1605,7 @@ def test_errors():
     shape = os.path.join(WORK, "init_shape.npy")
     np.save(shape, np.eye(case.p + 1))
     notpsd = os.path.join(WORK, "init_notpsd.npy")
-    S = ref.random_psd(28, case.p)
-    w, V = np.linalg.eigh(S)
-    w[0] = -0.1 * w[-1]
-    np.save(notpsd, (V * w) @ V.T)
+    np.save(notpsd, ref.not_psd(28, case.p))
     missing = os.path.join(WORK, "no_such_problem.npy")
     init_missing = os.path.join(WORK, "no_such_init.npy")
     D = 1
@@ -1660,7 +1621,7 @@ def test_errors():
                      extra, fname)
     harness.expect_not_psd("--init not PSD: the message names the file and "
                            "the eigenvalue", ["simulate", f] + base +
-                           ["--init", notpsd], notpsd, w[0])
+                           ["--init", notpsd], notpsd)
     # with replacement B > n is fine
     d, res, e = run_json("simulate", f, "--lr", "0.1", "--batch", n + 5,
                          "--steps", 3, "--sampling", "with", "--runs", 20)
@@ -2145,17 +2106,12 @@ def expect_epoch_error(name, status, args, needle):
     that contains needle; a --csv file given is not created."""
     res = run(*args)
     prefix = "sgdstab simulate: " if status == 2 else "sgdstab: "
-    e = []
-    if res.rc != status:
-        e.append("exit status %d, expected %d" % (res.rc, status))
-    if res.out:
-        e.append("stdout not empty")
-    if not (res.err.endswith("\n") and res.err.count("\n") == 1):
-        e.append("stderr is not exactly one line")
-    elif not res.err.startswith(prefix):
-        e.append("stderr does not start with %r" % prefix)
-    elif needle not in res.err:
-        e.append("stderr does not contain %r" % needle)
+    e = failure_errors(res, (status,))
+    if one_line(res.err):
+        if not res.err.startswith(prefix):
+            e.append("stderr does not start with %r" % prefix)
+        elif needle not in res.err:
+            e.append("stderr does not contain %r" % needle)
     if "--csv" in args:
         csv = args[args.index("--csv") + 1]
         if os.path.exists(csv):

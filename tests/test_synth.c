@@ -13,7 +13,6 @@
 
 #include <cblas.h>
 #include <cjson/cJSON.h>
-#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,49 +27,6 @@
 #include "testutil.h"
 
 /* ------------------------------------------------------------- helpers */
-
-static char tmpdir[4096];
-
-static int setup_tmpdir(void **state)
-{
-    (void)state;
-    return tu_make_tmpdir(tmpdir, sizeof tmpdir, "synth");
-}
-
-/* Entries of tmpdir (without . and ..); with remove, delete them. */
-static size_t dir_entries(int remove)
-{
-    DIR *dir = opendir(tmpdir);
-    assert_non_null(dir);
-    size_t count = 0;
-    struct dirent *e;
-    while ((e = readdir(dir))) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-            continue;
-        count++;
-        if (remove) {
-            char path[8192];
-            snprintf(path, sizeof path, "%s/%s", tmpdir, e->d_name);
-            unlink(path);
-        }
-    }
-    closedir(dir);
-    return count;
-}
-
-static int teardown_tmpdir(void **state)
-{
-    (void)state;
-    dir_entries(1);
-    return rmdir(tmpdir);
-}
-
-/* tmpdir/name in path (8192 bytes). */
-static char *tmp_path(char *path, const char *name)
-{
-    snprintf(path, 8192, "%s/%s", tmpdir, name);
-    return path;
-}
 
 static double max_abs(const double *v, size_t count)
 {
@@ -378,8 +334,8 @@ static void test_file(void **state)
     sgdstab_synth *s = generate(&par), *again = generate(&par);
     sgdstab_error err;
     char a[8192], b[8192];
-    tmp_path(a, "a.npz");
-    tmp_path(b, "b.npz");
+    tu_tmp_path(a, sizeof a, "a.npz");
+    tu_tmp_path(b, sizeof b, "b.npz");
     assert_int_equal(sgdstab_synth_write(s, a, &err), SGDSTAB_OK);
     assert_int_equal(sgdstab_synth_write(again, b, &err), SGDSTAB_OK);
     size_t la, lb;
@@ -443,7 +399,7 @@ static void test_file(void **state)
     sgdstab_npz_close(z);
     unlink(a);
     unlink(b);
-    assert_int_equal(dir_entries(0), 0);
+    assert_int_equal(tu_dir_entries(tu_tmpdir(), NULL, NULL), 0);
     sgdstab_synth_free(s);
 }
 
@@ -474,7 +430,7 @@ static void test_meta(void **state)
     sgdstab_synth *s = generate(&par);
     sgdstab_error err;
     char path[8192];
-    tmp_path(path, "meta.npz");
+    tu_tmp_path(path, sizeof path, "meta.npz");
     assert_int_equal(sgdstab_synth_write(s, path, &err), SGDSTAB_OK);
     zip_t *za = zip_open(path, ZIP_RDONLY, NULL);
     assert_non_null(za);
@@ -567,11 +523,7 @@ static void test_meta(void **state)
 static double gauss_newton_frobenius(const sgdstab_synth *s)
 {
     size_t p = s->p;
-    double *G = calloc(p * p, sizeof *G);
-    assert_non_null(G);
-    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p,
-                (int)(s->n * s->k), 1.0 / (double)s->n, s->J, (int)p, 0.0, G,
-                (int)p);
+    double *G = tu_gram(s->J, s->n, s->k, p);
     double sum = 0;
     for (size_t i = 0; i < p; i++)
         for (size_t j = i; j < p; j++)
@@ -861,11 +813,7 @@ static void test_names(void **state)
 static sgdstab_array make_array(int ndim, size_t s0, size_t s1, size_t s2,
                                 double first)
 {
-    sgdstab_array a = {.ndim = ndim, .shape = {s0, s1, s2},
-                       .size = s0 * s1 * s2};
-    snprintf(a.descr, sizeof a.descr, "<f8");
-    a.data = malloc(a.size * sizeof *a.data);
-    assert_non_null(a.data);
+    sgdstab_array a = tu_array(ndim, s0, s1, s2, "<f8", NULL);
     for (size_t j = 0; j < a.size; j++)
         a.data[j] = first + (double)j / 3;
     return a;
@@ -883,7 +831,7 @@ static void test_npz_roundtrip(void **state)
                               {"three", &a3, NULL, 0}};
     sgdstab_error err;
     char path[8192], again[8192];
-    tmp_path(path, "round.npz");
+    tu_tmp_path(path, sizeof path, "round.npz");
     assert_int_equal(sgdstab_npz_write(path, m, 4, &err), SGDSTAB_OK);
     sgdstab_npz *z = sgdstab_npz_open(path, &err);
     assert_non_null(z);
@@ -915,7 +863,7 @@ static void test_npz_roundtrip(void **state)
     size_t l1, l2;
     unsigned char *b1 = tu_slurp(path, &l1);
     sleep(1);
-    tmp_path(again, "again.npz");
+    tu_tmp_path(again, sizeof again, "again.npz");
     assert_int_equal(sgdstab_npz_write(again, m, 4, &err), SGDSTAB_OK);
     unsigned char *b2 = tu_slurp(again, &l2);
     assert_int_equal(l1, l2);
@@ -927,7 +875,7 @@ static void test_npz_roundtrip(void **state)
     sgdstab_array_free(&a1);
     sgdstab_array_free(&a2);
     sgdstab_array_free(&a3);
-    assert_int_equal(dir_entries(0), 0);
+    assert_int_equal(tu_dir_entries(tu_tmpdir(), NULL, NULL), 0);
 }
 
 /* Failures leave nothing behind and an existing file untouched. */
@@ -938,12 +886,12 @@ static void test_npz_failures(void **state)
     sgdstab_npz_member m[] = {{"a", &a, NULL, 0}, {"a", &a, NULL, 0}};
     sgdstab_error err;
     char path[8192];
-    tmp_path(path, "no/such/dir/x.npz");
+    tu_tmp_path(path, sizeof path, "no/such/dir/x.npz");
     int rc = sgdstab_npz_write(path, m, 1, &err);
     tu_check_failure(rc, &err, "x.npz", NULL);
     assert_int_equal(rc, SGDSTAB_EIO);
 
-    tmp_path(path, "keep.npz");
+    tu_tmp_path(path, sizeof path, "keep.npz");
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     fputs("old contents", f);
@@ -967,7 +915,9 @@ static void test_npz_failures(void **state)
     assert_int_equal(len, strlen("old contents"));
     assert_memory_equal(kept, "old contents", len);
     free(kept);
-    assert_int_equal(dir_entries(0), 1);
+    int found;
+    assert_int_equal(tu_dir_entries(tu_tmpdir(), "keep.npz", &found), 1);
+    assert_true(found);
     unlink(path);
     sgdstab_array_free(&a);
 }
@@ -984,11 +934,11 @@ static void test_write_failure(void **state)
     sgdstab_synth *s = generate(&par);
     sgdstab_error err;
     char path[8192];
-    tmp_path(path, "missing/out.npz");
+    tu_tmp_path(path, sizeof path, "missing/out.npz");
     int rc = sgdstab_synth_write(s, path, &err);
     tu_check_failure(rc, &err, "out.npz", NULL);
     assert_int_equal(rc, SGDSTAB_EIO);
-    assert_int_equal(dir_entries(0), 0);
+    assert_int_equal(tu_dir_entries(tu_tmpdir(), NULL, NULL), 0);
     sgdstab_synth_free(s);
 }
 
@@ -1008,8 +958,8 @@ int main(void)
         cmocka_unit_test(test_write_failure),
     };
     int failed = cmocka_run_group_tests_name("synth", fixed, NULL, NULL);
-    failed += cmocka_run_group_tests_name("npz write", files, setup_tmpdir,
-                                          teardown_tmpdir);
+    failed += cmocka_run_group_tests_name("npz write", files, tu_tmpdir_setup,
+                                          tu_tmpdir_teardown);
 
     static const struct {
         const char *what;
@@ -1029,10 +979,10 @@ int main(void)
             tu_add(&cases, name, per_case[t].fn, &CASES[i]);
         }
     }
-    if (setup_tmpdir(NULL) != 0)
+    if (tu_tmpdir_setup(NULL) != 0)
         return 1;
     failed += tu_run("synth families", cases.t, cases.n);
-    teardown_tmpdir(NULL);
+    tu_tmpdir_teardown(NULL);
     tu_tests_free(&cases);
     tu_cleanup();
     return failed ? 1 : 0;

@@ -14,48 +14,16 @@ on stderr, nothing written) and write errors (status 1).
 
 import json
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
 
 import numpy as np
 
-SGDSTAB = None
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cli_harness as harness  # noqa: E402
+from cli_harness import failure_errors, report, run  # noqa: E402
+
 WORK = None
-npass = 0
-nfail = 0
 REL = 1e-12  # NumPy against the tool: both evaluate the same formulas
-
-
-def report(name, msgs, res=None):
-    global npass, nfail
-    if not msgs:
-        npass += 1
-        print("ok    " + name)
-        return
-    nfail += 1
-    print("FAIL  " + name)
-    for m in msgs[:12]:
-        print("      " + m)
-    if res is not None:
-        print("      command: " + " ".join(res.cmd))
-        for label, text in (("stdout", res.out), ("stderr", res.err)):
-            print("      --- " + label + ":")
-            for line in text[:2000].splitlines():
-                print("      | " + line)
-
-
-class Result:
-    def __init__(self, cmd, rc, out, err):
-        self.cmd, self.rc, self.out, self.err = cmd, rc, out, err
-
-
-def run(*args, env=None):
-    cmd = [SGDSTAB] + [str(a) for a in args]
-    p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
-                       text=True, env=env)
-    return Result(cmd, p.returncode, p.stdout, p.stderr)
 
 
 def path(name):
@@ -337,13 +305,7 @@ def test_rescaling():
 def expect_usage(name, needles, *args):
     before = sorted(os.listdir(WORK))
     res = run(*args)
-    msgs = []
-    if res.rc != 2:
-        msgs.append("status %d, want 2" % res.rc)
-    if res.out:
-        msgs.append("stdout not empty")
-    if res.err.count("\n") != 1 or not res.err.endswith("\n"):
-        msgs.append("stderr is not one line")
+    msgs = failure_errors(res, (2,))
     for needle in needles:
         if needle not in res.err:
             msgs.append("stderr does not mention %r" % needle)
@@ -418,26 +380,16 @@ def test_write_errors():
            else ["changed"], res)
 
 
-def main():
-    global SGDSTAB, WORK
-    if len(sys.argv) != 2:
-        print(__doc__)
-        return 99
-    SGDSTAB = os.path.abspath(sys.argv[1])
-    WORK = tempfile.mkdtemp(prefix="sgdstab-synth-")
-    try:
-        test_families()
-        test_text_and_forms()
-        test_determinism()
-        test_rescaling()
-        test_usage_errors()
-        test_write_errors()
-    finally:
-        shutil.rmtree(WORK, ignore_errors=True)
-    print()
-    print("%d passed, %d failed" % (npass, nfail))
-    return 0 if nfail == 0 else 1
+def body(work):
+    global WORK
+    WORK = work
+    test_families()
+    test_text_and_forms()
+    test_determinism()
+    test_rescaling()
+    test_usage_errors()
+    test_write_errors()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(harness.main(__doc__, "synth", body))

@@ -20,17 +20,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testutil.h"
 #include "sgdstab/moments.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
+#include "reference.h"
 #include "sgdstab/rng.h"
 #include "sgdstab/stability.h"
 #include "sgdstab/theory.h"
-#include "reference.h"
-
-static const sgdstab_sampling SAMPLINGS[3] = {
-    SGDSTAB_SAMPLING_WITHOUT, SGDSTAB_SAMPLING_WITH, SGDSTAB_SAMPLING_BERNOULLI};
+#include "testutil.h"
 
 /* Accuracy of the solvers under test (stability.h defaults): η* to about
  * 1e-10 relative, ρ⊥ to about 1e-11.  Closed forms and full-space values of
@@ -44,20 +41,6 @@ static const sgdstab_sampling SAMPLINGS[3] = {
 #define SPEC_REL 1e-9
 
 /* ------------------------------------------------------------- helpers */
-
-static void assert_close(double a, double b, double tol, const char *what)
-{
-    if (!(fabs(a - b) <= tol))
-        fail_msg("%s: %.17g vs %.17g (difference %.3g > %.3g)", what, a, b,
-                 fabs(a - b), tol);
-}
-
-static void assert_rel(double a, double b, double tol, const char *what)
-{
-    if (!(fabs(a - b) <= tol * fabs(b)))
-        fail_msg("%s: %.17g vs %.17g (relative difference %.3g > %.3g)", what,
-                 a, b, fabs(a / b - 1), tol);
-}
 
 /* value ≤ bound (upper) or ≥ bound, allowing a relative slack. */
 static void assert_ineq(double value, double bound, int upper, double slack,
@@ -90,49 +73,6 @@ static void table_ab(sgdstab_sampling s, size_t n, size_t B, double *a,
         *a = 1;
         break;
     }
-}
-
-/* J with N(0, sd²) entries (sd = scale/√p). */
-static sgdstab_problem *random_problem(size_t n, size_t k, size_t p,
-                                       double scale, unsigned long seed)
-{
-    sgdstab_rng *rng = sgdstab_rng_alloc(seed);
-    assert_non_null(rng);
-    sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
-    snprintf(J.descr, sizeof J.descr, "<f8");
-    J.data = malloc(J.size * sizeof *J.data);
-    assert_non_null(J.data);
-    sgdstab_rng_gaussian(rng, scale / sqrt((double)p), J.size, J.data);
-    sgdstab_rng_free(rng);
-    sgdstab_problem *prob;
-    sgdstab_error err;
-    assert_int_equal(sgdstab_problem_from_arrays("random", &J, NULL, NULL,
-                                                 &prob, &err), SGDSTAB_OK);
-    return prob;
-}
-
-/* A problem from explicit values (copied); H (p×p) optional. */
-static sgdstab_problem *problem_from(size_t n, size_t k, size_t p,
-                                     const double *values, const double *H)
-{
-    sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
-    snprintf(J.descr, sizeof J.descr, "<f8");
-    J.data = malloc(J.size * sizeof *J.data);
-    assert_non_null(J.data);
-    memcpy(J.data, values, J.size * sizeof *J.data);
-    sgdstab_array Ha = {.ndim = 2, .shape = {p, p, 1}, .size = p * p};
-    snprintf(Ha.descr, sizeof Ha.descr, "<f8");
-    if (H) {
-        Ha.data = malloc(p * p * sizeof *Ha.data);
-        assert_non_null(Ha.data);
-        memcpy(Ha.data, H, p * p * sizeof *Ha.data);
-    }
-    sgdstab_problem *prob;
-    sgdstab_error err;
-    assert_int_equal(sgdstab_problem_from_arrays("values", &J, H ? &Ha : NULL,
-                                                 NULL, &prob, &err),
-                     SGDSTAB_OK);
-    return prob;
 }
 
 /* C = X Y for p×p row-major matrices (beta: C = beta C + X Y). */
@@ -325,7 +265,7 @@ static void setup_make(setup *u, sgdstab_problem *prob, double c)
     sgdstab_error err;
     u->prob = prob;
     u->c = c;
-    assert_int_equal(sgdstab_reduce(prob, NULL, &u->red, &err), SGDSTAB_OK);
+    u->red = tu_reduce(prob);
     u->s = sgdstab_stability_alloc(u->red, &err);
     assert_non_null(u->s);
     u->ref = sgdstab_reference_alloc(prob, c, &err);
@@ -353,20 +293,21 @@ static void check_theory(const setup *u, const char *label)
     const full_theory *ft = &u->ft;
     char what[160];
 #define WHAT(s) (snprintf(what, sizeof what, "%s: %s", label, s), what)
-    assert_rel(th->loss_scale, u->c, 0, WHAT("loss_scale"));
-    assert_rel(th->sharpness, ft->lmax, EXACT_REL, WHAT("sharpness"));
-    assert_rel(th->hessian_frobenius, ft->frob, EXACT_REL, WHAT("|H|_F"));
-    assert_rel(th->hessian_trace, ft->trace, EXACT_REL, WHAT("tr H"));
-    assert_rel(th->frobenius_moment, ft->frob_moment, EXACT_REL,
-               WHAT("(1/n) sum |A_i|_F^2"));
-    assert_rel(th->top_moment, ft->top_moment, SPEC_REL,
-               WHAT("(1/n) sum (v'A_i v)^2"));
+    tu_assert_close_rel(th->loss_scale, u->c, 0, WHAT("loss_scale"));
+    tu_assert_close_rel(th->sharpness, ft->lmax, EXACT_REL, WHAT("sharpness"));
+    tu_assert_close_rel(th->hessian_frobenius, ft->frob, EXACT_REL,
+                        WHAT("|H|_F"));
+    tu_assert_close_rel(th->hessian_trace, ft->trace, EXACT_REL, WHAT("tr H"));
+    tu_assert_close_rel(th->frobenius_moment, ft->frob_moment, EXACT_REL,
+                        WHAT("(1/n) sum |A_i|_F^2"));
+    tu_assert_close_rel(th->top_moment, ft->top_moment, SPEC_REL,
+                        WHAT("(1/n) sum (v'A_i v)^2"));
     /* s² is an eigenvalue of a difference: absolute error ~ε·λmax(ΣA²) */
-    assert_close(th->nonuniformity * th->nonuniformity, ft->s * ft->s,
-                 SPEC_REL * (ft->s * ft->s + ft->frob_moment),
-                 WHAT("non-uniformity s^2"));
-    assert_close(th->alignment_min, ft->mu_min, mu_tol(ft),
-                 WHAT("alignment mu_min"));
+    tu_assert_close(th->nonuniformity * th->nonuniformity, ft->s * ft->s,
+                    SPEC_REL * (ft->s * ft->s + ft->frob_moment),
+                    WHAT("non-uniformity s^2"));
+    tu_assert_close(th->alignment_min, ft->mu_min, mu_tol(ft),
+                    WHAT("alignment mu_min"));
 #undef WHAT
 }
 
@@ -452,8 +393,10 @@ static void check_verify(setup *u, sgdstab_sampling smp, size_t B,
         pub_top = 2 * l / (l * l + b * dev);
         pub_trace = 2 * ft->trace / ((1 - b) * f * f + b * ft->frob_moment);
         if (smp != SGDSTAB_SAMPLING_BERNOULLI) {
-            assert_rel(mm_top, pub_top, 1e-12, WHAT("MM top = published"));
-            assert_rel(mm_trace, pub_trace, 1e-12, WHAT("MM trace = published"));
+            tu_assert_close_rel(mm_top, pub_top, 1e-12,
+                                WHAT("MM top = published"));
+            tu_assert_close_rel(mm_trace, pub_trace, 1e-12,
+                                WHAT("MM trace = published"));
         } else {
             assert_ineq(mm_top, pub_top, 1, 1e-13, WHAT("MM top (a = 1)"));
             assert_ineq(mm_trace, pub_trace, 1, 1e-13, WHAT("MM trace (a = 1)"));
@@ -463,34 +406,35 @@ static void check_verify(setup *u, sgdstab_sampling smp, size_t B,
     /* the bounds that need no eigensolver, for the table's (a, b) */
     sgdstab_lr_bounds lb;
     sgdstab_theory_lr_bounds(&u->th, a, b, &lb);
-    assert_rel(lb.mean, 2 / l, EXACT_REL, WHAT("lr_bounds.mean"));
-    assert_rel(lb.mulayoff_michaeli_top, mm_top, SPEC_REL,
-               WHAT("lr_bounds.mulayoff_michaeli_top"));
-    assert_rel(lb.mulayoff_michaeli_trace, mm_trace, SPEC_REL,
-               WHAT("lr_bounds.mulayoff_michaeli_trace"));
+    tu_assert_close_rel(lb.mean, 2 / l, EXACT_REL, WHAT("lr_bounds.mean"));
+    tu_assert_close_rel(lb.mulayoff_michaeli_top, mm_top, SPEC_REL,
+                        WHAT("lr_bounds.mulayoff_michaeli_top"));
+    tu_assert_close_rel(lb.mulayoff_michaeli_trace, mm_trace, SPEC_REL,
+                        WHAT("lr_bounds.mulayoff_michaeli_trace"));
     if (isfinite(wws_lr))
-        assert_rel(lb.wu_wang_su, wws_lr, mrel / 2 + EXACT_REL,
-                   WHAT("lr_bounds.wu_wang_su"));
+        tu_assert_close_rel(lb.wu_wang_su, wws_lr, mrel / 2 + EXACT_REL,
+                            WHAT("lr_bounds.wu_wang_su"));
     else
         assert_true(!isfinite(lb.wu_wang_su) || lb.wu_wang_su > 1e6 * eta_ref);
 
     /* the tool's exact answer and (a, b) */
-    assert_close(v.analysis.a, a, 1e-15, WHAT("a"));
-    assert_close(v.analysis.b, b, 1e-15, WHAT("b"));
-    assert_rel(v.analysis.critical.lr_critical, eta_ref, ETA_REL, WHAT("eta*"));
-    assert_close(v.analysis.radius.rho, rho_ref, RHO_ABS, WHAT("rho"));
+    tu_assert_close(v.analysis.a, a, 1e-15, WHAT("a"));
+    tu_assert_close(v.analysis.b, b, 1e-15, WHAT("b"));
+    tu_assert_close_rel(v.analysis.critical.lr_critical, eta_ref, ETA_REL,
+                        WHAT("eta*"));
+    tu_assert_close(v.analysis.radius.rho, rho_ref, RHO_ABS, WHAT("rho"));
     assert_int_equal(v.analysis.stable, lr <= eta_ref);
     assert_memory_equal(&v.theory, &u->th, sizeof v.theory);
 
     /* the tool's bounds against the full-space formulas */
     if (isfinite(wws_frob))
-        assert_rel(v.frobenius_bound, wws_frob, mrel / 2 + EXACT_REL,
-                   WHAT("frobenius_bound"));
+        tu_assert_close_rel(v.frobenius_bound, wws_frob, mrel / 2 + EXACT_REL,
+                            WHAT("frobenius_bound"));
     else
         assert_true(!isfinite(v.frobenius_bound) || v.frobenius_bound > 1e6 / lr);
-    assert_close(v.growth_bound, growth,
-                 lr * lr * b * f * f * mu_tol(ft) + EXACT_REL * growth,
-                 WHAT("growth_bound"));
+    tu_assert_close(v.growth_bound, growth,
+                    lr * lr * b * f * f * mu_tol(ft) + EXACT_REL * growth,
+                    WHAT("growth_bound"));
 
     /* every check: its name, kind, value, bound, verdict and tightness */
     assert_int_equal(v.nchecks, 9);
@@ -532,17 +476,17 @@ static void check_verify(setup *u, sgdstab_sampling smp, size_t B,
                          WHAT(name), ch->theorem, theorem);
         assert_non_null(ch->description);
         assert_true(strlen(ch->description) > 0);
-        assert_close(ch->value, want_v, vtol, WHAT(name));
+        tu_assert_close(ch->value, want_v, vtol, WHAT(name));
         if (isfinite(want_b))
-            assert_close(ch->bound, want_b, btol, WHAT(name));
+            tu_assert_close(ch->bound, want_b, btol, WHAT(name));
         else if (isfinite(ch->bound) && !(ch->bound > 1e6 * want_v))
             fail_msg("%s: bound %.17g, expected infinite", WHAT(name),
                      ch->bound);
         /* tightness */
         double ratio = upper ? ch->value / ch->bound : ch->bound / ch->value;
         if (isfinite(ratio) || isfinite(ch->ratio))
-            assert_close(ch->ratio, ratio, 1e-14 * fabs(ratio) + 1e-300,
-                         WHAT(name));
+            tu_assert_close(ch->ratio, ratio, 1e-14 * fabs(ratio) + 1e-300,
+                            WHAT(name));
         /* a theorem must hold; a reported condition is judged correctly
          * when the reference margin exceeds the tolerances */
         double margin = upper ? want_b - want_v : want_v - want_b;
@@ -585,21 +529,22 @@ static void test_random_theorems(void **state)
         if (c == 0)
             c = 2.0 / (double)k;
         setup u;
-        setup_make(&u, random_problem(n, k, p, 0.5 + (double)(t % 5), 1000 + t),
+        setup_make(&u,
+                   tu_random_problem(n, k, p, 0.5 + (double)(t % 5), 1000 + t),
                    c);
         char label[96];
         snprintf(label, sizeof label, "problem %zu (n = %zu, k = %zu, p = %zu, "
                  "c = %g)", t, n, k, p, c);
         check_theory(&u, label);
         if (n == 1)     /* A_1 = G: no noise, μ_min = 0 up to rounding */
-            assert_close(u.th.alignment_min, 0, 1e-12, label);
+            tu_assert_close(u.th.alignment_min, 0, 1e-12, label);
         const size_t bs[3] = {1, (n + 1) / 2, n};
         for (int si = 0; si < 3; si++)
             for (int bi = 0; bi < 3; bi++) {
                 if (bi > 0 && bs[bi] == bs[bi - 1])
                     continue;
-                check_verify(&u, SAMPLINGS[si], bs[bi], 0.5, label);
-                check_verify(&u, SAMPLINGS[si], bs[bi], 1.5, label);
+                check_verify(&u, tu_samplings[si], bs[bi], 0.5, label);
+                check_verify(&u, tu_samplings[si], bs[bi], 1.5, label);
             }
         setup_free(&u);
     }
@@ -662,7 +607,7 @@ static void test_alignment_brute_force(void **state)
     for (int c = 0; c < 6; c++) {
         size_t n = shapes[c][0], k = shapes[c][1], p = shapes[c][2];
         setup u;
-        setup_make(&u, random_problem(n, k, p, 1.0, 300 + c), 1.0);
+        setup_make(&u, tu_random_problem(n, k, p, 1.0, 300 + c), 1.0);
         size_t r = u.red->r;
         double mu = u.th.alignment_min, tol = mu_tol(&u.ft);
         double *v = malloc(r * sizeof *v), *Z = malloc(r * r * sizeof *Z);
@@ -672,13 +617,14 @@ static void test_alignment_brute_force(void **state)
         assert_true(v && Z && X && Sp && Y && Zp);
         /* the minimizer from Φ attains μ_min; the two μ_min agree */
         double mu_phi = phi_mu_min(u.red, v);
-        assert_close(mu_phi, mu, tol, "mu_min from phi");
-        assert_close(mu_phi, u.ft.mu_min, tol, "mu_min from phi vs full space");
+        tu_assert_close(mu_phi, mu, tol, "mu_min from phi");
+        tu_assert_close(mu_phi, u.ft.mu_min, tol,
+                        "mu_min from phi vs full space");
         for (size_t j = 0; j < r; j++)
             for (size_t l = 0; l < r; l++)
                 Z[j * r + l] = v[j] * v[l];
-        assert_close(sgdstab_alignment(u.red, Z), mu, tol,
-                     "mu at the minimizing direction");
+        tu_assert_close(sgdstab_alignment(u.red, Z), mu, tol,
+                        "mu at the minimizing direction");
         /* random rank-one and PSD S never go below */
         for (int t = 0; t < 400; t++) {
             size_t rank = t % 2 ? 1 : 1 + (size_t)t % r;
@@ -718,8 +664,8 @@ static void test_alignment_brute_force(void **state)
                                                     &null_trace, &err),
                              SGDSTAB_OK);
             double want = full_alignment(&u.ft, Sp);
-            assert_rel(sgdstab_alignment(u.red, Zp), want, 1e-9,
-                       "projected full-space mu(S)");
+            tu_assert_close_rel(sgdstab_alignment(u.red, Zp), want, 1e-9,
+                                "projected full-space mu(S)");
             assert_true(want >= u.ft.mu_min - tol);
         }
         /* tr(GS) = 0: NaN */
@@ -757,8 +703,7 @@ static void check_rank_one(sgdstab_problem *prob, double c, const char *label)
     }
     double mu = m4 / (m2 * m2) - 1, var = m4 - m2 * m2;
     sgdstab_error err;
-    sgdstab_reduced *red;
-    assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
+    sgdstab_reduced *red = tu_reduce(prob);
     assert_int_equal(red->r, 1);
     sgdstab_stability *s = sgdstab_stability_alloc(red, &err);
     assert_non_null(s);
@@ -767,48 +712,52 @@ static void check_rank_one(sgdstab_problem *prob, double c, const char *label)
         sgdstab_theory_compute(
             red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, c), &th, &err),
         SGDSTAB_OK);
-    assert_rel(th.sharpness, m2, EXACT_REL, label);
-    assert_rel(th.hessian_frobenius, m2, EXACT_REL, label);
-    assert_rel(th.hessian_trace, m2, EXACT_REL, label);
-    assert_close(th.nonuniformity, sqrt(var), 1e-10 * sqrt(m4), label);
-    assert_close(th.alignment_min, mu, 1e-10 * (mu + 1), label);
-    assert_rel(th.top_moment, m4, EXACT_REL, label);
-    assert_rel(th.frobenius_moment, m4, EXACT_REL, label);
+    tu_assert_close_rel(th.sharpness, m2, EXACT_REL, label);
+    tu_assert_close_rel(th.hessian_frobenius, m2, EXACT_REL, label);
+    tu_assert_close_rel(th.hessian_trace, m2, EXACT_REL, label);
+    tu_assert_close(th.nonuniformity, sqrt(var), 1e-10 * sqrt(m4), label);
+    tu_assert_close(th.alignment_min, mu, 1e-10 * (mu + 1), label);
+    tu_assert_close_rel(th.top_moment, m4, EXACT_REL, label);
+    tu_assert_close_rel(th.frobenius_moment, m4, EXACT_REL, label);
     for (int si = 0; si < 3; si++)
         for (size_t B = 1; B <= n; B++) {
             double a, b;
-            table_ab(SAMPLINGS[si], n, B, &a, &b);
+            table_ab(tu_samplings[si], n, B, &a, &b);
             double eta = 2 * m2 / (a * m2 * m2 + b * m4);
             for (double f = 0.5; f < 2; f += 0.9) {
                 double lr = f * eta;
                 sgdstab_verification v;
                 assert_int_equal(
-                    sgdstab_verify(s, &th, TU_CONFIG(lr, B, SAMPLINGS[si], c),
-                                   &v, &err),
+                    sgdstab_verify(s, &th,
+                                   TU_CONFIG(lr, B, tu_samplings[si], c), &v,
+                                   &err),
                     SGDSTAB_OK);
-                assert_rel(v.analysis.critical.lr_critical, eta, 1e-10, label);
-                assert_close(v.analysis.radius.rho,
-                             1 - 2 * lr * m2 + lr * lr * (a * m2 * m2 + b * m4),
-                             1e-12, label);
+                tu_assert_close_rel(v.analysis.critical.lr_critical, eta,
+                                    1e-10, label);
+                tu_assert_close(v.analysis.radius.rho,
+                                1 - 2 * lr * m2 +
+                                    lr * lr * (a * m2 * m2 + b * m4),
+                                1e-12, label);
                 const sgdstab_check *top =
                     find_check(&v, "mulayoff_michaeli_top");
                 const sgdstab_check *tr =
                     find_check(&v, "mulayoff_michaeli_trace");
-                assert_rel(top->bound, eta, 1e-12, label);
-                assert_rel(tr->bound, eta, 1e-12, label);
-                assert_close(top->ratio, 1, 1e-9, label);
-                assert_close(tr->ratio, 1, 1e-9, label);
+                tu_assert_close_rel(top->bound, eta, 1e-12, label);
+                tu_assert_close_rel(tr->bound, eta, 1e-12, label);
+                tu_assert_close(top->ratio, 1, 1e-9, label);
+                tu_assert_close(tr->ratio, 1, 1e-9, label);
                 assert_true(top->holds && tr->holds);
                 const sgdstab_check *lrb = find_check(&v, "wu_wang_su_lr");
                 if (b > 0 && var > 0) {
-                    assert_rel(lrb->bound, 1 / sqrt(b * var), 1e-9, label);
-                    assert_rel(v.frobenius_bound, 1 / (lr * sqrt(b * mu)),
-                               1e-9, label);
+                    tu_assert_close_rel(lrb->bound, 1 / sqrt(b * var), 1e-9,
+                                        label);
+                    tu_assert_close_rel(v.frobenius_bound,
+                                        1 / (lr * sqrt(b * mu)), 1e-9, label);
                 }
-                assert_close(v.growth_bound, lr * lr * b * var,
-                             1e-9 * lr * lr * b * m4, label);
+                tu_assert_close(v.growth_bound, lr * lr * b * var,
+                                1e-9 * lr * lr * b * m4, label);
                 /* r = 1: the top eigenmatrix is the only direction */
-                assert_close(v.alignment_top, mu, 1e-9 * (mu + 1), label);
+                tu_assert_close(v.alignment_top, mu, 1e-9 * (mu + 1), label);
                 assert_int_equal(v.theorems_failed, 0);
             }
         }
@@ -822,10 +771,12 @@ static void test_closed_forms(void **state)
     (void)state;
     /* p = 1, k = 1 and k = 2 */
     const double j1[7] = {0.3, -1.2, 0.8, 2.0, -0.5, 1.1, 0.05};
-    check_rank_one(problem_from(7, 1, 1, j1, NULL), 1.0, "p = 1");
-    check_rank_one(problem_from(7, 1, 1, j1, NULL), 0.37, "p = 1, c = 0.37");
+    check_rank_one(tu_problem("values", 7, 1, 1, j1, NULL), 1.0, "p = 1");
+    check_rank_one(tu_problem("values", 7, 1, 1, j1, NULL), 0.37,
+                   "p = 1, c = 0.37");
     const double j2[10] = {0.3, -1.0, 0.8, 0.2, 2.0, -0.5, 1.1, 0.05, -0.7, 0.9};
-    check_rank_one(problem_from(5, 2, 1, j2, NULL), 1.0, "p = 1, k = 2");
+    check_rank_one(tu_problem("values", 5, 2, 1, j2, NULL), 1.0,
+                   "p = 1, k = 2");
     /* all J_i parallel: J_i = w_i uᵀ, k = 1 and k = 2 */
     const double u[4] = {0.5, -1.0, 0.25, 2.0};
     const double w[6] = {1.0, -0.4, 0.7, 1.9, 0.2, -1.3};
@@ -833,14 +784,16 @@ static void test_closed_forms(void **state)
     for (int i = 0; i < 6; i++)
         for (int j = 0; j < 4; j++)
             J[i * 4 + j] = w[i] * u[j];
-    check_rank_one(problem_from(6, 1, 4, J, NULL), 1.0, "rank one, k = 1");
+    check_rank_one(tu_problem("values", 6, 1, 4, J, NULL), 1.0,
+                   "rank one, k = 1");
     for (int i = 0; i < 3; i++)
         for (int o = 0; o < 2; o++)
             for (int j = 0; j < 4; j++)
                 J2[(i * 2 + o) * 4 + j] = w[2 * i + o] * u[j];
-    check_rank_one(problem_from(3, 2, 4, J2, NULL), 1.0, "rank one, k = 2");
-    check_rank_one(problem_from(3, 2, 4, J2, NULL), 4.0, "rank one, k = 2, "
-                   "c = 4");
+    check_rank_one(tu_problem("values", 3, 2, 4, J2, NULL), 1.0,
+                   "rank one, k = 2");
+    check_rank_one(tu_problem("values", 3, 2, 4, J2, NULL), 4.0,
+                   "rank one, k = 2, c = 4");
 }
 
 /* -------------------------------------------------------- loss convention */
@@ -855,48 +808,57 @@ static void test_loss_scale(void **state)
     const double cs[3] = {2.0 / 3.0, 0.37, 12.5};
     for (int t = 0; t < 3; t++) {
         setup one, sc;
-        setup_make(&one, random_problem(9, 3, 7, 1.0, 700 + t), 1.0);
-        setup_make(&sc, random_problem(9, 3, 7, 1.0, 700 + t), cs[t]);
+        setup_make(&one, tu_random_problem(9, 3, 7, 1.0, 700 + t), 1.0);
+        setup_make(&sc, tu_random_problem(9, 3, 7, 1.0, 700 + t), cs[t]);
         double c = cs[t];
         check_theory(&sc, "scaled problem");
-        assert_rel(sc.th.sharpness, c * one.th.sharpness, 1e-14, "sharpness");
-        assert_rel(sc.th.hessian_frobenius, c * one.th.hessian_frobenius,
-                   1e-14, "|H|_F");
-        assert_rel(sc.th.hessian_trace, c * one.th.hessian_trace, 1e-14, "tr");
-        assert_rel(sc.th.nonuniformity, c * one.th.nonuniformity, 1e-14, "s");
-        assert_rel(sc.th.top_moment, c * c * one.th.top_moment, 1e-14, "top");
-        assert_rel(sc.th.frobenius_moment, c * c * one.th.frobenius_moment,
-                   1e-14, "frob moment");
-        assert_rel(sc.th.alignment_min, one.th.alignment_min, 1e-13,
-                   "mu_min is invariant");
+        tu_assert_close_rel(sc.th.sharpness, c * one.th.sharpness, 1e-14,
+                            "sharpness");
+        tu_assert_close_rel(sc.th.hessian_frobenius,
+                            c * one.th.hessian_frobenius, 1e-14, "|H|_F");
+        tu_assert_close_rel(sc.th.hessian_trace, c * one.th.hessian_trace,
+                            1e-14, "tr");
+        tu_assert_close_rel(sc.th.nonuniformity, c * one.th.nonuniformity,
+                            1e-14, "s");
+        tu_assert_close_rel(sc.th.top_moment, c * c * one.th.top_moment, 1e-14,
+                            "top");
+        tu_assert_close_rel(sc.th.frobenius_moment,
+                            c * c * one.th.frobenius_moment, 1e-14,
+                            "frob moment");
+        tu_assert_close_rel(sc.th.alignment_min, one.th.alignment_min, 1e-13,
+                            "mu_min is invariant");
         for (int si = 0; si < 3; si++) {
             sgdstab_error err;
             double eta1;
-            assert_int_equal(sgdstab_reference_critical(one.ref, SAMPLINGS[si],
-                                                        3, &eta1, &err),
+            assert_int_equal(sgdstab_reference_critical(one.ref,
+                                                        tu_samplings[si], 3,
+                                                        &eta1, &err),
                              SGDSTAB_OK);
             for (double f = 0.5; f < 2; f += 0.9) {
                 sgdstab_verification v1, vc;
                 assert_int_equal(
                     sgdstab_verify(
                         one.s, &one.th,
-                        TU_CONFIG(f * eta1, 3, SAMPLINGS[si], one.c), &v1,
+                        TU_CONFIG(f * eta1, 3, tu_samplings[si], one.c), &v1,
                         &err),
                     SGDSTAB_OK);
-                assert_int_equal(sgdstab_verify(sc.s, &sc.th,
-                                                TU_CONFIG(f * eta1 / c, 3,
-                                                          SAMPLINGS[si], sc.c),
-                                                &vc, &err),
-                                 SGDSTAB_OK);
-                assert_rel(vc.analysis.critical.lr_critical,
-                           v1.analysis.critical.lr_critical / c, 1e-9, "eta*");
-                assert_close(vc.analysis.radius.rho, v1.analysis.radius.rho,
-                             1e-10, "rho");
-                assert_rel(vc.growth_bound, v1.growth_bound, 1e-12, "growth");
-                assert_rel(vc.frobenius_bound, c * v1.frobenius_bound, 1e-12,
-                           "frobenius bound");
-                assert_rel(vc.alignment_top, v1.alignment_top, 1e-6,
-                           "mu at the top eigenmatrix");
+                assert_int_equal(
+                    sgdstab_verify(
+                        sc.s, &sc.th,
+                        TU_CONFIG(f * eta1 / c, 3, tu_samplings[si], sc.c),
+                        &vc, &err),
+                    SGDSTAB_OK);
+                tu_assert_close_rel(vc.analysis.critical.lr_critical,
+                                    v1.analysis.critical.lr_critical / c, 1e-9,
+                                    "eta*");
+                tu_assert_close(vc.analysis.radius.rho, v1.analysis.radius.rho,
+                                1e-10, "rho");
+                tu_assert_close_rel(vc.growth_bound, v1.growth_bound, 1e-12,
+                                    "growth");
+                tu_assert_close_rel(vc.frobenius_bound, c * v1.frobenius_bound,
+                                    1e-12, "frobenius bound");
+                tu_assert_close_rel(vc.alignment_top, v1.alignment_top, 1e-6,
+                                    "mu at the top eigenmatrix");
                 assert_int_equal(vc.nchecks, v1.nchecks);
                 for (size_t i = 0; i < v1.nchecks; i++) {
                     const sgdstab_check *a1 = &v1.checks[i];
@@ -905,18 +867,18 @@ static void test_loss_scale(void **state)
                     assert_int_equal(ac->theorem, a1->theorem);
                     if (strcmp(a1->name, "alignment_top") &&
                         strcmp(a1->name, "wu_wang_su_escape"))
-                        assert_close(ac->ratio, a1->ratio,
-                                     1e-8 * fabs(a1->ratio), a1->name);
+                        tu_assert_close(ac->ratio, a1->ratio,
+                                        1e-8 * fabs(a1->ratio), a1->name);
                 }
             }
         }
         /* theory quantities made with another loss scale are refused */
         sgdstab_verification v;
         sgdstab_error err;
-        assert_int_equal(sgdstab_verify(sc.s, &one.th,
-                                        TU_CONFIG(1.0, 3, SAMPLINGS[0], sc.c),
-                                        &v, &err),
-                         SGDSTAB_EINVAL);
+        assert_int_equal(
+            sgdstab_verify(sc.s, &one.th,
+                           TU_CONFIG(1.0, 3, tu_samplings[0], sc.c), &v, &err),
+            SGDSTAB_EINVAL);
         assert_non_null(strstr(err.msg, "loss scale"));
         setup_free(&one);
         setup_free(&sc);
@@ -943,10 +905,9 @@ static void test_refusals(void **state)
         Hpd[a] = G[a] + (a % 4 == 0 ? 0.3 : 0);
     Hs[1] = Hpd;
     for (int h = 0; h < 2; h++) {
-        sgdstab_problem *prob = problem_from(4, 1, 3, J, Hs[h]);
-        sgdstab_reduced *red;
+        sgdstab_problem *prob = tu_problem("values", 4, 1, 3, J, Hs[h]);
+        sgdstab_reduced *red = tu_reduce(prob);
         sgdstab_error err = {0, ""};
-        assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
         sgdstab_theory th;
         assert_int_equal(sgdstab_theory_compute(
                              red,
@@ -960,10 +921,9 @@ static void test_refusals(void **state)
     }
     /* a loss scale that is not a positive number */
     {
-        sgdstab_problem *prob = problem_from(4, 1, 3, J, NULL);
-        sgdstab_reduced *red;
+        sgdstab_problem *prob = tu_problem("values", 4, 1, 3, J, NULL);
+        sgdstab_reduced *red = tu_reduce(prob);
         sgdstab_error err;
-        assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
         const double bad[3] = {0, -1, NAN};
         for (int i = 0; i < 3; i++) {
             sgdstab_theory th;
@@ -978,7 +938,7 @@ static void test_refusals(void **state)
     }
     /* J = 0: nothing is defined (if the reduction accepts it at all) */
     const double Z[6] = {0};
-    sgdstab_problem *prob = problem_from(3, 1, 2, Z, NULL);
+    sgdstab_problem *prob = tu_problem("values", 3, 1, 2, Z, NULL);
     sgdstab_reduced *red;
     sgdstab_error err;
     if (sgdstab_reduce(prob, NULL, &red, &err) == SGDSTAB_OK) {
@@ -1002,10 +962,9 @@ static void test_zero_bounds(void **state)
 {
     (void)state;
     const double j1[2] = {2.0409191213851825, -2.5556650313141818};
-    sgdstab_problem *prob = problem_from(2, 1, 1, j1, NULL);
+    sgdstab_problem *prob = tu_problem("values", 2, 1, 1, j1, NULL);
     sgdstab_error err;
-    sgdstab_reduced *red;
-    assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
+    sgdstab_reduced *red = tu_reduce(prob);
     sgdstab_stability *s = sgdstab_stability_alloc(red, &err);
     assert_non_null(s);
     sgdstab_theory th;
@@ -1022,7 +981,7 @@ static void test_zero_bounds(void **state)
                                         TU_CONFIG(1 / lam, 2, smp[si], 1), &v,
                                         &err),
                          SGDSTAB_OK);
-        assert_close(v.analysis.radius.rho, 0, 1e-12, "rho = (1 - 1)^2");
+        tu_assert_close(v.analysis.radius.rho, 0, 1e-12, "rho = (1 - 1)^2");
         assert_true(v.growth_bound == 0);
         const sgdstab_check *esc = find_check(&v, "wu_wang_su_escape");
         if (!esc->holds || v.theorems_failed)
@@ -1044,8 +1003,8 @@ static void test_zero_bounds(void **state)
     memcpy(J + 8, J, 8 * sizeof *J);
     memcpy(J + 16, J, 8 * sizeof *J);
     for (size_t n = 1; n <= 3; n += 2) {
-        prob = problem_from(n, 2, 4, J, NULL);
-        assert_int_equal(sgdstab_reduce(prob, NULL, &red, &err), SGDSTAB_OK);
+        prob = tu_problem("values", n, 2, 4, J, NULL);
+        red = tu_reduce(prob);
         s = sgdstab_stability_alloc(red, &err);
         assert_non_null(s);
         assert_int_equal(sgdstab_theory_compute(
@@ -1053,21 +1012,21 @@ static void test_zero_bounds(void **state)
                              TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, 1.0),
                              &th, &err),
                          SGDSTAB_OK);
-        assert_close(th.alignment_min, 0, 1e-12, "mu_min without noise");
+        tu_assert_close(th.alignment_min, 0, 1e-12, "mu_min without noise");
         for (int si = 0; si < 3; si++)
             for (double f = 0.5; f < 2; f += 1) {
                 sgdstab_verification v;
                 assert_int_equal(sgdstab_verify(s, &th,
                                                 TU_CONFIG(f / th.sharpness, 1,
-                                                          SAMPLINGS[si], 1),
+                                                          tu_samplings[si], 1),
                                                 &v, &err),
                                  SGDSTAB_OK);
-                assert_close(v.alignment_top, 0, 1e-10, "mu(S*) = 0");
+                tu_assert_close(v.alignment_top, 0, 1e-10, "mu(S*) = 0");
                 for (size_t i = 0; i < v.nchecks; i++)
                     if (v.checks[i].theorem && !v.checks[i].holds)
                         fail_msg("n = %zu, %s: %s (value %.17g, bound %.17g) "
                                  "reported as a failed theorem", n,
-                                 sgdstab_sampling_name(SAMPLINGS[si]),
+                                 sgdstab_sampling_name(tu_samplings[si]),
                                  v.checks[i].name, v.checks[i].value,
                                  v.checks[i].bound);
                 assert_int_equal(v.theorems_failed, 0);
@@ -1086,7 +1045,7 @@ static void test_failure_accounting(void **state)
 {
     (void)state;
     setup u;
-    setup_make(&u, random_problem(10, 1, 6, 1.0, 808), 1.0);
+    setup_make(&u, tu_random_problem(10, 1, 6, 1.0, 808), 1.0);
     sgdstab_error err;
     double eta;
     assert_int_equal(sgdstab_reference_critical(u.ref, SGDSTAB_SAMPLING_WITH,
@@ -1106,7 +1065,7 @@ static void test_failure_accounting(void **state)
         int holds = c->upper ? c->value <= c->bound : c->value >= c->bound;
         assert_int_equal(c->holds, holds);
         double ratio = c->upper ? c->value / c->bound : c->bound / c->value;
-        assert_close(c->ratio, ratio, 1e-14 * fabs(ratio), c->name);
+        tu_assert_close(c->ratio, ratio, 1e-14 * fabs(ratio), c->name);
         if (!holds)
             assert_true(c->ratio > 1);
         if (c->theorem && !c->holds)
@@ -1140,7 +1099,7 @@ static void test_flat_direction(void **state)
         for (size_t i = 0; i < n; i++)
             J[i * p + p - 1] *= judged ? 1e-3 : 1e-7;
         setup u;
-        setup_make(&u, problem_from(n, 1, p, J, NULL), 1.0);
+        setup_make(&u, tu_problem("values", n, 1, p, J, NULL), 1.0);
         sgdstab_error err;
         double eta;
         assert_int_equal(sgdstab_reference_critical(

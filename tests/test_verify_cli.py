@@ -48,8 +48,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_harness as harness  # noqa: E402
 import engine_reference as ref  # noqa: E402
-from cli_harness import (fail, fmt, is_num, ok, report, run,  # noqa: E402
-                         run_json)
+from cli_harness import (fail, failure_errors, fmt, is_num, ok,  # noqa: E402
+                         report, run, run_json)
 import theory_reference as tref  # noqa: E402
 
 RHO_ABS = 1e-10
@@ -314,29 +314,11 @@ def check_json(d, case, prob, lr, B, sampling, loss_label=None):
 
 # ----------------------------------------------------------------- problems
 
-class Case:
+class Case(harness.Case):
     """J written to disk as .npy, with its reference Problem per loss."""
 
     def __init__(self, name, J):
-        self.name = name
-        self.J = np.asarray(J, dtype=np.float64)
-        self.path = os.path.join(WORK, name + ".npy")
-        np.save(self.path, self.J)
-        self._prob = {}
-        self._eta = {}
-        p = self.problem(1.0)
-        self.n, self.k, self.p = p.n, p.k, p.p
-
-    def problem(self, c=1.0):
-        if c not in self._prob:
-            self._prob[c] = ref.Problem(self.J, None, c)
-        return self._prob[c]
-
-    def eta_star(self, sampling, B, c=1.0):
-        key = (sampling, B, c)
-        if key not in self._eta:
-            self._eta[key] = ref.lr_critical(self.problem(c), sampling, B)
-        return self._eta[key]
+        super().__init__(WORK, name, J)
 
 
 LOSSES = (("half-mean", None), ("mse", None), ("0.37", 0.37))
@@ -590,15 +572,7 @@ def test_noiseless(case, runs):
 
 def expect_error(name, status, args, want_in_err=None):
     res = run(*args)
-    e = []
-    if res.rc not in status:
-        e.append("exit status %d, expected %s" % (res.rc,
-                                                  " or ".join(map(str, status))))
-    if res.out:
-        e.append("stdout not empty")
-    if not (res.err.endswith("\n") and res.err.count("\n") == 1
-            and res.err.strip()):
-        e.append("stderr is not exactly one line")
+    e = failure_errors(res, status)
     if want_in_err and want_in_err not in res.err:
         e.append("stderr does not name %r" % want_in_err)
     report(name, e, res)

@@ -1,9 +1,13 @@
 #include "testutil.h"
 
+#include <cblas.h>
+#include <dirent.h>
+#include <lapacke.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "sgdstab/rng.h"
 
@@ -122,12 +126,86 @@ unsigned char *tu_slurp(const char *path, size_t *len)
     return buf;
 }
 
-int tu_make_tmpdir(char *dir, size_t size, const char *tag)
+static char tmpdir[4096];
+
+int tu_tmpdir_setup(void **state)
 {
+    (void)state;
     const char *base = getenv("TMPDIR");
-    int len = snprintf(dir, size, "%s/sgdstab-test-%s-XXXXXX",
-                       base && *base ? base : "/tmp", tag);
-    return len > 0 && (size_t)len < size && mkdtemp(dir) ? 0 : -1;
+    int len = snprintf(tmpdir, sizeof tmpdir, "%s/sgdstab-test-XXXXXX",
+                       base && *base ? base : "/tmp");
+    return len > 0 && (size_t)len < sizeof tmpdir && mkdtemp(tmpdir) ? 0 : -1;
+}
+
+int tu_tmpdir_teardown(void **state)
+{
+    (void)state;
+    DIR *d = opendir(tmpdir);
+    if (!d)
+        return -1;
+    struct dirent *de;
+    char path[8192];
+    while ((de = readdir(d)))
+        if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+            unlink(tu_tmp_path(path, sizeof path, de->d_name));
+    closedir(d);
+    return rmdir(tmpdir);
+}
+
+const char *tu_tmpdir(void)
+{
+    return tmpdir;
+}
+
+char *tu_tmp_path(char *path, size_t size, const char *name)
+{
+    snprintf(path, size, "%s/%s", tmpdir, name);
+    return path;
+}
+
+size_t tu_dir_entries(const char *dir, const char *want, int *found)
+{
+    DIR *d = opendir(dir);
+    assert_non_null(d);
+    size_t n = 0;
+    int seen = 0;
+    struct dirent *de;
+    while ((de = readdir(d))) {
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        n++;
+        if (want && !strcmp(de->d_name, want))
+            seen = 1;
+        else
+            print_message("  entry in output dir: %s\n", de->d_name);
+    }
+    closedir(d);
+    if (found)
+        *found = seen;
+    return n;
+}
+
+sgdstab_array tu_array(int nd, size_t s0, size_t s1, size_t s2,
+                       const char *descr, const double *vals)
+{
+    sgdstab_array a;
+    memset(&a, 0, sizeof a);
+    a.ndim = nd;
+    a.shape[0] = s0;
+    a.shape[1] = nd >= 2 ? s1 : 1;
+    a.shape[2] = nd >= 3 ? s2 : 1;
+    a.size = a.shape[0] * a.shape[1] * a.shape[2];
+    snprintf(a.descr, sizeof a.descr, "%s", descr);
+    if (a.size) {
+        a.data = malloc(a.size * sizeof *a.data);
+        assert_non_null(a.data);
+        if (vals)
+            memcpy(a.data, vals, a.size * sizeof *a.data);
+        else
+            for (size_t f = 0; f < a.size; f++)
+                a.data[f] = tu_formula(f);
+    }
+    return a;
 }
 
 void tu_dirty(void *p, size_t size)
@@ -272,6 +350,109 @@ void tu_spectral_matrix(size_t n, const double *lambda, unsigned long seed,
             for (size_t j = 0; j < n; j++)
                 Q[i * n + j] = U[j * n + i];
     free(U);
+}
+
+void tu_assert_close_rel_(double a, double b, double rtol, const char *what,
+                          const char *file, int line)
+{
+    if (!(fabs(a - b) <= rtol * fabs(b))) {
+        print_error("%s:%d: %s: got %.17g, expected %.17g (relative "
+                    "difference %.3g > rtol %.3g)\n", file, line, what, a, b,
+                    fabs(a - b) / fabs(b), rtol);
+        fail();
+    }
+}
+
+const sgdstab_sampling tu_samplings[3] = {SGDSTAB_SAMPLING_WITHOUT,
+                                          SGDSTAB_SAMPLING_WITH,
+                                          SGDSTAB_SAMPLING_BERNOULLI};
+
+double *tu_random_J(sgdstab_rng *rng, size_t n, size_t k, size_t p,
+                    double scale)
+{
+    double *J = malloc(n * k * p * sizeof *J);
+    assert_non_null(J);
+    sgdstab_rng_gaussian(rng, scale / sqrt((double)p), n * k * p, J);
+    return J;
+}
+
+sgdstab_problem *tu_problem(const char *label, size_t n, size_t k, size_t p,
+                            const double *J, const double *H)
+{
+    sgdstab_array Ja = tu_array(3, n, k, p, "<f8", J);
+    sgdstab_array Ha = H ? tu_array(2, p, p, 1, "<f8", H)
+                         : (sgdstab_array){.ndim = 0};
+    sgdstab_problem *prob;
+    sgdstab_error err;
+    if (sgdstab_problem_from_arrays(label, &Ja, H ? &Ha : NULL, NULL, &prob,
+                                    &err) != SGDSTAB_OK)
+        fail_msg("problem %s: %s", label, err.msg);
+    return prob;
+}
+
+sgdstab_problem *tu_random_problem(size_t n, size_t k, size_t p, double scale,
+                                   unsigned long seed)
+{
+    sgdstab_rng *rng = sgdstab_rng_alloc(seed);
+    assert_non_null(rng);
+    double *J = tu_random_J(rng, n, k, p, scale);
+    sgdstab_rng_free(rng);
+    sgdstab_problem *prob = tu_problem("random", n, k, p, J, NULL);
+    free(J);
+    return prob;
+}
+
+sgdstab_reduced *tu_reduce(const sgdstab_problem *prob)
+{
+    sgdstab_reduced *red;
+    sgdstab_error err;
+    if (sgdstab_reduce(prob, NULL, &red, &err) != SGDSTAB_OK)
+        fail_msg("reduce: %s", err.msg);
+    return red;
+}
+
+tu_fixture tu_fixture_of(sgdstab_problem *prob)
+{
+    return (tu_fixture){prob, tu_reduce(prob)};
+}
+
+void tu_fixture_free(tu_fixture *f)
+{
+    sgdstab_reduced_free(f->red);
+    sgdstab_problem_free(f->prob);
+}
+
+double *tu_gram(const double *J, size_t n, size_t k, size_t p)
+{
+    double *G = calloc(p * p, sizeof *G);
+    assert_non_null(G);
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)p, (int)(n * k),
+                1.0 / (double)n, J, (int)p, 0.0, G, (int)p);
+    return G;
+}
+
+void tu_gram_eigenvalues(const sgdstab_problem *prob, double *w)
+{
+    size_t p = prob->p;
+    double *G = tu_gram(prob->J, prob->n, prob->k, p);
+    assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)p,
+                                   G, (lapack_int)p, w),
+                     0);
+    free(G);
+}
+
+sgdstab_sim_options tu_sim_options(double lr, size_t batch, size_t steps,
+                                   size_t runs)
+{
+    sgdstab_sim_options o;
+    memset(&o, 0, sizeof o);
+    sgdstab_config_init(&o.config);
+    o.config.lr = lr;
+    o.config.batch = batch;
+    o.steps = steps;
+    o.runs = runs;
+    o.seed = 5;
+    return o;
 }
 
 int tu_run(const char *group, struct CMUnitTest *tests, size_t n)

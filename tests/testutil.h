@@ -15,7 +15,12 @@
 #include <cjson/cJSON.h>
 
 #include "sgdstab/config.h"
+#include "sgdstab/moments.h"
 #include "sgdstab/npy.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/rng.h"
+#include "sgdstab/simulate.h"
 #include "sgdstab/status.h"
 
 /* A configuration (config.h) as a compound literal: learning rate, batch
@@ -46,10 +51,28 @@ double tu_symformula(size_t p, size_t i, size_t j);
  * file cannot be read. */
 unsigned char *tu_slurp(const char *path, size_t *len);
 
-/* Create a fresh directory $TMPDIR/sgdstab-test-TAG-XXXXXX (/tmp without
- * TMPDIR) and put its path in dir; 0 on success, −1 on failure (the
- * return value a cmocka setup function gives). */
-int tu_make_tmpdir(char *dir, size_t size, const char *tag);
+/* The scratch directory of a group of tests.  tu_tmpdir_setup, a cmocka
+ * setup function, makes a fresh directory $TMPDIR/sgdstab-test-XXXXXX (/tmp
+ * without TMPDIR), whose path tu_tmpdir() returns; tu_tmpdir_teardown
+ * deletes the files left in it, then the directory.  Both give 0 on
+ * success, −1 on failure. */
+int tu_tmpdir_setup(void **state);
+int tu_tmpdir_teardown(void **state);
+const char *tu_tmpdir(void);
+
+/* tu_tmpdir()/name in path (size bytes); returns path. */
+char *tu_tmp_path(char *path, size_t size, const char *name);
+
+/* The number of entries of dir, without . and ..; every entry other than
+ * want (which may be NULL) is printed, and *found (unless found is NULL)
+ * tells whether want is there. */
+size_t tu_dir_entries(const char *dir, const char *want, int *found);
+
+/* A heap array of nd dimensions (the shape entries beyond nd are 1) with
+ * the given dtype descr, holding a copy of vals, or the fixtures' formula
+ * tu_formula when vals is NULL.  No data for an empty array. */
+sgdstab_array tu_array(int nd, size_t s0, size_t s1, size_t s2,
+                       const char *descr, const double *vals);
 
 /* Fill an output struct with garbage, so that a function which leaves a
  * field unset on some path is caught. */
@@ -85,6 +108,58 @@ void tu_assert_close_(double a, double b, double tol, const char *what,
  * column j of Q is an eigenvector for lambda[j]; Q is stored if not NULL. */
 void tu_spectral_matrix(size_t n, const double *lambda, unsigned long seed,
                         double *A, double *Q);
+
+/* |a − b| ≤ rtol·|b|, with a readable failure message. */
+#define tu_assert_close_rel(a, b, rtol, what)                                 \
+    tu_assert_close_rel_((a), (b), (rtol), (what), __FILE__, __LINE__)
+void tu_assert_close_rel_(double a, double b, double rtol, const char *what,
+                          const char *file, int line);
+
+/* ------------------------------------------------- problems and engines */
+
+/* Every fresh-batch sampling rule. */
+extern const sgdstab_sampling tu_samplings[3];
+
+/* n·k·p values with N(0, (scale/√p)²) entries drawn from rng (malloc'd):
+ * a Jacobian whose G = JᵀJ/n has eigenvalues of order scale². */
+double *tu_random_J(sgdstab_rng *rng, size_t n, size_t k, size_t p,
+                    double scale);
+
+/* The problem named label with J (n·k·p values) and, unless H is NULL, the
+ * p×p Hessian H, both copied; fails the test if the library refuses it. */
+sgdstab_problem *tu_problem(const char *label, size_t n, size_t k, size_t p,
+                            const double *J, const double *H);
+
+/* tu_problem("random", …) of tu_random_J from a generator seeded with
+ * seed, without H. */
+sgdstab_problem *tu_random_problem(size_t n, size_t k, size_t p, double scale,
+                                   unsigned long seed);
+
+/* The reduced coordinates of prob with the default options; fails the test
+ * on an error. */
+sgdstab_reduced *tu_reduce(const sgdstab_problem *prob);
+
+/* A problem with its reduced coordinates. */
+typedef struct {
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+} tu_fixture;
+
+/* prob (taken over) and tu_reduce(prob). */
+tu_fixture tu_fixture_of(sgdstab_problem *prob);
+void tu_fixture_free(tu_fixture *f);
+
+/* G = JᵀJ/n for J of n·k rows of p, computed here with CBLAS: p×p,
+ * calloc'd, the upper triangle only. */
+double *tu_gram(const double *J, size_t n, size_t k, size_t p);
+
+/* The p eigenvalues of prob's G = JᵀJ/n, ascending, with LAPACKE. */
+void tu_gram_eigenvalues(const sgdstab_problem *prob, double *w);
+
+/* Simulation options: learning rate lr, batch size, steps, runs, loss
+ * scale 1, seed 5, everything else zero (sampling without replacement). */
+sgdstab_sim_options tu_sim_options(double lr, size_t batch, size_t steps,
+                                   size_t runs);
 
 /* Run a dynamically built group of tests; frees nothing. */
 int tu_run(const char *group, struct CMUnitTest *tests, size_t n);

@@ -137,7 +137,8 @@ static int time_critical(const cli_args *a, const sgdstab_config *cfg,
     return EXIT_OK;
 }
 
-/* Monte Carlo SGD at a stable η: 64 runs, 3e9 flops in all (about 1 s). */
+/* Monte Carlo SGD at a stable η: 64 runs, 3e9 flops in all, enough for a
+ * steady rate while keeping bench short. */
 static int time_simulate(const sgdstab_config *cfg,
                          const sgdstab_problem *prob,
                          const sgdstab_reduced *red, double lr,

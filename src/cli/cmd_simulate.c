@@ -380,7 +380,7 @@ static void print_text(const cli_args *a, const sim_run *sr,
 }
 
 /* A work that takes minutes is announced, with a rough time (at 1 GFLOP/s,
- * the order of the simulator's rate on two cores), unless --quiet. */
+ * the order of magnitude of the simulator's rate), unless --quiet. */
 static void note_work(const sim_run *sr, double flops)
 {
     if (!sr->quiet && flops > 1e11 && flops <= SGDSTAB_WORK_MAX)
