@@ -1,6 +1,8 @@
 /* sgdstab bench: speed on a random problem, as ratios to this machine's
  * DGEMM rate measured in the same run. */
 #include <cblas.h>
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,9 +10,23 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
+#include "sgdstab/eig.h"
+#include "sgdstab/moments.h"
+#include "sgdstab/npy.h"
+#include "sgdstab/phase.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
 #include "sgdstab/rng.h"
 #include "sgdstab/simulate.h"
+#include "sgdstab/stability.h"
+#include "sgdstab/status.h"
 
 /* Runs of each timing whose fastest is reported (BENCH_HELP). */
 enum { BENCH_RUNS = 3 };

@@ -1,9 +1,19 @@
 /* sgdstab evolve FILE --lr η --batch B --steps T: E‖δ_t‖² and E L_t, exactly. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
+#include "sgdstab/outfile.h"
+#include "sgdstab/problem.h"
 
 enum { OPT_STEPS = OPT_FIRST_PRIVATE, OPT_INIT };
 

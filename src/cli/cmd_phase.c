@@ -1,12 +1,26 @@
 /* sgdstab phase FILE --batch LIST --lr SPEC: the stability phase diagram. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "phase_output.h"
+#include "plot.h"
+#include "progress.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
 #include "sgdstab/phase.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/status.h"
 #include "sgdstab/theory.h"
 
 static const char PHASE_HELP[] =

@@ -1,14 +1,26 @@
 /* sgdstab simulate FILE --lr η --batch B --steps T: Monte Carlo SGD;
  * with --epoch or --threshold, the one-epoch second-moment map estimated
  * from sampled epochs (epoch.h). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "progress.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
 #include "sgdstab/epoch.h"
+#include "sgdstab/outfile.h"
 #include "sgdstab/simulate.h"
+#include "sgdstab/stability.h"
+#include "sgdstab/status.h"
 
 enum {
     OPT_STEPS = OPT_FIRST_PRIVATE, OPT_RUNS, OPT_SEED, OPT_INIT, OPT_THREADS,

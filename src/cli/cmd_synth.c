@@ -1,8 +1,15 @@
 /* sgdstab synth FAMILY -o OUT.npz: an exact interpolating minimum of a
  * synthetic model family (synth.h), written as an .npz. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <stdio.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "sgdstab/status.h"
 #include "sgdstab/synth.h"
 
 enum {

@@ -1,9 +1,20 @@
 /* sgdstab verify FILE --lr η --batch B: the theory's quantities, bounds and
  * conditions (README, The theory checks; theory.h) beside the exact answer. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "session.h"
+#include "sgdstab/config.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/stability.h"
+#include "sgdstab/status.h"
 #include "sgdstab/theory.h"
 
 /* Exit status when an inequality that is a theorem fails on the input. */

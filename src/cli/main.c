@@ -4,7 +4,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "output.h"
+#include "plot.h"
+#include "report.h"
 #include "sgdstab/outfile.h"
 #include "sgdstab_config.h"
 

@@ -1,87 +1,18 @@
 #include <errno.h>
 #include <float.h>
+#include <getopt.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "exit_status.h"
+#include "options.h"
+#include "report.h"
+#include "sgdstab/config.h"
 #include "sgdstab/memplan.h"
-
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-    if (!cmd)
-        return EXIT_USAGE;
-    va_list ap;
-    fprintf(stderr, "sgdstab %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see 'sgdstab %s --help')\n", cmd);
-    return EXIT_USAGE;
-}
-
-/* Bytes of the UTF-8 sequence at s if it is valid and encodes a character
- * a terminal prints as itself, 0 otherwise: overlong forms, surrogates, C1
- * controls (U+0080..U+009F, e.g. CSI) and the line separators and bidi
- * overrides that reorder the rest of a line are escaped instead. */
-static size_t utf8_printable(const unsigned char *s)
-{
-    size_t len;
-    unsigned long cp, min;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        len = 2, cp = s[0] & 0x1fu, min = 0xa0;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        len = 3, cp = s[0] & 0x0fu, min = 0x800;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        len = 4, cp = s[0] & 0x07u, min = 0x10000;
-    else
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)  /* also stops at the terminating NUL */
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-        (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
-        return 0;
-    return len;
-}
-
-const char *cli_quote(const char *s, char *buf, size_t size)
-{
-    static const char ellipsis[] = "...";
-    if (size < sizeof ellipsis) {
-        if (size)
-            buf[0] = '\0';
-        return buf;
-    }
-    const unsigned char *p = (const unsigned char *)s;
-    size_t k = 0;
-    while (*p) {
-        char piece[8];
-        size_t in = *p >= 0x80 ? utf8_printable(p) : *p >= 0x20 && *p != 0x7f;
-        size_t out = in;
-        if (in)
-            memcpy(piece, p, in);
-        else if (*p == '\n' || *p == '\t' || *p == '\r')
-            out = (size_t)snprintf(piece, sizeof piece, "\\%c",
-                                   *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r');
-        else
-            out = (size_t)snprintf(piece, sizeof piece, "\\x%02X", *p);
-        /* Keep room for the ellipsis a longer text ends with. */
-        if (k + out + sizeof ellipsis > size) {
-            memcpy(buf + k, ellipsis, sizeof ellipsis);
-            return buf;
-        }
-        memcpy(buf + k, piece, out);
-        k += out;
-        p += in ? in : 1;
-    }
-    buf[k] = '\0';
-    return buf;
-}
+#include "sgdstab/reduce.h"
 
 int cli_getopt_short(int argc, char **argv, const char *cmd,
                      const char *shortopts, const struct option *longopts)

@@ -1,19 +1,17 @@
+#include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include "cli.h"
-
-int cli_report(const sgdstab_error *err)
-{
-    /* Library messages may echo a file's contents (a header's keys, say);
-     * escaping makes a byte at most 4. */
-    char q[4 * SGDSTAB_ERROR_MSG_MAX];
-    fprintf(stderr, "sgdstab: %s\n", cli_quote(err->msg, q, sizeof q));
-    return EXIT_DATA;
-}
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "sgdstab/outfile.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/provenance.h"
+#include "sgdstab/status.h"
 
 cJSON *cli_json_value(double value)
 {
@@ -192,14 +190,4 @@ void cli_print_residual(const char *label, const sgdstab_problem *prob)
         printf(": interpolation unknown (the metadata lacks residual_rms or "
                "target_rms)\n");
     }
-}
-
-void cli_error_line(const char *cmd, const char *file, const char *fmt,
-                    va_list ap)
-{
-    char msg[1024], q[4 * sizeof msg];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    char qf[CLI_QUOTE_SIZE];
-    fprintf(stderr, "sgdstab %s: %s: %s\n", cmd, cli_quote(file, qf, sizeof qf),
-            cli_quote(msg, q, sizeof q));
 }

@@ -6,13 +6,17 @@
 #include <math.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "exit_status.h"
+#include "plot.h"
+#include "report.h"
+#include "sgdstab/outfile.h"
 
 extern char **environ;
 
