@@ -61,8 +61,7 @@ static const char ANALYZE_HELP[] =
     "                    null when it does not tell)\n"
     "  -h, --help        show this help\n"
     "\n"
-    "Exit status: 0 on success (stable or not), 1 on bad input, 2 on a usage\n"
-    "error.\n";
+    CLI_HELP_EXIT_STATUSES;
 
 static const char *minimum_note(sgdstab_minimum_kind kind)
 {

@@ -158,7 +158,7 @@ int cmd_critical(int argc, char **argv)
         status = cli_config_check(&args, ses.red, &largest,
                                   SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP);
     if (!status && !(cr = malloc(m * sizeof *cr)))
-        status = cli_usage_error(args.cmd, "out of memory");
+        status = cli_data_error(args.cmd, NULL, "out of memory");
     sgdstab_error err;
     if (!status &&
         sgdstab_critical_curve(s, &ses.cfg, batches, m, cr, &err))

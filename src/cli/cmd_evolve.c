@@ -151,7 +151,7 @@ int cmd_evolve(int argc, char **argv)
     double *S0 = NULL, *m2 = malloc((steps + 1) * sizeof *m2),
            *loss = malloc((steps + 1) * sizeof *loss);
     if (!m2 || !loss)
-        status = cli_usage_error(args.cmd, "out of memory");
+        status = cli_data_error(args.cmd, NULL, "out of memory");
     if (!status && init)
         status = cli_load_init(init, prob->p, &S0);
     if (!status)

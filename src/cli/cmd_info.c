@@ -75,7 +75,7 @@ static const char INFO_HELP[] =
     "                    are flat (default 1e-6, at most 0.01; strict: none)\n"
     "  -h, --help        show this help\n"
     "\n"
-    "Exit status: 0 on success, 1 on bad input, 2 on a usage error.\n";
+    CLI_HELP_EXIT_STATUSES;
 
 static double lambda_max_G(const sgdstab_reduced *red)
 {

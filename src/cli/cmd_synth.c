@@ -72,8 +72,7 @@ static const char SYNTH_HELP[] =
     "An option the family does not use is an error.  No array may hold more\n"
     "than 2^28 values (J holds n*k*p).\n"
     "\n"
-    "Exit status: 0 on success, 1 if the problem cannot be built or written,\n"
-    "2 on a usage error.\n";
+    CLI_HELP_EXIT_STATUSES;
 
 /* Options only some families take, with their bit in sgdstab_synth_uses. */
 static const struct {
@@ -181,8 +180,7 @@ static int print_json(const sgdstab_synth *s, const char *path)
     cJSON *o = sgdstab_synth_meta(s);
     if (!o || !cJSON_AddStringToObject(o, "file", path)) {
         cJSON_Delete(o);
-        fprintf(stderr, "sgdstab: out of memory printing JSON\n");
-        return EXIT_DATA;
+        return cli_data_error(NULL, NULL, "out of memory printing JSON");
     }
     return cli_json_print(o);
 }

@@ -38,10 +38,8 @@ int cli_json_print(cJSON *obj)
 {
     char *text = cJSON_Print(obj);
     cJSON_Delete(obj);
-    if (!text) {
-        fprintf(stderr, "sgdstab: out of memory printing JSON\n");
-        return EXIT_DATA;
-    }
+    if (!text)
+        return cli_data_error(NULL, NULL, "out of memory printing JSON");
     puts(text);
     free(text);
     return EXIT_OK;
@@ -50,7 +48,7 @@ int cli_json_print(cJSON *obj)
 int cli_finish_stdout(int status)
 {
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "sgdstab: error writing to standard output\n");
+        cli_error(NULL, NULL, "error writing to standard output");
         return status ? status : EXIT_DATA;
     }
     return status;
@@ -143,10 +141,10 @@ void cli_note_interpolation(const cli_args *a, const sgdstab_problem *prob)
     const sgdstab_provenance *pv = &prob->provenance;
     if (sgdstab_provenance_interpolating(pv) != 0)
         return;
-    fprintf(stderr, "sgdstab %s: note: %s is not an interpolating minimum: "
-            "its RMS training residual %.3g is %.3g%% of the RMS target %.3g "
-            "(interpolation means at most %g%%); the noise model assumes "
-            "interpolation, so %s\n", a->cmd, a->file, pv->residual_rms,
+    cli_note(a->cmd, "%s is not an interpolating minimum: its RMS training "
+             "residual %.3g is %.3g%% of the RMS target %.3g (interpolation "
+             "means at most %g%%); the noise model assumes interpolation, so "
+             "%s", a->file, pv->residual_rms,
             100 * sgdstab_provenance_relative_residual(pv), pv->target_rms,
             100 * SGDSTAB_INTERPOLATION_RTOL, surrogate(prob));
 }

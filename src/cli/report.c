@@ -6,6 +6,7 @@
 #include "exit_status.h"
 #include "report.h"
 #include "sgdstab/outfile.h"
+#include "sgdstab/status.h"
 
 /* Bytes of the UTF-8 sequence at s if it is valid and encodes a character
  * a terminal prints as itself, 0 otherwise: overlong forms, surrogates, C1
@@ -80,8 +81,9 @@ static void print_line(const char *cmd, const char *file, const char *kind,
     char msg[MESSAGE_MAX], qm[4 * MESSAGE_MAX], qf[CLI_QUOTE_SIZE];
     char line[sizeof qm + sizeof qf + 128];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    int k = snprintf(line, sizeof line, "sgdstab%s%s: %s%s%s%s", cmd ? " " : "",
-                     cmd ? cmd : "", file ? cli_quote(file, qf, sizeof qf) : "",
+    int k = snprintf(line, sizeof line, "sgdstab%s%s: %s%s%s%s",
+                     cmd ? " " : "", cmd ? cmd : "",
+                     file ? cli_quote(file, qf, sizeof qf) : "",
                      file ? ": " : "", kind, cli_quote(msg, qm, sizeof qm));
     if (help_cmd && k >= 0 && (size_t)k < sizeof line)
         snprintf(line + k, sizeof line - (size_t)k,

@@ -25,9 +25,9 @@ static int file_loss(cli_args *a, const sgdstab_problem *prob)
     if (a->have_loss || !*loss)
         return EXIT_OK;
     if (sgdstab_loss_scale(loss, prob->k, &c, NULL)) {
-        fprintf(stderr, "sgdstab: %s: meta.json: \"loss\" must be half-mean, "
-                "mse or a number > 0, not '%s'\n", a->file, loss);
-        return EXIT_DATA;
+        return cli_data_error(NULL, a->file, "meta.json: \"loss\" must be "
+                              "half-mean, mse or a number > 0, not '%s'",
+                              loss);
     }
     a->loss_name = loss;
     snprintf(a->loss_text, sizeof a->loss_text, "%s from the file's metadata",
@@ -124,20 +124,17 @@ int cli_load_init(const char *path, size_t p, double **S)
     double *copy = malloc(p * p * sizeof *copy), *w = malloc(p * sizeof *w);
     int status = EXIT_OK;
     if (!copy || !w) {
-        fprintf(stderr, "sgdstab: %s: out of memory\n", path);
-        status = EXIT_DATA;
+        status = cli_data_error(NULL, path, "out of memory");
     } else {
         for (size_t i = 0; i < p * p; i++)
             copy[i] = (*S)[i];
         if (LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'N', 'U', (lapack_int)p, copy,
                            (lapack_int)p, w) != 0) {
-            fprintf(stderr, "sgdstab: %s: eigenvalues of S_0 failed\n", path);
-            status = EXIT_DATA;
+            status = cli_data_error(NULL, path, "eigenvalues of S_0 failed");
         } else if (w[0] < -1e-10 * fmax(fabs(w[p - 1]), 1e-300)) {
-            fprintf(stderr, "sgdstab: %s: S_0 is not positive semidefinite "
-                    "(smallest eigenvalue %.3g), so it is no second moment\n",
-                    path, w[0]);
-            status = EXIT_DATA;
+            status = cli_data_error(NULL, path, "S_0 is not positive "
+                                    "semidefinite (smallest eigenvalue %.3g), "
+                                    "so it is no second moment", w[0]);
         }
     }
     free(copy);
@@ -159,10 +156,8 @@ int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
     sgdstab_moments *m = NULL;
     double *Z0 = calloc(r ? r * r : 1, sizeof *Z0);
     int status = EXIT_OK;
-    if (!Z0) {
-        fprintf(stderr, "sgdstab: out of memory\n");
-        return EXIT_DATA;
-    }
+    if (!Z0)
+        return cli_data_error(NULL, NULL, "out of memory");
     if (!(m = sgdstab_moments_alloc(red, &err)))
         status = cli_report(&err);
     if (!status && S0) {
