@@ -261,6 +261,92 @@ static int split_colons(char *s, char **f, int max)
  * memory before anything checks them against the problem. */
 #define CLI_LIST_MAX 1000000
 
+/* The usage error of a list or range asking for too many sizes. */
+static int too_many_batches(const char *cmd, const char *shown)
+{
+    return cli_usage_error(cmd, "--batch: '%s' asks for more than a million "
+                           "batch sizes", shown);
+}
+
+/* Every size from a to b. */
+static int push_range(const char *cmd, const char *shown, size_t a, size_t b,
+                      size_t **v, size_t *m, size_t *cap)
+{
+    if (b - a >= CLI_LIST_MAX)
+        return too_many_batches(cmd, shown);
+    for (size_t x = a; x <= b; x++)
+        if (push(v, m, cap, x))
+            return cli_usage_error(cmd, "out of memory");
+    return EXIT_OK;
+}
+
+/* a, 2a, 4a, ..., b (steps 0) or steps log-spaced sizes from a to b,
+ * rounded and distinct. */
+static int push_log(const char *cmd, const char *shown, size_t a, size_t b,
+                    size_t steps, size_t **v, size_t *m, size_t *cap)
+{
+    if (steps > b - a + 1)
+        steps = b - a + 1;  /* every size in the range, then */
+    if (steps > CLI_LIST_MAX)
+        return too_many_batches(cmd, shown);
+    for (size_t i = 0;; i++) {
+        double x = steps ? (steps < 2 ? (double)a
+                            : (double)a * pow((double)b / (double)a,
+                                              (double)i /
+                                                  (double)(steps - 1)))
+                         : (double)a * pow(2.0, (double)i);
+        size_t bi = x >= (double)b ? b : (size_t)llround(x);
+        /* N distinct sizes: step past rounding collisions at the small
+         * end, and leave room for the sizes still to come. */
+        if (*m > 0 && bi <= (*v)[*m - 1])
+            bi = (*v)[*m - 1] + 1;
+        if (steps && bi > b - (steps - 1 - i))
+            bi = b - (steps - 1 - i);
+        if (push(v, m, cap, bi))
+            return cli_usage_error(cmd, "out of memory");
+        if (bi == b || (steps && i + 1 == steps))
+            return EXIT_OK;
+    }
+}
+
+/* A:B, A:B:log (A, 2A, 4A, ..., B) or A:B:N:log (N log-spaced); text is
+ * split in place. */
+static int push_batch_range(const char *cmd, const char *shown, char *text,
+                            size_t n, size_t **v, size_t *m, size_t *cap)
+{
+    char *f[4];
+    size_t a, b, steps = 0;
+    int nf = split_colons(text, f, 4);
+    int log_tail = nf >= 3 && nf <= 4 && !strcmp(f[nf - 1], "log");
+    if (nf > 4 || (nf == 4 && !log_tail) || (nf == 3 && !log_tail) ||
+        parse_batch_size(cmd, f[0], n, &a) ||
+        parse_batch_size(cmd, f[1], n, &b) ||
+        (nf == 4 && cli_parse_size(cmd, "batch", f[2], 2, &steps)))
+        return nf > 4 || (nf >= 3 && !log_tail)
+            ? cli_usage_error(cmd, "--batch: '%s' is not LIST, all, A:B, "
+                              "A:B:log or A:B:N:log", shown)
+            : EXIT_USAGE;
+    if (a > b)
+        return cli_usage_error(cmd, "--batch: empty range '%s'", shown);
+    if (nf == 2)
+        return push_range(cmd, shown, a, b, v, m, cap);
+    return push_log(cmd, shown, a, b, steps, v, m, cap);
+}
+
+/* A comma-separated list of sizes; text is split in place. */
+static int push_batch_list(const char *cmd, char *text, size_t n,
+                           size_t **v, size_t *m, size_t *cap)
+{
+    for (char *tok = strtok(text, ","); tok; tok = strtok(NULL, ",")) {
+        size_t x;
+        if (parse_batch_size(cmd, tok, n, &x))
+            return EXIT_USAGE;
+        if (push(v, m, cap, x))
+            return cli_usage_error(cmd, "out of memory");
+    }
+    return EXIT_OK;
+}
+
 int cli_parse_batches(const char *cmd, const char *text, size_t n,
                       size_t **list, size_t *count)
 {
@@ -268,101 +354,26 @@ int cli_parse_batches(const char *cmd, const char *text, size_t n,
     const char *shown = cli_quote(text, q, sizeof q);
     *list = NULL;
     *count = 0;
-    size_t m = 0, cap = 16, a, b, steps = 0;
+    size_t m = 0, cap = 16;
     size_t *v = malloc(cap * sizeof *v);
     char *copy = strdup(text);
-    int status = EXIT_OK;
-    if (!v || !copy) {
+    int status;
+    if (!v || !copy)
         status = cli_usage_error(cmd, "out of memory");
-        goto done;
-    }
-    if (!strcmp(text, "all")) {
-        a = 1;
-        b = n;
-        goto range;
-    }
-    char *colon = strchr(copy, ':');
-    if (colon) {
-        /* A:B, A:B:log (A, 2A, 4A, ..., B) or A:B:N:log (N log-spaced). */
-        char *f[4];
-        int nf = split_colons(copy, f, 4);
-        int log_tail = nf >= 3 && nf <= 4 && !strcmp(f[nf - 1], "log");
-        if (nf > 4 || (nf == 4 && !log_tail) || (nf == 3 && !log_tail) ||
-            parse_batch_size(cmd, f[0], n, &a) ||
-            parse_batch_size(cmd, f[1], n, &b) ||
-            (nf == 4 && cli_parse_size(cmd, "batch", f[2], 2, &steps))) {
-            status = nf > 4 || (nf >= 3 && !log_tail)
-                ? cli_usage_error(cmd, "--batch: '%s' is not LIST, all, A:B, "
-                                  "A:B:log or A:B:N:log", shown)
-                : EXIT_USAGE;
-            goto done;
-        }
-        if (a > b) {
-            status = cli_usage_error(cmd, "--batch: empty range '%s'", shown);
-            goto done;
-        }
-        if (nf == 2)
-            goto range;
-        if (nf == 4 && steps > b - a + 1)
-            steps = b - a + 1;  /* every size in the range, then */
-        if (steps > CLI_LIST_MAX)
-            goto too_many;
-        for (size_t i = 0;; i++) {
-            double x = nf == 4 ? (steps < 2 ? (double)a
-                                  : (double)a * pow((double)b / (double)a,
-                                                    (double)i /
-                                                        (double)(steps - 1)))
-                               : (double)a * pow(2.0, (double)i);
-            size_t bi = x >= (double)b ? b : (size_t)llround(x);
-            /* N distinct sizes: step past rounding collisions at the small
-             * end, and leave room for the sizes still to come. */
-            if (m > 0 && bi <= v[m - 1])
-                bi = v[m - 1] + 1;
-            if (nf == 4 && bi > b - (steps - 1 - i))
-                bi = b - (steps - 1 - i);
-            if (push(&v, &m, &cap, bi)) {
-                status = cli_usage_error(cmd, "out of memory");
-                goto done;
-            }
-            if (bi == b || (nf == 4 && i + 1 == steps))
-                break;
-        }
-        goto finish;
-    }
-    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
-        size_t x;
-        if (parse_batch_size(cmd, tok, n, &x)) {
-            status = EXIT_USAGE;
-            goto done;
-        }
-        if (push(&v, &m, &cap, x)) {
-            status = cli_usage_error(cmd, "out of memory");
-            goto done;
-        }
-    }
-    goto finish;
-range:
-    if (b - a >= CLI_LIST_MAX) {
-too_many:
-        status = cli_usage_error(cmd, "--batch: '%s' asks for more than a "
-                                 "million batch sizes", shown);
-        goto done;
-    }
-    for (size_t x = a; x <= b; x++)
-        if (push(&v, &m, &cap, x)) {
-            status = cli_usage_error(cmd, "out of memory");
-            goto done;
-        }
-finish:
-    if (m == 0) {
+    else if (!strcmp(text, "all"))
+        status = push_range(cmd, shown, 1, n, &v, &m, &cap);
+    else if (strchr(copy, ':'))
+        status = push_batch_range(cmd, shown, copy, n, &v, &m, &cap);
+    else
+        status = push_batch_list(cmd, copy, n, &v, &m, &cap);
+    if (!status && m == 0)
         status = cli_usage_error(cmd, "--batch: no batch sizes in '%s'",
                                  shown);
-        goto done;
+    if (!status) {
+        *count = sort_unique(v, m);
+        *list = v;
+        v = NULL;
     }
-    *count = sort_unique(v, m);
-    *list = v;
-    v = NULL;
-done:
     free(v);
     free(copy);
     return status;
