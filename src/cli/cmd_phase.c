@@ -227,9 +227,6 @@ typedef struct {
     cli_phase_style style;
 } phase_request;
 
-/* -h prints the help: SHOW_HELP. */
-enum { SHOW_HELP = -1 };
-
 static int parse_options(int argc, char **argv, phase_request *rq)
 {
     static const struct option opts[] = {
@@ -253,7 +250,7 @@ static int parse_options(int argc, char **argv, phase_request *rq)
         switch (c) {
         case 'h':
             fputs(PHASE_HELP, stdout);
-            return SHOW_HELP;
+            return CLI_HELP_SHOWN;
         case OPT_LR_SPEC: rq->lr_spec = optarg; break;
         case OPT_BOUNDARY_CSV: rq->boundary_csv = optarg; break;
         case OPT_PLOT: rq->plot = optarg; break;
@@ -389,7 +386,7 @@ int cmd_phase(int argc, char **argv)
     size_t nl = 0;
     int log_lr;
     int status = parse_options(argc, argv, &rq);
-    if (status == SHOW_HELP)
+    if (status == CLI_HELP_SHOWN)
         return EXIT_OK;
     if (status || (status = check_options(&rq, &lrs, &nl, &log_lr)))
         return status;

@@ -197,9 +197,6 @@ typedef struct {
     size_t seed, batch;
 } sim_texts;
 
-/* -h prints the help: SHOW_HELP. */
-enum { SHOW_HELP = -1 };
-
 static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
                          sim_texts *t)
 {
@@ -227,7 +224,7 @@ static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
         switch (c) {
         case 'h':
             fputs(SIMULATE_HELP, stdout);
-            return SHOW_HELP;
+            return CLI_HELP_SHOWN;
         case OPT_STEPS: t->steps = optarg; break;
         case OPT_RUNS: bad = cli_parse_size(a->cmd, "runs", optarg, 2, &o->runs); break;
         case OPT_SEED: bad = cli_parse_size(a->cmd, "seed", optarg, 0, &t->seed); break;
@@ -287,7 +284,7 @@ int cmd_simulate(int argc, char **argv)
     rq.o.seed = 1;
     sim_texts t = {NULL, NULL, NULL, 1, 0};
     int status = parse_options(argc, argv, &args, &rq, &t);
-    if (status == SHOW_HELP)
+    if (status == CLI_HELP_SHOWN)
         return EXIT_OK;
     if (status || (status = check_options(&args, &rq, &t)))
         return status;

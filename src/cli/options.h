@@ -89,6 +89,10 @@ void cli_args_init(cli_args *a, const char *cmd);
  * EXIT_USAGE (after printing the error) otherwise. */
 int cli_common_option(cli_args *a, int c, const char *arg);
 
+/* What a subcommand's option parser returns once -h printed the help
+ * (the subcommand then exits with EXIT_OK). */
+enum { CLI_HELP_SHOWN = -1 };
+
 /* getopt_long wrapper that reports unknown options and missing values as
  * one line naming the subcommand, and returns '?' then; operands come back
  * as 1 (in optarg) and -h as 'h'. */
