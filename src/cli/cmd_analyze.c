@@ -1,9 +1,21 @@
 /* sgdstab analyze FILE --lr η --batch B: can SGD stay, and how fast does it
  * leave? */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/stability.h"
+#include "sgdstab/status.h"
 
 static const char ANALYZE_HELP[] =
     "Usage: sgdstab analyze FILE --lr ETA --batch B [--sampling S] [--json]\n"
@@ -49,8 +61,7 @@ static const char ANALYZE_HELP[] =
     "                    null when it does not tell)\n"
     "  -h, --help        show this help\n"
     "\n"
-    "Exit status: 0 on success (stable or not), 1 on bad input, 2 on a usage\n"
-    "error.\n";
+    CLI_HELP_EXIT_STATUSES;
 
 static const char *minimum_note(sgdstab_minimum_kind kind)
 {

@@ -1,16 +1,32 @@
 /* sgdstab bench: speed on a random problem, as ratios to this machine's
  * DGEMM rate measured in the same run. */
 #include <cblas.h>
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
-#include "cli.h"
+#include "clock.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
+#include "sgdstab/eig.h"
+#include "sgdstab/moments.h"
+#include "sgdstab/npy.h"
+#include "sgdstab/phase.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
 #include "sgdstab/rng.h"
 #include "sgdstab/simulate.h"
+#include "sgdstab/stability.h"
+#include "sgdstab/status.h"
 
 /* Runs of each timing whose fastest is reported (BENCH_HELP). */
 enum { BENCH_RUNS = 3 };
@@ -52,13 +68,6 @@ static const char BENCH_HELP[] =
     "from scratch, and the fastest run is reported, so that their ratio moves\n"
     "less with the machine's load; other timings vary with it.\n";
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* GFLOP/s of a square DGEMM of size 2000, best of repeated runs ≥ 1 s. */
 static double dgemm_rate(sgdstab_rng *rng)
 {
@@ -70,12 +79,13 @@ static double dgemm_rate(sgdstab_rng *rng)
     if (A && B && C) {
         sgdstab_rng_gaussian(rng, 1.0, (size_t)N * N, A);
         sgdstab_rng_gaussian(rng, 1.0, (size_t)N * N, B);
-        double start = now();
-        for (int rep = 0; rep < 50 && (rep < 3 || now() - start < 1.0); rep++) {
-            double t = now();
+        double start = cli_seconds();
+        for (int rep = 0;
+             rep < 50 && (rep < 3 || cli_seconds() - start < 1.0); rep++) {
+            double t = cli_seconds();
             cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, N, N, 1.0,
                         A, N, B, N, 0.0, C, N);
-            double rate = 2.0 * N * N * N / (now() - t) / 1e9;
+            double rate = 2.0 * N * N * N / (cli_seconds() - t) / 1e9;
             if (rate > best)
                 best = rate;
         }
@@ -106,11 +116,6 @@ typedef struct {
     double rss_mb;
 } bench_result;
 
-static int fail(sgdstab_error *err)
-{
-    return cli_report(err);
-}
-
 /* η*(B) for m batch sizes (m = 1: one η*) on a fresh workspace,
  * BENCH_RUNS times; the fastest time of making the workspace and
  * solving. */
@@ -123,16 +128,16 @@ static int time_critical(const cli_args *a, const sgdstab_config *cfg,
     *seconds = INFINITY;
     for (int run = 0; run < BENCH_RUNS; run++) {
         sgdstab_stability *s;
-        double t = now();
+        double t = cli_seconds();
         if (cli_stability(a, red, &s))
             return EXIT_DATA;
         sgdstab_stability_set_eig(s, opt);
         sgdstab_error err;
         int st = sgdstab_critical_curve(s, cfg, batches, m, cr, &err);
-        *seconds = fmin(*seconds, now() - t);
+        *seconds = fmin(*seconds, cli_seconds() - t);
         sgdstab_stability_free(s);
         if (st)
-            return fail(&err);
+            return cli_report(&err);
     }
     return EXIT_OK;
 }
@@ -155,10 +160,10 @@ static int time_simulate(const sgdstab_config *cfg,
     o.steps = (size_t)fmax(10, fmin(1e6, 3e9 / flops / (double)o.runs));
     sgdstab_sim_result *res;
     sgdstab_error err;
-    double t = now();
+    double t = cli_seconds();
     if (sgdstab_simulate(red, prob, &o, &res, NULL, NULL, &err))
-        return fail(&err);
-    b->sim = now() - t;
+        return cli_report(&err);
+    b->sim = cli_seconds() - t;
     sgdstab_sim_result_free(res);
     b->sim_steps = o.steps * o.runs;
     b->sim_rate = (double)b->sim_steps / b->sim;
@@ -183,7 +188,7 @@ static int time_phase(const cli_args *a, const sgdstab_config *cfg,
     sgdstab_phase_point *grid = malloc(nb * m * sizeof *grid);
     int status = EXIT_OK;
     if (!lrs || !bd || !grid) {
-        status = cli_usage_error(a->cmd, "out of memory");
+        status = cli_data_error(a->cmd, NULL, "out of memory");
         goto done;
     }
     if ((status = cli_stability(a, red, &s)))
@@ -191,13 +196,13 @@ static int time_phase(const cli_args *a, const sgdstab_config *cfg,
     for (size_t j = 0; j < m; j++)
         lrs[j] = lr_lo * pow(lr_hi / lr_lo, (double)j / (double)(m - 1));
     sgdstab_error err;
-    double t = now();
+    double t = cli_seconds();
     if (sgdstab_phase_compute(s, NULL, cfg, batches, nb, lrs, m, bd, grid,
                               NULL, NULL, &err)) {
-        status = fail(&err);
+        status = cli_report(&err);
         goto done;
     }
-    b->phase = now() - t;
+    b->phase = cli_seconds() - t;
     b->phase_m = nb;
     b->phase_solves = nb * (m + 1);
     b->phase_rate = (double)b->phase_solves / b->phase;
@@ -217,13 +222,15 @@ done:
     return status;
 }
 
-static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
-               size_t curve_m, size_t phase_m, unsigned long seed, int arpack,
-               bench_result *b)
+/* The random problem (J with i.i.d. N(0, 1/p) entries), and the DGEMM
+ * rate measured with the same generator. */
+static int make_problem(const cli_args *a, size_t n, size_t p, size_t k,
+                        unsigned long seed, bench_result *b,
+                        sgdstab_problem **prob)
 {
     sgdstab_rng *rng = sgdstab_rng_alloc(seed);
     if (!rng)
-        return cli_usage_error(a->cmd, "out of memory");
+        return cli_data_error(a->cmd, NULL, "out of memory");
     b->gemm = dgemm_rate(rng);
 
     sgdstab_array J = {.ndim = 3, .shape = {n, k, p}, .size = n * k * p};
@@ -231,52 +238,52 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
     J.data = malloc(J.size * sizeof *J.data);
     if (!J.data) {
         sgdstab_rng_free(rng);
-        return cli_usage_error(a->cmd, "out of memory for a %zu x %zu x %zu "
-                               "Jacobian", n, k, p);
+        return cli_data_error(a->cmd, NULL, "out of memory for a %zu x %zu "
+                              "x %zu Jacobian", n, k, p);
     }
     sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), J.size, J.data);
     sgdstab_rng_free(rng);
-
     sgdstab_error err;
-    sgdstab_problem *prob = NULL;
-    sgdstab_reduced *red = NULL;
-    sgdstab_stability *s = NULL;
-    sgdstab_moments *m = NULL;
-    double *Z = NULL, *Y = NULL;
-    size_t *batches = NULL;
-    sgdstab_critical *curve = NULL;
-    int status = EXIT_OK;
-    if (sgdstab_problem_from_arrays("bench", &J, NULL, NULL, &prob, &err))
-        return fail(&err);
+    if (sgdstab_problem_from_arrays("bench", &J, NULL, NULL, prob, &err))
+        return cli_report(&err);
+    return EXIT_OK;
+}
+
+/* The factorization, the fastest of BENCH_RUNS; *red the last one's. */
+static int time_factorization(const sgdstab_problem *prob, bench_result *b,
+                              sgdstab_reduced **red)
+{
+    sgdstab_error err;
     b->fact = INFINITY;
     for (int run = 0; run < BENCH_RUNS; run++) {
-        sgdstab_reduced_free(red);
-        double t = now();
-        if (sgdstab_reduce(prob, NULL, &red, &err)) {
-            red = NULL;
-            status = fail(&err);
-            goto done;
+        sgdstab_reduced_free(*red);
+        double t = cli_seconds();
+        if (sgdstab_reduce(prob, NULL, red, &err)) {
+            *red = NULL;
+            return cli_report(&err);
         }
-        b->fact = fmin(b->fact, now() - t);
+        b->fact = fmin(b->fact, cli_seconds() - t);
     }
-    b->r = red->r;
+    b->r = (*red)->r;
+    return EXIT_OK;
+}
 
-    /* One application of 𝒯 (a, b of the batch size), averaged. */
+/* One application of 𝒯 (a, b of the batch size), averaged. */
+static int time_apply(const cli_args *a, const sgdstab_config *cfg,
+                      const sgdstab_reduced *red, bench_result *b)
+{
     double ca, cb;
-    sgdstab_config cfg;
-    sgdstab_config_init(&cfg);
-    cfg.sampling = a->sampling;
-    cfg.batch = batch;
-    if (sgdstab_batch_coefficients(cfg.sampling, n, batch, &ca, &cb, &err) ||
-        !(m = sgdstab_moments_alloc(red, &err))) {
-        status = fail(&err);
-        goto done;
-    }
+    sgdstab_error err;
+    sgdstab_moments *m = NULL;
+    if (sgdstab_batch_coefficients(cfg->sampling, red->n, cfg->batch, &ca,
+                                   &cb, &err) ||
+        !(m = sgdstab_moments_alloc(red, &err)))
+        return cli_report(&err);
     size_t r = red->r;
-    Z = malloc(r * r * sizeof *Z);
-    Y = malloc(r * r * sizeof *Y);
+    double *Z = malloc(r * r * sizeof *Z), *Y = malloc(r * r * sizeof *Y);
+    int status = EXIT_OK;
     if (!Z || !Y) {
-        status = cli_usage_error(a->cmd, "out of memory");
+        status = cli_data_error(a->cmd, NULL, "out of memory");
         goto done;
     }
     for (size_t j = 0; j < r * r; j++)
@@ -285,100 +292,144 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
         Z[j * r + j] = 1.0 / (double)r;
     sgdstab_moments_step(m, 1.0, ca, cb, Z, Y);  /* warm-up */
     int reps = 0;
-    double t = now();
+    double t = cli_seconds();
     do {
         sgdstab_moments_step(m, 1.0, ca, cb, reps % 2 ? Y : Z, reps % 2 ? Z : Y);
         reps++;
-    } while (reps < 5 || (now() - t < 1.0 && reps < 100));
-    b->apply = (now() - t) / reps;
+    } while (reps < 5 || (cli_seconds() - t < 1.0 && reps < 100));
+    b->apply = (cli_seconds() - t) / reps;
     b->apply_gflops = sgdstab_moments_sigma_flops(m) / b->apply / 1e9;
+done:
+    free(Z);
+    free(Y);
+    sgdstab_moments_free(m);
+    return status;
+}
 
-    /* η*(B) from a fresh workspace. */
+/* η*(B) from a fresh workspace, and with --arpack by ARPACK-ng. */
+static int time_eta_star(const cli_args *a, const sgdstab_config *cfg,
+                         const sgdstab_reduced *red, int arpack,
+                         bench_result *b)
+{
     sgdstab_critical cr;
-    if ((status = time_critical(a, &cfg, red, &batch, 1, NULL, &cr,
-                                &b->crit)))
-        goto done;
+    int status = time_critical(a, cfg, red, &cfg->batch, 1, NULL, &cr,
+                               &b->crit);
+    if (status)
+        return status;
     b->crit_total = b->fact + b->crit;
     b->crit_mv = cr.matvecs;
     b->crit_value = cr.lr_critical;
     b->crit_acc = cr.rel_accuracy;
     if (arpack) {
         sgdstab_eig_options opt = {.arpack = 1};
-        sgdstab_critical ca_cr;
-        if ((status = time_critical(a, &cfg, red, &batch, 1, &opt, &ca_cr,
+        if ((status = time_critical(a, cfg, red, &cfg->batch, 1, &opt, &cr,
                                     &b->arpack)))
-            goto done;
-        b->arpack_mv = ca_cr.matvecs;
-        b->arpack_value = ca_cr.lr_critical;
+            return status;
+        b->arpack_mv = cr.matvecs;
+        b->arpack_value = cr.lr_critical;
     }
+    return EXIT_OK;
+}
 
-    /* analyze at 1.5 η* (from scratch: factorization + η* + ρ). */
-    if ((status = cli_stability(a, red, &s)))
-        goto done;
+/* analyze at 1.5 η* (from scratch: factorization + η* + ρ), then ρ at a
+ * stable 0.5 η*, where slow modes cluster near 1. */
+static int time_analyze(const cli_args *a, sgdstab_config cfg,
+                        const sgdstab_reduced *red, bench_result *b)
+{
+    sgdstab_stability *s;
+    int status = cli_stability(a, red, &s);
+    if (status)
+        return status;
+    sgdstab_error err;
     sgdstab_analysis an;
-    t = now();
+    double t = cli_seconds();
     cfg.lr = 1.5 * b->crit_value;
     if (sgdstab_analyze(s, &cfg, &an, NULL, &err)) {
-        status = fail(&err);
+        status = cli_report(&err);
         goto done;
     }
-    b->unstable_total = b->fact + now() - t;
+    b->unstable_total = b->fact + cli_seconds() - t;
     b->unstable_rho = an.radius.rho;
     b->unstable_res = an.radius.residual;
     b->unstable_mv = an.matvecs;
-    /* ρ at a stable 0.5 η*, where slow modes cluster near 1. */
     sgdstab_radius rad;
-    t = now();
+    t = cli_seconds();
     cfg.lr = 0.5 * b->crit_value;
     if (sgdstab_spectral_radius(s, &cfg, &an.critical, &rad, NULL, &err)) {
-        status = fail(&err);
+        status = cli_report(&err);
         goto done;
     }
-    b->stable_time = now() - t;
+    b->stable_time = cli_seconds() - t;
     b->stable_rho = rad.rho;
     b->stable_res = rad.residual;
     b->stable_est = rad.error_estimate;
     b->stable_mv = rad.matvecs;
     b->stable_conv = rad.converged;
+done:
     sgdstab_stability_free(s);
-    s = NULL;
+    return status;
+}
 
-    /* The curve over log-spaced batch sizes, on a fresh workspace. */
+/* The curve over curve_m log-spaced batch sizes, on a fresh workspace;
+ * lr_range[] its smallest and largest η*, those of B = 1 and B = n. */
+static int time_curve(const cli_args *a, const sgdstab_config *cfg,
+                      const sgdstab_reduced *red, size_t curve_m,
+                      bench_result *b, double lr_range[2])
+{
     char spec[64];
+    size_t n = red->n, *batches = NULL;
     snprintf(spec, sizeof spec, "1:%zu:%zu:log", n, curve_m);
-    if ((status = cli_parse_batches(a->cmd, spec, n, &batches, &b->curve_m)))
-        goto done;
-    if (!(curve = malloc(b->curve_m * sizeof *curve))) {
-        status = cli_usage_error(a->cmd, "out of memory");
+    int status = cli_parse_batches(a->cmd, spec, n, &batches, &b->curve_m);
+    if (status)
+        return status;
+    sgdstab_critical *curve = malloc(b->curve_m * sizeof *curve);
+    if (!curve) {
+        status = cli_data_error(a->cmd, NULL, "out of memory");
         goto done;
     }
-    if ((status = time_critical(a, &cfg, red, batches, b->curve_m, NULL, curve,
+    if ((status = time_critical(a, cfg, red, batches, b->curve_m, NULL, curve,
                                 &b->curve)))
         goto done;
     b->curve_total = b->fact + b->curve;
     b->curve_ratio = b->curve_total / b->crit_total;
     for (size_t i = 0; i < b->curve_m; i++)
         b->curve_mv += curve[i].matvecs;
+    lr_range[0] = curve[0].lr_critical;
+    lr_range[1] = curve[b->curve_m - 1].lr_critical;
+done:
+    free(batches);
+    free(curve);
+    return status;
+}
 
-    if ((status = time_simulate(&cfg, prob, red, 0.5 * b->crit_value, b)))
+static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
+               size_t curve_m, size_t phase_m, unsigned long seed, int arpack,
+               bench_result *b)
+{
+    sgdstab_problem *prob = NULL;
+    sgdstab_reduced *red = NULL;
+    int status = make_problem(a, n, p, k, seed, b, &prob);
+    if (status)
+        return status;
+    sgdstab_config cfg;
+    sgdstab_config_init(&cfg);
+    cfg.sampling = a->sampling;
+    cfg.batch = batch;
+    double lr_range[2] = {0, 0};
+    if ((status = time_factorization(prob, b, &red)) ||
+        (status = time_apply(a, &cfg, red, b)) ||
+        (status = time_eta_star(a, &cfg, red, arpack, b)) ||
+        (status = time_analyze(a, cfg, red, b)) ||
+        (status = time_curve(a, &cfg, red, curve_m, b, lr_range)) ||
+        (status = time_simulate(&cfg, prob, red, 0.5 * b->crit_value, b)) ||
+        (phase_m && (status = time_phase(a, &cfg, red, phase_m,
+                                         lr_range[0] / 2, 2 * lr_range[1],
+                                         b))))
         goto done;
-    /* The curve holds η*(1) and η*(n), the smallest and largest η*. */
-    if (phase_m && (status = time_phase(a, &cfg, red, phase_m,
-                                        curve[0].lr_critical / 2,
-                                        2 * curve[b->curve_m - 1].lr_critical,
-                                        b)))
-        goto done;
-
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     b->rss_mb = (double)ru.ru_maxrss / 1024.0;
 done:
-    free(Z);
-    free(Y);
-    free(batches);
-    free(curve);
-    sgdstab_moments_free(m);
-    sgdstab_stability_free(s);
     sgdstab_reduced_free(red);
     sgdstab_problem_free(prob);
     return status;

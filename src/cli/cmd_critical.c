@@ -1,8 +1,20 @@
 /* sgdstab critical FILE --batch LIST: the critical learning rate η*(B). */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
+#include "sgdstab/outfile.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/stability.h"
+#include "sgdstab/status.h"
 
 static const char CRITICAL_HELP[] =
     "Usage: sgdstab critical FILE --batch LIST [--sampling S] [--json | --csv F]\n"
@@ -146,7 +158,7 @@ int cmd_critical(int argc, char **argv)
         status = cli_config_check(&args, ses.red, &largest,
                                   SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP);
     if (!status && !(cr = malloc(m * sizeof *cr)))
-        status = cli_usage_error(args.cmd, "out of memory");
+        status = cli_data_error(args.cmd, NULL, "out of memory");
     sgdstab_error err;
     if (!status &&
         sgdstab_critical_curve(s, &ses.cfg, batches, m, cr, &err))

@@ -1,9 +1,19 @@
 /* sgdstab evolve FILE --lr η --batch B --steps T: E‖δ_t‖² and E L_t, exactly. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
+#include "sgdstab/outfile.h"
+#include "sgdstab/problem.h"
 
 enum { OPT_STEPS = OPT_FIRST_PRIVATE, OPT_INIT };
 
@@ -142,7 +152,7 @@ int cmd_evolve(int argc, char **argv)
     double *m2 = malloc((steps + 1) * sizeof *m2),
            *loss = malloc((steps + 1) * sizeof *loss);
     if (!m2 || !loss)
-        status = cli_usage_error(args.cmd, "out of memory");
+        status = cli_data_error(args.cmd, NULL, "out of memory");
     if (!status && init)
         status = cli_load_init(init, prob->p, &S0);
     if (!status)

@@ -1,9 +1,19 @@
 /* sgdstab info FILE: what is in a problem file, and the basic spectral facts
  * of its Gauss–Newton matrix G = (1/n) Σ J_iᵀJ_i. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "session.h"
+#include "sgdstab/config.h"
+#include "sgdstab/npy.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
 
 static const char INFO_HELP[] =
     "Usage: sgdstab info FILE [--json] [--loss L] [--rank-tol RTOL]\n"
@@ -65,7 +75,7 @@ static const char INFO_HELP[] =
     "                    are flat (default 1e-6, at most 0.01; strict: none)\n"
     "  -h, --help        show this help\n"
     "\n"
-    "Exit status: 0 on success, 1 on bad input, 2 on a usage error.\n";
+    CLI_HELP_EXIT_STATUSES;
 
 static double lambda_max_G(const sgdstab_reduced *red)
 {

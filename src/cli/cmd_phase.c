@@ -1,12 +1,26 @@
 /* sgdstab phase FILE --batch LIST --lr SPEC: the stability phase diagram. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
-#include "cli.h"
+#include "clock.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "phase_output.h"
+#include "plot.h"
+#include "progress.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
 #include "sgdstab/phase.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/status.h"
 #include "sgdstab/theory.h"
 
 static const char PHASE_HELP[] =
@@ -205,14 +219,15 @@ static void print_text(const phase_report *r)
            r->batches[r->nb - 1]);
 }
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+/* What the options ask for. */
+typedef struct {
+    cli_args args;
+    const char *lr_spec, *boundary_csv, *plot, *color_range;
+    int width, height, quiet;
+    cli_phase_style style;
+} phase_request;
 
-int cmd_phase(int argc, char **argv)
+static int parse_options(int argc, char **argv, phase_request *rq)
 {
     static const struct option opts[] = {
         CLI_OPT_BATCH, CLI_OPT("lr", required_argument, OPT_LR_SPEC),
@@ -229,138 +244,165 @@ int cmd_phase(int argc, char **argv)
         CLI_OPT("color", required_argument, OPT_COLOR),
         CLI_OPT("color-range", required_argument, OPT_COLOR_RANGE),
         CLI_OPT_HELP, CLI_OPT_END};
-    cli_args args;
-    cli_args_init(&args, "phase");
-    const char *lr_spec = NULL, *boundary_csv = NULL, *plot = NULL;
-    const char *color_range = NULL;
-    int width = 960, height = 720, quiet = 0, c, bad = 0;
-    cli_phase_style style;
-    cli_phase_style_init(&style);
-    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
+    cli_args *a = &rq->args;
+    int c, bad = 0;
+    while ((c = cli_getopt(argc, argv, a->cmd, opts)) != -1) {
         switch (c) {
         case 'h':
             fputs(PHASE_HELP, stdout);
-            return EXIT_OK;
-        case OPT_LR_SPEC: lr_spec = optarg; break;
-        case OPT_BOUNDARY_CSV: boundary_csv = optarg; break;
-        case OPT_PLOT: plot = optarg; break;
-        case OPT_QUIET: quiet = 1; break;
+            return CLI_HELP_SHOWN;
+        case OPT_LR_SPEC: rq->lr_spec = optarg; break;
+        case OPT_BOUNDARY_CSV: rq->boundary_csv = optarg; break;
+        case OPT_PLOT: rq->plot = optarg; break;
+        case OPT_QUIET: rq->quiet = 1; break;
         case OPT_PLOT_SIZE:
-            bad = cli_parse_plot_size(args.cmd, optarg, &width, &height);
+            bad = cli_parse_plot_size(a->cmd, optarg, &rq->width, &rq->height);
             break;
         case OPT_TITLE:
-            bad = cli_check_title(args.cmd, optarg);
-            style.title = optarg;
+            bad = cli_check_title(a->cmd, optarg);
+            rq->style.title = optarg;
             break;
         case OPT_LEGEND:
-            bad = cli_parse_legend(args.cmd, optarg, &style.legend);
+            bad = cli_parse_legend(a->cmd, optarg, &rq->style.legend);
             break;
         case OPT_CURVES:
-            bad = cli_parse_curves(args.cmd, optarg, &style.curves);
+            bad = cli_parse_curves(a->cmd, optarg, &rq->style.curves);
             break;
         case OPT_COLOR:
-            bad = cli_parse_color(args.cmd, optarg, &style.color);
+            bad = cli_parse_color(a->cmd, optarg, &rq->style.color);
             break;
-        case OPT_COLOR_RANGE: color_range = optarg; break;
+        case OPT_COLOR_RANGE: rq->color_range = optarg; break;
         default:
-            bad = cli_common_option(&args, c, optarg);
+            bad = cli_common_option(a, c, optarg);
         }
         if (bad)
             return EXIT_USAGE;
     }
-    const char *outputs[] = {args.csv, boundary_csv, plot};
-    if (cli_require(&args, 0, 1) ||
-        cli_check_outputs(&args, NULL, outputs, 3))
+    return EXIT_OK;
+}
+
+/* The checks before any file is read, in the order their usage errors
+ * come; the learning rates of --lr (*lrs malloc'd). */
+static int check_options(phase_request *rq, double **lrs, size_t *nl,
+                         int *log_lr)
+{
+    cli_args *a = &rq->args;
+    const char *outputs[] = {a->csv, rq->boundary_csv, rq->plot};
+    if (cli_require(a, 0, 1) || cli_check_outputs(a, NULL, outputs, 3))
         return EXIT_USAGE;
-    if (color_range && cli_parse_color_range(args.cmd, color_range,
-                                             style.color, style.color_range))
+    if (rq->color_range &&
+        cli_parse_color_range(a->cmd, rq->color_range, rq->style.color,
+                              rq->style.color_range))
         return EXIT_USAGE;
-    if (!lr_spec)
-        return cli_usage_error(args.cmd, "--lr is required (see --help)");
-    double *lrs = NULL;
-    size_t nl = 0;
-    int log_lr;
-    if (cli_parse_lrs(args.cmd, lr_spec, &lrs, &nl, &log_lr))
+    if (!rq->lr_spec)
+        return cli_usage_error(a->cmd, "--lr is required (see --help)");
+    if (cli_parse_lrs(a->cmd, rq->lr_spec, lrs, nl, log_lr))
         return EXIT_USAGE;
-    if (plot && (cli_plot_format(plot) < 0 || cli_plot_check(args.cmd))) {
-        free(lrs);
+    const char *plot = rq->plot;
+    if (plot && (cli_plot_format(plot) < 0 || cli_plot_check(a->cmd))) {
+        free(*lrs);
+        *lrs = NULL;
         return cli_plot_format(plot) < 0
-            ? cli_usage_error(args.cmd, "--plot: %s: the picture's name must "
+            ? cli_usage_error(a->cmd, "--plot: %s: the picture's name must "
                               "end in .png or .svg", plot)
             : EXIT_USAGE;
     }
-    cli_phase_files pf;
-    if (cli_phase_files_open(args.cmd, args.csv, boundary_csv, plot, &pf)) {
-        free(lrs);
-        return EXIT_DATA;
-    }
+    return EXIT_OK;
+}
 
-    cli_session ses;
-    int status = cli_session_open(&args, 0, SGDSTAB_USES_STEP_MAP, &ses);
-    if (status) {
-        cli_phase_files_abort(&pf);
-        free(lrs);
-        return status;
-    }
+/* The diagram over --batch x lrs, written to the files of pf and printed;
+ * the session open. */
+static int diagram(phase_request *rq, const cli_session *ses,
+                   cli_phase_files *pf, const double *lrs, size_t nl,
+                   int log_lr)
+{
+    cli_args *a = &rq->args;
     size_t *batches = NULL, nb = 0;
     sgdstab_phase_boundary *bd = NULL;
     sgdstab_phase_point *grid = NULL;
-    status = cli_parse_batches(args.cmd, args.batch, ses.prob->n, &batches,
-                               &nb);
-    sgdstab_config largest = ses.cfg;
+    int status = cli_parse_batches(a->cmd, a->batch, ses->prob->n, &batches,
+                                   &nb);
+    sgdstab_config largest = ses->cfg;
     largest.batch = nb > 0 ? batches[nb - 1] : 1;
     if (!status)
-        status = cli_config_check(&args, ses.red, &largest,
+        status = cli_config_check(a, ses->red, &largest,
                                   SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP);
     if (!status && nb * nl > 10000000)
-        status = cli_usage_error(args.cmd, "a grid of %zu x %zu points is too "
+        status = cli_usage_error(a->cmd, "a grid of %zu x %zu points is too "
                                  "large", nb, nl);
     if (!status && (!(bd = calloc(nb, sizeof *bd)) ||
                     !(grid = calloc(nb * nl, sizeof *grid))))
-        status = cli_usage_error(args.cmd, "out of memory");
+        status = cli_data_error(a->cmd, NULL, "out of memory");
     if (status)
         goto done;
 
     sgdstab_theory th;
     sgdstab_error err;
-    double scale = ses.cfg.loss_scale;
     int have_theory =
-        ses.red->G == NULL && ses.red->hessian_min >= 0 &&
-        sgdstab_theory_compute(ses.red, &ses.cfg, &th, &err) == 0;
+        ses->red->G == NULL && ses->red->hessian_min >= 0 &&
+        sgdstab_theory_compute(ses->red, &ses->cfg, &th, &err) == 0;
     cli_progress prog;
-    cli_progress_init(&prog, "phase", quiet);
-    double t0 = now();
-    int st = sgdstab_phase_compute(ses.stab, have_theory ? &th : NULL,
-                                   &ses.cfg, batches, nb, lrs, nl, bd, grid,
+    cli_progress_init(&prog, "phase", rq->quiet);
+    double t0 = cli_seconds();
+    int st = sgdstab_phase_compute(ses->stab, have_theory ? &th : NULL,
+                                   &ses->cfg, batches, nb, lrs, nl, bd, grid,
                                    cli_progress_update, &prog, &err);
     cli_progress_finish(&prog);
     if (st) {
-        status = cli_report_file(args.file, &err);
+        status = cli_report_file(a->file, &err);
         goto done;
     }
-    phase_report rep = {ses.prob, ses.red, &args, scale, now() - t0,
-                        nb * (nl + 1), batches, nb, lrs, nl, bd, grid,
-                        have_theory};
+    phase_report rep = {ses->prob, ses->red, a, ses->cfg.loss_scale,
+                        cli_seconds() - t0, nb * (nl + 1), batches, nb, lrs,
+                        nl, bd, grid, have_theory};
     char title[512];
-    cli_phase_title(title, sizeof title, ses.prob->source, ses.prob->n,
-                    ses.prob->p, args.sampling, args.loss);
+    cli_phase_title(title, sizeof title, ses->prob->source, ses->prob->n,
+                    ses->prob->p, a->sampling, a->loss);
+    cli_phase_style style = rq->style;
     if (!style.title)
         style.title = title;
-    cli_plot_options po = {style, width, height,
+    cli_plot_options po = {style, rq->width, rq->height,
                            cli_log_spaced_sizes(batches, nb), log_lr,
-                           args.sampling, ses.prob->n,
+                           a->sampling, ses->prob->n,
                            have_theory ? &th : NULL};
-    status = cli_phase_files_write(args.cmd, &pf, &po, bd, nb, grid, lrs, nl);
-    if (!status && args.json)
+    status = cli_phase_files_write(a->cmd, pf, &po, bd, nb, grid, lrs, nl);
+    if (!status && a->json)
         status = print_json(&rep);
     else if (!status)
         print_text(&rep);
 done:
-    cli_phase_files_abort(&pf);
     free(grid);
     free(bd);
     free(batches);
+    return status;
+}
+
+int cmd_phase(int argc, char **argv)
+{
+    phase_request rq = {.width = 960, .height = 720};
+    cli_args_init(&rq.args, "phase");
+    cli_phase_style_init(&rq.style);
+    double *lrs = NULL;
+    size_t nl = 0;
+    int log_lr;
+    int status = parse_options(argc, argv, &rq);
+    if (status == CLI_HELP_SHOWN)
+        return EXIT_OK;
+    if (status || (status = check_options(&rq, &lrs, &nl, &log_lr)))
+        return status;
+    cli_phase_files pf;
+    if (cli_phase_files_open(rq.args.cmd, rq.args.csv, rq.boundary_csv,
+                             rq.plot, &pf)) {
+        free(lrs);
+        return EXIT_DATA;
+    }
+    cli_session ses;
+    status = cli_session_open(&rq.args, 0, SGDSTAB_USES_STEP_MAP, &ses);
+    if (!status) {
+        status = diagram(&rq, &ses, &pf, lrs, nl, log_lr);
+        cli_session_close(&ses);
+    }
+    cli_phase_files_abort(&pf);
     free(lrs);
-    cli_session_close(&ses);
     return status;
 }

@@ -1,8 +1,15 @@
 /* sgdstab synth FAMILY -o OUT.npz: an exact interpolating minimum of a
  * synthetic model family (synth.h), written as an .npz. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <stdio.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "sgdstab/status.h"
 #include "sgdstab/synth.h"
 
 enum {
@@ -65,8 +72,7 @@ static const char SYNTH_HELP[] =
     "An option the family does not use is an error.  No array may hold more\n"
     "than 2^28 values (J holds n*k*p).\n"
     "\n"
-    "Exit status: 0 on success, 1 if the problem cannot be built or written,\n"
-    "2 on a usage error.\n";
+    CLI_HELP_EXIT_STATUSES;
 
 /* Options only some families take, with their bit in sgdstab_synth_uses. */
 static const struct {

@@ -1,13 +1,22 @@
 /* sgdstab verify FILE --lr η --batch B: the theory's quantities, bounds and
  * conditions (README, The theory checks; theory.h) beside the exact answer. */
+#include <cjson/cJSON.h>
+#include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/stability.h"
+#include "sgdstab/status.h"
 #include "sgdstab/theory.h"
-
-/* Exit status when an inequality that is a theorem fails on the input. */
-enum { EXIT_THEOREM = 3 };
 
 static const char VERIFY_HELP[] =
     "Usage: sgdstab verify FILE --lr ETA --batch B [--sampling S] [--json]\n"
@@ -79,8 +88,7 @@ static const char VERIFY_HELP[] =
     "FILE holds J only (no separate H): the theorems assume an interpolating\n"
     "minimum, where the Hessian is G.\n"
     "\n"
-    "Exit status: 0 when every theorem holds, 3 when one fails (reported on\n"
-    "stderr as a bug), 1 on bad input, 2 on a usage error.\n";
+    CLI_HELP_EXIT_STATUSES CLI_HELP_EXIT_THEOREM_FAILS;
 
 static void print_text(const cli_args *a, const sgdstab_problem *prob,
                        const sgdstab_reduced *red,
@@ -179,10 +187,10 @@ static void report_failures(const sgdstab_problem *prob,
     for (size_t i = 0; i < v->nchecks; i++) {
         const sgdstab_check *c = &v->checks[i];
         if (c->theorem && !c->holds)
-            fprintf(stderr, "sgdstab verify: %s: THEOREM FAILS: %s (%s: value "
-                    "%.17g, bound %.17g) -- this is a bug in sgdstab, please "
-                    "report it with the input\n", prob->source, c->name,
-                    c->description, c->value, c->bound);
+            cli_error("verify", prob->source, "THEOREM FAILS: %s (%s: value "
+                      "%.17g, bound %.17g) -- this is a bug in sgdstab, "
+                      "please report it with the input", c->name,
+                      c->description, c->value, c->bound);
     }
 }
 
@@ -219,8 +227,7 @@ int cmd_verify(int argc, char **argv)
     sgdstab_error err;
     if (sgdstab_theory_compute(ses.red, &ses.cfg, &th, &err) ||
         sgdstab_verify(ses.stab, &th, &ses.cfg, &v, &err)) {
-        fprintf(stderr, "sgdstab verify: %s: %s\n", ses.prob->source, err.msg);
-        status = EXIT_DATA;
+        status = cli_data_error(args.cmd, ses.prob->source, "%s", err.msg);
     } else {
         if (args.json)
             status = print_json(ses.prob, ses.red, &v);
@@ -228,7 +235,7 @@ int cmd_verify(int argc, char **argv)
             print_text(&args, ses.prob, ses.red, &v);
         report_failures(ses.prob, &v);
         if (!status && v.theorems_failed)
-            status = EXIT_THEOREM;
+            status = EXIT_THEOREM_FAILS;
     }
     cli_session_close(&ses);
     return status;

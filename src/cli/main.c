@@ -4,7 +4,11 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "commands.h"
+#include "exit_status.h"
+#include "output.h"
+#include "plot.h"
+#include "report.h"
 #include "sgdstab/outfile.h"
 #include "sgdstab_config.h"
 
@@ -126,7 +130,7 @@ int main(int argc, char **argv)
         if (!strcmp(cmd, COMMANDS[i].name))
             return leave(COMMANDS[i].run(argc - 1, argv + 1));
     char q[CLI_QUOTE_SIZE];
-    fprintf(stderr, "sgdstab: unknown command '%s' (see 'sgdstab --help')\n",
-            cli_quote(cmd, q, sizeof q));
+    cli_error(NULL, NULL, "unknown command '%s' (see 'sgdstab --help')",
+              cli_quote(cmd, q, sizeof q));
     return leave(EXIT_USAGE);
 }

@@ -1,87 +1,18 @@
 #include <errno.h>
 #include <float.h>
+#include <getopt.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "exit_status.h"
+#include "options.h"
+#include "report.h"
+#include "sgdstab/config.h"
 #include "sgdstab/memplan.h"
-
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-    if (!cmd)
-        return EXIT_USAGE;
-    va_list ap;
-    fprintf(stderr, "sgdstab %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, " (see 'sgdstab %s --help')\n", cmd);
-    return EXIT_USAGE;
-}
-
-/* Bytes of the UTF-8 sequence at s if it is valid and encodes a character
- * a terminal prints as itself, 0 otherwise: overlong forms, surrogates, C1
- * controls (U+0080..U+009F, e.g. CSI) and the line separators and bidi
- * overrides that reorder the rest of a line are escaped instead. */
-static size_t utf8_printable(const unsigned char *s)
-{
-    size_t len;
-    unsigned long cp, min;
-    if (s[0] >= 0xc2 && s[0] <= 0xdf)
-        len = 2, cp = s[0] & 0x1fu, min = 0xa0;
-    else if (s[0] >= 0xe0 && s[0] <= 0xef)
-        len = 3, cp = s[0] & 0x0fu, min = 0x800;
-    else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-        len = 4, cp = s[0] & 0x07u, min = 0x10000;
-    else
-        return 0;
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xc0) != 0x80)  /* also stops at the terminating NUL */
-            return 0;
-        cp = cp << 6 | (s[i] & 0x3fu);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
-        (cp >= 0x2028 && cp <= 0x202e) || (cp >= 0x2066 && cp <= 0x2069))
-        return 0;
-    return len;
-}
-
-const char *cli_quote(const char *s, char *buf, size_t size)
-{
-    static const char ellipsis[] = "...";
-    if (size < sizeof ellipsis) {
-        if (size)
-            buf[0] = '\0';
-        return buf;
-    }
-    const unsigned char *p = (const unsigned char *)s;
-    size_t k = 0;
-    while (*p) {
-        char piece[8];
-        size_t in = *p >= 0x80 ? utf8_printable(p) : *p >= 0x20 && *p != 0x7f;
-        size_t out = in;
-        if (in)
-            memcpy(piece, p, in);
-        else if (*p == '\n' || *p == '\t' || *p == '\r')
-            out = (size_t)snprintf(piece, sizeof piece, "\\%c",
-                                   *p == '\n' ? 'n' : *p == '\t' ? 't' : 'r');
-        else
-            out = (size_t)snprintf(piece, sizeof piece, "\\x%02X", *p);
-        /* Keep room for the ellipsis a longer text ends with. */
-        if (k + out + sizeof ellipsis > size) {
-            memcpy(buf + k, ellipsis, sizeof ellipsis);
-            return buf;
-        }
-        memcpy(buf + k, piece, out);
-        k += out;
-        p += in ? in : 1;
-    }
-    buf[k] = '\0';
-    return buf;
-}
+#include "sgdstab/reduce.h"
 
 int cli_getopt_short(int argc, char **argv, const char *cmd,
                      const char *shortopts, const struct option *longopts)
@@ -330,6 +261,92 @@ static int split_colons(char *s, char **f, int max)
  * memory before anything checks them against the problem. */
 #define CLI_LIST_MAX 1000000
 
+/* The usage error of a list or range asking for too many sizes. */
+static int too_many_batches(const char *cmd, const char *shown)
+{
+    return cli_usage_error(cmd, "--batch: '%s' asks for more than a million "
+                           "batch sizes", shown);
+}
+
+/* Every size from a to b. */
+static int push_range(const char *cmd, const char *shown, size_t a, size_t b,
+                      size_t **v, size_t *m, size_t *cap)
+{
+    if (b - a >= CLI_LIST_MAX)
+        return too_many_batches(cmd, shown);
+    for (size_t x = a; x <= b; x++)
+        if (push(v, m, cap, x))
+            return cli_usage_error(cmd, "out of memory");
+    return EXIT_OK;
+}
+
+/* a, 2a, 4a, ..., b (steps 0) or steps log-spaced sizes from a to b,
+ * rounded and distinct. */
+static int push_log(const char *cmd, const char *shown, size_t a, size_t b,
+                    size_t steps, size_t **v, size_t *m, size_t *cap)
+{
+    if (steps > b - a + 1)
+        steps = b - a + 1;  /* every size in the range, then */
+    if (steps > CLI_LIST_MAX)
+        return too_many_batches(cmd, shown);
+    for (size_t i = 0;; i++) {
+        double x = steps ? (steps < 2 ? (double)a
+                            : (double)a * pow((double)b / (double)a,
+                                              (double)i /
+                                                  (double)(steps - 1)))
+                         : (double)a * pow(2.0, (double)i);
+        size_t bi = x >= (double)b ? b : (size_t)llround(x);
+        /* N distinct sizes: step past rounding collisions at the small
+         * end, and leave room for the sizes still to come. */
+        if (*m > 0 && bi <= (*v)[*m - 1])
+            bi = (*v)[*m - 1] + 1;
+        if (steps && bi > b - (steps - 1 - i))
+            bi = b - (steps - 1 - i);
+        if (push(v, m, cap, bi))
+            return cli_usage_error(cmd, "out of memory");
+        if (bi == b || (steps && i + 1 == steps))
+            return EXIT_OK;
+    }
+}
+
+/* A:B, A:B:log (A, 2A, 4A, ..., B) or A:B:N:log (N log-spaced); text is
+ * split in place. */
+static int push_batch_range(const char *cmd, const char *shown, char *text,
+                            size_t n, size_t **v, size_t *m, size_t *cap)
+{
+    char *f[4];
+    size_t a, b, steps = 0;
+    int nf = split_colons(text, f, 4);
+    int log_tail = nf >= 3 && nf <= 4 && !strcmp(f[nf - 1], "log");
+    if (nf > 4 || (nf == 4 && !log_tail) || (nf == 3 && !log_tail) ||
+        parse_batch_size(cmd, f[0], n, &a) ||
+        parse_batch_size(cmd, f[1], n, &b) ||
+        (nf == 4 && cli_parse_size(cmd, "batch", f[2], 2, &steps)))
+        return nf > 4 || (nf >= 3 && !log_tail)
+            ? cli_usage_error(cmd, "--batch: '%s' is not LIST, all, A:B, "
+                              "A:B:log or A:B:N:log", shown)
+            : EXIT_USAGE;
+    if (a > b)
+        return cli_usage_error(cmd, "--batch: empty range '%s'", shown);
+    if (nf == 2)
+        return push_range(cmd, shown, a, b, v, m, cap);
+    return push_log(cmd, shown, a, b, steps, v, m, cap);
+}
+
+/* A comma-separated list of sizes; text is split in place. */
+static int push_batch_list(const char *cmd, char *text, size_t n,
+                           size_t **v, size_t *m, size_t *cap)
+{
+    for (char *tok = strtok(text, ","); tok; tok = strtok(NULL, ",")) {
+        size_t x;
+        if (parse_batch_size(cmd, tok, n, &x))
+            return EXIT_USAGE;
+        if (push(v, m, cap, x))
+            return cli_usage_error(cmd, "out of memory");
+    }
+    return EXIT_OK;
+}
+
 int cli_parse_batches(const char *cmd, const char *text, size_t n,
                       size_t **list, size_t *count)
 {
@@ -337,101 +354,26 @@ int cli_parse_batches(const char *cmd, const char *text, size_t n,
     const char *shown = cli_quote(text, q, sizeof q);
     *list = NULL;
     *count = 0;
-    size_t m = 0, cap = 16, a, b, steps = 0;
+    size_t m = 0, cap = 16;
     size_t *v = malloc(cap * sizeof *v);
     char *copy = strdup(text);
-    int status = EXIT_OK;
-    if (!v || !copy) {
+    int status;
+    if (!v || !copy)
         status = cli_usage_error(cmd, "out of memory");
-        goto done;
-    }
-    if (!strcmp(text, "all")) {
-        a = 1;
-        b = n;
-        goto range;
-    }
-    char *colon = strchr(copy, ':');
-    if (colon) {
-        /* A:B, A:B:log (A, 2A, 4A, ..., B) or A:B:N:log (N log-spaced). */
-        char *f[4];
-        int nf = split_colons(copy, f, 4);
-        int log_tail = nf >= 3 && nf <= 4 && !strcmp(f[nf - 1], "log");
-        if (nf > 4 || (nf == 4 && !log_tail) || (nf == 3 && !log_tail) ||
-            parse_batch_size(cmd, f[0], n, &a) ||
-            parse_batch_size(cmd, f[1], n, &b) ||
-            (nf == 4 && cli_parse_size(cmd, "batch", f[2], 2, &steps))) {
-            status = nf > 4 || (nf >= 3 && !log_tail)
-                ? cli_usage_error(cmd, "--batch: '%s' is not LIST, all, A:B, "
-                                  "A:B:log or A:B:N:log", shown)
-                : EXIT_USAGE;
-            goto done;
-        }
-        if (a > b) {
-            status = cli_usage_error(cmd, "--batch: empty range '%s'", shown);
-            goto done;
-        }
-        if (nf == 2)
-            goto range;
-        if (nf == 4 && steps > b - a + 1)
-            steps = b - a + 1;  /* every size in the range, then */
-        if (steps > CLI_LIST_MAX)
-            goto too_many;
-        for (size_t i = 0;; i++) {
-            double x = nf == 4 ? (steps < 2 ? (double)a
-                                  : (double)a * pow((double)b / (double)a,
-                                                    (double)i /
-                                                        (double)(steps - 1)))
-                               : (double)a * pow(2.0, (double)i);
-            size_t bi = x >= (double)b ? b : (size_t)llround(x);
-            /* N distinct sizes: step past rounding collisions at the small
-             * end, and leave room for the sizes still to come. */
-            if (m > 0 && bi <= v[m - 1])
-                bi = v[m - 1] + 1;
-            if (nf == 4 && bi > b - (steps - 1 - i))
-                bi = b - (steps - 1 - i);
-            if (push(&v, &m, &cap, bi)) {
-                status = cli_usage_error(cmd, "out of memory");
-                goto done;
-            }
-            if (bi == b || (nf == 4 && i + 1 == steps))
-                break;
-        }
-        goto finish;
-    }
-    for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
-        size_t x;
-        if (parse_batch_size(cmd, tok, n, &x)) {
-            status = EXIT_USAGE;
-            goto done;
-        }
-        if (push(&v, &m, &cap, x)) {
-            status = cli_usage_error(cmd, "out of memory");
-            goto done;
-        }
-    }
-    goto finish;
-range:
-    if (b - a >= CLI_LIST_MAX) {
-too_many:
-        status = cli_usage_error(cmd, "--batch: '%s' asks for more than a "
-                                 "million batch sizes", shown);
-        goto done;
-    }
-    for (size_t x = a; x <= b; x++)
-        if (push(&v, &m, &cap, x)) {
-            status = cli_usage_error(cmd, "out of memory");
-            goto done;
-        }
-finish:
-    if (m == 0) {
+    else if (!strcmp(text, "all"))
+        status = push_range(cmd, shown, 1, n, &v, &m, &cap);
+    else if (strchr(copy, ':'))
+        status = push_batch_range(cmd, shown, copy, n, &v, &m, &cap);
+    else
+        status = push_batch_list(cmd, copy, n, &v, &m, &cap);
+    if (!status && m == 0)
         status = cli_usage_error(cmd, "--batch: no batch sizes in '%s'",
                                  shown);
-        goto done;
+    if (!status) {
+        *count = sort_unique(v, m);
+        *list = v;
+        v = NULL;
     }
-    *count = sort_unique(v, m);
-    *list = v;
-    v = NULL;
-done:
     free(v);
     free(copy);
     return status;

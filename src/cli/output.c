@@ -1,19 +1,17 @@
+#include <cjson/cJSON.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 
-#include "cli.h"
-
-int cli_report(const sgdstab_error *err)
-{
-    /* Library messages may echo a file's contents (a header's keys, say);
-     * escaping makes a byte at most 4. */
-    char q[4 * SGDSTAB_ERROR_MSG_MAX];
-    fprintf(stderr, "sgdstab: %s\n", cli_quote(err->msg, q, sizeof q));
-    return EXIT_DATA;
-}
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "sgdstab/outfile.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/provenance.h"
+#include "sgdstab/status.h"
 
 cJSON *cli_json_value(double value)
 {
@@ -45,10 +43,8 @@ int cli_json_print(cJSON *obj)
 
 int cli_json_print_text(char *text)
 {
-    if (!text) {
-        fprintf(stderr, "sgdstab: out of memory printing JSON\n");
-        return EXIT_DATA;
-    }
+    if (!text)
+        return cli_data_error(NULL, NULL, "out of memory printing JSON");
     puts(text);
     free(text);
     return EXIT_OK;
@@ -77,7 +73,7 @@ cJSON *cli_json_verbatim(const char *text, unsigned depth)
 int cli_finish_stdout(int status)
 {
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "sgdstab: error writing to standard output\n");
+        cli_error(NULL, NULL, "error writing to standard output");
         return status ? status : EXIT_DATA;
     }
     return status;
@@ -170,10 +166,10 @@ void cli_note_interpolation(const cli_args *a, const sgdstab_problem *prob)
     const sgdstab_provenance *pv = &prob->provenance;
     if (sgdstab_provenance_interpolating(pv) != 0)
         return;
-    fprintf(stderr, "sgdstab %s: note: %s is not an interpolating minimum: "
-            "its RMS training residual %.3g is %.3g%% of the RMS target %.3g "
-            "(interpolation means at most %g%%); the noise model assumes "
-            "interpolation, so %s\n", a->cmd, a->file, pv->residual_rms,
+    cli_note(a->cmd, "%s is not an interpolating minimum: its RMS training "
+             "residual %.3g is %.3g%% of the RMS target %.3g (interpolation "
+             "means at most %g%%); the noise model assumes interpolation, so "
+             "%s", a->file, pv->residual_rms,
             100 * sgdstab_provenance_relative_residual(pv), pv->target_rms,
             100 * SGDSTAB_INTERPOLATION_RTOL, surrogate(prob));
 }
@@ -217,14 +213,4 @@ void cli_print_residual(const char *label, const sgdstab_problem *prob)
         printf(": interpolation unknown (the metadata lacks residual_rms or "
                "target_rms)\n");
     }
-}
-
-void cli_error_line(const char *cmd, const char *file, const char *fmt,
-                    va_list ap)
-{
-    char msg[1024], q[4 * sizeof msg];
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    char qf[CLI_QUOTE_SIZE];
-    fprintf(stderr, "sgdstab %s: %s: %s\n", cmd, cli_quote(file, qf, sizeof qf),
-            cli_quote(msg, q, sizeof q));
 }

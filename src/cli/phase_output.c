@@ -1,10 +1,21 @@
 /* Phase-diagram outputs: the CSV tables, and the picture: a heat map drawn
  * by gnuplot (plot.c), renamed into place with the tables only on success. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "exit_status.h"
+#include "output.h"
+#include "phase_output.h"
+#include "plot.h"
+#include "report.h"
+#include "sgdstab/config.h"
+#include "sgdstab/moments.h"
+#include "sgdstab/outfile.h"
+#include "sgdstab/phase.h"
+#include "sgdstab/stability.h"
+#include "sgdstab/theory.h"
 
 static void csv_bool(FILE *f, int v, const char *sep)
 {
@@ -570,7 +581,7 @@ static int draw(const char *cmd, cli_phase_files *pf,
         status = cli_gnuplot(cmd, pf->plot_path, pf->plot, o->width,
                              o->height, write_script, &pp);
     } else {
-        fprintf(stderr, "sgdstab %s: out of memory\n", cmd);
+        cli_error(cmd, NULL, "out of memory");
     }
     free(bx);
     for (int k = 0; k < 4; k++)

@@ -6,13 +6,17 @@
 #include <math.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "cli.h"
+#include "exit_status.h"
+#include "plot.h"
+#include "report.h"
+#include "sgdstab/outfile.h"
 
 extern char **environ;
 
@@ -212,16 +216,16 @@ int cli_gnuplot(const char *cmd, const char *path, sgdstab_outfile *of,
         last_line(log, said, sizeof said);
     int status = EXIT_DATA;
     if (ws == -1 || !WIFEXITED(ws))
-        fprintf(stderr, "sgdstab %s: %s: gnuplot failed to draw the picture"
-                "%s%s\n", cmd, path, said[0] ? ": " : "", said);
+        cli_error(cmd, path, "gnuplot failed to draw the picture%s%s",
+                  said[0] ? ": " : "", said);
     else if (said[0])
-        fprintf(stderr, "sgdstab %s: %s: gnuplot: %s\n", cmd, path, said);
+        cli_error(cmd, path, "gnuplot: %s", said);
     else if (WEXITSTATUS(ws) != 0)
-        fprintf(stderr, "sgdstab %s: %s: gnuplot failed (exit status %d)\n",
-                cmd, path, WEXITSTATUS(ws));
+        cli_error(cmd, path, "gnuplot failed (exit status %d)",
+                  WEXITSTATUS(ws));
     else if (!picture_whole(tmp, svg))
-        fprintf(stderr, "sgdstab %s: %s: gnuplot wrote an incomplete "
-                "picture (disk full?)\n", cmd, path);
+        cli_error(cmd, path, "gnuplot wrote an incomplete picture (disk "
+                  "full?)");
     else
         status = EXIT_OK;
     if (log)

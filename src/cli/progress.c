@@ -1,23 +1,16 @@
 /* A progress bar on stderr for long computations. */
 #include <math.h>
 #include <stdio.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "cli.h"
-
-static double seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "clock.h"
+#include "progress.h"
 
 void cli_progress_init(cli_progress *p, const char *label, int quiet)
 {
     p->label = label;
     p->enabled = !quiet && isatty(STDERR_FILENO);
-    p->start = seconds();
+    p->start = cli_seconds();
     p->drawn = -1;
     p->shown = 0;
 }
@@ -27,7 +20,7 @@ int cli_progress_update(void *ctx, size_t done, size_t total)
     cli_progress *p = ctx;
     if (!p->enabled || total == 0)
         return 0;
-    double now = seconds(), elapsed = now - p->start;
+    double now = cli_seconds(), elapsed = now - p->start;
     /* Redraw at most ten times a second, and at the end. */
     if (done < total && p->drawn >= 0 && now - p->drawn < 0.1)
         return 0;

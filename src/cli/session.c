@@ -1,10 +1,20 @@
 /* Loading and factorizing the problem for every subcommand. */
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <unistd.h>
 
-#include "cli.h"
+#include "exit_status.h"
+#include "options.h"
+#include "output.h"
+#include "report.h"
+#include "session.h"
+#include "sgdstab/config.h"
+#include "sgdstab/moments.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/stability.h"
+#include "sgdstab/status.h"
 
 /* Without --loss, the convention of the file (its metadata's, if any). */
 static void file_loss(cli_args *a, const sgdstab_problem *prob)
@@ -17,33 +27,6 @@ static void file_loss(cli_args *a, const sgdstab_problem *prob)
                  "%s from the file's metadata", a->loss_name);
         a->loss = a->loss_text;
     }
-}
-
-/* Report a failure to load or factorize file: one line that names the file
- * (library messages such as "J is zero" do not) and says "out of memory"
- * when that is the cause (LAPACKE's "info = -1010" does not).  After an
- * allocation failed, exit at once: OpenBLAS threads that could not get
- * their buffers retry forever, and exit() would wait for them in OpenBLAS's
- * destructor. */
-int cli_report_file(const char *file, const sgdstab_error *err)
-{
-    int named = !strncmp(err->msg, file, strlen(file));
-    int nomem = err->status == SGDSTAB_ENOMEM &&
-                !strstr(err->msg, "memory");
-    char qf[CLI_QUOTE_SIZE], qm[4 * SGDSTAB_ERROR_MSG_MAX];
-    fprintf(stderr, "sgdstab: %s%s%s%s\n",
-            named ? "" : cli_quote(file, qf, sizeof qf), named ? "" : ": ",
-            cli_quote(err->msg, qm, sizeof qm),
-            nomem ? ": out of memory" : "");
-    if (err->status == SGDSTAB_ENOMEM) {
-        /* Out of memory, OpenBLAS may be stuck (main.c): leave at once,
-         * outputs removed as on a signal. */
-        sgdstab_outfile_cleanup();
-        fflush(stdout);
-        fflush(stderr);
-        _exit(EXIT_DATA);
-    }
-    return EXIT_DATA;
 }
 
 int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
@@ -146,10 +129,8 @@ int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
     sgdstab_moments *m = NULL;
     double *Z0 = calloc(r ? r * r : 1, sizeof *Z0);
     int status = EXIT_OK;
-    if (!Z0) {
-        fprintf(stderr, "sgdstab: out of memory\n");
-        return EXIT_DATA;
-    }
+    if (!Z0)
+        return cli_data_error(NULL, NULL, "out of memory");
     if (!(m = sgdstab_moments_alloc(red, &err)))
         status = cli_report(&err);
     if (!status && S0) {

@@ -1,0 +1,132 @@
+/* Option parsing shared by the subcommands: the common options (--lr,
+ * --batch, --sampling, the problem's options, --json, --csv), their help
+ * texts, and strict parsers of numbers and lists; errors are usage errors
+ * (report.h). */
+#ifndef SGDSTAB_CLI_OPTIONS_H
+#define SGDSTAB_CLI_OPTIONS_H
+
+#include <getopt.h>
+#include <stddef.h>
+
+#include "sgdstab/config.h"
+
+enum {
+    OPT_LR = 256, OPT_BATCH, OPT_SAMPLING, OPT_LOSS, OPT_HESSIAN, OPT_RANK_TOL,
+    OPT_NEGATIVE_CURVATURE, OPT_MAX_MEMORY, OPT_JSON, OPT_CSV,
+    OPT_FIRST_PRIVATE  /* subcommands number theirs from here */
+};
+
+#define CLI_OPT(name, has_arg, id) {name, has_arg, NULL, id}
+#define CLI_OPT_LR CLI_OPT("lr", required_argument, OPT_LR)
+#define CLI_OPT_BATCH CLI_OPT("batch", required_argument, OPT_BATCH)
+#define CLI_OPT_SAMPLING CLI_OPT("sampling", required_argument, OPT_SAMPLING)
+#define CLI_OPT_LOSS CLI_OPT("loss", required_argument, OPT_LOSS)
+#define CLI_OPT_HESSIAN CLI_OPT("hessian", required_argument, OPT_HESSIAN)
+#define CLI_OPT_RANK_TOL CLI_OPT("rank-tol", required_argument, OPT_RANK_TOL)
+#define CLI_OPT_NEGATIVE_CURVATURE \
+    CLI_OPT("negative-curvature", required_argument, OPT_NEGATIVE_CURVATURE)
+#define CLI_OPT_MAX_MEMORY \
+    CLI_OPT("max-memory", required_argument, OPT_MAX_MEMORY)
+#define CLI_OPT_JSON CLI_OPT("json", no_argument, OPT_JSON)
+#define CLI_OPT_CSV CLI_OPT("csv", required_argument, OPT_CSV)
+#define CLI_OPT_HELP CLI_OPT("help", no_argument, 'h')
+#define CLI_OPT_END {NULL, 0, NULL, 0}
+
+/* Help text shared by the subcommands that take these options. */
+#define CLI_HELP_PROBLEM_OPTIONS \
+    "  --hessian H.npy   the Hessian (p, p) at the minimum, if not in FILE;\n" \
+    "                    H - G then acts as a deterministic part of every\n" \
+    "                    minibatch Hessian (default: H = G)\n" \
+    "  --loss L          loss convention: half-mean (default; L = (1/2n) sum\n" \
+    "                    |f - y|^2), mse (PyTorch MSELoss: mean over n*k\n" \
+    "                    entries, no 1/2; scale 2/k) or a positive number c\n" \
+    "                    scaling every A_i = J_i^T J_i (and H) by c; without\n" \
+    "                    --loss, the \"loss\" of FILE's meta.json if it has one\n" \
+    "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n" \
+    "  --negative-curvature TOL\n" \
+    "                    with H: negative eigenvalues down to -TOL*lambda_max(H)\n" \
+    "                    are flat, their sign below what H resolves (the\n" \
+    "                    level of the training residual and of rounding):\n" \
+    "                    not 'not a minimum'; on directions J moves they are\n" \
+    "                    analyzed with curvature |h|, else left out\n" \
+    "                    (default 1e-6: at any eta <= 2/lambda_max such a\n" \
+    "                    direction needs >= 500000 steps to matter; at most\n" \
+    "                    0.01); strict (= 0): every negative eigenvalue makes\n" \
+    "                    H no minimum\n" \
+    "  --max-memory SIZE the memory loading and factorizing FILE may take\n" \
+    "                    (e.g. 8G, 512M; default: what the system has\n" \
+    "                    available, or SGDSTAB_MAX_MEMORY); a larger problem\n" \
+    "                    is refused before it is read\n"
+#define CLI_HELP_SAMPLING \
+    "  --sampling S      how batches are drawn: without (default; B distinct\n" \
+    "                    samples), with (B i.i.d. draws) or bernoulli (each\n" \
+    "                    sample kept with probability B/n, sum divided by B)\n"
+
+typedef struct {
+    const char *cmd;        /* subcommand name, for messages */
+    const char *file;
+    const char *hessian;
+    const char *batch;      /* raw text; each subcommand parses its form */
+    const char *loss;       /* the loss convention as text outputs name it:
+                               --loss as given, "half-mean" by default, or
+                               "L from the file's metadata" (in loss_text) */
+    const char *csv;
+    double lr;
+    int have_lr;
+    int have_loss;          /* --loss was given */
+    const char *loss_name;  /* the convention for sgdstab_loss_scale */
+    char loss_text[64];
+    double rank_rtol;
+    double flat_rtol;       /* --negative-curvature (reduce.h) */
+    double max_memory;      /* --max-memory in bytes; 0: the default */
+    sgdstab_sampling sampling;
+    int json;
+} cli_args;
+
+void cli_args_init(cli_args *a, const char *cmd);
+
+/* Handle a common option or an operand (getopt's 1); 0 when handled,
+ * EXIT_USAGE (after printing the error) otherwise. */
+int cli_common_option(cli_args *a, int c, const char *arg);
+
+/* What a subcommand's option parser returns once -h printed the help
+ * (the subcommand then exits with EXIT_OK). */
+enum { CLI_HELP_SHOWN = -1 };
+
+/* getopt_long wrapper that reports unknown options and missing values as
+ * one line naming the subcommand, and returns '?' then; operands come back
+ * as 1 (in optarg) and -h as 'h'. */
+int cli_getopt(int argc, char **argv, const char *cmd,
+               const struct option *longopts);
+/* The same with short options beyond -h, in getopt's syntax (e.g. "o:"). */
+int cli_getopt_short(int argc, char **argv, const char *cmd,
+                     const char *shortopts, const struct option *longopts);
+
+/* Strict number parsing for option values: the whole text must be a finite
+ * number that is 0 or at least DBL_MIN in magnitude (or a whole number ≥
+ * min); on failure a usage error naming the
+ * option is printed and −1 returned. */
+int cli_parse_double(const char *cmd, const char *opt, const char *text,
+                     double *out);
+int cli_parse_size(const char *cmd, const char *opt, const char *text,
+                   size_t min, size_t *out);
+
+/* --batch for many sizes: "1,2,4", "all" (1..n), "A:B" (every integer),
+ * "A:B:log" (A, 2A, 4A, ..., B) or "A:B:N:log" (N log-spaced, rounded),
+ * where each size may be "n" for the number of samples; sorted, without
+ * duplicates.  *list is malloc'd. */
+int cli_parse_batches(const char *cmd, const char *text, size_t n,
+                      size_t **list, size_t *count);
+
+/* --lr for many learning rates: "A:B:N" (N evenly spaced, ends included),
+ * "A:B:N:log" (N log-spaced), "A:B" and "A:B:log" (N = CLI_LR_STEPS), or a
+ * list "0.1,0.5,2"; 0 < A < B.  Sorted, without duplicates; *log_spaced
+ * tells whether a log range was asked for.  *list is malloc'd. */
+#define CLI_LR_STEPS 40
+int cli_parse_lrs(const char *cmd, const char *text, double **list,
+                  size_t *count, int *log_spaced);
+
+/* Usage errors unless FILE, --lr, --batch were given. */
+int cli_require(const cli_args *a, int need_lr, int need_batch);
+
+#endif

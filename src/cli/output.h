@@ -1,0 +1,67 @@
+/* What the subcommands write: JSON numbers and documents, CSV numbers and
+ * files, the checks and commit of output files, what FILE's metadata says
+ * of the minimum, and the final check of stdout. */
+#ifndef SGDSTAB_CLI_OUTPUT_H
+#define SGDSTAB_CLI_OUTPUT_H
+
+#include <cjson/cJSON.h>
+#include <stddef.h>
+#include <stdio.h>
+
+#include "options.h"
+#include "sgdstab/outfile.h"
+#include "sgdstab/problem.h"
+
+/* JSON numbers carry 17 significant digits (non-finite ones become null). */
+void cli_json_number(cJSON *obj, const char *key, double value);
+cJSON *cli_json_value(double value);  /* the same, as an item */
+void cli_json_size(cJSON *obj, const char *key, size_t value);
+
+/* Print obj to stdout and free it; returns EXIT_OK or EXIT_DATA. */
+int cli_json_print(cJSON *obj);
+/* The same for JSON text (NULL: out of memory), freed after printing. */
+int cli_json_print_text(char *text);
+
+/* JSON text formatted as cJSON_Print formats a value on its own (the
+ * library's metadata), as an item that cJSON_Print prints byte for byte
+ * where it sits `depth` levels deep: every line after the first gets that
+ * many more tabs.  NULL if out of memory. */
+cJSON *cli_json_verbatim(const char *text, unsigned depth);
+
+/* The JSON keys loss (half-mean, mse or the number, as --loss or FILE's
+ * metadata gave it) and loss_scale (c). */
+void cli_json_loss(cJSON *obj, const cli_args *a, const sgdstab_problem *prob,
+                   double scale);
+
+/* What FILE's metadata says of the minimum (provenance.h):
+ * - the note on stderr, one line, when it is not interpolating;
+ * - the JSON keys residual_rms, max_residual, target_rms (null when not
+ *   given) and interpolating (true, false or null);
+ * - the text line, after label, about the training residual (nothing when
+ *   the metadata gives none). */
+void cli_note_interpolation(const cli_args *a, const sgdstab_problem *prob);
+void cli_json_provenance(cJSON *obj, const sgdstab_problem *prob);
+void cli_print_residual(const char *label, const sgdstab_problem *prob);
+
+/* A number in CSV: 17 significant digits, "nan"/"inf" as such. */
+void cli_csv_number(FILE *f, double value, const char *sep);
+
+/* Open --csv FILE (atomically replaced on commit); NULL after printing the
+ * error. */
+sgdstab_outfile *cli_csv_open(const char *path);
+int cli_csv_commit(sgdstab_outfile *of);
+
+/* Refuse (usage error, one line) an output that is the same file
+ * (sgdstab_same_file) as an input (a->file, a->hessian, input) or as
+ * another output, unless it is written in place (a device, FIFO,
+ * /dev/stdout); NULL entries are skipped. */
+int cli_check_outputs(const cli_args *a, const char *input,
+                      const char *const *outputs, size_t no);
+
+/* sgdstab_outfile_group_commit, the error printed: EXIT_OK or EXIT_DATA. */
+int cli_outputs_commit(void);
+
+/* Final check that stdout was written completely. */
+int cli_finish_stdout(int status);
+
+#endif
