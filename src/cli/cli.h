@@ -243,10 +243,6 @@ int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
 void cli_error_line(const char *cmd, const char *file, const char *fmt,
                     va_list ap);
 
-/* Validate an experiment spec (the text of FILE) as `run` does before any
- * work: EXIT_OK, or EXIT_DATA after one error line. */
-int cli_run_spec_check(const char *file, const char *text, size_t size);
-
 /* Print a library error (one line) and return EXIT_DATA. */
 int cli_report(const sgdstab_error *err);
 
