@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "minibatch.h"
+#include "sgdstab/fit.h"
 
 const double SGDSTAB_EXIT_QUANTILES[5] = {0.1, 0.25, 0.5, 0.75, 0.9};
 
@@ -398,17 +399,9 @@ double sgdstab_log_slope(const double *y, size_t from, size_t to)
 {
     if (to <= from)
         return NAN;
-    double st = 0, sy = 0, stt = 0, sty = 0, m = (double)(to - from + 1);
-    for (size_t t = from; t <= to; t++) {
-        if (!(y[t] > 0) || !isfinite(y[t]))
-            return NAN;
-        double ly = log(y[t]), tt = (double)t;
-        st += tt;
-        sy += ly;
-        stt += tt * tt;
-        sty += tt * ly;
-    }
-    return (sty - st * sy / m) / (stt - st * st / m);
+    sgdstab_line_fit fit;
+    sgdstab_fit_log_line(NULL, y + from, NULL, to - from + 1, &fit);
+    return fit.slope;
 }
 
 void sgdstab_sim_growth_rate(const sgdstab_sim_result *res, size_t from,

@@ -109,7 +109,8 @@ void sgdstab_sim_result_free(sgdstab_sim_result *res);
 void sgdstab_sim_growth_rate(const sgdstab_sim_result *res, size_t from,
                              size_t to, double *rate, double *stderr_);
 
-/* The least-squares slope of ln y_t on t = from..to (NaN if some y_t ≤ 0). */
+/* The least-squares slope of ln y_t on t = from..to (NaN if some y_t ≤ 0):
+ * sgdstab_fit_log_line (fit.h) on those points. */
 double sgdstab_log_slope(const double *y, size_t from, size_t to);
 
 /* Exit statistics of a run with a radius.  quantiles[i] is the

@@ -14,7 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "exit_status.h"
+#include "options.h"
+#include "report.h"
 #include "capture.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -1,4 +1,4 @@
-/* libFuzzer target for `run`'s spec validator (cli_run_spec_check): any
+/* libFuzzer target for `run`'s spec validator (run_spec_check): any
  * text as an experiment spec.  Any crash, sanitizer report or leak aborts,
  * and so does a broken contract: a valid spec prints nothing, an invalid
  * one exactly one line free of control characters (keys and values are
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cli.h"
+#include "run/spec.h"
 #include "capture.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *msg;
     size_t len;
     FILE *saved, *mem = capture_stderr(&msg, &len, &saved);
-    int status = cli_run_spec_check("fuzz.json", text, size);
+    int status = run_spec_check("fuzz.json", text, size);
     restore_stderr(mem, saved);
     check_message(status, EXIT_DATA, msg, len);
     free(text);

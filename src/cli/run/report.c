@@ -1,0 +1,223 @@
+/* report.md of `sgdstab run`: what was run, how to run it again, the
+ * findings and a table per case, then the Monte Carlo experiments. */
+#include <math.h>
+
+#include "write.h"
+
+/* A number as the report shows it: "nan" for anything not finite. */
+static double shown(double x)
+{
+    return isfinite(x) ? x : NAN;
+}
+
+/* An upper bound for the report: +∞ where there is none. */
+static const char *bound_text(double x, char *buf, size_t size)
+{
+    if (!isfinite(x))
+        return "∞";
+    snprintf(buf, size, "%.6g", x);
+    return buf;
+}
+
+/* What the report's columns mean for the spec's sampling: b, the
+ * batch-noise coefficient, is what the Wu–Wang–Su quantity depends on. */
+static void columns_note(const run_spec *sp, FILE *f)
+{
+    static const char *const B_TEXT[] = {
+        [SGDSTAB_SAMPLING_WITH] = "b = 1/B",
+        [SGDSTAB_SAMPLING_WITHOUT] = "b = (n − B)/(B(n − 1))",
+        [SGDSTAB_SAMPLING_BERNOULLI] = "b = 1/B − 1/n"};
+    fprintf(f, "\nColumns: MM top and MM trace are the two "
+            "Mulayoff–Michaeli upper bounds on η\\*, WWS the Wu–Wang–Su "
+            "bound 1/(‖H‖_F √(b μ_min)), with b the batch-noise coefficient "
+            "of the spec's sampling (`%s`: %s). η\\*·‖H‖_F·√b is the "
+            "stable sharpness that bound keeps at or below 1/√μ_min (η\\* "
+            "≤ WWS exactly when it is); %s. It stays bounded if their claim "
+            "of size independence holds.\n",
+            sgdstab_sampling_name(sp->sampling), B_TEXT[sp->sampling],
+            sp->sampling == SGDSTAB_SAMPLING_WITH
+                ? "with replacement it is η\\*·‖H‖_F/√B"
+                : "it is not η\\*·‖H‖_F/√B, the form for sampling with "
+                  "replacement (b = 1/B); it is 0 where b = 0 (B = n)");
+}
+
+/* The table's rows of one case: at most 6 batch sizes, spread evenly,
+ * the last always among them. */
+static void case_table_rows(const run_spec *sp, const run_case_result *r,
+                            FILE *f)
+{
+    size_t m = r->ncritical, stride = m > 6 ? (m + 5) / 6 : 1;
+    for (size_t i = 0; i < m; i++) {
+        const run_critical_row *row = &r->critical[i];
+        char wws[32];
+        if (i % stride && i + 1 != m)
+            continue;
+        fprintf(f, "| %zu |", r->index);
+        for (size_t ax = 0; ax < sp->naxes; ax++) {
+            if (cJSON_IsString(r->value[ax]))
+                fprintf(f, " %s |", r->value[ax]->valuestring);
+            else
+                fprintf(f, " %.6g |", r->value[ax]->valuedouble);
+        }
+        fprintf(f, " %zu | %zu | %.4g | %.4g | %.4g | %zu | %.6g | %.6g | "
+                "%.4g | %.6g | %.6g | %s |\n", r->n, r->p,
+                shown(r->th.sharpness), shown(r->th.hessian_frobenius),
+                shown(r->th.alignment_min), row->batch,
+                shown(row->lr_critical), shown(row->bounds.mean),
+                shown(row->stable_sharpness),
+                shown(row->bounds.mulayoff_michaeli_top),
+                shown(row->bounds.mulayoff_michaeli_trace),
+                bound_text(row->bounds.wu_wang_su, wws, sizeof wws));
+    }
+}
+
+static void case_table(const run_spec *sp, const run_results *res, FILE *f)
+{
+    fputs("\n| case |", f);
+    for (size_t ax = 0; ax < sp->naxes; ax++)
+        fprintf(f, " %s |", sp->axis[ax].key);
+    fputs(" n | p | λmax(H) | ‖H‖_F | μ_min | B | η\\*(B) | 2/λmax | "
+          "η\\*·‖H‖_F·√b | MM top | MM trace | WWS |\n|", f);
+    for (size_t i = 0; i < 13 + sp->naxes; i++)
+        fputs("---|", f);
+    fputc('\n', f);
+    for (size_t c = 0; c < res->ncases; c++)
+        case_table_rows(sp, &res->cases[c], f);
+}
+
+static void phase_paragraphs(const run_results *res, FILE *f)
+{
+    for (size_t c = 0; c < res->ncases; c++) {
+        const run_case_result *r = &res->cases[c];
+        const run_phase_result *ph = r->phase;
+        if (!ph)
+            continue;
+        fprintf(f, "\nPhase diagram of case %zu (`%s`, tables `%s` and "
+                "`%s`): %zu of %zu grid points stable, learning rates "
+                "%.4g to %.4g.\n\n![phase diagram, case %zu](%s)\n",
+                r->index, ph->plot, ph->grid_csv, ph->boundary_csv,
+                ph->stable_points, ph->batches * ph->lrs, shown(ph->lr_min),
+                shown(ph->lr_max), r->index, ph->plot);
+    }
+}
+
+/* Estimated rates of the spec's own sampling more than 3 standard errors
+ * from the exact ln ρ, of all such rates. */
+static void rate_checks(const run_spec *sp, const run_results *res,
+                        size_t *failed, size_t *checks)
+{
+    *failed = *checks = 0;
+    for (size_t c = 0; c < res->ncases; c++)
+        for (size_t i = 0; i < res->cases[c].nepoch; i++) {
+            const run_epoch_row *e = &res->cases[c].epoch[i];
+            if (sp->epoch.sampling[e->sampling] != sp->sampling)
+                continue;
+            for (size_t k = 0; k < sp->epoch.nfactor; k++) {
+                ++*checks;
+                *failed += !(fabs(e->rates[k].z) <= 3);
+            }
+        }
+}
+
+static void epoch_section(const run_spec *sp, const run_results *res, FILE *f)
+{
+    const run_epoch_spec *ep = &sp->epoch;
+    fprintf(f, "\n## Reshuffling and fresh batches: the one-epoch map\n\n"
+            "For every batch size the one-epoch second-moment map was "
+            "estimated from %zu sampled epochs (seed %lu) and the "
+            "learning rate where its spectral radius crosses 1 located "
+            "(`sgdstab simulate --threshold`), beside the exact η\\*(B) "
+            "of fresh batches (sampling `%s`). Table `epoch-threshold."
+            "csv`%s, picture `epoch.png`.\n\n![thresholds](epoch.png)\n\n",
+            ep->runs, ep->seed, sgdstab_sampling_name(sp->sampling),
+            ep->nfactor ? ", rates at multiples of η\\*(B) in "
+                          "`epoch-rate.csv`" : "");
+    if (ep->nfactor) {
+        size_t failed, checks;
+        rate_checks(sp, res, &failed, &checks);
+        fprintf(f, "Check of the estimator on fresh batches, whose rate "
+                "is known exactly: %zu of %zu estimated rates in "
+                "`epoch-rate.csv` are more than 3 standard errors from "
+                "ln ρ (column `z_vs_exact`). Far above the threshold "
+                "with long epochs (B ≪ n) the product of an epoch's "
+                "factors is heavy-tailed, and the estimate falls short of "
+                "the true rate by more than its error; reshuffled rates "
+                "at those learning rates share the bias. The thresholds "
+                "below are not affected: there ρ = 1.\n\n", failed, checks);
+    }
+    fprintf(f, "| case | B | sampling | threshold | ± s.e. | exact "
+            "η\\*(B) | ratio | ± s.e. |\n|---|---|---|---|---|---|---|---|"
+            "\n");
+    for (size_t c = 0; c < res->ncases; c++)
+        for (size_t i = 0; i < res->cases[c].nepoch; i++) {
+            const run_epoch_row *e = &res->cases[c].epoch[i];
+            fprintf(f, "| %zu | %zu | %s | %.6g | %.2g | %.6g | %.4f | %.4f "
+                    "|\n", res->cases[c].index, e->batch,
+                    sgdstab_sampling_name(ep->sampling[e->sampling]), e->lr,
+                    e->lr_stderr, e->lr_critical, e->ratio, e->ratio_stderr);
+        }
+}
+
+static void exit_section(const run_spec *sp, const run_results *res, FILE *f)
+{
+    const run_exit_spec *ex = &sp->exit;
+    fprintf(f, "\n## Exit times of clipped SGD with heavy-tailed noise\n\n"
+            "From δ_0 = 0, %zu runs per learning rate (seed %lu, at most "
+            "%zu steps) of SGD whose step η(H_ξ δ − Z) is clipped to norm "
+            "b, Z with a uniform direction and a Pareto magnitude of tail "
+            "index α and scale %g; exit when |δ| > R = %g. The exit "
+            "time is the censored mean (total steps run / exits: the "
+            "maximum-likelihood mean of memoryless exits, not biased by "
+            "runs that never left); the slope of its logarithm against "
+            "ln(1/η) is fitted by least squares weighted by the numbers "
+            "of exits (points with fewer than %d exits left out) and set "
+            "beside Wang–Oh–Rhee's prediction 1 + (α − 1)·l\\*, "
+            "l\\* = ⌈R/b⌉ (the number of clipped jumps needed to leave), "
+            "which holds as η → 0 and up to constants. Tables `exit.csv` "
+            "(every point) and `exit-fit.csv`, picture `exit.png`.\n\n"
+            "![exit times](exit.png)\n\n"
+            "| case | B | α | b | l\\* | points | fitted slope | ± s.e. | "
+            "χ²/dof | predicted |\n|---|---|---|---|---|---|---|---|---|"
+            "---|\n", ex->runs, ex->seed, ex->steps, ex->noise_scale,
+            ex->radius, RUN_EXIT_MIN_EXITS);
+    for (size_t c = 0; c < res->ncases; c++)
+        for (size_t i = 0; i < res->cases[c].nexit; i++) {
+            const run_exit_group *g = &res->cases[c].exit[i];
+            const run_exit_series *es = &ex->series[g->series];
+            fprintf(f, "| %zu | %zu | %g | %g | %zu | %zu | %.3f | %.3f | "
+                    "%.3g | %g |\n", res->cases[c].index, g->batch, es->alpha,
+                    es->clip, g->jumps, g->fit.points, g->fit.slope,
+                    g->fit.slope_stderr, g->fit.chi2_per_dof,
+                    g->predicted_slope);
+        }
+}
+
+void run_write_report(const run_spec *sp, const run_results *res,
+                      const char *name, const char *command, FILE *f)
+{
+    int verify = sp->nlr + sp->nfactor > 0;
+    fprintf(f, "# %s\n\n", name);
+    if (sp->description)
+        fprintf(f, "%s\n\n", sp->description);
+    fprintf(f, "Regenerate with:\n\n```sh\n%s\n```\n\n", command);
+    fprintf(f, "Family `%s`, sampling `%s`, loss `%s`; %zu case%s. Tables: "
+            "`cases.csv` (one row per case), `critical.csv` (η\\*(B) and its "
+            "bounds)%s; everything also in `summary.json`.\n\n",
+            sgdstab_synth_family_name(sp->base.family),
+            sgdstab_sampling_name(sp->sampling), sp->loss, sp->ncases,
+            sp->ncases == 1 ? "" : "s",
+            verify ? ", `verify.csv` (the `verify` checks)" : "");
+    fprintf(f, "Findings:\n\n- η\\*(B) is non-decreasing in B in %s.\n",
+            res->not_monotone ? "NOT every case (a bug: see summary.json)"
+                              : "every case");
+    if (verify)
+        fprintf(f, "- Theorem checks failed: %zu%s.\n", res->theorems_failed,
+                res->theorems_failed ? " (a bug in sgdstab)" : "");
+    case_table(sp, res, f);
+    columns_note(sp, f);
+    phase_paragraphs(res, f);
+    if (sp->epoch.on)
+        epoch_section(sp, res, f);
+    if (sp->exit.on)
+        exit_section(sp, res, f);
+}

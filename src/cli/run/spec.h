@@ -1,0 +1,102 @@
+/* The experiment spec of `sgdstab run` (a JSON object; `sgdstab run --help`
+ * lists its keys): read and validated in one place, before any work, with
+ * one error style — a line "sgdstab run: SPEC: key 'K': problem" naming the
+ * key (escaped: keys and values are untrusted). */
+#ifndef SGDSTAB_CLI_RUN_SPEC_H
+#define SGDSTAB_CLI_RUN_SPEC_H
+
+#include <cjson/cJSON.h>
+
+#include "../phase_output.h"
+#include "../session.h"
+#include "sgdstab/synth.h"
+
+#define RUN_MAX_AXES 4
+#define RUN_MAX_LIST 64       /* learning rates, factors, exit series */
+#define RUN_MAX_CASES 10000
+#define RUN_MAX_SAMPLINGS 4
+
+typedef struct {
+    const char *key;
+    const cJSON *values;      /* a non-empty array */
+} run_axis;
+
+/* "phase": a diagram per case over the spec's batch sizes. */
+typedef struct {
+    double *lr;               /* NULL: no phase diagrams */
+    size_t nl;
+    int log_spaced;
+    int relative;             /* lr in multiples of 2/λmax(H) */
+    cli_phase_style style;
+} run_phase_spec;
+
+/* "epoch": thresholds and rates of the one-epoch map. */
+typedef struct {
+    int on;
+    sgdstab_sampling sampling[RUN_MAX_SAMPLINGS];
+    size_t nsampling;
+    double factor[RUN_MAX_LIST];
+    size_t nfactor;
+    size_t runs;
+    unsigned long seed;
+} run_epoch_spec;
+
+typedef struct {
+    double alpha, clip;
+    double *lr;
+    size_t nlr;
+} run_exit_series;
+
+/* "exit": exit times of clipped SGD with Pareto noise. */
+typedef struct {
+    int on;
+    double radius, noise_scale;
+    size_t runs, steps;
+    unsigned long seed;
+    run_exit_series *series;
+    size_t nseries;
+} run_exit_spec;
+
+typedef struct {
+    const char *path;
+    cJSON *root;
+    const char *description;
+    sgdstab_synth_params base;
+    run_axis axis[RUN_MAX_AXES];
+    size_t naxes, ncases;
+    const cJSON *batch;        /* a string, or the list batch_list */
+    size_t *batch_list, nbatch;
+    sgdstab_sampling sampling;
+    const char *loss;          /* as the report names it */
+    const char *loss_name;     /* for sgdstab_loss_scale, per case's k */
+    char loss_number[32];
+    double lr[RUN_MAX_LIST], factor[RUN_MAX_LIST];
+    size_t nlr, nfactor;
+    run_phase_spec phase;
+    run_epoch_spec epoch;
+    run_exit_spec exit;
+} run_spec;
+
+/* Read and validate the spec at path; EXIT_OK, or EXIT_DATA after the
+ * error line.  run_spec_free releases it either way. */
+int run_spec_load(run_spec *sp, const char *path);
+void run_spec_free(run_spec *sp);
+
+/* Validate a spec's text (NUL-terminated, size bytes) as FILE, as
+ * run_spec_load does: EXIT_OK, or EXIT_DATA after one error line. */
+int run_spec_check(const char *file, const char *text, size_t size);
+
+/* The error line about the spec; returns EXIT_DATA. */
+int run_spec_error(const run_spec *sp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Case c's synth parameters and sweep values (value[ax] for each axis):
+ * the first axis varies slowest. */
+void run_spec_case(const run_spec *sp, size_t c, sgdstab_synth_params *par,
+                   const cJSON **value);
+
+/* The spec's batch sizes for n samples (malloc'd). */
+int run_spec_batches(const run_spec *sp, size_t n, size_t **list,
+                     size_t *count);
+
+#endif
