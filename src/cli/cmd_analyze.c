@@ -190,29 +190,14 @@ static int print_json(const cli_args *a, const sgdstab_problem *prob,
 int cmd_analyze(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
-        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,
-        CLI_OPT_MAX_MEMORY, CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPTS_AT_ONE_POINT, CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "analyze");
-    int c;
-    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
-        if (c == 'h') {
-            fputs(ANALYZE_HELP, stdout);
-            return EXIT_OK;
-        }
-        if (cli_common_option(&args, c, optarg))
-            return EXIT_USAGE;
-    }
-    size_t batch;
-    if (cli_require(&args, 1, 1) ||
-        cli_parse_size(args.cmd, "batch", args.batch, 1, &batch))
-        return EXIT_USAGE;
-
+    int parsed = cli_parse_common(argc, argv, &args, opts, ANALYZE_HELP);
+    if (parsed)
+        return parsed == CLI_HELP_SHOWN ? EXIT_OK : parsed;
     cli_session ses;
-    int status = cli_session_open(&args, batch, SGDSTAB_USES_LR |
-                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP,
-                                  &ses);
+    int status = cli_session_at(&args, &ses);
     if (status)
         return status;
     sgdstab_analysis an;

@@ -130,15 +130,9 @@ int cmd_critical(int argc, char **argv)
         CLI_OPT_CSV, CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "critical");
-    int c;
-    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
-        if (c == 'h') {
-            fputs(CRITICAL_HELP, stdout);
-            return EXIT_OK;
-        }
-        if (cli_common_option(&args, c, optarg))
-            return EXIT_USAGE;
-    }
+    int parsed = cli_parse_common(argc, argv, &args, opts, CRITICAL_HELP);
+    if (parsed)
+        return parsed == CLI_HELP_SHOWN ? EXIT_OK : parsed;
     if (cli_require(&args, 0, 1) ||
         cli_check_outputs(&args, NULL, &args.csv, 1))
         return EXIT_USAGE;

@@ -106,9 +106,7 @@ static void print_text(const cli_args *a, size_t batch, size_t steps,
 int cmd_evolve(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
-        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,
-        CLI_OPT_MAX_MEMORY,
+        CLI_OPTS_AT_ONE_POINT,
         CLI_OPT_JSON, CLI_OPT_CSV,
         CLI_OPT("steps", required_argument, OPT_STEPS),
         CLI_OPT("init", required_argument, OPT_INIT), CLI_OPT_HELP,
@@ -129,22 +127,18 @@ int cmd_evolve(int argc, char **argv)
         else if (cli_common_option(&args, c, optarg))
             return EXIT_USAGE;
     }
-    size_t batch, steps;
-    if (cli_require(&args, 1, 1) ||
-        cli_check_outputs(&args, init, &args.csv, 1))
+    size_t steps;
+    if (cli_check_outputs(&args, init, &args.csv, 1))
         return EXIT_USAGE;
     if (!steps_text)
         return cli_usage_error(args.cmd, "missing --steps");
-    if (cli_parse_size(args.cmd, "batch", args.batch, 1, &batch) ||
-        cli_parse_size(args.cmd, "steps", steps_text, 0, &steps))
+    if (cli_parse_size(args.cmd, "steps", steps_text, 0, &steps))
         return EXIT_USAGE;
     if (steps > 100000000)
         return cli_usage_error(args.cmd, "--steps %zu is more than 1e8", steps);
 
     cli_session ses;
-    int status = cli_session_open(&args, batch, SGDSTAB_USES_LR |
-                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP,
-                                  &ses);
+    int status = cli_session_at(&args, &ses);
     if (status)
         return status;
     const sgdstab_problem *prob = ses.prob;
@@ -162,9 +156,9 @@ int cmd_evolve(int argc, char **argv)
         if (args.csv)
             status = write_csv(args.csv, m2, loss, steps);
         if (!status && args.json)
-            status = print_json(&args, batch, steps, scale, m2, loss);
+            status = print_json(&args, ses.cfg.batch, steps, scale, m2, loss);
         else if (!status)
-            print_text(&args, batch, steps, m2, loss);
+            print_text(&args, ses.cfg.batch, steps, m2, loss);
     }
     sgdstab_second_moment_free(S0);
     free(m2);

@@ -172,15 +172,9 @@ int cmd_info(int argc, char **argv)
                                          CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "info");
-    int c;
-    while ((c = cli_getopt(argc, argv, "info", opts)) != -1) {
-        if (c == 'h') {
-            fputs(INFO_HELP, stdout);
-            return EXIT_OK;
-        }
-        if (cli_common_option(&args, c, optarg))
-            return EXIT_USAGE;
-    }
+    int parsed = cli_parse_common(argc, argv, &args, opts, INFO_HELP);
+    if (parsed)
+        return parsed == CLI_HELP_SHOWN ? EXIT_OK : parsed;
     if (cli_require(&args, 0, 0))
         return EXIT_USAGE;
 

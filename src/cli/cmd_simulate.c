@@ -201,9 +201,7 @@ static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
                          sim_texts *t)
 {
     static const struct option opts[] = {
-        CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
-        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,
-        CLI_OPT_MAX_MEMORY,
+        CLI_OPTS_AT_ONE_POINT,
         CLI_OPT_JSON, CLI_OPT_CSV,
         CLI_OPT("steps", required_argument, OPT_STEPS),
         CLI_OPT("runs", required_argument, OPT_RUNS),

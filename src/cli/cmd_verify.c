@@ -202,24 +202,11 @@ int cmd_verify(int argc, char **argv)
         CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "verify");
-    int c;
-    while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
-        if (c == 'h') {
-            fputs(VERIFY_HELP, stdout);
-            return EXIT_OK;
-        }
-        if (cli_common_option(&args, c, optarg))
-            return EXIT_USAGE;
-    }
-    size_t batch;
-    if (cli_require(&args, 1, 1) ||
-        cli_parse_size(args.cmd, "batch", args.batch, 1, &batch))
-        return EXIT_USAGE;
-
+    int parsed = cli_parse_common(argc, argv, &args, opts, VERIFY_HELP);
+    if (parsed)
+        return parsed == CLI_HELP_SHOWN ? EXIT_OK : parsed;
     cli_session ses;
-    int status = cli_session_open(&args, batch, SGDSTAB_USES_LR |
-                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP,
-                                  &ses);
+    int status = cli_session_at(&args, &ses);
     if (status)
         return status;
     sgdstab_theory th;

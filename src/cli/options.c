@@ -181,6 +181,21 @@ int cli_common_option(cli_args *a, int c, const char *arg)
     }
 }
 
+int cli_parse_common(int argc, char **argv, cli_args *a,
+                     const struct option *longopts, const char *help)
+{
+    int c;
+    while ((c = cli_getopt(argc, argv, a->cmd, longopts)) != -1) {
+        if (c == 'h') {
+            fputs(help, stdout);
+            return CLI_HELP_SHOWN;
+        }
+        if (cli_common_option(a, c, optarg))
+            return EXIT_USAGE;
+    }
+    return EXIT_OK;
+}
+
 int cli_require(const cli_args *a, int need_lr, int need_batch)
 {
     if (!a->file)

@@ -31,6 +31,11 @@ enum {
 #define CLI_OPT_CSV CLI_OPT("csv", required_argument, OPT_CSV)
 #define CLI_OPT_HELP CLI_OPT("help", no_argument, 'h')
 #define CLI_OPT_END {NULL, 0, NULL, 0}
+/* The options of an analysis at one (η, B): the run and the problem. */
+#define CLI_OPTS_AT_ONE_POINT                                               \
+    CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,              \
+        CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,      \
+        CLI_OPT_MAX_MEMORY
 
 /* Help text shared by the subcommands that take these options. */
 #define CLI_HELP_PROBLEM_OPTIONS \
@@ -92,6 +97,12 @@ int cli_common_option(cli_args *a, int c, const char *arg);
 /* What a subcommand's option parser returns once -h printed the help
  * (the subcommand then exits with EXIT_OK). */
 enum { CLI_HELP_SHOWN = -1 };
+
+/* The whole command line of a subcommand that takes only common options
+ * (longopts): EXIT_OK, CLI_HELP_SHOWN after printing help for -h, or
+ * EXIT_USAGE after the error. */
+int cli_parse_common(int argc, char **argv, cli_args *a,
+                     const struct option *longopts, const char *help);
 
 /* getopt_long wrapper that reports unknown options and missing values as
  * one line naming the subcommand, and returns '?' then; operands come back

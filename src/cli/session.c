@@ -100,6 +100,16 @@ int cli_session_open(cli_args *a, size_t batch, unsigned uses,
     return status;
 }
 
+int cli_session_at(cli_args *a, cli_session *ses)
+{
+    size_t batch;
+    if (cli_require(a, 1, 1) ||
+        cli_parse_size(a->cmd, "batch", a->batch, 1, &batch))
+        return EXIT_USAGE;
+    return cli_session_open(a, batch, SGDSTAB_USES_LR | SGDSTAB_USES_BATCH |
+                            SGDSTAB_USES_STEP_MAP, ses);
+}
+
 void cli_session_close(cli_session *ses)
 {
     sgdstab_stability_free(ses->stab);

@@ -53,6 +53,10 @@ int cli_session_open(cli_args *a, size_t batch, unsigned uses,
                      cli_session *ses);
 void cli_session_close(cli_session *ses);
 
+/* FILE, --lr and one --batch required (usage errors), then the session at
+ * that configuration for the exact per-step map (cli_session_open). */
+int cli_session_at(cli_args *a, cli_session *ses);
+
 /* Negative curvature of H taken as flat (reduce.h): a text line after
  * label (nothing when there is none) and the JSON keys
  * negative_curvature_tolerance, flat_negative_count, flat_negative_min (in
