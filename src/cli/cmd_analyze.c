@@ -148,17 +148,10 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
 static int print_json(const cli_args *a, const sgdstab_problem *prob,
                       const sgdstab_reduced *red, const sgdstab_analysis *an)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "file", prob->source);
-    cli_json_size(o, "n", prob->n);
-    cli_json_size(o, "k", prob->k);
-    cli_json_size(o, "p", prob->p);
+    cJSON *o = cli_json_problem(prob);
     cli_json_size(o, "rank", red->rank_J);
     cli_json_size(o, "null_dim", prob->p - red->r);
-    cli_json_number(o, "lr", an->config.lr);
-    cli_json_size(o, "batch", an->config.batch);
-    cJSON_AddStringToObject(o, "sampling",
-                            sgdstab_sampling_name(an->config.sampling));
+    cli_json_point(o, &an->config);
     cli_json_loss(o, a, prob, an->config.loss_scale);
     cJSON_AddBoolToObject(o, "stable", an->stable);
     cJSON_AddStringToObject(o, "verdict", sgdstab_verdict_name(an->verdict));
@@ -193,13 +186,10 @@ int cmd_analyze(int argc, char **argv)
         CLI_OPTS_AT_ONE_POINT, CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "analyze");
-    int parsed = cli_parse_common(argc, argv, &args, opts, ANALYZE_HELP);
-    if (parsed)
-        return parsed == CLI_HELP_SHOWN ? EXIT_OK : parsed;
     cli_session ses;
-    int status = cli_session_at(&args, &ses);
+    int status = cli_open_at(argc, argv, opts, ANALYZE_HELP, &args, &ses);
     if (status)
-        return status;
+        return status == CLI_HELP_SHOWN ? EXIT_OK : status;
     sgdstab_analysis an;
     sgdstab_error err;
     if (sgdstab_analyze(ses.stab, &ses.cfg, &an, NULL, &err))

@@ -136,11 +136,7 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
 static int print_json(const cli_args *a, const sgdstab_problem *prob,
                       const sgdstab_reduced *red)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "file", prob->source);
-    cli_json_size(o, "n", prob->n);
-    cli_json_size(o, "k", prob->k);
-    cli_json_size(o, "p", prob->p);
+    cJSON *o = cli_json_problem(prob);
     cJSON_AddStringToObject(o, "dtype", prob->J_descr);
     cli_json_size(o, "rank", red->rank_J);
     cli_json_number(o, "rank_rtol", red->rank_rtol);

@@ -126,11 +126,7 @@ typedef struct {
 
 static int print_json(const phase_report *r)
 {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "file", r->prob->source);
-    cli_json_size(o, "n", r->prob->n);
-    cli_json_size(o, "k", r->prob->k);
-    cli_json_size(o, "p", r->prob->p);
+    cJSON *o = cli_json_problem(r->prob);
     cli_json_size(o, "rank", r->red->rank_J);
     cJSON_AddStringToObject(o, "sampling",
                             sgdstab_sampling_name(r->a->sampling));

@@ -131,16 +131,9 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
 {
     const sgdstab_analysis *an = &v->analysis;
     const sgdstab_theory *th = &v->theory;
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddStringToObject(o, "file", prob->source);
-    cli_json_size(o, "n", prob->n);
-    cli_json_size(o, "k", prob->k);
-    cli_json_size(o, "p", prob->p);
+    cJSON *o = cli_json_problem(prob);
     cli_json_size(o, "rank", red->rank_J);
-    cli_json_number(o, "lr", an->config.lr);
-    cli_json_size(o, "batch", an->config.batch);
-    cJSON_AddStringToObject(o, "sampling",
-                            sgdstab_sampling_name(an->config.sampling));
+    cli_json_point(o, &an->config);
     cli_json_number(o, "loss_scale", an->config.loss_scale);
     cli_json_number(o, "a", an->a);
     cli_json_number(o, "b", an->b);
@@ -202,13 +195,10 @@ int cmd_verify(int argc, char **argv)
         CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "verify");
-    int parsed = cli_parse_common(argc, argv, &args, opts, VERIFY_HELP);
-    if (parsed)
-        return parsed == CLI_HELP_SHOWN ? EXIT_OK : parsed;
     cli_session ses;
-    int status = cli_session_at(&args, &ses);
+    int status = cli_open_at(argc, argv, opts, VERIFY_HELP, &args, &ses);
     if (status)
-        return status;
+        return status == CLI_HELP_SHOWN ? EXIT_OK : status;
     sgdstab_theory th;
     sgdstab_verification v;
     sgdstab_error err;

@@ -34,6 +34,24 @@ void cli_json_size(cJSON *obj, const char *key, size_t value)
     cJSON_AddRawToObject(obj, key, buf);
 }
 
+cJSON *cli_json_problem(const sgdstab_problem *prob)
+{
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "file", prob->source);
+    cli_json_size(o, "n", prob->n);
+    cli_json_size(o, "k", prob->k);
+    cli_json_size(o, "p", prob->p);
+    return o;
+}
+
+void cli_json_point(cJSON *obj, const sgdstab_config *cfg)
+{
+    cli_json_number(obj, "lr", cfg->lr);
+    cli_json_size(obj, "batch", cfg->batch);
+    cJSON_AddStringToObject(obj, "sampling",
+                            sgdstab_sampling_name(cfg->sampling));
+}
+
 int cli_json_print(cJSON *obj)
 {
     char *text = cJSON_Print(obj);

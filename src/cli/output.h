@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "options.h"
+#include "sgdstab/config.h"
 #include "sgdstab/outfile.h"
 #include "sgdstab/problem.h"
 
@@ -16,6 +17,12 @@
 void cli_json_number(cJSON *obj, const char *key, double value);
 cJSON *cli_json_value(double value);  /* the same, as an item */
 void cli_json_size(cJSON *obj, const char *key, size_t value);
+
+/* A JSON object opening with the problem's keys file, n, k, p. */
+cJSON *cli_json_problem(const sgdstab_problem *prob);
+
+/* The keys lr, batch and sampling of a configuration. */
+void cli_json_point(cJSON *obj, const sgdstab_config *cfg);
 
 /* Print obj to stdout and free it; returns EXIT_OK or EXIT_DATA. */
 int cli_json_print(cJSON *obj);

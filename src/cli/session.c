@@ -110,6 +110,13 @@ int cli_session_at(cli_args *a, cli_session *ses)
                             SGDSTAB_USES_STEP_MAP, ses);
 }
 
+int cli_open_at(int argc, char **argv, const struct option *longopts,
+                const char *help, cli_args *a, cli_session *ses)
+{
+    int status = cli_parse_common(argc, argv, a, longopts, help);
+    return status ? status : cli_session_at(a, ses);
+}
+
 void cli_session_close(cli_session *ses)
 {
     sgdstab_stability_free(ses->stab);
