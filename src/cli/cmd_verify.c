@@ -180,10 +180,11 @@ static void report_failures(const sgdstab_problem *prob,
     for (size_t i = 0; i < v->nchecks; i++) {
         const sgdstab_check *c = &v->checks[i];
         if (c->theorem && !c->holds)
-            cli_error("verify", prob->source, "THEOREM FAILS: %s (%s: value "
-                      "%.17g, bound %.17g) -- this is a bug in sgdstab, "
-                      "please report it with the input", c->name,
-                      c->description, c->value, c->bound);
+            cli_data_error("verify", prob->source,
+                           "THEOREM FAILS: %s (%s: value "
+                           "%.17g, bound %.17g) -- this is a bug in sgdstab, "
+                           "please report it with the input",
+                           c->name, c->description, c->value, c->bound);
     }
 }
 

@@ -130,7 +130,7 @@ int main(int argc, char **argv)
         if (!strcmp(cmd, COMMANDS[i].name))
             return leave(COMMANDS[i].run(argc - 1, argv + 1));
     char q[CLI_QUOTE_SIZE];
-    cli_error(NULL, NULL, "unknown command '%s' (see 'sgdstab --help')",
-              cli_quote(cmd, q, sizeof q));
+    cli_data_error(NULL, NULL, "unknown command '%s' (see 'sgdstab --help')",
+                   cli_quote(cmd, q, sizeof q));
     return leave(EXIT_USAGE);
 }

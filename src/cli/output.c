@@ -91,7 +91,7 @@ cJSON *cli_json_verbatim(const char *text, unsigned depth)
 int cli_finish_stdout(int status)
 {
     if (fflush(stdout) != 0 || ferror(stdout)) {
-        cli_error(NULL, NULL, "error writing to standard output");
+        cli_data_error(NULL, NULL, "error writing to standard output");
         return status ? status : EXIT_DATA;
     }
     return status;

@@ -581,7 +581,7 @@ static int draw(const char *cmd, cli_phase_files *pf,
         status = cli_gnuplot(cmd, pf->plot_path, pf->plot, o->width,
                              o->height, write_script, &pp);
     } else {
-        cli_error(cmd, NULL, "out of memory");
+        cli_data_error(cmd, NULL, "out of memory");
     }
     free(bx);
     for (int k = 0; k < 4; k++)

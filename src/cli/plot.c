@@ -216,16 +216,17 @@ int cli_gnuplot(const char *cmd, const char *path, sgdstab_outfile *of,
         last_line(log, said, sizeof said);
     int status = EXIT_DATA;
     if (ws == -1 || !WIFEXITED(ws))
-        cli_error(cmd, path, "gnuplot failed to draw the picture%s%s",
-                  said[0] ? ": " : "", said);
+        cli_data_error(cmd, path, "gnuplot failed to draw the picture%s%s",
+                       said[0] ? ": " : "", said);
     else if (said[0])
-        cli_error(cmd, path, "gnuplot: %s", said);
+        cli_data_error(cmd, path, "gnuplot: %s", said);
     else if (WEXITSTATUS(ws) != 0)
-        cli_error(cmd, path, "gnuplot failed (exit status %d)",
-                  WEXITSTATUS(ws));
+        cli_data_error(cmd, path, "gnuplot failed (exit status %d)",
+                       WEXITSTATUS(ws));
     else if (!picture_whole(tmp, svg))
-        cli_error(cmd, path, "gnuplot wrote an incomplete picture (disk "
-                  "full?)");
+        cli_data_error(cmd, path,
+                       "gnuplot wrote an incomplete picture (disk "
+                       "full?)");
     else
         status = EXIT_OK;
     if (log)

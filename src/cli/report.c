@@ -97,14 +97,6 @@ void cli_error_line(const char *cmd, const char *file, const char *fmt,
     print_line(cmd, file, "", NULL, fmt, ap);
 }
 
-void cli_error(const char *cmd, const char *file, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    print_line(cmd, file, "", NULL, fmt, ap);
-    va_end(ap);
-}
-
 int cli_data_error(const char *cmd, const char *file, const char *fmt, ...)
 {
     va_list ap;
@@ -148,8 +140,8 @@ int cli_report_file(const char *file, const sgdstab_error *err)
     int named = !strncmp(err->msg, file, strlen(file));
     int nomem = err->status == SGDSTAB_ENOMEM &&
                 !strstr(err->msg, "memory");
-    cli_error(NULL, named ? NULL : file, "%s%s", err->msg,
-              nomem ? ": out of memory" : "");
+    cli_data_error(NULL, named ? NULL : file, "%s%s", err->msg,
+                   nomem ? ": out of memory" : "");
     if (err->status == SGDSTAB_ENOMEM) {
         sgdstab_outfile_cleanup();
         fflush(stdout);

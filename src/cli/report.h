@@ -21,8 +21,6 @@ const char *cli_quote(const char *s, char *buf, size_t size);
 /* The line, cmd and file left out when NULL. */
 void cli_error_line(const char *cmd, const char *file, const char *fmt,
                     va_list ap);
-void cli_error(const char *cmd, const char *file, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 /* The line, then EXIT_DATA (exit_status.h). */
 int cli_data_error(const char *cmd, const char *file, const char *fmt, ...)

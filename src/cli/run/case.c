@@ -100,9 +100,11 @@ static int verify_row(const run_spec *sp, run_case *rc, run_case_result *r,
     for (size_t i = 0; i < row->v.nchecks; i++) {
         const sgdstab_check *ch = &row->v.checks[i];
         if (ch->theorem && !ch->holds)
-            cli_error("run", sp->path, "case %zu, B = %zu, lr = %.17g: "
-                      "THEOREM FAILS: %s (%s) -- this is a bug in sgdstab",
-                      r->index, batch, lr, ch->name, ch->description);
+            cli_data_error(
+                "run", sp->path,
+                "case %zu, B = %zu, lr = %.17g: "
+                "THEOREM FAILS: %s (%s) -- this is a bug in sgdstab",
+                r->index, batch, lr, ch->name, ch->description);
     }
     return EXIT_OK;
 }

@@ -38,7 +38,7 @@ static sgdstab_outfile *open_out(const char *dir, const char *name,
 {
     char path[4200];
     if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
-        cli_error("run", NULL, "output directory name too long");
+        cli_data_error("run", NULL, "output directory name too long");
         return NULL;
     }
     if (path_out)
