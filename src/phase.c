@@ -18,13 +18,13 @@ static int tick(sgdstab_progress_fn progress, void *ctx, size_t *done,
 }
 
 int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
-                          const sgdstab_config *cfg, const size_t *batches,
-                          size_t nb, const double *lrs, size_t nl,
+                          const sgdstab_config *cfg,
+                          const sgdstab_phase_axes *ax,
                           sgdstab_phase_boundary *boundary,
-                          sgdstab_phase_point *grid,
-                          sgdstab_progress_fn progress, void *ctx,
-                          sgdstab_error *err)
+                          sgdstab_phase_point *grid, sgdstab_error *err)
 {
+    const size_t *batches = ax->batches, nb = ax->nb, nl = ax->nl;
+    const double *lrs = ax->lrs;
     const sgdstab_reduced *red = sgdstab_stability_reduced(s);
     sgdstab_config at = *cfg;
     for (size_t j = 0; j < nl; j++) {
@@ -54,7 +54,7 @@ int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
         else
             bd->bounds = (sgdstab_lr_bounds){NAN, NAN, NAN, NAN, NAN};
         if (!st)
-            st = tick(progress, ctx, &done, total, err);
+            st = tick(ax->progress, ax->progress_ctx, &done, total, err);
     }
     free(crit);
     /* Up η in even columns, down in odd ones: neighbours follow each other. */
@@ -76,7 +76,7 @@ int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
                                  &pt->escape_rate_per_epoch);
             pt->stable = bd->critical.kind == SGDSTAB_MINIMUM_OK &&
                          lrs[j] <= bd->critical.lr_critical;
-            st = tick(progress, ctx, &done, total, err);
+            st = tick(ax->progress, ax->progress_ctx, &done, total, err);
         }
     return st;
 }

@@ -45,6 +45,12 @@ static void congruence(size_t p, size_t r, const double *X, const double *Q,
                 (int)p, 1.0, Q, (int)r, tmp, (int)r, 0.0, out, (int)r);
 }
 
+static void out_of_memory(const sgdstab_problem *prob, sgdstab_error *err)
+{
+    sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory for the dense "
+                 "reference", prob->source);
+}
+
 sgdstab_reference *sgdstab_reference_alloc(const sgdstab_problem *prob,
                                            double loss_scale,
                                            sgdstab_error *err)
@@ -57,8 +63,10 @@ sgdstab_reference *sgdstab_reference_alloc(const sgdstab_problem *prob,
     double *Q = malloc(p * p * sizeof *Q);
     double *tmp = malloc(p * p * sizeof *tmp);
     double *Ai = malloc(p * p * sizeof *Ai);
-    if (!ref || !Gp || !M || !w || !Q || !tmp || !Ai)
-        goto oom;
+    if (!ref || !Gp || !M || !w || !Q || !tmp || !Ai) {
+        out_of_memory(prob, err);
+        goto fail;
+    }
     ref->n = n;
     ref->c = loss_scale;
     /* G = (1/n) Σ_i J_iᵀ J_i = (1/n) JᵀJ; range of G + H² = range(G) + range(H). */
@@ -104,8 +112,10 @@ sgdstab_reference *sgdstab_reference_alloc(const sgdstab_problem *prob,
     ref->S2 = malloc(ref->N * ref->N * sizeof *ref->S2);
     ref->w = malloc(ref->N * sizeof *ref->w);
     if (!ref->A || !ref->H || !ref->G || !ref->eye || !ref->S1 || !ref->S2 ||
-        !ref->w)
-        goto oom;
+        !ref->w) {
+        out_of_memory(prob, err);
+        goto fail;
+    }
     for (size_t i = 0; i < r; i++)
         ref->eye[i * r + i] = 1;
     for (size_t i = 0; i < n; i++) {
@@ -125,9 +135,6 @@ sgdstab_reference *sgdstab_reference_alloc(const sgdstab_problem *prob,
     for (size_t i = 0; i < n * r * r; i++)
         ref->A[i] *= loss_scale;
     goto done;
-oom:
-    sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory for the dense "
-                 "reference", prob->source);
 fail:
     sgdstab_reference_free(ref);
     ref = NULL;

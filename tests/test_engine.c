@@ -1150,8 +1150,9 @@ static void test_phase_against_reference(void **state)
             assert_int_equal(
                 sgdstab_phase_compute(e.s, with_th ? &th : NULL,
                                       TU_CONFIG(0, 0, tu_samplings[si], e.c),
-                                      batches, NB, lrs, NL, bd, grid, NULL,
-                                      NULL, &err),
+                                      &(sgdstab_phase_axes){batches, NB, lrs,
+                                                            NL, NULL, NULL},
+                                      bd, grid, &err),
                 SGDSTAB_OK);
             for (int i = 0; i < NB; i++) {
                 char what[160];
@@ -1246,8 +1247,9 @@ static void test_phase_progress_and_cancel(void **state)
     progress_log all = {0, 0, 0, 0, 1};
     assert_int_equal(
         sgdstab_phase_compute(
-            e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c), batches,
-            4, lrs, 5, bd, grid, progress_record, &all, &err),
+            e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c),
+            &(sgdstab_phase_axes){batches, 4, lrs, 5, progress_record, &all},
+            bd, grid, &err),
         SGDSTAB_OK);
     assert_true(all.monotone);
     assert_int_equal(all.calls, 4 + 4 * 5);
@@ -1260,7 +1262,9 @@ static void test_phase_progress_and_cancel(void **state)
         assert_int_equal(
             sgdstab_phase_compute(
                 e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c),
-                batches, 4, lrs, 5, bd, grid, progress_record, &cut, &err),
+                &(sgdstab_phase_axes){batches, 4, lrs, 5, progress_record,
+                                      &cut},
+                bd, grid, &err),
             SGDSTAB_ECANCELED);
         assert_int_equal(err.status, SGDSTAB_ECANCELED);
         assert_int_equal(cut.calls, stops[k]);
@@ -1270,8 +1274,9 @@ static void test_phase_progress_and_cancel(void **state)
     progress_log none = {0, 0, 0, 0, 1};
     assert_int_equal(
         sgdstab_phase_compute(
-            e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c), batches,
-            4, bad, 2, bd, grid, progress_record, &none, &err),
+            e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c),
+            &(sgdstab_phase_axes){batches, 4, bad, 2, progress_record, &none},
+            bd, grid, &err),
         SGDSTAB_EINVAL);
     assert_int_equal(none.calls, 0);
     engine_free(&e);

@@ -38,19 +38,28 @@ typedef struct {
     sgdstab_lr_bounds bounds;       /* theory.h; all NaN without theory */
 } sgdstab_phase_boundary;
 
-/* The phase diagram on batches[0..nb) × lrs[0..nl) for cfg's sampling rule
- * and loss scale (learning rates in its convention; cfg->lr and cfg->batch
- * are not used).  boundary has nb entries; grid has nb·nl, point (i, j) =
- * (batches[i], lrs[j]) at grid[i·nl + j].  th may be NULL (no theory
- * curves).  progress may be NULL.  η*(B) is solved once per batch size and
- * serves every point of its column. */
+/* The axes of a diagram: batch sizes batches[0..nb) and learning rates
+ * lrs[0..nl) (in the configuration's loss convention), and an optional
+ * progress callback (NULL for none) told after every solve. */
+typedef struct {
+    const size_t *batches;
+    size_t nb;
+    const double *lrs;
+    size_t nl;
+    sgdstab_progress_fn progress;
+    void *progress_ctx;
+} sgdstab_phase_axes;
+
+/* The phase diagram on ax's grid for cfg's sampling rule and loss scale
+ * (cfg->lr and cfg->batch are not used).  boundary has nb entries; grid has
+ * nb·nl, point (i, j) = (batches[i], lrs[j]) at grid[i·nl + j].  th may be
+ * NULL (no theory curves).  η*(B) is solved once per batch size and serves
+ * every point of its column. */
 int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
-                          const sgdstab_config *cfg, const size_t *batches,
-                          size_t nb, const double *lrs, size_t nl,
+                          const sgdstab_config *cfg,
+                          const sgdstab_phase_axes *ax,
                           sgdstab_phase_boundary *boundary,
-                          sgdstab_phase_point *grid,
-                          sgdstab_progress_fn progress, void *ctx,
-                          sgdstab_error *err);
+                          sgdstab_phase_point *grid, sgdstab_error *err);
 
 #ifdef __cplusplus
 }

@@ -171,33 +171,29 @@ static int print_json(const cli_args *a, const sgdstab_problem *prob,
     cli_json_number(o, "lr_critical_lower", an->critical.lr_lower);
     cli_json_number(o, "lr_critical_upper", an->critical.lr_upper);
     cli_json_number(o, "lr_critical_mean", an->lr_critical_mean);
-    cli_json_number(o, "sharpness", an->sharpness);
-    cli_json_number(o, "hessian_frobenius", an->hessian_frobenius);
-    cli_json_number(o, "hessian_trace", an->hessian_trace);
+    cli_json_hessian(o, an->sharpness, an->hessian_frobenius,
+                     an->hessian_trace);
     cli_json_size(o, "operator_applications", an->matvecs);
     cli_json_flat(o, red, an->config.loss_scale, an->config.lr);
     cli_json_provenance(o, prob);
     return cli_json_print(o);
 }
 
+static int analyze_at(const cli_args *a, const cli_session *ses)
+{
+    sgdstab_analysis an;
+    sgdstab_error err;
+    if (sgdstab_analyze(ses->stab, &ses->cfg, &an, NULL, &err))
+        return cli_report_file(a->file, &err);
+    if (a->json)
+        return print_json(a, ses->prob, ses->red, &an);
+    print_text(a, ses->prob, ses->red, &an);
+    return EXIT_OK;
+}
+
 int cmd_analyze(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPTS_AT_ONE_POINT, CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
-    cli_args args;
-    cli_args_init(&args, "analyze");
-    cli_session ses;
-    int status = cli_open_at(argc, argv, opts, ANALYZE_HELP, &args, &ses);
-    if (status)
-        return status == CLI_HELP_SHOWN ? EXIT_OK : status;
-    sgdstab_analysis an;
-    sgdstab_error err;
-    if (sgdstab_analyze(ses.stab, &ses.cfg, &an, NULL, &err))
-        status = cli_report_file(args.file, &err);
-    else if (args.json)
-        status = print_json(&args, ses.prob, ses.red, &an);
-    else
-        print_text(&args, ses.prob, ses.red, &an);
-    cli_session_close(&ses);
-    return status;
+    return cli_main_at("analyze", argc, argv, opts, ANALYZE_HELP, analyze_at);
 }

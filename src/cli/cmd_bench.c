@@ -32,8 +32,7 @@
 enum { BENCH_RUNS = 3 };
 
 enum {
-    OPT_SAMPLES = OPT_FIRST_PRIVATE, OPT_PARAMS, OPT_OUTPUTS, OPT_SEED,
-    OPT_CURVE, OPT_PHASE, OPT_ARPACK
+    OPT_SAMPLES = OPT_FIRST_PRIVATE, OPT_PARAMS, OPT_OUTPUTS, OPT_CURVE, OPT_PHASE, OPT_ARPACK
 };
 
 static const char BENCH_HELP[] =
@@ -197,8 +196,8 @@ static int time_phase(const cli_args *a, const sgdstab_config *cfg,
         lrs[j] = lr_lo * pow(lr_hi / lr_lo, (double)j / (double)(m - 1));
     sgdstab_error err;
     double t = cli_seconds();
-    if (sgdstab_phase_compute(s, NULL, cfg, batches, nb, lrs, m, bd, grid,
-                              NULL, NULL, &err)) {
+    const sgdstab_phase_axes ax = {batches, nb, lrs, m, NULL, NULL};
+    if (sgdstab_phase_compute(s, NULL, cfg, &ax, bd, grid, &err)) {
         status = cli_report(&err);
         goto done;
     }
@@ -527,14 +526,11 @@ static int print_json(size_t n, size_t p, size_t k, size_t batch,
 int cmd_bench(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_JSON,
-        CLI_OPT("samples", required_argument, OPT_SAMPLES),
-        CLI_OPT("params", required_argument, OPT_PARAMS),
-        CLI_OPT("outputs", required_argument, OPT_OUTPUTS),
-        CLI_OPT("seed", required_argument, OPT_SEED),
-        CLI_OPT("curve", required_argument, OPT_CURVE),
-        CLI_OPT("phase", required_argument, OPT_PHASE),
-        CLI_OPT("arpack", no_argument, OPT_ARPACK), CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_JSON, CLI_OPT_SEED,
+        CLI_ARG("samples", OPT_SAMPLES), CLI_ARG("params", OPT_PARAMS),
+        CLI_ARG("outputs", OPT_OUTPUTS), CLI_ARG("curve", OPT_CURVE),
+        CLI_ARG("phase", OPT_PHASE), CLI_FLAG("arpack", OPT_ARPACK),
+        CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "bench");
     size_t n = 2000, p = 1500, k = 1, batch = 32, curve = 50, phase = 0;

@@ -85,7 +85,7 @@ static int print_json(const cli_session *ses, const cli_args *a,
     cli_json_flat(o, ses->red, scale, 0);
     cJSON *arr = cJSON_AddArrayToObject(o, "critical");
     for (size_t i = 0; i < m; i++) {
-        cJSON *e = cJSON_CreateObject();
+        cJSON *e = cli_json_append_object(arr);
         cli_json_size(e, "batch", cr[i].batch);
         cli_json_number(e, "lr_critical", cr[i].lr_critical);
         cli_json_number(e, "rel_accuracy", cr[i].rel_accuracy);
@@ -93,7 +93,6 @@ static int print_json(const cli_session *ses, const cli_args *a,
         cli_json_number(e, "lr_upper", cr[i].lr_upper);
         cJSON_AddBoolToObject(e, "not_a_minimum",
                               cr[i].kind != SGDSTAB_MINIMUM_OK);
-        cJSON_AddItemToArray(arr, e);
     }
     return cli_json_print(o);
 }

@@ -15,8 +15,6 @@
 #include "sgdstab/outfile.h"
 #include "sgdstab/problem.h"
 
-enum { OPT_STEPS = OPT_FIRST_PRIVATE, OPT_INIT };
-
 static const char EVOLVE_HELP[] =
     "Usage: sgdstab evolve FILE --lr ETA --batch B --steps T [--init S0.npy]\n"
     "                      [--sampling S] [--csv F | --json] [--hessian H.npy]\n"
@@ -107,9 +105,7 @@ int cmd_evolve(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPTS_AT_ONE_POINT,
-        CLI_OPT_JSON, CLI_OPT_CSV,
-        CLI_OPT("steps", required_argument, OPT_STEPS),
-        CLI_OPT("init", required_argument, OPT_INIT), CLI_OPT_HELP,
+        CLI_OPT_JSON, CLI_OPT_CSV, CLI_OPT_STEPS, CLI_OPT_INIT, CLI_OPT_HELP,
         CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "evolve");

@@ -106,7 +106,7 @@ static const char PHASE_HELP[] =
     "Output files are written whole or not at all (also on Ctrl-C).\n";
 
 enum { OPT_BOUNDARY_CSV = OPT_FIRST_PRIVATE, OPT_PLOT, OPT_PLOT_SIZE,
-       OPT_QUIET, OPT_LR_SPEC, OPT_TITLE, OPT_LEGEND, OPT_CURVES, OPT_COLOR,
+       OPT_LR_SPEC, OPT_TITLE, OPT_LEGEND, OPT_CURVES, OPT_COLOR,
        OPT_COLOR_RANGE };
 
 typedef struct {
@@ -146,21 +146,22 @@ static int print_json(const phase_report *r)
     for (size_t j = 0; j < r->nl; j++)
         cJSON_AddItemToArray(ls, cli_json_value(r->lrs[j]));
     cJSON *g = cJSON_AddArrayToObject(o, "grid");
+    static const char *const point_keys[] = {
+        "batch", "lr", "spectral_radius", "escape_rate_per_step",
+        "escape_rate_per_epoch"};
     for (size_t i = 0; i < r->nb * r->nl; i++) {
         const sgdstab_phase_point *pt = &r->grid[i];
-        cJSON *e = cJSON_CreateObject();
-        cli_json_size(e, "batch", pt->batch);
-        cli_json_number(e, "lr", pt->lr);
-        cli_json_number(e, "spectral_radius", pt->radius.rho);
-        cli_json_number(e, "escape_rate_per_step", pt->escape_rate_per_step);
-        cli_json_number(e, "escape_rate_per_epoch", pt->escape_rate_per_epoch);
+        const double values[] = {(double)pt->batch, pt->lr, pt->radius.rho,
+                                 pt->escape_rate_per_step,
+                                 pt->escape_rate_per_epoch};
+        cJSON *e = cli_json_append_object(g);
+        cli_json_numbers(e, 5, point_keys, values);
         cJSON_AddBoolToObject(e, "stable", pt->stable);
-        cJSON_AddItemToArray(g, e);
     }
     cJSON *b = cJSON_AddArrayToObject(o, "boundary");
     for (size_t i = 0; i < r->nb; i++) {
         const sgdstab_phase_boundary *bd = &r->bd[i];
-        cJSON *e = cJSON_CreateObject();
+        cJSON *e = cli_json_append_object(b);
         cli_json_size(e, "batch", bd->batch);
         cli_json_number(e, "lr_critical", cli_phase_boundary_lr(bd));
         cli_json_number(e, "lr_critical_mean", bd->lr_critical_mean);
@@ -170,7 +171,6 @@ static int print_json(const phase_report *r)
                         bd->bounds.mulayoff_michaeli_top);
         cli_json_number(e, "mulayoff_michaeli_trace",
                         bd->bounds.mulayoff_michaeli_trace);
-        cJSON_AddItemToArray(b, e);
     }
     cli_json_number(o, "seconds", r->seconds);
     cli_json_size(o, "solves", r->solves);
@@ -226,19 +226,14 @@ typedef struct {
 static int parse_options(int argc, char **argv, phase_request *rq)
 {
     static const struct option opts[] = {
-        CLI_OPT_BATCH, CLI_OPT("lr", required_argument, OPT_LR_SPEC),
-        CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL,
+        CLI_OPT_BATCH, CLI_ARG("lr", OPT_LR_SPEC), CLI_OPT_SAMPLING,
+        CLI_OPT_LOSS, CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL,
         CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_MAX_MEMORY, CLI_OPT_JSON,
-        CLI_OPT_CSV,
-        CLI_OPT("boundary-csv", required_argument, OPT_BOUNDARY_CSV),
-        CLI_OPT("plot", required_argument, OPT_PLOT),
-        CLI_OPT("plot-size", required_argument, OPT_PLOT_SIZE),
-        CLI_OPT("quiet", no_argument, OPT_QUIET),
-        CLI_OPT("title", required_argument, OPT_TITLE),
-        CLI_OPT("legend", required_argument, OPT_LEGEND),
-        CLI_OPT("curves", required_argument, OPT_CURVES),
-        CLI_OPT("color", required_argument, OPT_COLOR),
-        CLI_OPT("color-range", required_argument, OPT_COLOR_RANGE),
+        CLI_OPT_CSV, CLI_ARG("boundary-csv", OPT_BOUNDARY_CSV),
+        CLI_ARG("plot", OPT_PLOT), CLI_ARG("plot-size", OPT_PLOT_SIZE),
+        CLI_OPT_QUIET, CLI_ARG("title", OPT_TITLE),
+        CLI_ARG("legend", OPT_LEGEND), CLI_ARG("curves", OPT_CURVES),
+        CLI_ARG("color", OPT_COLOR), CLI_ARG("color-range", OPT_COLOR_RANGE),
         CLI_OPT_HELP, CLI_OPT_END};
     cli_args *a = &rq->args;
     int c, bad = 0;
@@ -340,9 +335,10 @@ static int diagram(phase_request *rq, const cli_session *ses,
     cli_progress prog;
     cli_progress_init(&prog, "phase", rq->quiet);
     double t0 = cli_seconds();
+    const sgdstab_phase_axes ax = {batches, nb, lrs, nl, cli_progress_update,
+                                   &prog};
     int st = sgdstab_phase_compute(ses->stab, have_theory ? &th : NULL,
-                                   &ses->cfg, batches, nb, lrs, nl, bd, grid,
-                                   cli_progress_update, &prog, &err);
+                                   &ses->cfg, &ax, bd, grid, &err);
     cli_progress_finish(&prog);
     if (st) {
         status = cli_report_file(a->file, &err);

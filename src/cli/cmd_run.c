@@ -10,7 +10,7 @@
 #include "report.h"
 #include "run/run.h"
 
-enum { OPT_OUT = OPT_FIRST_PRIVATE, OPT_QUIET, OPT_PLOT_SIZE };
+enum { OPT_OUT = OPT_FIRST_PRIVATE, OPT_PLOT_SIZE };
 
 static const char RUN_HELP[] =
     "Usage: sgdstab run SPEC.json [--out DIR] [--plot-size W,H] [--quiet]\n"
@@ -107,10 +107,8 @@ static void spec_name(const char *path, char *name, size_t size)
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CLI_OPT("out", required_argument, OPT_OUT),
-        CLI_OPT("quiet", no_argument, OPT_QUIET),
-        CLI_OPT("plot-size", required_argument, OPT_PLOT_SIZE), CLI_OPT_HELP,
-        CLI_OPT_END};
+        CLI_ARG("out", OPT_OUT), CLI_OPT_QUIET,
+        CLI_ARG("plot-size", OPT_PLOT_SIZE), CLI_OPT_HELP, CLI_OPT_END};
     const char *path = NULL, *out_dir = NULL, *size = NULL;
     int quiet = 0, c, width = 0, height = 0;
     while ((c = cli_getopt(argc, argv, "run", opts)) != -1) {

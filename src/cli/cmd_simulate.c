@@ -19,11 +19,8 @@
 #include "sgdstab/config.h"
 #include "sgdstab/simulate.h"
 
-enum {
-    OPT_STEPS = OPT_FIRST_PRIVATE, OPT_RUNS, OPT_SEED, OPT_INIT, OPT_THREADS,
-    OPT_FIT_FROM, OPT_COMPARE, OPT_CLIP, OPT_NOISE, OPT_RADIUS, OPT_QUIET,
-    OPT_EPOCH, OPT_THRESHOLD
-};
+enum { OPT_RUNS = OPT_FIRST_PRIVATE, OPT_THREADS, OPT_FIT_FROM, OPT_COMPARE,
+       OPT_CLIP, OPT_NOISE, OPT_RADIUS, OPT_EPOCH, OPT_THRESHOLD };
 
 static const char SIMULATE_HELP[] =
     "Usage: sgdstab simulate FILE --lr ETA --batch B --steps T [--runs R]\n"
@@ -201,21 +198,13 @@ static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
                          sim_texts *t)
 {
     static const struct option opts[] = {
-        CLI_OPTS_AT_ONE_POINT,
-        CLI_OPT_JSON, CLI_OPT_CSV,
-        CLI_OPT("steps", required_argument, OPT_STEPS),
-        CLI_OPT("runs", required_argument, OPT_RUNS),
-        CLI_OPT("seed", required_argument, OPT_SEED),
-        CLI_OPT("init", required_argument, OPT_INIT),
-        CLI_OPT("threads", required_argument, OPT_THREADS),
-        CLI_OPT("fit-from", required_argument, OPT_FIT_FROM),
-        CLI_OPT("compare", no_argument, OPT_COMPARE),
-        CLI_OPT("clip", required_argument, OPT_CLIP),
-        CLI_OPT("noise", required_argument, OPT_NOISE),
-        CLI_OPT("radius", required_argument, OPT_RADIUS),
-        CLI_OPT("epoch", no_argument, OPT_EPOCH),
-        CLI_OPT("threshold", no_argument, OPT_THRESHOLD),
-        CLI_OPT("quiet", no_argument, OPT_QUIET), CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPTS_AT_ONE_POINT, CLI_OPT_JSON, CLI_OPT_CSV, CLI_OPT_STEPS,
+        CLI_OPT_SEED, CLI_OPT_INIT, CLI_OPT_QUIET, CLI_ARG("runs", OPT_RUNS),
+        CLI_ARG("threads", OPT_THREADS), CLI_ARG("fit-from", OPT_FIT_FROM),
+        CLI_FLAG("compare", OPT_COMPARE), CLI_ARG("clip", OPT_CLIP),
+        CLI_ARG("noise", OPT_NOISE), CLI_ARG("radius", OPT_RADIUS),
+        CLI_FLAG("epoch", OPT_EPOCH), CLI_FLAG("threshold", OPT_THRESHOLD),
+        CLI_OPT_HELP, CLI_OPT_END};
     sgdstab_sim_options *o = &rq->o;
     int c, bad = 0;
     while ((c = cli_getopt(argc, argv, a->cmd, opts)) != -1) {

@@ -14,7 +14,7 @@
 
 enum {
     OPT_SAMPLES = OPT_FIRST_PRIVATE, OPT_INPUTS, OPT_OUTPUTS, OPT_WIDTH,
-    OPT_DEPTH, OPT_ACTIVATION, OPT_SPECTRUM, OPT_RESCALE, OPT_EXTRA, OPT_SEED
+    OPT_DEPTH, OPT_ACTIVATION, OPT_SPECTRUM, OPT_RESCALE, OPT_EXTRA
 };
 
 static const char SYNTH_HELP[] =
@@ -187,17 +187,11 @@ static void print_text(const sgdstab_synth *s, const char *path)
 int cmd_synth(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CLI_OPT("samples", required_argument, OPT_SAMPLES),
-        CLI_OPT("inputs", required_argument, OPT_INPUTS),
-        CLI_OPT("outputs", required_argument, OPT_OUTPUTS),
-        CLI_OPT("width", required_argument, OPT_WIDTH),
-        CLI_OPT("depth", required_argument, OPT_DEPTH),
-        CLI_OPT("activation", required_argument, OPT_ACTIVATION),
-        CLI_OPT("spectrum", required_argument, OPT_SPECTRUM),
-        CLI_OPT("rescale", required_argument, OPT_RESCALE),
-        CLI_OPT("extra", required_argument, OPT_EXTRA),
-        CLI_OPT("seed", required_argument, OPT_SEED),
-        CLI_OPT("output", required_argument, 'o'),
+        CLI_ARG("samples", OPT_SAMPLES), CLI_ARG("inputs", OPT_INPUTS),
+        CLI_ARG("outputs", OPT_OUTPUTS), CLI_ARG("width", OPT_WIDTH),
+        CLI_ARG("depth", OPT_DEPTH), CLI_ARG("activation", OPT_ACTIVATION),
+        CLI_ARG("spectrum", OPT_SPECTRUM), CLI_ARG("rescale", OPT_RESCALE),
+        CLI_ARG("extra", OPT_EXTRA), CLI_OPT_SEED, CLI_ARG("output", 'o'),
         CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
     synth_args a = {.given = 0};
     sgdstab_synth_params_init(&a.par);

@@ -130,7 +130,6 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
                       const sgdstab_verification *v)
 {
     const sgdstab_analysis *an = &v->analysis;
-    const sgdstab_theory *th = &v->theory;
     cJSON *o = cli_json_problem(prob);
     cli_json_size(o, "rank", red->rank_J);
     cli_json_point(o, &an->config);
@@ -144,11 +143,7 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
     cli_json_number(o, "escape_rate_per_epoch", an->escape_rate_per_epoch);
     cli_json_number(o, "lr_critical", an->critical.lr_critical);
     cli_json_number(o, "lr_critical_mean", an->lr_critical_mean);
-    cli_json_number(o, "sharpness", th->sharpness);
-    cli_json_number(o, "hessian_frobenius", th->hessian_frobenius);
-    cli_json_number(o, "hessian_trace", th->hessian_trace);
-    cli_json_number(o, "nonuniformity", th->nonuniformity);
-    cli_json_number(o, "alignment_min", th->alignment_min);
+    cli_json_theory(o, &v->theory);
     cli_json_number(o, "alignment_top", v->alignment_top);
     cli_json_number(o, "frobenius_bound", v->frobenius_bound);
     cli_json_number(o, "growth_bound", v->growth_bound);
@@ -159,7 +154,7 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
     cJSON *checks = cJSON_AddArrayToObject(o, "checks");
     for (size_t i = 0; i < v->nchecks; i++) {
         const sgdstab_check *c = &v->checks[i];
-        cJSON *e = cJSON_CreateObject();
+        cJSON *e = cli_json_append_object(checks);
         cJSON_AddStringToObject(e, "name", c->name);
         cJSON_AddStringToObject(e, "description", c->description);
         cli_json_number(e, "value", c->value);
@@ -168,7 +163,6 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
         cJSON_AddBoolToObject(e, "theorem", c->theorem);
         cJSON_AddBoolToObject(e, "holds", c->holds);
         cli_json_number(e, "ratio", c->ratio);
-        cJSON_AddItemToArray(checks, e);
     }
     return cli_json_print(o);
 }
@@ -188,33 +182,28 @@ static void report_failures(const sgdstab_problem *prob,
     }
 }
 
+static int verify_at(const cli_args *a, const cli_session *ses)
+{
+    sgdstab_theory th;
+    sgdstab_verification v;
+    sgdstab_error err;
+    if (sgdstab_theory_compute(ses->red, &ses->cfg, &th, &err) ||
+        sgdstab_verify(ses->stab, &th, &ses->cfg, &v, &err))
+        return cli_data_error(a->cmd, ses->prob->source, "%s", err.msg);
+    int status = EXIT_OK;
+    if (a->json)
+        status = print_json(ses->prob, ses->red, &v);
+    else
+        print_text(a, ses->prob, ses->red, &v);
+    report_failures(ses->prob, &v);
+    return !status && v.theorems_failed ? EXIT_THEOREM_FAILS : status;
+}
+
 int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
         CLI_OPT_RANK_TOL, CLI_OPT_MAX_MEMORY, CLI_OPT_JSON, CLI_OPT_HELP,
         CLI_OPT_END};
-    cli_args args;
-    cli_args_init(&args, "verify");
-    cli_session ses;
-    int status = cli_open_at(argc, argv, opts, VERIFY_HELP, &args, &ses);
-    if (status)
-        return status == CLI_HELP_SHOWN ? EXIT_OK : status;
-    sgdstab_theory th;
-    sgdstab_verification v;
-    sgdstab_error err;
-    if (sgdstab_theory_compute(ses.red, &ses.cfg, &th, &err) ||
-        sgdstab_verify(ses.stab, &th, &ses.cfg, &v, &err)) {
-        status = cli_data_error(args.cmd, ses.prob->source, "%s", err.msg);
-    } else {
-        if (args.json)
-            status = print_json(ses.prob, ses.red, &v);
-        else
-            print_text(&args, ses.prob, ses.red, &v);
-        report_failures(ses.prob, &v);
-        if (!status && v.theorems_failed)
-            status = EXIT_THEOREM_FAILS;
-    }
-    cli_session_close(&ses);
-    return status;
+    return cli_main_at("verify", argc, argv, opts, VERIFY_HELP, verify_at);
 }

@@ -12,24 +12,30 @@
 
 enum {
     OPT_LR = 256, OPT_BATCH, OPT_SAMPLING, OPT_LOSS, OPT_HESSIAN, OPT_RANK_TOL,
-    OPT_NEGATIVE_CURVATURE, OPT_MAX_MEMORY, OPT_JSON, OPT_CSV,
+    OPT_NEGATIVE_CURVATURE, OPT_MAX_MEMORY, OPT_JSON, OPT_CSV, OPT_SEED,
+    OPT_STEPS, OPT_INIT, OPT_QUIET,
     OPT_FIRST_PRIVATE  /* subcommands number theirs from here */
 };
 
 #define CLI_OPT(name, has_arg, id) {name, has_arg, NULL, id}
-#define CLI_OPT_LR CLI_OPT("lr", required_argument, OPT_LR)
-#define CLI_OPT_BATCH CLI_OPT("batch", required_argument, OPT_BATCH)
-#define CLI_OPT_SAMPLING CLI_OPT("sampling", required_argument, OPT_SAMPLING)
-#define CLI_OPT_LOSS CLI_OPT("loss", required_argument, OPT_LOSS)
-#define CLI_OPT_HESSIAN CLI_OPT("hessian", required_argument, OPT_HESSIAN)
-#define CLI_OPT_RANK_TOL CLI_OPT("rank-tol", required_argument, OPT_RANK_TOL)
+#define CLI_ARG(name, id) CLI_OPT(name, required_argument, id)
+#define CLI_FLAG(name, id) CLI_OPT(name, no_argument, id)
+#define CLI_OPT_LR CLI_ARG("lr", OPT_LR)
+#define CLI_OPT_BATCH CLI_ARG("batch", OPT_BATCH)
+#define CLI_OPT_SAMPLING CLI_ARG("sampling", OPT_SAMPLING)
+#define CLI_OPT_LOSS CLI_ARG("loss", OPT_LOSS)
+#define CLI_OPT_HESSIAN CLI_ARG("hessian", OPT_HESSIAN)
+#define CLI_OPT_RANK_TOL CLI_ARG("rank-tol", OPT_RANK_TOL)
 #define CLI_OPT_NEGATIVE_CURVATURE \
-    CLI_OPT("negative-curvature", required_argument, OPT_NEGATIVE_CURVATURE)
-#define CLI_OPT_MAX_MEMORY \
-    CLI_OPT("max-memory", required_argument, OPT_MAX_MEMORY)
-#define CLI_OPT_JSON CLI_OPT("json", no_argument, OPT_JSON)
-#define CLI_OPT_CSV CLI_OPT("csv", required_argument, OPT_CSV)
-#define CLI_OPT_HELP CLI_OPT("help", no_argument, 'h')
+    CLI_ARG("negative-curvature", OPT_NEGATIVE_CURVATURE)
+#define CLI_OPT_MAX_MEMORY CLI_ARG("max-memory", OPT_MAX_MEMORY)
+#define CLI_OPT_JSON CLI_FLAG("json", OPT_JSON)
+#define CLI_OPT_CSV CLI_ARG("csv", OPT_CSV)
+#define CLI_OPT_SEED CLI_ARG("seed", OPT_SEED)
+#define CLI_OPT_STEPS CLI_ARG("steps", OPT_STEPS)
+#define CLI_OPT_INIT CLI_ARG("init", OPT_INIT)
+#define CLI_OPT_QUIET CLI_FLAG("quiet", OPT_QUIET)
+#define CLI_OPT_HELP CLI_FLAG("help", 'h')
 #define CLI_OPT_END {NULL, 0, NULL, 0}
 /* The options of an analysis at one (η, B): the run and the problem. */
 #define CLI_OPTS_AT_ONE_POINT                                               \

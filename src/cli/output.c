@@ -12,6 +12,7 @@
 #include "sgdstab/problem.h"
 #include "sgdstab/provenance.h"
 #include "sgdstab/status.h"
+#include "sgdstab/theory.h"
 
 cJSON *cli_json_value(double value)
 {
@@ -25,6 +26,13 @@ cJSON *cli_json_value(double value)
 void cli_json_number(cJSON *obj, const char *key, double value)
 {
     cJSON_AddItemToObject(obj, key, cli_json_value(value));
+}
+
+void cli_json_numbers(cJSON *obj, size_t n, const char *const keys[],
+                      const double values[])
+{
+    for (size_t i = 0; i < n; i++)
+        cli_json_number(obj, keys[i], values[i]);
 }
 
 void cli_json_size(cJSON *obj, const char *key, size_t value)
@@ -44,12 +52,38 @@ cJSON *cli_json_problem(const sgdstab_problem *prob)
     return o;
 }
 
+cJSON *cli_json_append_object(cJSON *array)
+{
+    cJSON *obj = cJSON_CreateObject();
+    if (obj && !cJSON_AddItemToArray(array, obj)) {
+        cJSON_Delete(obj);
+        return NULL;
+    }
+    return obj;
+}
+
 void cli_json_point(cJSON *obj, const sgdstab_config *cfg)
 {
     cli_json_number(obj, "lr", cfg->lr);
     cli_json_size(obj, "batch", cfg->batch);
     cJSON_AddStringToObject(obj, "sampling",
                             sgdstab_sampling_name(cfg->sampling));
+}
+
+void cli_json_hessian(cJSON *obj, double sharpness, double frobenius,
+                      double trace)
+{
+    cli_json_number(obj, "sharpness", sharpness);
+    cli_json_number(obj, "hessian_frobenius", frobenius);
+    cli_json_number(obj, "hessian_trace", trace);
+}
+
+void cli_json_theory(cJSON *obj, const sgdstab_theory *th)
+{
+    cli_json_hessian(obj, th->sharpness, th->hessian_frobenius,
+                     th->hessian_trace);
+    cli_json_number(obj, "nonuniformity", th->nonuniformity);
+    cli_json_number(obj, "alignment_min", th->alignment_min);
 }
 
 int cli_json_print(cJSON *obj)

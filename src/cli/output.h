@@ -12,6 +12,7 @@
 #include "sgdstab/config.h"
 #include "sgdstab/outfile.h"
 #include "sgdstab/problem.h"
+#include "sgdstab/theory.h"
 
 /* JSON numbers carry 17 significant digits (non-finite ones become null). */
 void cli_json_number(cJSON *obj, const char *key, double value);
@@ -21,8 +22,22 @@ void cli_json_size(cJSON *obj, const char *key, size_t value);
 /* A JSON object opening with the problem's keys file, n, k, p. */
 cJSON *cli_json_problem(const sgdstab_problem *prob);
 
+/* The numbers values[i] under keys[i], i < n (a record of a table). */
+void cli_json_numbers(cJSON *obj, size_t n, const char *const keys[],
+                      const double values[]);
+
+/* A new object appended to array (the next element). */
+cJSON *cli_json_append_object(cJSON *array);
+
 /* The keys lr, batch and sampling of a configuration. */
 void cli_json_point(cJSON *obj, const sgdstab_config *cfg);
+
+/* The keys sharpness, hessian_frobenius and hessian_trace (λmax, ‖H‖_F and
+ * tr H in the loss convention). */
+void cli_json_hessian(cJSON *obj, double sharpness, double frobenius,
+                      double trace);
+/* Those of th, then nonuniformity and alignment_min. */
+void cli_json_theory(cJSON *obj, const sgdstab_theory *th);
 
 /* Print obj to stdout and free it; returns EXIT_OK or EXIT_DATA. */
 int cli_json_print(cJSON *obj);

@@ -97,24 +97,17 @@ void cli_error_line(const char *cmd, const char *file, const char *fmt,
     print_line(cmd, file, "", NULL, fmt, ap);
 }
 
-int cli_data_error(const char *cmd, const char *file, const char *fmt, ...)
+int cli_fail(int status, const char *cmd, const char *file, const char *fmt,
+             ...)
 {
+    const int usage = status == EXIT_USAGE;
+    if (usage && !cmd)
+        return status;
     va_list ap;
     va_start(ap, fmt);
-    print_line(cmd, file, "", NULL, fmt, ap);
+    print_line(cmd, file, "", usage ? cmd : NULL, fmt, ap);
     va_end(ap);
-    return EXIT_DATA;
-}
-
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-{
-    if (!cmd)
-        return EXIT_USAGE;
-    va_list ap;
-    va_start(ap, fmt);
-    print_line(cmd, NULL, "", cmd, fmt, ap);
-    va_end(ap);
-    return EXIT_USAGE;
+    return status;
 }
 
 void cli_note(const char *cmd, const char *fmt, ...)

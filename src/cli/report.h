@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 
+#include "exit_status.h"
 #include "sgdstab/status.h"
 
 /* Untrusted text (an argument, a file name, a spec's string) made safe to
@@ -22,15 +23,14 @@ const char *cli_quote(const char *s, char *buf, size_t size);
 void cli_error_line(const char *cmd, const char *file, const char *fmt,
                     va_list ap);
 
-/* The line, then EXIT_DATA (exit_status.h). */
-int cli_data_error(const char *cmd, const char *file, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* A usage error: the line followed by " (see 'sgdstab CMD --help')", then
- * EXIT_USAGE; silent when cmd is NULL (callers that word the message
- * themselves pass NULL down to the parsers). */
-int cli_usage_error(const char *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+/* The line, then status (exit_status.h).  A usage error (EXIT_USAGE) ends
+ * in " (see 'sgdstab CMD --help')" and is silent when cmd is NULL (callers
+ * that word the message themselves pass NULL down to the parsers). */
+int cli_fail(int status, const char *cmd, const char *file, const char *fmt,
+             ...) __attribute__((format(printf, 4, 5)));
+#define cli_data_error(cmd, file, ...) \
+    cli_fail(EXIT_DATA, cmd, file, __VA_ARGS__)
+#define cli_usage_error(cmd, ...) cli_fail(EXIT_USAGE, cmd, NULL, __VA_ARGS__)
 
 /* "sgdstab CMD: note: message": not an error, said once on stderr. */
 void cli_note(const char *cmd, const char *fmt, ...)

@@ -110,11 +110,21 @@ int cli_session_at(cli_args *a, cli_session *ses)
                             SGDSTAB_USES_STEP_MAP, ses);
 }
 
-int cli_open_at(int argc, char **argv, const struct option *longopts,
-                const char *help, cli_args *a, cli_session *ses)
+int cli_main_at(const char *cmd, int argc, char **argv,
+                const struct option *longopts, const char *help,
+                cli_point_job job)
 {
-    int status = cli_parse_common(argc, argv, a, longopts, help);
-    return status ? status : cli_session_at(a, ses);
+    cli_args args;
+    cli_args_init(&args, cmd);
+    cli_session ses;
+    int status = cli_parse_common(argc, argv, &args, longopts, help);
+    if (status)
+        return status == CLI_HELP_SHOWN ? EXIT_OK : status;
+    if ((status = cli_session_at(&args, &ses)))
+        return status;
+    status = job(&args, &ses);
+    cli_session_close(&ses);
+    return status;
 }
 
 void cli_session_close(cli_session *ses)

@@ -57,11 +57,16 @@ void cli_session_close(cli_session *ses);
  * that configuration for the exact per-step map (cli_session_open). */
 int cli_session_at(cli_args *a, cli_session *ses);
 
-/* The whole command line of a subcommand at one point that takes only
- * common options (cli_parse_common), then cli_session_at: EXIT_OK with the
- * session open, CLI_HELP_SHOWN, or the error's status. */
-int cli_open_at(int argc, char **argv, const struct option *longopts,
-                const char *help, cli_args *a, cli_session *ses);
+/* The work of a subcommand at one point, on an open session: its exit
+ * status. */
+typedef int (*cli_point_job)(const cli_args *a, const cli_session *ses);
+
+/* The whole of a subcommand cmd at one point that takes only common options
+ * (cli_parse_common): parse, open the session (cli_session_at), run job,
+ * close.  Returns the exit status (EXIT_OK after --help). */
+int cli_main_at(const char *cmd, int argc, char **argv,
+                const struct option *longopts, const char *help,
+                cli_point_job job);
 
 /* Negative curvature of H taken as flat (reduce.h): a text line after
  * label (nothing when there is none) and the JSON keys

@@ -193,9 +193,9 @@ static int phase_case(const run_spec *sp, const run_context *ctx,
     } else {
         for (size_t j = 0; j < nl; j++)
             lrs[j] = unit * sp->phase.lr[j];
-        if (sgdstab_phase_compute(rc->ses.stab, &rc->th, &rc->ses.cfg,
-                                  batches, nb, lrs, nl, bd, grid, NULL, NULL,
-                                  &err))
+        const sgdstab_phase_axes ax = {batches, nb, lrs, nl, NULL, NULL};
+        if (sgdstab_phase_compute(rc->ses.stab, &rc->th, &rc->ses.cfg, &ax,
+                                  bd, grid, &err))
             st = run_spec_error(sp, "case %zu: %s", r->index, err.msg);
         else
             st = phase_files(sp, ctx, rc, r, batches, bd, grid, lrs);

@@ -163,23 +163,23 @@ static void exit_section(const run_spec *sp, const run_results *res, FILE *f)
     const run_exit_spec *ex = &sp->exit;
     fprintf(f, "\n## Exit times of clipped SGD with heavy-tailed noise\n\n"
             "From δ_0 = 0, %zu runs per learning rate (seed %lu, at most "
-            "%zu steps) of SGD whose step η(H_ξ δ − Z) is clipped to norm "
-            "b, Z with a uniform direction and a Pareto magnitude of tail "
-            "index α and scale %g; exit when |δ| > R = %g. The exit "
-            "time is the censored mean (total steps run / exits: the "
-            "maximum-likelihood mean of memoryless exits, not biased by "
-            "runs that never left); the slope of its logarithm against "
-            "ln(1/η) is fitted by least squares weighted by the numbers "
-            "of exits (points with fewer than %d exits left out) and set "
-            "beside Wang–Oh–Rhee's prediction 1 + (α − 1)·l\\*, "
-            "l\\* = ⌈R/b⌉ (the number of clipped jumps needed to leave), "
-            "which holds as η → 0 and up to constants. Tables `exit.csv` "
-            "(every point) and `exit-fit.csv`, picture `exit.png`.\n\n"
-            "![exit times](exit.png)\n\n"
-            "| case | B | α | b | l\\* | points | fitted slope | ± s.e. | "
-            "χ²/dof | predicted |\n|---|---|---|---|---|---|---|---|---|"
-            "---|\n", ex->runs, ex->seed, ex->steps, ex->noise_scale,
-            ex->radius, RUN_EXIT_MIN_EXITS);
+            "%zu steps) ", ex->runs, ex->seed, ex->steps);
+    fprintf(f, "of SGD whose step η(H_ξ δ − Z) is clipped to norm b, Z with "
+            "a uniform direction and a Pareto magnitude of tail index α and "
+            "scale %g; exit when |δ| > R = %g. ", ex->noise_scale, ex->radius);
+    fprintf(f, "The exit time is the censored mean (total steps run / "
+            "exits: the maximum-likelihood mean of memoryless exits, not "
+            "biased by runs that never left); the slope of its logarithm "
+            "against ln(1/η) is fitted by least squares weighted by the "
+            "numbers of exits (points with fewer than %d exits left out) ",
+            RUN_EXIT_MIN_EXITS);
+    fputs("and set beside Wang–Oh–Rhee's prediction 1 + (α − 1)·l\\*, "
+          "l\\* = ⌈R/b⌉ (the number of clipped jumps needed to leave), "
+          "which holds as η → 0 and up to constants. Tables `exit.csv` "
+          "(every point) and `exit-fit.csv`, picture `exit.png`.\n\n"
+          "![exit times](exit.png)\n\n| case | B | α | b | l\\* | points | "
+          "fitted slope | ± s.e. | χ²/dof | predicted |\n"
+          "|---|---|---|---|---|---|---|---|---|---|\n", f);
     for (size_t c = 0; c < res->ncases; c++)
         for (size_t i = 0; i < res->cases[c].nexit; i++) {
             const run_exit_group *g = &res->cases[c].exit[i];

@@ -12,11 +12,10 @@ static void critical_json(cJSON *jc, const run_case_result *r)
     for (size_t i = 0; i < r->ncritical; i++) {
         double vals[RUN_CRITICAL_COLUMNS];
         run_critical_values(&r->critical[i], vals);
-        cJSON *row = cJSON_CreateObject();
+        cJSON *row = cli_json_append_object(list);
         cli_json_size(row, "batch", r->critical[i].batch);
         for (size_t j = 0; j < RUN_CRITICAL_COLUMNS; j++)
             cli_json_number(row, RUN_CRITICAL_NAMES[j], vals[j]);
-        cJSON_AddItemToArray(list, row);
     }
 }
 
@@ -26,7 +25,7 @@ static void verify_json(cJSON *jc, const run_case_result *r)
     for (size_t k = 0; k < r->nverify; k++) {
         const run_verify_row *row = &r->verify[k];
         const sgdstab_verification *v = &row->v;
-        cJSON *j = cJSON_CreateObject();
+        cJSON *j = cli_json_append_object(rows);
         cli_json_size(j, "batch", row->batch);
         cli_json_number(j, "lr", row->lr);
         cli_json_number(j, "lr_factor", row->factor);
@@ -46,7 +45,6 @@ static void verify_json(cJSON *jc, const run_case_result *r)
             cJSON_AddBoolToObject(ch, "holds", v->checks[i].holds);
             cJSON_AddBoolToObject(ch, "theorem", v->checks[i].theorem);
         }
-        cJSON_AddItemToArray(rows, j);
     }
 }
 
@@ -63,13 +61,18 @@ static void phase_json(cJSON *jc, const run_phase_result *ph)
     cli_json_size(jp, "stable_points", ph->stable_points);
 }
 
+static const char *const rate_keys[] = {"lr_factor", "rate_per_step",
+                                        "rate_stderr", "exact_rate_per_step"};
+static const char *const exit_point_keys[] = {"lr", "exited", "censored_mean",
+                                              "median"};
+
 static void epoch_json(cJSON *jc, const run_spec *sp,
                        const run_case_result *r)
 {
     cJSON *je = cJSON_AddArrayToObject(jc, "epoch");
     for (size_t i = 0; i < r->nepoch; i++) {
         const run_epoch_row *e = &r->epoch[i];
-        cJSON *j = cJSON_CreateObject();
+        cJSON *j = cli_json_append_object(je);
         cli_json_size(j, "batch", e->batch);
         cJSON_AddStringToObject(j, "sampling", sgdstab_sampling_name(
                                     sp->epoch.sampling[e->sampling]));
@@ -79,14 +82,11 @@ static void epoch_json(cJSON *jc, const run_spec *sp,
         cJSON *rates = cJSON_AddArrayToObject(j, "rates");
         for (size_t k = 0; k < sp->epoch.nfactor; k++) {
             const run_epoch_rate *q = &e->rates[k];
-            cJSON *jq = cJSON_CreateObject();
-            cli_json_number(jq, "lr_factor", q->factor);
-            cli_json_number(jq, "rate_per_step", q->rate);
-            cli_json_number(jq, "rate_stderr", q->rate_stderr);
-            cli_json_number(jq, "exact_rate_per_step", q->exact);
-            cJSON_AddItemToArray(rates, jq);
+            const double values[] = {q->factor, q->rate, q->rate_stderr,
+                                     q->exact};
+            cli_json_numbers(cli_json_append_object(rates), 4, rate_keys,
+                             values);
         }
-        cJSON_AddItemToArray(je, j);
     }
 }
 
@@ -96,8 +96,7 @@ static void exit_json(cJSON *jc, const run_spec *sp, const run_case_result *r)
     for (size_t i = 0; i < r->nexit; i++) {
         const run_exit_group *g = &r->exit[i];
         const run_exit_series *es = &sp->exit.series[g->series];
-        cJSON *j = cJSON_CreateObject();
-        cJSON_AddItemToArray(jx, j);
+        cJSON *j = cli_json_append_object(jx);
         cli_json_size(j, "batch", g->batch);
         cli_json_number(j, "alpha", es->alpha);
         cli_json_number(j, "clip", es->clip);
@@ -105,12 +104,11 @@ static void exit_json(cJSON *jc, const run_spec *sp, const run_case_result *r)
         cJSON *pts = cJSON_AddArrayToObject(j, "points");
         for (size_t l = 0; l < es->nlr; l++) {
             const run_exit_point *pt = &g->points[l];
-            cJSON *p = cJSON_CreateObject();
-            cli_json_number(p, "lr", pt->lr);
-            cli_json_size(p, "exited", pt->stats.exited);
-            cli_json_number(p, "censored_mean", pt->stats.censored_mean);
-            cli_json_number(p, "median", pt->stats.quantiles[2]);
-            cJSON_AddItemToArray(pts, p);
+            const double values[] = {pt->lr, (double)pt->stats.exited,
+                                     pt->stats.censored_mean,
+                                     pt->stats.quantiles[2]};
+            cli_json_numbers(cli_json_append_object(pts), 4, exit_point_keys,
+                             values);
         }
         cli_json_size(j, "points_fitted", g->fit.points);
         cli_json_number(j, "fitted_slope", g->fit.slope);
@@ -133,11 +131,7 @@ static cJSON *case_json(const run_spec *sp, const run_case_result *r)
     cJSON_AddItemToObject(jc, "meta",
                           r->meta ? cli_json_verbatim(r->meta, 3) : NULL);
     cli_json_size(jc, "rank", r->rank);
-    cli_json_number(jc, "sharpness", r->th.sharpness);
-    cli_json_number(jc, "hessian_frobenius", r->th.hessian_frobenius);
-    cli_json_number(jc, "hessian_trace", r->th.hessian_trace);
-    cli_json_number(jc, "nonuniformity", r->th.nonuniformity);
-    cli_json_number(jc, "alignment_min", r->th.alignment_min);
+    cli_json_theory(jc, &r->th);
     cli_json_number(jc, "lr_critical_mean", r->lr_critical_mean);
     critical_json(jc, r);
     cJSON_AddBoolToObject(jc, "lr_critical_nondecreasing", r->nondecreasing);
