@@ -20,6 +20,14 @@ SGDSTAB = None   # path of the binary, set by the test script
 npass = 0
 nfail = 0
 
+# The engine's documented accuracies, the same in every script that checks
+# it (engine-cli, verify-cli, phase-cli; each docstring gives the reasons):
+RHO_ABS = 1e-10      # rho_⊥ (error estimate <= 1e-11 rho)
+ETA_REL = 1e-9       # eta*(B), relative (the engine's documented 1e-10)
+EXACT_REL = 1e-12    # one well-conditioned eigenvalue or a sum, relative
+SPEC_REL = 1e-9      # extreme eigenvalues of small symmetric matrices
+SAMPLINGS = ("without", "with", "bernoulli")
+
 
 def ok(name):
     global npass
@@ -233,10 +241,26 @@ def same_number(csv_v, json_v):
     return is_num(json_v) and csv_v == json_v
 
 
-def main(doc, name, body):
+def run_selfcheck(check, title, what):
+    """check() passes (ok "TITLE: WHAT"; None) or raises AssertionError
+    (FAIL TITLE with the error; status 1)."""
+    try:
+        check()
+    except AssertionError as exc:
+        fail(title, [repr(exc)])
+        return 1
+    ok("%s: %s" % (title, what))
+    return None
+
+
+def main(doc, name, body, selfcheck=None):
     """A test script's main: `script SGDSTAB` (else print doc, status 99),
     body(work) with a scratch directory that is removed afterwards, then the
-    summary line.  A status that body returns ends the script at once."""
+    summary line.  A status that body returns ends the script at once.
+
+    selfcheck, if given, is (check, title, what): the self-check of a
+    reference module, run before body.  It passes as "TITLE: WHAT"; an
+    AssertionError fails TITLE and ends the script with status 1."""
     global SGDSTAB
     if len(sys.argv) != 2:
         print(doc)
@@ -248,7 +272,9 @@ def main(doc, name, body):
     work = tempfile.mkdtemp(prefix="sgdstab-%s-" % name)
     t0 = time.time()
     try:
-        status = body(work)
+        status = run_selfcheck(*selfcheck) if selfcheck else None
+        if status is None:
+            status = body(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if status is not None:

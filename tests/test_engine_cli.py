@@ -29,14 +29,12 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_harness as harness  # noqa: E402
 import engine_reference as ref  # noqa: E402
-from cli_harness import (close_abs, close_rel, fail,  # noqa: E402
-                         failure_errors, fmt, is_num, npz_with_meta, ok,
-                         one_line, read_csv, report, run, run_json)
+from cli_harness import (ETA_REL, RHO_ABS, SAMPLINGS,  # noqa: E402
+                         close_abs, close_rel, failure_errors, fmt, is_num,
+                         npz_with_meta, one_line, read_csv, report, run,
+                         run_json)
 
-RHO_ABS = 1e-10
-ETA_REL = 1e-9
 EVOLVE_REL = 1e-10
-SAMPLINGS = ("without", "with", "bernoulli")
 
 WORK = None
 
@@ -1106,13 +1104,6 @@ def test_bench():
 def body(work):
     global WORK
     WORK = work
-    try:
-        ref.selfcheck()
-        ok("reference self-check: Kronecker T = enumeration of every "
-           "batch, (a, b) table, rho(eta*) = 1")
-    except AssertionError as exc:
-        fail("reference self-check", [repr(exc)])
-        return 1
     cases = make_cases()
     test_analyze(cases)
     test_loss(cases)
@@ -1129,4 +1120,6 @@ def body(work):
 
 
 if __name__ == "__main__":
-    sys.exit(harness.main(__doc__, "engine", body))
+    sys.exit(harness.main(__doc__, "engine", body, selfcheck=(
+        ref.selfcheck, "reference self-check", "Kronecker T = enumeration "
+        "of every batch, (a, b) table, rho(eta*) = 1")))

@@ -439,30 +439,43 @@ static void test_every_truncation(void **state)
 static void test_itemsize_epsilon(void **state)
 {
     (void)state;
-    assert_int_equal(sgdstab_npy_itemsize("<f8"), 8);
-    assert_int_equal(sgdstab_npy_itemsize(">f8"), 8);
-    assert_int_equal(sgdstab_npy_itemsize("<f4"), 4);
-    assert_int_equal(sgdstab_npy_itemsize(">f4"), 4);
-    assert_int_equal(sgdstab_npy_itemsize("<f2"), 2);
-    assert_int_equal(sgdstab_npy_itemsize(">f2"), 2);
-    assert_int_equal(sgdstab_npy_itemsize("<i4"), 0);
-    assert_int_equal(sgdstab_npy_itemsize("<i8"), 0);
-    assert_int_equal(sgdstab_npy_itemsize("<c16"), 0);
-    assert_int_equal(sgdstab_npy_itemsize("<f16"), 0);
-    assert_int_equal(sgdstab_npy_itemsize("<u2"), 0);
-    assert_int_equal(sgdstab_npy_itemsize(""), 0);
-    assert_int_equal(sgdstab_npy_itemsize("<f8junk"), 0);
+    static const struct {
+        const char *descr;
+        size_t itemsize;  /* 0: not a dtype the module reads */
+    } sizes[] = {{"<f8", 8},  {">f8", 8},  {"<f4", 4}, {">f4", 4},
+                 {"<f2", 2},  {">f2", 2},  {"<i4", 0}, {"<i8", 0},
+                 {"<c16", 0}, {"<f16", 0}, {"<u2", 0}, {"", 0},
+                 {"<f8junk", 0}};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        size_t got = sgdstab_npy_itemsize(sizes[i].descr);
+        if (got != sizes[i].itemsize)
+            fail_msg("sgdstab_npy_itemsize(\"%s\") = %zu, expected %zu",
+                     sizes[i].descr, got, sizes[i].itemsize);
+    }
 
-    assert_true(sgdstab_npy_epsilon("<f8") == DBL_EPSILON);
-    assert_true(sgdstab_npy_epsilon(">f8") == DBL_EPSILON);
-    assert_true(sgdstab_npy_epsilon("<f4") == (double)FLT_EPSILON);
-    assert_true(sgdstab_npy_epsilon(">f4") == (double)FLT_EPSILON);
-    assert_true(sgdstab_npy_epsilon("<f2") == ldexp(1.0, -10));
-    /* NumPy's own values, from the manifest. */
-    const cJSON *eps = tu_jget(tu_manifest(), "eps");
-    assert_true(sgdstab_npy_epsilon("<f8") == tu_jnum(eps, "f8"));
-    assert_true(sgdstab_npy_epsilon("<f4") == tu_jnum(eps, "f4"));
-    assert_true(sgdstab_npy_epsilon("<f2") == tu_jnum(eps, "f2"));
+    /* The epsilons by <float.h>, then NumPy's own values (manifest). */
+    const struct {
+        const char *descr;
+        double eps;
+    } eps[] = {{"<f8", DBL_EPSILON},         {">f8", DBL_EPSILON},
+               {"<f4", (double)FLT_EPSILON}, {">f4", (double)FLT_EPSILON},
+               {"<f2", ldexp(1.0, -10)}};
+    for (size_t i = 0; i < sizeof eps / sizeof eps[0]; i++) {
+        double got = sgdstab_npy_epsilon(eps[i].descr);
+        if (got != eps[i].eps)
+            fail_msg("sgdstab_npy_epsilon(\"%s\") = %.17g, expected %.17g",
+                     eps[i].descr, got, eps[i].eps);
+    }
+    const cJSON *numpy = tu_jget(tu_manifest(), "eps");
+    static const char *const numpy_eps[][2] = {
+        {"<f8", "f8"}, {"<f4", "f4"}, {"<f2", "f2"}};  /* dtype, manifest key */
+    for (size_t i = 0; i < 3; i++) {
+        double got = sgdstab_npy_epsilon(numpy_eps[i][0]),
+               want = tu_jnum(numpy, numpy_eps[i][1]);
+        if (got != want)
+            fail_msg("sgdstab_npy_epsilon(\"%s\") = %.17g, NumPy has %.17g",
+                     numpy_eps[i][0], got, want);
+    }
 }
 
 static void test_array_free(void **state)

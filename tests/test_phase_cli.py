@@ -93,17 +93,14 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cli_harness as harness  # noqa: E402
 import engine_reference as ref  # noqa: E402
-from cli_harness import (close_abs, close_rel, csv_number,  # noqa: E402
-                         fail, failure_errors, fmt, is_int, is_num, read_csv,
-                         report, run, run_json, same_number)
+from cli_harness import (ETA_REL, EXACT_REL, RHO_ABS,  # noqa: E402
+                         SAMPLINGS, SPEC_REL, close_abs, close_rel,
+                         csv_number, fail, failure_errors, fmt, is_int,
+                         is_num, read_csv, report, run, run_json,
+                         same_number)
 import theory_reference as tref  # noqa: E402
 
-RHO_ABS = 1e-10
-ETA_REL = 1e-9
-EXACT_REL = 1e-12
-SPEC_REL = 1e-9
 VERDICT_SLACK = 1e-10
-SAMPLINGS = ("without", "with", "bernoulli")
 
 TOP_KEYS = ("file n k p rank sampling loss_scale lr_critical_mean batches "
             "lrs grid boundary seconds solves operator_applications").split()

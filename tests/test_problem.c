@@ -62,6 +62,20 @@ static void check_exactly_symmetric(const double *H, size_t p)
                          H[i * p + j], j, i, H[j * p + i]);
 }
 
+/* The fixture file name loaded with opt (NULL: the defaults); fails the
+ * test, naming the file, the status and the message, if it is refused. */
+static sgdstab_problem *load_fixture(const char *name,
+                                     const sgdstab_load_options *opt)
+{
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    int rc = sgdstab_problem_load(tu_path(name), opt, &prob, &err);
+    if (rc != SGDSTAB_OK)
+        fail_msg("%s: status %d: %s", name, rc, err.msg);
+    assert_non_null(prob);
+    return prob;
+}
+
 /* sgdstab_reduce at a given relative rank tolerance. */
 static int reduce_at(const sgdstab_problem *prob, double rank_rtol,
                      sgdstab_reduced **red, sgdstab_error *err)
@@ -237,16 +251,10 @@ static void test_load(void **state)
 {
     const cJSON *e = *state;
     const char *name = tu_jstr(e, "file");
-    sgdstab_problem *prob = NULL;
-    sgdstab_error err;
     sgdstab_load_options opt = {0};
 
     for (int pass = 0; pass < 2; pass++) {
-        int rc = sgdstab_problem_load(tu_path(name), pass ? &opt : NULL,
-                                      &prob, &err);
-        if (rc != SGDSTAB_OK)
-            fail_msg("%s: status %d: %s", name, rc, err.msg);
-        assert_non_null(prob);
+        sgdstab_problem *prob = load_fixture(name, pass ? &opt : NULL);
         size_t n = tu_jsize(e, "n"), k = tu_jsize(e, "k"),
                p = tu_jsize(e, "p");
         assert_int_equal(prob->n, n);
@@ -282,7 +290,6 @@ static void test_load(void **state)
             assert_string_equal(prob->H_descr, "");
         }
         sgdstab_problem_free(prob);
-        prob = NULL;
     }
 }
 
@@ -294,11 +301,7 @@ static void test_layout_formula(void **state)
     const char *files[] = {"prob_formula3.npy", "prob_formula3_F.npy",
                            "npz_J3_stored.npz", "npz_J3_deflated.npz"};
     for (size_t t = 0; t < 4; t++) {
-        sgdstab_problem *prob = NULL;
-        sgdstab_error err;
-        int rc = sgdstab_problem_load(tu_path(files[t]), NULL, &prob, &err);
-        if (rc != SGDSTAB_OK)
-            fail_msg("%s: %s", files[t], err.msg);
+        sgdstab_problem *prob = load_fixture(files[t], NULL);
         assert_int_equal(prob->n, 4);
         assert_int_equal(prob->k, 2);
         assert_int_equal(prob->p, 3);
@@ -326,11 +329,9 @@ static void test_reduce(void **state)
 {
     const cJSON *e = *state;
     const char *name = tu_jstr(e, "file");
-    sgdstab_problem *prob = NULL;
+    sgdstab_problem *prob = load_fixture(name, NULL);
     sgdstab_reduced *red = NULL;
     sgdstab_error err;
-    if (sgdstab_problem_load(tu_path(name), NULL, &prob, &err))
-        fail_msg("%s: %s", name, err.msg);
     size_t n = tu_jsize(e, "n"), k = tu_jsize(e, "k"), p = tu_jsize(e, "p");
     size_t nsv, len;
     double *sigma = json_doubles(tu_jget(e, "sigma"), &nsv);
@@ -606,51 +607,53 @@ static void expect_reject(const char *label, sgdstab_array J,
     assert_null(prob);
 }
 
+/* The shape and values of an array for tu_array; nd 0: no array. */
+typedef struct {
+    int nd;
+    size_t s0, s1, s2;
+    const double *vals;
+} array_spec;
+
 static void test_from_arrays_invalid(void **state)
 {
     (void)state;
     const double good[6] = {1, 2, 3, 4, 5, 6};
-    double v[6];
-
-    memcpy(v, good, sizeof v);
-    v[4] = NAN;
-    expect_reject("nan-J", tu_array(2, 3, 2, 1, "<f8", v), NULL,
-                  SGDSTAB_EVALUE, "non-finite");
-    memcpy(v, good, sizeof v);
-    v[0] = -INFINITY;
-    expect_reject("inf-J", tu_array(3, 1, 3, 2, "<f8", v), NULL,
-                  SGDSTAB_EVALUE, "non-finite");
-
-    const double h[4] = {1, 0, 0, INFINITY};
-    sgdstab_array H = tu_array(2, 2, 2, 1, "<f8", h);
-    expect_reject("inf-H", tu_array(2, 3, 2, 1, "<f8", good), &H,
-                  SGDSTAB_EVALUE, "non-finite");
-    const double hn[4] = {1, NAN, NAN, 1};
-    H = tu_array(2, 2, 2, 1, "<f8", hn);
-    expect_reject("nan-H", tu_array(2, 3, 2, 1, "<f8", good), &H,
-                  SGDSTAB_EVALUE, "non-finite");
-
-    /* H of the wrong shape for p = 2 */
-    H = tu_array(2, 3, 3, 1, "<f8", NULL);
-    expect_reject("H-3x3", tu_array(2, 3, 2, 1, "<f8", good), &H,
-                  SGDSTAB_ESHAPE, "H has shape");
-    H = tu_array(2, 2, 3, 1, "<f8", NULL);
-    expect_reject("H-2x3", tu_array(2, 3, 2, 1, "<f8", good), &H,
-                  SGDSTAB_ESHAPE, "H has shape");
-    H = tu_array(1, 4, 1, 1, "<f8", NULL);
-    expect_reject("H-1d", tu_array(2, 3, 2, 1, "<f8", good), &H,
-                  SGDSTAB_ESHAPE, "H has shape");
-    H = tu_array(3, 2, 2, 1, "<f8", NULL);
-    expect_reject("H-3d", tu_array(2, 3, 2, 1, "<f8", good), &H,
-                  SGDSTAB_ESHAPE, "H has shape");
-
-    /* J of the wrong rank or with an empty dimension */
-    expect_reject("J-1d", tu_array(1, 6, 1, 1, "<f8", good), NULL, -1, NULL);
-    expect_reject("J-n0", tu_array(2, 0, 3, 1, "<f8", NULL), NULL, -1, NULL);
-    expect_reject("J-p0", tu_array(2, 3, 0, 1, "<f8", NULL), NULL, -1, NULL);
-    expect_reject("J-k0", tu_array(3, 2, 0, 3, "<f8", NULL), NULL, -1, NULL);
-    expect_reject("J-3d-p0", tu_array(3, 2, 3, 0, "<f8", NULL), NULL, -1,
-                  NULL);
+    const double nan_j[6] = {1, 2, 3, 4, NAN, 6};
+    const double inf_j[6] = {-INFINITY, 2, 3, 4, 5, 6};
+    const double inf_h[4] = {1, 0, 0, INFINITY};
+    const double nan_h[4] = {1, NAN, NAN, 1};
+    const array_spec J32 = {2, 3, 2, 1, good}, none = {0, 0, 0, 0, NULL};
+    const struct {
+        const char *label;
+        array_spec J, H;
+        int want;  /* -1: any failure */
+        const char *needle;
+    } cases[] = {
+        {"nan-J", {2, 3, 2, 1, nan_j}, none, SGDSTAB_EVALUE, "non-finite"},
+        {"inf-J", {3, 1, 3, 2, inf_j}, none, SGDSTAB_EVALUE, "non-finite"},
+        {"inf-H", J32, {2, 2, 2, 1, inf_h}, SGDSTAB_EVALUE, "non-finite"},
+        {"nan-H", J32, {2, 2, 2, 1, nan_h}, SGDSTAB_EVALUE, "non-finite"},
+        /* H of the wrong shape for p = 2 */
+        {"H-3x3", J32, {2, 3, 3, 1, NULL}, SGDSTAB_ESHAPE, "H has shape"},
+        {"H-2x3", J32, {2, 2, 3, 1, NULL}, SGDSTAB_ESHAPE, "H has shape"},
+        {"H-1d", J32, {1, 4, 1, 1, NULL}, SGDSTAB_ESHAPE, "H has shape"},
+        {"H-3d", J32, {3, 2, 2, 1, NULL}, SGDSTAB_ESHAPE, "H has shape"},
+        /* J of the wrong rank or with an empty dimension */
+        {"J-1d", {1, 6, 1, 1, good}, none, -1, NULL},
+        {"J-n0", {2, 0, 3, 1, NULL}, none, -1, NULL},
+        {"J-p0", {2, 3, 0, 1, NULL}, none, -1, NULL},
+        {"J-k0", {3, 2, 0, 3, NULL}, none, -1, NULL},
+        {"J-3d-p0", {3, 2, 3, 0, NULL}, none, -1, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const array_spec *j = &cases[i].J, *h = &cases[i].H;
+        sgdstab_array H;
+        if (h->nd)
+            H = tu_array(h->nd, h->s0, h->s1, h->s2, "<f8", h->vals);
+        expect_reject(cases[i].label,
+                      tu_array(j->nd, j->s0, j->s1, j->s2, "<f8", j->vals),
+                      h->nd ? &H : NULL, cases[i].want, cases[i].needle);
+    }
 }
 
 /* ------------------------------------------------- closed-form SVDs */

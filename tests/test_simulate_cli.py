@@ -790,20 +790,18 @@ def check_ratio(d, q, c_g_half, steps, label=""):
                         "(rel %.3g)" % (label, t, m[t], f * m[0],
                                         abs(m[t] / (f * m[0]) - 1)
                                         if is_num(m[t]) else math.nan))
-        want = f * ci[0]
-        sd = want / Q95 * math.sqrt(R)
-        if ci[t] is None and R * R * sd * sd > VAR_OVERFLOW:
-            pass
-        elif not close_rel(ci[t], want, CI_REL):
-            errs.append("%st=%d: second_moment_ci %r, q^(2t) ci_0 = %r "
-                        "(mean %r)" % (label, t, ci[t], want, m[t]))
-        want = f * lci[0]
-        sd = want / Q95 * math.sqrt(R)
-        if lci[t] is None and R * R * sd * sd > VAR_OVERFLOW:
-            pass
-        elif not close_rel(lci[t], want, CI_REL):
-            errs.append("%st=%d: loss_ci %r, q^(2t) loss_ci_0 = %r "
-                        "(loss %r)" % (label, t, lci[t], want, loss[t]))
+        # each CI at t: q^(2t) times its value at t = 0
+        for key, band, band_0, mean_name, mean in (
+                ("second_moment_ci", ci, "ci_0", "mean", m),
+                ("loss_ci", lci, "loss_ci_0", "loss", loss)):
+            want = f * band[0]
+            sd = want / Q95 * math.sqrt(R)
+            if band[t] is None and R * R * sd * sd > VAR_OVERFLOW:
+                continue
+            if not close_rel(band[t], want, CI_REL):
+                errs.append("%st=%d: %s %r, q^(2t) %s = %r (%s %r)"
+                            % (label, t, key, band[t], band_0, want,
+                               mean_name, mean[t]))
         if c_g_half is not None and \
                 not close_rel(loss[t], c_g_half * m[t], DET_REL):
             errs.append("%st=%d: loss %r, (c/2) g mean_t = %r"

@@ -212,17 +212,44 @@ static double degree(const sgdstab_synth_params *par)
 
 /* ------------------------------------------------------ tests per case */
 
+/* A check of one case: s is its minimum, generated from par (the case's
+ * parameters at the seed of the check). */
+typedef void (*case_check)(const synth_case *c,
+                           const sgdstab_synth_params *par,
+                           const sgdstab_synth *s);
+
+typedef struct {
+    const char *what;
+    case_check check;
+    unsigned long seed;
+} per_case;
+
+/* The state of one test: a case and a check to run on it. */
+typedef struct {
+    const synth_case *c;
+    const per_case *t;
+} case_test;
+
+static void test_case(void **state)
+{
+    const case_test *ct = *state;
+    sgdstab_synth_params par = case_params(ct->c, ct->t->seed);
+    sgdstab_synth *s = generate(&par);
+    ct->t->check(ct->c, &par, s);
+    sgdstab_synth_free(s);
+}
+
 /* Central differences of the model match J.  Along one coordinate of θ the
  * model is affine (it is linear in each matrix separately, and relu is
  * linear on each side of its kink, which no step crosses: asserted below),
  * so the difference quotient has no truncation error, only rounding:
  * about ε·max|f|·(terms)/h ≈ 1e-11 with h = 1e-4·max(1, |θ_j|).  Tolerance
  * 1e-8 relative to the size of f and J. */
-static void test_jacobian(void **state)
+static void check_jacobian(const synth_case *c,
+                           const sgdstab_synth_params *par,
+                           const sgdstab_synth *s)
 {
-    const synth_case *c = *state;
-    sgdstab_synth_params par = case_params(c, 11);
-    sgdstab_synth *s = generate(&par);
+    (void)par;
     size_t n = s->n, k = s->k, p = s->p, d = s->d;
     double hmax = 1e-4 * fmax(1, max_abs(s->theta, p));
     if (c->family == SGDSTAB_SYNTH_TWO_LAYER) {
@@ -259,17 +286,17 @@ static void test_jacobian(void **state)
         fail_msg("%s: |finite difference - J| = %g > 1e-8 x %g", c->name,
                  worst, scale);
     free(th);
-    sgdstab_synth_free(s);
 }
 
 /* The minimum interpolates the teacher: the reported residual and the model
  * by the book at θ* both reproduce Y; the library's model agrees with the
  * book at a random θ too. */
-static void test_interpolates(void **state)
+static void check_interpolates(const synth_case *c,
+                               const sgdstab_synth_params *par,
+                               const sgdstab_synth *s)
 {
-    const synth_case *c = *state;
-    sgdstab_synth_params par = case_params(c, 12);
-    sgdstab_synth *s = generate(&par);
+    (void)c;
+    (void)par;
     size_t n = s->n, k = s->k, p = s->p;
     double scale = fmax(1, max_abs(s->Y, n * k));
     assert_true(s->residual <= 1e-12 * scale);
@@ -302,36 +329,32 @@ static void test_interpolates(void **state)
     free(lib);
     free(f);
     free(theta);
-    sgdstab_synth_free(s);
 }
 
 /* Euler's theorem: f is homogeneous of degree deg in θ, so
  * J_i θ = deg · f(x_i; θ) — a check of J's scaling that does not use
  * differences. */
-static void test_euler(void **state)
+static void check_euler(const synth_case *c, const sgdstab_synth_params *par,
+                        const sgdstab_synth *s)
 {
-    const synth_case *c = *state;
-    sgdstab_synth_params par = case_params(c, 13);
-    sgdstab_synth *s = generate(&par);
+    (void)c;
     size_t nk = s->n * s->k;
     double *Jt = malloc(nk * sizeof *Jt);
     assert_non_null(Jt);
     cblas_dgemv(CblasRowMajor, CblasNoTrans, (int)nk, (int)s->p, 1.0, s->J,
                 (int)s->p, s->theta, 1, 0.0, Jt, 1);
-    double deg = degree(&par), scale = fmax(1, deg * max_abs(s->Y, nk));
+    double deg = degree(par), scale = fmax(1, deg * max_abs(s->Y, nk));
     for (size_t r = 0; r < nk; r++)
         tu_assert_close(Jt[r], deg * s->Y[r], 1e-12 * scale, "J theta = deg f");
     free(Jt);
-    sgdstab_synth_free(s);
 }
 
 /* Same seed: the same bytes; another seed: other data and other bytes.  The
  * file reads back (problem loader, npz reader) with every array exact. */
-static void test_file(void **state)
+static void check_file(const synth_case *c, const sgdstab_synth_params *par,
+                       const sgdstab_synth *s)
 {
-    const synth_case *c = *state;
-    sgdstab_synth_params par = case_params(c, 14);
-    sgdstab_synth *s = generate(&par), *again = generate(&par);
+    sgdstab_synth *again = generate(par);
     sgdstab_error err;
     char a[8192], b[8192];
     tu_tmp_path(a, sizeof a, "a.npz");
@@ -344,8 +367,9 @@ static void test_file(void **state)
     assert_memory_equal(ba, bb, la);
     free(bb);
     sgdstab_synth_free(again);
-    par.seed = 15;
-    again = generate(&par);
+    sgdstab_synth_params other = *par;
+    other.seed = 15;
+    again = generate(&other);
     assert_memory_not_equal(again->X, s->X, s->n * s->d * sizeof *s->X);
     assert_int_equal(sgdstab_synth_write(again, b, &err), SGDSTAB_OK);
     bb = tu_slurp(b, &lb);
@@ -400,7 +424,6 @@ static void test_file(void **state)
     unlink(a);
     unlink(b);
     assert_int_equal(tu_dir_entries(tu_tmpdir(), NULL, NULL), 0);
-    sgdstab_synth_free(s);
 }
 
 /* sgdstab_synth_meta_json with a file: the members of meta.json, then the
@@ -423,11 +446,9 @@ static void check_meta_file(const sgdstab_synth *s, const cJSON *meta)
 /* The member meta.json: the text of sgdstab_synth_meta_json, the parameters
  * that apply and no others, sizes, seed, loss, the residuals to the last
  * bit, blocks that tile θ. */
-static void test_meta(void **state)
+static void check_meta(const synth_case *c, const sgdstab_synth_params *par,
+                       const sgdstab_synth *s)
 {
-    const synth_case *c = *state;
-    sgdstab_synth_params par = case_params(c, 16);
-    sgdstab_synth *s = generate(&par);
     sgdstab_error err;
     char path[8192];
     tu_tmp_path(path, sizeof path, "meta.npz");
@@ -503,18 +524,17 @@ static void test_meta(void **state)
     const cJSON *b;
     cJSON_ArrayForEach(b, tu_jget(meta, "theta_blocks")) {
         size_t rows, cols;
-        ref_shape(&par, l++, &rows, &cols);
+        ref_shape(par, l++, &rows, &cols);
         assert_int_equal(tu_jsize(b, "rows"), rows);
         assert_int_equal(tu_jsize(b, "cols"), cols);
         assert_int_equal(tu_jsize(b, "offset"), off);
         off += rows * cols;
     }
-    assert_int_equal(l, ref_layers(&par));
+    assert_int_equal(l, ref_layers(par));
     assert_int_equal(off, s->p);
     assert_non_null(strstr(tu_jstr(meta, "command"), "--seed 16"));
     cJSON_Delete(meta);
     unlink(path);
-    sgdstab_synth_free(s);
 }
 
 /* ---------------------------------------------------- family properties */
@@ -666,12 +686,14 @@ static void test_problem(void **state)
 
 /* ----------------------------------------------------- parameters, names */
 
-static void expect_invalid(const sgdstab_synth_params *par, const char *needle)
+static void expect_invalid(size_t i, const sgdstab_synth_params *par,
+                           const char *needle)
 {
     sgdstab_error err;
     int rc = sgdstab_synth_check(par, &err);
     if (rc == SGDSTAB_OK)
-        fail_msg("accepted; expected an error about '%s'", needle);
+        fail_msg("case %zu: accepted; expected an error about '%s'", i,
+                 needle);
     tu_check_failure(rc, &err, needle, NULL);
     assert_int_equal(rc, SGDSTAB_EINVAL);
     sgdstab_synth *s;
@@ -681,90 +703,107 @@ static void expect_invalid(const sgdstab_synth_params *par, const char *needle)
     assert_null(s);
 }
 
+/* The fields of sgdstab_synth_params a case of test_check sets. */
+enum {
+    SET_SAMPLES = 1,
+    SET_INPUTS = 2,
+    SET_OUTPUTS = 4,
+    SET_WIDTH = 8,
+    SET_DEPTH = 16,
+    SET_EXTRA = 32,
+    SET_ACTIVATION = 64,
+    SET_ALPHA = 128,
+    SET_RESCALE = 256,
+    SET_FAMILY = 512
+};
+
+/* par with the fields named in set taken from v. */
+static sgdstab_synth_params with_fields(sgdstab_synth_params par,
+                                        unsigned set,
+                                        const sgdstab_synth_params *v)
+{
+    if (set & SET_SAMPLES) par.samples = v->samples;
+    if (set & SET_INPUTS) par.inputs = v->inputs;
+    if (set & SET_OUTPUTS) par.outputs = v->outputs;
+    if (set & SET_WIDTH) par.width = v->width;
+    if (set & SET_DEPTH) par.depth = v->depth;
+    if (set & SET_EXTRA) par.extra = v->extra;
+    if (set & SET_ACTIVATION) par.activation = v->activation;
+    if (set & SET_ALPHA) par.alpha = v->alpha;
+    if (set & SET_RESCALE) par.rescale = v->rescale;
+    if (set & SET_FAMILY) par.family = v->family;
+    return par;
+}
+
+/* The defaults of each family with a few fields changed: refused with an
+ * error that contains needle, or accepted where needle is NULL. */
 static void test_check(void **state)
 {
     (void)state;
-    sgdstab_synth_params par, bad;
-    sgdstab_synth_params_init(&par);
-    sgdstab_error err;
-    assert_int_equal(sgdstab_synth_check(&par, &err), SGDSTAB_OK);
-    bad = par;
-    bad.samples = 0;
-    expect_invalid(&bad, "samples");
-    bad = par;
-    bad.outputs = 0;
-    expect_invalid(&bad, "outputs");
-    bad = par;
-    bad.alpha = -1;
-    expect_invalid(&bad, "alpha");
-    bad.alpha = NAN;
-    expect_invalid(&bad, "alpha");
-    bad = par;
-    bad.family = (sgdstab_synth_family)7;
-    expect_invalid(&bad, "family");
-    /* Parameters a family does not use are ignored. */
-    bad = par;
-    bad.width = 0;
-    bad.depth = 0;
-    bad.rescale = -1;
-    bad.activation = (sgdstab_activation)9;
-    assert_int_equal(sgdstab_synth_check(&bad, &err), SGDSTAB_OK);
+    const sgdstab_synth_family LIN = SGDSTAB_SYNTH_LINEAR,
+                               RFM = SGDSTAB_SYNTH_RFM,
+                               DEEP = SGDSTAB_SYNTH_DEEP_LINEAR,
+                               TWO = SGDSTAB_SYNTH_TWO_LAYER;
+    const struct {
+        sgdstab_synth_family family;
+        unsigned set;
+        sgdstab_synth_params v;
+        const char *needle;
+    } cases[] = {
+        {LIN, 0, {0}, NULL},
+        {LIN, SET_SAMPLES, {.samples = 0}, "samples"},
+        {LIN, SET_OUTPUTS, {.outputs = 0}, "outputs"},
+        {LIN, SET_ALPHA, {.alpha = -1}, "alpha"},
+        {LIN, SET_ALPHA, {.alpha = NAN}, "alpha"},
+        {LIN, SET_FAMILY, {.family = (sgdstab_synth_family)7}, "family"},
+        /* Parameters a family does not use are ignored. */
+        {LIN, SET_WIDTH | SET_DEPTH | SET_RESCALE | SET_ACTIVATION,
+         {.width = 0, .depth = 0, .rescale = -1,
+          .activation = (sgdstab_activation)9}, NULL},
 
-    par.family = SGDSTAB_SYNTH_RFM;
-    bad = par;
-    bad.width = 0;
-    expect_invalid(&bad, "width");
-    bad = par;
-    bad.activation = (sgdstab_activation)9;
-    expect_invalid(&bad, "activation");
-    bad = par;
-    bad.width = 1u << 20;
-    bad.inputs = 1u << 10;
-    expect_invalid(&bad, "F would hold");
-    bad = par;
-    bad.samples = (size_t)1 << 20;
-    bad.inputs = (size_t)1 << 9;
-    bad.width = 1;
-    expect_invalid(&bad, "X would hold");
+        {RFM, SET_WIDTH, {.width = 0}, "width"},
+        {RFM, SET_ACTIVATION, {.activation = (sgdstab_activation)9},
+         "activation"},
+        {RFM, SET_WIDTH | SET_INPUTS, {.width = 1u << 20, .inputs = 1u << 10},
+         "F would hold"},
+        {RFM, SET_SAMPLES | SET_INPUTS | SET_WIDTH,
+         {.samples = (size_t)1 << 20, .inputs = (size_t)1 << 9, .width = 1},
+         "X would hold"},
 
-    par.family = SGDSTAB_SYNTH_DEEP_LINEAR;
-    bad = par;
-    bad.depth = 1;
-    expect_invalid(&bad, "depth");
-    bad = par;
-    bad.rescale = 0;
-    expect_invalid(&bad, "rescale");
-    bad.rescale = INFINITY;
-    expect_invalid(&bad, "rescale");
-    bad = par;
-    bad.outputs = 5;
-    bad.inputs = 7;
-    bad.width = 4;
-    expect_invalid(&bad, "min(outputs, inputs) = 5");
-    bad.width = 5;
-    assert_int_equal(sgdstab_synth_check(&bad, &err), SGDSTAB_OK);
-    bad = par;
-    bad.depth = SIZE_MAX;
-    expect_invalid(&bad, "theta would hold more than");
+        {DEEP, SET_DEPTH, {.depth = 1}, "depth"},
+        {DEEP, SET_RESCALE, {.rescale = 0}, "rescale"},
+        {DEEP, SET_RESCALE, {.rescale = INFINITY}, "rescale"},
+        {DEEP, SET_OUTPUTS | SET_INPUTS | SET_WIDTH,
+         {.outputs = 5, .inputs = 7, .width = 4}, "min(outputs, inputs) = 5"},
+        {DEEP, SET_OUTPUTS | SET_INPUTS | SET_WIDTH,
+         {.outputs = 5, .inputs = 7, .width = 5}, NULL},
+        {DEEP, SET_DEPTH, {.depth = SIZE_MAX}, "theta would hold more than"},
 
-    par.family = SGDSTAB_SYNTH_TWO_LAYER;
-    bad = par;
-    bad.rescale = NAN;
-    expect_invalid(&bad, "rescale");
-    bad = par;
-    bad.extra = SIZE_MAX;
-    expect_invalid(&bad, "theta would hold more than");
-    bad = par;
-    bad.samples = 10000;
-    bad.width = 1000;
-    bad.extra = 1000;
-    expect_invalid(&bad, "J would hold n*k*p = 10000*1*42000");
+        {TWO, SET_RESCALE, {.rescale = NAN}, "rescale"},
+        {TWO, SET_EXTRA, {.extra = SIZE_MAX}, "theta would hold more than"},
+        {TWO, SET_SAMPLES | SET_WIDTH | SET_EXTRA,
+         {.samples = 10000, .width = 1000, .extra = 1000},
+         "J would hold n*k*p = 10000*1*42000"},
 
-    par.family = SGDSTAB_SYNTH_LINEAR;
-    bad = par;
-    bad.samples = SIZE_MAX / 2;
-    bad.outputs = 4;
-    expect_invalid(&bad, "J would hold");
+        {LIN, SET_SAMPLES | SET_OUTPUTS,
+         {.samples = SIZE_MAX / 2, .outputs = 4}, "J would hold"},
+    };
+    sgdstab_synth_params defaults;
+    sgdstab_synth_params_init(&defaults);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sgdstab_synth_params par = defaults;
+        par.family = cases[i].family;
+        par = with_fields(par, cases[i].set, &cases[i].v);
+        if (cases[i].needle) {
+            expect_invalid(i, &par, cases[i].needle);
+        } else {
+            sgdstab_error err;
+            int rc = sgdstab_synth_check(&par, &err);
+            if (rc != SGDSTAB_OK)
+                fail_msg("case %zu: status %d, expected SGDSTAB_OK: %s", i, rc,
+                         err.msg);
+        }
+    }
 }
 
 static void test_names(void **state)
@@ -961,22 +1000,24 @@ int main(void)
     failed += cmocka_run_group_tests_name("npz write", files, tu_tmpdir_setup,
                                           tu_tmpdir_teardown);
 
-    static const struct {
-        const char *what;
-        CMUnitTestFunction fn;
-    } per_case[] = {{"jacobian = finite differences", test_jacobian},
-                    {"interpolates the teacher", test_interpolates},
-                    {"Euler: J theta = deg f", test_euler},
-                    {"file: deterministic, reads back", test_file},
-                    {"meta.json", test_meta}};
+    static const per_case checks[] = {
+        {"jacobian = finite differences", check_jacobian, 11},
+        {"interpolates the teacher", check_interpolates, 12},
+        {"Euler: J theta = deg f", check_euler, 13},
+        {"file: deterministic, reads back", check_file, 14},
+        {"meta.json", check_meta, 16}};
+#define NCHECKS (sizeof checks / sizeof checks[0])
+    static case_test states[NCASES * NCHECKS];
     tu_tests cases = {0};
     char name[256];
     for (size_t i = 0; i < NCASES; i++) {
         name_case(&CASES[i]);
-        for (size_t t = 0; t < sizeof per_case / sizeof per_case[0]; t++) {
+        for (size_t t = 0; t < NCHECKS; t++) {
+            case_test *ct = &states[i * NCHECKS + t];
+            *ct = (case_test){&CASES[i], &checks[t]};
             snprintf(name, sizeof name, "%s: %s", CASES[i].name,
-                     per_case[t].what);
-            tu_add(&cases, name, per_case[t].fn, &CASES[i]);
+                     checks[t].what);
+            tu_add(&cases, name, test_case, ct);
         }
     }
     if (tu_tmpdir_setup(NULL) != 0)
