@@ -1,5 +1,7 @@
 #include "sgdstab/config.h"
 
+#include "sgdstab/plan.h"
+
 #include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
@@ -29,6 +31,7 @@ void sgdstab_config_init(sgdstab_config *cfg)
     memset(cfg, 0, sizeof *cfg);
     cfg->sampling = SGDSTAB_SAMPLING_WITHOUT;
     cfg->loss_scale = 1;
+    sgdstab_optimizer_init(&cfg->optimizer);
 }
 
 static int check_loss_scale(const sgdstab_config *cfg,
@@ -98,6 +101,10 @@ int sgdstab_config_check(const sgdstab_config *cfg, const sgdstab_reduced *red,
                             "Carlo analyses (simulate, its epoch map) take "
                             "it");
     int st = check_loss_scale(cfg, red, err);
+    if (!st)
+        st = sgdstab_optimizer_check(&cfg->optimizer, red->p, err);
+    if (!st)
+        st = sgdstab_view_check(red, cfg, err);
     if (!st && (uses & SGDSTAB_USES_LR))
         st = check_lr(cfg, red, err);
     if (!st && (uses & SGDSTAB_USES_BATCH))

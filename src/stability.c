@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lifted.h"
 #include "sgdstab/moments.h"
 
 /* The operators solved here are members of two families (eig.h), each in two
@@ -13,7 +14,12 @@
  * (`without`, `with`) or not (`bernoulli`).  In packed coordinates, with
  * s_α = h_j + h_l and q_α = h_j·h_l for α = (j, l):
  *   𝒯 = diag(1 − η s + η² q) + η² b · 𝒩                 (γ = (1, −η, η²))
- *   K = 𝒜₁^{-1/2}𝒜₂𝒜₁^{-1/2} = diag(q / s) + b · D𝒩D,   D = diag(s^{-1/2}) */
+ *   K = 𝒜₁^{-1/2}𝒜₂𝒜₁^{-1/2} = diag(q / s) + b · D𝒩D,   D = diag(s^{-1/2})
+ * and, for heavy-ball momentum β (README, Optimizers), K_β = diag(−q_β/s)
+ * + b·D𝒩D with q_β = [β(h_j² + h_l²) − (1 + β²)h_j h_l]/(1 − β²): the
+ * second diagonal u/s, u = h_j² + h_l², gives γ = ((1 + β²)/(1 − β²),
+ * −β/(1 − β²)), and η* = (1 − β)/(s·c·λmax(K_β)) (s the buffer's gain,
+ * optimizer.h).  β = 0 is plain SGD's K exactly. */
 enum { FAMILY_STEP = 0, FAMILY_CRITICAL = 1 };
 
 /* Default relative tolerances (eig.h) per family.  An error estimate of
@@ -41,6 +47,7 @@ struct sgdstab_stability {
     size_t r, dim;
     double *work;             /* a packed matrix: a start vector's scratch */
     double *ones, *sum, *prod, *ratio, *dscale;  /* packed diagonals */
+    double *square_ratio;     /* (h_j² + h_l²)/s: momentum's part of K */
     double *identity;         /* packed I/√r: the positive definite start */
     double *unit_noise[2];    /* [subtract_gzg]: ⟨E_jj, 𝒩 E_jj⟩, j < r */
     size_t flattest;          /* index of the smallest h_j */
@@ -71,6 +78,7 @@ void sgdstab_stability_free(sgdstab_stability *s)
     free(s->sum);
     free(s->prod);
     free(s->ratio);
+    free(s->square_ratio);
     free(s->dscale);
     free(s->identity);
     free(s->unit_noise[0]);
@@ -126,11 +134,13 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
     s->sum = malloc(dim * sizeof *s->sum);
     s->prod = malloc(dim * sizeof *s->prod);
     s->ratio = malloc(dim * sizeof *s->ratio);
+    s->square_ratio = malloc(dim * sizeof *s->square_ratio);
     s->dscale = malloc(dim * sizeof *s->dscale);
     s->identity = calloc(dim, sizeof *s->identity);
     s->unit_noise[0] = malloc(s->r * sizeof *s->unit_noise[0]);
     s->unit_noise[1] = malloc(s->r * sizeof *s->unit_noise[1]);
     if (!s->work || !s->ones || !s->sum || !s->prod || !s->ratio ||
+        !s->square_ratio ||
         !s->dscale || !s->identity || !s->unit_noise[0] || !s->unit_noise[1])
         goto oom;
     set_unit_noise(s);
@@ -144,6 +154,9 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
             s->sum[a] = h[j] + h[l];
             s->prod[a] = h[j] * h[l];
             s->ratio[a] = s->sum[a] > 0 ? s->prod[a] / s->sum[a] : 0.0;
+            s->square_ratio[a] = s->sum[a] > 0
+                                     ? (h[j] * h[j] + h[l] * h[l]) / s->sum[a]
+                                     : 0.0;
             s->dscale[a] = s->sum[a] > 0 ? 1 / sqrt(s->sum[a]) : 0.0;
             if (j == l)
                 s->identity[a] = 1 / sqrt((double)s->r);
@@ -156,7 +169,8 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
     s->diags[FAMILY_STEP][2] = s->prod;
     s->ndiag[FAMILY_STEP] = 3;
     s->diags[FAMILY_CRITICAL][0] = s->ratio;
-    s->ndiag[FAMILY_CRITICAL] = 1;
+    s->diags[FAMILY_CRITICAL][1] = s->square_ratio;
+    s->ndiag[FAMILY_CRITICAL] = 2;
     return s;
 oom:
     sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory for the stability "
@@ -436,6 +450,8 @@ int sgdstab_spectral_radius(sgdstab_stability *s, const sgdstab_config *cfg,
         return sgdstab_fail(err, SGDSTAB_EINVAL, "the known eta* is that of "
                             "batch size %zu, not %zu", known->batch,
                             cfg->batch);
+    if (sgdstab_lifted_needed(cfg))
+        return sgdstab_lifted_radius(s->m, s->red, cfg, b, out, S, err);
     double eta = cfg->loss_scale * cfg->lr;
     double gamma[3] = {1, -eta, eta * eta};
     sgdstab_eig_result res;
@@ -472,6 +488,8 @@ double sgdstab_lr_mean_limit(const sgdstab_reduced *red,
     /* A negative eigenvalue h makes |1 − ηh| > 1 for every η > 0. */
     if (red->hessian_min < 0)
         return 0;
+    if (sgdstab_lifted_needed(cfg))
+        return sgdstab_lifted_mean_limit(red, cfg);
     double hmax = cfg->loss_scale * sgdstab_reduced_hessian_max(red);
     return hmax > 0 ? 2 / hmax : INFINITY;
 }
@@ -536,14 +554,21 @@ int sgdstab_critical_lr(sgdstab_stability *s, const sgdstab_config *cfg,
         }
         return SGDSTAB_OK;
     }
-    double gamma[1] = {1};
+    const sgdstab_optimizer *o = &cfg->optimizer;
+    if (sgdstab_lifted_needed(cfg) &&
+        (o->nesterov || o->kind == SGDSTAB_OPTIMIZER_ADAMW))
+        return sgdstab_lifted_critical(s->m, s->red, cfg, b, out, err);
+    const double beta = o->momentum, beta2 = beta * beta;
+    double gamma[2] = {(1 + beta2) / (1 - beta2), -beta / (1 - beta2)};
+    sgdstab_step_map map;
+    sgdstab_step_map_init(o, 1, cfg->loss_scale, &map);  /* map.step = s·c */
     sgdstab_eig_result res;
     if ((st = solve_checked(s, FAMILY_CRITICAL, cfg->sampling, gamma, b, 0,
                             &res, NULL, err)))
         return st;
-    /* λmax(K) ≥ ⟨E_11, K E_11⟩ = h_1/2 > 0, so η* is finite. */
+    /* λmax(K) ≥ ⟨E_11, K E_11⟩ = (1 − β)h_1/(2(1 + β)) > 0: η* is finite. */
     double rounding = rounding_rel(s);
-    out->lr_critical = 1 / (cfg->loss_scale * res.value);
+    out->lr_critical = (1 - beta) / (map.step * res.value);
     out->rel_accuracy = res.error_estimate / res.value;
     out->rel_residual = res.residual / res.value;
     out->lr_upper = out->lr_critical * (1 + rounding);

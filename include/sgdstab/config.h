@@ -12,6 +12,7 @@
 #define SGDSTAB_CONFIG_H
 
 #include <stddef.h>
+#include "sgdstab/optimizer.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/status.h"
 
@@ -49,6 +50,9 @@ typedef struct {
                                    canonical L = (1/2n) Σ‖r_i‖² (A_i → c·A_i,
                                    H → c·H, the operators see c·η);
                                    default 1 (sgdstab_loss_scale) */
+    sgdstab_optimizer optimizer;  /* default plain SGD (optimizer.h); the
+                                     reduced problem must be the one
+                                     sgdstab_reduce_for made for it */
 } sgdstab_config;
 
 /* The defaults above. */
@@ -69,7 +73,9 @@ enum {
 
 /* Check cfg against the reduced problem red for the uses above: the loss
  * scale always (finite, > 0, and c·λmax(H) within the curvature range of
- * reduce.h).  SGDSTAB_OK, or an error with one readable line that names the
+ * reduce.h), the optimizer always (sgdstab_optimizer_check) and that red
+ * is the problem as it sees it (its preconditioner and coupled weight
+ * decay, plan.h).  SGDSTAB_OK, or an error with one readable line that names the
  * value and the rule it breaks: SGDSTAB_EVALUE when the value is valid in
  * itself but out of range for this problem's curvature (the message names
  * red->source), SGDSTAB_EINVAL otherwise. */

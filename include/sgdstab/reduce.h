@@ -72,6 +72,12 @@ typedef struct {
     size_t flat_negative;   /* flat negative eigenvalues of H */
     double flat_min;        /* the most negative of them (0 if none) */
     size_t flat_moved;      /* of them, those J moves (kept with |μ|) */
+    /* What sgdstab_reduce_for applied for an optimizer (plan.h); all 0
+     * for sgdstab_reduce. */
+    int preconditioned;      /* J·P^{-1/2}, P = diag(√v̂ + ε) */
+    double precond_eps;      /* its ε */
+    double precond_logsum;   /* Σ ln v̂: tells one v̂ from another */
+    double curvature_shift;  /* λ/c added to H by coupled weight decay */
     double *basis;     /* p×r orthonormal basis when H is supplied, else NULL
                           (then basis = Jᵀ Φ diag(σ_r)^{-2}, never formed) */
 } sgdstab_reduced;

@@ -21,6 +21,7 @@ static const char ANALYZE_HELP[] =
     "Usage: sgdstab analyze FILE --lr ETA --batch B [--sampling S] [--json]\n"
     "                       [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
     "                       [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                       [--optimizer O] [--momentum BETA] [--nesterov] ...\n"
     "\n"
     "Decide whether SGD with learning rate ETA and batch size B can stay at the\n"
     "minimum described by FILE (see 'sgdstab info --help' for the format), from\n"
@@ -43,6 +44,7 @@ static const char ANALYZE_HELP[] =
     "  --batch B         batch size, 1 <= B <= n (required)\n"
     CLI_HELP_SAMPLING
     CLI_HELP_PROBLEM_OPTIONS
+    CLI_HELP_OPTIMIZER_OPTIONS
     "  --json            one JSON object on stdout, keys: file n k p rank\n"
     "                    null_dim lr batch sampling loss loss_scale stable\n"
     "                    verdict (stable, unstable or threshold: |eta/eta* - 1|\n"
@@ -91,6 +93,7 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
            an->config.lr, an->config.batch,
            sgdstab_sampling_name(an->config.sampling), a->loss,
            an->config.loss_scale);
+    cli_print_optimizer(&an->config);
     if (minimum_note(cr->kind))
         printf("  verdict          UNSTABLE: %s\n", minimum_note(cr->kind));
     else if (an->verdict == SGDSTAB_VERDICT_THRESHOLD)
@@ -133,6 +136,9 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
     if (cr->kind == SGDSTAB_NOT_A_MINIMUM)
         printf("  mean limit       none: with a negative eigenvalue of H even "
                "the mean E[delta_t] diverges for every eta\n");
+    else if (sgdstab_optimizer_lifted(&an->config.optimizer))
+        printf("  mean limit       %.10g (first-moment stability of this "
+               "optimizer, = its eta* at full batch)\n", an->lr_critical_mean);
     else
         printf("  mean limit       2/lambda_max(H) = %.10g (first-moment "
                "stability, = eta* of full-batch GD)\n", an->lr_critical_mean);
@@ -152,6 +158,7 @@ static int print_json(const cli_args *a, const sgdstab_problem *prob,
     cli_json_size(o, "rank", red->rank_J);
     cli_json_size(o, "null_dim", prob->p - red->r);
     cli_json_point(o, &an->config);
+    cli_json_optimizer(o, &an->config);
     cli_json_loss(o, a, prob, an->config.loss_scale);
     cJSON_AddBoolToObject(o, "stable", an->stable);
     cJSON_AddStringToObject(o, "verdict", sgdstab_verdict_name(an->verdict));
@@ -194,6 +201,7 @@ static int analyze_at(const cli_args *a, const cli_session *ses)
 int cmd_analyze(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CLI_OPTS_AT_ONE_POINT, CLI_OPT_JSON, CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPTS_AT_ONE_POINT, CLI_OPTS_OPTIMIZER, CLI_OPT_JSON, CLI_OPT_HELP,
+        CLI_OPT_END};
     return cli_main_at("analyze", argc, argv, opts, ANALYZE_HELP, analyze_at);
 }

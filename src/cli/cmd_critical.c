@@ -20,6 +20,7 @@ static const char CRITICAL_HELP[] =
     "Usage: sgdstab critical FILE --batch LIST [--sampling S] [--json | --csv F]\n"
     "                        [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
     "                        [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                        [--optimizer O] [--momentum BETA] [--nesterov] ...\n"
     "\n"
     "The critical learning rate eta*(B) for each batch size B: SGD with batch\n"
     "size B is linearly stable in mean square at the minimum exactly for\n"
@@ -35,6 +36,7 @@ static const char CRITICAL_HELP[] =
     "                    e.g. 1:n:16:log  (required)\n"
     CLI_HELP_SAMPLING
     CLI_HELP_PROBLEM_OPTIONS
+    CLI_HELP_OPTIMIZER_OPTIONS
     "  --json            JSON on stdout: {\"file\", \"n\", \"sampling\", \"loss\",\n"
     "                    \"loss_scale\", \"lr_critical_mean\", the flat-curvature\n"
     "                    keys of 'sgdstab analyze --help', \"critical\":\n"
@@ -78,6 +80,7 @@ static int print_json(const cli_session *ses, const cli_args *a,
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "file", ses->prob->source);
+    cli_json_optimizer(o, &ses->cfg);
     cli_json_size(o, "n", ses->prob->n);
     cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(a->sampling));
     cli_json_loss(o, a, ses->prob, scale);
@@ -103,9 +106,14 @@ static void print_text(const cli_session *ses, const cli_args *a,
     printf("%s: n = %zu samples; sampling %s; loss %s\n", ses->prob->source,
            ses->prob->n, sgdstab_sampling_name(a->sampling), a->loss);
     cli_print_flat("flat curvature: ", ses->red, ses->cfg.loss_scale, 0);
+    cli_print_optimizer(&ses->cfg);
     printf("critical learning rate eta*(B): SGD is stable exactly for "
            "eta <= eta*(B)\n");
-    printf("mean-stability limit 2/lambda_max(H) = %.10g\n\n", mean);
+    printf("mean-stability limit %s = %.10g\n\n",
+           sgdstab_optimizer_lifted(&ses->cfg.optimizer)
+               ? "of this optimizer (its eta* at full batch)"
+               : "2/lambda_max(H)",
+           mean);
     printf("%10s  %22s  %12s  %s\n", "batch", "eta*(B)", "rel.accuracy",
            "residual interval");
     for (size_t i = 0; i < m; i++)
@@ -125,8 +133,8 @@ int cmd_critical(int argc, char **argv)
     static const struct option opts[] = {
         CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN,
         CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_MAX_MEMORY,
-        CLI_OPT_JSON,
-        CLI_OPT_CSV, CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPT_JSON, CLI_OPT_CSV, CLI_OPTS_OPTIMIZER, CLI_OPT_HELP,
+        CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "critical");
     int parsed = cli_parse_common(argc, argv, &args, opts, CRITICAL_HELP);

@@ -92,7 +92,7 @@ static info_hessian hessian_in_convention(const cli_args *a,
                                           const sgdstab_reduced *red)
 {
     sgdstab_config cfg;
-    double c = cli_config(a, red, &cfg) ? NAN : cfg.loss_scale;
+    double c = cli_config(a, red->k, &cfg) ? NAN : cfg.loss_scale;
     return (info_hessian){c, c * sgdstab_reduced_hessian_max(red),
                           c * sgdstab_reduced_hessian_trace(red)};
 }

@@ -95,6 +95,58 @@ void cli_args_init(cli_args *a, const char *cmd)
     a->loss = a->loss_name = "half-mean";
     a->sampling = SGDSTAB_SAMPLING_WITHOUT;
     a->flat_rtol = SGDSTAB_FLAT_RTOL_DEFAULT;
+    sgdstab_optimizer_init(&a->optimizer);
+}
+
+/* --betas B1[,B2]. */
+static int parse_betas(cli_args *a, const char *arg)
+{
+    char first[64];
+    const char *comma = strchr(arg, ',');
+    size_t len = comma ? (size_t)(comma - arg) : strlen(arg);
+    if (len >= sizeof first)
+        len = sizeof first - 1;
+    memcpy(first, arg, len);
+    first[len] = '\0';
+    if (cli_parse_double(a->cmd, "betas", first, &a->optimizer.momentum))
+        return EXIT_USAGE;
+    if (comma &&
+        cli_parse_double(a->cmd, "betas", comma + 1, &a->optimizer.beta2))
+        return EXIT_USAGE;
+    return 0;
+}
+
+/* The optimizer's options (the values are checked with the rest of the
+ * configuration, sgdstab_optimizer_check). */
+static int optimizer_option(cli_args *a, int c, const char *arg)
+{
+    sgdstab_optimizer *o = &a->optimizer;
+    char q[CLI_QUOTE_SIZE];
+    switch (c) {
+    case OPT_OPTIMIZER:
+        if (sgdstab_optimizer_parse(arg, &o->kind))
+            return cli_usage_error(a->cmd, "--optimizer: '%s' is not one of "
+                                   "sgd, adam, adamw",
+                                   cli_quote(arg, q, sizeof q));
+        return 0;
+    case OPT_MOMENTUM:
+        return cli_parse_double(a->cmd, "momentum", arg, &o->momentum);
+    case OPT_DAMPENING:
+        return cli_parse_double(a->cmd, "dampening", arg, &o->dampening);
+    case OPT_NESTEROV:
+        o->nesterov = 1;
+        return 0;
+    case OPT_WEIGHT_DECAY:
+        return cli_parse_double(a->cmd, "weight-decay", arg,
+                                &o->weight_decay);
+    case OPT_BETAS:
+        return parse_betas(a, arg);
+    case OPT_EPS:
+        return cli_parse_double(a->cmd, "eps", arg, &o->eps);
+    default:  /* OPT_SECOND_MOMENT */
+        a->second_moment = arg;
+        return 0;
+    }
 }
 
 static int parse_loss(cli_args *a, const char *arg)
@@ -170,6 +222,15 @@ int cli_common_option(cli_args *a, int c, const char *arg)
                                    cli_quote(arg, q, sizeof q));
         }
         return 0;
+    case OPT_OPTIMIZER:
+    case OPT_MOMENTUM:
+    case OPT_DAMPENING:
+    case OPT_NESTEROV:
+    case OPT_WEIGHT_DECAY:
+    case OPT_BETAS:
+    case OPT_EPS:
+    case OPT_SECOND_MOMENT:
+        return optimizer_option(a, c, arg) ? EXIT_USAGE : 0;
     case OPT_JSON:
         a->json = 1;
         return 0;

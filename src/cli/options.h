@@ -13,7 +13,9 @@
 enum {
     OPT_LR = 256, OPT_BATCH, OPT_SAMPLING, OPT_LOSS, OPT_HESSIAN, OPT_RANK_TOL,
     OPT_NEGATIVE_CURVATURE, OPT_MAX_MEMORY, OPT_JSON, OPT_CSV, OPT_SEED,
-    OPT_STEPS, OPT_INIT, OPT_QUIET,
+    OPT_STEPS, OPT_INIT, OPT_QUIET, OPT_OPTIMIZER, OPT_MOMENTUM,
+    OPT_DAMPENING, OPT_NESTEROV, OPT_WEIGHT_DECAY, OPT_BETAS, OPT_EPS,
+    OPT_SECOND_MOMENT,
     OPT_FIRST_PRIVATE  /* subcommands number theirs from here */
 };
 
@@ -37,11 +39,33 @@ enum {
 #define CLI_OPT_QUIET CLI_FLAG("quiet", OPT_QUIET)
 #define CLI_OPT_HELP CLI_FLAG("help", 'h')
 #define CLI_OPT_END {NULL, 0, NULL, 0}
+/* The optimizer of the run (optimizer.h). */
+#define CLI_OPTS_OPTIMIZER                                                  \
+    CLI_ARG("optimizer", OPT_OPTIMIZER), CLI_ARG("momentum", OPT_MOMENTUM), \
+        CLI_ARG("dampening", OPT_DAMPENING),                                \
+        CLI_FLAG("nesterov", OPT_NESTEROV),                                 \
+        CLI_ARG("weight-decay", OPT_WEIGHT_DECAY),                          \
+        CLI_ARG("betas", OPT_BETAS), CLI_ARG("eps", OPT_EPS),               \
+        CLI_ARG("second-moment", OPT_SECOND_MOMENT)
 /* The options of an analysis at one (η, B): the run and the problem. */
 #define CLI_OPTS_AT_ONE_POINT                                               \
     CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,              \
         CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,      \
         CLI_OPT_MAX_MEMORY
+
+/* Help text of the optimizer options. */
+#define CLI_HELP_OPTIMIZER_OPTIONS \
+    "  --optimizer O     sgd (default; RMSprop with --second-moment), adam\n" \
+    "                    or adamw, as torch.optim defines them\n" \
+    "  --momentum BETA   momentum in [0, 1) (sgd; default 0)\n" \
+    "  --dampening TAU   PyTorch's dampening in [0, 1) (sgd with momentum)\n" \
+    "  --nesterov        Nesterov momentum (sgd; needs zero dampening)\n" \
+    "  --weight-decay L  weight decay >= 0: coupled (sgd, adam), decoupled\n" \
+    "                    (adamw)\n" \
+    "  --betas B1[,B2]   Adam's beta1 (the momentum) and beta2\n" \
+    "  --eps E           epsilon of the preconditioner sqrt(v) + E (1e-8)\n" \
+    "  --second-moment V.npy  the frozen second moment v (exp_avg_sq after\n" \
+    "                    bias correction), one value > 0 per parameter\n"
 
 /* Help text shared by the subcommands that take these options. */
 #define CLI_HELP_PROBLEM_OPTIONS \
@@ -91,6 +115,8 @@ typedef struct {
     double flat_rtol;       /* --negative-curvature (reduce.h) */
     double max_memory;      /* --max-memory in bytes; 0: the default */
     sgdstab_sampling sampling;
+    sgdstab_optimizer optimizer;  /* --optimizer and its settings */
+    const char *second_moment;    /* --second-moment V.npy */
     int json;
 } cli_args;
 

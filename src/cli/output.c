@@ -70,6 +70,34 @@ void cli_json_point(cJSON *obj, const sgdstab_config *cfg)
                             sgdstab_sampling_name(cfg->sampling));
 }
 
+void cli_json_optimizer(cJSON *obj, const sgdstab_config *cfg)
+{
+    const sgdstab_optimizer *op = &cfg->optimizer;
+    cJSON *o = cJSON_AddObjectToObject(obj, "optimizer");
+    char words[160];
+    sgdstab_optimizer_describe(op, words, sizeof words);
+    cJSON_AddStringToObject(o, "kind", sgdstab_optimizer_name(op->kind));
+    cJSON_AddStringToObject(o, "description", words);
+    static const char *const keys[] = {"momentum", "dampening",
+                                       "weight_decay", "beta2", "eps"};
+    const double values[] = {op->momentum, op->dampening, op->weight_decay,
+                             op->beta2, op->eps};
+    cli_json_numbers(o, 5, keys, values);
+    cJSON_AddBoolToObject(o, "nesterov", op->nesterov);
+    cJSON_AddBoolToObject(o, "preconditioned", op->second_moment != NULL);
+}
+
+void cli_print_optimizer(const sgdstab_config *cfg)
+{
+    const sgdstab_optimizer *op = &cfg->optimizer;
+    if (op->kind == SGDSTAB_OPTIMIZER_SGD && op->momentum == 0 &&
+        op->weight_decay == 0 && !op->second_moment)
+        return;
+    char words[160];
+    sgdstab_optimizer_describe(op, words, sizeof words);
+    printf("optimizer: %s\n", words);
+}
+
 void cli_json_hessian(cJSON *obj, double sharpness, double frobenius,
                       double trace)
 {

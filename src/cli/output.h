@@ -32,6 +32,14 @@ cJSON *cli_json_append_object(cJSON *array);
 /* The keys lr, batch and sampling of a configuration. */
 void cli_json_point(cJSON *obj, const sgdstab_config *cfg);
 
+/* The object "optimizer" of cfg: kind, momentum, dampening, nesterov,
+ * weight_decay, beta2, eps, preconditioned, and the description in
+ * words. */
+void cli_json_optimizer(cJSON *obj, const sgdstab_config *cfg);
+
+/* "optimizer: <in words>" on stdout, for any optimizer but plain SGD. */
+void cli_print_optimizer(const sgdstab_config *cfg);
+
 /* The keys sharpness, hessian_frobenius and hessian_trace (λmax, ‖H‖_F and
  * tr H in the loss convention). */
 void cli_json_hessian(cJSON *obj, double sharpness, double frobenius,

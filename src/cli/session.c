@@ -11,6 +11,7 @@
 #include "session.h"
 #include "sgdstab/config.h"
 #include "sgdstab/moments.h"
+#include "sgdstab/plan.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/stability.h"
@@ -29,38 +30,93 @@ static void file_loss(cli_args *a, const sgdstab_problem *prob)
     }
 }
 
-int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
+/* FILE (and --hessian) loaded, the file's loss convention taken. */
+static int load_problem(cli_args *a, sgdstab_problem **prob)
 {
     sgdstab_error err;
-    *prob = NULL;
-    *red = NULL;
     sgdstab_load_options lo = {0, a->max_memory};
     if (sgdstab_problem_load_with_hessian(a->file, a->hessian, &lo, prob, &err))
         return cli_report_file(a->file, &err);
     file_loss(a, *prob);
-    int status = EXIT_OK;
-    sgdstab_reduce_options opt = {a->rank_rtol, a->flat_rtol};
-    if (sgdstab_reduce(*prob, &opt, red, &err))
-        status = cli_report_file(a->file, &err);
-    if (status) {
-        sgdstab_problem_free(*prob);
-        *prob = NULL;
-        return status;
-    }
-    cli_note_interpolation(a, *prob);
     return EXIT_OK;
 }
 
-int cli_config(const cli_args *a, const sgdstab_reduced *red,
-               sgdstab_config *cfg)
+/* The reduced problem as cfg's optimizer sees it (plan.h). */
+static int reduce_for(cli_args *a, const sgdstab_problem *prob,
+                      const sgdstab_config *cfg, sgdstab_reduced **red)
+{
+    sgdstab_error err;
+    sgdstab_reduce_options opt = {a->rank_rtol, a->flat_rtol};
+    if (sgdstab_reduce_for(prob, &opt, cfg, red, &err))
+        return cli_report_file(a->file, &err);
+    cli_note_interpolation(a, prob);
+    return EXIT_OK;
+}
+
+int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red)
+{
+    *red = NULL;
+    if (load_problem(a, prob))
+        return EXIT_DATA;
+    sgdstab_config plain;
+    sgdstab_config_init(&plain);
+    if (!reduce_for(a, *prob, &plain, red))
+        return EXIT_OK;
+    sgdstab_problem_free(*prob);
+    *prob = NULL;
+    return EXIT_DATA;
+}
+
+int cli_config(const cli_args *a, size_t k, sgdstab_config *cfg)
 {
     sgdstab_error err;
     sgdstab_config_init(cfg);
     cfg->lr = a->have_lr ? a->lr : 0;
     cfg->sampling = a->sampling;
-    if (sgdstab_loss_scale(a->loss_name, red->k, &cfg->loss_scale, &err))
+    cfg->optimizer = a->optimizer;
+    if (sgdstab_loss_scale(a->loss_name, k, &cfg->loss_scale, &err))
         return cli_report_file(a->file, &err);
     return EXIT_OK;
+}
+
+/* --second-moment V.npy: p values, finite and > 0 (errors name V). */
+static int load_second_moment(const cli_args *a, size_t p, double **out)
+{
+    sgdstab_array v;
+    sgdstab_error err;
+    *out = NULL;
+    if (sgdstab_npy_read(a->second_moment, &v, &err))
+        return cli_report_file(a->second_moment, &err);
+    *out = v.data;
+    if (v.size != p)
+        return cli_data_error(a->cmd, a->second_moment, "has %zu values, the "
+                              "problem %zu parameters", v.size, p);
+    for (size_t j = 0; j < p; j++)
+        if (!(v.data[j] > 0) || !isfinite(v.data[j]))
+            return cli_data_error(a->cmd, a->second_moment, "entry %zu is "
+                                  "%g: the second moment must be finite and "
+                                  "> 0", j, v.data[j]);
+    return EXIT_OK;
+}
+
+/* The configuration of the options for prob, its optimizer checked (a
+ * usage error), the second moment read. */
+static int session_config(cli_args *a, cli_session *ses, size_t batch)
+{
+    int status = cli_config(a, ses->prob->k, &ses->cfg);
+    ses->cfg.batch = batch;
+    sgdstab_optimizer *o = &ses->cfg.optimizer;
+    if (!status && a->second_moment) {
+        status = load_second_moment(a, ses->prob->p, &ses->second_moment);
+        o->second_moment = ses->second_moment;
+        o->second_moment_len = ses->prob->p;
+    }
+    sgdstab_error err;
+    if (!status && sgdstab_optimizer_check(o, ses->prob->p, &err)) {
+        char q[4 * SGDSTAB_ERROR_MSG_MAX];
+        status = cli_usage_error(a->cmd, "%s", cli_quote(err.msg, q, sizeof q));
+    }
+    return status;
 }
 
 int cli_config_check(const cli_args *a, const sgdstab_reduced *red,
@@ -87,10 +143,13 @@ int cli_session_open(cli_args *a, size_t batch, unsigned uses,
                      cli_session *ses)
 {
     ses->stab = NULL;
-    if (cli_load(a, &ses->prob, &ses->red))
+    ses->red = NULL;
+    ses->second_moment = NULL;
+    if (load_problem(a, &ses->prob))
         return EXIT_DATA;
-    int status = cli_config(a, ses->red, &ses->cfg);
-    ses->cfg.batch = batch;
+    int status = session_config(a, ses, batch);
+    if (!status)
+        status = reduce_for(a, ses->prob, &ses->cfg, &ses->red);
     if (!status)
         status = cli_config_check(a, ses->red, &ses->cfg, uses);
     if (!status)
@@ -132,6 +191,8 @@ void cli_session_close(cli_session *ses)
     sgdstab_stability_free(ses->stab);
     sgdstab_reduced_free(ses->red);
     sgdstab_problem_free(ses->prob);
+    free(ses->second_moment);
+    ses->second_moment = NULL;
     ses->stab = NULL;
     ses->red = NULL;
     ses->prob = NULL;

@@ -20,11 +20,10 @@
  * interpolating, a note says so on stderr (cli_note_interpolation). */
 int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red);
 
-/* The configuration the options give (--lr if given, --sampling, the loss
- * scale of the convention for red's k; batch 0), or EXIT_DATA after an
- * error line. */
-int cli_config(const cli_args *a, const sgdstab_reduced *red,
-               sgdstab_config *cfg);
+/* The configuration the options give (--lr if given, --sampling, the
+ * optimizer, the loss scale of the convention for k outputs; batch 0), or
+ * EXIT_DATA after an error line. */
+int cli_config(const cli_args *a, size_t k, sgdstab_config *cfg);
 
 /* sgdstab_config_check for what the subcommand uses (config.h): EXIT_OK,
  * a usage error (EXIT_USAGE), or for a value out of range for this
@@ -44,6 +43,7 @@ typedef struct {
     sgdstab_reduced *red;
     sgdstab_config cfg;
     sgdstab_stability *stab;
+    double *second_moment;  /* --second-moment's values, or NULL */
 } cli_session;
 
 /* cli_load, cli_config with the batch size given (0: none yet),

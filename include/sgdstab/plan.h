@@ -1,0 +1,43 @@
+/* sgdstab — the reduced problem as an optimizer sees it (optimizer.h).
+ *
+ * A preconditioner P = diag(√v̂ + ε) changes the problem itself: J_i →
+ * J_i P^{-1/2} and H → P^{-1/2} H P^{-1/2}, factorized anew.  Coupled
+ * weight decay λ adds λ/c to the curvature (c the loss scale): without a
+ * preconditioner on the reduced space only, which keeps its dimension —
+ * directions J never moves then decay on their own, deterministically —
+ * and with one as λ/c·P⁻¹ on all p coordinates, which makes the reduced
+ * space all of parameter space (r = p). */
+#ifndef SGDSTAB_PLAN_H
+#define SGDSTAB_PLAN_H
+
+#include "sgdstab/config.h"
+#include "sgdstab/problem.h"
+#include "sgdstab/reduce.h"
+#include "sgdstab/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The reduced problem of prob for cfg's optimizer and loss scale (ropt as
+ * for sgdstab_reduce).  The optimizer is checked first
+ * (sgdstab_optimizer_check). */
+int sgdstab_reduce_for(const sgdstab_problem *prob,
+                       const sgdstab_reduce_options *ropt,
+                       const sgdstab_config *cfg, sgdstab_reduced **out,
+                       sgdstab_error *err);
+
+/* SGDSTAB_OK if red is what sgdstab_reduce_for makes for cfg (the same
+ * preconditioner and curvature shift), else SGDSTAB_EINVAL saying so. */
+int sgdstab_view_check(const sgdstab_reduced *red, const sgdstab_config *cfg,
+                       sgdstab_error *err);
+
+/* The coupled weight decay's added curvature λ/c of cfg (0 for AdamW,
+ * whose decay is decoupled). */
+double sgdstab_curvature_shift(const sgdstab_config *cfg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,353 @@
+/* The lifted map (optimizer.h): state z = (x, buffer), 𝒯(Z) = M̄ZM̄ᵀ +
+ * (c cᵀ) ⊗ b𝒩(W), W = the x block.  In H's eigenbasis M̄ acts per index, so
+ * an eigenmatrix Z of 𝒯 with eigenvalue z has blocks Z_jl = X_jl(z)·N_jl,
+ * N = b𝒩(W), where X_jl(z) solves z·X − M(h_j) X M(h_l)ᵀ = c cᵀ; then
+ * W = ℒ_z b𝒩(W) with ℒ_z scaling entry (j, l) by the gain ℓ_jl(z) = dᵀX_jl d.
+ * So z > ρ(M̄)² is an eigenvalue with a PSD eigenmatrix exactly when 1 is an
+ * eigenvalue of the symmetric D_z b𝒩 D_z, D_z = ℒ_z^{1/2} entry-wise, whose
+ * largest eigenvalue μ(z) decreases in z (ℒ_z is a sum of positive
+ * semidefinite Schur multipliers with weights z^{-t-1}).  ρ(𝒯) is the root
+ * of μ(z) = 1, or ρ(M̄)² when μ stays below 1.  Every evaluation is a
+ * symmetric eigenproblem of plain SGD's size r(r+1)/2. */
+#include "lifted.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sgdstab/eig.h"
+
+/* Relative tolerance of each eigenvalue μ, and of the root in z or η. */
+static const double MU_TOL = 1e-13;
+static const double ROOT_RTOL = 4e-15;
+enum { ROOT_MAX_STEPS = 200 };
+
+int sgdstab_lifted_needed(const sgdstab_config *cfg)
+{
+    const sgdstab_optimizer *o = &cfg->optimizer;
+    return o->momentum > 0 ||
+           (o->kind == SGDSTAB_OPTIMIZER_ADAMW && o->weight_decay > 0);
+}
+
+/* Largest ρ(M(h_j)) over the reduced space. */
+static double step_radius(const sgdstab_step_map *map,
+                          const sgdstab_reduced *red)
+{
+    double rho = 0;
+    for (size_t j = 0; j < red->r; j++)
+        rho = fmax(rho, sgdstab_step_map_radius(map, red->lambda[j]));
+    return rho;
+}
+
+double sgdstab_lifted_mean_limit(const sgdstab_reduced *red,
+                                 const sgdstab_config *cfg)
+{
+    if (red->hessian_min < 0)
+        return 0;
+    double hmax = sgdstab_reduced_hessian_max(red);
+    if (!(hmax > 0))
+        return INFINITY;
+    sgdstab_step_map map;
+    double lo = 0, hi = 2 / (cfg->loss_scale * hmax);
+    for (int i = 0; i < ROOT_MAX_STEPS; i++) {
+        sgdstab_step_map_init(&cfg->optimizer, hi, cfg->loss_scale, &map);
+        if (step_radius(&map, red) >= 1)
+            break;
+        lo = hi;
+        hi *= 2;
+    }
+    for (int i = 0; i < ROOT_MAX_STEPS && hi - lo > ROOT_RTOL * hi; i++) {
+        double mid = 0.5 * (lo + hi);
+        sgdstab_step_map_init(&cfg->optimizer, mid, cfg->loss_scale, &map);
+        if (step_radius(&map, red) < 1)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* μ(z) for one step map: D_z b𝒩 D_z solved by ARPACK from the last
+ * eigenvector (a warm start). */
+typedef struct {
+    sgdstab_moments *m;
+    const sgdstab_reduced *red;
+    int subtract_gzg;
+    double b;
+    size_t dim;
+    double *d;      /* D_z, packed */
+    double *vec;    /* the last eigenvector (the next start) */
+    size_t matvecs;
+    double error;   /* error estimate of the last μ */
+} mu_solver;
+
+static void apply_scaled_noise(void *ctx, const double *x, double *y)
+{
+    const mu_solver *ms = ctx;
+    sgdstab_moments_noise(ms->m, ms->subtract_gzg, ms->d, x, y);
+    for (size_t a = 0; a < ms->dim; a++)
+        y[a] *= ms->b;
+}
+
+/* D_z from the gains of map; SGDSTAB_ENUMERIC if a gain is not positive
+ * (z at or below ρ(M̄)², where the sum over future steps diverges). */
+static int set_gains(mu_solver *ms, const sgdstab_step_map *map, double z,
+                     sgdstab_error *err)
+{
+    const double *h = ms->red->lambda;
+    const size_t r = ms->red->r;
+    for (size_t j = 0, a = 0; j < r; j++)
+        for (size_t l = j; l < r; l++, a++) {
+            double g = sgdstab_step_map_gain(map, h[j], h[l], z);
+            if (!(g > 0) || !isfinite(g))
+                return sgdstab_fail(err, SGDSTAB_ENUMERIC, "lifted map: gain "
+                                    "%g of entry (%zu, %zu) at z = %.17g is "
+                                    "not positive", g, j + 1, l + 1, z);
+            ms->d[a] = sqrt(g);
+        }
+    return SGDSTAB_OK;
+}
+
+static int mu_at(mu_solver *ms, const sgdstab_step_map *map, double z,
+                 double *mu, sgdstab_error *err)
+{
+    int st = set_gains(ms, map, z, err);
+    if (st)
+        return st;
+    sgdstab_eig_options opt = {0};
+    opt.tol = MU_TOL;
+    opt.start = ms->vec;
+    sgdstab_eig_result res;
+    double *start = malloc(ms->dim * sizeof *start);
+    if (!start)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
+    memcpy(start, ms->vec, ms->dim * sizeof *start);
+    opt.start = start;
+    st = sgdstab_eig_max(ms->dim, apply_scaled_noise, ms, &opt, &res, ms->vec,
+                         err);
+    free(start);
+    if (st)
+        return st;
+    ms->matvecs += res.matvecs;
+    ms->error = res.error_estimate;
+    *mu = res.value;
+    return SGDSTAB_OK;
+}
+
+static int mu_solver_init(mu_solver *ms, sgdstab_moments *m,
+                          const sgdstab_reduced *red,
+                          const sgdstab_config *cfg, double b,
+                          sgdstab_error *err)
+{
+    memset(ms, 0, sizeof *ms);
+    ms->m = m;
+    ms->red = red;
+    ms->subtract_gzg = cfg->sampling != SGDSTAB_SAMPLING_BERNOULLI;
+    ms->b = b;
+    ms->dim = sgdstab_sym_dim(red->r);
+    ms->d = malloc(ms->dim * sizeof *ms->d);
+    ms->vec = calloc(ms->dim, sizeof *ms->vec);
+    if (!ms->d || !ms->vec) {
+        free(ms->d);
+        free(ms->vec);
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
+    }
+    /* A positive definite start overlaps the PSD top eigenmatrix. */
+    for (size_t j = 0; j < red->r; j++)
+        ms->vec[sgdstab_sym_diag_index(red->r, j)] = 1 / sqrt((double)red->r);
+    return SGDSTAB_OK;
+}
+
+static void mu_solver_free(mu_solver *ms)
+{
+    free(ms->d);
+    free(ms->vec);
+}
+
+/* A root of f(x) = ln μ over the bracket x_lo < x_hi (f(x_lo) ≥ 0 > f(x_hi)
+ * for the radius, the reverse for η*; the sign of f_lo tells which), by
+ * regula falsi with the Illinois modification; eval maps x to ln μ.  *best
+ * is the evaluated x of smallest |f|, *slope |f_hi − f_lo|/(x_hi − x_lo)
+ * of the final bracket (for the error estimate |f(best)|/slope). */
+typedef int (*log_mu_fn)(void *ctx, double x, double *f, sgdstab_error *err);
+
+static int bracketed_root(log_mu_fn eval, void *ctx, double *x_lo,
+                          double f_lo, double *x_hi, double f_hi,
+                          double *best, double *slope, sgdstab_error *err)
+{
+    int side = 0;
+    double f_best = fabs(f_lo) < fabs(f_hi) ? f_lo : f_hi;
+    *best = fabs(f_lo) < fabs(f_hi) ? *x_lo : *x_hi;
+    double g_lo = f_lo, g_hi = f_hi;  /* unscaled by Illinois */
+    for (int i = 0; i < ROOT_MAX_STEPS; i++) {
+        double w = *x_hi - *x_lo;
+        if (w <= ROOT_RTOL * fmax(fabs(*x_lo), fabs(*x_hi)) || f_lo == 0 ||
+            f_hi == 0)
+            break;
+        double x = *x_lo - f_lo * w / (f_hi - f_lo);
+        if (!(x > *x_lo && x < *x_hi))
+            x = *x_lo + 0.5 * w;
+        double f;
+        int st = eval(ctx, x, &f, err);
+        if (st)
+            return st;
+        if (fabs(f) < fabs(f_best)) {
+            f_best = f;
+            *best = x;
+        }
+        if ((f >= 0) == (f_lo >= 0)) {
+            *x_lo = x;
+            f_lo = g_lo = f;
+            if (side == -1)
+                f_hi *= 0.5;
+            side = -1;
+        } else {
+            *x_hi = x;
+            f_hi = g_hi = f;
+            if (side == 1)
+                f_lo *= 0.5;
+            side = 1;
+        }
+    }
+    *slope = fabs(g_hi - g_lo) / fmax(*x_hi - *x_lo, 1e-300);
+    return SGDSTAB_OK;
+}
+
+/* ln μ at z = z_floor + e^x (the radius' root find). */
+typedef struct {
+    mu_solver *ms;
+    const sgdstab_step_map *map;
+    double z_floor;
+} radius_ctx;
+
+static int radius_log_mu(void *ctx, double x, double *f, sgdstab_error *err)
+{
+    radius_ctx *rc = ctx;
+    double mu;
+    int st = mu_at(rc->ms, rc->map, rc->z_floor + exp(x), &mu, err);
+    *f = st ? NAN : log(mu);
+    return st;
+}
+
+int sgdstab_lifted_radius(sgdstab_moments *m, const sgdstab_reduced *red,
+                          const sgdstab_config *cfg, double b,
+                          sgdstab_radius *out, double *S, sgdstab_error *err)
+{
+    memset(out, 0, sizeof *out);
+    sgdstab_step_map map;
+    sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, &map);
+    double rm = step_radius(&map, red), z_floor = rm * rm;
+    mu_solver ms;
+    int st = mu_solver_init(&ms, m, red, cfg, b, err);
+    if (st)
+        return st;
+    out->converged = 1;
+    out->rho = z_floor;
+    /* The bracket in x = ln(z − z_floor): just above the floor, and a z
+     * where the noise no longer reaches 1. */
+    double scale = fmax(z_floor, 1e-300);
+    double x_lo = log(scale * 1e-12), x_hi = log(scale), f_lo = 0, f_hi = 0;
+    radius_ctx rc = {&ms, &map, z_floor};
+    if (b > 0)
+        st = radius_log_mu(&rc, x_lo, &f_lo, err);
+    if (!st && b > 0 && f_lo > 0) {
+        for (int i = 0; !st && i < ROOT_MAX_STEPS; i++) {
+            st = radius_log_mu(&rc, x_hi, &f_hi, err);
+            if (st || f_hi < 0)
+                break;
+            x_lo = x_hi;
+            f_lo = f_hi;
+            x_hi += log(4.0);
+        }
+        double best = x_lo, slope = 0;
+        if (!st)
+            st = bracketed_root(radius_log_mu, &rc, &x_lo, f_lo, &x_hi, f_hi,
+                                &best, &slope, err);
+        if (!st)
+            st = radius_log_mu(&rc, best, &f_lo, err);
+        if (!st) {
+            /* dz = dx·(z − z_floor); ln μ's error is μ's relative one. */
+            double gap = exp(best);
+            out->rho = z_floor + gap;
+            out->error_estimate =
+                slope > 0 ? (fabs(f_lo) + ms.error) / slope * gap : gap;
+            out->residual = fmax(out->error_estimate,
+                                 z_floor + exp(x_hi) - out->rho);
+        }
+    }
+    if (!st && S) {
+        /* The parameter block W = D v of the eigenmatrix, unit norm. */
+        double norm = 0;
+        for (size_t a = 0; a < ms.dim; a++) {
+            ms.vec[a] *= b > 0 && f_lo > -INFINITY ? ms.d[a] : 1;
+            norm += ms.vec[a] * ms.vec[a];
+        }
+        for (size_t a = 0; a < ms.dim; a++)
+            ms.vec[a] /= norm > 0 ? sqrt(norm) : 1;
+        sgdstab_sym_unpack(red->r, ms.vec, S);
+    }
+    out->matvecs = ms.matvecs;
+    mu_solver_free(&ms);
+    return st;
+}
+
+/* ln μ at z = 1 and learning rate e^x (η*'s root find). */
+typedef struct {
+    mu_solver *ms;
+    const sgdstab_config *cfg;
+} critical_ctx;
+
+static int critical_log_mu(void *ctx, double x, double *f, sgdstab_error *err)
+{
+    critical_ctx *cc = ctx;
+    sgdstab_step_map map;
+    sgdstab_step_map_init(&cc->cfg->optimizer, exp(x), cc->cfg->loss_scale,
+                          &map);
+    double mu;
+    int st = mu_at(cc->ms, &map, 1, &mu, err);
+    *f = st ? NAN : log(mu);
+    return st;
+}
+
+int sgdstab_lifted_critical(sgdstab_moments *m, const sgdstab_reduced *red,
+                            const sgdstab_config *cfg, double b,
+                            sgdstab_critical *out, sgdstab_error *err)
+{
+    const double limit = sgdstab_lifted_mean_limit(red, cfg);
+    out->converged = 1;
+    out->lr_critical = out->lr_lower = out->lr_upper = limit;
+    out->threshold_band = 1e-12;
+    if (b == 0 || !isfinite(limit) || !(limit > 0))
+        return SGDSTAB_OK;
+    mu_solver ms;
+    int st = mu_solver_init(&ms, m, red, cfg, b, err);
+    if (st)
+        return st;
+    critical_ctx cc = {&ms, cfg};
+    double x_hi = log(limit) + log1p(-1e-9), f_hi, f_lo = 0, x_lo = x_hi;
+    st = critical_log_mu(&cc, x_hi, &f_hi, err);
+    if (!st && f_hi > 0) {
+        for (int i = 0; !st && i < ROOT_MAX_STEPS; i++) {
+            x_lo -= log(2.0);
+            st = critical_log_mu(&cc, x_lo, &f_lo, err);
+            if (st || f_lo < 0)
+                break;
+            x_hi = x_lo;
+            f_hi = f_lo;
+        }
+        double best = x_lo, slope = 0;
+        if (!st)
+            st = bracketed_root(critical_log_mu, &cc, &x_lo, f_lo, &x_hi,
+                                f_hi, &best, &slope, err);
+        if (!st) {
+            out->lr_lower = exp(x_lo);
+            out->lr_upper = exp(x_hi);
+            out->lr_critical = exp(best);
+            out->rel_accuracy = slope > 0 ? ms.error / slope : x_hi - x_lo;
+            out->threshold_band = 2 * out->rel_accuracy + 1e-12;
+        }
+    }
+    out->matvecs = ms.matvecs;
+    mu_solver_free(&ms);
+    return st;
+}

@@ -1,0 +1,36 @@
+/* The exact engine for optimizers with a buffer (optimizer.h): ρ of the
+ * lifted second-moment map and η* where it is not one symmetric
+ * eigenproblem, by root finds over symmetric eigenproblems of the size of
+ * plain SGD's (README, Optimizers).  Internal to stability.c. */
+#ifndef SGDSTAB_LIFTED_H
+#define SGDSTAB_LIFTED_H
+
+#include "sgdstab/config.h"
+#include "sgdstab/moments.h"
+#include "sgdstab/stability.h"
+
+/* ρ of the lifted map at cfg with batch-noise coefficient b (moments.h),
+ * and if S is not NULL the parameter block of its top eigenmatrix (r×r,
+ * unit Frobenius norm). */
+int sgdstab_lifted_radius(sgdstab_moments *m, const sgdstab_reduced *red,
+                          const sgdstab_config *cfg, double b,
+                          sgdstab_radius *out, double *S, sgdstab_error *err);
+
+/* η*(B) at cfg's batch size (coefficient b) by a bracketed root find of
+ * ρ(η) = 1 over (0, the noise-free limit): for Nesterov and AdamW's
+ * decoupled decay, whose stability condition is not affine in 1/η. */
+int sgdstab_lifted_critical(sgdstab_moments *m, const sgdstab_reduced *red,
+                            const sgdstab_config *cfg, double b,
+                            sgdstab_critical *out, sgdstab_error *err);
+
+/* The noise-free limit: the largest learning rate (PyTorch's) at which
+ * every direction of the reduced space contracts in the mean,
+ * max_j ρ(M(h_j)) < 1 (2(1 + β)/(s·c·λmax) for heavy ball); 0 with
+ * negative curvature. */
+double sgdstab_lifted_mean_limit(const sgdstab_reduced *red,
+                                 const sgdstab_config *cfg);
+
+/* Does cfg need the lifted engine: a buffer (β > 0) or AdamW's decay? */
+int sgdstab_lifted_needed(const sgdstab_config *cfg);
+
+#endif

@@ -1,0 +1,442 @@
+/* The exact engine for momentum, Nesterov, weight decay, RMSprop, Adam and
+ * AdamW against an independent reference: the second-moment map of the
+ * state (x, buffer) in parameter space, built from PyTorch's update rules
+ * as a dense matrix E_ξ[T_ξ ⊗ T_ξ] by enumerating every minibatch of a tiny
+ * problem, its spectral radius from LAPACK's non-symmetric eigensolver and
+ * η* by bisection on it.  No reduction, preconditioning or lifting of the
+ * engine is used here; closed forms at B = n as well. */
+#include <lapacke.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "sgdstab/plan.h"
+#include "sgdstab/stability.h"
+#include "testutil.h"
+
+enum { NMAX = 6, KMAX = 3, PMAX = 3, SMAX = 2 * PMAX, DMAX = SMAX * SMAX };
+
+typedef struct {
+    size_t n, k, p;
+    double J[NMAX * KMAX * PMAX];
+    double c;  /* loss scale */
+} tiny;
+
+/* H_ξ = (c/B)·Σ_{i∈ξ} w_i J_iᵀJ_i (w_i = multiplicity). */
+static void batch_hessian(const tiny *t, const int *w, double B, double *H)
+{
+    memset(H, 0, t->p * t->p * sizeof *H);
+    for (size_t i = 0; i < t->n; i++)
+        for (size_t o = 0; o < t->k; o++) {
+            const double *row = t->J + (i * t->k + o) * t->p;
+            for (size_t a = 0; a < t->p; a++)
+                for (size_t b = 0; b < t->p; b++)
+                    H[a * t->p + b] += t->c * w[i] * row[a] * row[b] / B;
+        }
+}
+
+/* The state transition T (2p × 2p) of one step with batch Hessian H_ξ, as
+ * torch.optim writes the update (buffer in the second block). */
+static void transition(const tiny *t, const sgdstab_optimizer *o, double lr,
+                       const double *Hx, double *T)
+{
+    const size_t p = t->p, S = 2 * p;
+    const int adam = o->kind != SGDSTAB_OPTIMIZER_SGD;
+    const double beta = o->momentum;
+    double Pinv[PMAX], G[PMAX * PMAX];  /* g = G x (gradient in x) */
+    for (size_t j = 0; j < p; j++)
+        Pinv[j] = o->second_moment
+                      ? 1 / (sqrt(o->second_moment[j]) + o->eps)
+                      : 1;
+    memcpy(G, Hx, p * p * sizeof *G);
+    if (o->kind != SGDSTAB_OPTIMIZER_ADAMW)
+        for (size_t j = 0; j < p; j++)
+            G[j * p + j] += o->weight_decay;
+    const double kappa =
+        o->kind == SGDSTAB_OPTIMIZER_ADAMW ? 1 - lr * o->weight_decay : 1;
+    /* buffer' = beta·buf + gain·Pinv·G x (Adam: gain 1 − β₁; SGD/RMSprop
+     * with momentum: 1 − τ; without momentum: x' uses the gradient). */
+    const double gain = adam ? 1 - beta : 1 - o->dampening;
+    memset(T, 0, S * S * sizeof *T);
+    double Bx[PMAX * PMAX];  /* ∂buf'/∂x */
+    for (size_t a = 0; a < p; a++)
+        for (size_t b = 0; b < p; b++)
+            Bx[a * p + b] = gain * Pinv[a] * G[a * p + b];
+    for (size_t a = 0; a < p; a++) {
+        for (size_t b = 0; b < p; b++) {
+            double step;  /* ∂(x' − κx)/∂x = −lr·(…) */
+            if (!adam && beta == 0)
+                step = Pinv[a] * G[a * p + b];
+            else if (o->nesterov)
+                step = Pinv[a] * G[a * p + b] + beta * Bx[a * p + b];
+            else
+                step = Bx[a * p + b];
+            T[a * S + b] = (a == b ? kappa : 0) - lr * step;
+            T[(p + a) * S + b] = Bx[a * p + b];
+        }
+        T[(p + a) * S + p + a] = beta;
+        /* x' depends on the old buffer through buf' = β·buf + … */
+        double dbuf = (!adam && beta == 0) ? 0 : o->nesterov ? beta * beta
+                                                             : beta;
+        T[a * S + p + a] = -lr * dbuf;
+    }
+}
+
+/* Spectral radius of E_ξ[T_ξ ⊗ T_ξ] by enumeration of every batch. */
+static double reference_radius(const tiny *t, const sgdstab_optimizer *o,
+                               double lr, sgdstab_sampling sampling,
+                               size_t B)
+{
+    const size_t p = t->p, S = 2 * p, D = S * S, n = t->n;
+    static double M[DMAX * DMAX];
+    memset(M, 0, D * D * sizeof *M);
+    double H[PMAX * PMAX], T[SMAX * SMAX];
+    int w[NMAX];
+    double total = 0;
+    /* Enumerate multiplicity vectors: subsets (without, bernoulli) or
+     * ordered tuples (with). */
+    size_t count = sampling == SGDSTAB_SAMPLING_WITH ? 1 : (size_t)1 << n;
+    if (sampling == SGDSTAB_SAMPLING_WITH)
+        for (size_t i = 0; i < B; i++)
+            count *= n;
+    for (size_t code = 0; code < count; code++) {
+        memset(w, 0, sizeof w);
+        size_t size = 0;
+        double prob;
+        if (sampling == SGDSTAB_SAMPLING_WITH) {
+            size_t c = code;
+            for (size_t i = 0; i < B; i++, c /= n)
+                w[c % n]++;
+            prob = 1;
+        } else {
+            for (size_t i = 0; i < n; i++)
+                if (code >> i & 1) {
+                    w[i] = 1;
+                    size++;
+                }
+            if (sampling == SGDSTAB_SAMPLING_WITHOUT) {
+                if (size != B)
+                    continue;
+                prob = 1;
+            } else {
+                double q = (double)B / (double)n;
+                prob = pow(q, (double)size) * pow(1 - q, (double)(n - size));
+            }
+        }
+        total += prob;
+        batch_hessian(t, w, (double)B, H);
+        transition(t, o, lr, H, T);
+        /* vec(T Z Tᵀ) = (T ⊗ T) vec Z (row-major vec). */
+        for (size_t a = 0; a < S; a++)
+            for (size_t b = 0; b < S; b++)
+                for (size_t c = 0; c < S; c++)
+                    for (size_t d = 0; d < S; d++)
+                        M[(a * S + b) * D + c * S + d] +=
+                            prob * T[a * S + c] * T[b * S + d];
+    }
+    for (size_t i = 0; i < D * D; i++)
+        M[i] /= total;
+    double wr[DMAX], wi[DMAX];
+    assert_int_equal(LAPACKE_dgeev(LAPACK_ROW_MAJOR, 'N', 'N', (int)D, M,
+                                   (int)D, wr, wi, NULL, 1, NULL, 1),
+                     0);
+    double rho = 0;
+    for (size_t i = 0; i < D; i++)
+        rho = fmax(rho, hypot(wr[i], wi[i]));
+    return rho;
+}
+
+/* η* of the reference: ρ(η) = 1 by bisection from a stable η. */
+static double reference_critical(const tiny *t, const sgdstab_optimizer *o,
+                                 sgdstab_sampling sampling, size_t B)
+{
+    double lo = 1e-6, hi = 1e-6;
+    while (reference_radius(t, o, hi, sampling, B) <= 1)
+        hi *= 1.5;
+    lo = hi / 1.5;
+    for (int i = 0; i < 90; i++) {
+        double mid = 0.5 * (lo + hi);
+        if (reference_radius(t, o, mid, sampling, B) <= 1)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return 0.5 * (lo + hi);
+}
+
+static void make_tiny(tiny *t, size_t n, size_t k, size_t p, double c,
+                      unsigned long seed)
+{
+    t->n = n;
+    t->k = k;
+    t->p = p;
+    t->c = c;
+    sgdstab_rng *rng = sgdstab_rng_alloc(seed);
+    assert_non_null(rng);
+    sgdstab_rng_gaussian(rng, 1.0, n * k * p, t->J);
+    sgdstab_rng_free(rng);
+}
+
+typedef struct {
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+    sgdstab_stability *s;
+} engine;
+
+static engine engine_for(const tiny *t, const sgdstab_config *cfg)
+{
+    engine e = {0};
+    sgdstab_error err;
+    sgdstab_array J = {2, {t->n * t->k, t->p, 1}, t->n * t->k * t->p,
+                       malloc(t->n * t->k * t->p * sizeof(double)), "<f8"};
+    memcpy(J.data, t->J, J.size * sizeof(double));
+    if (t->k > 1) {
+        J.ndim = 3;
+        J.shape[0] = t->n;
+        J.shape[1] = t->k;
+        J.shape[2] = t->p;
+    }
+    assert_int_equal(sgdstab_problem_from_arrays("tiny", &J, NULL, NULL,
+                                                 &e.prob, &err),
+                     SGDSTAB_OK);
+    if (sgdstab_reduce_for(e.prob, NULL, cfg, &e.red, &err))
+        fail_msg("reduce_for: %s", err.msg);
+    e.s = sgdstab_stability_alloc(e.red, &err);
+    assert_non_null(e.s);
+    return e;
+}
+
+static void engine_free(engine *e)
+{
+    sgdstab_stability_free(e->s);
+    sgdstab_reduced_free(e->red);
+    sgdstab_problem_free(e->prob);
+}
+
+static const double VHAT[PMAX] = {0.04, 0.5, 2.5};
+
+typedef struct {
+    const char *name;
+    sgdstab_optimizer_kind kind;
+    double momentum, dampening, weight_decay;
+    int nesterov, precondition;
+} optimizer_case;
+
+static const optimizer_case CASES[] = {
+    {"heavy ball 0.9", SGDSTAB_OPTIMIZER_SGD, 0.9, 0, 0, 0, 0},
+    {"momentum 0.5, dampening 0.3, wd 0.1", SGDSTAB_OPTIMIZER_SGD, 0.5, 0.3,
+     0.1, 0, 0},
+    {"nesterov 0.8, wd 0.05", SGDSTAB_OPTIMIZER_SGD, 0.8, 0, 0.05, 1, 0},
+    {"rmsprop momentum 0.5, wd 0.02", SGDSTAB_OPTIMIZER_SGD, 0.5, 0, 0.02, 0,
+     1},
+    {"adam 0.9", SGDSTAB_OPTIMIZER_ADAM, 0.9, 0, 0, 0, 1},
+    {"adam 0.8, wd 0.03", SGDSTAB_OPTIMIZER_ADAM, 0.8, 0, 0.03, 0, 1},
+    {"adamw 0.9, wd 0.1", SGDSTAB_OPTIMIZER_ADAMW, 0.9, 0, 0.1, 0, 1},
+    {"plain sgd, wd 0.1", SGDSTAB_OPTIMIZER_SGD, 0, 0, 0.1, 0, 0},
+};
+
+static void set_optimizer(sgdstab_config *cfg, const optimizer_case *oc)
+{
+    sgdstab_optimizer *o = &cfg->optimizer;
+    sgdstab_optimizer_init(o);
+    o->kind = oc->kind;
+    o->momentum = oc->momentum;
+    o->dampening = oc->dampening;
+    o->weight_decay = oc->weight_decay;
+    o->nesterov = oc->nesterov;
+    if (oc->precondition) {
+        o->second_moment = VHAT;
+        o->second_moment_len = PMAX;
+    }
+}
+
+/* ρ at 0.6 and 1.4 times the reference η*, and η* itself, for every case,
+ * sampling, k = 1 and 3. */
+static void test_against_enumeration(void **state)
+{
+    (void)state;
+    const size_t shapes[2][3] = {{6, 1, 3}, {4, 3, 3}};
+    for (size_t sh = 0; sh < 2; sh++) {
+        tiny t;
+        make_tiny(&t, shapes[sh][0], shapes[sh][1], shapes[sh][2],
+                  sh ? 2.0 / 3 : 1, 100 + sh);
+        for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++)
+            for (int si = 0; si < 3; si++) {
+                const optimizer_case *oc = &CASES[ci];
+                sgdstab_config cfg;
+                sgdstab_config_init(&cfg);
+                cfg.sampling = tu_samplings[si];
+                cfg.batch = 2;
+                cfg.loss_scale = t.c;
+                set_optimizer(&cfg, oc);
+                engine e = engine_for(&t, &cfg);
+                sgdstab_error err;
+                double ref = reference_critical(&t, &cfg.optimizer,
+                                                cfg.sampling, cfg.batch);
+                sgdstab_critical crit;
+                if (sgdstab_critical_lr(e.s, &cfg, &crit, &err))
+                    fail_msg("%s: critical: %s", oc->name, err.msg);
+                if (!(fabs(crit.lr_critical / ref - 1) <= 1e-9))
+                    fail_msg("k=%zu %s %s: eta* %.15g, reference %.15g",
+                             t.k, oc->name,
+                             sgdstab_sampling_name(cfg.sampling),
+                             crit.lr_critical, ref);
+                for (int f = 0; f < 2; f++) {
+                    cfg.lr = ref * (f ? 1.4 : 0.6);
+                    double want = reference_radius(&t, &cfg.optimizer, cfg.lr,
+                                                   cfg.sampling, cfg.batch);
+                    sgdstab_radius rad;
+                    if (sgdstab_spectral_radius(e.s, &cfg, NULL, &rad, NULL,
+                                                &err))
+                        fail_msg("%s: radius: %s", oc->name, err.msg);
+                    if (!(fabs(rad.rho - want) <= 1e-10 * fmax(1, want)))
+                        fail_msg("k=%zu %s %s at %.3g eta*: rho %.15g, "
+                                 "reference %.15g", t.k, oc->name,
+                                 sgdstab_sampling_name(cfg.sampling),
+                                 f ? 1.4 : 0.6, rad.rho, want);
+                }
+                engine_free(&e);
+            }
+    }
+}
+
+/* Full batch (B = n without replacement): the closed forms of the
+ * noise-free limits, heavy ball 2(1 + β)/λmax, Nesterov 2(1 + β)/((1 +
+ * 2β)λmax), Adam (2 + 2β₁)/((1 − β₁)λmax(P⁻¹H)). */
+static void test_full_batch_closed_forms(void **state)
+{
+    (void)state;
+    tiny t;
+    make_tiny(&t, 6, 1, 3, 1, 7);
+    double H[PMAX * PMAX], PH[PMAX * PMAX], w[PMAX];
+    int all[NMAX] = {1, 1, 1, 1, 1, 1};
+    batch_hessian(&t, all, 6, H);
+    memcpy(PH, H, sizeof H);
+    assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', 3, H, 3, w), 0);
+    double lmax = w[2];
+    for (size_t a = 0; a < 3; a++)  /* P^{-1/2} H P^{-1/2} */
+        for (size_t b = 0; b < 3; b++)
+            PH[a * 3 + b] /= sqrt((sqrt(VHAT[a]) + 1e-8) *
+                                  (sqrt(VHAT[b]) + 1e-8));
+    assert_int_equal(LAPACKE_dsyev(LAPACK_ROW_MAJOR, 'N', 'U', 3, PH, 3, w),
+                     0);
+    double pmax = w[2];
+    const double beta = 0.9;
+    const optimizer_case cases[3] = {
+        {"heavy", SGDSTAB_OPTIMIZER_SGD, beta, 0, 0, 0, 0},
+        {"nesterov", SGDSTAB_OPTIMIZER_SGD, beta, 0, 0, 1, 0},
+        {"adam", SGDSTAB_OPTIMIZER_ADAM, beta, 0, 0, 0, 1}};
+    const double want[3] = {2 * (1 + beta) / lmax,
+                            2 * (1 + beta) / ((1 + 2 * beta) * lmax),
+                            (2 + 2 * beta) / ((1 - beta) * pmax)};
+    for (int i = 0; i < 3; i++) {
+        sgdstab_config cfg;
+        sgdstab_config_init(&cfg);
+        cfg.batch = 6;
+        set_optimizer(&cfg, &cases[i]);
+        engine e = engine_for(&t, &cfg);
+        sgdstab_critical crit;
+        sgdstab_error err;
+        assert_int_equal(sgdstab_critical_lr(e.s, &cfg, &crit, &err),
+                         SGDSTAB_OK);
+        if (!(fabs(crit.lr_critical / want[i] - 1) <= 1e-9))
+            fail_msg("%s: eta* %.15g, closed form %.15g", cases[i].name,
+                     crit.lr_critical, want[i]);
+        engine_free(&e);
+    }
+}
+
+/* β = 0 is plain SGD: the same η* and ρ as the plain configuration. */
+static void test_zero_momentum_is_plain(void **state)
+{
+    (void)state;
+    tiny t;
+    make_tiny(&t, 6, 1, 3, 1, 9);
+    sgdstab_config plain;
+    sgdstab_config_init(&plain);
+    plain.batch = 2;
+    plain.lr = 0.3;
+    sgdstab_config zero = plain;
+    zero.optimizer.dampening = 0.5;  /* ignored without momentum */
+    engine e = engine_for(&t, &plain);
+    sgdstab_critical a, b;
+    sgdstab_radius ra, rb;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_critical_lr(e.s, &plain, &a, &err), 0);
+    assert_int_equal(sgdstab_critical_lr(e.s, &zero, &b, &err), 0);
+    assert_true(a.lr_critical == b.lr_critical);
+    assert_int_equal(sgdstab_spectral_radius(e.s, &plain, NULL, &ra, NULL,
+                                             &err), 0);
+    assert_int_equal(sgdstab_spectral_radius(e.s, &zero, NULL, &rb, NULL,
+                                             &err), 0);
+    assert_true(fabs(ra.rho - rb.rho) <= 1e-12);
+    engine_free(&e);
+}
+
+/* Impossible settings: one line naming the rule. */
+static void test_bad_settings(void **state)
+{
+    (void)state;
+    const struct {
+        sgdstab_optimizer_kind kind;
+        double momentum, dampening, wd;
+        int nesterov, vhat;
+        const char *needle;
+    } bad[] = {
+        {SGDSTAB_OPTIMIZER_SGD, 1.0, 0, 0, 0, 0, "momentum must lie"},
+        {SGDSTAB_OPTIMIZER_SGD, -0.1, 0, 0, 0, 0, "momentum must lie"},
+        {SGDSTAB_OPTIMIZER_SGD, 0.9, 1.0, 0, 0, 0, "dampening must lie"},
+        {SGDSTAB_OPTIMIZER_SGD, 0.9, 0.1, 0, 1, 0, "zero dampening"},
+        {SGDSTAB_OPTIMIZER_SGD, 0, 0, 0, 1, 0, "nesterov needs"},
+        {SGDSTAB_OPTIMIZER_SGD, 0.9, 0, -1, 0, 0, "weight decay"},
+        {SGDSTAB_OPTIMIZER_ADAM, 0.9, 0, 0, 0, 0, "needs the frozen"},
+        {SGDSTAB_OPTIMIZER_ADAM, 0.9, 0.1, 0, 0, 1, "no dampening"},
+        {SGDSTAB_OPTIMIZER_ADAMW, 0.9, 0, 0, 1, 1, "no nesterov"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        sgdstab_optimizer o;
+        sgdstab_optimizer_init(&o);
+        o.kind = bad[i].kind;
+        o.momentum = bad[i].momentum;
+        o.dampening = bad[i].dampening;
+        o.weight_decay = bad[i].wd;
+        o.nesterov = bad[i].nesterov;
+        if (bad[i].vhat) {
+            o.second_moment = VHAT;
+            o.second_moment_len = PMAX;
+        }
+        sgdstab_error err;
+        assert_int_equal(sgdstab_optimizer_check(&o, PMAX, &err),
+                         SGDSTAB_EINVAL);
+        if (!strstr(err.msg, bad[i].needle))
+            fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, bad[i].needle);
+    }
+    const double wrong[2] = {1, 1}, zero[3] = {1, 0, 1};
+    sgdstab_optimizer o;
+    sgdstab_optimizer_init(&o);
+    o.second_moment = wrong;
+    o.second_moment_len = 2;
+    sgdstab_error err;
+    assert_int_equal(sgdstab_optimizer_check(&o, 3, &err), SGDSTAB_EINVAL);
+    assert_non_null(strstr(err.msg, "2 values"));
+    o.second_moment = zero;
+    o.second_moment_len = 3;
+    assert_int_equal(sgdstab_optimizer_check(&o, 3, &err), SGDSTAB_EINVAL);
+    assert_non_null(strstr(err.msg, "entry 1"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_settings),
+        cmocka_unit_test(test_zero_momentum_is_plain),
+        cmocka_unit_test(test_full_batch_closed_forms),
+        cmocka_unit_test(test_against_enumeration),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,97 @@
+"""`sgdstab analyze` and `critical` with an optimizer (--momentum,
+--nesterov, --optimizer adam --second-moment, ...): the full-batch closed
+forms of the noise-free limits from NumPy's eigenvalues, momentum 0 equal to
+plain SGD, the JSON "optimizer" object, and bad settings refused in one line.
+
+Usage: test_optimizer_cli.py SGDSTAB"""
+
+import os
+import sys
+
+import numpy as np
+
+import cli_harness as h
+
+
+def body(work):
+    rng = np.random.default_rng(5)
+    n, p = 12, 5
+    J = rng.standard_normal((n, p))
+    path, _ = h.write_problem(work, "tiny", J)
+    lmax = np.linalg.eigvalsh(J.T @ J / n)[-1]
+    v = rng.uniform(0.1, 2.0, p)
+    vpath = os.path.join(work, "v.npy")
+    np.save(vpath, v)
+    pinv = 1 / np.sqrt(np.sqrt(v) + 1e-8)
+    pmax = np.linalg.eigvalsh((J * pinv).T @ (J * pinv) / n)[-1]
+    beta = 0.9
+    closed = [
+        ("heavy ball", ["--momentum", beta], 2 * (1 + beta) / lmax),
+        ("nesterov", ["--momentum", beta, "--nesterov"],
+         2 * (1 + beta) / ((1 + 2 * beta) * lmax)),
+        ("dampening", ["--momentum", beta, "--dampening", 0.5],
+         2 * (1 + beta) / (0.5 * lmax)),
+        ("adam", ["--optimizer", "adam", "--betas", "%g,0.99" % beta,
+                  "--second-moment", vpath],
+         (2 + 2 * beta) / ((1 - beta) * pmax)),
+    ]
+    for name, opts, want in closed:
+        d, res, e = h.run_json("critical", path, "--batch", n, *opts)
+        if d is not None:
+            got = d["critical"][0]["lr_critical"]
+            if not h.close_rel(got, want, 1e-9):
+                e.append("eta*(n) %r, closed form %r" % (got, want))
+            if "optimizer" not in d:
+                e.append("no optimizer object")
+        h.report("full batch closed form: " + name, e, res)
+
+    d0, res0, e0 = h.run_json("analyze", path, "--lr", 0.5, "--batch", 3)
+    d1, res1, e1 = h.run_json("analyze", path, "--lr", 0.5, "--batch", 3,
+                              "--momentum", 0, "--dampening", 0.3)
+    e = e0 + e1
+    if d0 is not None and d1 is not None:
+        for key in ("spectral_radius", "lr_critical"):
+            if not h.close_rel(d0[key], d1[key], 1e-12):
+                e.append("%s: %r with momentum 0, %r plain" %
+                         (key, d1[key], d0[key]))
+        if d1["optimizer"]["kind"] != "sgd":
+            e.append("optimizer kind %r" % d1["optimizer"]["kind"])
+    h.report("momentum 0 is plain SGD (dampening ignored)", e, res1)
+
+    d, res, e = h.run_json("analyze", path, "--lr", 0.2, "--batch", 3,
+                           "--momentum", 0.9)
+    if d is not None:
+        stable = d["lr"] <= d["lr_critical"]
+        if stable != (d["spectral_radius"] <= 1):
+            e.append("verdict and rho disagree: eta %r eta* %r rho %r" %
+                     (d["lr"], d["lr_critical"], d["spectral_radius"]))
+        if d["optimizer"]["momentum"] != 0.9:
+            e.append("optimizer.momentum %r" % d["optimizer"]["momentum"])
+    h.report("momentum 0.9: rho and eta* agree on the verdict", e, res)
+
+    bad = [
+        (["--momentum", 1], 2, "momentum must lie in [0, 1)"),
+        (["--momentum", 0.9, "--dampening", 0.1, "--nesterov"], 2,
+         "zero dampening"),
+        (["--optimizer", "adam"], 2, "needs the frozen second moment"),
+        (["--optimizer", "nadam"], 2, "is not one of sgd, adam, adamw"),
+        (["--weight-decay", -1], 2, "weight decay"),
+        (["--optimizer", "adam", "--second-moment", path], 1, path),
+    ]
+    np.save(os.path.join(work, "short.npy"), v[:3])
+    bad.append((["--optimizer", "adam", "--second-moment",
+                 os.path.join(work, "short.npy")], 1, "has 3 values"))
+    for opts, status, needle in bad:
+        res = h.run("analyze", path, "--lr", 0.1, "--batch", 3, *opts)
+        e = [] if res.rc == status else ["exit %d, expected %d" %
+                                         (res.rc, status)]
+        if needle not in res.err or not h.one_line(res.err):
+            e.append("stderr lacks %r in one line" % needle)
+        if res.out:
+            e.append("stdout not empty")
+        h.report("refused: %s" % " ".join(map(str, opts)), e, res)
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(h.main(__doc__, "optimizer", body))
