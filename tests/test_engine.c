@@ -58,12 +58,7 @@ static sgdstab_problem *random_problem(size_t n, size_t k, size_t p,
     return prob;
 }
 
-typedef struct {
-    sgdstab_problem *prob;
-    sgdstab_reduced *red;
-    sgdstab_stability *s;
-    double c;               /* loss scale */
-} engine;
+typedef tu_engine engine;  /* c: the loss scale */
 
 static engine engine_make(sgdstab_problem *prob, double loss_scale)
 {
@@ -74,12 +69,6 @@ static engine engine_make(sgdstab_problem *prob, double loss_scale)
     return e;
 }
 
-static void engine_free(engine *e)
-{
-    sgdstab_stability_free(e->s);
-    sgdstab_reduced_free(e->red);
-    sgdstab_problem_free(e->prob);
-}
 
 static double critical(engine *e, sgdstab_sampling smp, size_t B)
 {
@@ -251,7 +240,7 @@ static void test_noise_operator(void **state)
         free(N);
         free(sx);
         sgdstab_moments_free(m);
-        engine_free(&e);
+        tu_engine_free(&e);
     }
 }
 
@@ -297,7 +286,7 @@ static void test_against_reference(void **state)
                 }
             }
         sgdstab_reference_free(ref);
-        engine_free(&e);
+        tu_engine_free(&e);
     }
 }
 
@@ -351,7 +340,7 @@ static void test_curve_against_reference(void **state)
         free(batches);
         free(cr);
         sgdstab_reference_free(ref);
-        engine_free(&e);
+        tu_engine_free(&e);
     }
 }
 
@@ -396,7 +385,7 @@ static void test_flat_direction(void **state)
             assert_true(rho > 1);
         }
         sgdstab_reference_free(ref);
-        engine_free(&e);
+        tu_engine_free(&e);
     }
 }
 
@@ -514,7 +503,7 @@ static void test_negative_curvature_radius(void **state)
                                            SGDSTAB_SAMPLING_WITHOUT, n),
                                     want, 1e-12,
                                     "negative curvature, full batch");
-                engine_free(&e);
+                tu_engine_free(&e);
             }
             engine e = engine_make(problem_with_hessian(n, k, p, J, Q, w), 1.0);
             assert_true(e.red->hessian_min < 0);
@@ -530,7 +519,7 @@ static void test_negative_curvature_radius(void **state)
                     &err),
                 SGDSTAB_OK);
             assert_int_equal(cr.kind, SGDSTAB_NOT_A_MINIMUM);
-            engine_free(&e);
+            tu_engine_free(&e);
             free(J);
             free(w);
             free(Q);
@@ -659,7 +648,7 @@ static void test_flat_negative_curvature(void **state)
         } else {
             flat_against(&e, J, Q, h_equiv, label);
         }
-        engine_free(&e);
+        tu_engine_free(&e);
     }
 }
 
@@ -692,9 +681,9 @@ static void test_scale_invariance(void **state)
                 double r0 = radius(&base, lr, tu_samplings[si], B);
                 tu_assert_close(r1, r0, 1e-10, "rho at eta / s^2");
             }
-        engine_free(&e);
+        tu_engine_free(&e);
     }
-    engine_free(&base);
+    tu_engine_free(&base);
     for (int i = 0; i < 2; i++) {
         double s = i ? 1e32 : 1e-32;
         for (size_t j = 0; j < n * k * p; j++)
@@ -728,8 +717,8 @@ static void test_against_arpack(void **state)
             tu_assert_close(ra, rb, 1e-10, "rho Davidson vs ARPACK");
         }
     }
-    engine_free(&fast);
-    engine_free(&slow);
+    tu_engine_free(&fast);
+    tu_engine_free(&slow);
 }
 
 /* ----------------------------------------------------------- closed forms */
@@ -762,14 +751,8 @@ static double batch_second_moment(const double *x, size_t n, size_t B,
             if (mask >> i & 1)
                 g += x[i];
         g /= (double)B;
-        if (smp == SGDSTAB_SAMPLING_WITHOUT) {
-            if (size != B)
-                continue;
-            prob = 1;
-        } else {
-            double q = (double)B / (double)n;
-            prob = pow(q, (double)size) * pow(1 - q, (double)(n - size));
-        }
+        if (!((prob = tu_subset_weight(smp, n, B, size)) > 0))
+            continue;
         total += prob * g * g;
         weight += prob;
     }
@@ -802,7 +785,7 @@ static void test_one_dimension(void **state)
                                 "1-D rho");
             }
         }
-    engine_free(&e);
+    tu_engine_free(&e);
 }
 
 /* Rank one, J_i = c_i vᵀ: the same as p = 1 with Jacobians c_i‖v‖. */
@@ -828,7 +811,7 @@ static void test_rank_one(void **state)
             tu_assert_close_rel(critical(&e, tu_samplings[si], B),
                                 2 * lambda / m2, 1e-12, "rank-one eta*");
         }
-    engine_free(&e);
+    tu_engine_free(&e);
 }
 
 /* B = n without replacement (and bernoulli with B = n) is full-batch GD:
@@ -856,7 +839,7 @@ static void test_full_batch(void **state)
                             expect, 1e-11, "full batch rho");
         }
         free(w);
-        engine_free(&e);
+        tu_engine_free(&e);
     }
 }
 
@@ -874,7 +857,7 @@ static void test_one_sample(void **state)
         for (int si = 0; si < 3; si++)
             tu_assert_close_rel(critical(&e, tu_samplings[si], 1),
                                 2 / (s[0] * s[0]), 1e-10, "one-sample eta*");
-        engine_free(&e);
+        tu_engine_free(&e);
     }
 }
 
@@ -940,7 +923,7 @@ static void test_monotone_and_boundary(void **state)
                 assert_true(an.critical.lr_lower <= an.critical.lr_critical &&
                             an.critical.lr_critical <= an.critical.lr_upper);
             }
-            engine_free(&fresh);
+            tu_engine_free(&fresh);
             size_t B = (n + 2) / 3;
             double star = cr[B - 1].lr_critical;
             tu_assert_close(radius(&e, star, tu_samplings[si], B), 1.0, 1e-9,
@@ -965,7 +948,7 @@ static void test_monotone_and_boundary(void **state)
         }
         free(batches);
         free(cr);
-        engine_free(&e);
+        tu_engine_free(&e);
     }
 }
 
@@ -1001,7 +984,7 @@ static void test_not_a_minimum(void **state)
     assert_int_equal(sgdstab_reference_critical(ref, SGDSTAB_SAMPLING_WITHOUT,
                                                 3, &crit, &err), SGDSTAB_EVALUE);
     sgdstab_reference_free(ref);
-    engine_free(&e);
+    tu_engine_free(&e);
 }
 
 /* A loss scale c is the problem with A_i → c·A_i: η* divides by c and ρ at
@@ -1025,8 +1008,8 @@ static void test_loss_scale(void **state)
         1.5 * sgdstab_lr_mean_limit(
                   one.red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, one.c)),
         1e-14, "mean limit with loss scale");
-    engine_free(&one);
-    engine_free(&mse);
+    tu_engine_free(&one);
+    tu_engine_free(&mse);
 }
 
 /* ------------------------------------------------------------- evolution */
@@ -1109,7 +1092,7 @@ static void test_evolve_brute_force(void **state)
         brute_force_step(prob, B, eta, S, work);
     }
     sgdstab_moments_free(m);
-    engine_free(&e);
+    tu_engine_free(&e);
 }
 
 /* ------------------------------------------------------- phase diagrams */
@@ -1213,7 +1196,7 @@ static void test_phase_against_reference(void **state)
             }
         }
         sgdstab_reference_free(ref);
-        engine_free(&e);
+        tu_engine_free(&e);
     }
 }
 
@@ -1279,7 +1262,7 @@ static void test_phase_progress_and_cancel(void **state)
             bd, grid, &err),
         SGDSTAB_EINVAL);
     assert_int_equal(none.calls, 0);
-    engine_free(&e);
+    tu_engine_free(&e);
 }
 
 int main(void)

@@ -145,18 +145,6 @@ static void apply_step(const samples *s, const size_t *batch, size_t B,
     cblas_daxpy((int)(p * p), 1.0, tmp, 1, M, 1);
 }
 
-/* K += w·(M⊗M): the p²×p² matrix of S ↦ M S Mᵀ on row-major vec(S),
- * K[(a,b),(c,d)] = M_ac M_bd. */
-static void kron_add(const double *M, size_t p, double w, double *K)
-{
-    size_t p2 = p * p;
-    for (size_t a = 0; a < p; a++)
-        for (size_t b = 0; b < p; b++)
-            for (size_t c = 0; c < p; c++)
-                for (size_t d = 0; d < p; d++)
-                    K[(a * p + b) * p2 + c * p + d] +=
-                        w * M[a * p + c] * M[b * p + d];
-}
 
 /* The largest eigenvalue of the p²×p² K restricted to symmetric matrices
  * (orthonormal basis e_ie_iᵀ, (e_ie_jᵀ + e_je_iᵀ)/√2), with LAPACKE dsyev;
@@ -217,7 +205,7 @@ static void enum_perms(enum_ctx *c, size_t depth)
             c->M[i * p + i] = 1;
         for (size_t t = 0; t < n / c->B; t++)
             apply_step(c->s, c->perm + t * c->B, c->B, c->eta, c->M, c->tmp);
-        kron_add(c->M, p, c->w, c->K);
+        tu_kron_add(c->M, p, c->w, c->K);
         return;
     }
     for (size_t i = 0; i < n; i++)
@@ -523,8 +511,8 @@ static void test_reshuffle_two_samples(void **state)
             for (size_t i = 0; i < p; i++)
                 for (size_t j = 0; j < p; j++)
                     Mt[i * p + j] = M[j * p + i];
-            kron_add(M, p, 0.5, K);
-            kron_add(Mt, p, 0.5, K);
+            tu_kron_add(M, p, 0.5, K);
+            tu_kron_add(Mt, p, 0.5, K);
             double want = sym_top(K, p);
             for (size_t runs = 2; runs <= 1000; runs *= 10) {
                 sgdstab_sim_options o = options(lrs[l], 1, runs);

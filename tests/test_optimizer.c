@@ -119,25 +119,13 @@ static double reference_radius(const tiny *t, const sgdstab_optimizer *o,
                     w[i] = 1;
                     size++;
                 }
-            if (sampling == SGDSTAB_SAMPLING_WITHOUT) {
-                if (size != B)
-                    continue;
-                prob = 1;
-            } else {
-                double q = (double)B / (double)n;
-                prob = pow(q, (double)size) * pow(1 - q, (double)(n - size));
-            }
+            if (!((prob = tu_subset_weight(sampling, n, B, size)) > 0))
+                continue;
         }
         total += prob;
         batch_hessian(t, w, (double)B, H);
         transition(t, o, lr, H, T);
-        /* vec(T Z Tᵀ) = (T ⊗ T) vec Z (row-major vec). */
-        for (size_t a = 0; a < S; a++)
-            for (size_t b = 0; b < S; b++)
-                for (size_t c = 0; c < S; c++)
-                    for (size_t d = 0; d < S; d++)
-                        M[(a * S + b) * D + c * S + d] +=
-                            prob * T[a * S + c] * T[b * S + d];
+        tu_kron_add(T, S, prob, M);  /* vec(T Z Tᵀ), row-major vec */
     }
     for (size_t i = 0; i < D * D; i++)
         M[i] /= total;
@@ -182,11 +170,7 @@ static void make_tiny(tiny *t, size_t n, size_t k, size_t p, double c,
     sgdstab_rng_free(rng);
 }
 
-typedef struct {
-    sgdstab_problem *prob;
-    sgdstab_reduced *red;
-    sgdstab_stability *s;
-} engine;
+typedef tu_engine engine;
 
 static engine engine_for(const tiny *t, const sgdstab_config *cfg)
 {
@@ -211,12 +195,6 @@ static engine engine_for(const tiny *t, const sgdstab_config *cfg)
     return e;
 }
 
-static void engine_free(engine *e)
-{
-    sgdstab_stability_free(e->s);
-    sgdstab_reduced_free(e->red);
-    sgdstab_problem_free(e->prob);
-}
 
 static const double VHAT[PMAX] = {0.04, 0.5, 2.5};
 
@@ -300,7 +278,7 @@ static void test_against_enumeration(void **state)
                                  sgdstab_sampling_name(cfg.sampling),
                                  f ? 1.4 : 0.6, rad.rho, want);
                 }
-                engine_free(&e);
+                tu_engine_free(&e);
             }
     }
 }
@@ -347,7 +325,7 @@ static void test_full_batch_closed_forms(void **state)
         if (!(fabs(crit.lr_critical / want[i] - 1) <= 1e-9))
             fail_msg("%s: eta* %.15g, closed form %.15g", cases[i].name,
                      crit.lr_critical, want[i]);
-        engine_free(&e);
+        tu_engine_free(&e);
     }
 }
 
@@ -375,7 +353,7 @@ static void test_zero_momentum_is_plain(void **state)
     assert_int_equal(sgdstab_spectral_radius(e.s, &zero, NULL, &rb, NULL,
                                              &err), 0);
     assert_true(fabs(ra.rho - rb.rho) <= 1e-12);
-    engine_free(&e);
+    tu_engine_free(&e);
 }
 
 /* Impossible settings: one line naming the rule. */

@@ -486,3 +486,30 @@ void tu_tests_free(tu_tests *ts)
     free(ts->t);
     memset(ts, 0, sizeof *ts);
 }
+
+void tu_engine_free(tu_engine *e)
+{
+    sgdstab_stability_free(e->s);
+    sgdstab_reduced_free(e->red);
+    sgdstab_problem_free(e->prob);
+}
+
+void tu_kron_add(const double *M, size_t p, double w, double *K)
+{
+    size_t p2 = p * p;
+    for (size_t a = 0; a < p; a++)
+        for (size_t b = 0; b < p; b++)
+            for (size_t c = 0; c < p; c++)
+                for (size_t d = 0; d < p; d++)
+                    K[(a * p + b) * p2 + c * p + d] +=
+                        w * M[a * p + c] * M[b * p + d];
+}
+
+double tu_subset_weight(sgdstab_sampling smp, size_t n, size_t B,
+                        size_t size)
+{
+    if (smp == SGDSTAB_SAMPLING_WITHOUT)
+        return size == B ? 1.0 : 0.0;
+    double q = (double)B / (double)n;
+    return pow(q, (double)size) * pow(1 - q, (double)(n - size));
+}

@@ -21,6 +21,7 @@
 #include "sgdstab/reduce.h"
 #include "sgdstab/rng.h"
 #include "sgdstab/simulate.h"
+#include "sgdstab/stability.h"
 #include "sgdstab/status.h"
 
 /* A configuration (config.h) as a compound literal: learning rate, batch
@@ -28,6 +29,27 @@
 #define TU_CONFIG(lr_, batch_, sampling_, scale_)                          \
     (&(sgdstab_config){.lr = (lr_), .batch = (batch_),                     \
                        .sampling = (sampling_), .loss_scale = (scale_)})
+
+/* A problem, its reduced coordinates and a stability workspace, freed
+ * together; c is a loss scale for the test's own use. */
+typedef struct {
+    sgdstab_problem *prob;
+    sgdstab_reduced *red;
+    sgdstab_stability *s;
+    double c;
+} tu_engine;
+
+void tu_engine_free(tu_engine *e);
+
+/* K += w·(M⊗M): the p²×p² matrix of S ↦ M S Mᵀ on row-major vec(S),
+ * K[(a,b),(c,d)] = M_ac M_bd. */
+void tu_kron_add(const double *M, size_t p, double w, double *K);
+
+/* The relative probability of a subset of `size` of the n samples as a
+ * batch: for `without`, 1 when size = B and 0 otherwise; for `bernoulli`,
+ * q^size (1 − q)^(n − size) with q = B/n. */
+double tu_subset_weight(sgdstab_sampling smp, size_t n, size_t B,
+                        size_t size);
 
 /* Fixture directory (aborts the program if SGDSTAB_FIXTURES is unset). */
 const char *tu_fixtures(void);
