@@ -22,13 +22,6 @@ static const double MU_TOL = 1e-13;
 static const double ROOT_RTOL = 4e-15;
 enum { ROOT_MAX_STEPS = 200 };
 
-int sgdstab_lifted_needed(const sgdstab_config *cfg)
-{
-    const sgdstab_optimizer *o = &cfg->optimizer;
-    return o->momentum > 0 ||
-           (o->kind == SGDSTAB_OPTIMIZER_ADAMW && o->weight_decay > 0);
-}
-
 /* Largest ρ(M(h_j)) over the reduced space. */
 static double step_radius(const sgdstab_step_map *map,
                           const sgdstab_reduced *red)
@@ -76,7 +69,8 @@ typedef struct {
     double b;
     size_t dim;
     double *d;      /* D_z, packed */
-    double *vec;    /* the last eigenvector (the next start) */
+    double *vec;    /* the last eigenvector */
+    double *start;  /* the next solve's start vector */
     size_t matvecs;
     double error;   /* error estimate of the last μ */
 } mu_solver;
@@ -114,24 +108,27 @@ static int mu_at(mu_solver *ms, const sgdstab_step_map *map, double z,
     int st = set_gains(ms, map, z, err);
     if (st)
         return st;
+    /* The last eigenvector starts the solve (copied: vec is its output). */
+    memcpy(ms->start, ms->vec, ms->dim * sizeof *ms->start);
     sgdstab_eig_options opt = {0};
     opt.tol = MU_TOL;
-    opt.start = ms->vec;
+    opt.start = ms->start;
     sgdstab_eig_result res;
-    double *start = malloc(ms->dim * sizeof *start);
-    if (!start)
-        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    memcpy(start, ms->vec, ms->dim * sizeof *start);
-    opt.start = start;
     st = sgdstab_eig_max(ms->dim, apply_scaled_noise, ms, &opt, &res, ms->vec,
                          err);
-    free(start);
     if (st)
         return st;
     ms->matvecs += res.matvecs;
     ms->error = res.error_estimate;
     *mu = res.value;
     return SGDSTAB_OK;
+}
+
+static void mu_solver_free(mu_solver *ms)
+{
+    free(ms->d);
+    free(ms->vec);
+    free(ms->start);
 }
 
 static int mu_solver_init(mu_solver *ms, sgdstab_moments *m,
@@ -147,21 +144,15 @@ static int mu_solver_init(mu_solver *ms, sgdstab_moments *m,
     ms->dim = sgdstab_sym_dim(red->r);
     ms->d = malloc(ms->dim * sizeof *ms->d);
     ms->vec = calloc(ms->dim, sizeof *ms->vec);
-    if (!ms->d || !ms->vec) {
-        free(ms->d);
-        free(ms->vec);
+    ms->start = malloc(ms->dim * sizeof *ms->start);
+    if (!ms->d || !ms->vec || !ms->start) {
+        mu_solver_free(ms);
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
     }
     /* A positive definite start overlaps the PSD top eigenmatrix. */
     for (size_t j = 0; j < red->r; j++)
         ms->vec[sgdstab_sym_diag_index(red->r, j)] = 1 / sqrt((double)red->r);
     return SGDSTAB_OK;
-}
-
-static void mu_solver_free(mu_solver *ms)
-{
-    free(ms->d);
-    free(ms->vec);
 }
 
 /* A root of f(x) = ln μ over the bracket x_lo < x_hi (f(x_lo) ≥ 0 > f(x_hi)
@@ -229,6 +220,33 @@ static int radius_log_mu(void *ctx, double x, double *f, sgdstab_error *err)
     return st;
 }
 
+/* The parameter block of the top eigenmatrix, unit Frobenius norm: W = D v
+ * from the last solve (at ρ) when noise lifts ρ above the floor ρ(M̄)²,
+ * else E_jj of the direction whose step radius is the floor. */
+static void eigenmatrix_block(mu_solver *ms, const sgdstab_step_map *map,
+                              int lifted, double *S)
+{
+    const sgdstab_reduced *red = ms->red;
+    if (lifted) {
+        double norm = 0;
+        for (size_t a = 0; a < ms->dim; a++) {
+            ms->vec[a] *= ms->d[a];
+            norm += ms->vec[a] * ms->vec[a];
+        }
+        for (size_t a = 0; a < ms->dim; a++)
+            ms->vec[a] /= norm > 0 ? sqrt(norm) : 1;
+    } else {
+        size_t top = 0;
+        for (size_t j = 1; j < red->r; j++)
+            if (sgdstab_step_map_radius(map, red->lambda[j]) >
+                sgdstab_step_map_radius(map, red->lambda[top]))
+                top = j;
+        memset(ms->vec, 0, ms->dim * sizeof *ms->vec);
+        ms->vec[sgdstab_sym_diag_index(red->r, top)] = 1;
+    }
+    sgdstab_sym_unpack(red->r, ms->vec, S);
+}
+
 int sgdstab_lifted_radius(sgdstab_moments *m, const sgdstab_reduced *red,
                           const sgdstab_config *cfg, double b,
                           sgdstab_radius *out, double *S, sgdstab_error *err)
@@ -275,17 +293,8 @@ int sgdstab_lifted_radius(sgdstab_moments *m, const sgdstab_reduced *red,
                                  z_floor + exp(x_hi) - out->rho);
         }
     }
-    if (!st && S) {
-        /* The parameter block W = D v of the eigenmatrix, unit norm. */
-        double norm = 0;
-        for (size_t a = 0; a < ms.dim; a++) {
-            ms.vec[a] *= b > 0 && f_lo > -INFINITY ? ms.d[a] : 1;
-            norm += ms.vec[a] * ms.vec[a];
-        }
-        for (size_t a = 0; a < ms.dim; a++)
-            ms.vec[a] /= norm > 0 ? sqrt(norm) : 1;
-        sgdstab_sym_unpack(red->r, ms.vec, S);
-    }
+    if (!st && S)
+        eigenmatrix_block(&ms, &map, out->rho > z_floor, S);
     out->matvecs = ms.matvecs;
     mu_solver_free(&ms);
     return st;

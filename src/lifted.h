@@ -30,7 +30,4 @@ int sgdstab_lifted_critical(sgdstab_moments *m, const sgdstab_reduced *red,
 double sgdstab_lifted_mean_limit(const sgdstab_reduced *red,
                                  const sgdstab_config *cfg);
 
-/* Does cfg need the lifted engine: a buffer (β > 0) or AdamW's decay? */
-int sgdstab_lifted_needed(const sgdstab_config *cfg);
-
 #endif

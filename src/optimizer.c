@@ -93,7 +93,8 @@ int sgdstab_optimizer_check(const sgdstab_optimizer *opt, size_t p,
 
 int sgdstab_optimizer_lifted(const sgdstab_optimizer *opt)
 {
-    return opt->momentum > 0;
+    return opt->momentum > 0 ||
+           (opt->kind == SGDSTAB_OPTIMIZER_ADAMW && opt->weight_decay > 0);
 }
 
 void sgdstab_optimizer_describe(const sgdstab_optimizer *opt, char *buf,
@@ -126,8 +127,7 @@ void sgdstab_optimizer_describe(const sgdstab_optimizer *opt, char *buf,
              opt->nesterov ? "Nesterov " : "", opt->momentum, damp, wd);
 }
 
-/* The step size multiplier s of the buffer form (header comment). */
-static double buffer_gain(const sgdstab_optimizer *opt)
+double sgdstab_optimizer_buffer_gain(const sgdstab_optimizer *opt)
 {
     if (opt->momentum == 0)
         return 1;  /* PyTorch bypasses the buffer: no dampening */
@@ -138,7 +138,8 @@ static double buffer_gain(const sgdstab_optimizer *opt)
 void sgdstab_step_map_init(const sgdstab_optimizer *opt, double lr,
                            double loss_scale, sgdstab_step_map *map)
 {
-    const double beta = opt->momentum, s = buffer_gain(opt);
+    const double beta = opt->momentum;
+    const double s = sgdstab_optimizer_buffer_gain(opt);
     const double eta = loss_scale * lr;
     const double ahead = opt->nesterov ? 1 + beta : 1;
     map->kappa = opt->kind == SGDSTAB_OPTIMIZER_ADAMW

@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sgdstab/memplan.h"
+
 double sgdstab_curvature_shift(const sgdstab_config *cfg)
 {
     const sgdstab_optimizer *o = &cfg->optimizer;
@@ -51,6 +53,10 @@ static int precondition(const sgdstab_problem *prob, const sgdstab_config *cfg,
     const size_t n = prob->n, k = prob->k, p = prob->p, rows = n * k;
     const double shift = sgdstab_curvature_shift(cfg);
     const int with_h = prob->H || shift > 0;
+    /* The transformed copy and its factorization, beside the original. */
+    int st = sgdstab_memory_check(prob->source, n, k, p, with_h, 0, err);
+    if (st)
+        return st;
     double *w = malloc(p * sizeof *w);  /* P^{-1/2} */
     sgdstab_array J = {3, {n, k, p}, rows * p, NULL, "<f8"};
     sgdstab_array H = {2, {p, p, 1}, p * p, NULL, "<f8"};
@@ -81,7 +87,7 @@ static int precondition(const sgdstab_problem *prob, const sgdstab_config *cfg,
             H.data[a * p + a] += shift * w[a] * w[a];
     }
     free(w);
-    sgdstab_load_options lo = {0, -1};  /* the memory was planned above */
+    sgdstab_load_options lo = {0, -1};  /* planned above */
     return sgdstab_problem_from_arrays(prob->source, &J, with_h ? &H : NULL,
                                        &lo, out, err);
 }

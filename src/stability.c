@@ -450,7 +450,7 @@ int sgdstab_spectral_radius(sgdstab_stability *s, const sgdstab_config *cfg,
         return sgdstab_fail(err, SGDSTAB_EINVAL, "the known eta* is that of "
                             "batch size %zu, not %zu", known->batch,
                             cfg->batch);
-    if (sgdstab_lifted_needed(cfg))
+    if (sgdstab_optimizer_lifted(&cfg->optimizer))
         return sgdstab_lifted_radius(s->m, s->red, cfg, b, out, S, err);
     double eta = cfg->loss_scale * cfg->lr;
     double gamma[3] = {1, -eta, eta * eta};
@@ -488,7 +488,7 @@ double sgdstab_lr_mean_limit(const sgdstab_reduced *red,
     /* A negative eigenvalue h makes |1 − ηh| > 1 for every η > 0. */
     if (red->hessian_min < 0)
         return 0;
-    if (sgdstab_lifted_needed(cfg))
+    if (sgdstab_optimizer_lifted(&cfg->optimizer))
         return sgdstab_lifted_mean_limit(red, cfg);
     double hmax = cfg->loss_scale * sgdstab_reduced_hessian_max(red);
     return hmax > 0 ? 2 / hmax : INFINITY;
@@ -555,20 +555,21 @@ int sgdstab_critical_lr(sgdstab_stability *s, const sgdstab_config *cfg,
         return SGDSTAB_OK;
     }
     const sgdstab_optimizer *o = &cfg->optimizer;
-    if (sgdstab_lifted_needed(cfg) &&
-        (o->nesterov || o->kind == SGDSTAB_OPTIMIZER_ADAMW))
+    /* κ = 1 − ηλ (AdamW) and Nesterov's look-ahead make the condition at
+     * z = 1 non-affine in 1/η: a root find. */
+    if (o->nesterov ||
+        (o->kind == SGDSTAB_OPTIMIZER_ADAMW && o->weight_decay > 0))
         return sgdstab_lifted_critical(s->m, s->red, cfg, b, out, err);
     const double beta = o->momentum, beta2 = beta * beta;
     double gamma[2] = {(1 + beta2) / (1 - beta2), -beta / (1 - beta2)};
-    sgdstab_step_map map;
-    sgdstab_step_map_init(o, 1, cfg->loss_scale, &map);  /* map.step = s·c */
+    const double gain = sgdstab_optimizer_buffer_gain(o) * cfg->loss_scale;
     sgdstab_eig_result res;
     if ((st = solve_checked(s, FAMILY_CRITICAL, cfg->sampling, gamma, b, 0,
                             &res, NULL, err)))
         return st;
     /* λmax(K) ≥ ⟨E_11, K E_11⟩ = (1 − β)h_1/(2(1 + β)) > 0: η* is finite. */
     double rounding = rounding_rel(s);
-    out->lr_critical = (1 - beta) / (map.step * res.value);
+    out->lr_critical = (1 - beta) / (gain * res.value);
     out->rel_accuracy = res.error_estimate / res.value;
     out->rel_residual = res.residual / res.value;
     out->lr_upper = out->lr_critical * (1 + rounding);

@@ -67,8 +67,14 @@ void sgdstab_optimizer_init(sgdstab_optimizer *opt);
 int sgdstab_optimizer_check(const sgdstab_optimizer *opt, size_t p,
                             sgdstab_error *err);
 
-/* Does the run need the lifted (x, buffer) state, β > 0? */
+/* Is the run not plain SGD on the (transformed) problem: a buffer (β > 0)
+ * or AdamW's decoupled decay?  Then the lifted map of stability.h
+ * decides. */
 int sgdstab_optimizer_lifted(const sgdstab_optimizer *opt);
+
+/* The buffer's gain s: 1 − τ (SGD with momentum), 1 − β₁ (Adam, AdamW
+ * with β₁ > 0), 1 without momentum (PyTorch bypasses the buffer). */
+double sgdstab_optimizer_buffer_gain(const sgdstab_optimizer *opt);
 
 /* The optimizer in words, e.g. "SGD with momentum 0.9 and weight decay
  * 0.0005", "Adam (beta1 0.9, eps 1e-08)"; at most size bytes with the
