@@ -432,6 +432,91 @@ static double trace_GZ(const sgdstab_moments *m, const double *Z)
     return t;
 }
 
+/* Record tr X and tr(GX) at step t; SGDSTAB_ENUMERIC once they overflow. */
+static int record(const sgdstab_moments *m, const double *X, size_t t,
+                  double *trace, double *trace_G, sgdstab_error *err)
+{
+    double tr = 0;
+    for (size_t j = 0; j < m->r; j++)
+        tr += X[j * m->r + j];
+    trace[t] = tr;
+    trace_G[t] = trace_GZ(m, X);
+    if (!isfinite(tr) || !isfinite(trace_G[t]))
+        return sgdstab_fail(err, SGDSTAB_ENUMERIC, "%s: E|delta_t|^2 "
+                            "overflows a double at step %zu (it grows like "
+                            "rho^t): ask for fewer steps", m->red->source, t);
+    return SGDSTAB_OK;
+}
+
+/* One step of the lifted second moment (optimizer.h): per entry (j, l) the
+ * 2×2 block B = [[X, C], [Cᵀ_lj, Y]] becomes M(h_j) B M(h_l)ᵀ + c cᵀ·N_jl,
+ * N = b𝒩(X) (E[Δ X Δ] of the batch noise). */
+static void lifted_step(sgdstab_moments *m, const sgdstab_step_map *map,
+                        double a, double b, double *X, double *C, double *Y,
+                        double *N, double *work)
+{
+    const size_t r = m->r;
+    const double *h = m->red->lambda;
+    memset(m->alpha, 0, r * sizeof *m->alpha);
+    apply_form(m, -(1 - a), b, X, N);
+    double *Xn = work, *Cn = work + r * r, *Yn = work + 2 * r * r;
+    for (size_t j = 0; j < r; j++) {
+        double Mj[4];
+        sgdstab_step_map_matrix(map, h[j], Mj);
+        for (size_t l = 0; l < r; l++) {
+            double Ml[4], B[4], T[4];
+            sgdstab_step_map_matrix(map, h[l], Ml);
+            B[0] = X[j * r + l];
+            B[1] = C[j * r + l];
+            B[2] = C[l * r + j];
+            B[3] = Y[j * r + l];
+            for (int u = 0; u < 2; u++)  /* T = Mj B */
+                for (int v = 0; v < 2; v++)
+                    T[2 * u + v] = Mj[2 * u] * B[v] + Mj[2 * u + 1] * B[2 + v];
+            double n = N[j * r + l];
+            Xn[j * r + l] = T[0] * Ml[0] + T[1] * Ml[1] +
+                            map->c[0] * map->c[0] * n;
+            Cn[j * r + l] = T[0] * Ml[2] + T[1] * Ml[3] +
+                            map->c[0] * map->c[1] * n;
+            Yn[j * r + l] = T[2] * Ml[2] + T[3] * Ml[3] +
+                            map->c[1] * map->c[1] * n;
+        }
+    }
+    memcpy(X, Xn, r * r * sizeof *X);
+    memcpy(C, Cn, r * r * sizeof *C);
+    memcpy(Y, Yn, r * r * sizeof *Y);
+}
+
+/* The lifted evolution from (X, C, Y) = (Z0, 0, 0): the buffer starts
+ * empty.  PyTorch's SGD fills it with the whole first gradient (buf = g,
+ * no dampening), so the first step takes the map without dampening. */
+static int evolve_lifted(sgdstab_moments *m, const sgdstab_config *cfg,
+                         double a, double b, const double *Z0, size_t steps,
+                         double *trace, double *trace_G, sgdstab_error *err)
+{
+    const size_t rr = m->r * m->r;
+    double *buf = calloc(rr ? 7 * rr : 1, sizeof *buf);
+    if (!buf)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory (evolve)");
+    double *X = buf, *C = buf + rr, *Y = buf + 2 * rr, *N = buf + 3 * rr;
+    memcpy(X, Z0, rr * sizeof *X);
+    sgdstab_optimizer first = cfg->optimizer;
+    if (first.kind == SGDSTAB_OPTIMIZER_SGD)
+        first.dampening = 0;
+    sgdstab_step_map map0, map;
+    sgdstab_step_map_init(&first, cfg->lr, cfg->loss_scale, &map0);
+    sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, &map);
+    int st = SGDSTAB_OK;
+    for (size_t t = 0; !st; t++) {
+        st = record(m, X, t, trace, trace_G, err);
+        if (st || t == steps)
+            break;
+        lifted_step(m, t ? &map : &map0, a, b, X, C, Y, N, buf + 4 * rr);
+    }
+    free(buf);
+    return st;
+}
+
 int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
                            const double *Z0, size_t steps, double *trace,
                            double *trace_G, sgdstab_error *err)
@@ -443,6 +528,8 @@ int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
     if (st || (st = sgdstab_batch_coefficients(cfg->sampling, m->red->n,
                                                cfg->batch, &a, &b, err)))
         return st;
+    if (sgdstab_optimizer_lifted(&cfg->optimizer))
+        return evolve_lifted(m, cfg, a, b, Z0, steps, trace, trace_G, err);
     size_t r = m->r, rr = r * r;
     double *cur = malloc((rr ? rr : 1) * sizeof *cur);
     double *next = malloc((rr ? rr : 1) * sizeof *next);
@@ -452,21 +539,9 @@ int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory (evolve)");
     }
     memcpy(cur, Z0, rr * sizeof *cur);
-    for (size_t t = 0;; t++) {
-        double tr = 0;
-        for (size_t j = 0; j < r; j++)
-            tr += cur[j * r + j];
-        trace[t] = tr;
-        trace_G[t] = trace_GZ(m, cur);
-        if (!isfinite(tr) || !isfinite(trace_G[t])) {
-            free(cur);
-            free(next);
-            return sgdstab_fail(err, SGDSTAB_ENUMERIC, "%s: E|delta_t|^2 "
-                                "overflows a double at step %zu (it grows "
-                                "like rho^t): ask for fewer steps",
-                                m->red->source, t);
-        }
-        if (t == steps)
+    for (size_t t = 0; !st; t++) {
+        st = record(m, cur, t, trace, trace_G, err);
+        if (st || t == steps)
             break;
         sgdstab_moments_step(m, eta, a, b, cur, next);
         double *swap = cur;
@@ -475,5 +550,5 @@ int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
     }
     free(cur);
     free(next);
-    return SGDSTAB_OK;
+    return st;
 }

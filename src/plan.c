@@ -169,3 +169,36 @@ int sgdstab_reduce_for(const sgdstab_problem *prob,
     sgdstab_reduced_free(red);
     return st;
 }
+
+void sgdstab_null_factors(const sgdstab_reduced *red,
+                          const sgdstab_config *cfg, size_t steps,
+                          double *factor)
+{
+    sgdstab_optimizer first = cfg->optimizer;
+    if (first.kind == SGDSTAB_OPTIMIZER_SGD)
+        first.dampening = 0;  /* PyTorch's first buffer is the gradient */
+    sgdstab_step_map map0, map;
+    sgdstab_step_map_init(&first, cfg->lr, cfg->loss_scale, &map0);
+    sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, &map);
+    double z[2] = {1, 0};
+    for (size_t t = 0;; t++) {
+        factor[t] = z[0] * z[0];
+        if (t == steps)
+            break;
+        double M[4];
+        sgdstab_step_map_matrix(t ? &map : &map0, red->curvature_shift, M);
+        double x = M[0] * z[0] + M[1] * z[1];
+        z[1] = M[2] * z[0] + M[3] * z[1];
+        z[0] = x;
+    }
+}
+
+double sgdstab_null_decay_rate(const sgdstab_reduced *red,
+                               const sgdstab_config *cfg)
+{
+    if (red->r >= red->p)
+        return NAN;
+    sgdstab_step_map map;
+    sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, &map);
+    return 2 * log(sgdstab_step_map_radius(&map, red->curvature_shift));
+}

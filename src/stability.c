@@ -8,6 +8,7 @@
 
 #include "lifted.h"
 #include "sgdstab/moments.h"
+#include "sgdstab/plan.h"
 
 /* The operators solved here are members of two families (eig.h), each in two
  * variants by the noise operator 𝒩 (moments.h): with GZG subtracted
@@ -639,6 +640,7 @@ int sgdstab_analyze(sgdstab_stability *s, const sgdstab_config *cfg,
     double lrho = out->escape_rate_per_step;
     out->rms_efold_steps = lrho != 0 ? 2 / fabs(lrho) : INFINITY;
     out->lr_critical_mean = sgdstab_lr_mean_limit(s->red, cfg);
+    out->null_decay_rate = sgdstab_null_decay_rate(s->red, cfg);
     double sq = 0, c = cfg->loss_scale;
     for (size_t j = 0; j < s->r; j++)
         sq += s->red->lambda[j] * s->red->lambda[j];

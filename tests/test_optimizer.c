@@ -15,6 +15,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "sgdstab/moments.h"
 #include "sgdstab/plan.h"
 #include "sgdstab/stability.h"
 #include "testutil.h"
@@ -41,9 +42,10 @@ static void batch_hessian(const tiny *t, const int *w, double B, double *H)
 }
 
 /* The state transition T (2p × 2p) of one step with batch Hessian H_ξ, as
- * torch.optim writes the update (buffer in the second block). */
+ * torch.optim writes the update (buffer in the second block).  On the
+ * first step SGD's buffer is the gradient itself (no dampening). */
 static void transition(const tiny *t, const sgdstab_optimizer *o, double lr,
-                       const double *Hx, double *T)
+                       int first, const double *Hx, double *T)
 {
     const size_t p = t->p, S = 2 * p;
     const int adam = o->kind != SGDSTAB_OPTIMIZER_SGD;
@@ -61,7 +63,7 @@ static void transition(const tiny *t, const sgdstab_optimizer *o, double lr,
         o->kind == SGDSTAB_OPTIMIZER_ADAMW ? 1 - lr * o->weight_decay : 1;
     /* buffer' = beta·buf + gain·Pinv·G x (Adam: gain 1 − β₁; SGD/RMSprop
      * with momentum: 1 − τ; without momentum: x' uses the gradient). */
-    const double gain = adam ? 1 - beta : 1 - o->dampening;
+    const double gain = adam ? 1 - beta : first ? 1 : 1 - o->dampening;
     memset(T, 0, S * S * sizeof *T);
     double Bx[PMAX * PMAX];  /* ∂buf'/∂x */
     for (size_t a = 0; a < p; a++)
@@ -88,12 +90,12 @@ static void transition(const tiny *t, const sgdstab_optimizer *o, double lr,
 }
 
 /* Spectral radius of E_ξ[T_ξ ⊗ T_ξ] by enumeration of every batch. */
-static double reference_radius(const tiny *t, const sgdstab_optimizer *o,
-                               double lr, sgdstab_sampling sampling,
-                               size_t B)
+/* M = E_ξ[T_ξ ⊗ T_ξ] (D × D, D = (2p)²) by enumeration of every batch. */
+static void reference_map(const tiny *t, const sgdstab_optimizer *o,
+                          double lr, sgdstab_sampling sampling, size_t B,
+                          int first, double *M)
 {
     const size_t p = t->p, S = 2 * p, D = S * S, n = t->n;
-    static double M[DMAX * DMAX];
     memset(M, 0, D * D * sizeof *M);
     double H[PMAX * PMAX], T[SMAX * SMAX];
     int w[NMAX];
@@ -124,11 +126,20 @@ static double reference_radius(const tiny *t, const sgdstab_optimizer *o,
         }
         total += prob;
         batch_hessian(t, w, (double)B, H);
-        transition(t, o, lr, H, T);
+        transition(t, o, lr, first, H, T);
         tu_kron_add(T, S, prob, M);  /* vec(T Z Tᵀ), row-major vec */
     }
     for (size_t i = 0; i < D * D; i++)
         M[i] /= total;
+}
+
+static double reference_radius(const tiny *t, const sgdstab_optimizer *o,
+                               double lr, sgdstab_sampling sampling,
+                               size_t B)
+{
+    const size_t D = 4 * t->p * t->p;
+    static double M[DMAX * DMAX];
+    reference_map(t, o, lr, sampling, B, 0, M);
     double wr[DMAX], wi[DMAX];
     assert_int_equal(LAPACKE_dgeev(LAPACK_ROW_MAJOR, 'N', 'N', (int)D, M,
                                    (int)D, wr, wi, NULL, 1, NULL, 1),
@@ -408,6 +419,94 @@ static void test_bad_settings(void **state)
     assert_non_null(strstr(err.msg, "entry 1"));
 }
 
+/* E|x_t|² and E L_t of the reference from x_0 ~ I/p, empty buffer. */
+static void reference_evolve(const tiny *t, const sgdstab_config *cfg,
+                             size_t steps, double *m2, double *loss)
+{
+    const size_t p = t->p, S = 2 * p, D = S * S;
+    static double M0[DMAX * DMAX], M[DMAX * DMAX];
+    double z[DMAX] = {0}, next[DMAX], G[PMAX * PMAX];
+    int all[NMAX];
+    for (size_t i = 0; i < t->n; i++)
+        all[i] = 1;
+    batch_hessian(t, all, (double)t->n, G);  /* c·G */
+    reference_map(t, &cfg->optimizer, cfg->lr, cfg->sampling, cfg->batch, 1,
+                  M0);
+    reference_map(t, &cfg->optimizer, cfg->lr, cfg->sampling, cfg->batch, 0,
+                  M);
+    for (size_t j = 0; j < p; j++)
+        z[j * S + j] = 1.0 / (double)p;
+    for (size_t s = 0;; s++) {
+        m2[s] = loss[s] = 0;
+        for (size_t a = 0; a < p; a++) {
+            m2[s] += z[a * S + a];
+            for (size_t b = 0; b < p; b++)
+                loss[s] += 0.5 * G[a * p + b] * z[b * S + a];
+        }
+        if (s == steps)
+            break;
+        const double *A = s ? M : M0;
+        for (size_t i = 0; i < D; i++) {
+            next[i] = 0;
+            for (size_t j = 0; j < D; j++)
+                next[i] += A[i * D + j] * z[j];
+        }
+        memcpy(z, next, D * sizeof *z);
+    }
+}
+
+/* The lifted evolution (and the decay of directions J never moves) against
+ * the reference: a full-rank and a rank-deficient J (p > n·k). */
+static void test_evolution(void **state)
+{
+    (void)state;
+    enum { STEPS = 30 };
+    const size_t shapes[2][3] = {{6, 1, 3}, {2, 1, 3}};
+    for (size_t sh = 0; sh < 2; sh++) {
+        tiny t;
+        make_tiny(&t, shapes[sh][0], shapes[sh][1], shapes[sh][2], 1,
+                  300 + sh);
+        for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
+            if (CASES[ci].precondition)
+                continue;  /* evolve works in the problem's coordinates */
+            sgdstab_config cfg;
+            sgdstab_config_init(&cfg);
+            cfg.sampling = tu_samplings[ci % 3];
+            cfg.batch = shapes[sh][0] == 2 ? 1 : 2;
+            set_optimizer(&cfg, &CASES[ci]);
+            engine e = engine_for(&t, &cfg);
+            sgdstab_critical crit;
+            sgdstab_error err;
+            assert_int_equal(sgdstab_critical_lr(e.s, &cfg, &crit, &err), 0);
+            cfg.lr = 1.1 * crit.lr_critical;
+            double want_m2[STEPS + 1], want_loss[STEPS + 1];
+            double m2[STEPS + 1], loss[STEPS + 1], decay[STEPS + 1];
+            reference_evolve(&t, &cfg, STEPS, want_m2, want_loss);
+            const size_t r = e.red->r;
+            double Z0[PMAX * PMAX] = {0};
+            for (size_t j = 0; j < r; j++)
+                Z0[j * r + j] = 1.0 / (double)t.p;
+            sgdstab_moments *m = sgdstab_moments_alloc(e.red, &err);
+            assert_non_null(m);
+            assert_int_equal(sgdstab_moments_evolve(m, &cfg, Z0, STEPS, m2,
+                                                    loss, &err), 0);
+            sgdstab_null_factors(e.red, &cfg, STEPS, decay);
+            for (size_t s = 0; s <= STEPS; s++) {
+                double got = m2[s] + (double)(t.p - r) / t.p * decay[s];
+                double gl = 0.5 * loss[s];
+                if (!(fabs(got - want_m2[s]) <= 1e-11 * want_m2[s]) ||
+                    !(fabs(gl - want_loss[s]) <= 1e-11 * want_loss[s]))
+                    fail_msg("%s, r = %zu of p = %zu, step %zu: E|x|^2 %.15g "
+                             "(reference %.15g), E L %.15g (reference %.15g)",
+                             CASES[ci].name, r, t.p, s, got, want_m2[s], gl,
+                             want_loss[s]);
+            }
+            sgdstab_moments_free(m);
+            tu_engine_free(&e);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -415,6 +514,7 @@ int main(void)
         cmocka_unit_test(test_zero_momentum_is_plain),
         cmocka_unit_test(test_full_batch_closed_forms),
         cmocka_unit_test(test_against_enumeration),
+        cmocka_unit_test(test_evolution),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

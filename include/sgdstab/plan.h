@@ -36,6 +36,20 @@ int sgdstab_view_check(const sgdstab_reduced *red, const sgdstab_config *cfg,
  * whose decay is decoupled). */
 double sgdstab_curvature_shift(const sgdstab_config *cfg);
 
+/* Directions J never moves (outside the reduced space, when r < p) feel
+ * only the weight decay: curvature red->curvature_shift, no noise.
+ * factor[t], t = 0..steps, is E x_t²/x_0² there from an empty buffer (the
+ * first step as PyTorch takes it, optimizer.h), 1 throughout without
+ * decay. */
+void sgdstab_null_factors(const sgdstab_reduced *red,
+                          const sgdstab_config *cfg, size_t steps,
+                          double *factor);
+
+/* Its asymptotic rate per step, 2·ln ρ(M(red->curvature_shift)) (≤ 0; 0
+ * without decay), or NaN when every direction moves (r = p). */
+double sgdstab_null_decay_rate(const sgdstab_reduced *red,
+                               const sgdstab_config *cfg);
+
 #ifdef __cplusplus
 }
 #endif

@@ -165,6 +165,9 @@ typedef struct {
     double hessian_trace;         /* tr H */
     size_t matvecs;               /* applications of the noise operator in
                                      all: η*(B), ρ⊥ and any re-solve */
+    double null_decay_rate;       /* per step, of E‖δ‖² in directions J
+                                     never moves: weight decay's
+                                     (plan.h; 0 without, NaN if none) */
 } sgdstab_analysis;
 
 /* The verdict at cfg: η*(B) once, then ρ⊥ with it (and, if S is not NULL,

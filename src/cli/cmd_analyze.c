@@ -56,6 +56,10 @@ static const char ANALYZE_HELP[] =
     "                    lr_critical_lower lr_critical_upper (the residual\n"
     "                    interval, see README) lr_critical_mean sharpness\n"
     "                    hessian_frobenius hessian_trace operator_applications\n"
+    "                    optimizer {kind description momentum dampening\n"
+    "                    weight_decay beta2 eps nesterov preconditioned},\n"
+    "                    null_space_decay_rate (with weight decay and r < p:\n"
+    "                    ln of the per-step factor of E|delta|^2 there)\n"
     "                    negative_curvature_tolerance flat_negative_count\n"
     "                    flat_negative_min flat_moved_count flat_negative_steps\n"
     "                    residual_rms max_residual target_rms interpolating\n"
@@ -80,6 +84,12 @@ static const char *minimum_note(sgdstab_minimum_kind kind)
     }
 }
 
+/* Do directions J never moves decay (weight decay with r < p)? */
+static int decays(const sgdstab_analysis *an)
+{
+    return an->null_decay_rate < 0;
+}
+
 static void print_text(const cli_args *a, const sgdstab_problem *prob,
                        const sgdstab_reduced *red, const sgdstab_analysis *an)
 {
@@ -94,6 +104,10 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
            sgdstab_sampling_name(an->config.sampling), a->loss,
            an->config.loss_scale);
     cli_print_optimizer(&an->config);
+    if (decays(an))
+        printf("directions J never moves decay by weight decay alone: "
+               "E|delta|^2 there shrinks at rate %.6g per step\n",
+               an->null_decay_rate);
     if (minimum_note(cr->kind))
         printf("  verdict          UNSTABLE: %s\n", minimum_note(cr->kind));
     else if (an->verdict == SGDSTAB_VERDICT_THRESHOLD)
@@ -159,6 +173,8 @@ static int print_json(const cli_args *a, const sgdstab_problem *prob,
     cli_json_size(o, "null_dim", prob->p - red->r);
     cli_json_point(o, &an->config);
     cli_json_optimizer(o, &an->config);
+    if (decays(an))
+        cli_json_number(o, "null_space_decay_rate", an->null_decay_rate);
     cli_json_loss(o, a, prob, an->config.loss_scale);
     cJSON_AddBoolToObject(o, "stable", an->stable);
     cJSON_AddStringToObject(o, "verdict", sgdstab_verdict_name(an->verdict));

@@ -20,12 +20,18 @@ static const char EVOLVE_HELP[] =
     "                      [--sampling S] [--csv F | --json] [--hessian H.npy]\n"
     "                      [--loss L] [--rank-tol RTOL]\n"
     "                      [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                      [--optimizer sgd] [--momentum BETA] [--nesterov] ...\n"
     "\n"
     "Evolve the second moment S_t = E[delta_t delta_t^T] of linearized SGD\n"
     "exactly, S_{t+1} = T(S_t), for T steps and report per step\n"
     "  second_moment  E|delta_t|^2 = tr S_t\n"
     "  loss           E L_t = (c/2) tr(G S_t), c the loss scale\n"
-    "Directions that never move keep their share of tr S_0.\n"
+    "Directions that never move keep their share of tr S_0 (weight decay\n"
+    "shrinks it deterministically).  With momentum the state is (delta,\n"
+    "buffer), the buffer empty at step 0 and filled as torch.optim.SGD does\n"
+    "(the first gradient undampened); its second moment evolves exactly by the\n"
+    "lifted map (README, Optimizers).  A preconditioner (--second-moment) is\n"
+    "not taken here yet.\n"
     "\n"
     "Options:\n"
     "  --lr ETA          learning rate (required)\n"
@@ -35,6 +41,7 @@ static const char EVOLVE_HELP[] =
     "                    semidefinite matrix (default I/p: E|delta_0|^2 = 1)\n"
     CLI_HELP_SAMPLING
     CLI_HELP_PROBLEM_OPTIONS
+    CLI_HELP_OPTIMIZER_OPTIONS
     "  --csv F           write F with columns step,second_moment,loss\n"
     "  --json            JSON on stdout with arrays second_moment and loss\n"
     "  -h, --help        show this help\n";
@@ -55,15 +62,16 @@ static int write_csv(const char *path, const double *m2, const double *loss,
     return cli_csv_commit(of);
 }
 
-static int print_json(const cli_args *a, size_t batch, size_t steps,
-                      double scale, const double *m2, const double *loss)
+static int print_json(const cli_args *a, const sgdstab_config *cfg,
+                      size_t steps, const double *m2, const double *loss)
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "file", a->file);
     cli_json_number(o, "lr", a->lr);
-    cli_json_size(o, "batch", batch);
+    cli_json_size(o, "batch", cfg->batch);
     cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(a->sampling));
-    cli_json_number(o, "loss_scale", scale);
+    cli_json_number(o, "loss_scale", cfg->loss_scale);
+    cli_json_optimizer(o, cfg);
     cli_json_size(o, "steps", steps);
     const double *cols[2] = {m2, loss};
     const char *names[2] = {"second_moment", "loss"};
@@ -82,12 +90,13 @@ static int print_json(const cli_args *a, size_t batch, size_t steps,
 }
 
 /* Human table: every step up to 100 rows, else every k-th and the last. */
-static void print_text(const cli_args *a, size_t batch, size_t steps,
-                       const double *m2, const double *loss)
+static void print_text(const cli_args *a, const sgdstab_config *cfg,
+                       size_t steps, const double *m2, const double *loss)
 {
     size_t every = steps <= 100 ? 1 : (steps + 99) / 100;
     printf("%s: SGD with lr %.6g, batch %zu (sampling %s), loss %s\n", a->file,
-           a->lr, batch, sgdstab_sampling_name(a->sampling), a->loss);
+           a->lr, cfg->batch, sgdstab_sampling_name(a->sampling), a->loss);
+    cli_print_optimizer(cfg);
     if (every > 1)
         printf("(every %zu-th step shown; --csv F writes all)\n", every);
     printf("%10s  %24s  %24s\n", "step", "E|delta_t|^2", "E L_t");
@@ -104,9 +113,8 @@ static void print_text(const cli_args *a, size_t batch, size_t steps,
 int cmd_evolve(int argc, char **argv)
 {
     static const struct option opts[] = {
-        CLI_OPTS_AT_ONE_POINT,
-        CLI_OPT_JSON, CLI_OPT_CSV, CLI_OPT_STEPS, CLI_OPT_INIT, CLI_OPT_HELP,
-        CLI_OPT_END};
+        CLI_OPTS_AT_ONE_POINT, CLI_OPTS_OPTIMIZER, CLI_OPT_JSON, CLI_OPT_CSV,
+        CLI_OPT_STEPS, CLI_OPT_INIT, CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "evolve");
     const char *init = NULL, *steps_text = NULL;
@@ -132,6 +140,10 @@ int cmd_evolve(int argc, char **argv)
         return EXIT_USAGE;
     if (steps > 100000000)
         return cli_usage_error(args.cmd, "--steps %zu is more than 1e8", steps);
+    if (args.second_moment)
+        return cli_usage_error(args.cmd, "--second-moment: evolve does not "
+                               "take a preconditioner yet (analyze and "
+                               "critical do)");
 
     cli_session ses;
     int status = cli_session_at(&args, &ses);
@@ -147,14 +159,13 @@ int cmd_evolve(int argc, char **argv)
         status = cli_load_init(init, prob->p, &S0);
     if (!status)
         status = cli_exact_evolve(&ses, &ses.cfg, steps, S0, m2, loss);
-    double scale = ses.cfg.loss_scale;
     if (!status) {
         if (args.csv)
             status = write_csv(args.csv, m2, loss, steps);
         if (!status && args.json)
-            status = print_json(&args, ses.cfg.batch, steps, scale, m2, loss);
+            status = print_json(&args, &ses.cfg, steps, m2, loss);
         else if (!status)
-            print_text(&args, ses.cfg.batch, steps, m2, loss);
+            print_text(&args, &ses.cfg, steps, m2, loss);
     }
     sgdstab_second_moment_free(S0);
     free(m2);

@@ -232,11 +232,19 @@ int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
     }
     if (!status && sgdstab_moments_evolve(m, cfg, Z0, steps, m2, loss, &err))
         status = cli_report(&err);
-    if (!status)
+    /* The directions that never move keep their share, or lose it to weight
+     * decay (plan.h). */
+    double *decay = status ? NULL : malloc((steps + 1) * sizeof *decay);
+    if (!status && !decay)
+        status = cli_data_error(NULL, NULL, "out of memory");
+    if (!status) {
+        sgdstab_null_factors(red, cfg, steps, decay);
         for (size_t t = 0; t <= steps; t++) {
-            m2[t] += null_trace;
+            m2[t] += null_trace * decay[t];
             loss[t] *= 0.5 * scale;
         }
+    }
+    free(decay);
     free(Z0);
     sgdstab_moments_free(m);
     return status;
