@@ -64,6 +64,7 @@ void mb_work_free(mb_work *w)
     free(w->z);
     free(w->g);
     free(w->gp);
+    free(w->buf);
     memset(w, 0, sizeof *w);
 }
 
@@ -78,7 +79,8 @@ int mb_work_alloc(const mb_problem *pb, mb_work *w)
     w->z = malloc(r * sizeof *w->z);
     w->g = malloc(r * sizeof *w->g);
     w->gp = malloc(p * sizeof *w->gp);
-    if (w->rng && w->perm && w->batch && w->z && w->g && w->gp)
+    w->buf = malloc(r * sizeof *w->buf);
+    if (w->rng && w->perm && w->batch && w->z && w->g && w->gp && w->buf)
         return 0;
     mb_work_free(w);
     return -1;

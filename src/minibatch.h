@@ -32,6 +32,8 @@ typedef struct {
     size_t *perm, pos;           /* a permutation of the samples */
     size_t *batch;               /* indices of the current batch */
     double *z, *g, *gp;          /* r, r, max(p, r) */
+    double *buf;                 /* r: the optimizer's buffer (momentum,
+                                    Adam's first moment) */
 } mb_work;
 
 int mb_problem_make(mb_problem *pb, const sgdstab_reduced *red,

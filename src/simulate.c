@@ -8,6 +8,7 @@
 
 #include "minibatch.h"
 #include "sgdstab/fit.h"
+#include "sgdstab/plan.h"
 
 const double SGDSTAB_EXIT_QUANTILES[5] = {0.1, 0.25, 0.5, 0.75, 0.9};
 
@@ -27,6 +28,7 @@ typedef struct {
 typedef struct {
     mb_problem pb;
     sim_init init;
+    double *null_factor;  /* steps + 1: E‖w_t‖²/‖w_0‖² (plan.h) */
     sgdstab_sim_result *res;
     sim_group group[MB_GROUPS];
     size_t ngroups;
@@ -81,6 +83,12 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
         !isfinite(o->radius))
         return sgdstab_fail(err, SGDSTAB_EINVAL, "clip and radius must be "
                             "positive numbers");
+    const sgdstab_optimizer *op = &o->config.optimizer;
+    if ((sgdstab_optimizer_lifted(op) || op->weight_decay > 0) &&
+        (o->noise != SGDSTAB_NOISE_NONE || o->clip > 0 || o->radius > 0))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "injected noise, clipping "
+                            "and exit radii are for plain SGD without weight "
+                            "decay");
     return sgdstab_work_check(sgdstab_sim_work(red, o), SGDSTAB_WORK_MAX,
                               o->radius > 0
                               ? "--runs x --steps (each run until it exits, "
@@ -209,6 +217,32 @@ static void sgd_step(const mb_problem *pb, mb_work *w, double *z,
     }
 }
 
+/* One step of the optimizer with a buffer, as torch.optim takes it, on the
+ * (transformed, reduced) problem: g = c·H_ξ z (coupled weight decay is in
+ * H), buf ← β·buf + s·g (the whole g on SGD's first step), then
+ * z ← κ·z − η·buf, or κ·z − η·(g + β·buf) for Nesterov. */
+static void optimizer_step(const mb_problem *pb, mb_work *w, double *z,
+                           int first)
+{
+    const sgdstab_config *cfg = &pb->opt->config;
+    const sgdstab_optimizer *op = &cfg->optimizer;
+    const size_t r = pb->r;
+    const double beta = op->momentum, eta = cfg->lr;
+    const double s = first && op->kind == SGDSTAB_OPTIMIZER_SGD
+                         ? 1
+                         : sgdstab_optimizer_buffer_gain(op);
+    const double kappa =
+        op->kind == SGDSTAB_OPTIMIZER_ADAMW ? 1 - eta * op->weight_decay : 1;
+    double scale, *g = w->g;
+    size_t m = mb_draw_batch(pb, w, &scale);
+    mb_gradient(pb, w, m, scale, z, g);
+    for (size_t j = 0; j < r; j++) {
+        w->buf[j] = beta * w->buf[j] + s * g[j];
+        double step = op->nesterov ? g[j] + beta * w->buf[j] : w->buf[j];
+        z[j] = kappa * z[j] - eta * step;
+    }
+}
+
 static double norm2_of(const double *z, size_t r, double wnorm)
 {
     double s = wnorm * wnorm;
@@ -250,11 +284,18 @@ static void run_group(void *ctx, mb_work *w, size_t gi)
             st->res->exit_step[run] = exit;
             continue;
         }
+        const int lifted = sgdstab_optimizer_lifted(&o->config.optimizer);
+        memset(w->buf, 0, r * sizeof *w->buf);
         for (size_t t = 0; t <= T; t++) {
-            if (t > 0)
+            if (t > 0 && lifted)
+                optimizer_step(pb, w, z, t == 1);
+            else if (t > 0)
                 sgd_step(pb, w, z, &wnorm);
-            welford(&grp->n2_mean[t], &grp->n2_m2[t], norm2_of(z, r, wnorm),
-                    nth);
+            /* Without injected noise the null part only decays (plan.h). */
+            double n2 = o->noise == SGDSTAB_NOISE_NONE
+                            ? norm2_of(z, r, 0) + null2 * st->null_factor[t]
+                            : norm2_of(z, r, wnorm);
+            welford(&grp->n2_mean[t], &grp->n2_m2[t], n2, nth);
             welford(&grp->l_mean[t], &grp->l_m2[t], loss_of(pb, z), nth);
         }
     }
@@ -343,7 +384,9 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
     res->runs = opt->runs;
     res->groups = st->ngroups = mb_groups(opt->runs);
     size_t T1 = opt->steps + 1, G = st->ngroups;
-    int bad = 0;
+    int bad = !(st->null_factor = malloc(T1 * sizeof *st->null_factor));
+    if (!bad)
+        sgdstab_null_factors(red, &opt->config, opt->steps, st->null_factor);
     res->group_runs = malloc(G * sizeof *res->group_runs);
     bad |= !res->group_runs;
     if (opt->radius > 0) {
@@ -386,6 +429,7 @@ done:
         free(st->group[g].l_m2);
     }
     mb_problem_free(&st->pb);
+    free(st->null_factor);
     free(st->init.QL);
     free(st);
     if (status)

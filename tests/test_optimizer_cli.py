@@ -1,7 +1,9 @@
-"""`sgdstab analyze` and `critical` with an optimizer (--momentum,
---nesterov, --optimizer adam --second-moment, ...): the full-batch closed
-forms of the noise-free limits from NumPy's eigenvalues, momentum 0 equal to
-plain SGD, the JSON "optimizer" object, and bad settings refused in one line.
+"""`sgdstab analyze`, `critical`, `evolve` and `simulate` with an optimizer
+(--momentum, --nesterov, --optimizer adam --second-moment, ...): the
+full-batch closed forms of the noise-free limits from NumPy's eigenvalues,
+momentum 0 equal to plain SGD, Monte Carlo runs of the real update against
+the exact lifted evolution (z-scores), the JSON "optimizer" object, and bad
+settings refused in one line.
 
 Usage: test_optimizer_cli.py SGDSTAB"""
 
@@ -69,6 +71,36 @@ def body(work):
             e.append("optimizer.momentum %r" % d["optimizer"]["momentum"])
     h.report("momentum 0.9: rho and eta* agree on the verdict", e, res)
 
+    # Monte Carlo of torch.optim's update against the exact evolution:
+    # 20000 runs, 12 steps, at 0.8 eta*; |z| <= 4 at every step (the runs
+    # are fixed by the seed; a wrong buffer rule shows up as |z| in the
+    # tens).  ‖delta_t‖² is heavy-tailed under multiplicative noise: with few
+    # runs over long horizons the sample mean and its error bar fall short
+    # together, so the horizon is short and the runs many.
+    optimizers = [("heavy ball 0.9", ["--momentum", 0.9]),
+                  ("dampening 0.3, wd 0.05",
+                   ["--momentum", 0.7, "--dampening", 0.3,
+                    "--weight-decay", 0.05]),
+                  ("nesterov 0.8", ["--momentum", 0.8, "--nesterov"])]
+    for name, opts in optimizers:
+        for sampling in h.SAMPLINGS:
+            d, res, e = h.run_json("critical", path, "--batch", 3,
+                                   "--sampling", sampling, *opts)
+            if d is None:
+                h.report("simulate %s %s" % (name, sampling), e, res)
+                continue
+            lr = 0.8 * d["critical"][0]["lr_critical"]
+            d, res, e = h.run_json("simulate", path, "--lr", lr, "--batch", 3,
+                                   "--sampling", sampling, "--steps", 12,
+                                   "--runs", 20000, "--seed", 11, "--compare",
+                                   "--quiet", *opts)
+            if d is not None:
+                worst = max(abs(z) for z in d["z_score"][1:])
+                if not worst <= 4:
+                    e.append("max |z| %.3g over 12 steps" % worst)
+            h.report("simulate %s (%s) against the exact evolution" %
+                     (name, sampling), e, res)
+
     bad = [
         (["--momentum", 1], 2, "momentum must lie in [0, 1)"),
         (["--momentum", 0.9, "--dampening", 0.1, "--nesterov"], 2,
@@ -78,6 +110,20 @@ def body(work):
         (["--weight-decay", -1], 2, "weight decay"),
         (["--optimizer", "adam", "--second-moment", path], 1, path),
     ]
+    for cmd, extra, needle in (
+            ("evolve", ["--steps", 3], "evolve does not take a "
+             "preconditioner"),
+            ("simulate", ["--steps", 3], "simulate does not take a "
+             "preconditioner"),
+            ("simulate", ["--steps", 3, "--momentum", 0.9, "--clip", 1],
+             "for plain SGD")):
+        res = h.run(cmd, path, "--lr", 0.1, "--batch", 3, *extra,
+                    *([] if "--momentum" in extra else
+                      ["--optimizer", "adam", "--second-moment", vpath]))
+        e = [] if res.rc in (1, 2) else ["exit %d" % res.rc]
+        if needle not in res.err or not h.one_line(res.err):
+            e.append("stderr lacks %r in one line" % needle)
+        h.report("%s refuses: %s" % (cmd, needle), e, res)
     np.save(os.path.join(work, "short.npy"), v[:3])
     bad.append((["--optimizer", "adam", "--second-moment",
                  os.path.join(work, "short.npy")], 1, "has 3 values"))

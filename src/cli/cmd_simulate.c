@@ -30,6 +30,7 @@ static const char SIMULATE_HELP[] =
     "                        [--csv F | --json] [--quiet] [--hessian H.npy]\n"
     "                        [--loss L] [--rank-tol RTOL]\n"
     "                        [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                        [--optimizer sgd] [--momentum BETA] [--nesterov] ...\n"
     "       sgdstab simulate FILE --epoch --lr ETA --batch B [--runs R] [--seed S]\n"
     "                        [--sampling S] [--compare] [--json] ...\n"
     "       sgdstab simulate FILE --threshold --batch B [--lr ETA] [--runs R]\n"
@@ -115,6 +116,11 @@ static const char SIMULATE_HELP[] =
     "  --json            JSON on stdout\n"
     "  --quiet           no progress bar (drawn only on a terminal anyway)\n"
     CLI_HELP_PROBLEM_OPTIONS
+    CLI_HELP_OPTIMIZER_OPTIONS
+    "                    (trajectories only: the real update with its buffer,\n"
+    "                    filled as torch.optim does; no --noise, --clip,\n"
+    "                    --radius with momentum or weight decay, no\n"
+    "                    preconditioner yet)\n"
     "  -h, --help        show this help\n";
 
 static int parse_noise(const char *cmd, const char *text,
@@ -166,6 +172,7 @@ cJSON *simulate_json_head(const cli_args *a, const cli_session *ses,
     cli_json_size(j, "batch", rq->o.config.batch);
     cJSON_AddStringToObject(j, "sampling", rq->sampling_name);
     cli_json_number(j, "loss_scale", rq->o.config.loss_scale);
+    cli_json_optimizer(j, &rq->o.config);
     cli_json_size(j, "runs", rq->o.runs);
     cli_json_size(j, "seed", rq->o.seed);
     return j;
@@ -198,13 +205,13 @@ static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
                          sim_texts *t)
 {
     static const struct option opts[] = {
-        CLI_OPTS_AT_ONE_POINT, CLI_OPT_JSON, CLI_OPT_CSV, CLI_OPT_STEPS,
-        CLI_OPT_SEED, CLI_OPT_INIT, CLI_OPT_QUIET, CLI_ARG("runs", OPT_RUNS),
-        CLI_ARG("threads", OPT_THREADS), CLI_ARG("fit-from", OPT_FIT_FROM),
-        CLI_FLAG("compare", OPT_COMPARE), CLI_ARG("clip", OPT_CLIP),
-        CLI_ARG("noise", OPT_NOISE), CLI_ARG("radius", OPT_RADIUS),
-        CLI_FLAG("epoch", OPT_EPOCH), CLI_FLAG("threshold", OPT_THRESHOLD),
-        CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPTS_AT_ONE_POINT, CLI_OPTS_OPTIMIZER, CLI_OPT_JSON, CLI_OPT_CSV,
+        CLI_OPT_STEPS, CLI_OPT_SEED, CLI_OPT_INIT, CLI_OPT_QUIET,
+        CLI_ARG("runs", OPT_RUNS), CLI_ARG("threads", OPT_THREADS),
+        CLI_ARG("fit-from", OPT_FIT_FROM), CLI_FLAG("compare", OPT_COMPARE),
+        CLI_ARG("clip", OPT_CLIP), CLI_ARG("noise", OPT_NOISE),
+        CLI_ARG("radius", OPT_RADIUS), CLI_FLAG("epoch", OPT_EPOCH),
+        CLI_FLAG("threshold", OPT_THRESHOLD), CLI_OPT_HELP, CLI_OPT_END};
     sgdstab_sim_options *o = &rq->o;
     int c, bad = 0;
     while ((c = cli_getopt(argc, argv, a->cmd, opts)) != -1) {
@@ -250,6 +257,15 @@ static int check_options(cli_args *a, sim_request *rq, sim_texts *t)
                                "--radius --csv");
     if (!epoch && !t->steps)
         return cli_usage_error(a->cmd, "missing --steps");
+    const sgdstab_optimizer *op = &a->optimizer;
+    if (a->second_moment)
+        return cli_usage_error(a->cmd, "--second-moment: simulate does not "
+                               "take a preconditioner yet (analyze and "
+                               "critical do)");
+    if (epoch && (op->kind != SGDSTAB_OPTIMIZER_SGD || op->momentum > 0 ||
+                  op->weight_decay > 0))
+        return cli_usage_error(a->cmd, "--epoch and --threshold are for "
+                               "plain SGD (no optimizer options)");
     if (cli_parse_size(a->cmd, "batch", a->batch, 1, &t->batch) ||
         (!epoch && cli_parse_size(a->cmd, "steps", t->steps, 1, &o->steps)))
         return EXIT_USAGE;
