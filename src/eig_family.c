@@ -40,7 +40,7 @@
  * number of threads.  BLAS is held at one thread for the whole solve,
  * including N, which splits its own work the same way (moments.c).
  */
-#define FAMILY_MAX_DIAGS 3
+#define FAMILY_MAX_DIAGS 4
 enum { FAMILY_ROWS = 2048, FAMILY_PARTS = 8 };
 
 struct sgdstab_family {

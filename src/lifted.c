@@ -32,6 +32,13 @@ static double step_radius(const sgdstab_step_map *map,
     return rho;
 }
 
+double sgdstab_lifted_floor(const sgdstab_step_map *map,
+                            const sgdstab_reduced *red)
+{
+    double rm = step_radius(map, red);
+    return rm * rm;
+}
+
 double sgdstab_lifted_mean_limit(const sgdstab_reduced *red,
                                  const sgdstab_config *cfg)
 {
@@ -155,16 +162,9 @@ static int mu_solver_init(mu_solver *ms, sgdstab_moments *m,
     return SGDSTAB_OK;
 }
 
-/* A root of f(x) = ln μ over the bracket x_lo < x_hi (f(x_lo) ≥ 0 > f(x_hi)
- * for the radius, the reverse for η*; the sign of f_lo tells which), by
- * regula falsi with the Illinois modification; eval maps x to ln μ.  *best
- * is the evaluated x of smallest |f|, *slope |f_hi − f_lo|/(x_hi − x_lo)
- * of the final bracket (for the error estimate |f(best)|/slope). */
-typedef int (*log_mu_fn)(void *ctx, double x, double *f, sgdstab_error *err);
-
-static int bracketed_root(log_mu_fn eval, void *ctx, double *x_lo,
-                          double f_lo, double *x_hi, double f_hi,
-                          double *best, double *slope, sgdstab_error *err)
+int sgdstab_bracketed_root(sgdstab_root_fn eval, void *ctx, double *x_lo,
+                           double f_lo, double *x_hi, double f_hi,
+                           double *best, double *slope, sgdstab_error *err)
 {
     int side = 0;
     double f_best = fabs(f_lo) < fabs(f_hi) ? f_lo : f_hi;
@@ -279,8 +279,8 @@ int sgdstab_lifted_radius(sgdstab_moments *m, const sgdstab_reduced *red,
         }
         double best = x_lo, slope = 0;
         if (!st)
-            st = bracketed_root(radius_log_mu, &rc, &x_lo, f_lo, &x_hi, f_hi,
-                                &best, &slope, err);
+            st = sgdstab_bracketed_root(radius_log_mu, &rc, &x_lo, f_lo,
+                                        &x_hi, f_hi, &best, &slope, err);
         if (!st)
             st = radius_log_mu(&rc, best, &f_lo, err);
         if (!st) {
@@ -346,8 +346,8 @@ int sgdstab_lifted_critical(sgdstab_moments *m, const sgdstab_reduced *red,
         }
         double best = x_lo, slope = 0;
         if (!st)
-            st = bracketed_root(critical_log_mu, &cc, &x_lo, f_lo, &x_hi,
-                                f_hi, &best, &slope, err);
+            st = sgdstab_bracketed_root(critical_log_mu, &cc, &x_lo, f_lo,
+                                        &x_hi, f_hi, &best, &slope, err);
         if (!st) {
             out->lr_lower = exp(x_lo);
             out->lr_upper = exp(x_hi);

@@ -30,4 +30,19 @@ int sgdstab_lifted_critical(sgdstab_moments *m, const sgdstab_reduced *red,
 double sgdstab_lifted_mean_limit(const sgdstab_reduced *red,
                                  const sgdstab_config *cfg);
 
+/* ρ(M̄)², the noise-free radius of the lifted map on the reduced space. */
+double sgdstab_lifted_floor(const sgdstab_step_map *map,
+                            const sgdstab_reduced *red);
+
+/* A root of f over the bracket x_lo < x_hi where f changes sign (f_lo and
+ * f_hi its values there), by regula falsi with the Illinois step; both
+ * ends move in.  *best is the evaluated x of smallest |f|, *slope
+ * |f_hi − f_lo|/(x_hi − x_lo) of the final bracket (an error estimate is
+ * |f(best)|/slope). */
+typedef int (*sgdstab_root_fn)(void *ctx, double x, double *f,
+                               sgdstab_error *err);
+int sgdstab_bracketed_root(sgdstab_root_fn eval, void *ctx, double *x_lo,
+                           double f_lo, double *x_hi, double f_hi,
+                           double *best, double *slope, sgdstab_error *err);
+
 #endif

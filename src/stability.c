@@ -17,10 +17,11 @@
  *   𝒯 = diag(1 − η s + η² q) + η² b · 𝒩                 (γ = (1, −η, η²))
  *   K = 𝒜₁^{-1/2}𝒜₂𝒜₁^{-1/2} = diag(q / s) + b · D𝒩D,   D = diag(s^{-1/2})
  * and, for heavy-ball momentum β (README, Optimizers), K_β = diag(−q_β/s)
- * + b·D𝒩D with q_β = [β(h_j² + h_l²) − (1 + β²)h_j h_l]/(1 − β²): the
- * second diagonal u/s, u = h_j² + h_l², gives γ = ((1 + β²)/(1 − β²),
- * −β/(1 − β²)), and η* = (1 − β)/(s·c·λmax(K_β)) (s the buffer's gain,
- * optimizer.h).  β = 0 is plain SGD's K exactly. */
+ * + b·D𝒩D with q_β = [β(h_j² + h_l²) − (1 + β²)h_j h_l]/(1 − β²)
+ * = [β·d − (1 − β)²·q]/(1 − β²), d = (h_j − h_l)²: the second diagonal
+ * d/s gives γ = ((1 − β)/(1 + β), −β/(1 − β²)), and η* = (1 − β)/(s·c·
+ * λmax(K_β)) (s the buffer's gain, optimizer.h).  β = 0 is plain SGD's K
+ * exactly. */
 enum { FAMILY_STEP = 0, FAMILY_CRITICAL = 1 };
 
 /* Default relative tolerances (eig.h) per family.  An error estimate of
@@ -48,11 +49,12 @@ struct sgdstab_stability {
     size_t r, dim;
     double *work;             /* a packed matrix: a start vector's scratch */
     double *ones, *sum, *prod, *ratio, *dscale;  /* packed diagonals */
-    double *square_ratio;     /* (h_j² + h_l²)/s: momentum's part of K */
+    double *spread;           /* d = (h_j − h_l)²: the lifted map's part */
+    double *spread_ratio;     /* d/s: momentum's part of K */
     double *identity;         /* packed I/√r: the positive definite start */
     double *unit_noise[2];    /* [subtract_gzg]: ⟨E_jj, 𝒩 E_jj⟩, j < r */
     size_t flattest;          /* index of the smallest h_j */
-    const double *diags[2][3];  /* [FAMILY_*]: the fixed diagonals d_c */
+    const double *diags[2][4];  /* [FAMILY_*]: the fixed diagonals d_c */
     size_t ndiag[2];
     family_slot slot[2][2];   /* [FAMILY_*][subtract_gzg] */
     sgdstab_eig_options eig;
@@ -79,7 +81,8 @@ void sgdstab_stability_free(sgdstab_stability *s)
     free(s->sum);
     free(s->prod);
     free(s->ratio);
-    free(s->square_ratio);
+    free(s->spread_ratio);
+    free(s->spread);
     free(s->dscale);
     free(s->identity);
     free(s->unit_noise[0]);
@@ -135,13 +138,14 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
     s->sum = malloc(dim * sizeof *s->sum);
     s->prod = malloc(dim * sizeof *s->prod);
     s->ratio = malloc(dim * sizeof *s->ratio);
-    s->square_ratio = malloc(dim * sizeof *s->square_ratio);
+    s->spread_ratio = malloc(dim * sizeof *s->spread_ratio);
+    s->spread = malloc(dim * sizeof *s->spread);
     s->dscale = malloc(dim * sizeof *s->dscale);
     s->identity = calloc(dim, sizeof *s->identity);
     s->unit_noise[0] = malloc(s->r * sizeof *s->unit_noise[0]);
     s->unit_noise[1] = malloc(s->r * sizeof *s->unit_noise[1]);
     if (!s->work || !s->ones || !s->sum || !s->prod || !s->ratio ||
-        !s->square_ratio ||
+        !s->spread_ratio || !s->spread ||
         !s->dscale || !s->identity || !s->unit_noise[0] || !s->unit_noise[1])
         goto oom;
     set_unit_noise(s);
@@ -155,9 +159,9 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
             s->sum[a] = h[j] + h[l];
             s->prod[a] = h[j] * h[l];
             s->ratio[a] = s->sum[a] > 0 ? s->prod[a] / s->sum[a] : 0.0;
-            s->square_ratio[a] = s->sum[a] > 0
-                                     ? (h[j] * h[j] + h[l] * h[l]) / s->sum[a]
-                                     : 0.0;
+            s->spread[a] = (h[j] - h[l]) * (h[j] - h[l]);
+            s->spread_ratio[a] =
+                s->sum[a] > 0 ? s->spread[a] / s->sum[a] : 0.0;
             s->dscale[a] = s->sum[a] > 0 ? 1 / sqrt(s->sum[a]) : 0.0;
             if (j == l)
                 s->identity[a] = 1 / sqrt((double)s->r);
@@ -168,9 +172,10 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
     s->diags[FAMILY_STEP][0] = s->ones;
     s->diags[FAMILY_STEP][1] = s->sum;
     s->diags[FAMILY_STEP][2] = s->prod;
-    s->ndiag[FAMILY_STEP] = 3;
+    s->diags[FAMILY_STEP][3] = s->spread;
+    s->ndiag[FAMILY_STEP] = 4;
     s->diags[FAMILY_CRITICAL][0] = s->ratio;
-    s->diags[FAMILY_CRITICAL][1] = s->square_ratio;
+    s->diags[FAMILY_CRITICAL][1] = s->spread_ratio;
     s->ndiag[FAMILY_CRITICAL] = 2;
     return s;
 oom:
@@ -437,6 +442,129 @@ static int prepare(const sgdstab_stability *s, const sgdstab_config *cfg,
                                                 cfg->batch, a, b, err);
 }
 
+/* The lifted map's ρ without Nesterov's look-ahead (README, Optimizers):
+ * there 1/ℓ_jl(z) = (g0 + g1·s + g2·p + g3·d)_jl with s = h_j + h_l,
+ * p = h_j h_l, d = (h_j − h_l)² (g below, from the 2×2 equation solved in
+ * closed form), so ρ is the root of λmax(b𝒩 − diag(1/ℓ_z)) = 0 over members
+ * of the 𝒯 family, which has these diagonals: each z is solved on the
+ * shared basis.  The member is divided by ς = b·max_j ⟨E_jj, 𝒩E_jj⟩ and
+ * shifted by 1, so that its top eigenvalue is 1 at the root, on the scale
+ * of ρ itself. */
+typedef struct {
+    sgdstab_stability *s;
+    sgdstab_sampling sampling;
+    sgdstab_step_map map;
+    double b, scale, z_floor;
+    double vtol;
+    sgdstab_eig_result res;
+    double *vec;
+    size_t matvecs;
+} lifted_root;
+
+/* 1/ℓ(z) = g0 + g1 s + g2 p + g3 d for the map (κ, β, e = s·c·η) at
+ * z = βκ + zb (zb > 0 passed apart: near the floor βκ of underdamped
+ * directions z − βκ would cancel), with w = zb/(e²z(z + βκ)):
+ *   g0 = w(z − β²)(z − κ²),  g1 = w·e·z·(β + κ),  g2 = −w·e²·z,
+ *   g3 = z·βκ/(zb·(z + βκ)),
+ * the heavy-ball solution of the 2×2 equation (README, Optimizers), checked
+ * against its direct solve by the tests. */
+static void inverse_gain(const sgdstab_step_map *m, double z, double zb,
+                         double g[4])
+{
+    const double beta = m->beta, kappa = m->kappa, e = m->step;
+    const double bk = beta * kappa, w = zb / (e * e * z * (z + bk));
+    g[0] = w * (z - beta * beta) * (z - kappa * kappa);
+    g[1] = w * e * z * (beta + kappa);
+    g[2] = -w * e * e * z;
+    g[3] = z * bk / (zb * (z + bk));
+}
+
+/* (θ − 1) at z = z_floor + e^x, θ the top eigenvalue of the scaled member. */
+static int lifted_root_eval(void *ctx, double x, double *f,
+                            sgdstab_error *err)
+{
+    lifted_root *lr = ctx;
+    double g[4], gap = exp(x);
+    inverse_gain(&lr->map, lr->z_floor + gap,
+                 lr->z_floor - lr->map.beta * lr->map.kappa + gap, g);
+    const sgdstab_stability *s = lr->s;
+    for (size_t a = 0; a < s->dim; a++)
+        if (!(g[0] + g[1] * s->sum[a] + g[2] * s->prod[a] +
+              g[3] * s->spread[a] > 0))
+            return sgdstab_fail(err, SGDSTAB_ENUMERIC, "lifted map: a gain "
+                                "is not positive at z = %.17g",
+                                lr->z_floor + exp(x));
+    double gamma[4];
+    for (int c = 0; c < 4; c++)
+        gamma[c] = -g[c] / lr->scale;
+    gamma[0] += 1;
+    int st = solve_checked(lr->s, FAMILY_STEP, lr->sampling, gamma,
+                           lr->b / lr->scale, lr->vtol, &lr->res, lr->vec,
+                           err);
+    lr->matvecs += lr->res.matvecs;
+    *f = lr->res.value - 1;
+    return st;
+}
+
+static int lifted_radius(sgdstab_stability *s, const sgdstab_config *cfg,
+                         double b, sgdstab_radius *out, double *S,
+                         sgdstab_error *err)
+{
+    const double *noise =
+        s->unit_noise[cfg->sampling != SGDSTAB_SAMPLING_BERNOULLI];
+    double top = 0;
+    for (size_t j = 0; j < s->r; j++)
+        top = fmax(top, noise[j]);
+    lifted_root lr = {.s = s, .sampling = cfg->sampling, .b = b,
+                      .scale = b * top};
+    sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, &lr.map);
+    lr.z_floor = sgdstab_lifted_floor(&lr.map, s->red);
+    /* Nesterov's gains are not in the family; without noise, or with ρ on
+     * the floor, the ARPACK root find of lifted.c takes over. */
+    double x_lo = log(fmax(lr.z_floor, 1e-300) * 1e-12), f_lo = 0;
+    sgdstab_error near;
+    if (cfg->optimizer.nesterov || !(lr.scale > 0) ||
+        lifted_root_eval(&lr, x_lo, &f_lo, &near) || !(f_lo > 0))
+        return sgdstab_lifted_radius(s->m, s->red, cfg, b, out, S, err);
+    int st = SGDSTAB_OK;
+    double x_hi = log(fmax(lr.z_floor, 1e-300)), f_hi = 0;
+    for (int i = 0; !st && i < 200; i++) {
+        st = lifted_root_eval(&lr, x_hi, &f_hi, err);
+        if (st || f_hi < 0)
+            break;
+        x_lo = x_hi;
+        f_lo = f_hi;
+        x_hi += log(4.0);
+    }
+    double best = x_lo, slope = 0;
+    if (!st)
+        st = sgdstab_bracketed_root(lifted_root_eval, &lr, &x_lo, f_lo, &x_hi,
+                                    f_hi, &best, &slope, err);
+    lr.vtol = S ? EIGENMATRIX_RESIDUAL : 0;
+    lr.vec = S ? malloc(s->dim * sizeof *lr.vec) : NULL;
+    if (S && !lr.vec)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
+    double f_best = 0;
+    if (!st)
+        st = lifted_root_eval(&lr, best, &f_best, err);
+    if (!st) {
+        /* dz = dx·(z − z_floor); θ's error is the member's. */
+        double gap = exp(best);
+        out->rho = lr.z_floor + gap;
+        out->error_estimate =
+            slope > 0 ? (fabs(f_best) + lr.res.error_estimate) / slope * gap
+                      : gap;
+        out->residual = fmax(out->error_estimate,
+                             lr.z_floor + exp(x_hi) - out->rho);
+        out->converged = lr.res.converged;
+        out->matvecs = lr.matvecs;
+        if (S)  /* at the root the eigenvector is the parameter block W */
+            sgdstab_sym_unpack(s->r, lr.vec, S);
+    }
+    free(lr.vec);
+    return st;
+}
+
 int sgdstab_spectral_radius(sgdstab_stability *s, const sgdstab_config *cfg,
                             const sgdstab_critical *known,
                             sgdstab_radius *out, double *S,
@@ -452,9 +580,9 @@ int sgdstab_spectral_radius(sgdstab_stability *s, const sgdstab_config *cfg,
                             "batch size %zu, not %zu", known->batch,
                             cfg->batch);
     if (sgdstab_optimizer_lifted(&cfg->optimizer))
-        return sgdstab_lifted_radius(s->m, s->red, cfg, b, out, S, err);
+        return lifted_radius(s, cfg, b, out, S, err);
     double eta = cfg->loss_scale * cfg->lr;
-    double gamma[3] = {1, -eta, eta * eta};
+    double gamma[4] = {1, -eta, eta * eta, 0};
     sgdstab_eig_result res;
     double *vec = S ? malloc(s->dim * sizeof *vec) : NULL;
     if (S && !vec)
@@ -562,7 +690,7 @@ int sgdstab_critical_lr(sgdstab_stability *s, const sgdstab_config *cfg,
         (o->kind == SGDSTAB_OPTIMIZER_ADAMW && o->weight_decay > 0))
         return sgdstab_lifted_critical(s->m, s->red, cfg, b, out, err);
     const double beta = o->momentum, beta2 = beta * beta;
-    double gamma[2] = {(1 + beta2) / (1 - beta2), -beta / (1 - beta2)};
+    double gamma[2] = {(1 - beta) / (1 + beta), -beta / (1 - beta2)};
     const double gain = sgdstab_optimizer_buffer_gain(o) * cfg->loss_scale;
     sgdstab_eig_result res;
     if ((st = solve_checked(s, FAMILY_CRITICAL, cfg->sampling, gamma, b, 0,

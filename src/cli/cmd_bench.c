@@ -38,7 +38,7 @@ enum {
 static const char BENCH_HELP[] =
     "Usage: sgdstab bench [--samples N] [--params P] [--outputs K] [--batch B]\n"
     "                     [--sampling S] [--curve M] [--phase M] [--seed S]\n"
-    "                     [--arpack] [--json]\n"
+    "                     [--arpack] [--momentum BETA] [--json]\n"
     "\n"
     "Time the engine on a random Jacobian with i.i.d. N(0, 1/p) entries\n"
     "(defaults: N = 2000, P = 1500, K = 1, B = 32, the reference case) and\n"
@@ -61,6 +61,10 @@ static const char BENCH_HELP[] =
     "                     trajectory-steps per second, and GFLOP/s counting\n"
     "                     4 B k r flops per step\n"
     "  memory             peak resident size; doubles per basis vector\n"
+    "  momentum           with --momentum BETA (heavy ball): eta*(B; BETA)\n"
+    "                     over plain eta*(B) (solve times), rho at\n"
+    "                     0.5 eta*(B; BETA) over plain rho at 0.5 eta*(B),\n"
+    "                     and the curve over one eta*(B; BETA)\n"
     "With --arpack, eta*(B) is also solved with ARPACK-ng from scratch, for\n"
     "comparison with the shared-basis Davidson solver used by default.\n"
     "The factorization, eta*(B) and the curve are each timed 3 times, each\n"
@@ -113,6 +117,14 @@ typedef struct {
     double arpack, arpack_value;
     size_t arpack_mv;
     double rss_mb;
+    /* With --momentum: η*(B; β), ρ at 0.5 η*(B; β) and the curve, each
+     * against its plain-SGD yardstick. */
+    double mom_crit, mom_crit_value, mom_crit_ratio;
+    size_t mom_crit_mv;
+    double mom_rho_time, mom_rho, mom_rho_ratio;
+    size_t mom_rho_mv;
+    double mom_curve, mom_curve_ratio;
+    size_t mom_curve_mv;
 } bench_result;
 
 /* η*(B) for m batch sizes (m = 1: one η*) on a fresh workspace,
@@ -369,16 +381,23 @@ done:
     return status;
 }
 
+/* curve_m log-spaced batch sizes in 1..n (*m distinct ones). */
+static int curve_batches(const cli_args *a, size_t n, size_t curve_m,
+                         size_t **batches, size_t *m)
+{
+    char spec[64];
+    snprintf(spec, sizeof spec, "1:%zu:%zu:log", n, curve_m);
+    return cli_parse_batches(a->cmd, spec, n, batches, m);
+}
+
 /* The curve over curve_m log-spaced batch sizes, on a fresh workspace;
  * lr_range[] its smallest and largest η*, those of B = 1 and B = n. */
 static int time_curve(const cli_args *a, const sgdstab_config *cfg,
                       const sgdstab_reduced *red, size_t curve_m,
                       bench_result *b, double lr_range[2])
 {
-    char spec[64];
-    size_t n = red->n, *batches = NULL;
-    snprintf(spec, sizeof spec, "1:%zu:%zu:log", n, curve_m);
-    int status = cli_parse_batches(a->cmd, spec, n, &batches, &b->curve_m);
+    size_t *batches = NULL;
+    int status = curve_batches(a, red->n, curve_m, &batches, &b->curve_m);
     if (status)
         return status;
     sgdstab_critical *curve = malloc(b->curve_m * sizeof *curve);
@@ -396,6 +415,56 @@ static int time_curve(const cli_args *a, const sgdstab_config *cfg,
     lr_range[0] = curve[0].lr_critical;
     lr_range[1] = curve[b->curve_m - 1].lr_critical;
 done:
+    free(batches);
+    free(curve);
+    return status;
+}
+
+/* Heavy-ball momentum β (--momentum): η*(B; β) against plain η*(B) (solve
+ * times, fresh workspaces), ρ at 0.5 η*(B; β) on a fresh workspace against
+ * plain ρ at 0.5 η*(B), and the curve against one η*(B; β). */
+static int time_momentum(const cli_args *a, const sgdstab_config *plain,
+                         const sgdstab_reduced *red, size_t curve_m,
+                         bench_result *b)
+{
+    sgdstab_config cfg = *plain;
+    cfg.optimizer.momentum = a->optimizer.momentum;
+    sgdstab_critical cr;
+    int status = time_critical(a, &cfg, red, &cfg.batch, 1, NULL, &cr,
+                               &b->mom_crit);
+    if (status)
+        return status;
+    b->mom_crit_value = cr.lr_critical;
+    b->mom_crit_mv = cr.matvecs;
+    b->mom_crit_ratio = b->mom_crit / b->crit;
+    sgdstab_stability *s;
+    if ((status = cli_stability(a, red, &s)))
+        return status;
+    sgdstab_error err;
+    sgdstab_radius rad;
+    cfg.lr = 0.5 * cr.lr_critical;
+    double t = cli_seconds();
+    if (sgdstab_spectral_radius(s, &cfg, &cr, &rad, NULL, &err))
+        status = cli_report(&err);
+    b->mom_rho_time = cli_seconds() - t;
+    sgdstab_stability_free(s);
+    if (status)
+        return status;
+    b->mom_rho = rad.rho;
+    b->mom_rho_mv = rad.matvecs;
+    b->mom_rho_ratio = b->mom_rho_time / b->stable_time;
+    size_t *batches = NULL, m = 0;
+    if ((status = curve_batches(a, red->n, curve_m, &batches, &m)))
+        return status;
+    sgdstab_critical *curve = malloc(m * sizeof *curve);
+    if (!curve)
+        status = cli_data_error(a->cmd, NULL, "out of memory");
+    if (!status)
+        status = time_critical(a, &cfg, red, batches, m, NULL, curve,
+                               &b->mom_curve);
+    for (size_t i = 0; !status && i < m; i++)
+        b->mom_curve_mv += curve[i].matvecs;
+    b->mom_curve_ratio = b->mom_curve / b->mom_crit;
     free(batches);
     free(curve);
     return status;
@@ -423,7 +492,9 @@ static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
         (status = time_simulate(&cfg, prob, red, 0.5 * b->crit_value, b)) ||
         (phase_m && (status = time_phase(a, &cfg, red, phase_m,
                                          lr_range[0] / 2, 2 * lr_range[1],
-                                         b))))
+                                         b))) ||
+        (a->optimizer.momentum > 0 &&
+         (status = time_momentum(a, &cfg, red, curve_m, b))))
         goto done;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -471,6 +542,18 @@ static void print_text(size_t n, size_t p, size_t k, size_t batch,
                "%.1f solves/s, %.1f applications per solve\n",
                "phase diagram", b->phase, b->phase_solves, b->phase_m,
                b->phase_m, b->phase_rate, b->phase_mv_per_solve);
+    if (a->optimizer.momentum > 0) {
+        printf("  %-34s %10.3f s  (solve only) %zu applications, eta* = "
+               "%.10g: %.2f x plain eta*(B)\n", "eta*(B) with momentum",
+               b->mom_crit, b->mom_crit_mv, b->mom_crit_value,
+               b->mom_crit_ratio);
+        printf("  %-34s %10.3f s  %zu applications, rho = %.12g: %.2f x "
+               "plain rho\n", "rho with momentum at 0.5 eta*",
+               b->mom_rho_time, b->mom_rho_mv, b->mom_rho, b->mom_rho_ratio);
+        printf("  %-34s %10.3f s  %zu applications: %.2f x one eta*(B) "
+               "with momentum\n", "curve with momentum", b->mom_curve,
+               b->mom_curve_mv, b->mom_curve_ratio);
+    }
     printf("  %-34s %10.0f MB peak; %zu doubles per basis vector (r(r+1)/2, "
            "stored twice)\n", "memory", b->rss_mb, b->r * (b->r + 1) / 2);
     printf("\n(the curve has %zu distinct batch sizes)\n", b->curve_m);
@@ -519,6 +602,20 @@ static int print_json(size_t n, size_t p, size_t k, size_t batch,
         cli_json_number(o, "phase_applications_per_solve",
                         b->phase_mv_per_solve);
     }
+    if (a->optimizer.momentum > 0) {
+        static const char *const keys[] = {
+            "momentum", "momentum_critical_seconds",
+            "momentum_critical_over_plain", "momentum_rho_seconds",
+            "momentum_rho_over_plain", "momentum_curve_seconds",
+            "momentum_curve_over_critical", "momentum_critical_applications",
+            "momentum_rho_applications", "momentum_curve_applications"};
+        const double values[] = {
+            a->optimizer.momentum, b->mom_crit, b->mom_crit_ratio,
+            b->mom_rho_time, b->mom_rho_ratio, b->mom_curve,
+            b->mom_curve_ratio, (double)b->mom_crit_mv,
+            (double)b->mom_rho_mv, (double)b->mom_curve_mv};
+        cli_json_numbers(o, 10, keys, values);
+    }
     cli_json_number(o, "peak_rss_mb", b->rss_mb);
     return cli_json_print(o);
 }
@@ -530,6 +627,7 @@ int cmd_bench(int argc, char **argv)
         CLI_ARG("samples", OPT_SAMPLES), CLI_ARG("params", OPT_PARAMS),
         CLI_ARG("outputs", OPT_OUTPUTS), CLI_ARG("curve", OPT_CURVE),
         CLI_ARG("phase", OPT_PHASE), CLI_FLAG("arpack", OPT_ARPACK),
+        CLI_ARG("momentum", OPT_MOMENTUM),
         CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "bench");
