@@ -17,39 +17,87 @@ static int tick(sgdstab_progress_fn progress, void *ctx, size_t *done,
     return SGDSTAB_OK;
 }
 
+size_t sgdstab_phase_rows(const sgdstab_phase_axes *ax)
+{
+    return ax->nm ? ax->nm : ax->nb;
+}
+
+/* The configuration of row i: its batch size or its momentum. */
+static sgdstab_config row_config(const sgdstab_config *cfg,
+                                 const sgdstab_phase_axes *ax, size_t i)
+{
+    sgdstab_config at = *cfg;
+    at.batch = ax->nm ? ax->batches[0] : ax->batches[i];
+    if (ax->nm)
+        at.optimizer.momentum = ax->momenta[i];
+    return at;
+}
+
+/* Every row at every learning rate passes the configuration check. */
+static int check_axes(const sgdstab_reduced *red, const sgdstab_config *cfg,
+                      const sgdstab_phase_axes *ax, sgdstab_error *err)
+{
+    if (ax->nm && ax->nb != 1)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "a diagram over momenta "
+                            "takes one batch size, not %zu", ax->nb);
+    for (size_t i = 0; i < sgdstab_phase_rows(ax); i++)
+        for (size_t j = 0; j < ax->nl; j++) {
+            sgdstab_config at = row_config(cfg, ax, i);
+            at.lr = ax->lrs[j];
+            int st = sgdstab_config_check(&at, red, SGDSTAB_USES_LR |
+                                          SGDSTAB_USES_BATCH |
+                                          SGDSTAB_USES_STEP_MAP, err);
+            if (st)
+                return st;
+        }
+    return SGDSTAB_OK;
+}
+
+/* η* of every row: one critical curve over the batch sizes, or one solve
+ * per momentum (each on the shared basis). */
+static int row_boundaries(sgdstab_stability *s, const sgdstab_config *cfg,
+                          const sgdstab_phase_axes *ax, sgdstab_critical *crit,
+                          sgdstab_error *err)
+{
+    if (!ax->nm)
+        return sgdstab_critical_curve(s, cfg, ax->batches, ax->nb, crit, err);
+    int st = SGDSTAB_OK;
+    for (size_t i = 0; i < ax->nm && !st; i++) {
+        sgdstab_config at = row_config(cfg, ax, i);
+        st = sgdstab_critical_lr(s, &at, &crit[i], err);
+    }
+    return st;
+}
+
 int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
                           const sgdstab_config *cfg,
                           const sgdstab_phase_axes *ax,
                           sgdstab_phase_boundary *boundary,
                           sgdstab_phase_point *grid, sgdstab_error *err)
 {
-    const size_t *batches = ax->batches, nb = ax->nb, nl = ax->nl;
+    const size_t rows = sgdstab_phase_rows(ax), nl = ax->nl;
     const double *lrs = ax->lrs;
     const sgdstab_reduced *red = sgdstab_stability_reduced(s);
-    sgdstab_config at = *cfg;
-    for (size_t j = 0; j < nl; j++) {
-        at.lr = lrs[j];
-        int st = sgdstab_config_check(&at, red, SGDSTAB_USES_LR |
-                                      SGDSTAB_USES_STEP_MAP, err);
-        if (st)
-            return st;
-    }
+    int st = check_axes(red, cfg, ax, err);
+    if (st)
+        return st;
     const size_t n = red->n;
-    const size_t total = nb * (nl + 1);
+    const size_t total = rows * (nl + 1);
     size_t done = 0;
-    sgdstab_critical *crit = malloc((nb ? nb : 1) * sizeof *crit);
+    sgdstab_critical *crit = malloc((rows ? rows : 1) * sizeof *crit);
     if (!crit)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    int st = sgdstab_critical_curve(s, cfg, batches, nb, crit, err);
-    const double mean = sgdstab_lr_mean_limit(red, cfg);
-    for (size_t i = 0; i < nb && !st; i++) {
+    st = row_boundaries(s, cfg, ax, crit, err);
+    for (size_t i = 0; i < rows && !st; i++) {
+        const sgdstab_config at = row_config(cfg, ax, i);
         sgdstab_phase_boundary *bd = &boundary[i];
-        bd->batch = batches[i];
+        bd->batch = at.batch;
+        bd->momentum = at.optimizer.momentum;
         bd->critical = crit[i];
-        bd->lr_critical_mean = mean;
-        st = sgdstab_batch_coefficients(cfg->sampling, n, batches[i], &bd->a,
+        bd->lr_critical_mean = sgdstab_lr_mean_limit(red, &at);
+        st = sgdstab_batch_coefficients(cfg->sampling, n, at.batch, &bd->a,
                                         &bd->b, err);
-        if (!st && th)
+        if (!st && th && !sgdstab_optimizer_lifted(&at.optimizer))
             sgdstab_theory_lr_bounds(th, bd->a, bd->b, &bd->bounds);
         else
             bd->bounds = (sgdstab_lr_bounds){NAN, NAN, NAN, NAN, NAN};
@@ -57,21 +105,22 @@ int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
             st = tick(ax->progress, ax->progress_ctx, &done, total, err);
     }
     free(crit);
-    /* Up η in even columns, down in odd ones: neighbours follow each other. */
-    for (size_t i = 0; i < nb && !st; i++)
+    /* Up η in even rows, down in odd ones: neighbours follow each other. */
+    for (size_t i = 0; i < rows && !st; i++)
         for (size_t jj = 0; jj < nl && !st; jj++) {
             size_t j = i % 2 ? nl - 1 - jj : jj;
             sgdstab_phase_point *pt = &grid[i * nl + j];
             const sgdstab_phase_boundary *bd = &boundary[i];
-            pt->batch = batches[i];
-            pt->lr = lrs[j];
-            at.batch = batches[i];
+            sgdstab_config at = row_config(cfg, ax, i);
             at.lr = lrs[j];
+            pt->batch = at.batch;
+            pt->momentum = at.optimizer.momentum;
+            pt->lr = lrs[j];
             st = sgdstab_spectral_radius(s, &at, &bd->critical, &pt->radius,
                                          NULL, err);
             if (st)
                 break;
-            sgdstab_escape_rates(pt->radius.rho, n, batches[i],
+            sgdstab_escape_rates(pt->radius.rho, n, at.batch,
                                  &pt->escape_rate_per_step,
                                  &pt->escape_rate_per_epoch);
             pt->stable = bd->critical.kind == SGDSTAB_MINIMUM_OK &&

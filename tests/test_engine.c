@@ -1127,15 +1127,15 @@ static void test_phase_against_reference(void **state)
                         e.red, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c));
         for (int j = 0; j < NL; j++)
             lrs[j] = lo * pow(hi / lo, j / (double)(NL - 1));
+        const sgdstab_phase_axes ax = {.batches = batches, .nb = NB,
+                                       .lrs = lrs, .nl = NL};
         for (int si = 0; si < 3; si++) {
             sgdstab_phase_boundary bd[NB];
             sgdstab_phase_point grid[NB * NL];
             assert_int_equal(
                 sgdstab_phase_compute(e.s, with_th ? &th : NULL,
                                       TU_CONFIG(0, 0, tu_samplings[si], e.c),
-                                      &(sgdstab_phase_axes){batches, NB, lrs,
-                                                            NL, NULL, NULL},
-                                      bd, grid, &err),
+                                      &ax, bd, grid, &err),
                 SGDSTAB_OK);
             for (int i = 0; i < NB; i++) {
                 char what[160];
@@ -1231,7 +1231,9 @@ static void test_phase_progress_and_cancel(void **state)
     assert_int_equal(
         sgdstab_phase_compute(
             e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c),
-            &(sgdstab_phase_axes){batches, 4, lrs, 5, progress_record, &all},
+            &(sgdstab_phase_axes){.batches = batches, .nb = 4, .lrs = lrs,
+                                  .nl = 5, .progress = progress_record,
+                                  .progress_ctx = &all},
             bd, grid, &err),
         SGDSTAB_OK);
     assert_true(all.monotone);
@@ -1245,8 +1247,9 @@ static void test_phase_progress_and_cancel(void **state)
         assert_int_equal(
             sgdstab_phase_compute(
                 e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c),
-                &(sgdstab_phase_axes){batches, 4, lrs, 5, progress_record,
-                                      &cut},
+                &(sgdstab_phase_axes){.batches = batches, .nb = 4, .lrs = lrs,
+                                      .nl = 5, .progress = progress_record,
+                                      .progress_ctx = &cut},
                 bd, grid, &err),
             SGDSTAB_ECANCELED);
         assert_int_equal(err.status, SGDSTAB_ECANCELED);
@@ -1258,7 +1261,9 @@ static void test_phase_progress_and_cancel(void **state)
     assert_int_equal(
         sgdstab_phase_compute(
             e.s, NULL, TU_CONFIG(0, 0, SGDSTAB_SAMPLING_WITHOUT, e.c),
-            &(sgdstab_phase_axes){batches, 4, bad, 2, progress_record, &none},
+            &(sgdstab_phase_axes){.batches = batches, .nb = 4, .lrs = bad,
+                                  .nl = 2, .progress = progress_record,
+                                  .progress_ctx = &none},
             bd, grid, &err),
         SGDSTAB_EINVAL);
     assert_int_equal(none.calls, 0);

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "sgdstab/moments.h"
+#include "sgdstab/phase.h"
 #include "sgdstab/plan.h"
 #include "sgdstab/stability.h"
 #include "testutil.h"
@@ -507,6 +508,57 @@ static void test_evolution(void **state)
     }
 }
 
+/* A (β, η) phase diagram (phase.h, momenta as rows) against the
+ * reference: η*(β) of every row and ρ at every point. */
+static void test_momentum_phase(void **state)
+{
+    (void)state;
+    enum { NM = 4, NL = 3 };
+    tiny t;
+    make_tiny(&t, 6, 1, 3, 1, 41);
+    const double momenta[NM] = {0, 0.3, 0.7, 0.9};
+    const size_t batch = 2;
+    sgdstab_config cfg;
+    sgdstab_config_init(&cfg);
+    cfg.optimizer.dampening = 0.2;
+    cfg.optimizer.weight_decay = 0.05;
+    engine e = engine_for(&t, &cfg);
+    double lrs[NL] = {0.05, 0.5, 2};
+    sgdstab_phase_boundary bd[NM];
+    sgdstab_phase_point grid[NM * NL];
+    sgdstab_error err;
+    const sgdstab_phase_axes ax = {.batches = &batch, .nb = 1, .lrs = lrs,
+                                   .nl = NL, .momenta = momenta, .nm = NM};
+    assert_int_equal(sgdstab_phase_rows(&ax), NM);
+    if (sgdstab_phase_compute(e.s, NULL, &cfg, &ax, bd, grid, &err))
+        fail_msg("phase: %s", err.msg);
+    for (int i = 0; i < NM; i++) {
+        sgdstab_optimizer o = cfg.optimizer;
+        o.momentum = momenta[i];
+        double ref = reference_critical(&t, &o, cfg.sampling, batch);
+        if (!(fabs(bd[i].critical.lr_critical / ref - 1) <= 1e-9) ||
+            bd[i].momentum != momenta[i] || !isnan(bd[i].bounds.wu_ma_e))
+            fail_msg("row %d (beta %g): eta* %.15g, reference %.15g", i,
+                     momenta[i], bd[i].critical.lr_critical, ref);
+        for (int j = 0; j < NL; j++) {
+            const sgdstab_phase_point *pt = &grid[i * NL + j];
+            double want = reference_radius(&t, &o, lrs[j], cfg.sampling,
+                                           batch);
+            if (!(fabs(pt->radius.rho - want) <= 1e-10 * fmax(1, want)) ||
+                pt->stable != (lrs[j] <= ref))
+                fail_msg("(beta %g, eta %g): rho %.15g, reference %.15g",
+                         momenta[i], lrs[j], pt->radius.rho, want);
+        }
+    }
+    /* Rows of momenta take one batch size. */
+    const size_t two[2] = {2, 3};
+    const sgdstab_phase_axes bad = {.batches = two, .nb = 2, .lrs = lrs,
+                                    .nl = NL, .momenta = momenta, .nm = NM};
+    assert_int_equal(sgdstab_phase_compute(e.s, NULL, &cfg, &bad, bd, grid,
+                                           &err), SGDSTAB_EINVAL);
+    tu_engine_free(&e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -515,6 +567,7 @@ int main(void)
         cmocka_unit_test(test_full_batch_closed_forms),
         cmocka_unit_test(test_against_enumeration),
         cmocka_unit_test(test_evolution),
+        cmocka_unit_test(test_momentum_phase),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

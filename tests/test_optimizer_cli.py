@@ -1,9 +1,10 @@
-"""`sgdstab analyze`, `critical`, `evolve` and `simulate` with an optimizer
-(--momentum, --nesterov, --optimizer adam --second-moment, ...): the
-full-batch closed forms of the noise-free limits from NumPy's eigenvalues,
-momentum 0 equal to plain SGD, Monte Carlo runs of the real update against
-the exact lifted evolution (z-scores), the JSON "optimizer" object, and bad
-settings refused in one line.
+"""`sgdstab analyze`, `critical`, `evolve`, `simulate` and `phase` with an
+optimizer (--momentum, --nesterov, --optimizer adam --second-moment, ...):
+the full-batch closed forms of the noise-free limits from NumPy's
+eigenvalues, momentum 0 equal to plain SGD, Monte Carlo runs of the real
+update against the exact lifted evolution (z-scores), the (beta, eta) phase
+diagram against `critical`, the JSON "optimizer" object, and bad settings
+refused in one line.
 
 Usage: test_optimizer_cli.py SGDSTAB"""
 
@@ -100,6 +101,48 @@ def body(work):
                     e.append("max |z| %.3g over 12 steps" % worst)
             h.report("simulate %s (%s) against the exact evolution" %
                      (name, sampling), e, res)
+
+    # The (beta, eta) diagram: every row's eta* equals `critical` at that
+    # momentum, every point's verdict follows it, the tables' first column
+    # is the momentum; usage errors.
+    betas = [0, 0.5, 0.9]
+    grid_csv = os.path.join(work, "bm.csv")
+    d, res, e = h.run_json("phase", path, "--batch", 3, "--momentum",
+                           ",".join(map(str, betas)), "--lr", "0.01:3:5:log",
+                           "--csv", grid_csv, "--quiet")
+    if d is not None:
+        if d.get("momenta") != betas:
+            e.append("momenta %r" % d.get("momenta"))
+        for row in d["boundary"]:
+            c, _, ce = h.run_json("critical", path, "--batch", 3,
+                                  "--momentum", row["momentum"])
+            e += ce
+            if c and not h.close_rel(row["lr_critical"],
+                                     c["critical"][0]["lr_critical"], 1e-9):
+                e.append("beta %g: eta* %r, critical says %r" %
+                         (row["momentum"], row["lr_critical"],
+                          c["critical"][0]["lr_critical"]))
+        for pt in d["grid"]:
+            star = [r["lr_critical"] for r in d["boundary"]
+                    if r["momentum"] == pt["momentum"]][0]
+            if pt["stable"] != (pt["lr"] <= star):
+                e.append("point %r: stable %r, eta* %r" %
+                         (pt, pt["stable"], star))
+        with open(grid_csv) as f:
+            head = f.readline()
+        if not head.startswith("momentum,lr,"):
+            e.append("grid CSV header %r" % head)
+    h.report("phase over momenta: rows against critical, verdicts", e, res)
+    for opts, needle in (
+            (["--batch", "2,3", "--momentum", "0,0.5"], "one batch size"),
+            (["--batch", 3, "--momentum", "0,1"], "not in [0, 1)"),
+            (["--batch", 3, "--momentum", "0,0.5,"], "not a list"),
+            (["--batch", 3, "--momentum", "0.5:0.1:3"], "A < B")):
+        res = h.run("phase", path, "--lr", "0.1:1:3", *opts)
+        e = [] if res.rc == 2 else ["exit %d, expected 2" % res.rc]
+        if needle not in res.err or not h.one_line(res.err):
+            e.append("stderr lacks %r in one line" % needle)
+        h.report("phase refuses: %s" % " ".join(map(str, opts)), e, res)
 
     bad = [
         (["--momentum", 1], 2, "momentum must lie in [0, 1)"),

@@ -23,6 +23,7 @@ extern "C" {
 
 typedef struct {
     size_t batch;
+    double momentum;                /* β of the optimizer at this point */
     double lr;
     sgdstab_radius radius;          /* ρ⊥ and its accuracy */
     double escape_rate_per_step;    /* ln ρ⊥ */
@@ -32,15 +33,21 @@ typedef struct {
 
 typedef struct {
     size_t batch;
+    double momentum;                /* β of the optimizer of this row */
     double a, b;                    /* batch coefficients (moments.h) */
     sgdstab_critical critical;      /* the exact boundary η*(B) */
-    double lr_critical_mean;        /* 2/λmax(H) */
-    sgdstab_lr_bounds bounds;       /* theory.h; all NaN without theory */
+    double lr_critical_mean;        /* the noise-free limit: 2/λmax(H) for
+                                       plain SGD (stability.h) */
+    sgdstab_lr_bounds bounds;       /* theory.h; all NaN without theory or
+                                       with an optimizer other than plain
+                                       SGD (the theory is plain SGD's) */
 } sgdstab_phase_boundary;
 
-/* The axes of a diagram: batch sizes batches[0..nb) and learning rates
- * lrs[0..nl) (in the configuration's loss convention), and an optional
- * progress callback (NULL for none) told after every solve. */
+/* The axes of a diagram: its rows are batch sizes batches[0..nb), or, when
+ * nm > 0, momenta[0..nm) (β of cfg's optimizer, each in [0, 1)) at the one
+ * batch size batches[0] (nb = 1); its columns learning rates lrs[0..nl) (in
+ * the configuration's loss convention).  An optional progress callback
+ * (NULL for none) is told after every solve. */
 typedef struct {
     const size_t *batches;
     size_t nb;
@@ -48,13 +55,19 @@ typedef struct {
     size_t nl;
     sgdstab_progress_fn progress;
     void *progress_ctx;
+    const double *momenta;
+    size_t nm;
 } sgdstab_phase_axes;
 
-/* The phase diagram on ax's grid for cfg's sampling rule and loss scale
- * (cfg->lr and cfg->batch are not used).  boundary has nb entries; grid has
- * nb·nl, point (i, j) = (batches[i], lrs[j]) at grid[i·nl + j].  th may be
- * NULL (no theory curves).  η*(B) is solved once per batch size and serves
- * every point of its column. */
+/* The number of rows of ax: nm, or nb without momenta. */
+size_t sgdstab_phase_rows(const sgdstab_phase_axes *ax);
+
+/* The phase diagram on ax's grid for cfg's sampling rule, loss scale and
+ * optimizer (cfg->lr and cfg->batch are not used, nor cfg's momentum when
+ * momenta are the rows).  boundary has one entry per row; grid has
+ * rows·nl, point (i, j) = (row i, lrs[j]) at grid[i·nl + j].  th may be
+ * NULL (no theory curves).  η* is solved once per row and serves every
+ * point of it. */
 int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
                           const sgdstab_config *cfg,
                           const sgdstab_phase_axes *ax,

@@ -31,6 +31,8 @@ static const char PHASE_HELP[] =
     "                     [--color rate|relative] [--color-range LO:HI]\n"
     "                     [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
     "                     [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                     [--optimizer O] [--momentum BETA] [--nesterov] ...\n"
+    "       sgdstab phase FILE --batch B --momentum LIST --lr SPEC [...]\n"
     "\n"
     "The stability phase diagram over batch size B and learning rate eta: at\n"
     "every grid point the exact spectral radius rho of the second-moment map\n"
@@ -42,6 +44,14 @@ static const char PHASE_HELP[] =
     "exactly when eta <= eta*(B).  All solves share one factorization and\n"
     "warm-started eigensolver bases.\n"
     "\n"
+    "With --momentum LIST (two or more values) and one batch size B, the rows\n"
+    "are momenta instead of batch sizes: the (beta, eta) diagram with the\n"
+    "exact boundary eta*(beta) and the noise-free limit of each beta; the\n"
+    "first column of the tables is then momentum, and the JSON adds\n"
+    "\"momenta\" and a \"momentum\" key to every point and row.  The other\n"
+    "optimizer options apply to every row; the theory's limits are plain\n"
+    "SGD's and are left out with any optimizer but plain SGD.\n"
+    "\n"
     "Options:\n"
     "  --batch LIST      batch sizes: 1,2,4,8 | all | A:B | A:B:log |\n"
     "                    A:B:N:log (as for 'sgdstab critical')  (required)\n"
@@ -50,6 +60,9 @@ static const char PHASE_HELP[] =
     "                    (N = 40), or a list 0.1,0.5,2; 0 < A < B  (required)\n"
     CLI_HELP_SAMPLING
     CLI_HELP_PROBLEM_OPTIONS
+    CLI_HELP_OPTIMIZER_OPTIONS
+    "  --momentum LIST   also: 0,0.5,0.9 or A:B:N (N evenly spaced), each in\n"
+    "                    [0, 1): the rows of a (beta, eta) diagram\n"
     "  --csv F           the grid, one row per point: batch,lr,\n"
     "                    spectral_radius,escape_rate_per_step,\n"
     "                    escape_rate_per_epoch,stable (true/false); rows by\n"
@@ -62,7 +75,8 @@ static const char PHASE_HELP[] =
     "                    and the two Mulayoff-Michaeli bounds; nan when H is\n"
     "                    supplied)\n"
     "  --json            JSON on stdout: {\"file\", \"n\", \"k\", \"p\", \"rank\",\n"
-    "                    \"sampling\", \"loss_scale\", \"lr_critical_mean\",\n"
+    "                    \"sampling\", \"loss_scale\", \"optimizer\" (as for\n"
+    "                    analyze), \"lr_critical_mean\",\n"
     "                    \"batches\", \"lrs\", \"grid\": [{\"batch\", \"lr\",\n"
     "                    \"spectral_radius\", \"escape_rate_per_step\",\n"
     "                    \"escape_rate_per_epoch\", \"stable\"}, ...],\n"
@@ -115,14 +129,23 @@ typedef struct {
     const cli_args *a;
     double scale, seconds;
     size_t solves;
+    const sgdstab_config *cfg;
     const size_t *batches;
     size_t nb;
+    const double *momenta;      /* the rows when nm > 0 (nb = 1) */
+    size_t nm;
     const double *lrs;
     size_t nl;
     const sgdstab_phase_boundary *bd;
     const sgdstab_phase_point *grid;
     int theory;
 } phase_report;
+
+/* Rows of the diagram: momenta or batch sizes. */
+static size_t rows_of(const phase_report *r)
+{
+    return r->nm ? r->nm : r->nb;
+}
 
 static int print_json(const phase_report *r)
 {
@@ -131,17 +154,24 @@ static int print_json(const phase_report *r)
     cJSON_AddStringToObject(o, "sampling",
                             sgdstab_sampling_name(r->a->sampling));
     cli_json_number(o, "loss_scale", r->scale);
+    cli_json_optimizer(o, r->cfg);
+    const size_t rows = rows_of(r);
     cli_json_number(o, "lr_critical_mean",
-                    r->nb ? r->bd[0].lr_critical_mean : NAN);
+                    rows ? r->bd[0].lr_critical_mean : NAN);
     size_t applications = 0;
-    for (size_t i = 0; i < r->nb; i++)
+    for (size_t i = 0; i < rows; i++)
         applications += r->bd[i].critical.matvecs;
-    for (size_t i = 0; i < r->nb * r->nl; i++)
+    for (size_t i = 0; i < rows * r->nl; i++)
         applications += r->grid[i].radius.matvecs;
     cli_json_size(o, "operator_applications", applications);
     cJSON *bs = cJSON_AddArrayToObject(o, "batches");
     for (size_t i = 0; i < r->nb; i++)
         cJSON_AddItemToArray(bs, cJSON_CreateNumber((double)r->batches[i]));
+    if (r->nm) {
+        cJSON *ms = cJSON_AddArrayToObject(o, "momenta");
+        for (size_t i = 0; i < r->nm; i++)
+            cJSON_AddItemToArray(ms, cli_json_value(r->momenta[i]));
+    }
     cJSON *ls = cJSON_AddArrayToObject(o, "lrs");
     for (size_t j = 0; j < r->nl; j++)
         cJSON_AddItemToArray(ls, cli_json_value(r->lrs[j]));
@@ -149,7 +179,7 @@ static int print_json(const phase_report *r)
     static const char *const point_keys[] = {
         "batch", "lr", "spectral_radius", "escape_rate_per_step",
         "escape_rate_per_epoch"};
-    for (size_t i = 0; i < r->nb * r->nl; i++) {
+    for (size_t i = 0; i < rows * r->nl; i++) {
         const sgdstab_phase_point *pt = &r->grid[i];
         const double values[] = {(double)pt->batch, pt->lr, pt->radius.rho,
                                  pt->escape_rate_per_step,
@@ -157,12 +187,16 @@ static int print_json(const phase_report *r)
         cJSON *e = cli_json_append_object(g);
         cli_json_numbers(e, 5, point_keys, values);
         cJSON_AddBoolToObject(e, "stable", pt->stable);
+        if (r->nm)
+            cli_json_number(e, "momentum", pt->momentum);
     }
     cJSON *b = cJSON_AddArrayToObject(o, "boundary");
-    for (size_t i = 0; i < r->nb; i++) {
+    for (size_t i = 0; i < rows; i++) {
         const sgdstab_phase_boundary *bd = &r->bd[i];
         cJSON *e = cli_json_append_object(b);
         cli_json_size(e, "batch", bd->batch);
+        if (r->nm)
+            cli_json_number(e, "momentum", bd->momentum);
         cli_json_number(e, "lr_critical", cli_phase_boundary_lr(bd));
         cli_json_number(e, "lr_critical_mean", bd->lr_critical_mean);
         cli_json_number(e, "wu_ma_e", bd->bounds.wu_ma_e);
@@ -182,46 +216,135 @@ static void print_text(const phase_report *r)
     printf("%s: n = %zu, k = %zu, p = %zu, rank %zu; sampling %s; loss %s\n",
            r->prob->source, r->prob->n, r->prob->k, r->prob->p, r->red->r,
            sgdstab_sampling_name(r->a->sampling), r->a->loss);
+    cli_print_optimizer(r->cfg);
+    const size_t rows = rows_of(r);
     size_t stable = 0;
-    for (size_t i = 0; i < r->nb * r->nl; i++)
+    for (size_t i = 0; i < rows * r->nl; i++)
         stable += r->grid[i].stable != 0;
-    printf("phase diagram: %zu batch sizes x %zu learning rates; %zu of %zu "
-           "points stable; %zu solves in %.2f s\n", r->nb, r->nl, stable,
-           r->nb * r->nl, r->solves, r->seconds);
-    printf("SGD stays at the minimum exactly for eta <= eta*(B); above it the "
-           "mean-square distance grows by rho per step.\n\n");
-    printf("%8s  %18s  %18s%s\n", "batch", "eta*(B)", "2/lambda_max(H)",
+    printf("phase diagram: %zu %s x %zu learning rates; %zu of %zu points "
+           "stable; %zu solves in %.2f s\n", rows,
+           r->nm ? "momenta" : "batch sizes", r->nl, stable, rows * r->nl,
+           r->solves, r->seconds);
+    printf("The optimizer stays at the minimum exactly for eta <= eta*; "
+           "above it the mean-square distance grows by rho per step.\n\n");
+    const int lifted = r->nm || sgdstab_optimizer_lifted(&r->cfg->optimizer);
+    printf("%8s  %18s  %18s%s\n", r->nm ? "momentum" : "batch",
+           r->nm ? "eta*(beta)" : "eta*(B)",
+           lifted ? "noise-free limit" : "2/lambda_max(H)",
            r->theory ? "  Wu-Wang-Su bound    MM bound (top)" : "");
-    for (size_t i = 0; i < r->nb; i++) {
+    for (size_t i = 0; i < rows; i++) {
         const sgdstab_phase_boundary *bd = &r->bd[i];
-        printf("%8zu  %18.10g  %18.10g", bd->batch, cli_phase_boundary_lr(bd),
+        if (r->nm)
+            printf("%8.4g", bd->momentum);
+        else
+            printf("%8zu", bd->batch);
+        printf("  %18.10g  %18.10g", cli_phase_boundary_lr(bd),
                bd->lr_critical_mean);
         if (r->theory)
             printf("  %16.10g  %16.10g", bd->bounds.wu_wang_su,
                    bd->bounds.mulayoff_michaeli_top);
         printf("\n");
     }
-    if (r->nb > 60 || r->nl > 60)
+    if (rows > 60 || r->nl > 60)
         return;
-    printf("\nmap ('.' stable, '#' unstable; eta grows upwards, B to the "
-           "right):\n");
+    printf("\nmap ('.' stable, '#' unstable; eta grows upwards, %s to the "
+           "right):\n", r->nm ? "beta" : "B");
     for (size_t jj = r->nl; jj-- > 0;) {
         printf("%12.4g  ", r->lrs[jj]);
-        for (size_t i = 0; i < r->nb; i++)
+        for (size_t i = 0; i < rows; i++)
             putchar(r->grid[i * r->nl + jj].stable ? '.' : '#');
         putchar('\n');
     }
-    printf("%12s  B = %zu .. %zu\n", "", r->batches[0],
-           r->batches[r->nb - 1]);
+    if (r->nm)
+        printf("%12s  beta = %g .. %g at B = %zu\n", "", r->momenta[0],
+               r->momenta[r->nm - 1], r->batches[0]);
+    else
+        printf("%12s  B = %zu .. %zu\n", "", r->batches[0],
+               r->batches[r->nb - 1]);
 }
 
 /* What the options ask for. */
 typedef struct {
     cli_args args;
     const char *lr_spec, *boundary_csv, *plot, *color_range;
+    double *momenta;            /* --momentum LIST of two or more values */
+    size_t nm;
     int width, height, quiet;
     cli_phase_style style;
 } phase_request;
+
+static int ascending(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* --momentum LIST: one value (the optimizer's momentum) or several, the
+ * rows of a (beta, eta) diagram: a comma-separated list or A:B:N (N evenly
+ * spaced, A and B included), each in [0, 1); sorted, without repeats. */
+static int parse_momenta(cli_args *a, const char *text, double **out,
+                         size_t *m)
+{
+    char q[CLI_QUOTE_SIZE];
+    double lo, hi;
+    size_t count = 0;
+    char tail;
+    int range = sscanf(text, "%lf:%lf:%zu%c", &lo, &hi, &count, &tail) == 3;
+    size_t cap = range ? count : 1 + strlen(text) / 2;
+    if (range && (count < 2 || count > 10000 || !(lo < hi)))
+        return cli_usage_error(a->cmd, "--momentum: '%s' is not A:B:N with "
+                               "A < B and 2 <= N <= 10000",
+                               cli_quote(text, q, sizeof q));
+    double *v = malloc(cap * sizeof *v);
+    if (!v)
+        return cli_data_error(a->cmd, NULL, "out of memory");
+    *m = 0;
+    if (range) {
+        for (size_t i = 0; i < count; i++)
+            v[i] = lo + (hi - lo) * (double)i / (double)(count - 1);
+        *m = count;
+    } else {
+        char buf[64];
+        for (const char *p = text;; p++) {  /* p++ skips the comma */
+            size_t len = strcspn(p, ",");
+            if (len == 0 || len >= sizeof buf) {
+                free(v);
+                return cli_usage_error(a->cmd, "--momentum: '%s' is not a "
+                                       "list of numbers",
+                                       cli_quote(text, q, sizeof q));
+            }
+            memcpy(buf, p, len);
+            buf[len] = '\0';
+            if (cli_parse_double(a->cmd, "momentum", buf, &v[(*m)++])) {
+                free(v);
+                return EXIT_USAGE;
+            }
+            p += len;
+            if (!*p)
+                break;
+        }
+    }
+    qsort(v, *m, sizeof *v, ascending);
+    size_t k = 0;
+    for (size_t i = 0; i < *m; i++) {
+        if (!(v[i] >= 0 && v[i] < 1)) {
+            free(v);
+            return cli_usage_error(a->cmd, "--momentum: %g is not in [0, 1)",
+                                   v[i]);
+        }
+        if (k == 0 || v[i] != v[k - 1])
+            v[k++] = v[i];
+    }
+    *m = k;
+    a->optimizer.momentum = v[0];
+    if (k > 1) {
+        *out = v;
+        return EXIT_OK;
+    }
+    free(v);
+    *m = 0;
+    return EXIT_OK;
+}
 
 static int parse_options(int argc, char **argv, phase_request *rq)
 {
@@ -234,7 +357,7 @@ static int parse_options(int argc, char **argv, phase_request *rq)
         CLI_OPT_QUIET, CLI_ARG("title", OPT_TITLE),
         CLI_ARG("legend", OPT_LEGEND), CLI_ARG("curves", OPT_CURVES),
         CLI_ARG("color", OPT_COLOR), CLI_ARG("color-range", OPT_COLOR_RANGE),
-        CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPTS_OPTIMIZER, CLI_OPT_HELP, CLI_OPT_END};
     cli_args *a = &rq->args;
     int c, bad = 0;
     while ((c = cli_getopt(argc, argv, a->cmd, opts)) != -1) {
@@ -263,6 +386,11 @@ static int parse_options(int argc, char **argv, phase_request *rq)
             bad = cli_parse_color(a->cmd, optarg, &rq->style.color);
             break;
         case OPT_COLOR_RANGE: rq->color_range = optarg; break;
+        case OPT_MOMENTUM:
+            free(rq->momenta);
+            rq->momenta = NULL;
+            bad = parse_momenta(a, optarg, &rq->momenta, &rq->nm);
+            break;
         default:
             bad = cli_common_option(a, c, optarg);
         }
@@ -301,8 +429,8 @@ static int check_options(phase_request *rq, double **lrs, size_t *nl,
     return EXIT_OK;
 }
 
-/* The diagram over --batch x lrs, written to the files of pf and printed;
- * the session open. */
+/* The diagram over --batch (or --momentum) x lrs, written to the files of
+ * pf and printed; the session open. */
 static int diagram(phase_request *rq, const cli_session *ses,
                    cli_phase_files *pf, const double *lrs, size_t nl,
                    int log_lr)
@@ -318,25 +446,35 @@ static int diagram(phase_request *rq, const cli_session *ses,
     if (!status)
         status = cli_config_check(a, ses->red, &largest,
                                   SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP);
-    if (!status && nb * nl > 10000000)
+    if (!status && rq->nm && nb != 1)
+        status = cli_usage_error(a->cmd, "--momentum with a list draws the "
+                                 "(beta, eta) diagram at one batch size, not "
+                                 "%zu", nb);
+    const size_t rows = rq->nm ? rq->nm : nb;
+    if (!status && rows * nl > 10000000)
         status = cli_usage_error(a->cmd, "a grid of %zu x %zu points is too "
-                                 "large", nb, nl);
-    if (!status && (!(bd = calloc(nb, sizeof *bd)) ||
-                    !(grid = calloc(nb * nl, sizeof *grid))))
+                                 "large", rows, nl);
+    if (!status && (!(bd = calloc(rows, sizeof *bd)) ||
+                    !(grid = calloc(rows * nl, sizeof *grid))))
         status = cli_data_error(a->cmd, NULL, "out of memory");
     if (status)
         goto done;
 
+    /* The theory's limits are plain SGD's. */
+    const int lifted =
+        rq->nm > 0 || sgdstab_optimizer_lifted(&ses->cfg.optimizer);
     sgdstab_theory th;
     sgdstab_error err;
     int have_theory =
-        ses->red->G == NULL && ses->red->hessian_min >= 0 &&
+        !lifted && ses->red->G == NULL && ses->red->hessian_min >= 0 &&
         sgdstab_theory_compute(ses->red, &ses->cfg, &th, &err) == 0;
     cli_progress prog;
     cli_progress_init(&prog, "phase", rq->quiet);
     double t0 = cli_seconds();
-    const sgdstab_phase_axes ax = {batches, nb, lrs, nl, cli_progress_update,
-                                   &prog};
+    const sgdstab_phase_axes ax = {.batches = batches, .nb = nb, .lrs = lrs,
+                                   .nl = nl, .progress = cli_progress_update,
+                                   .progress_ctx = &prog,
+                                   .momenta = rq->momenta, .nm = rq->nm};
     int st = sgdstab_phase_compute(ses->stab, have_theory ? &th : NULL,
                                    &ses->cfg, &ax, bd, grid, &err);
     cli_progress_finish(&prog);
@@ -345,19 +483,28 @@ static int diagram(phase_request *rq, const cli_session *ses,
         goto done;
     }
     phase_report rep = {ses->prob, ses->red, a, ses->cfg.loss_scale,
-                        cli_seconds() - t0, nb * (nl + 1), batches, nb, lrs,
-                        nl, bd, grid, have_theory};
+                        cli_seconds() - t0, rows * (nl + 1), &ses->cfg,
+                        batches, nb, rq->momenta, rq->nm, lrs, nl, bd, grid,
+                        have_theory};
     char title[512];
     cli_phase_title(title, sizeof title, ses->prob->source, ses->prob->n,
                     ses->prob->p, a->sampling, a->loss);
+    if (rq->nm) {  /* the batch size of every row */
+        size_t len = strlen(title);
+        snprintf(title + len, sizeof title - len, ", B = %zu", batches[0]);
+    }
     cli_phase_style style = rq->style;
     if (!style.title)
         style.title = title;
-    cli_plot_options po = {style, rq->width, rq->height,
-                           cli_log_spaced_sizes(batches, nb), log_lr,
-                           a->sampling, ses->prob->n,
-                           have_theory ? &th : NULL};
-    status = cli_phase_files_write(a->cmd, pf, &po, bd, nb, grid, lrs, nl);
+    cli_plot_options po = {.style = style, .width = rq->width,
+                           .height = rq->height,
+                           .log_batch = !rq->nm &&
+                                        cli_log_spaced_sizes(batches, nb),
+                           .log_lr = log_lr, .momentum_axis = rq->nm > 0,
+                           .lifted = lifted, .sampling = a->sampling,
+                           .n = ses->prob->n,
+                           .theory = have_theory ? &th : NULL};
+    status = cli_phase_files_write(a->cmd, pf, &po, bd, rows, grid, lrs, nl);
     if (!status && a->json)
         status = print_json(&rep);
     else if (!status)
@@ -378,23 +525,22 @@ int cmd_phase(int argc, char **argv)
     size_t nl = 0;
     int log_lr;
     int status = parse_options(argc, argv, &rq);
-    if (status == CLI_HELP_SHOWN)
-        return EXIT_OK;
-    if (status || (status = check_options(&rq, &lrs, &nl, &log_lr)))
-        return status;
+    if (!status)
+        status = check_options(&rq, &lrs, &nl, &log_lr);
     cli_phase_files pf;
-    if (cli_phase_files_open(rq.args.cmd, rq.args.csv, rq.boundary_csv,
-                             rq.plot, &pf)) {
-        free(lrs);
-        return EXIT_DATA;
+    if (!status && cli_phase_files_open(rq.args.cmd, rq.args.csv,
+                                        rq.boundary_csv, rq.plot, &pf))
+        status = EXIT_DATA;
+    else if (!status) {
+        cli_session ses;
+        status = cli_session_open(&rq.args, 0, SGDSTAB_USES_STEP_MAP, &ses);
+        if (!status) {
+            status = diagram(&rq, &ses, &pf, lrs, nl, log_lr);
+            cli_session_close(&ses);
+        }
+        cli_phase_files_abort(&pf);
     }
-    cli_session ses;
-    status = cli_session_open(&rq.args, 0, SGDSTAB_USES_STEP_MAP, &ses);
-    if (!status) {
-        status = diagram(&rq, &ses, &pf, lrs, nl, log_lr);
-        cli_session_close(&ses);
-    }
-    cli_phase_files_abort(&pf);
     free(lrs);
-    return status;
+    free(rq.momenta);
+    return status == CLI_HELP_SHOWN ? EXIT_OK : status;
 }

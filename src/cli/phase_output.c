@@ -22,12 +22,23 @@ static void csv_bool(FILE *f, int v, const char *sep)
     fprintf(f, "%s%s", v ? "true" : "false", sep);
 }
 
-static void write_grid(FILE *f, const sgdstab_phase_point *g, size_t count)
+/* The first column: a row's batch size, or its momentum. */
+static void row_key(FILE *f, int momentum_axis, size_t batch, double momentum)
 {
-    fprintf(f, "batch,lr,spectral_radius,escape_rate_per_step,"
-            "escape_rate_per_epoch,stable\n");
+    if (momentum_axis)
+        cli_csv_number(f, momentum, ",");
+    else
+        fprintf(f, "%zu,", batch);
+}
+
+static void write_grid(FILE *f, const sgdstab_phase_point *g, size_t count,
+                       int momentum_axis)
+{
+    fprintf(f, "%s,lr,spectral_radius,escape_rate_per_step,"
+            "escape_rate_per_epoch,stable\n",
+            momentum_axis ? "momentum" : "batch");
     for (size_t i = 0; i < count; i++) {
-        fprintf(f, "%zu,", g[i].batch);
+        row_key(f, momentum_axis, g[i].batch, g[i].momentum);
         cli_csv_number(f, g[i].lr, ",");
         cli_csv_number(f, g[i].radius.rho, ",");
         cli_csv_number(f, g[i].escape_rate_per_step, ",");
@@ -43,12 +54,13 @@ double cli_phase_boundary_lr(const sgdstab_phase_boundary *b)
 }
 
 static void write_boundary(FILE *f, const sgdstab_phase_boundary *bd,
-                           size_t nb)
+                           size_t nb, int momentum_axis)
 {
-    fprintf(f, "batch,lr_critical,lr_critical_mean,wu_ma_e,wu_wang_su,"
-            "mulayoff_michaeli_top,mulayoff_michaeli_trace\n");
+    fprintf(f, "%s,lr_critical,lr_critical_mean,wu_ma_e,wu_wang_su,"
+            "mulayoff_michaeli_top,mulayoff_michaeli_trace\n",
+            momentum_axis ? "momentum" : "batch");
     for (size_t i = 0; i < nb; i++) {
-        fprintf(f, "%zu,", bd[i].batch);
+        row_key(f, momentum_axis, bd[i].batch, bd[i].momentum);
         cli_csv_number(f, cli_phase_boundary_lr(&bd[i]), ",");
         cli_csv_number(f, bd[i].lr_critical_mean, ",");
         cli_csv_number(f, bd[i].bounds.wu_ma_e, ",");
@@ -409,6 +421,23 @@ typedef struct {
     unsigned curves;    /* the ones drawn */
 } phase_picture;
 
+/* A row's place on the x axis: its batch size or its momentum. */
+static double row_x(const cli_plot_options *o, const sgdstab_phase_boundary *b)
+{
+    return o->momentum_axis ? b->momentum : (double)b->batch;
+}
+
+/* The legend's label of curve i: the exact boundary and the noise-free
+ * limit are named for the optimizer (plain SGD's 2/λmax otherwise). */
+static const char *curve_label(const cli_plot_options *o, size_t i)
+{
+    if (i == 0 && o->momentum_axis)
+        return "exact boundary η*(β)";
+    if (i == 1 && o->lifted)
+        return "noise-free limit (η* at full batch)";
+    return CURVES[i].label;
+}
+
 /* Title, legend, labels, axes, palette. */
 static void write_frame(FILE *f, const phase_picture *pp,
                         const colour_scale *cs)
@@ -419,12 +448,13 @@ static void write_frame(FILE *f, const phase_picture *pp,
     for (size_t i = 0; i < NCURVES; i++)
         if (pp->curves & 1u << i) {
             fr.entries++;
-            size_t len = shown_chars(CURVES[i].label);
+            size_t len = shown_chars(curve_label(o, i));
             fr.label_chars = len > fr.label_chars ? len : fr.label_chars;
         }
     /* two lines of text (17 px each), in colour units (2 per box) */
     double gap = 2 * 34 / fmax(cli_plot_frame(f, &fr), 100);
-    fprintf(f, "set xlabel 'batch size B'\nset ylabel 'learning rate η'\n");
+    fprintf(f, "set xlabel '%s'\nset ylabel 'learning rate η'\n",
+            o->momentum_axis ? "momentum β" : "batch size B");
     if (o->style.color == CLI_COLOR_RATE)
         fprintf(f, "set cblabel \"escape rate ln ρ_⊥ per step\\n(< 0 "
                 "stable, > 0 escapes; quantile scale)\"\n");
@@ -493,14 +523,14 @@ static void write_data(FILE *f, const phase_picture *pp,
         for (size_t j = 0; j < nl; j++) {
             const sgdstab_phase_point *pt = &pp->grid[i * nl + j];
             double c = colour(cs, quantity(pp->o, &bd[i], pt));
-            fprintf(f, "%zu %.17g %.17g %.17g %.17g %.17g ", bd[i].batch,
-                    pp->lrs[j], pp->cell[0][i], pp->cell[1][i],
-                    pp->cell[2][j], pp->cell[3][j]);
+            fprintf(f, "%.17g %.17g %.17g %.17g %.17g %.17g ",
+                    row_x(pp->o, &bd[i]), pp->lrs[j], pp->cell[0][i],
+                    pp->cell[1][i], pp->cell[2][j], pp->cell[3][j]);
             number(f, c, "\n");
         }
     fprintf(f, "EOD\n$boundary << EOD\n");
     for (size_t i = 0; i < nb; i++) {
-        fprintf(f, "%zu ", bd[i].batch);
+        fprintf(f, "%.17g ", row_x(pp->o, &bd[i]));
         number(f, bd[i].critical.kind == SGDSTAB_MINIMUM_OK
                       ? bd[i].critical.lr_critical : NAN, " ");
         number(f, bd[i].lr_critical_mean, "\n");
@@ -525,7 +555,7 @@ static void write_script(FILE *f, void *ctx)
         if (pp->curves & 1u << i)
             fprintf(f, ", \\\n  %s using 1:%d with %s title '%s'",
                     CURVES[i].block, CURVES[i].column, CURVES[i].style,
-                    CURVES[i].label);
+                    curve_label(pp->o, (size_t)i));
     }
     fputc('\n', f);
 }
@@ -573,7 +603,7 @@ static int draw(const char *cmd, cli_phase_files *pf,
     int status = EXIT_DATA;
     if (bx && pp.cell[0] && pp.cell[1] && pp.cell[2] && pp.cell[3]) {
         for (size_t i = 0; i < nb; i++)
-            bx[i] = (double)bd[i].batch;
+            bx[i] = row_x(o, &bd[i]);
         cell_edges(bx, nb, o->log_batch, pp.cell[0], pp.cell[1]);
         cell_edges(lrs, nl, o->log_lr, pp.cell[2], pp.cell[3]);
         if (!o->theory)
@@ -597,9 +627,11 @@ int cli_phase_files_write(const char *cmd, cli_phase_files *pf,
 {
     int status = EXIT_OK;
     if (pf->grid)
-        write_grid(sgdstab_outfile_stream(pf->grid), grid, nb * nl);
+        write_grid(sgdstab_outfile_stream(pf->grid), grid, nb * nl,
+                   o->momentum_axis);
     if (pf->boundary)
-        write_boundary(sgdstab_outfile_stream(pf->boundary), bd, nb);
+        write_boundary(sgdstab_outfile_stream(pf->boundary), bd, nb,
+                       o->momentum_axis);
     if (pf->plot && nb > 0 && nl > 0)
         status = draw(cmd, pf, o, bd, nb, grid, lrs, nl);
     /* Everything is in the temporary files: install them all, or none. */

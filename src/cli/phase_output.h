@@ -53,6 +53,9 @@ typedef struct {
     cli_phase_style style;
     int width, height;          /* pixels */
     int log_batch, log_lr;      /* logarithmic axes */
+    int momentum_axis;          /* the rows are momenta, not batch sizes */
+    int lifted;                 /* an optimizer with a buffer: the mean
+                                   curve is its noise-free limit */
     sgdstab_sampling sampling;
     size_t n;                   /* samples (for the theory curves' b) */
     const sgdstab_theory *theory;  /* NULL: no theory curves */
@@ -61,7 +64,7 @@ typedef struct {
 /* The output files of a phase diagram, any of them NULL: the grid CSV
  * (batch,lr,spectral_radius,escape_rate_per_step,escape_rate_per_epoch,
  * stable), the boundary CSV (batch,lr_critical,lr_critical_mean and the
- * theory's limits) and the picture, a heat map of the escape rate per step
+ * theory's limits; the first column is momentum when the rows are) and the picture, a heat map of the escape rate per step
  * with the exact boundary, the mean limit and the theory curves.  Opened
  * before the work (so that a bad path fails at once), then written and
  * installed together (an outfile group, which joins the caller's if there

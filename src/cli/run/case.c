@@ -152,10 +152,13 @@ static int phase_files(const run_spec *sp, const run_context *ctx,
              sgdstab_synth_family_name(sp->base.family));
     cli_phase_title(title, sizeof title, name, r->n, r->p, sp->sampling,
                     sp->loss);
-    cli_plot_options po = {sp->phase.style, ctx->width ? ctx->width : 960,
-                           ctx->height ? ctx->height : 720,
-                           cli_log_spaced_sizes(batches, nb),
-                           sp->phase.log_spaced, sp->sampling, r->n, &rc->th};
+    cli_plot_options po = {.style = sp->phase.style,
+                           .width = ctx->width ? ctx->width : 960,
+                           .height = ctx->height ? ctx->height : 720,
+                           .log_batch = cli_log_spaced_sizes(batches, nb),
+                           .log_lr = sp->phase.log_spaced,
+                           .sampling = sp->sampling, .n = r->n,
+                           .theory = &rc->th};
     if (!po.style.title)
         po.style.title = title;
     cli_phase_files pf;
@@ -193,7 +196,8 @@ static int phase_case(const run_spec *sp, const run_context *ctx,
     } else {
         for (size_t j = 0; j < nl; j++)
             lrs[j] = unit * sp->phase.lr[j];
-        const sgdstab_phase_axes ax = {batches, nb, lrs, nl, NULL, NULL};
+        const sgdstab_phase_axes ax = {.batches = batches, .nb = nb,
+                                       .lrs = lrs, .nl = nl};
         if (sgdstab_phase_compute(rc->ses.stab, &rc->th, &rc->ses.cfg, &ax,
                                   bd, grid, &err))
             st = run_spec_error(sp, "case %zu: %s", r->index, err.msg);
