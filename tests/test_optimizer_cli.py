@@ -3,11 +3,12 @@ optimizer (--momentum, --nesterov, --optimizer adam --second-moment, ...):
 the full-batch closed forms of the noise-free limits from NumPy's
 eigenvalues, momentum 0 equal to plain SGD, Monte Carlo runs of the real
 update against the exact lifted evolution (z-scores), the (beta, eta) phase
-diagram against `critical`, the JSON "optimizer" object, and bad settings
-refused in one line.
+diagram and `run`'s momentum sweep against `critical`, the JSON "optimizer"
+object, and bad settings refused in one line.
 
 Usage: test_optimizer_cli.py SGDSTAB"""
 
+import json
 import os
 import sys
 
@@ -143,6 +144,54 @@ def body(work):
         if needle not in res.err or not h.one_line(res.err):
             e.append("stderr lacks %r in one line" % needle)
         h.report("phase refuses: %s" % " ".join(map(str, opts)), e, res)
+
+    # run: a momentum sweep; every case's eta*(B) equals `critical` on the
+    # same synthetic problem at that momentum; the report's momentum section;
+    # plain-SGD-only keys refused.
+    spec = os.path.join(work, "mom.json")
+    with open(spec, "w") as f:
+        json.dump({"family": "rfm", "batch": [1, 4, 24],
+                   "params": {"samples": 24, "inputs": 4, "width": 12,
+                              "seed": 9},
+                   "optimizer": {"dampening": 0.1},
+                   "sweep": {"momentum": [0, 0.9]}}, f)
+    out = os.path.join(work, "momrun")
+    res = h.run("run", spec, "--out", out, "--quiet")
+    e = [] if res.rc == 0 else ["exit %d" % res.rc]
+    syn = os.path.join(work, "syn.npz")
+    h.run("synth", "rfm", "--samples", 24, "--inputs", 4, "--width", 12,
+          "--seed", 9, "-o", syn)
+    if res.rc == 0:
+        _, head, cells = h.read_csv(os.path.join(out, "critical.csv"))
+        rows = [dict(zip(head.split(","), c)) for c in cells]
+        for beta, case in ((0, "0"), (0.9, "1")):
+            c, _, ce = h.run_json("critical", syn, "--batch", "1,4,24",
+                                  "--momentum", beta, "--dampening", 0.1)
+            e += ce
+            got = [float(r["lr_critical"]) for r in rows
+                   if r["case"] == case]
+            want = [x["lr_critical"] for x in c["critical"]] if c else []
+            if len(got) != 3 or not all(h.close_rel(g, w, 1e-9)
+                                        for g, w in zip(got, want)):
+                e.append("beta %g: run %r, critical %r" % (beta, got, want))
+        with open(os.path.join(out, "report.md")) as f:
+            if "## Momentum: the stable sharpness" not in f.read():
+                e.append("report has no momentum section")
+    h.report("run with a momentum sweep against critical", e, res)
+    for extra, needle in (({"lr": [0.1]}, "key 'lr'"),
+                          ({"optimizer": {"kind": "adam"}},
+                           "unknown key 'optimizer.kind'"),
+                          ({"sweep": {"momentum": [1]}},
+                           "need a number in [0, 1)")):
+        d = {"family": "rfm", "batch": [1], "optimizer": {"momentum": 0.5}}
+        d.update(extra)
+        with open(spec, "w") as f:
+            json.dump(d, f)
+        res = h.run("run", spec, "--out", out + "x", "--quiet")
+        e = [] if res.rc == 1 else ["exit %d, expected 1" % res.rc]
+        if needle not in res.err or not h.one_line(res.err):
+            e.append("stderr lacks %r in one line" % needle)
+        h.report("run refuses %s" % json.dumps(extra), e, res)
 
     bad = [
         (["--momentum", 1], 2, "momentum must lie in [0, 1)"),

@@ -9,6 +9,7 @@
 #include "results.h"
 #include "../exit_status.h"
 #include "sgdstab/moments.h"
+#include "sgdstab/plan.h"
 
 typedef struct {
     sgdstab_synth *syn;
@@ -25,28 +26,54 @@ static void case_free(run_case *rc)
     memset(rc, 0, sizeof *rc);
 }
 
+/* The theory's quantities of H itself: weight decay's shifted problem
+ * (plan.h) has H ≠ G, so they come from the plain reduction then. */
+static int case_theory(run_case *rc, sgdstab_error *err)
+{
+    const cli_session *ses = &rc->ses;
+    sgdstab_config plain = ses->cfg;
+    sgdstab_optimizer_init(&plain.optimizer);
+    if (ses->red->curvature_shift == 0)
+        return sgdstab_theory_compute(ses->red, &plain, &rc->th, err);
+    sgdstab_reduced *red = NULL;
+    int st = sgdstab_reduce(ses->prob, NULL, &red, err);
+    if (!st)
+        st = sgdstab_theory_compute(red, &plain, &rc->th, err);
+    sgdstab_reduced_free(red);
+    return st;
+}
+
 static int case_setup(const run_spec *sp, const sgdstab_synth_params *par,
-                      size_t c, run_case *rc)
+                      const sgdstab_optimizer *opt, size_t c, run_case *rc)
 {
     sgdstab_error err;
     cli_session *ses = &rc->ses;
     memset(rc, 0, sizeof *rc);
-    if (sgdstab_synth_generate(par, &rc->syn, &err) ||
-        sgdstab_synth_problem(rc->syn, &ses->prob, &err) ||
-        sgdstab_reduce(ses->prob, NULL, &ses->red, &err))
-        goto fail;
     sgdstab_config_init(&ses->cfg);
     ses->cfg.sampling = sp->sampling;
-    if (sgdstab_loss_scale(sp->loss_name, ses->prob->k, &ses->cfg.loss_scale,
+    ses->cfg.optimizer = *opt;
+    if (sgdstab_synth_generate(par, &rc->syn, &err) ||
+        sgdstab_synth_problem(rc->syn, &ses->prob, &err) ||
+        sgdstab_loss_scale(sp->loss_name, ses->prob->k, &ses->cfg.loss_scale,
                            &err) ||
+        sgdstab_reduce_for(ses->prob, NULL, &ses->cfg, &ses->red, &err) ||
         sgdstab_config_check(&ses->cfg, ses->red, 0, &err) ||
         !(ses->stab = sgdstab_stability_alloc(ses->red, &err)) ||
-        sgdstab_theory_compute(ses->red, &ses->cfg, &rc->th, &err))
+        case_theory(rc, &err))
         goto fail;
     return EXIT_OK;
 fail:
     case_free(rc);
     return run_spec_error(sp, "case %zu: %s", c, err.msg);
+}
+
+/* 2/λmax(H), the unit of the spec's relative learning rates and of the
+ * tables' mean limit, whatever the optimizer. */
+static double plain_mean_limit(const run_case *rc)
+{
+    sgdstab_config plain = rc->ses.cfg;
+    sgdstab_optimizer_init(&plain.optimizer);
+    return sgdstab_lr_mean_limit(rc->ses.red, &plain);
 }
 
 /* η*(B) at every batch size, with the bounds of the theory. */
@@ -63,6 +90,8 @@ static int critical_rows(const run_spec *sp, run_case *rc,
         return run_spec_error(sp, "out of memory");
     r->ncritical = nb;
     r->nondecreasing = 1;
+    const int lifted = sgdstab_optimizer_lifted(&rc->ses.cfg.optimizer) ||
+                       rc->ses.cfg.optimizer.weight_decay > 0;
     for (size_t i = 0; i < nb; i++) {
         run_critical_row *row = &r->critical[i];
         double a;
@@ -74,6 +103,11 @@ static int critical_rows(const run_spec *sp, run_case *rc,
         row->rel_accuracy = cr[i].rel_accuracy;
         row->stable_sharpness = row->lr_critical *
                                 rc->th.hessian_frobenius * sqrt(row->b);
+        if (lifted) {  /* the theory's bounds are plain SGD's */
+            row->bounds = (sgdstab_lr_bounds){row->bounds.mean, NAN, NAN,
+                                              NAN, NAN};
+            row->stable_sharpness = NAN;
+        }
         /* Non-decreasing up to the solver's relative accuracy (1e-10). */
         if (i > 0 && cr[i].lr_critical < cr[i - 1].lr_critical * (1 - 1e-9))
             r->nondecreasing = 0;
@@ -152,13 +186,16 @@ static int phase_files(const run_spec *sp, const run_context *ctx,
              sgdstab_synth_family_name(sp->base.family));
     cli_phase_title(title, sizeof title, name, r->n, r->p, sp->sampling,
                     sp->loss);
+    /* The theory's curves are plain SGD's. */
+    const int lifted = sgdstab_optimizer_lifted(&rc->ses.cfg.optimizer);
     cli_plot_options po = {.style = sp->phase.style,
                            .width = ctx->width ? ctx->width : 960,
                            .height = ctx->height ? ctx->height : 720,
                            .log_batch = cli_log_spaced_sizes(batches, nb),
                            .log_lr = sp->phase.log_spaced,
                            .sampling = sp->sampling, .n = r->n,
-                           .theory = &rc->th};
+                           .lifted = lifted,
+                           .theory = lifted ? NULL : &rc->th};
     if (!po.style.title)
         po.style.title = title;
     cli_phase_files pf;
@@ -181,7 +218,7 @@ static int phase_case(const run_spec *sp, const run_context *ctx,
 {
     size_t nb = r->ncritical, nl = sp->phase.nl;
     double unit = sp->phase.relative
-                      ? sgdstab_lr_mean_limit(rc->ses.red, &rc->ses.cfg) : 1;
+                      ? plain_mean_limit(rc) : 1;
     double *lrs = malloc(nl * sizeof *lrs);
     sgdstab_phase_boundary *bd = calloc(nb, sizeof *bd);
     sgdstab_phase_point *grid = calloc(nb * nl, sizeof *grid);
@@ -222,7 +259,7 @@ static void case_summary(run_case *rc, run_case_result *r)
     r->rank = rc->ses.red->rank_J;
     r->residual = rc->syn->residual;
     r->th = rc->th;
-    r->lr_critical_mean = sgdstab_lr_mean_limit(rc->ses.red, &rc->ses.cfg);
+    r->lr_critical_mean = plain_mean_limit(rc);
 }
 
 int run_case_compute(const run_spec *sp, const run_context *ctx, size_t c,
@@ -231,9 +268,9 @@ int run_case_compute(const run_spec *sp, const run_context *ctx, size_t c,
     sgdstab_synth_params par;
     memset(r, 0, sizeof *r);
     r->index = c;
-    run_spec_case(sp, c, &par, r->value);
+    run_spec_case(sp, c, &par, &r->optimizer, r->value);
     run_case rc;
-    int st = case_setup(sp, &par, c, &rc);
+    int st = case_setup(sp, &par, &r->optimizer, c, &rc);
     if (st)
         return st;
     size_t *batches = NULL, nb = 0;

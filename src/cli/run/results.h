@@ -70,6 +70,7 @@ typedef struct {
                                   memory) */
     size_t n, k, p, d, rank;
     double residual, lr_critical_mean;
+    sgdstab_optimizer optimizer;  /* the case's (spec and sweep) */
     sgdstab_theory th;
     run_critical_row *critical;
     size_t ncritical;

@@ -252,6 +252,27 @@ static int check_param_key(const run_spec *sp, const char *section,
     return EXIT_OK;
 }
 
+/* A sweep's momentum: a number in [0, 1). */
+static int momentum_value(const run_spec *sp, const cJSON *v,
+                          const char *where, double *out)
+{
+    if (!cJSON_IsNumber(v) || !(v->valuedouble >= 0 && v->valuedouble < 1))
+        return run_spec_error(sp, "key '%s': need a number in [0, 1)", where);
+    *out = v->valuedouble;
+    return EXIT_OK;
+}
+
+/* Set the sweep's value of key (a synth parameter, or the optimizer's
+ * momentum). */
+static int set_axis(const run_spec *sp, sgdstab_synth_params *par,
+                    sgdstab_optimizer *opt, const char *key, const cJSON *v,
+                    const char *where)
+{
+    if (!strcmp(key, "momentum"))
+        return momentum_value(sp, v, where, &opt->momentum);
+    return set_param(sp, par, key, v, where);
+}
+
 /* "params" and "sweep": the base parameters, and the axes of the cases. */
 static int parse_params(run_spec *sp)
 {
@@ -272,7 +293,8 @@ static int parse_params(run_spec *sp)
     }
     sp->ncases = 1;
     cJSON_ArrayForEach(e, sweep) {
-        if ((st = check_param_key(sp, "sweep", e->string)))
+        if (strcmp(e->string, "momentum") &&
+            (st = check_param_key(sp, "sweep", e->string)))
             return st;
         if (cJSON_GetObjectItemCaseSensitive(params, e->string))
             return run_spec_error(sp, "key '%s' is both in params and in "
@@ -284,12 +306,17 @@ static int parse_params(run_spec *sp)
             return run_spec_error(sp, "key 'sweep': at most %d parameters",
                                   RUN_MAX_AXES);
         sgdstab_synth_params scratch = sp->base;
+        sgdstab_optimizer opt = sp->optimizer;
         size_t i = 0;
         const cJSON *v;
         cJSON_ArrayForEach(v, e) {
             snprintf(where, sizeof where, "sweep.%s[%zu]", e->string, i++);
-            if ((st = set_param(sp, &scratch, e->string, v, where)))
+            sgdstab_error err;
+            if ((st = set_axis(sp, &scratch, &opt, e->string, v, where)))
                 return st;
+            if (sgdstab_optimizer_check(&opt, 0, &err))
+                return run_spec_error(sp, "key '%s': %s", where, err.msg);
+            sp->plain &= opt.momentum == 0;
         }
         sp->axis[sp->naxes++] = (run_axis){e->string, e};
         sp->ncases *= i;
@@ -301,16 +328,66 @@ static int parse_params(run_spec *sp)
 }
 
 void run_spec_case(const run_spec *sp, size_t c, sgdstab_synth_params *par,
-                   const cJSON **value)
+                   sgdstab_optimizer *opt, const cJSON **value)
 {
     *par = sp->base;
+    *opt = sp->optimizer;
     for (size_t ax = sp->naxes; ax-- > 0;) {
         size_t len = (size_t)cJSON_GetArraySize(sp->axis[ax].values);
         value[ax] = cJSON_GetArrayItem(sp->axis[ax].values, (int)(c % len));
         c /= len;
         /* checked by parse_params: cannot fail */
-        set_param(sp, par, sp->axis[ax].key, value[ax], sp->axis[ax].key);
+        set_axis(sp, par, opt, sp->axis[ax].key, value[ax],
+                 sp->axis[ax].key);
     }
+}
+
+/* "optimizer": SGD's momentum, dampening, nesterov and weight_decay (the
+ * synthetic problems have no second moment for Adam), checked as the
+ * library checks them. */
+static int parse_optimizer(run_spec *sp, const cJSON *o)
+{
+    sgdstab_optimizer *opt = &sp->optimizer;
+    int st;
+    if (!cJSON_IsObject(o))
+        return run_spec_error(sp, "key 'optimizer': need an object");
+    if ((st = known_keys(sp, o, "optimizer",
+                         "momentum dampening nesterov weight_decay")))
+        return st;
+    static const char *const keys[] = {"momentum", "dampening",
+                                       "weight_decay"};
+    double *fields[] = {&opt->momentum, &opt->dampening, &opt->weight_decay};
+    for (int i = 0; i < 3; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+        if (v && !cJSON_IsNumber(v))
+            return run_spec_error(sp, "key 'optimizer.%s': need a number",
+                                  keys[i]);
+        if (v)
+            *fields[i] = v->valuedouble;
+    }
+    const cJSON *nesterov = cJSON_GetObjectItemCaseSensitive(o, "nesterov");
+    if (nesterov && !cJSON_IsBool(nesterov))
+        return run_spec_error(sp, "key 'optimizer.nesterov': need true or "
+                              "false");
+    opt->nesterov = cJSON_IsTrue(nesterov);
+    sgdstab_error err;
+    if (sgdstab_optimizer_check(opt, 0, &err))
+        return run_spec_error(sp, "key 'optimizer': %s", err.msg);
+    sp->plain = opt->momentum == 0 && opt->weight_decay == 0;
+    return EXIT_OK;
+}
+
+/* The verify checks, the one-epoch map and exit times are plain SGD's. */
+static int check_plain_only(run_spec *sp)
+{
+    static const char *const keys[] = {"lr", "lr_factors", "epoch", "exit"};
+    for (int i = 0; i < 4; i++)
+        if (!sp->plain && cJSON_GetObjectItemCaseSensitive(sp->root, keys[i]))
+            return run_spec_error(sp, "key '%s': the verify checks, the "
+                                  "one-epoch map and exit times are plain "
+                                  "SGD's, not with 'optimizer' or a momentum "
+                                  "sweep", keys[i]);
+    return EXIT_OK;
 }
 
 /* ------------------------------------------------------------ phase */
@@ -640,8 +717,12 @@ static int parse_spec_keys(run_spec *sp)
     const cJSON *root = sp->root, *e;
     int st;
     if ((st = known_keys(sp, root, "", "family batch params sweep sampling "
-                         "loss lr lr_factors phase epoch exit description")) ||
+                         "loss optimizer lr lr_factors phase epoch exit "
+                         "description")) ||
         (st = parse_basics(sp)))
+        return st;
+    if ((e = cJSON_GetObjectItemCaseSensitive(root, "optimizer")) &&
+        (st = parse_optimizer(sp, e)))
         return st;
     if (((e = cJSON_GetObjectItemCaseSensitive(root, "loss")) &&
          (st = parse_loss(sp, e))) ||
@@ -656,7 +737,9 @@ static int parse_spec_keys(run_spec *sp)
         ((e = cJSON_GetObjectItemCaseSensitive(root, "exit")) &&
          (st = parse_exit(sp, e))))
         return st;
-    return (st = parse_params(sp)) ? st : parse_batch(sp);
+    if ((st = parse_params(sp)) || (st = check_plain_only(sp)))
+        return st;
+    return parse_batch(sp);
 }
 
 /* The first key that appears twice in one object of v, or NULL: cJSON
@@ -683,6 +766,8 @@ static void spec_init(run_spec *sp, const char *path)
     sp->loss = sp->loss_name = "half-mean";
     cli_phase_style_init(&sp->phase.style);
     sgdstab_synth_params_init(&sp->base);
+    sgdstab_optimizer_init(&sp->optimizer);
+    sp->plain = 1;
 }
 
 /* Parse and validate a spec's text (NUL-terminated, size bytes). */

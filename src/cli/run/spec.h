@@ -75,6 +75,9 @@ typedef struct {
     run_phase_spec phase;
     run_epoch_spec epoch;
     run_exit_spec exit;
+    sgdstab_optimizer optimizer;  /* "optimizer" (SGD's settings); the
+                                     sweep may set its momentum */
+    int plain;                 /* plain SGD in every case */
 } run_spec;
 
 /* Read and validate the spec at path; EXIT_OK, or EXIT_DATA after the
@@ -90,10 +93,10 @@ int run_spec_check(const char *file, const char *text, size_t size);
 int run_spec_error(const run_spec *sp, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Case c's synth parameters and sweep values (value[ax] for each axis):
- * the first axis varies slowest. */
+/* Case c's synth parameters, optimizer and sweep values (value[ax] for
+ * each axis): the first axis varies slowest. */
 void run_spec_case(const run_spec *sp, size_t c, sgdstab_synth_params *par,
-                   const cJSON **value);
+                   sgdstab_optimizer *opt, const cJSON **value);
 
 /* The spec's batch sizes for n samples (malloc'd). */
 int run_spec_batches(const run_spec *sp, size_t n, size_t **list,
