@@ -1,6 +1,7 @@
 /* report.md of `sgdstab run`: what was run, how to run it again, the
  * findings and a table per case, then the Monte Carlo experiments. */
 #include <math.h>
+#include <string.h>
 
 #include "write.h"
 
@@ -200,8 +201,16 @@ static void exit_section(const run_spec *sp, const run_results *res, FILE *f)
  * regimes reported for heavy-ball momentum (small batches: the noise of an
  * effective step η/(1 − β); large ones: the noise-free limit
  * 2(1 + β)/λmax); whether each holds is counted, not assumed. */
-static void momentum_section(const run_results *res, FILE *f)
+static void momentum_section(const run_spec *sp, const run_results *res,
+                             FILE *f)
 {
+    /* With momentum the only swept key, its β = 0 case is plain SGD on the
+     * same minimum: the small-B value against (1 − β) times its own. */
+    const run_case_result *plain = NULL;
+    for (size_t c = 0; c < res->ncases && sp->naxes == 1; c++)
+        if (!strcmp(sp->axis[0].key, "momentum") &&
+            res->cases[c].optimizer.momentum == 0)
+            plain = &res->cases[c];
     size_t small_near = 0, large_exact = 0;
     for (size_t c = 0; c < res->ncases; c++) {
         const run_case_result *r = &res->cases[c];
@@ -220,18 +229,27 @@ static void momentum_section(const run_results *res, FILE *f)
             "(the noise-free limit 2(1 + β)/λmax, exact at B = n without "
             "replacement). Measured here: the small-B value lies within "
             "[0.8, 1.25]·(1 − β) in %zu of %zu cases; the large-B value "
-            "equals 1 + β to 1e-6 in %zu of %zu.\n\n| case | β | B | "
-            "η\\*·λmax/2 | 1 − β | ratio | B | η\\*·λmax/2 | 1 + β | "
-            "ratio |\n|---|---|---|---|---|---|---|---|---|---|\n",
-            small_near, res->ncases, large_exact, res->ncases);
+            "equals 1 + β to 1e-6 in %zu of %zu.%s\n\n| case | β | B | "
+            "η\\*·λmax/2 | 1 − β | ratio |%s B | η\\*·λmax/2 | 1 + β | "
+            "ratio |\n|---|---|---|---|---|---|---|---|---|---|%s\n",
+            small_near, res->ncases, large_exact, res->ncases,
+            plain ? " Column \"vs SGD\" is η\\*(B; β)/((1 − β)·η\\*(B; 0)) "
+                    "at the smallest B, against the β = 0 case of the same "
+                    "minimum." : "",
+            plain ? " vs SGD |" : "", plain ? "---|" : "");
     for (size_t c = 0; c < res->ncases; c++) {
         const run_case_result *r = &res->cases[c];
         const run_critical_row *a = &r->critical[0];
         const run_critical_row *b = &r->critical[r->ncritical - 1];
         double beta = r->optimizer.momentum, half = 0.5 * r->th.sharpness;
-        fprintf(f, "| %zu | %g | %zu | %.6g | %g | %.4f | %zu | %.10g | %g | "
-                "%.8f |\n", r->index, beta, a->batch, a->lr_critical * half,
-                1 - beta, a->lr_critical * half / (1 - beta), b->batch,
+        fprintf(f, "| %zu | %g | %zu | %.6g | %g | %.4f |", r->index, beta,
+                a->batch, a->lr_critical * half, 1 - beta,
+                a->lr_critical * half / (1 - beta));
+        if (plain)
+            fprintf(f, " %.4f |", a->lr_critical /
+                                      ((1 - beta) *
+                                       plain->critical[0].lr_critical));
+        fprintf(f, " %zu | %.10g | %g | %.8f |\n", b->batch,
                 b->lr_critical * half, 1 + beta,
                 b->lr_critical * half / (1 + beta));
     }
@@ -261,7 +279,7 @@ void run_write_report(const run_spec *sp, const run_results *res,
     case_table(sp, res, f);
     columns_note(sp, f);
     if (!sp->plain)
-        momentum_section(res, f);
+        momentum_section(sp, res, f);
     phase_paragraphs(res, f);
     if (sp->epoch.on)
         epoch_section(sp, res, f);
