@@ -266,8 +266,11 @@ int sgdstab_lifted_radius(sgdstab_moments *m, const sgdstab_reduced *red,
     double scale = fmax(z_floor, 1e-300);
     double x_lo = log(scale * 1e-12), x_hi = log(scale), f_lo = 0, f_hi = 0;
     radius_ctx rc = {&ms, &map, z_floor};
-    if (b > 0)
+    if (b > 0) {
         st = radius_log_mu(&rc, x_lo, &f_lo, err);
+        /* On the floor ρ lies within the bracket's first step of it. */
+        out->error_estimate = out->residual = exp(x_lo);
+    }
     if (!st && b > 0 && f_lo > 0) {
         for (int i = 0; !st && i < ROOT_MAX_STEPS; i++) {
             st = radius_log_mu(&rc, x_hi, &f_hi, err);

@@ -91,6 +91,18 @@ int sgdstab_optimizer_check(const sgdstab_optimizer *opt, size_t p,
     return check_second_moment(opt, p, err);
 }
 
+const char *sgdstab_optimizer_title(const sgdstab_optimizer *opt)
+{
+    switch (opt->kind) {
+    case SGDSTAB_OPTIMIZER_ADAM:
+        return "Adam";
+    case SGDSTAB_OPTIMIZER_ADAMW:
+        return "AdamW";
+    default:
+        return opt->second_moment ? "RMSprop" : "SGD";
+    }
+}
+
 int sgdstab_optimizer_lifted(const sgdstab_optimizer *opt)
 {
     return opt->momentum > 0 ||
@@ -106,13 +118,12 @@ void sgdstab_optimizer_describe(const sgdstab_optimizer *opt, char *buf,
     char wd[64] = "";
     if (opt->weight_decay > 0)
         snprintf(wd, sizeof wd, ", %s %g", decay, opt->weight_decay);
+    const char *base = sgdstab_optimizer_title(opt);
     if (opt->kind != SGDSTAB_OPTIMIZER_SGD) {
-        snprintf(buf, size, "%s (beta1 %g, eps %g%s)",
-                 opt->kind == SGDSTAB_OPTIMIZER_ADAM ? "Adam" : "AdamW",
-                 opt->momentum, opt->eps, wd);
+        snprintf(buf, size, "%s (beta1 %g, eps %g%s)", base, opt->momentum,
+                 opt->eps, wd);
         return;
     }
-    const char *base = opt->second_moment ? "RMSprop" : "SGD";
     if (opt->momentum == 0) {
         snprintf(buf, size, "%s%s%s", base, *wd ? " (" : "",
                  *wd ? wd + 2 : "");

@@ -239,10 +239,12 @@ static int check_memory(void *ctx, const sgdstab_array *J, sgdstab_error *err)
                                 plan->max_memory, err);
 }
 
-/* J (with its memory check), H if the archive holds one, and meta.json. */
+/* J (with its memory check), H and V if the archive holds them, and
+ * meta.json. */
 static int read_npz(const char *path, const char *hessian_path,
                     memory_plan *plan, sgdstab_array *J, sgdstab_array *H,
-                    int *have_H, sgdstab_provenance *pv, sgdstab_error *err)
+                    int *have_H, sgdstab_array *V, sgdstab_provenance *pv,
+                    sgdstab_error *err)
 {
     sgdstab_npz *z = sgdstab_npz_open(path, err);
     if (!z)
@@ -258,8 +260,37 @@ static int read_npz(const char *path, const char *hessian_path,
         st = sgdstab_npz_read_checked(z, "J", check_memory, plan, J, err);
     if (!st && *have_H && (st = sgdstab_npz_read(z, "H", H, err)))
         sgdstab_array_free(J);
+    if (!st && sgdstab_npz_has(z, "V") &&
+        (st = sgdstab_npz_read(z, "V", V, err))) {
+        sgdstab_array_free(J);
+        sgdstab_array_free(H);
+    }
     sgdstab_npz_close(z);
     return st;
+}
+
+/* The member V: one finite value per column of J. */
+static int take_second_moment(const char *path, sgdstab_array *V,
+                              sgdstab_problem *prob, sgdstab_error *err)
+{
+    if (!V->data)
+        return SGDSTAB_OK;
+    int st = SGDSTAB_OK;
+    if (V->size != prob->p)
+        st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: the second moment V has "
+                          "%zu values, J has p = %zu columns", path, V->size,
+                          prob->p);
+    for (size_t j = 0; j < V->size && !st; j++)
+        if (!isfinite(V->data[j]))
+            st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: the second moment V "
+                              "has a non-finite value at %zu", path, j);
+    if (st) {
+        sgdstab_array_free(V);
+        return st;
+    }
+    prob->V = V->data;
+    V->data = NULL;
+    return SGDSTAB_OK;
 }
 
 int sgdstab_problem_load_with_hessian(const char *path,
@@ -273,8 +304,9 @@ int sgdstab_problem_load_with_hessian(const char *path,
     int st = sniff(path, &kind, err);
     if (st)
         return st;
-    sgdstab_array J, H;
+    sgdstab_array J, H, V;
     memset(&H, 0, sizeof H);
+    memset(&V, 0, sizeof V);
     int have_H = 0;
     sgdstab_provenance pv;
     sgdstab_provenance_init(&pv);
@@ -283,7 +315,8 @@ int sgdstab_problem_load_with_hessian(const char *path,
     memset(&J, 0, sizeof J);
     st = kind == KIND_NPY
              ? sgdstab_npy_read_checked(path, check_memory, &plan, &J, err)
-             : read_npz(path, hessian_path, &plan, &J, &H, &have_H, &pv, err);
+             : read_npz(path, hessian_path, &plan, &J, &H, &have_H, &V, &pv,
+                        err);
     if (st)
         return st;
     if (hessian_path) {
@@ -293,6 +326,7 @@ int sgdstab_problem_load_with_hessian(const char *path,
                                 "a .npy file", hessian_path))) ||
             (st = sgdstab_npy_read(hessian_path, &H, err))) {
             sgdstab_array_free(&J);
+            sgdstab_array_free(&V);
             return st;
         }
         have_H = 1;
@@ -304,6 +338,7 @@ int sgdstab_problem_load_with_hessian(const char *path,
         if (!(label = malloc(len))) {
             sgdstab_array_free(&J);
             sgdstab_array_free(&H);
+            sgdstab_array_free(&V);
             return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", path);
         }
         snprintf(label, len, "%s (H from %s)", path, hessian_path);
@@ -311,10 +346,12 @@ int sgdstab_problem_load_with_hessian(const char *path,
     st = sgdstab_problem_from_arrays(label ? label : path, &J,
                                      have_H ? &H : NULL, opt, out, err);
     free(label);
-    if (!st && (st = check_meta_shape(path, &pv, *out, err))) {
+    if (!st && ((st = check_meta_shape(path, &pv, *out, err)) ||
+                (st = take_second_moment(path, &V, *out, err)))) {
         sgdstab_problem_free(*out);
         *out = NULL;
     }
+    sgdstab_array_free(&V);
     if (!st)
         (*out)->provenance = pv;
     return st;
@@ -349,6 +386,7 @@ void sgdstab_problem_free(sgdstab_problem *prob)
         return;
     free(prob->J);
     free(prob->H);
+    free(prob->V);
     free(prob->source);
     free(prob);
 }

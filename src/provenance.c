@@ -15,6 +15,58 @@ void sgdstab_provenance_init(sgdstab_provenance *pv)
     memset(pv, 0, sizeof *pv);
     pv->residual_rms = pv->max_residual = pv->target_rms = NAN;
     pv->train_lr = NAN;
+    sgdstab_optimizer_init(&pv->optimizer);
+}
+
+/* "optimizer": its kind and settings, each in its range (the second
+ * moment, the member V, is checked where it is used). */
+static int take_optimizer(const cJSON *o, const char *label,
+                          sgdstab_provenance *pv, sgdstab_error *err)
+{
+    sgdstab_optimizer *opt = &pv->optimizer;
+    const cJSON *kind = cJSON_GetObjectItemCaseSensitive(o, "kind");
+    if (!cJSON_IsObject(o) || !cJSON_IsString(kind))
+        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: meta.json: "
+                            "\"optimizer\" must be an object with a \"kind\"",
+                            label);
+    const int rmsprop = !strcmp(kind->valuestring, "rmsprop");
+    if (rmsprop)
+        opt->kind = SGDSTAB_OPTIMIZER_SGD;
+    else if (sgdstab_optimizer_parse(kind->valuestring, &opt->kind))
+        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: meta.json: optimizer "
+                            "kind must be sgd, rmsprop, adam or adamw",
+                            label);
+    pv->preconditioned = rmsprop || opt->kind != SGDSTAB_OPTIMIZER_SGD;
+    static const char *const keys[] = {"momentum", "dampening",
+                                       "weight_decay", "beta2", "eps"};
+    double *fields[] = {&opt->momentum, &opt->dampening, &opt->weight_decay,
+                        &opt->beta2, &opt->eps};
+    for (int i = 0; i < 5; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, keys[i]);
+        if (!v || cJSON_IsNull(v))
+            continue;
+        if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
+            return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: meta.json: "
+                                "optimizer %s must be a number", label,
+                                keys[i]);
+        *fields[i] = v->valuedouble;
+    }
+    const cJSON *nesterov = cJSON_GetObjectItemCaseSensitive(o, "nesterov");
+    if (nesterov && !cJSON_IsNull(nesterov) && !cJSON_IsBool(nesterov))
+        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: meta.json: optimizer "
+                            "nesterov must be true or false", label);
+    opt->nesterov = cJSON_IsTrue(nesterov);
+    /* Every rule but the second moment's, which V brings. */
+    sgdstab_optimizer check = *opt;
+    static const double one = 1;
+    check.second_moment = pv->preconditioned ? &one : NULL;
+    check.second_moment_len = 1;
+    sgdstab_error why;
+    if (sgdstab_optimizer_check(&check, 1, &why))
+        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: meta.json: optimizer: "
+                            "%s", label, why.msg);
+    pv->has_optimizer = 1;
+    return SGDSTAB_OK;
 }
 
 /* What a known key holds, and where it goes in sgdstab_provenance. */
@@ -153,6 +205,9 @@ int sgdstab_provenance_parse(const char *text, size_t len, const char *label,
         if (v && !cJSON_IsNull(v))
             st = take(v, i, label, &pv, err);
     }
+    const cJSON *opt = cJSON_GetObjectItemCaseSensitive(o, "optimizer");
+    if (!st && opt && !cJSON_IsNull(opt))
+        st = take_optimizer(opt, label, &pv, err);
     cJSON_Delete(o);
     if (!st)
         *out = pv;

@@ -469,11 +469,118 @@ def test_round_trip(work):
            "Gauss-Newton analysis", msgs, res)
 
 
+def train_steps(m, opt, X, Y, steps=5):
+    """A few full-batch steps of opt on the half-mean square loss."""
+    m.train()
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = 0.5 * ((m(X) - Y) ** 2).sum(dim=1).mean()
+        loss.backward()
+        opt.step()
+    m.eval()
+
+
+def test_optimizer(work):
+    """The optimizer's settings in meta.json and Adam's bias-corrected
+    second moment in V, against torch's own state computed here; sgdstab
+    takes them as its defaults, with the same numbers as the same settings
+    given as options and V as a separate --second-moment file."""
+    torch.manual_seed(3)
+    X = torch.randn(10, 3, dtype=torch.float64)
+    Y = torch.randn(10, 2, dtype=torch.float64)
+
+    def model():
+        torch.manual_seed(4)
+        return torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(),
+                                   torch.nn.Linear(4, 2)).double()
+
+    m = model()
+    sgd = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9,
+                          dampening=0.1, weight_decay=1e-3)
+    train_steps(m, sgd, X, Y)
+    path = os.path.join(work, "sgd.npz")
+    meta = ex.export(m, X, Y, path, optimizer=sgd)
+    arrays, written = load(path)
+    want = {"kind": "sgd", "lr": 0.05, "momentum": 0.9, "dampening": 0.1,
+            "nesterov": False, "weight_decay": 1e-3}
+    msgs = [] if written["optimizer"] == want and "V" not in arrays else \
+        ["optimizer %r, V %s" % (written["optimizer"], "V" in arrays)]
+    if meta["train_lr"] != 0.05:
+        msgs.append("train_lr %r" % meta["train_lr"])
+    report("export: SGD's settings in meta.json, no V", msgs)
+
+    m = model()
+    adam = torch.optim.Adam(m.parameters(), lr=0.01, betas=(0.8, 0.95),
+                            eps=1e-6)
+    train_steps(m, adam, X, Y, steps=7)
+    v = np.concatenate([
+        (adam.state[q]["exp_avg_sq"] / (1 - 0.95 ** 7)).reshape(-1).numpy()
+        for q in m.parameters()])
+    path = os.path.join(work, "adam.npz")
+    ckpt = os.path.join(work, "ckpt.pt")
+    torch.save({"optimizer": adam.state_dict()}, ckpt)
+    torch.save(m, os.path.join(work, "adam-model.pt"))
+    np.savez(os.path.join(work, "data.npz"), X=X.numpy(), Y=Y.numpy())
+    res = subprocess.run([sys.executable, EXPORTER,
+                          os.path.join(work, "adam-model.pt"),
+                          os.path.join(work, "data.npz"), "-o", path,
+                          "--optimizer-state", ckpt, "--optimizer-kind",
+                          "adam"], capture_output=True, text=True)
+    msgs = [] if res.returncode == 0 else ["exporter: " + res.stderr]
+    if not msgs:
+        arrays, written = load(path)
+        o = written["optimizer"]
+        if (o["kind"], o["momentum"], o["beta2"], o["eps"], o["step"]) != \
+                ("adam", 0.8, 0.95, 1e-6, 7):
+            msgs.append("optimizer %r" % o)
+        if rel_err(arrays["V"], v) > 1e-12:
+            msgs.append("V differs from exp_avg_sq / (1 - beta2^step) by "
+                        "%.3g" % rel_err(arrays["V"], v))
+    report("export --optimizer-state: Adam's settings and bias-corrected V",
+           msgs, res)
+    if msgs:
+        return
+    vfile = os.path.join(work, "v.npy")
+    np.save(vfile, v)
+    # The tiny model does not interpolate: a note on stderr, JSON on stdout.
+    r1 = run("critical", path, "--batch", "2,10", "--json")
+    r2 = run("critical", path, "--batch", "2,10", "--json", "--optimizer",
+             "adam", "--betas", "0.8,0.95", "--eps", "1e-6",
+             "--second-moment", vfile)
+    msgs = ["exit %d" % r.rc for r in (r1, r2) if r.rc]
+    d_file = json.loads(r1.out) if not r1.rc else None
+    d_opts = json.loads(r2.out) if not r2.rc else None
+    if d_file and d_opts:
+        for a, b in zip(d_file["critical"], d_opts["critical"]):
+            if not harness.close_rel(a["lr_critical"], b["lr_critical"],
+                                     1e-12):
+                msgs.append("B = %d: %r from the file, %r from options" %
+                            (a["batch"], a["lr_critical"], b["lr_critical"]))
+        if d_file["optimizer"]["kind"] != "adam":
+            msgs.append("optimizer %r" % d_file["optimizer"])
+    res = run("analyze", path, "--lr", 0.01, "--batch", 2)
+    if "(from the file's metadata)" not in res.out:
+        msgs.append("analyze does not say the optimizer is the file's")
+    report("sgdstab takes the file's optimizer and V as defaults", msgs, res)
+
+    other = torch.optim.Adam(torch.nn.Linear(3, 2).double().parameters())
+    for opt, kind, needle in ((other, None, "do not match"),
+                              (adam.state_dict(), None, "Adam or AdamW")):
+        try:
+            ex.export(m, X, Y, os.path.join(work, "bad.npz"), optimizer=opt,
+                      optimizer_kind=kind)
+            msgs = ["no error"]
+        except ex.ExportError as e:
+            msgs = [] if needle in str(e) else ["message %r" % str(e)]
+        report("export refuses an optimizer: %s" % needle, msgs)
+
+
 def body(work):
     test_jacobian(work)
     test_hessian_and_meta(work)
     test_cli_and_errors(work)
     test_round_trip(work)
+    test_optimizer(work)
 
 
 if __name__ == "__main__":

@@ -193,6 +193,21 @@ def body(work):
             e.append("stderr lacks %r in one line" % needle)
         h.report("run refuses %s" % json.dumps(extra), e, res)
 
+    # An .npz with the optimizer in meta.json and V: wrong length, and a
+    # zero entry Adam cannot take, are data errors naming the file.
+    for name, V, needle in (("vlen", v[:3], "the second moment V has 3 values"),
+                            ("vzero", np.concatenate([[0.0], v[1:]]),
+                             "must be finite and > 0")):
+        f = h.npz_with_meta(os.path.join(work, name + ".npz"), J,
+                            {"optimizer": {"kind": "adam", "momentum": 0.9}},
+                            V=V)
+        res = h.run("analyze", f, "--lr", 0.1, "--batch", 3)
+        e = [] if res.rc == 1 else ["exit %d, expected 1" % res.rc]
+        if needle not in res.err or f not in res.err or \
+                not h.one_line(res.err):
+            e.append("stderr lacks %r and the file in one line" % needle)
+        h.report("the file's V refused: %s" % name, e, res)
+
     bad = [
         (["--momentum", 1], 2, "momentum must lie in [0, 1)"),
         (["--momentum", 0.9, "--dampening", 0.1, "--nesterov"], 2,

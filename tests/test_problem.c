@@ -887,6 +887,27 @@ static void test_provenance_parse(void **state)
         fail_msg("%s", err.msg);
     assert_int_equal(strlen(pv.loss), 31);
     assert_int_equal(strlen(pv.train_sampling), 15);
+
+    /* the optimizer of training: every setting, and the kinds */
+    if (parse("{\"optimizer\": {\"kind\": \"sgd\", \"lr\": 0.1, "
+              "\"momentum\": 0.9, \"dampening\": 0.25, \"nesterov\": false, "
+              "\"weight_decay\": 5e-4}}", &pv, &err))
+        fail_msg("%s", err.msg);
+    assert_true(pv.has_optimizer && !pv.preconditioned);
+    assert_true(pv.optimizer.kind == SGDSTAB_OPTIMIZER_SGD &&
+                pv.optimizer.momentum == 0.9 &&
+                pv.optimizer.dampening == 0.25 &&
+                pv.optimizer.weight_decay == 5e-4 && !pv.optimizer.nesterov);
+    if (parse("{\"optimizer\": {\"kind\": \"adamw\", \"momentum\": 0.8, "
+              "\"beta2\": 0.95, \"eps\": 1e-6, \"step\": 7}}", &pv, &err))
+        fail_msg("%s", err.msg);
+    assert_true(pv.preconditioned && pv.optimizer.kind ==
+                SGDSTAB_OPTIMIZER_ADAMW && pv.optimizer.beta2 == 0.95 &&
+                pv.optimizer.eps == 1e-6 && !pv.optimizer.second_moment);
+    if (parse("{\"optimizer\": {\"kind\": \"rmsprop\"}}", &pv, &err))
+        fail_msg("%s", err.msg);
+    assert_true(pv.preconditioned &&
+                pv.optimizer.kind == SGDSTAB_OPTIMIZER_SGD);
 }
 
 static void test_provenance_reject(void **state)
@@ -931,6 +952,21 @@ static void test_provenance_reject(void **state)
         {"{\"train_batch\": -1}", "\"train_batch\""},
         {"{\"train_sampling\": 5}", "\"train_sampling\" must be a string"},
         {"{\"train_sampling\": \"0123456789012345\"}", "at most 15"},
+        {"{\"optimizer\": \"sgd\"}", "\"optimizer\" must be an object"},
+        {"{\"optimizer\": {\"momentum\": 0.9}}", "with a \"kind\""},
+        {"{\"optimizer\": {\"kind\": \"lion\"}}", "kind must be sgd"},
+        {"{\"optimizer\": {\"kind\": \"sgd\", \"momentum\": 1}}",
+         "momentum must lie in [0, 1)"},
+        {"{\"optimizer\": {\"kind\": \"sgd\", \"momentum\": \"0.9\"}}",
+         "optimizer momentum must be a number"},
+        {"{\"optimizer\": {\"kind\": \"sgd\", \"nesterov\": 1}}",
+         "nesterov must be true or false"},
+        {"{\"optimizer\": {\"kind\": \"sgd\", \"nesterov\": true}}",
+         "nesterov needs a momentum"},
+        {"{\"optimizer\": {\"kind\": \"adam\", \"eps\": 0}}",
+         "eps must be a positive number"},
+        {"{\"optimizer\": {\"kind\": \"sgd\", \"weight_decay\": -1}}",
+         "weight decay"},
     };
     sgdstab_provenance pv;
     sgdstab_error err;

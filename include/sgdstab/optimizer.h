@@ -67,6 +67,10 @@ void sgdstab_optimizer_init(sgdstab_optimizer *opt);
 int sgdstab_optimizer_check(const sgdstab_optimizer *opt, size_t p,
                             sgdstab_error *err);
 
+/* Its name in a sentence: "SGD", "RMSprop" (SGD with v̂), "Adam",
+ * "AdamW". */
+const char *sgdstab_optimizer_title(const sgdstab_optimizer *opt);
+
 /* Is the run not plain SGD on the (transformed) problem: a buffer (β > 0)
  * or AdamW's decoupled decay?  Then the lifted map of stability.h
  * decides. */

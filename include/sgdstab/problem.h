@@ -39,6 +39,10 @@ typedef struct {
     sgdstab_provenance provenance;  /* the file's meta.json; "nothing known"
                                        (present 0) for a .npy, an .npz
                                        without one, or arrays */
+    double *V;          /* the .npz member V: an optimizer's second moment
+                           v̂, p finite values in J's column order, or NULL
+                           (its positivity is checked where it is used,
+                           sgdstab_optimizer_check) */
 } sgdstab_problem;
 
 /* The loss convention of training (the names of sgdstab_loss_scale,

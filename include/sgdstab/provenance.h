@@ -11,6 +11,13 @@
  *   "n", "k", "p"     whole numbers ≥ 1: the shape of J
  *   "train_lr"        number > 0, "train_batch" whole number ≥ 1,
  *   "train_sampling"  string: the SGD that found the minimum
+ *   "optimizer"       object: the optimizer of training (optimizer.h), as
+ *                     the exporter reads it from a PyTorch optimizer:
+ *                     "kind" (required) "sgd", "rmsprop" (sgd whose v̂ is
+ *                     the member V), "adam" or "adamw"; "momentum" (β or
+ *                     β₁) and "dampening" in [0, 1), "nesterov" boolean,
+ *                     "weight_decay" ≥ 0, "beta2" in [0, 1), "eps" > 0;
+ *                     other keys (lr, step, ...) are ignored
  *
  * The noise model of linearized SGD (see the README) assumes an interpolating
  * minimum, f(x_i) = y_i for every i; the residuals tell how far a minimum is
@@ -19,6 +26,7 @@
 #define SGDSTAB_PROVENANCE_H
 
 #include <stddef.h>
+#include "sgdstab/optimizer.h"
 #include "sgdstab/status.h"
 
 #ifdef __cplusplus
@@ -41,6 +49,9 @@ typedef struct {
     size_t train_batch;       /* 0 when absent */
     char train_sampling[16];  /* "" when absent */
     size_t n, k, p;           /* 0 when absent */
+    int has_optimizer;        /* "optimizer" was given */
+    int preconditioned;       /* its kind needs v̂: rmsprop, adam, adamw */
+    sgdstab_optimizer optimizer;  /* its settings (second_moment NULL) */
 } sgdstab_provenance;
 
 /* Set pv to "nothing known": present 0, the absent values above. */

@@ -98,12 +98,13 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
     double steps_per_epoch = (double)prob->n / (double)an->config.batch;
     printf("%s: n = %zu samples, k = %zu, p = %zu, reduced dimension r = %zu\n",
            prob->source, prob->n, prob->k, prob->p, red->r);
-    printf("SGD with learning rate %.6g, batch size %zu (sampling %s), loss "
+    const char *name = sgdstab_optimizer_title(&an->config.optimizer);
+    printf("%s with learning rate %.6g, batch size %zu (sampling %s), loss "
            "%s (scale %.6g)\n\n",
-           an->config.lr, an->config.batch,
+           name, an->config.lr, an->config.batch,
            sgdstab_sampling_name(an->config.sampling), a->loss,
            an->config.loss_scale);
-    cli_print_optimizer(&an->config);
+    cli_print_optimizer(a, &an->config);
     if (decays(an))
         printf("directions J never moves decay by weight decay alone: "
                "E|delta|^2 there shrinks at rate %.6g per step\n",
@@ -117,13 +118,13 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
                "rho falls\n", an->config.lr, cr->lr_critical,
                fabs(an->config.lr / cr->lr_critical - 1), cr->rel_accuracy);
     else if (an->stable)
-        printf("  verdict          STABLE: SGD can stay at this minimum "
+        printf("  verdict          STABLE: %s can stay at this minimum "
                "(eta = %.6g <= eta* = %.10g)\n",
-               an->config.lr, cr->lr_critical);
+               name, an->config.lr, cr->lr_critical);
     else
-        printf("  verdict          UNSTABLE: SGD escapes from this minimum "
+        printf("  verdict          UNSTABLE: %s escapes from this minimum "
                "(eta = %.6g > eta* = %.10g)\n",
-               an->config.lr, cr->lr_critical);
+               name, an->config.lr, cr->lr_critical);
     printf("  spectral radius  rho = %.15g (within %.2g; estimated error %.2g;"
            " %zu operator applications%s)\n", rad->rho, rad->residual,
            rad->error_estimate, rad->matvecs,

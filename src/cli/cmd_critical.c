@@ -106,7 +106,7 @@ static void print_text(const cli_session *ses, const cli_args *a,
     printf("%s: n = %zu samples; sampling %s; loss %s\n", ses->prob->source,
            ses->prob->n, sgdstab_sampling_name(a->sampling), a->loss);
     cli_print_flat("flat curvature: ", ses->red, ses->cfg.loss_scale, 0);
-    cli_print_optimizer(&ses->cfg);
+    cli_print_optimizer(a, &ses->cfg);
     printf("critical learning rate eta*(B): SGD is stable exactly for "
            "eta <= eta*(B)\n");
     printf("mean-stability limit %s = %.10g\n\n",

@@ -94,9 +94,10 @@ static void print_text(const cli_args *a, const sgdstab_config *cfg,
                        size_t steps, const double *m2, const double *loss)
 {
     size_t every = steps <= 100 ? 1 : (steps + 99) / 100;
-    printf("%s: SGD with lr %.6g, batch %zu (sampling %s), loss %s\n", a->file,
-           a->lr, cfg->batch, sgdstab_sampling_name(a->sampling), a->loss);
-    cli_print_optimizer(cfg);
+    printf("%s: %s with lr %.6g, batch %zu (sampling %s), loss %s\n", a->file,
+           sgdstab_optimizer_title(&cfg->optimizer), a->lr, cfg->batch,
+           sgdstab_sampling_name(a->sampling), a->loss);
+    cli_print_optimizer(a, cfg);
     if (every > 1)
         printf("(every %zu-th step shown; --csv F writes all)\n", every);
     printf("%10s  %24s  %24s\n", "step", "E|delta_t|^2", "E L_t");
@@ -140,15 +141,15 @@ int cmd_evolve(int argc, char **argv)
         return EXIT_USAGE;
     if (steps > 100000000)
         return cli_usage_error(args.cmd, "--steps %zu is more than 1e8", steps);
-    if (args.second_moment)
-        return cli_usage_error(args.cmd, "--second-moment: evolve does not "
-                               "take a preconditioner yet (analyze and "
-                               "critical do)");
 
     cli_session ses;
     int status = cli_session_at(&args, &ses);
     if (status)
         return status;
+    if ((status = cli_refuse_preconditioner(&args, &ses.cfg))) {
+        cli_session_close(&ses);
+        return status;
+    }
     const sgdstab_problem *prob = ses.prob;
     sgdstab_second_moment *S0 = NULL;
     double *m2 = malloc((steps + 1) * sizeof *m2),

@@ -216,7 +216,7 @@ static void print_text(const phase_report *r)
     printf("%s: n = %zu, k = %zu, p = %zu, rank %zu; sampling %s; loss %s\n",
            r->prob->source, r->prob->n, r->prob->k, r->prob->p, r->red->r,
            sgdstab_sampling_name(r->a->sampling), r->a->loss);
-    cli_print_optimizer(r->cfg);
+    cli_print_optimizer(r->a, r->cfg);
     const size_t rows = rows_of(r);
     size_t stable = 0;
     for (size_t i = 0; i < rows * r->nl; i++)

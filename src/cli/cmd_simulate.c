@@ -258,10 +258,6 @@ static int check_options(cli_args *a, sim_request *rq, sim_texts *t)
     if (!epoch && !t->steps)
         return cli_usage_error(a->cmd, "missing --steps");
     const sgdstab_optimizer *op = &a->optimizer;
-    if (a->second_moment)
-        return cli_usage_error(a->cmd, "--second-moment: simulate does not "
-                               "take a preconditioner yet (analyze and "
-                               "critical do)");
     if (epoch && (op->kind != SGDSTAB_OPTIMIZER_SGD || op->momentum > 0 ||
                   op->weight_decay > 0))
         return cli_usage_error(a->cmd, "--epoch and --threshold are for "

@@ -122,6 +122,7 @@ static int optimizer_option(cli_args *a, int c, const char *arg)
 {
     sgdstab_optimizer *o = &a->optimizer;
     char q[CLI_QUOTE_SIZE];
+    a->optimizer_given = 1;
     switch (c) {
     case OPT_OPTIMIZER:
         if (sgdstab_optimizer_parse(arg, &o->kind))

@@ -116,6 +116,8 @@ typedef struct {
     double max_memory;      /* --max-memory in bytes; 0: the default */
     sgdstab_sampling sampling;
     sgdstab_optimizer optimizer;  /* --optimizer and its settings */
+    int optimizer_given;          /* any optimizer option was given */
+    int optimizer_from_file;      /* none was: the file's meta.json's */
     const char *second_moment;    /* --second-moment V.npy */
     int json;
 } cli_args;

@@ -87,7 +87,7 @@ void cli_json_optimizer(cJSON *obj, const sgdstab_config *cfg)
     cJSON_AddBoolToObject(o, "preconditioned", op->second_moment != NULL);
 }
 
-void cli_print_optimizer(const sgdstab_config *cfg)
+void cli_print_optimizer(const cli_args *a, const sgdstab_config *cfg)
 {
     const sgdstab_optimizer *op = &cfg->optimizer;
     if (op->kind == SGDSTAB_OPTIMIZER_SGD && op->momentum == 0 &&
@@ -95,7 +95,8 @@ void cli_print_optimizer(const sgdstab_config *cfg)
         return;
     char words[160];
     sgdstab_optimizer_describe(op, words, sizeof words);
-    printf("optimizer: %s\n", words);
+    printf("optimizer: %s%s\n", words,
+           a->optimizer_from_file ? " (from the file's metadata)" : "");
 }
 
 void cli_json_hessian(cJSON *obj, double sharpness, double frobenius,

@@ -37,8 +37,9 @@ void cli_json_point(cJSON *obj, const sgdstab_config *cfg);
  * words. */
 void cli_json_optimizer(cJSON *obj, const sgdstab_config *cfg);
 
-/* "optimizer: <in words>" on stdout, for any optimizer but plain SGD. */
-void cli_print_optimizer(const sgdstab_config *cfg);
+/* "optimizer: <in words>" on stdout, for any optimizer but plain SGD,
+ * saying when it is the file's (a->optimizer_from_file). */
+void cli_print_optimizer(const cli_args *a, const sgdstab_config *cfg);
 
 /* The keys sharpness, hessian_frobenius and hessian_trace (λmax, ‖H‖_F and
  * tr H in the loss convention). */

@@ -99,24 +99,58 @@ static int load_second_moment(const cli_args *a, size_t p, double **out)
     return EXIT_OK;
 }
 
+/* Without optimizer options, the optimizer of the file's meta.json (as
+ * the loss convention); its second moment is then the member V. */
+static void file_optimizer(cli_args *a, const sgdstab_problem *prob)
+{
+    const sgdstab_provenance *pv = &prob->provenance;
+    if (a->optimizer_given || !pv->has_optimizer)
+        return;
+    a->optimizer = pv->optimizer;
+    a->optimizer_from_file = 1;
+}
+
 /* The configuration of the options for prob, its optimizer checked (a
- * usage error), the second moment read. */
+ * usage error), the second moment read: --second-moment, else the member
+ * V for Adam and AdamW, and for the file's own RMSprop. */
 static int session_config(cli_args *a, cli_session *ses, size_t batch)
 {
-    int status = cli_config(a, ses->prob->k, &ses->cfg);
+    const sgdstab_problem *prob = ses->prob;
+    file_optimizer(a, prob);
+    int status = cli_config(a, prob->k, &ses->cfg);
     ses->cfg.batch = batch;
     sgdstab_optimizer *o = &ses->cfg.optimizer;
-    if (!status && a->second_moment) {
-        status = load_second_moment(a, ses->prob->p, &ses->second_moment);
-        o->second_moment = ses->second_moment;
-        o->second_moment_len = ses->prob->p;
+    const int member = prob->V && (o->kind != SGDSTAB_OPTIMIZER_SGD ||
+                                   (a->optimizer_from_file &&
+                                    prob->provenance.preconditioned));
+    if (!status && a->second_moment)
+        status = load_second_moment(a, prob->p, &ses->second_moment);
+    if (!status && (a->second_moment || member)) {
+        o->second_moment = a->second_moment ? ses->second_moment : prob->V;
+        o->second_moment_len = prob->p;
     }
     sgdstab_error err;
-    if (!status && sgdstab_optimizer_check(o, ses->prob->p, &err)) {
+    if (!status && sgdstab_optimizer_check(o, prob->p, &err)) {
+        /* The file's own settings and V are data; the options, usage. */
         char q[4 * SGDSTAB_ERROR_MSG_MAX];
-        status = cli_usage_error(a->cmd, "%s", cli_quote(err.msg, q, sizeof q));
+        status = a->optimizer_from_file ||
+                         (o->second_moment && o->second_moment == prob->V)
+                     ? cli_report_file(a->file, &err)
+                     : cli_usage_error(a->cmd, "%s",
+                                       cli_quote(err.msg, q, sizeof q));
     }
     return status;
+}
+
+int cli_refuse_preconditioner(const cli_args *a, const sgdstab_config *cfg)
+{
+    if (!cfg->optimizer.second_moment)
+        return EXIT_OK;
+    return cli_usage_error(a->cmd, "%s does not take a preconditioner yet "
+                           "(%s); analyze, critical and phase do, and "
+                           "--optimizer sgd analyzes plain SGD", a->cmd,
+                           a->second_moment ? "--second-moment"
+                                            : "the file's optimizer and its V");
 }
 
 int cli_config_check(const cli_args *a, const sgdstab_reduced *red,

@@ -347,7 +347,9 @@ int simulate_runs(cli_args *a, sim_request *rq, size_t batch,
     if (status)
         return status;
     rq->o.config = ses.cfg;
-    status = simulate(a, &ses, init, &tr);
+    status = cli_refuse_preconditioner(a, &ses.cfg);
+    if (!status)
+        status = simulate(a, &ses, init, &tr);
     free(tr.exact);
     free(tr.exact_loss);
     cli_session_close(&ses);

@@ -12,11 +12,19 @@ The output is an .npz archive holding
                           (README, "The mathematics"), in the same
                           convention as J, so that H = J'J/n at a
                           zero-residual point
+  V            (p,)       only with an Adam, AdamW or RMSprop optimizer:
+                          its second moment, bias-corrected
+                          (exp_avg_sq / (1 - beta2^step); RMSprop's
+                          square_avg as it is), in J's column order
   meta.json               loss convention the model was trained with, n, k,
                           p, residual_rms, max_residual, target_rms, the
                           training (lr, batch, sampling) if given, the
-                          parameter names and shapes in column order, and
-                          how J was computed
+                          parameter names and shapes in column order, how
+                          J was computed, and with an optimizer its
+                          "optimizer" object (kind, momentum, dampening,
+                          nesterov, weight_decay, beta2, eps, lr, step),
+                          which sgdstab takes as the default of its
+                          optimizer options
 
 Columns of J follow model.named_parameters() (trainable ones only), each
 flattened in row-major order.  The model is evaluated in eval mode
@@ -252,10 +260,113 @@ def _temporary_beside(path):
     raise ExportError(f"{directory}: cannot create a temporary file")
 
 
+_OPTIMIZER_CLASSES = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw",
+                      "RMSprop": "rmsprop"}
+
+
+def _optimizer_state(optimizer):
+    """(class kind or None, state_dict) of an optimizer, its state_dict, or
+    a checkpoint dict holding one under "optimizer" or
+    "optimizer_state_dict"."""
+    if hasattr(optimizer, "state_dict") and hasattr(optimizer,
+                                                    "param_groups"):
+        name = type(optimizer).__name__
+        if name not in _OPTIMIZER_CLASSES:
+            raise ExportError(f"optimizer {name}: sgdstab takes SGD, "
+                              "RMSprop, Adam and AdamW")
+        return _OPTIMIZER_CLASSES[name], optimizer.state_dict()
+    if isinstance(optimizer, dict):
+        if "param_groups" in optimizer and "state" in optimizer:
+            return None, optimizer
+        for key in ("optimizer", "optimizer_state_dict"):
+            if isinstance(optimizer.get(key), dict):
+                return _optimizer_state(optimizer[key])
+    raise ExportError("optimizer: need a torch.optim optimizer, its "
+                      "state_dict(), or a checkpoint dict holding one under "
+                      "'optimizer'")
+
+
+def _optimizer_kind(kind, given, group):
+    if given is not None:
+        if given not in ("sgd", "rmsprop", "adam", "adamw"):
+            raise ExportError(f"optimizer kind {given!r}: expected sgd, "
+                              "rmsprop, adam or adamw")
+        if kind is not None and kind != given:
+            raise ExportError(f"optimizer kind {given!r}, but the optimizer "
+                              f"is {kind}")
+        return given
+    if kind is not None:
+        return kind
+    if "betas" in group:
+        raise ExportError("the optimizer's state_dict does not say Adam or "
+                          "AdamW (their keys are the same): give the kind "
+                          "(--optimizer-kind)")
+    return "rmsprop" if "alpha" in group else "sgd"
+
+
+def _optimizer_meta(optimizer, kind, named):
+    """meta.json's "optimizer" object and V (or None) for the parameters
+    named (name, tensor) in J's column order."""
+    cls, sd = _optimizer_state(optimizer)
+    groups = sd["param_groups"]
+    settings = [{k: v for k, v in g.items() if k != "params"}
+                for g in groups]
+    if any(s != settings[0] for s in settings):
+        raise ExportError("the optimizer's parameter groups differ in their "
+                          "settings; sgdstab takes one optimizer")
+    g = settings[0]
+    kind = _optimizer_kind(cls, kind, g)
+    order = [i for grp in groups for i in grp["params"]]
+    if len(order) != len(named):
+        raise ExportError(f"the optimizer holds {len(order)} parameters, the "
+                          f"model {len(named)} trainable ones: they do not "
+                          "match")
+    meta = {"kind": kind, "lr": float(g["lr"]),
+            "weight_decay": float(g.get("weight_decay", 0))}
+    if kind == "sgd":
+        meta.update(momentum=float(g.get("momentum", 0)),
+                    dampening=float(g.get("dampening", 0)),
+                    nesterov=bool(g.get("nesterov", False)))
+        return meta, None
+    if kind == "rmsprop":
+        if g.get("centered"):
+            raise ExportError("centered RMSprop: its preconditioner moves "
+                              "with the gradient's mean; sgdstab takes the "
+                              "plain one")
+        meta.update(momentum=float(g.get("momentum", 0)),
+                    beta2=float(g["alpha"]), eps=float(g["eps"]))
+    else:
+        if g.get("amsgrad"):
+            raise ExportError("amsgrad: sgdstab takes Adam's own second "
+                              "moment, not its running maximum")
+        beta1, beta2 = (float(b) for b in g["betas"])
+        meta.update(momentum=beta1, beta2=beta2, eps=float(g["eps"]))
+    V, step = [], None
+    for i, (name, q) in zip(order, named):
+        st = sd["state"].get(i)
+        key = "square_avg" if kind == "rmsprop" else "exp_avg_sq"
+        if not st or key not in st:
+            raise ExportError(f"the optimizer has no state for parameter "
+                              f"{name} (it never took a step)")
+        v = st[key].detach().to(torch.float64)
+        if tuple(v.shape) != tuple(q.shape):
+            raise ExportError(f"the optimizer's state for parameter {name} "
+                              f"has shape {tuple(v.shape)}, the parameter "
+                              f"{tuple(q.shape)}: they do not match")
+        if kind != "rmsprop":
+            step = float(st["step"])
+            v = v / (1 - meta["beta2"] ** step)
+        V.append(v.reshape(-1).numpy())
+    if step is not None:
+        meta["step"] = step
+    return meta, np.concatenate(V)
+
+
 def export(model, X, Y, path, *, loss="half-mean", hessian=False, chunk=64,
            train_lr=None, train_batch=None, train_sampling=None,
            method="auto", precision="double",
-           hessian_max_params=HESSIAN_MAX_PARAMS, extra_meta=None):
+           hessian_max_params=HESSIAN_MAX_PARAMS, extra_meta=None,
+           optimizer=None, optimizer_kind=None):
     """Write model's per-sample output Jacobian at data (X, Y) to path (an
     .npz, written to a temporary file and renamed into place).
 
@@ -273,6 +384,13 @@ def export(model, X, Y, path, *, loss="half-mean", hessian=False, chunk=64,
     precision: "double" evaluates a float64 copy of the model (default;
         the Jacobian is then exact to double precision), "model" keeps the
         model's own dtype.
+    optimizer: the torch.optim optimizer of training (SGD, RMSprop, Adam,
+        AdamW), its state_dict(), or a checkpoint dict holding one under
+        "optimizer": its settings go into meta.json, its second moment
+        (bias-corrected) into V; parameters are matched to J's columns in
+        order, with their shapes checked.
+    optimizer_kind: "adam" or "adamw" for a bare state_dict of either (the
+        two write the same keys).
     Returns the metadata dictionary written."""
     if torch is None:
         raise ExportError("PyTorch is not installed (Debian: apt-get install "
@@ -300,15 +418,23 @@ def export(model, X, Y, path, *, loss="half-mean", hessian=False, chunk=64,
         else torch.float64
     source.eval()
     try:
-        return _export(_Model(source, dtype), X, Y, path, loss, hessian,
-                       int(chunk), train_lr, train_batch, train_sampling,
-                       method, hessian_max_params, extra_meta)
+        m = _Model(source, dtype)
+        extra = dict(extra_meta or {})
+        V = None
+        if optimizer is not None:
+            extra["optimizer"], V = _optimizer_meta(optimizer,
+                                                    optimizer_kind, m.named)
+            if train_lr is None:
+                train_lr = extra["optimizer"]["lr"]
+        return _export(m, X, Y, path, loss, hessian, int(chunk), train_lr,
+                       train_batch, train_sampling, method,
+                       hessian_max_params, extra, V)
     finally:
         model.train(was_training)
 
 
 def _export(m, X, Y, path, loss, hessian, chunk, train_lr, train_batch,
-            train_sampling, method, hessian_max_params, extra_meta):
+            train_sampling, method, hessian_max_params, extra_meta, V):
     X = _as_tensor("X", X, m.dtype)
     Y = _as_tensor("Y", Y, m.dtype)
     n = X.shape[0] if X.dim() else 0
@@ -373,6 +499,8 @@ def _export(m, X, Y, path, loss, hessian, chunk, train_lr, train_batch,
             _write_array(zf, "residual", residual)
             if hessian:
                 _write_array(zf, "H", 0.5 * (H + H.T))
+            if V is not None:
+                _write_array(zf, "V", V)
             meta = {
                 "format": "sgdstab-export 1",
                 "source": f"PyTorch {torch.__version__}",
@@ -467,6 +595,15 @@ def main(argv=None):
                     choices=("auto", "functional", "autograd"),
                     help="per-sample Jacobians by torch.func/functorch "
                     "(auto: if the model allows) or autograd")
+    ap.add_argument("--optimizer-state", metavar="FILE",
+                    help="the optimizer of training: a torch.save'd "
+                    "optimizer.state_dict(), or a checkpoint dict holding one "
+                    "under 'optimizer' (settings into meta.json, Adam's "
+                    "bias-corrected exp_avg_sq into V)")
+    ap.add_argument("--optimizer-kind",
+                    choices=("sgd", "rmsprop", "adam", "adamw"),
+                    help="the optimizer's class, needed for a state_dict of "
+                    "Adam or AdamW (their keys are the same)")
     ap.add_argument("--precision", default="double",
                     choices=("double", "model"),
                     help="evaluate a float64 copy (default) or the model's "
@@ -478,12 +615,21 @@ def main(argv=None):
                               "install python3-torch)")
         model = _load_model(args.model)
         X, Y = _load_data(args.data)
+        state = None
+        if args.optimizer_state:
+            try:
+                state = torch.load(args.optimizer_state, map_location="cpu")
+            except Exception as e:
+                raise ExportError(f"{args.optimizer_state}: not a torch.save'd "
+                                  f"file ({type(e).__name__}: {e})"
+                                  .splitlines()[0])
         meta = export(model, X, Y, args.output, loss=args.loss,
                       hessian=args.hessian, chunk=args.chunk,
                       train_lr=args.lr, train_batch=args.batch,
                       train_sampling=args.sampling, method=args.method,
                       precision=args.precision,
-                      hessian_max_params=args.hessian_max_params)
+                      hessian_max_params=args.hessian_max_params,
+                      optimizer=state, optimizer_kind=args.optimizer_kind)
     except ExportError as e:
         print(f"sgdstab-export: {e}", file=sys.stderr)
         return 1
