@@ -30,6 +30,17 @@ void sgdstab_optimizer_init(sgdstab_optimizer *opt)
     opt->eps = 1e-8;
 }
 
+void sgdstab_optimizer_defaults(sgdstab_optimizer *opt,
+                                sgdstab_optimizer_kind kind)
+{
+    sgdstab_optimizer_init(opt);
+    opt->kind = kind;
+    if (kind != SGDSTAB_OPTIMIZER_SGD)
+        opt->momentum = 0.9;
+    if (kind == SGDSTAB_OPTIMIZER_ADAMW)
+        opt->weight_decay = 0.01;
+}
+
 static int in_unit_interval(double x)
 {
     return x >= 0 && x < 1;

@@ -202,3 +202,21 @@ double sgdstab_null_decay_rate(const sgdstab_reduced *red,
     sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, &map);
     return 2 * log(sgdstab_step_map_radius(&map, red->curvature_shift));
 }
+
+int sgdstab_plan_theory(const sgdstab_problem *prob,
+                        const sgdstab_reduced *red, const sgdstab_config *cfg,
+                        sgdstab_theory *th, sgdstab_error *err)
+{
+    sgdstab_config plain = *cfg;  /* the same preconditioner, no decay */
+    plain.optimizer.momentum = plain.optimizer.dampening = 0;
+    plain.optimizer.nesterov = 0;
+    plain.optimizer.weight_decay = 0;
+    if (red->curvature_shift == 0)
+        return sgdstab_theory_compute(red, &plain, th, err);
+    sgdstab_reduced *unshifted = NULL;
+    int st = sgdstab_reduce_for(prob, NULL, &plain, &unshifted, err);
+    if (!st)
+        st = sgdstab_theory_compute(unshifted, &plain, th, err);
+    sgdstab_reduced_free(unshifted);
+    return st;
+}

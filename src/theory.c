@@ -217,6 +217,41 @@ static int verify_serial(sgdstab_stability *s, const sgdstab_theory *th,
                          const sgdstab_config *cfg, sgdstab_verification *out,
                          sgdstab_error *err);
 
+/* The theorems of an optimizer with a buffer or weight decay (README,
+ * Optimizers), in place of plain SGD's: batch noise only lowers η* below
+ * the noise-free limit; ρ of the lifted map is 1 at η*; and the verdict
+ * agrees with ρ's side of 1 outside the threshold band. */
+static int optimizer_checks(sgdstab_stability *s, const sgdstab_config *cfg,
+                            sgdstab_verification *out, sgdstab_error *err)
+{
+    const sgdstab_analysis *an = &out->analysis;
+    const sgdstab_critical *cr = &an->critical;
+    out->alignment_top = out->frobenius_bound = out->growth_bound = NAN;
+    add_check(out, "noise_free_limit", "eta* <= the noise-free limit "
+              "(eta* at full batch)", cr->lr_critical, an->lr_critical_mean,
+              1, 1, 0);
+    if (cr->kind != SGDSTAB_MINIMUM_OK || !(cr->lr_critical > 0))
+        return SGDSTAB_OK;
+    sgdstab_config at = *cfg;
+    at.lr = cr->lr_critical;
+    sgdstab_radius rad;
+    int st = sgdstab_spectral_radius(s, &at, cr, &rad, NULL, err);
+    if (st)
+        return st;
+    /* ρ moves by about |dρ/dη|·Δη; the band bounds Δη/η*. */
+    double tol = 10 * (cr->threshold_band + rad.error_estimate);
+    add_check(out, "radius_at_critical", "rho(eta*) <= 1 + tol",
+              rad.rho, 1, 1, 1, tol);
+    add_check(out, "radius_at_critical_low", "rho(eta*) >= 1 - tol",
+              rad.rho, 1, 0, 1, tol);
+    if (an->verdict != SGDSTAB_VERDICT_THRESHOLD)
+        add_check(out, "verdict_radius", an->stable
+                  ? "stable => rho <= 1" : "unstable => rho >= 1",
+                  an->radius.rho, 1, an->stable, 1,
+                  an->radius.error_estimate);
+    return SGDSTAB_OK;
+}
+
 int sgdstab_verify(sgdstab_stability *s, const sgdstab_theory *th,
                    const sgdstab_config *cfg, sgdstab_verification *out,
                    sgdstab_error *err)
@@ -250,11 +285,14 @@ static int verify_serial(sgdstab_stability *s, const sgdstab_theory *th,
     if (st)
         return st;
 
+    out->theory = *th;
+    if (sgdstab_optimizer_lifted(&cfg->optimizer) ||
+        cfg->optimizer.weight_decay > 0)
+        return optimizer_checks(s, cfg, out, err);
     const sgdstab_analysis *an = &out->analysis;
     const double a = an->a, b = an->b, eta = cfg->lr, mu = th->alignment_min;
     const double hmax = th->sharpness, frob = th->hessian_frobenius;
     const double eta_star = an->critical.lr_critical, rho = an->radius.rho;
-    out->theory = *th;
     out->frobenius_bound = b > 0 && mu > 0 ? 1 / (eta * sqrt(b * mu))
                                            : INFINITY;
     out->growth_bound = eta * eta * b * mu * frob * frob;

@@ -1,5 +1,5 @@
-"""`sgdstab analyze`, `critical`, `evolve`, `simulate` and `phase` with an
-optimizer (--momentum, --nesterov, --optimizer adam --second-moment, ...):
+"""`sgdstab analyze`, `critical`, `evolve`, `simulate`, `phase`, `verify`
+and `run` with an optimizer (--momentum, --nesterov, --optimizer adam --second-moment, ...):
 the full-batch closed forms of the noise-free limits from NumPy's
 eigenvalues, momentum 0 equal to plain SGD, Monte Carlo runs of the real
 update against the exact lifted evolution (z-scores), the (beta, eta) phase
@@ -207,6 +207,30 @@ def body(work):
                 not h.one_line(res.err):
             e.append("stderr lacks %r and the file in one line" % needle)
         h.report("the file's V refused: %s" % name, e, res)
+
+    # verify with an optimizer checks that optimizer's theorems: all hold,
+    # at a stable and an unstable rate, for heavy ball with weight decay,
+    # Nesterov, and Adam.
+    for name, opts in (("heavy ball, wd", ["--momentum", 0.9,
+                                           "--weight-decay", 0.01]),
+                       ("nesterov", ["--momentum", 0.8, "--nesterov"]),
+                       ("adam", ["--optimizer", "adam", "--second-moment",
+                                 vpath])):
+        c, _, e = h.run_json("critical", path, "--batch", 3, *opts)
+        star = c["critical"][0]["lr_critical"] if c else 1
+        for f in (0.7, 1.3):
+            d, res, e2 = h.run_json("verify", path, "--lr", f * star,
+                                    "--batch", 3, *opts)
+            e3 = e + e2
+            if d is not None:
+                names = sorted(ch["name"] for ch in d["checks"])
+                if names[:3] != ["noise_free_limit", "radius_at_critical",
+                                 "radius_at_critical_low"] or \
+                        d["theorems_failed"] or "optimizer" not in d:
+                    e3.append("checks %r, failed %r" %
+                              (names, d["theorems_failed"]))
+            h.report("verify %s at %g eta*: the optimizer's theorems hold" %
+                     (name, f), e3, res)
 
     bad = [
         (["--momentum", 1], 2, "momentum must lie in [0, 1)"),

@@ -55,7 +55,8 @@ import theory_reference as tref  # noqa: E402
 
 EIGVEC_RESIDUAL = 1e-10
 
-KEYS = ("file n k p rank lr batch sampling loss_scale a b stable verdict "
+KEYS = ("file n k p rank lr batch sampling optimizer loss_scale a b stable "
+        "verdict "
         "spectral_radius escape_rate_per_step escape_rate_per_epoch "
         "lr_critical lr_critical_mean sharpness hessian_frobenius "
         "hessian_trace nonuniformity alignment_min alignment_top "

@@ -61,6 +61,11 @@ typedef struct {
 /* Plain SGD: the defaults above. */
 void sgdstab_optimizer_init(sgdstab_optimizer *opt);
 
+/* The defaults of kind as torch.optim has them: SGD's above; Adam's β₁ =
+ * 0.9 (momentum), β₂ = 0.999, ε = 1e-8; AdamW's also weight decay 0.01. */
+void sgdstab_optimizer_defaults(sgdstab_optimizer *opt,
+                                sgdstab_optimizer_kind kind);
+
 /* Check the optimizer on its own and against p parameters: SGDSTAB_OK or
  * SGDSTAB_EINVAL with one line naming the setting and the rule it breaks
  * (e.g. "nesterov needs zero dampening (PyTorch's rule), not 0.1"). */

@@ -14,6 +14,7 @@
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/status.h"
+#include "sgdstab/theory.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,6 +36,14 @@ int sgdstab_view_check(const sgdstab_reduced *red, const sgdstab_config *cfg,
 /* The coupled weight decay's added curvature λ/c of cfg (0 for AdamW,
  * whose decay is decoupled). */
 double sgdstab_curvature_shift(const sgdstab_config *cfg);
+
+/* The theory quantities (theory.h) of red's own H at cfg's loss scale,
+ * for red made from prob by sgdstab_reduce_for: of the preconditioned H
+ * with a preconditioner, and of H without weight decay's shift (prob is
+ * then factorized once more without it). */
+int sgdstab_plan_theory(const sgdstab_problem *prob,
+                        const sgdstab_reduced *red, const sgdstab_config *cfg,
+                        sgdstab_theory *th, sgdstab_error *err);
 
 /* Directions J never moves (outside the reduced space, when r < p) feel
  * only the weight decay: curvature red->curvature_shift, no noise.

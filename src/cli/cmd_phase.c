@@ -337,6 +337,8 @@ static int parse_momenta(cli_args *a, const char *text, double **out,
     }
     *m = k;
     a->optimizer.momentum = v[0];
+    a->optimizer_given = 1;
+    a->optimizer_set |= CLI_SET_MOMENTUM;
     if (k > 1) {
         *out = v;
         return EXIT_OK;

@@ -12,6 +12,7 @@
 #include "report.h"
 #include "session.h"
 #include "sgdstab/config.h"
+#include "sgdstab/plan.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/stability.h"
@@ -21,6 +22,7 @@
 static const char VERIFY_HELP[] =
     "Usage: sgdstab verify FILE --lr ETA --batch B [--sampling S] [--json]\n"
     "                      [--loss L] [--rank-tol RTOL] [--max-memory SIZE]\n"
+    "                      [--optimizer O] [--momentum BETA] [--nesterov] ...\n"
     "\n"
     "Compute the exact spectral radius rho and critical learning rate eta*(B)\n"
     "(as 'sgdstab analyze' does) and, beside them, the quantities of the\n"
@@ -57,10 +59,20 @@ static const char VERIFY_HELP[] =
     "S >= 0. Tightness is value/bound for upper bounds and bound/value for\n"
     "lower ones: at most 1 when the inequality holds, 1 when it is tight.\n"
     "\n"
+    "These are theorems of plain SGD.  With momentum or weight decay (the\n"
+    "optimizer options) the checks are that optimizer's own theorems instead:\n"
+    "    noise_free_limit         eta* <= the noise-free limit (eta* at full\n"
+    "                             batch; batch noise only lowers it)\n"
+    "    radius_at_critical(_low) |rho(eta*) - 1| within the accuracy reached\n"
+    "    verdict_radius           stable => rho <= 1, unstable => rho >= 1\n"
+    "and the theory quantities are those of H (preconditioned with a\n"
+    "preconditioner, without the decay's shift).\n"
+    "\n"
     "Options:\n"
     "  --lr ETA          learning rate (required)\n"
     "  --batch B         batch size, 1 <= B <= n (required)\n"
     CLI_HELP_SAMPLING
+    CLI_HELP_OPTIMIZER_OPTIONS
     "  --loss L          loss convention: half-mean (default), mse (PyTorch\n"
     "                    MSELoss, scale 2/k) or a positive scale c; without\n"
     "                    --loss, the \"loss\" of FILE's meta.json if it has one\n"
@@ -68,7 +80,8 @@ static const char VERIFY_HELP[] =
     "  --max-memory SIZE the memory loading and factorizing FILE may take\n"
     "                    (see 'sgdstab info --help')\n"
     "  --json            one JSON object on stdout, keys: file n k p rank lr\n"
-    "                    batch sampling loss_scale a b stable verdict (as\n"
+    "                    batch sampling optimizer (as in 'sgdstab analyze\n"
+    "                    --help') loss_scale a b stable verdict (as\n"
     "                    in 'sgdstab analyze --help') spectral_radius\n"
     "                    escape_rate_per_step escape_rate_per_epoch\n"
     "                    lr_critical lr_critical_mean sharpness\n"
@@ -99,9 +112,12 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
     const sgdstab_theory *th = &v->theory;
     printf("%s: n = %zu samples, k = %zu, p = %zu, reduced dimension r = %zu\n",
            prob->source, prob->n, prob->k, prob->p, red->r);
-    printf("SGD with learning rate %.6g, batch size %zu (sampling %s: a = %.6g,"
-           " b = %.6g), loss %s\n\n", cfg->lr, cfg->batch,
+    printf("%s with learning rate %.6g, batch size %zu (sampling %s: a = "
+           "%.6g, b = %.6g), loss %s\n", sgdstab_optimizer_title(
+               &cfg->optimizer), cfg->lr, cfg->batch,
            sgdstab_sampling_name(cfg->sampling), an->a, an->b, a->loss);
+    cli_print_optimizer(a, cfg);
+    putchar('\n');
     cli_print_residual("Minimum: ", prob);
     printf("Exact:   %s; rho = %.12g (escape rate %.6g per step), eta*(%zu) = "
            "%.12g\n", an->verdict == SGDSTAB_VERDICT_THRESHOLD
@@ -111,10 +127,13 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
     printf("Theory:  lambda_max(H) = %.6g, |H|_F = %.6g, tr H = %.6g, "
            "non-uniformity s = %.6g\n", th->sharpness, th->hessian_frobenius,
            th->hessian_trace, th->nonuniformity);
-    printf("         alignment mu_min = %.6g, mu at the top eigenmatrix of T "
-           "= %.6g\n", th->alignment_min, v->alignment_top);
-    printf("         stable |H|_F is at most %.6g; escape rate at least %.6g "
-           "per step\n\n", v->frobenius_bound, log(v->growth_bound));
+    if (!isnan(v->alignment_top)) {  /* plain SGD's theory */
+        printf("         alignment mu_min = %.6g, mu at the top eigenmatrix "
+               "of T = %.6g\n", th->alignment_min, v->alignment_top);
+        printf("         stable |H|_F is at most %.6g; escape rate at least "
+               "%.6g per step\n", v->frobenius_bound, log(v->growth_bound));
+    }
+    putchar('\n');
     printf("  %-24s %-8s %16s %4s %16s %9s  %s\n", "check", "kind", "value", "",
            "bound", "tightness", "holds");
     for (size_t i = 0; i < v->nchecks; i++) {
@@ -133,6 +152,7 @@ static int print_json(const sgdstab_problem *prob, const sgdstab_reduced *red,
     cJSON *o = cli_json_problem(prob);
     cli_json_size(o, "rank", red->rank_J);
     cli_json_point(o, &an->config);
+    cli_json_optimizer(o, &an->config);
     cli_json_number(o, "loss_scale", an->config.loss_scale);
     cli_json_number(o, "a", an->a);
     cli_json_number(o, "b", an->b);
@@ -187,7 +207,7 @@ static int verify_at(const cli_args *a, const cli_session *ses)
     sgdstab_theory th;
     sgdstab_verification v;
     sgdstab_error err;
-    if (sgdstab_theory_compute(ses->red, &ses->cfg, &th, &err) ||
+    if (sgdstab_plan_theory(ses->prob, ses->red, &ses->cfg, &th, &err) ||
         sgdstab_verify(ses->stab, &th, &ses->cfg, &v, &err))
         return cli_data_error(a->cmd, ses->prob->source, "%s", err.msg);
     int status = EXIT_OK;
@@ -203,7 +223,7 @@ int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
-        CLI_OPT_RANK_TOL, CLI_OPT_MAX_MEMORY, CLI_OPT_JSON, CLI_OPT_HELP,
-        CLI_OPT_END};
+        CLI_OPT_RANK_TOL, CLI_OPT_MAX_MEMORY, CLI_OPT_JSON, CLI_OPTS_OPTIMIZER,
+        CLI_OPT_HELP, CLI_OPT_END};
     return cli_main_at("verify", argc, argv, opts, VERIFY_HELP, verify_at);
 }

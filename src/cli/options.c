@@ -110,9 +110,11 @@ static int parse_betas(cli_args *a, const char *arg)
     first[len] = '\0';
     if (cli_parse_double(a->cmd, "betas", first, &a->optimizer.momentum))
         return EXIT_USAGE;
+    a->optimizer_set |= CLI_SET_MOMENTUM;
     if (comma &&
         cli_parse_double(a->cmd, "betas", comma + 1, &a->optimizer.beta2))
         return EXIT_USAGE;
+    a->optimizer_set |= comma ? CLI_SET_BETA2 : 0;
     return 0;
 }
 
@@ -131,18 +133,22 @@ static int optimizer_option(cli_args *a, int c, const char *arg)
                                    cli_quote(arg, q, sizeof q));
         return 0;
     case OPT_MOMENTUM:
+        a->optimizer_set |= CLI_SET_MOMENTUM;
         return cli_parse_double(a->cmd, "momentum", arg, &o->momentum);
     case OPT_DAMPENING:
+        a->optimizer_set |= CLI_SET_DAMPENING;
         return cli_parse_double(a->cmd, "dampening", arg, &o->dampening);
     case OPT_NESTEROV:
         o->nesterov = 1;
         return 0;
     case OPT_WEIGHT_DECAY:
+        a->optimizer_set |= CLI_SET_WEIGHT_DECAY;
         return cli_parse_double(a->cmd, "weight-decay", arg,
                                 &o->weight_decay);
     case OPT_BETAS:
         return parse_betas(a, arg);
     case OPT_EPS:
+        a->optimizer_set |= CLI_SET_EPS;
         return cli_parse_double(a->cmd, "eps", arg, &o->eps);
     default:  /* OPT_SECOND_MOMENT */
         a->second_moment = arg;

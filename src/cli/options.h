@@ -57,12 +57,13 @@ enum {
 #define CLI_HELP_OPTIMIZER_OPTIONS \
     "  --optimizer O     sgd (default; RMSprop with --second-moment), adam\n" \
     "                    or adamw, as torch.optim defines them\n" \
-    "  --momentum BETA   momentum in [0, 1) (sgd; default 0)\n" \
+    "  --momentum BETA   momentum in [0, 1) (sgd: default 0; adam, adamw:\n" \
+    "                    beta1, default 0.9)\n" \
     "  --dampening TAU   PyTorch's dampening in [0, 1) (sgd with momentum)\n" \
     "  --nesterov        Nesterov momentum (sgd; needs zero dampening)\n" \
-    "  --weight-decay L  weight decay >= 0: coupled (sgd, adam), decoupled\n" \
-    "                    (adamw)\n" \
-    "  --betas B1[,B2]   Adam's beta1 (the momentum) and beta2\n" \
+    "  --weight-decay L  weight decay >= 0: coupled (sgd, adam; default 0),\n" \
+    "                    decoupled (adamw; default 0.01, as torch.optim)\n" \
+    "  --betas B1[,B2]   Adam's beta1 (the momentum) and beta2 (0.999)\n" \
     "  --eps E           epsilon of the preconditioner sqrt(v) + E (1e-8)\n" \
     "  --second-moment V.npy  the frozen second moment v (exp_avg_sq after\n" \
     "                    bias correction), one value > 0 per parameter\n"
@@ -117,10 +118,19 @@ typedef struct {
     sgdstab_sampling sampling;
     sgdstab_optimizer optimizer;  /* --optimizer and its settings */
     int optimizer_given;          /* any optimizer option was given */
+    unsigned optimizer_set;       /* CLI_SET_* bits: the settings given
+                                     (the others take the kind's defaults,
+                                     sgdstab_optimizer_defaults) */
     int optimizer_from_file;      /* none was: the file's meta.json's */
     const char *second_moment;    /* --second-moment V.npy */
     int json;
 } cli_args;
+
+enum {
+    CLI_SET_MOMENTUM = 1u << 0, CLI_SET_DAMPENING = 1u << 1,
+    CLI_SET_WEIGHT_DECAY = 1u << 2, CLI_SET_BETA2 = 1u << 3,
+    CLI_SET_EPS = 1u << 4, CLI_SET_ALL = 0x1fu
+};
 
 void cli_args_init(cli_args *a, const char *cmd);
 

@@ -73,7 +73,18 @@ int cli_config(const cli_args *a, size_t k, sgdstab_config *cfg)
     sgdstab_config_init(cfg);
     cfg->lr = a->have_lr ? a->lr : 0;
     cfg->sampling = a->sampling;
-    cfg->optimizer = a->optimizer;
+    /* The kind's defaults, then the settings given. */
+    const sgdstab_optimizer *given = &a->optimizer;
+    sgdstab_optimizer *o = &cfg->optimizer;
+    sgdstab_optimizer_defaults(o, given->kind);
+    o->nesterov = given->nesterov;
+    const unsigned set = a->optimizer_set;
+    o->momentum = set & CLI_SET_MOMENTUM ? given->momentum : o->momentum;
+    o->dampening = set & CLI_SET_DAMPENING ? given->dampening : o->dampening;
+    o->weight_decay =
+        set & CLI_SET_WEIGHT_DECAY ? given->weight_decay : o->weight_decay;
+    o->beta2 = set & CLI_SET_BETA2 ? given->beta2 : o->beta2;
+    o->eps = set & CLI_SET_EPS ? given->eps : o->eps;
     if (sgdstab_loss_scale(a->loss_name, k, &cfg->loss_scale, &err))
         return cli_report_file(a->file, &err);
     return EXIT_OK;
@@ -107,6 +118,7 @@ static void file_optimizer(cli_args *a, const sgdstab_problem *prob)
     if (a->optimizer_given || !pv->has_optimizer)
         return;
     a->optimizer = pv->optimizer;
+    a->optimizer_set = CLI_SET_ALL;
     a->optimizer_from_file = 1;
 }
 

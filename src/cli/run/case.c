@@ -26,23 +26,6 @@ static void case_free(run_case *rc)
     memset(rc, 0, sizeof *rc);
 }
 
-/* The theory's quantities of H itself: weight decay's shifted problem
- * (plan.h) has H ≠ G, so they come from the plain reduction then. */
-static int case_theory(run_case *rc, sgdstab_error *err)
-{
-    const cli_session *ses = &rc->ses;
-    sgdstab_config plain = ses->cfg;
-    sgdstab_optimizer_init(&plain.optimizer);
-    if (ses->red->curvature_shift == 0)
-        return sgdstab_theory_compute(ses->red, &plain, &rc->th, err);
-    sgdstab_reduced *red = NULL;
-    int st = sgdstab_reduce(ses->prob, NULL, &red, err);
-    if (!st)
-        st = sgdstab_theory_compute(red, &plain, &rc->th, err);
-    sgdstab_reduced_free(red);
-    return st;
-}
-
 static int case_setup(const run_spec *sp, const sgdstab_synth_params *par,
                       const sgdstab_optimizer *opt, size_t c, run_case *rc)
 {
@@ -59,7 +42,7 @@ static int case_setup(const run_spec *sp, const sgdstab_synth_params *par,
         sgdstab_reduce_for(ses->prob, NULL, &ses->cfg, &ses->red, &err) ||
         sgdstab_config_check(&ses->cfg, ses->red, 0, &err) ||
         !(ses->stab = sgdstab_stability_alloc(ses->red, &err)) ||
-        case_theory(rc, &err))
+        sgdstab_plan_theory(ses->prob, ses->red, &ses->cfg, &rc->th, &err))
         goto fail;
     return EXIT_OK;
 fail:
