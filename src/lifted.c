@@ -204,6 +204,37 @@ int sgdstab_bracketed_root(sgdstab_root_fn eval, void *ctx, double *x_lo,
     return SGDSTAB_OK;
 }
 
+int sgdstab_lifted_root(sgdstab_root_fn eval, void *ctx,
+                        const double *f_error, double z_floor, double x_lo,
+                        double f_lo, sgdstab_radius *out, sgdstab_error *err)
+{
+    double x_hi = log(fmax(z_floor, 1e-300)), f_hi = 0;
+    int st = SGDSTAB_OK;
+    for (int i = 0; !st && i < ROOT_MAX_STEPS; i++) {
+        st = eval(ctx, x_hi, &f_hi, err);
+        if (st || f_hi < 0)
+            break;
+        x_lo = x_hi;
+        f_lo = f_hi;
+        x_hi += log(4.0);
+    }
+    double best = x_lo, slope = 0, f_best = 0;
+    if (!st)
+        st = sgdstab_bracketed_root(eval, ctx, &x_lo, f_lo, &x_hi, f_hi,
+                                    &best, &slope, err);
+    if (!st)
+        st = eval(ctx, best, &f_best, err);
+    if (st)
+        return st;
+    /* dz = dx·(z − z_floor) */
+    double gap = exp(best);
+    out->rho = z_floor + gap;
+    out->error_estimate =
+        slope > 0 ? (fabs(f_best) + *f_error) / slope * gap : gap;
+    out->residual = fmax(out->error_estimate, z_floor + exp(x_hi) - out->rho);
+    return SGDSTAB_OK;
+}
+
 /* ln μ at z = z_floor + e^x (the radius' root find). */
 typedef struct {
     mu_solver *ms;
@@ -264,38 +295,16 @@ int sgdstab_lifted_radius(sgdstab_moments *m, const sgdstab_reduced *red,
     /* The bracket in x = ln(z − z_floor): just above the floor, and a z
      * where the noise no longer reaches 1. */
     double scale = fmax(z_floor, 1e-300);
-    double x_lo = log(scale * 1e-12), x_hi = log(scale), f_lo = 0, f_hi = 0;
+    double x_lo = log(scale * 1e-12), f_lo = 0;
     radius_ctx rc = {&ms, &map, z_floor};
     if (b > 0) {
         st = radius_log_mu(&rc, x_lo, &f_lo, err);
         /* On the floor ρ lies within the bracket's first step of it. */
         out->error_estimate = out->residual = exp(x_lo);
     }
-    if (!st && b > 0 && f_lo > 0) {
-        for (int i = 0; !st && i < ROOT_MAX_STEPS; i++) {
-            st = radius_log_mu(&rc, x_hi, &f_hi, err);
-            if (st || f_hi < 0)
-                break;
-            x_lo = x_hi;
-            f_lo = f_hi;
-            x_hi += log(4.0);
-        }
-        double best = x_lo, slope = 0;
-        if (!st)
-            st = sgdstab_bracketed_root(radius_log_mu, &rc, &x_lo, f_lo,
-                                        &x_hi, f_hi, &best, &slope, err);
-        if (!st)
-            st = radius_log_mu(&rc, best, &f_lo, err);
-        if (!st) {
-            /* dz = dx·(z − z_floor); ln μ's error is μ's relative one. */
-            double gap = exp(best);
-            out->rho = z_floor + gap;
-            out->error_estimate =
-                slope > 0 ? (fabs(f_lo) + ms.error) / slope * gap : gap;
-            out->residual = fmax(out->error_estimate,
-                                 z_floor + exp(x_hi) - out->rho);
-        }
-    }
+    if (!st && b > 0 && f_lo > 0)  /* ln μ's error is μ's relative one */
+        st = sgdstab_lifted_root(radius_log_mu, &rc, &ms.error, z_floor,
+                                 x_lo, f_lo, out, err);
     if (!st && S)
         eigenmatrix_block(&ms, &map, out->rho > z_floor, S);
     out->matvecs = ms.matvecs;

@@ -45,4 +45,14 @@ int sgdstab_bracketed_root(sgdstab_root_fn eval, void *ctx, double *x_lo,
                            double f_lo, double *x_hi, double f_hi,
                            double *best, double *slope, sgdstab_error *err);
 
+/* ρ = z_floor + e^x at the root of f (> 0 below it, < 0 above; the
+ * radius' criterion, ln μ − 0 or θ − 1), from x_lo where f is f_lo > 0:
+ * the bracket grows upward by factors of 4 in z − z_floor, the root is
+ * found, and f is evaluated there last (so that the solver's eigenvector
+ * is the root's).  *f_error is f's own error after an evaluation.  Fills
+ * out's rho, error_estimate and residual (the bracket). */
+int sgdstab_lifted_root(sgdstab_root_fn eval, void *ctx,
+                        const double *f_error, double z_floor, double x_lo,
+                        double f_lo, sgdstab_radius *out, sgdstab_error *err);
+
 #endif

@@ -526,36 +526,14 @@ static int lifted_radius(sgdstab_stability *s, const sgdstab_config *cfg,
     if (cfg->optimizer.nesterov || !(lr.scale > 0) ||
         lifted_root_eval(&lr, x_lo, &f_lo, &near) || !(f_lo > 0))
         return sgdstab_lifted_radius(s->m, s->red, cfg, b, out, S, err);
-    int st = SGDSTAB_OK;
-    double x_hi = log(fmax(lr.z_floor, 1e-300)), f_hi = 0;
-    for (int i = 0; !st && i < 200; i++) {
-        st = lifted_root_eval(&lr, x_hi, &f_hi, err);
-        if (st || f_hi < 0)
-            break;
-        x_lo = x_hi;
-        f_lo = f_hi;
-        x_hi += log(4.0);
-    }
-    double best = x_lo, slope = 0;
-    if (!st)
-        st = sgdstab_bracketed_root(lifted_root_eval, &lr, &x_lo, f_lo, &x_hi,
-                                    f_hi, &best, &slope, err);
     lr.vtol = S ? EIGENMATRIX_RESIDUAL : 0;
     lr.vec = S ? malloc(s->dim * sizeof *lr.vec) : NULL;
     if (S && !lr.vec)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    double f_best = 0;
-    if (!st)
-        st = lifted_root_eval(&lr, best, &f_best, err);
+    int st = sgdstab_lifted_root(lifted_root_eval, &lr,
+                                 &lr.res.error_estimate, lr.z_floor, x_lo,
+                                 f_lo, out, err);
     if (!st) {
-        /* dz = dx·(z − z_floor); θ's error is the member's. */
-        double gap = exp(best);
-        out->rho = lr.z_floor + gap;
-        out->error_estimate =
-            slope > 0 ? (fabs(f_best) + lr.res.error_estimate) / slope * gap
-                      : gap;
-        out->residual = fmax(out->error_estimate,
-                             lr.z_floor + exp(x_hi) - out->rho);
         out->converged = lr.res.converged;
         out->matvecs = lr.matvecs;
         if (S)  /* at the root the eigenvector is the parameter block W */

@@ -382,42 +382,46 @@ done:
     return status;
 }
 
-/* curve_m log-spaced batch sizes in 1..n (*m distinct ones). */
-static int curve_batches(const cli_args *a, size_t n, size_t curve_m,
-                         size_t **batches, size_t *m)
+/* A curve of η* over curve_m log-spaced batch sizes in 1..n (*m distinct
+ * ones), timed on fresh workspaces (time_critical): its seconds, its
+ * applications and lr_range[] its smallest and largest η*, those of B = 1
+ * and B = n. */
+static int timed_curve(const cli_args *a, const sgdstab_config *cfg,
+                       const sgdstab_reduced *red, size_t curve_m, size_t *m,
+                       double *seconds, size_t *matvecs, double lr_range[2])
 {
     char spec[64];
-    snprintf(spec, sizeof spec, "1:%zu:%zu:log", n, curve_m);
-    return cli_parse_batches(a->cmd, spec, n, batches, m);
+    size_t *batches = NULL;
+    snprintf(spec, sizeof spec, "1:%zu:%zu:log", red->n, curve_m);
+    int status = cli_parse_batches(a->cmd, spec, red->n, &batches, m);
+    if (status)
+        return status;
+    sgdstab_critical *curve = malloc(*m * sizeof *curve);
+    if (!curve)
+        status = cli_data_error(a->cmd, NULL, "out of memory");
+    if (!status)
+        status = time_critical(a, cfg, red, batches, *m, NULL, curve,
+                               seconds);
+    for (size_t i = 0; !status && i < *m; i++)
+        *matvecs += curve[i].matvecs;
+    if (!status) {
+        lr_range[0] = curve[0].lr_critical;
+        lr_range[1] = curve[*m - 1].lr_critical;
+    }
+    free(batches);
+    free(curve);
+    return status;
 }
 
-/* The curve over curve_m log-spaced batch sizes, on a fresh workspace;
- * lr_range[] its smallest and largest η*, those of B = 1 and B = n. */
+/* The plain curve, against one η* (both with the factorization). */
 static int time_curve(const cli_args *a, const sgdstab_config *cfg,
                       const sgdstab_reduced *red, size_t curve_m,
                       bench_result *b, double lr_range[2])
 {
-    size_t *batches = NULL;
-    int status = curve_batches(a, red->n, curve_m, &batches, &b->curve_m);
-    if (status)
-        return status;
-    sgdstab_critical *curve = malloc(b->curve_m * sizeof *curve);
-    if (!curve) {
-        status = cli_data_error(a->cmd, NULL, "out of memory");
-        goto done;
-    }
-    if ((status = time_critical(a, cfg, red, batches, b->curve_m, NULL, curve,
-                                &b->curve)))
-        goto done;
+    int status = timed_curve(a, cfg, red, curve_m, &b->curve_m, &b->curve,
+                             &b->curve_mv, lr_range);
     b->curve_total = b->fact + b->curve;
     b->curve_ratio = b->curve_total / b->crit_total;
-    for (size_t i = 0; i < b->curve_m; i++)
-        b->curve_mv += curve[i].matvecs;
-    lr_range[0] = curve[0].lr_critical;
-    lr_range[1] = curve[b->curve_m - 1].lr_critical;
-done:
-    free(batches);
-    free(curve);
     return status;
 }
 
@@ -459,20 +463,11 @@ static int time_momentum(const cli_args *a, const sgdstab_config *plain,
     b->mom_rho = rad.rho;
     b->mom_rho_mv = rad.matvecs;
     b->mom_rho_ratio = b->mom_rho_time / b->stable_time;
-    size_t *batches = NULL, m = 0;
-    if ((status = curve_batches(a, red->n, curve_m, &batches, &m)))
-        return status;
-    sgdstab_critical *curve = malloc(m * sizeof *curve);
-    if (!curve)
-        status = cli_data_error(a->cmd, NULL, "out of memory");
-    if (!status)
-        status = time_critical(a, &cfg, red, batches, m, NULL, curve,
-                               &b->mom_curve);
-    for (size_t i = 0; !status && i < m; i++)
-        b->mom_curve_mv += curve[i].matvecs;
+    size_t m = 0;
+    double range[2];
+    status = timed_curve(a, &cfg, red, curve_m, &m, &b->mom_curve,
+                         &b->mom_curve_mv, range);
     b->mom_curve_ratio = b->mom_curve / b->mom_crit;
-    free(batches);
-    free(curve);
     return status;
 }
 
