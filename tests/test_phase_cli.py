@@ -102,9 +102,9 @@ import theory_reference as tref  # noqa: E402
 
 VERDICT_SLACK = 1e-10
 
-TOP_KEYS = ("file n k p rank sampling loss_scale optimizer lr_critical_mean "
-            "batches lrs grid boundary seconds solves "
-            "operator_applications").split()
+TOP_KEYS = ("file", "n", "k", "p", "rank", "sampling", "loss_scale",
+            "optimizer", "lr_critical_mean", "batches", "lrs", "grid",
+            "boundary", "seconds", "solves", "operator_applications")
 GRID_KEYS = ("batch lr spectral_radius escape_rate_per_step "
              "escape_rate_per_epoch stable").split()
 BOUNDARY_KEYS = ("batch lr_critical lr_critical_mean wu_ma_e wu_wang_su "

@@ -543,18 +543,17 @@ static void print_text(size_t n, size_t p, size_t k, size_t batch,
                "%.1f solves/s, %.1f applications per solve\n",
                "phase diagram", b->phase, b->phase_solves, b->phase_m,
                b->phase_m, b->phase_rate, b->phase_mv_per_solve);
-    if (a->optimizer.momentum > 0) {
+    if (a->optimizer.momentum > 0)  /* the three momentum rows */
         printf("  %-34s %10.3f s  (solve only) %zu applications, eta* = "
-               "%.10g: %.2f x plain eta*(B)\n", "eta*(B) with momentum",
-               b->mom_crit, b->mom_crit_mv, b->mom_crit_value,
-               b->mom_crit_ratio);
-        printf("  %-34s %10.3f s  %zu applications, rho = %.12g: %.2f x "
-               "plain rho\n", "rho with momentum at 0.5 eta*",
-               b->mom_rho_time, b->mom_rho_mv, b->mom_rho, b->mom_rho_ratio);
-        printf("  %-34s %10.3f s  %zu applications: %.2f x one eta*(B) "
-               "with momentum\n", "curve with momentum", b->mom_curve,
-               b->mom_curve_mv, b->mom_curve_ratio);
-    }
+               "%.10g: %.2f x plain eta*(B)\n  %-34s %10.3f s  %zu "
+               "applications, rho = %.12g: %.2f x plain rho\n  %-34s %10.3f "
+               "s  %zu applications: %.2f x one eta*(B) with momentum\n",
+               "eta*(B) with momentum", b->mom_crit, b->mom_crit_mv,
+               b->mom_crit_value, b->mom_crit_ratio,
+               "rho with momentum at 0.5 eta*", b->mom_rho_time,
+               b->mom_rho_mv, b->mom_rho, b->mom_rho_ratio,
+               "curve with momentum", b->mom_curve, b->mom_curve_mv,
+               b->mom_curve_ratio);
     printf("  %-34s %10.0f MB peak; %zu doubles per basis vector (r(r+1)/2, "
            "stored twice)\n", "memory", b->rss_mb, b->r * (b->r + 1) / 2);
     printf("\n(the curve has %zu distinct batch sizes)\n", b->curve_m);

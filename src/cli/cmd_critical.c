@@ -128,6 +128,47 @@ static void print_text(const cli_session *ses, const cli_args *a,
                : cr[i].converged ? "" : "  NOT CONVERGED");
 }
 
+/* η*(B) over --batch, printed and written. */
+static int critical(cli_args *a)
+{
+    if (cli_require(a, 0, 1) || cli_check_outputs(a, NULL, &a->csv, 1))
+        return EXIT_USAGE;
+    cli_session ses;
+    int status = cli_session_open(a, 0, SGDSTAB_USES_STEP_MAP, &ses);
+    if (status)
+        return status;
+    const sgdstab_problem *prob = ses.prob;
+    sgdstab_stability *s = ses.stab;
+    size_t *batches = NULL, m = 0;
+    sgdstab_critical *cr = NULL;
+    status = cli_parse_batches(a->cmd, a->batch, prob->n, &batches, &m);
+    sgdstab_config largest = ses.cfg;
+    largest.batch = m > 0 ? batches[m - 1] : 1;
+    if (!status)
+        status = cli_config_check(a, ses.red, &largest,
+                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP);
+    if (!status && !(cr = malloc(m * sizeof *cr)))
+        status = cli_data_error(a->cmd, NULL, "out of memory");
+    sgdstab_error err;
+    if (!status &&
+        sgdstab_critical_curve(s, &ses.cfg, batches, m, cr, &err))
+        status = cli_report_file(a->file, &err);
+    if (!status) {
+        double mean = sgdstab_lr_mean_limit(ses.red, &ses.cfg);
+        double scale = ses.cfg.loss_scale;
+        if (a->csv)
+            status = write_csv(a->csv, cr, m, mean);
+        if (!status && a->json)
+            status = print_json(&ses, a, cr, m, scale, mean);
+        else if (!status)
+            print_text(&ses, a, cr, m, mean);
+    }
+    free(cr);
+    free(batches);
+    cli_session_close(&ses);
+    return status;
+}
+
 int cmd_critical(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -135,47 +176,5 @@ int cmd_critical(int argc, char **argv)
         CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_MAX_MEMORY,
         CLI_OPT_JSON, CLI_OPT_CSV, CLI_OPTS_OPTIMIZER, CLI_OPT_HELP,
         CLI_OPT_END};
-    cli_args args;
-    cli_args_init(&args, "critical");
-    int parsed = cli_parse_common(argc, argv, &args, opts, CRITICAL_HELP);
-    if (parsed)
-        return parsed == CLI_HELP_SHOWN ? EXIT_OK : parsed;
-    if (cli_require(&args, 0, 1) ||
-        cli_check_outputs(&args, NULL, &args.csv, 1))
-        return EXIT_USAGE;
-
-    cli_session ses;
-    int status = cli_session_open(&args, 0, SGDSTAB_USES_STEP_MAP, &ses);
-    if (status)
-        return status;
-    const sgdstab_problem *prob = ses.prob;
-    sgdstab_stability *s = ses.stab;
-    size_t *batches = NULL, m = 0;
-    sgdstab_critical *cr = NULL;
-    status = cli_parse_batches(args.cmd, args.batch, prob->n, &batches, &m);
-    sgdstab_config largest = ses.cfg;
-    largest.batch = m > 0 ? batches[m - 1] : 1;
-    if (!status)
-        status = cli_config_check(&args, ses.red, &largest,
-                                  SGDSTAB_USES_BATCH | SGDSTAB_USES_STEP_MAP);
-    if (!status && !(cr = malloc(m * sizeof *cr)))
-        status = cli_data_error(args.cmd, NULL, "out of memory");
-    sgdstab_error err;
-    if (!status &&
-        sgdstab_critical_curve(s, &ses.cfg, batches, m, cr, &err))
-        status = cli_report_file(args.file, &err);
-    if (!status) {
-        double mean = sgdstab_lr_mean_limit(ses.red, &ses.cfg);
-        double scale = ses.cfg.loss_scale;
-        if (args.csv)
-            status = write_csv(args.csv, cr, m, mean);
-        if (!status && args.json)
-            status = print_json(&ses, &args, cr, m, scale, mean);
-        else if (!status)
-            print_text(&ses, &args, cr, m, mean);
-    }
-    free(cr);
-    free(batches);
-    cli_session_close(&ses);
-    return status;
+    return cli_main("critical", argc, argv, opts, CRITICAL_HELP, critical);
 }

@@ -159,31 +159,29 @@ static int print_json(const cli_args *a, const sgdstab_problem *prob,
     return cli_json_print(o);
 }
 
-int cmd_info(int argc, char **argv)
+static int info(cli_args *a)
 {
-    static const struct option opts[] = {CLI_OPT_JSON, CLI_OPT_LOSS,
-                                         CLI_OPT_RANK_TOL,
-                                         CLI_OPT_NEGATIVE_CURVATURE,
-                                         CLI_OPT_MAX_MEMORY, CLI_OPT_HELP,
-                                         CLI_OPT_END};
-    cli_args args;
-    cli_args_init(&args, "info");
-    int parsed = cli_parse_common(argc, argv, &args, opts, INFO_HELP);
-    if (parsed)
-        return parsed == CLI_HELP_SHOWN ? EXIT_OK : parsed;
-    if (cli_require(&args, 0, 0))
+    if (cli_require(a, 0, 0))
         return EXIT_USAGE;
-
     sgdstab_problem *prob;
     sgdstab_reduced *red;
-    if (cli_load(&args, &prob, &red))
+    if (cli_load(a, &prob, &red))
         return EXIT_DATA;
     int status = EXIT_OK;
-    if (args.json)
-        status = print_json(&args, prob, red);
+    if (a->json)
+        status = print_json(a, prob, red);
     else
-        print_text(&args, prob, red);
+        print_text(a, prob, red);
     sgdstab_reduced_free(red);
     sgdstab_problem_free(prob);
     return status;
+}
+
+int cmd_info(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        CLI_OPT_JSON, CLI_OPT_LOSS, CLI_OPT_RANK_TOL,
+        CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_MAX_MEMORY, CLI_OPT_HELP,
+        CLI_OPT_END};
+    return cli_main("info", argc, argv, opts, INFO_HELP, info);
 }

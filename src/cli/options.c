@@ -249,9 +249,10 @@ int cli_common_option(cli_args *a, int c, const char *arg)
     }
 }
 
-int cli_parse_common(int argc, char **argv, cli_args *a,
+int cli_parse_common(int argc, char **argv, const char *cmd, cli_args *a,
                      const struct option *longopts, const char *help)
 {
+    cli_args_init(a, cmd);
     int c;
     while ((c = cli_getopt(argc, argv, a->cmd, longopts)) != -1) {
         if (c == 'h') {
@@ -262,6 +263,17 @@ int cli_parse_common(int argc, char **argv, cli_args *a,
             return EXIT_USAGE;
     }
     return EXIT_OK;
+}
+
+int cli_main(const char *cmd, int argc, char **argv,
+             const struct option *longopts, const char *help,
+             int (*job)(cli_args *a))
+{
+    cli_args args;
+    int status = cli_parse_common(argc, argv, cmd, &args, longopts, help);
+    if (status)
+        return status == CLI_HELP_SHOWN ? EXIT_OK : status;
+    return job(&args);
 }
 
 int cli_require(const cli_args *a, int need_lr, int need_batch)

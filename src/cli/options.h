@@ -142,11 +142,18 @@ int cli_common_option(cli_args *a, int c, const char *arg);
  * (the subcommand then exits with EXIT_OK). */
 enum { CLI_HELP_SHOWN = -1 };
 
-/* The whole command line of a subcommand that takes only common options
- * (longopts): EXIT_OK, CLI_HELP_SHOWN after printing help for -h, or
- * EXIT_USAGE after the error. */
-int cli_parse_common(int argc, char **argv, cli_args *a,
+/* The whole command line of subcommand cmd that takes only common options
+ * (longopts), into a fresh *a (cli_args_init): EXIT_OK, CLI_HELP_SHOWN
+ * after printing help for -h, or EXIT_USAGE after the error. */
+int cli_parse_common(int argc, char **argv, const char *cmd, cli_args *a,
                      const struct option *longopts, const char *help);
+
+/* The whole of subcommand cmd that takes only common options: parse
+ * (cli_parse_common), then job on the arguments.  Returns the exit status
+ * (EXIT_OK after --help). */
+int cli_main(const char *cmd, int argc, char **argv,
+             const struct option *longopts, const char *help,
+             int (*job)(cli_args *a));
 
 /* getopt_long wrapper that reports unknown options and missing values as
  * one line naming the subcommand, and returns '?' then; operands come back

@@ -220,9 +220,8 @@ int cli_main_at(const char *cmd, int argc, char **argv,
                 cli_point_job job)
 {
     cli_args args;
-    cli_args_init(&args, cmd);
     cli_session ses;
-    int status = cli_parse_common(argc, argv, &args, longopts, help);
+    int status = cli_parse_common(argc, argv, cmd, &args, longopts, help);
     if (status)
         return status == CLI_HELP_SHOWN ? EXIT_OK : status;
     if ((status = cli_session_at(&args, &ses)))
