@@ -328,9 +328,10 @@ static int parse_momenta(cli_args *a, const char *text, double **out,
     size_t k = 0;
     for (size_t i = 0; i < *m; i++) {
         if (!(v[i] >= 0 && v[i] < 1)) {
+            double bad = v[i];
             free(v);
             return cli_usage_error(a->cmd, "--momentum: %g is not in [0, 1)",
-                                   v[i]);
+                                   bad);
         }
         if (k == 0 || v[i] != v[k - 1])
             v[k++] = v[i];
