@@ -27,9 +27,13 @@ by sgdstab.
    of the mean training loss (log-linear fit over the escape phase) is set
    beside sgdstab's ln rho and beside `sgdstab simulate` (linearized SGD,
    the same number of runs and steps and the same fit).
+5. Optimizers: the model trained again by SGD with momentum 0.9 and weight
+   decay 5e-4 and by Adam, at each (kind, eta, B) of optimizer_runs,
+   exported with the optimizer, and analyzed at its own optimizer next to
+   what a plain-SGD analysis (--optimizer sgd) says.
 
 Writes into --out: runs.csv, checks.csv, escape.csv, escape-fit.json,
-frobenius.png, escape.png and report.md.  --quick runs a tiny version
+optimizers.csv, frobenius.png, escape.png, optimizers.png and report.md.  --quick runs a tiny version
 (7x7 pooled pixels, 48 samples, a few hundred parameters) in well under a
 minute: the CI test of the whole path.  Needs Debian's python3-torch,
 python3-numpy and python3-matplotlib.
@@ -70,6 +74,10 @@ FULL = {
     "max_steps": 150000,
     "escape_runs": 256,
     "escape_max_steps": 3000,
+    # trained with momentum + weight decay (SGD) and with Adam: (kind, eta, B)
+    "optimizer_runs": [("momentum", 0.05, 32), ("momentum", 0.05, 128),
+                       ("adam", 1e-3, 32), ("adam", 1e-3, 128)],
+    "optimizer_max_steps": 30000,
 }
 QUICK = {
     "classes": [0, 1, 8],
@@ -82,6 +90,8 @@ QUICK = {
     "max_steps": 60000,
     "escape_runs": 32,
     "escape_max_steps": 1500,
+    "optimizer_runs": [("momentum", 0.05, 8), ("adam", 3e-3, 16)],
+    "optimizer_max_steps": 6000,
 }
 SEED = 20261123
 STOP_CHECK = 250        # steps between checks of the training loss
@@ -90,6 +100,8 @@ ESCAPE_END_MSE = 1e-3   # the escape phase ends here (still linear)
 ESCAPE_MARGIN = 1.15    # escape batch: eta > 1.15 eta*(B)
 JACKKNIFE_GROUPS = 8    # standard errors of the escape rates
 POLISH_ITERS = 2000     # L-BFGS iterations polishing the escape minimum
+MOMENTUM = 0.9          # PyTorch's usual recipe: SGD, momentum 0.9,
+WEIGHT_DECAY = 5e-4     # weight decay 5e-4; Adam with its defaults
 
 
 def read_idx(path):
@@ -133,17 +145,27 @@ def make_model(d, h, k):
                                torch.nn.Linear(h, k))
 
 
-def train(X, Y, lr, B, cfg):
-    """Plain SGD with MSELoss, a fresh batch of B distinct samples each
-    step, until the training MSE < stop_mse.  Returns (model, steps,
-    mse, seconds)."""
+def make_optimizer(kind, params, lr):
+    if kind == "plain":
+        return torch.optim.SGD(params, lr=lr)
+    if kind == "momentum":
+        return torch.optim.SGD(params, lr=lr, momentum=MOMENTUM,
+                               weight_decay=WEIGHT_DECAY)
+    return torch.optim.Adam(params, lr=lr)
+
+
+def train(X, Y, lr, B, cfg, kind="plain", max_steps=None):
+    """SGD (plain, or with momentum and weight decay) or Adam with MSELoss,
+    a fresh batch of B distinct samples each step, until the training MSE
+    < stop_mse or max_steps.  Returns (model, optimizer, steps, mse,
+    seconds)."""
     n = X.shape[0]
     model = make_model(X.shape[1], cfg["hidden"], Y.shape[1])
-    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    opt = make_optimizer(kind, model.parameters(), lr)
     loss = torch.nn.MSELoss()
     gen = torch.Generator().manual_seed(SEED + B)
     t0, step, mse = time.time(), 0, math.inf
-    while step < cfg["max_steps"]:
+    while step < (max_steps or cfg["max_steps"]):
         for _ in range(STOP_CHECK):
             idx = torch.randperm(n, generator=gen)[:B]
             opt.zero_grad()
@@ -154,7 +176,7 @@ def train(X, Y, lr, B, cfg):
             mse = loss(model(X), Y).item()
         if not math.isfinite(mse) or mse < cfg["stop_mse"]:
             break
-    return model, step, mse, time.time() - t0
+    return model, opt, step, mse, time.time() - t0
 
 
 def polish(model, X, Y):
@@ -181,12 +203,14 @@ def polish(model, X, Y):
         return model, loss(model(Xd), Yd).item()
 
 
-def sgdstab(binary, *args):
-    """Run sgdstab with --json; returns the parsed object (stderr, e.g. a
-    note on the residual, is passed through)."""
+def sgdstab(binary, *args, notes=None):
+    """Run sgdstab with --json; returns the parsed object.  stderr (e.g. a
+    note on the residual) is passed through, or appended to notes."""
     cmd = [binary] + [str(a) for a in args] + ["--json", "--loss", "mse"]
     p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.stderr:
+    if p.stderr and notes is not None:
+        notes.append(p.stderr.strip())
+    elif p.stderr:
         sys.stderr.write(p.stderr)
     if p.returncode != 0:
         raise SystemExit("failed (%d): %s" % (p.returncode, " ".join(cmd)))
@@ -293,7 +317,7 @@ def experiment(args, cfg, work):
     k = Y.shape[1]
     runs, checks, minima = [], [], {}
     for i, (lr, B) in enumerate(cfg["runs"]):
-        model, steps, mse, secs = train(X, Y, lr, B, cfg)
+        model, _, steps, mse, secs = train(X, Y, lr, B, cfg)
         with torch.no_grad():
             acc = float((model(X).argmax(1) == Y.argmax(1)).float().mean())
         print("run %d: lr %g, B %d: %d steps, MSE %.3g, %.0f s"
@@ -331,9 +355,57 @@ def experiment(args, cfg, work):
               ["run", "name", "value", "bound", "relation", "theorem",
                "holds", "ratio"], checks)
     escape = escape_experiment(args, cfg, minima, runs, X, Y, work)
-    plots(args.out, runs, escape)
-    write_report(args, cfg, runs, checks, escape, n, d, k)
+    trained = optimizer_experiment(args, cfg, X, Y, work)
+    plots(args.out, runs, escape, trained)
+    write_report(args, cfg, runs, checks, escape, trained, n, d, k)
     return all(r["theorems_failed"] == 0 for r in runs)
+
+
+def optimizer_experiment(args, cfg, X, Y, work):
+    """Minima trained with SGD + momentum + weight decay and with Adam,
+    exported with their optimizer (its settings and Adam's exp_avg_sq go
+    into the file), each analyzed at its own optimizer (the file's, as
+    sgdstab takes it by default) and as plain SGD (--optimizer sgd) at the
+    same (eta, B).  Weight decay leaves a residual (the minimum is that of
+    the regularized loss): sgdstab notes it and analyzes the Gauss-Newton
+    surrogate; the notes are kept in the table, not printed."""
+    rows = []
+    for i, (kind, lr, B) in enumerate(cfg["optimizer_runs"]):
+        model, opt, steps, mse, secs = train(X, Y, lr, B, cfg, kind,
+                                             cfg["optimizer_max_steps"])
+        print("%s run %d: lr %g, B %d: %d steps, MSE %.3g, %.0f s"
+              % (kind, i, lr, B, steps, mse, secs), flush=True)
+        path = os.path.join(work, "opt%d.npz" % i)
+        meta = sgdstab_export.export(model, X, Y, path, loss="mse",
+                                     train_lr=lr, train_batch=B,
+                                     train_sampling="without", optimizer=opt)
+        notes = []
+        own = sgdstab(args.sgdstab, "analyze", path, "--lr", lr, "--batch", B,
+                      notes=notes)
+        plain = sgdstab(args.sgdstab, "analyze", path, "--lr", lr, "--batch",
+                        B, "--optimizer", "sgd", notes=[])
+        words = ("SGD, momentum %g, weight decay %g" % (MOMENTUM, WEIGHT_DECAY)
+                 if kind == "momentum" else "Adam (defaults)")
+        rows.append({
+            "run": i, "optimizer": words, "kind": own["optimizer"]["kind"],
+            "lr": lr, "batch": B, "steps": steps, "train_mse": mse,
+            "residual_rel": meta["residual_rms"] / meta["target_rms"],
+            "stable": own["stable"], "verdict": own["verdict"],
+            "spectral_radius": own["spectral_radius"],
+            "lr_critical": own["lr_critical"],
+            "lr_over_critical": lr / own["lr_critical"],
+            "lr_noise_free": own["lr_critical_mean"],
+            "plain_stable": plain["stable"],
+            "plain_lr_critical": plain["lr_critical"],
+            "plain_lr_over_critical": lr / plain["lr_critical"],
+            "plain_lr_noise_free": plain["lr_critical_mean"],
+            "note": " ".join(notes).replace("\n", " ").replace(
+                path, os.path.basename(path)),
+            "seconds_train": secs})
+    cols = list(rows[0].keys())
+    write_csv(os.path.join(args.out, "optimizers.csv"), cols,
+              [[r[c] for c in cols] for r in rows])
+    return rows
 
 
 def escape_experiment(args, cfg, minima, runs, X, Y, work):
@@ -431,7 +503,7 @@ def escape_experiment(args, cfg, minima, runs, X, Y, work):
     return fit
 
 
-def plots(out, runs, esc):
+def plots(out, runs, esc, trained):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -487,8 +559,37 @@ def plots(out, runs, esc):
     fig.savefig(os.path.join(out, "escape.png"), dpi=110)
     plt.close(fig)
 
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    x = np.arange(len(trained))
+    ax.semilogy(x, [r["lr_over_critical"] for r in trained], "o", ms=8,
+                label="analyzed at its own optimizer")
+    ax.semilogy(x, [r["plain_lr_over_critical"] for r in trained], "x",
+                ms=8, mew=2, label="analyzed as plain SGD")
+    ax.axhline(1, color="k", ls=":", label=r"$\eta = \eta^*(B)$")
+    ax.set_xticks(x)
+    ax.set_xticklabels(["%s\n$\\eta$=%g, B=%d"
+                        % ("momentum + wd" if r["kind"] == "sgd" else "Adam",
+                           r["lr"], r["batch"]) for r in trained],
+                       fontsize=8)
+    ax.set_xlim(-0.5, len(trained) - 0.5)
+    ax.set_ylabel(r"$\eta / \eta^*(B)$ at the minimum found")
+    ax.set_title("Minima trained with momentum and with Adam")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "optimizers.png"), dpi=110)
+    plt.close(fig)
 
-def write_report(args, cfg, runs, checks, esc, n, d, k):
+
+def md_table(columns, formats, rows):
+    """A markdown table: the header, the rule, and one line per row, each
+    value formatted by its entry of the space-separated formats."""
+    fmt = formats.split()
+    return (["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(f % v for f, v in zip(fmt, row)) + " |"
+               for row in rows])
+
+
+def write_report(args, cfg, runs, checks, esc, trained, n, d, k):
     p = d * cfg["hidden"] + cfg["hidden"] + cfg["hidden"] * k + k
     L = []
     L.append("# Fashion-MNIST: the minima SGD finds, checked by sgdstab\n")
@@ -506,22 +607,19 @@ def write_report(args, cfg, runs, checks, esc, n, d, k):
                 d, k, d, cfg["hidden"], k, p, cfg["stop_mse"],
                 100 * math.sqrt(k * cfg["stop_mse"])))
     L.append("## Minima and their verdicts\n")
-    L.append("| run | eta | B | steps | train MSE | residual/target | "
-             "accuracy | stable | rho | eta*(B) | eta/eta* | lambda_max | "
-             "|H|_F | sqrt(B)/eta | WWS bound | theorems failed |")
-    L.append("|" + "---|" * 16)
-    for r in runs:
-        L.append("| %d | %g | %d | %d | %.3g | %.3g | %.3f | %s | %.6f | "
-                 "%.4g | %.3f | %.4g | %.4g | %.4g | %s | %d |"
-                 % (r["run"], r["lr"], r["batch"], r["steps"],
-                    r["train_mse"], r["residual_rel"], r["accuracy"],
-                    "yes" if r["stable"] else "**no**",
-                    r["spectral_radius"], r["lr_critical"],
-                    r["lr_over_critical"], r["sharpness"],
-                    r["hessian_frobenius"], r["sqrt_batch_over_lr"],
-                    "%.4g" % r["frobenius_bound"]
-                    if r["frobenius_bound"] is not None else "none (B = n)",
-                    r["theorems_failed"]))
+    L += md_table(
+        ["run", "eta", "B", "steps", "train MSE", "residual/target",
+         "accuracy", "stable", "rho", "eta*(B)", "eta/eta*", "lambda_max",
+         "|H|_F", "sqrt(B)/eta", "WWS bound", "theorems failed"],
+        "%d %g %d %d %.3g %.3g %.3f %s %.6f %.4g %.3f %.4g %.4g %.4g %s %d",
+        [(r["run"], r["lr"], r["batch"], r["steps"], r["train_mse"],
+          r["residual_rel"], r["accuracy"],
+          "yes" if r["stable"] else "**no**", r["spectral_radius"],
+          r["lr_critical"], r["lr_over_critical"], r["sharpness"],
+          r["hessian_frobenius"], r["sqrt_batch_over_lr"],
+          "%.4g" % r["frobenius_bound"]
+          if r["frobenius_bound"] is not None else "none (B = n)",
+          r["theorems_failed"]) for r in runs])
     bad = [r for r in runs if not r["stable"]]
     L.append("")
     if bad:
@@ -602,8 +700,59 @@ def write_report(args, cfg, runs, checks, esc, n, d, k):
              "runs are no longer sampled.  The linearized simulation with "
              "the same number of runs shows how much of the gap that "
              "accounts for.\n")
+    L += optimizer_report(cfg, trained)
     with open(os.path.join(args.out, "report.md"), "w") as f:
         f.write("\n".join(L))
+
+
+def optimizer_report(cfg, trained):
+    L = ["## Minima trained with momentum and with Adam\n"]
+    L.append("The same model and data, trained by SGD with momentum %g and "
+             "weight decay %g (PyTorch's usual recipe) and by Adam with "
+             "PyTorch's defaults (beta1 0.9, beta2 0.999, eps 1e-8), until "
+             "the training MSE < %g or %d steps.  Each minimum is exported "
+             "with its optimizer (settings, and Adam's exp_avg_sq, "
+             "bias-corrected, as the frozen second moment), then analyzed "
+             "by `sgdstab analyze` at its own training (eta, B) twice: at "
+             "its own optimizer (the file's, sgdstab's default), and as "
+             "plain SGD (`--optimizer sgd`), the answer a tool without "
+             "optimizers gives.  optimizers.csv holds every column, "
+             "optimizers.png draws eta/eta*(B) both ways.\n"
+             % (MOMENTUM, WEIGHT_DECAY, cfg["stop_mse"],
+                cfg["optimizer_max_steps"]))
+    L += md_table(
+        ["run", "optimizer", "eta", "B", "steps", "train MSE",
+         "residual/target", "own: verdict", "rho", "eta*(B)", "eta/eta*",
+         "noise-free limit", "as plain SGD: verdict", "eta*(B)", "eta/eta*"],
+        "%d %s %g %d %d %.3g %.3g %s %.6f %.4g %.3g %.4g %s %.4g %.3g",
+        [(r["run"], r["optimizer"], r["lr"], r["batch"], r["steps"],
+          r["train_mse"], r["residual_rel"], r["verdict"],
+          r["spectral_radius"], r["lr_critical"], r["lr_over_critical"],
+          r["lr_noise_free"], "stable" if r["plain_stable"] else "unstable",
+          r["plain_lr_critical"], r["plain_lr_over_critical"])
+         for r in trained])
+    L.append("")
+    for r in trained:
+        factor = r["plain_lr_over_critical"] / r["lr_over_critical"]
+        L.append("- run %d (%s, eta %g, B %d): at its own optimizer eta is "
+                 "%.3g eta*(B) (%s); as plain SGD it would be %.3g "
+                 "eta*(B): the plain analysis puts the minimum %.3g times "
+                 "%s the threshold than it is."
+                 % (r["run"], r["optimizer"], r["lr"], r["batch"],
+                    r["lr_over_critical"], r["verdict"],
+                    r["plain_lr_over_critical"],
+                    1 / factor if factor < 1 else factor,
+                    "farther from" if factor < 1 else "closer to"))
+    L.append("")
+    noted = [r for r in trained if r["note"]]
+    if noted:
+        L.append("sgdstab's notes on these files (weight decay leaves a "
+                 "residual: the minimum is that of the regularized loss, "
+                 "and the analysis is of its Gauss-Newton surrogate):\n")
+        for r in noted:
+            L.append("- run %d: %s" % (r["run"], r["note"]))
+        L.append("")
+    return L
 
 
 if __name__ == "__main__":

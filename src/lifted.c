@@ -20,6 +20,9 @@
 /* Relative tolerance of each eigenvalue μ, and of the root in z or η. */
 static const double MU_TOL = 1e-13;
 static const double ROOT_RTOL = 4e-15;
+/* Newton's method stops once its step in z is below this relative to
+ * z − z_floor (plus what f's own error allows). */
+static const double NEWTON_RTOL = 1e-12;
 enum { ROOT_MAX_STEPS = 200 };
 
 /* Largest ρ(M(h_j)) over the reduced space. */
@@ -204,35 +207,103 @@ int sgdstab_bracketed_root(sgdstab_root_fn eval, void *ctx, double *x_lo,
     return SGDSTAB_OK;
 }
 
-int sgdstab_lifted_root(sgdstab_root_fn eval, void *ctx,
-                        const double *f_error, double z_floor, double x_lo,
-                        double f_lo, sgdstab_radius *out, sgdstab_error *err)
+/* ρ from the root x of f at the last evaluation: error (|f| + f's own
+ * error)/|f'| in x, times dz/dx = z − z_floor. */
+static void fill_root(double z_floor, double x, double f, double f_err,
+                      double slope, double x_hi, sgdstab_radius *out)
 {
-    double x_hi = log(fmax(z_floor, 1e-300)), f_hi = 0;
-    int st = SGDSTAB_OK;
-    for (int i = 0; !st && i < ROOT_MAX_STEPS; i++) {
-        st = eval(ctx, x_hi, &f_hi, err);
-        if (st || f_hi < 0)
-            break;
-        x_lo = x_hi;
-        f_lo = f_hi;
-        x_hi += log(4.0);
+    double gap = exp(x);
+    out->rho = z_floor + gap;
+    out->error_estimate = slope > 0 ? (fabs(f) + f_err) / slope * gap : gap;
+    out->residual = fmax(out->error_estimate,
+                         isfinite(x_hi) ? z_floor + exp(x_hi) - out->rho : 0);
+}
+
+/* Newton's method in z, safeguarded by the bracket in x (Numerical
+ * Recipes' rtsafe): from x_lo, whose f_lo > 0 and derivative *df the last
+ * evaluation left, each step is Newton's z − f/(df/dz) where it lands
+ * inside the bracket and has at least halved the step before last; else
+ * the bracket is bisected in x, or, while no point right of the root is
+ * known, its right end is pushed up by a factor of 4 in z − z_floor.  f is
+ * often nearly linear in z close to the root (ρ just above the floor) and
+ * exponential in x far from it, which is why the step is in z and the
+ * bracket in x.  Sets *done and fills out once Newton's step is within
+ * the accuracy of f; leaves *done 0 when an evaluation has no derivative
+ * (regula falsi takes over from the bracket so far). */
+static int newton_root(sgdstab_root_fn eval, void *ctx, const double *f_error,
+                       const double *df, double z_floor, double *x_lo,
+                       double *f_lo, double *x_hi, double *f_hi, int *done,
+                       sgdstab_radius *out, sgdstab_error *err)
+{
+    double x = *x_lo, f = *f_lo, step = INFINITY, older = INFINITY;
+    *done = 0;
+    for (int i = 0; i < ROOT_MAX_STEPS; i++) {
+        if (!(*df < 0) || !isfinite(*df))
+            return SGDSTAB_OK;
+        double gap = exp(x), dz = -f * gap / *df;  /* dz/dx = gap */
+        if (fabs(dz) <= NEWTON_RTOL * gap + 2 * *f_error * gap / -*df ||
+            f == 0) {
+            fill_root(z_floor, x, f, *f_error, -*df, *x_hi, out);
+            *done = 1;
+            return SGDSTAB_OK;
+        }
+        double next = gap + dz > 0 ? log(gap + dz) : -INFINITY;
+        if (!(next > *x_lo && next < *x_hi) ||
+            fabs(next - x) > 0.5 * older)
+            next = isfinite(*x_hi)
+                       ? 0.5 * (*x_lo + *x_hi)
+                       : fmax(*x_lo + log(4.0), log(fmax(z_floor, 1e-300)));
+        older = step;
+        step = fabs(next - x);
+        x = next;
+        int st = eval(ctx, x, &f, err);
+        if (st)
+            return st;
+        if (f >= 0) {
+            *x_lo = x;
+            *f_lo = f;
+        } else {
+            *x_hi = x;
+            *f_hi = f;
+        }
+    }
+    return SGDSTAB_OK;
+}
+
+int sgdstab_lifted_root(sgdstab_root_fn eval, void *ctx,
+                        const double *f_error, const double *df,
+                        double z_floor, double x_lo, double f_lo,
+                        sgdstab_radius *out, sgdstab_error *err)
+{
+    double x_hi = INFINITY, f_hi = NAN;
+    int done = 0, st = SGDSTAB_OK;
+    if (df)
+        st = newton_root(eval, ctx, f_error, df, z_floor, &x_lo, &f_lo, &x_hi,
+                         &f_hi, &done, out, err);
+    if (st || done)
+        return st;
+    /* Without a derivative: the bracket grows upward by factors of 4 in
+     * z − z_floor, then regula falsi. */
+    for (int i = 0; !st && !isfinite(x_hi) && i < ROOT_MAX_STEPS; i++) {
+        double x = fmax(log(fmax(z_floor, 1e-300)), x_lo + log(4.0)), f;
+        st = eval(ctx, x, &f, err);
+        if (!st && f < 0) {
+            x_hi = x;
+            f_hi = f;
+        } else if (!st) {
+            x_lo = x;
+            f_lo = f;
+        }
     }
     double best = x_lo, slope = 0, f_best = 0;
     if (!st)
         st = sgdstab_bracketed_root(eval, ctx, &x_lo, f_lo, &x_hi, f_hi,
                                     &best, &slope, err);
-    if (!st)
+    if (!st)  /* last at the root, so that the solver's vector is its own */
         st = eval(ctx, best, &f_best, err);
-    if (st)
-        return st;
-    /* dz = dx·(z − z_floor) */
-    double gap = exp(best);
-    out->rho = z_floor + gap;
-    out->error_estimate =
-        slope > 0 ? (fabs(f_best) + *f_error) / slope * gap : gap;
-    out->residual = fmax(out->error_estimate, z_floor + exp(x_hi) - out->rho);
-    return SGDSTAB_OK;
+    if (!st)
+        fill_root(z_floor, best, f_best, *f_error, slope, x_hi, out);
+    return st;
 }
 
 /* ln μ at z = z_floor + e^x (the radius' root find). */
@@ -303,7 +374,7 @@ int sgdstab_lifted_radius(sgdstab_moments *m, const sgdstab_reduced *red,
         out->error_estimate = out->residual = exp(x_lo);
     }
     if (!st && b > 0 && f_lo > 0)  /* ln μ's error is μ's relative one */
-        st = sgdstab_lifted_root(radius_log_mu, &rc, &ms.error, z_floor,
+        st = sgdstab_lifted_root(radius_log_mu, &rc, &ms.error, NULL, z_floor,
                                  x_lo, f_lo, out, err);
     if (!st && S)
         eigenmatrix_block(&ms, &map, out->rho > z_floor, S);

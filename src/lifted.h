@@ -46,13 +46,19 @@ int sgdstab_bracketed_root(sgdstab_root_fn eval, void *ctx, double *x_lo,
                            double *best, double *slope, sgdstab_error *err);
 
 /* ρ = z_floor + e^x at the root of f (> 0 below it, < 0 above; the
- * radius' criterion, ln μ − 0 or θ − 1), from x_lo where f is f_lo > 0:
+ * radius' criterion, ln μ − 0 or θ − 1), from x_lo where f is f_lo > 0.
+ * *f_error is f's own error after an evaluation, and *df (df may be NULL)
+ * its derivative in x, NaN where the evaluation has none (the last
+ * evaluation must be the one at x_lo).  With a derivative: Newton's
+ * method in z from x_lo, safeguarded by the bracket, to a step of 1e-12
+ * relative to z − z_floor (or what f's error allows).  Without:
  * the bracket grows upward by factors of 4 in z − z_floor, the root is
- * found, and f is evaluated there last (so that the solver's eigenvector
- * is the root's).  *f_error is f's own error after an evaluation.  Fills
- * out's rho, error_estimate and residual (the bracket). */
+ * found by regula falsi, and f is evaluated there last (so that the
+ * solver's eigenvector is the root's).  Fills out's rho, error_estimate
+ * and residual (the bracket, where one is known). */
 int sgdstab_lifted_root(sgdstab_root_fn eval, void *ctx,
-                        const double *f_error, double z_floor, double x_lo,
-                        double f_lo, sgdstab_radius *out, sgdstab_error *err);
+                        const double *f_error, const double *df,
+                        double z_floor, double x_lo, double f_lo,
+                        sgdstab_radius *out, sgdstab_error *err);
 
 #endif

@@ -65,6 +65,7 @@ void mb_work_free(mb_work *w)
     free(w->g);
     free(w->gp);
     free(w->buf);
+    free(w->v);
     memset(w, 0, sizeof *w);
 }
 
@@ -78,9 +79,11 @@ int mb_work_alloc(const mb_problem *pb, mb_work *w)
     w->batch = malloc(most * sizeof *w->batch);
     w->z = malloc(r * sizeof *w->z);
     w->g = malloc(r * sizeof *w->g);
-    w->gp = malloc(p * sizeof *w->gp);
+    w->gp = malloc(3 * p * sizeof *w->gp);
     w->buf = malloc(r * sizeof *w->buf);
-    if (w->rng && w->perm && w->batch && w->z && w->g && w->gp && w->buf)
+    w->v = malloc(r * sizeof *w->v);
+    if (w->rng && w->perm && w->batch && w->z && w->g && w->gp && w->buf &&
+        w->v)
         return 0;
     mb_work_free(w);
     return -1;

@@ -31,9 +31,11 @@ typedef struct {
     gsl_rng *rng;
     size_t *perm, pos;           /* a permutation of the samples */
     size_t *batch;               /* indices of the current batch */
-    double *z, *g, *gp;          /* r, r, max(p, r) */
+    double *z, *g, *gp;          /* r, r, 3·max(p, r) */
     double *buf;                 /* r: the optimizer's buffer (momentum,
                                     Adam's first moment) */
+    double *v;                   /* r: the start's part J never moves,
+                                    seen from z (param_space.h) */
 } mb_work;
 
 int mb_problem_make(mb_problem *pb, const sgdstab_reduced *red,

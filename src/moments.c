@@ -432,13 +432,20 @@ static double trace_GZ(const sgdstab_moments *m, const double *Z)
     return t;
 }
 
-/* Record tr X and tr(GX) at step t; SGDSTAB_ENUMERIC once they overflow. */
-static int record(const sgdstab_moments *m, const double *X, size_t t,
-                  double *trace, double *trace_G, sgdstab_error *err)
+/* Record tr(WX) (tr X when W is NULL) and tr(GX) at step t;
+ * SGDSTAB_ENUMERIC once they overflow. */
+static int record(const sgdstab_moments *m, const double *X, const double *W,
+                  size_t t, double *trace, double *trace_G,
+                  sgdstab_error *err)
 {
+    const size_t r = m->r;
     double tr = 0;
-    for (size_t j = 0; j < m->r; j++)
-        tr += X[j * m->r + j];
+    if (W)
+        for (size_t i = 0; i < r * r; i++)
+            tr += W[i] * X[i];
+    else
+        for (size_t j = 0; j < r; j++)
+            tr += X[j * r + j];
     trace[t] = tr;
     trace_G[t] = trace_GZ(m, X);
     if (!isfinite(tr) || !isfinite(trace_G[t]))
@@ -491,8 +498,9 @@ static void lifted_step(sgdstab_moments *m, const sgdstab_step_map *map,
  * empty.  PyTorch's SGD fills it with the whole first gradient (buf = g,
  * no dampening), so the first step takes the map without dampening. */
 static int evolve_lifted(sgdstab_moments *m, const sgdstab_config *cfg,
-                         double a, double b, const double *Z0, size_t steps,
-                         double *trace, double *trace_G, sgdstab_error *err)
+                         double a, double b, const double *Z0,
+                         const double *W, size_t steps, double *trace,
+                         double *trace_G, sgdstab_error *err)
 {
     const size_t rr = m->r * m->r;
     double *buf = calloc(rr ? 7 * rr : 1, sizeof *buf);
@@ -508,7 +516,7 @@ static int evolve_lifted(sgdstab_moments *m, const sgdstab_config *cfg,
     sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, &map);
     int st = SGDSTAB_OK;
     for (size_t t = 0; !st; t++) {
-        st = record(m, X, t, trace, trace_G, err);
+        st = record(m, X, W, t, trace, trace_G, err);
         if (st || t == steps)
             break;
         lifted_step(m, t ? &map : &map0, a, b, X, C, Y, N, buf + 4 * rr);
@@ -518,8 +526,8 @@ static int evolve_lifted(sgdstab_moments *m, const sgdstab_config *cfg,
 }
 
 int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
-                           const double *Z0, size_t steps, double *trace,
-                           double *trace_G, sgdstab_error *err)
+                           const double *Z0, const double *W, size_t steps,
+                           double *trace, double *trace_G, sgdstab_error *err)
 {
     double a, b, eta = cfg->loss_scale * cfg->lr;
     int st = sgdstab_config_check(cfg, m->red, SGDSTAB_USES_LR |
@@ -529,7 +537,8 @@ int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
                                                cfg->batch, &a, &b, err)))
         return st;
     if (sgdstab_optimizer_lifted(&cfg->optimizer))
-        return evolve_lifted(m, cfg, a, b, Z0, steps, trace, trace_G, err);
+        return evolve_lifted(m, cfg, a, b, Z0, W, steps, trace, trace_G,
+                             err);
     size_t r = m->r, rr = r * r;
     double *cur = malloc((rr ? rr : 1) * sizeof *cur);
     double *next = malloc((rr ? rr : 1) * sizeof *next);
@@ -540,7 +549,7 @@ int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
     }
     memcpy(cur, Z0, rr * sizeof *cur);
     for (size_t t = 0; !st; t++) {
-        st = record(m, cur, t, trace, trace_G, err);
+        st = record(m, cur, W, t, trace, trace_G, err);
         if (st || t == steps)
             break;
         sgdstab_moments_step(m, eta, a, b, cur, next);

@@ -157,6 +157,11 @@ double sgdstab_optimizer_buffer_gain(const sgdstab_optimizer *opt)
                                               : 1 - opt->momentum;
 }
 
+double sgdstab_optimizer_precond(const sgdstab_optimizer *opt, size_t j)
+{
+    return sqrt(opt->second_moment[j]) + opt->eps;
+}
+
 void sgdstab_step_map_init(const sgdstab_optimizer *opt, double lr,
                            double loss_scale, sgdstab_step_map *map)
 {

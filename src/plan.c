@@ -70,7 +70,7 @@ static int precondition(const sgdstab_problem *prob, const sgdstab_config *cfg,
                             "preconditioned problem", prob->source);
     }
     for (size_t j = 0; j < p; j++)
-        w[j] = 1 / sqrt(sqrt(o->second_moment[j]) + o->eps);
+        w[j] = 1 / sqrt(sgdstab_optimizer_precond(o, j));
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < p; j++)
             J.data[i * p + j] = prob->J[i * p + j] * w[j];
@@ -170,9 +170,8 @@ int sgdstab_reduce_for(const sgdstab_problem *prob,
     return st;
 }
 
-void sgdstab_null_factors(const sgdstab_reduced *red,
-                          const sgdstab_config *cfg, size_t steps,
-                          double *factor)
+void sgdstab_mean_path(const sgdstab_config *cfg, const double *h,
+                       const double *w, size_t m, size_t steps, double *out)
 {
     sgdstab_optimizer first = cfg->optimizer;
     if (first.kind == SGDSTAB_OPTIMIZER_SGD)
@@ -180,16 +179,19 @@ void sgdstab_null_factors(const sgdstab_reduced *red,
     sgdstab_step_map map0, map;
     sgdstab_step_map_init(&first, cfg->lr, cfg->loss_scale, &map0);
     sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, &map);
-    double z[2] = {1, 0};
-    for (size_t t = 0;; t++) {
-        factor[t] = z[0] * z[0];
-        if (t == steps)
-            break;
-        double M[4];
-        sgdstab_step_map_matrix(t ? &map : &map0, red->curvature_shift, M);
-        double x = M[0] * z[0] + M[1] * z[1];
-        z[1] = M[2] * z[0] + M[3] * z[1];
-        z[0] = x;
+    memset(out, 0, (steps + 1) * sizeof *out);
+    for (size_t i = 0; i < m; i++) {
+        double z[2] = {1, 0};
+        for (size_t t = 0;; t++) {
+            out[t] += w[i] * z[0];
+            if (t == steps)
+                break;
+            double M[4];
+            sgdstab_step_map_matrix(t ? &map : &map0, h[i], M);
+            double x = M[0] * z[0] + M[1] * z[1];
+            z[1] = M[2] * z[0] + M[3] * z[1];
+            z[0] = x;
+        }
     }
 }
 

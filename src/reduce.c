@@ -413,73 +413,23 @@ done:
     return SGDSTAB_OK;
 }
 
-int sgdstab_reduce_coordinates(const sgdstab_reduced *red,
-                               const sgdstab_problem *prob, const double *X,
-                               size_t m, double *out, sgdstab_error *err)
+void sgdstab_reduce_basis_rows(const sgdstab_reduced *red,
+                               const sgdstab_problem *prob, double *rows)
 {
-    size_t p = red->p, r = red->r, rows = red->n * red->k;
-    if (r == 0 || m == 0)
-        return SGDSTAB_OK;
+    const size_t p = red->p, r = red->r, nk = red->n * red->k;
+    if (r == 0)
+        return;
     if (red->basis) {
-        cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)m,
-                    (int)p, 1.0, red->basis, (int)r, X, (int)m, 0.0, out,
-                    (int)m);
-        return SGDSTAB_OK;
-    }
-    /* Q = V_r = Jᵀ Φ Σ_r^{-2}:  Qᵀ X = Σ_r^{-2} Φᵀ (J X). */
-    double *JX = malloc(rows * m * sizeof *JX);
-    if (!JX)
-        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory for reduced "
-                            "coordinates");
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)m,
-                (int)p, 1.0, prob->J, (int)p, X, (int)m, 0.0, JX, (int)m);
-    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)m,
-                (int)rows, 1.0, red->phi, (int)r, JX, (int)m, 0.0, out,
-                (int)m);
-    for (size_t j = 0; j < r; j++)
-        for (size_t c = 0; c < m; c++)
-            out[j * m + c] /= red->sigma[j] * red->sigma[j];
-    free(JX);
-    return SGDSTAB_OK;
-}
-
-int sgdstab_reduce_project(const sgdstab_reduced *red,
-                           const sgdstab_problem *prob, const double *S,
-                           double *Z, double *null_trace, sgdstab_error *err)
-{
-    size_t p = red->p, r = red->r;
-    double trace_S = 0, trace_Z = 0;
-    for (size_t i = 0; i < p; i++)
-        trace_S += S[i * p + i];
-    if (r == 0) {
-        *null_trace = trace_S;
-        return SGDSTAB_OK;
-    }
-    /* Z = Qᵀ (Qᵀ S)ᵀ, S symmetric. */
-    double *A = malloc(r * p * sizeof *A), *At = malloc(p * r * sizeof *At);
-    int st = A && At ? SGDSTAB_OK
-                     : sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory "
-                                    "projecting the initial second moment");
-    if (!st)
-        st = sgdstab_reduce_coordinates(red, prob, S, p, A, err);
-    if (!st) {
         for (size_t j = 0; j < r; j++)
             for (size_t i = 0; i < p; i++)
-                At[i * r + j] = A[j * p + i];
-        st = sgdstab_reduce_coordinates(red, prob, At, r, Z, err);
+                rows[j * p + i] = red->basis[i * r + j];
+        return;
     }
-    if (!st) {
-        for (size_t j = 0; j < r; j++)
-            for (size_t l = j + 1; l < r; l++)
-                Z[j * r + l] = Z[l * r + j] =
-                    0.5 * (Z[j * r + l] + Z[l * r + j]);
-        for (size_t j = 0; j < r; j++)
-            trace_Z += Z[j * r + j];
-        /* Exactly 0 without null directions (the difference would leave
-         * rounding noise that dominates once the moving part has decayed). */
-        *null_trace = r == p ? 0.0 : fmax(trace_S - trace_Z, 0.0);
-    }
-    free(A);
-    free(At);
-    return st;
+    /* Q = V_r = Jᵀ Φ Σ_r^{-2}:  Qᵀ = Σ_r^{-2} Φᵀ J. */
+    cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)r, (int)p,
+                (int)nk, 1.0, red->phi, (int)r, prob->J, (int)p, 0.0, rows,
+                (int)p);
+    for (size_t j = 0; j < r; j++)
+        cblas_dscal((int)p, 1 / (red->sigma[j] * red->sigma[j]),
+                    rows + j * p, 1);
 }

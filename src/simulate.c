@@ -8,16 +8,10 @@
 
 #include "minibatch.h"
 #include "sgdstab/fit.h"
+#include "sgdstab/param_space.h"
 #include "sgdstab/plan.h"
 
 const double SGDSTAB_EXIT_QUANTILES[5] = {0.1, 0.25, 0.5, 0.75, 0.9};
-
-/* S_0 = L Lᵀ for SGDSTAB_INIT_MATRIX: the p×p L (the caller's) and the
- * r×p Qᵀ L. */
-typedef struct {
-    const double *L;
-    double *QL;
-} sim_init;
 
 /* Per-group accumulators (Welford). */
 typedef struct {
@@ -27,8 +21,8 @@ typedef struct {
 
 typedef struct {
     mb_problem pb;
-    sim_init init;
-    double *null_factor;  /* steps + 1: E‖w_t‖²/‖w_0‖² (plan.h) */
+    sgdstab_param_space space;  /* ‖δ‖² from z (param_space.h) */
+    double *null_path;    /* steps + 1: w_t/w_0 without noise (plan.h) */
     sgdstab_sim_result *res;
     sim_group group[MB_GROUPS];
     size_t ngroups;
@@ -39,10 +33,18 @@ double sgdstab_sim_work(const sgdstab_reduced *red,
 {
     /* A step: the batch's Φ_ξ z and Φ_ξᵀ(·) (2·B·k·r each), and the dense
      * H − G part (2r²) when H is supplied. */
-    double r = (double)red->r;
+    double r = (double)red->r, p = (double)red->p;
     double step = 4.0 * (double)o->config.batch * (double)red->k * r +
                   (red->G ? 2 * r * r : 0) + r;
-    return (double)o->runs * (double)o->steps * step;
+    /* With a preconditioner ‖δ‖² = zᵀWz + … (2r²) and the start is split
+     * in parameter space (6·p·r), as with a given S_0 (2p² more). */
+    int split = red->preconditioned || o->init == SGDSTAB_INIT_MATRIX;
+    if (red->preconditioned)
+        step += 2 * r * r;
+    double start = split ? 6 * p * r +
+                               (o->init == SGDSTAB_INIT_MATRIX ? 2 * p * p : 0)
+                         : r;
+    return (double)o->runs * ((double)o->steps * step + start);
 }
 
 int sgdstab_work_check(double flops, double max, const char *what,
@@ -84,28 +86,17 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
         return sgdstab_fail(err, SGDSTAB_EINVAL, "clip and radius must be "
                             "positive numbers");
     const sgdstab_optimizer *op = &o->config.optimizer;
-    if ((sgdstab_optimizer_lifted(op) || op->weight_decay > 0) &&
+    if ((sgdstab_optimizer_lifted(op) || op->weight_decay > 0 ||
+         op->second_moment) &&
         (o->noise != SGDSTAB_NOISE_NONE || o->clip > 0 || o->radius > 0))
         return sgdstab_fail(err, SGDSTAB_EINVAL, "injected noise, clipping "
                             "and exit radii are for plain SGD without weight "
-                            "decay");
+                            "decay or preconditioner");
     return sgdstab_work_check(sgdstab_sim_work(red, o), SGDSTAB_WORK_MAX,
                               o->radius > 0
                               ? "--runs x --steps (each run until it exits, "
                                 "at most --steps)"
                               : "--runs x --steps", err);
-}
-
-/* The factor L of S_0 = L Lᵀ (second_moment.h), and Qᵀ L. */
-static int project_init(sim_init *in, const mb_problem *pb,
-                        const sgdstab_problem *prob, sgdstab_error *err)
-{
-    size_t p = pb->p;
-    in->L = pb->opt->init_moment->L;
-    in->QL = malloc((pb->r ? pb->r : 1) * p * sizeof *in->QL);
-    if (!in->QL)
-        return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
-    return sgdstab_reduce_coordinates(pb->red, prob, in->L, p, in->QL, err);
 }
 
 /* (c/2)·zᵀ G z. */
@@ -127,45 +118,39 @@ static double loss_of(const mb_problem *pb, const double *z)
     return 0.5 * pb->c * s;
 }
 
-/* δ_0: z and ‖w‖² (the part in directions that never move). */
-static void draw_init(const mb_problem *pb, const sim_init *in, mb_work *w,
-                      double *z, double *null2)
+/* δ_0 as z, v and ν (param_space.h; v = 0 without a preconditioner, ν
+ * the squared norm of the part in directions that never move). */
+static void draw_init(const mb_problem *pb, const sgdstab_param_space *ps,
+                      mb_work *w, double *z, double *v, double *nu)
 {
     const size_t r = pb->r, p = pb->p;
-    switch (pb->opt->init) {
-    case SGDSTAB_INIT_ZERO:
+    const sgdstab_sim_options *o = pb->opt;
+    memset(v, 0, r * sizeof *v);
+    *nu = 0;
+    if (o->init == SGDSTAB_INIT_ZERO) {
         memset(z, 0, r * sizeof *z);
-        *null2 = 0;
-        return;
-    case SGDSTAB_INIT_MATRIX: {
-        double total = 0, part = 0;
-        for (size_t i = 0; i < p; i++)
-            w->gp[i] = gsl_ran_gaussian(w->rng, 1.0);
-        for (size_t i = 0; i < p; i++) {
-            double d = 0;
-            for (size_t j = 0; j < p; j++)
-                d += in->L[i * p + j] * w->gp[j];
-            total += d * d;
-        }
-        for (size_t j = 0; j < r; j++) {
-            double s = 0;
-            for (size_t i = 0; i < p; i++)
-                s += in->QL[j * p + i] * w->gp[i];
-            z[j] = s;
-            part += s * s;
-        }
-        *null2 = pb->nnull ? fmax(total - part, 0) : 0;
         return;
     }
-    default: {
+    if (o->init == SGDSTAB_INIT_ISOTROPIC && !ps->root) {
+        /* QᵀQ = I: z and the rest are independent, N(0, I/p) each. */
         double sd = 1 / sqrt((double)p);
         for (size_t j = 0; j < r; j++)
             z[j] = gsl_ran_gaussian(w->rng, sd);
-        *null2 = pb->nnull ? gsl_ran_chisq(w->rng, (double)pb->nnull) /
-                                 (double)p
-                           : 0;
+        if (pb->nnull)
+            *nu = gsl_ran_chisq(w->rng, (double)pb->nnull) / (double)p;
+        return;
     }
+    double *g = w->gp, *delta = w->gp + 2 * p;  /* split's work: gp, 2p */
+    for (size_t i = 0; i < p; i++)
+        g[i] = gsl_ran_gaussian(w->rng, 1.0);
+    for (size_t i = 0; i < p; i++) {
+        double d = 0;
+        if (o->init == SGDSTAB_INIT_MATRIX)
+            for (size_t j = 0; j < p; j++)
+                d += o->init_moment->L[i * p + j] * g[j];
+        delta[i] = o->init == SGDSTAB_INIT_MATRIX ? d : g[i] / sqrt((double)p);
     }
+    sgdstab_param_space_split(ps, delta, z, v, nu, w->gp);
 }
 
 /* One SGD step on (z, |w|).  Noise Z = (Z_range, a along w, the rest of
@@ -270,9 +255,9 @@ static void run_group(void *ctx, mb_work *w, size_t gi)
     for (size_t run = grp->first; run < grp->first + grp->count; run++) {
         size_t nth = run - grp->first + 1;
         mb_start_run(pb, w, run);
-        double null2, *z = w->z;
-        draw_init(pb, &st->init, w, z, &null2);
-        double wnorm = sqrt(null2);
+        double nu, *z = w->z;
+        draw_init(pb, &st->space, w, z, w->v, &nu);
+        double wnorm = sqrt(nu);  /* v = 0 with noise or a radius */
         if (o->radius > 0) {
             size_t exit = 0;
             for (size_t t = 1; t <= T && !exit; t++) {
@@ -293,7 +278,8 @@ static void run_group(void *ctx, mb_work *w, size_t gi)
                 sgd_step(pb, w, z, &wnorm);
             /* Without injected noise the null part only decays (plan.h). */
             double n2 = o->noise == SGDSTAB_NOISE_NONE
-                            ? norm2_of(z, r, 0) + null2 * st->null_factor[t]
+                            ? sgdstab_param_space_norm2(&st->space, z, w->v,
+                                                        nu, st->null_path[t])
                             : norm2_of(z, r, wnorm);
             welford(&grp->n2_mean[t], &grp->n2_m2[t], n2, nth);
             welford(&grp->l_mean[t], &grp->l_m2[t], loss_of(pb, z), nth);
@@ -376,17 +362,19 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory");
     }
     if ((status = mb_problem_make(&st->pb, red, opt, err)) ||
-        (opt->init == SGDSTAB_INIT_MATRIX &&
-         (status = project_init(&st->init, &st->pb, prob, err))))
+        (status = sgdstab_param_space_make(prob, red, &opt->config,
+                                           &st->space, err)))
         goto done;
     st->res = res;
     res->steps = opt->steps;
     res->runs = opt->runs;
     res->groups = st->ngroups = mb_groups(opt->runs);
     size_t T1 = opt->steps + 1, G = st->ngroups;
-    int bad = !(st->null_factor = malloc(T1 * sizeof *st->null_factor));
+    int bad = !(st->null_path = malloc(T1 * sizeof *st->null_path));
+    const double one = 1;
     if (!bad)
-        sgdstab_null_factors(red, &opt->config, opt->steps, st->null_factor);
+        sgdstab_mean_path(&opt->config, &red->curvature_shift, &one, 1,
+                          opt->steps, st->null_path);
     res->group_runs = malloc(G * sizeof *res->group_runs);
     bad |= !res->group_runs;
     if (opt->radius > 0) {
@@ -429,8 +417,8 @@ done:
         free(st->group[g].l_m2);
     }
     mb_problem_free(&st->pb);
-    free(st->null_factor);
-    free(st->init.QL);
+    free(st->null_path);
+    sgdstab_param_space_free(&st->space);
     free(st);
     if (status)
         sgdstab_sim_result_free(res);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "sgdstab/moments.h"
+#include "sgdstab/param_space.h"
 #include "sgdstab/phase.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
@@ -1058,7 +1059,7 @@ static void test_evolve_brute_force(void **state)
     size_t p = 6, r = e.red->r, steps = 25, B = 2;
     assert_int_equal(r, 5);
     /* A random PSD S_0 = A Aᵀ with a component along the null direction. */
-    double A[36], S[36], G[36] = {0}, work[3 * 36], Z0[25];
+    double A[36], S[36], G[36] = {0}, work[3 * 36];
     sgdstab_rng *rng = sgdstab_rng_alloc(3);
     sgdstab_rng_gaussian(rng, 1.0, 36, A);
     sgdstab_rng_free(rng);
@@ -1069,29 +1070,22 @@ static void test_evolve_brute_force(void **state)
     for (size_t a = 0; a < p; a++)
         for (size_t b = 0; b < a; b++)
             G[a * p + b] = G[b * p + a];
-    double null_trace, a_coef, b_coef, eta = 0.8 * critical(&e, 0, B);
+    double eta = 0.8 * critical(&e, 0, B), m2[26], loss[26];
     sgdstab_error err;
-    assert_int_equal(sgdstab_reduce_project(e.red, prob, S, Z0, &null_trace,
-                                            &err), SGDSTAB_OK);
-    assert_int_equal(sgdstab_batch_coefficients(SGDSTAB_SAMPLING_WITHOUT, 5, B,
-                                                &a_coef, &b_coef, &err),
-                     SGDSTAB_OK);
-    sgdstab_moments *m = sgdstab_moments_alloc(e.red, &err);
-    double trace[26], trace_G[26];
-    assert_int_equal(sgdstab_moments_evolve(
-                         m, TU_CONFIG(eta, B, SGDSTAB_SAMPLING_WITHOUT, 1.0),
-                         Z0, steps, trace, trace_G, &err), SGDSTAB_OK);
+    assert_int_equal(sgdstab_evolve(prob, e.red,
+                                    TU_CONFIG(eta, B, SGDSTAB_SAMPLING_WITHOUT,
+                                              1.0),
+                                    S, steps, m2, loss, &err), SGDSTAB_OK);
     for (size_t t = 0; t <= steps; t++) {
         double tr = 0, trg = 0;
         for (size_t a = 0; a < p; a++)
             tr += S[a * p + a];
         for (size_t i = 0; i < p * p; i++)
             trg += G[i] * S[i];
-        tu_assert_close_rel(trace[t] + null_trace, tr, 1e-10, "E|delta_t|^2");
-        tu_assert_close_rel(trace_G[t], trg, 1e-9, "tr(G S_t)");
+        tu_assert_close_rel(m2[t], tr, 1e-10, "E|delta_t|^2");
+        tu_assert_close_rel(loss[t], 0.5 * trg, 1e-9, "E L_t");
         brute_force_step(prob, B, eta, S, work);
     }
-    sgdstab_moments_free(m);
     tu_engine_free(&e);
 }
 

@@ -13,7 +13,11 @@ unstable by the exact eta*(B), with a positive predicted rate, and the
 measured PyTorch growth rate of the mean loss agreeing with the linearized
 Monte Carlo of the same size within their jackknife standard errors, and
 with the exact ln rho within the finite-sample bias the linearized runs
-show.  Needs python3-torch, python3-matplotlib and dataset-fashion-mnist.
+show; the minima trained with momentum + weight decay and with Adam
+analyzed at the optimizer the file carries (its kind, the verdict
+consistent with eta <= eta*(B), eta* different from the plain-SGD
+analysis of the same file).  Needs python3-torch, python3-matplotlib and
+dataset-fashion-mnist.
 """
 
 import csv
@@ -30,7 +34,8 @@ from cli_harness import report  # noqa: E402
 
 SCRIPT = os.path.join(HERE, "..", "problems", "fashion_mnist.py")
 FILES = ("runs.csv", "checks.csv", "escape.csv", "escape-fit.json",
-         "frobenius.png", "escape.png", "report.md")
+         "optimizers.csv", "frobenius.png", "escape.png", "optimizers.png",
+         "report.md")
 
 
 def body(work):
@@ -120,6 +125,28 @@ def body(work):
                     % (len(rows), esc["steps"]))
     report("escape: PyTorch growth rate = linearized SGD = sgdstab's ln rho",
            msgs)
+
+    with open(os.path.join(out, "optimizers.csv")) as f:
+        trained = list(csv.DictReader(f))
+    kinds = sorted(r["kind"] for r in trained)
+    report("optimizers.csv: one minimum trained with momentum, one with Adam",
+           [] if kinds == ["adam", "sgd"] else ["kinds %r" % kinds])
+    for r in trained:
+        lr = float(r["lr"])
+        own, plain = float(r["lr_critical"]), float(r["plain_lr_critical"])
+        msgs = []
+        if (r["stable"] == "True") != (lr <= own):
+            msgs.append("verdict %s but eta %g vs eta* %g"
+                        % (r["stable"], lr, own))
+        for key, want in (("lr_over_critical", lr / own),
+                          ("plain_lr_over_critical", lr / plain)):
+            if abs(float(r[key]) - want) > 1e-8 * want:
+                msgs.append("%s %s, expected %r" % (key, r[key], want))
+        if not abs(own / plain - 1) > 1e-3:
+            msgs.append("eta* %g equals the plain-SGD analysis' %g: the "
+                        "file's optimizer was not taken" % (own, plain))
+        report("trained with %s: analyzed at its own optimizer"
+               % r["optimizer"], msgs)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "sgdstab/moments.h"
+#include "sgdstab/param_space.h"
 #include "sgdstab/phase.h"
 #include "sgdstab/plan.h"
 #include "sgdstab/stability.h"
@@ -420,9 +421,11 @@ static void test_bad_settings(void **state)
     assert_non_null(strstr(err.msg, "entry 1"));
 }
 
-/* E|x_t|² and E L_t of the reference from x_0 ~ I/p, empty buffer. */
+/* E|x_t|² and E L_t of the reference from x_0 with second moment S0,
+ * empty buffer. */
 static void reference_evolve(const tiny *t, const sgdstab_config *cfg,
-                             size_t steps, double *m2, double *loss)
+                             const double *S0, size_t steps, double *m2,
+                             double *loss)
 {
     const size_t p = t->p, S = 2 * p, D = S * S;
     static double M0[DMAX * DMAX], M[DMAX * DMAX];
@@ -435,8 +438,9 @@ static void reference_evolve(const tiny *t, const sgdstab_config *cfg,
                   M0);
     reference_map(t, &cfg->optimizer, cfg->lr, cfg->sampling, cfg->batch, 0,
                   M);
-    for (size_t j = 0; j < p; j++)
-        z[j * S + j] = 1.0 / (double)p;
+    for (size_t a = 0; a < p; a++)
+        for (size_t b = 0; b < p; b++)
+            z[a * S + b] = S0[a * p + b];
     for (size_t s = 0;; s++) {
         m2[s] = loss[s] = 0;
         for (size_t a = 0; a < p; a++) {
@@ -456,53 +460,50 @@ static void reference_evolve(const tiny *t, const sgdstab_config *cfg,
     }
 }
 
-/* The lifted evolution (and the decay of directions J never moves) against
- * the reference: a full-rank and a rank-deficient J (p > n·k). */
+/* The exact evolution in parameter space (param_space.h) against the
+ * reference: a full-rank and a rank-deficient J (p > n·k), from I/p and
+ * from a correlated S0, every optimizer (with a preconditioner the part J
+ * never moves is not orthogonal to the rest in δ's metric). */
 static void test_evolution(void **state)
 {
     (void)state;
     enum { STEPS = 30 };
     const size_t shapes[2][3] = {{6, 1, 3}, {2, 1, 3}};
+    const double S_iso[PMAX * PMAX] = {1. / 3, 0, 0, 0, 1. / 3, 0, 0, 0,
+                                       1. / 3};
+    const double S_corr[PMAX * PMAX] = {0.5, 0.2, -0.1, 0.2, 0.3, 0.15,
+                                        -0.1, 0.15, 0.4};
     for (size_t sh = 0; sh < 2; sh++) {
         tiny t;
         make_tiny(&t, shapes[sh][0], shapes[sh][1], shapes[sh][2], 1,
                   300 + sh);
-        for (size_t ci = 0; ci < sizeof CASES / sizeof CASES[0]; ci++) {
-            if (CASES[ci].precondition)
-                continue;  /* evolve works in the problem's coordinates */
+        for (size_t ci = 0; ci < 2 * (sizeof CASES / sizeof CASES[0]); ci++) {
+            const optimizer_case *oc = &CASES[ci / 2];
+            const double *S0 = ci % 2 ? S_corr : S_iso;
             sgdstab_config cfg;
             sgdstab_config_init(&cfg);
             cfg.sampling = tu_samplings[ci % 3];
             cfg.batch = shapes[sh][0] == 2 ? 1 : 2;
-            set_optimizer(&cfg, &CASES[ci]);
+            set_optimizer(&cfg, oc);
             engine e = engine_for(&t, &cfg);
             sgdstab_critical crit;
             sgdstab_error err;
             assert_int_equal(sgdstab_critical_lr(e.s, &cfg, &crit, &err), 0);
             cfg.lr = 1.1 * crit.lr_critical;
             double want_m2[STEPS + 1], want_loss[STEPS + 1];
-            double m2[STEPS + 1], loss[STEPS + 1], decay[STEPS + 1];
-            reference_evolve(&t, &cfg, STEPS, want_m2, want_loss);
-            const size_t r = e.red->r;
-            double Z0[PMAX * PMAX] = {0};
-            for (size_t j = 0; j < r; j++)
-                Z0[j * r + j] = 1.0 / (double)t.p;
-            sgdstab_moments *m = sgdstab_moments_alloc(e.red, &err);
-            assert_non_null(m);
-            assert_int_equal(sgdstab_moments_evolve(m, &cfg, Z0, STEPS, m2,
-                                                    loss, &err), 0);
-            sgdstab_null_factors(e.red, &cfg, STEPS, decay);
-            for (size_t s = 0; s <= STEPS; s++) {
-                double got = m2[s] + (double)(t.p - r) / t.p * decay[s];
-                double gl = 0.5 * loss[s];
-                if (!(fabs(got - want_m2[s]) <= 1e-11 * want_m2[s]) ||
-                    !(fabs(gl - want_loss[s]) <= 1e-11 * want_loss[s]))
-                    fail_msg("%s, r = %zu of p = %zu, step %zu: E|x|^2 %.15g "
-                             "(reference %.15g), E L %.15g (reference %.15g)",
-                             CASES[ci].name, r, t.p, s, got, want_m2[s], gl,
+            double m2[STEPS + 1], loss[STEPS + 1];
+            reference_evolve(&t, &cfg, S0, STEPS, want_m2, want_loss);
+            if (sgdstab_evolve(e.prob, e.red, &cfg, ci % 2 ? S0 : NULL, STEPS,
+                               m2, loss, &err))
+                fail_msg("%s: evolve: %s", oc->name, err.msg);
+            for (size_t s = 0; s <= STEPS; s++)
+                if (!(fabs(m2[s] - want_m2[s]) <= 1e-11 * want_m2[s]) ||
+                    !(fabs(loss[s] - want_loss[s]) <= 1e-11 * want_loss[s]))
+                    fail_msg("%s, S0 %s, r = %zu of p = %zu, step %zu: E|x|^2 "
+                             "%.15g (reference %.15g), E L %.15g (reference "
+                             "%.15g)", oc->name, ci % 2 ? "correlated" : "I/p",
+                             e.red->r, t.p, s, m2[s], want_m2[s], loss[s],
                              want_loss[s]);
-            }
-            sgdstab_moments_free(m);
             tu_engine_free(&e);
         }
     }
@@ -559,6 +560,47 @@ static void test_momentum_phase(void **state)
     tu_engine_free(&e);
 }
 
+/* η*(B; β) over every batch size in one curve (solved smallest batch
+ * first on the shared basis) against the reference, k = 1 and 3: the
+ * order of the solves must not change the answers, and η* does not
+ * decrease with B. */
+static void test_momentum_curve(void **state)
+{
+    (void)state;
+    const size_t shapes[2][3] = {{6, 1, 3}, {4, 3, 3}};
+    for (size_t sh = 0; sh < 2; sh++) {
+        tiny t;
+        make_tiny(&t, shapes[sh][0], shapes[sh][1], shapes[sh][2], 1,
+                  500 + sh);
+        for (size_t ci = 0; ci < 2; ci++) {
+            sgdstab_config cfg;
+            sgdstab_config_init(&cfg);
+            set_optimizer(&cfg, &CASES[ci]);  /* heavy ball, dampening */
+            engine e = engine_for(&t, &cfg);
+            size_t batches[NMAX];
+            sgdstab_critical crit[NMAX];
+            for (size_t i = 0; i < t.n; i++)
+                batches[i] = t.n - i;  /* any order: the curve sorts */
+            sgdstab_error err;
+            if (sgdstab_critical_curve(e.s, &cfg, batches, t.n, crit, &err))
+                fail_msg("%s: curve: %s", CASES[ci].name, err.msg);
+            for (size_t i = 0; i < t.n; i++) {
+                double ref = reference_critical(&t, &cfg.optimizer,
+                                                cfg.sampling, batches[i]);
+                if (!(fabs(crit[i].lr_critical / ref - 1) <= 1e-9))
+                    fail_msg("k=%zu %s B=%zu: curve eta* %.15g, reference "
+                             "%.15g", t.k, CASES[ci].name, batches[i],
+                             crit[i].lr_critical, ref);
+                if (i > 0 && !(crit[i].lr_critical <=
+                               crit[i - 1].lr_critical * (1 + 1e-9)))
+                    fail_msg("%s: eta* increases from B=%zu to B=%zu",
+                             CASES[ci].name, batches[i - 1], batches[i]);
+            }
+            tu_engine_free(&e);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -568,6 +610,7 @@ int main(void)
         cmocka_unit_test(test_against_enumeration),
         cmocka_unit_test(test_evolution),
         cmocka_unit_test(test_momentum_phase),
+        cmocka_unit_test(test_momentum_curve),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "sgdstab/moments.h"
+#include "sgdstab/param_space.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
 #include "reference.h"
@@ -650,6 +651,13 @@ static void test_alignment_brute_force(void **state)
         assert_true(near <= mu + 1e-3 * (u.ft.mu_max - mu) + tol);
         /* full-space S, projected: sgdstab_alignment = μ(S) from the raw
          * A_i (the null directions of G do not change μ) */
+        sgdstab_config plain;
+        sgdstab_config_init(&plain);
+        sgdstab_param_space ps;
+        sgdstab_error err;
+        double *cross = malloc(r * sizeof *cross);
+        assert_int_equal(sgdstab_param_space_make(u.prob, u.red, &plain, &ps,
+                                                  &err), SGDSTAB_OK);
         for (int t = 0; t < 20; t++) {
             size_t rank = 1 + (size_t)t % p;
             sgdstab_rng_gaussian(rng, 1.0, p * p, Y);
@@ -659,9 +667,8 @@ static void test_alignment_brute_force(void **state)
                 for (size_t l = 0; l < j; l++)
                     Sp[j * p + l] = Sp[l * p + j];
             double null_trace;
-            sgdstab_error err;
-            assert_int_equal(sgdstab_reduce_project(u.red, u.prob, Sp, Zp,
-                                                    &null_trace, &err),
+            assert_int_equal(sgdstab_param_space_start(&ps, Sp, Zp, cross,
+                                                       &null_trace, &err),
                              SGDSTAB_OK);
             double want = full_alignment(&u.ft, Sp);
             tu_assert_close_rel(sgdstab_alignment(u.red, Zp), want, 1e-9,
@@ -677,6 +684,8 @@ static void test_alignment_brute_force(void **state)
         free(Sp);
         free(Y);
         free(Zp);
+        free(cross);
+        sgdstab_param_space_free(&ps);
         setup_free(&u);
     }
     sgdstab_rng_free(rng);

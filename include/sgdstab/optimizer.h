@@ -85,6 +85,9 @@ int sgdstab_optimizer_lifted(const sgdstab_optimizer *opt);
  * with β₁ > 0), 1 without momentum (PyTorch bypasses the buffer). */
 double sgdstab_optimizer_buffer_gain(const sgdstab_optimizer *opt);
 
+/* The preconditioner's entry P_jj = √v̂_j + ε (second_moment given). */
+double sgdstab_optimizer_precond(const sgdstab_optimizer *opt, size_t j);
+
 /* The optimizer in words, e.g. "SGD with momentum 0.9 and weight decay
  * 0.0005", "Adam (beta1 0.9, eps 1e-08)"; at most size bytes with the
  * NUL. */

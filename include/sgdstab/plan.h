@@ -45,17 +45,18 @@ int sgdstab_plan_theory(const sgdstab_problem *prob,
                         const sgdstab_reduced *red, const sgdstab_config *cfg,
                         sgdstab_theory *th, sgdstab_error *err);
 
-/* Directions J never moves (outside the reduced space, when r < p) feel
- * only the weight decay: curvature red->curvature_shift, no noise.
- * factor[t], t = 0..steps, is E x_t²/x_0² there from an empty buffer (the
- * first step as PyTorch takes it, optimizer.h), 1 throughout without
- * decay. */
-void sgdstab_null_factors(const sgdstab_reduced *red,
-                          const sgdstab_config *cfg, size_t steps,
-                          double *factor);
+/* The mean path of cfg's update (the deterministic map M(h) of
+ * optimizer.h, which E[H_ξ] = H makes the map of the mean): a_t(h) is the
+ * parameter after t steps at curvature h (in H's units, as red->lambda)
+ * from 1 and an empty buffer, the first step as PyTorch takes it.
+ * out[t] = Σ_i w_i·a_t(h_i) for t = 0..steps.  Directions J never moves
+ * (outside the reduced space, when r < p) feel only the weight decay, so
+ * they follow a_t(red->curvature_shift): 1 throughout without decay. */
+void sgdstab_mean_path(const sgdstab_config *cfg, const double *h,
+                       const double *w, size_t m, size_t steps, double *out);
 
-/* Its asymptotic rate per step, 2·ln ρ(M(red->curvature_shift)) (≤ 0; 0
- * without decay), or NaN when every direction moves (r = p). */
+/* The asymptotic rate per step of E‖δ‖² in directions J never moves,
+ * 2·ln ρ(M(red->curvature_shift)) (≤ 0; 0 without decay), or NaN when every direction moves (r = p). */
 double sgdstab_null_decay_rate(const sgdstab_reduced *red,
                                const sgdstab_config *cfg);
 

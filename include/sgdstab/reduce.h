@@ -107,19 +107,11 @@ int sgdstab_reduce(const sgdstab_problem *prob,
                    const sgdstab_reduce_options *opt, sgdstab_reduced **out,
                    sgdstab_error *err);
 
-/* Project a p×p second moment S of δ onto the reduced space: Z = QᵀSQ
- * (r×r, Q the reduced basis) and *null_trace = tr S − tr Z, the part of
- * E‖δ‖² in directions that never move.  prob must be the problem red was
- * made from. */
-int sgdstab_reduce_project(const sgdstab_reduced *red,
-                           const sgdstab_problem *prob, const double *S,
-                           double *Z, double *null_trace, sgdstab_error *err);
-
-/* out = Qᵀ X (r×m, row-major) for a p×m row-major X: the reduced
- * coordinates of m vectors of parameter space.  prob as above. */
-int sgdstab_reduce_coordinates(const sgdstab_reduced *red,
-                               const sgdstab_problem *prob, const double *X,
-                               size_t m, double *out, sgdstab_error *err);
+/* rows = Qᵀ (r×p, row-major), the reduced basis as rows: the reduced
+ * coordinates of δ are rows·δ.  prob must be the problem red was made
+ * from. */
+void sgdstab_reduce_basis_rows(const sgdstab_reduced *red,
+                               const sgdstab_problem *prob, double *rows);
 
 /* λmax(H) and tr H (H = G without a supplied H), unscaled: the diagonal
  * of H in the reduced basis (flat eigenvalues as taken above), and

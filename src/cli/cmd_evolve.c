@@ -30,8 +30,10 @@ static const char EVOLVE_HELP[] =
     "shrinks it deterministically).  With momentum the state is (delta,\n"
     "buffer), the buffer empty at step 0 and filled as torch.optim.SGD does\n"
     "(the first gradient undampened); its second moment evolves exactly by the\n"
-    "lifted map (README, Optimizers).  A preconditioner (--second-moment) is\n"
-    "not taken here yet.\n"
+    "lifted map (README, Optimizers).  With a preconditioner P (Adam,\n"
+    "RMSprop) the engine works in y = P^(1/2) delta and E|delta_t|^2 is taken\n"
+    "back to parameter space exactly, cross terms with the directions that\n"
+    "never move included.\n"
     "\n"
     "Options:\n"
     "  --lr ETA          learning rate (required)\n"
@@ -146,10 +148,6 @@ int cmd_evolve(int argc, char **argv)
     int status = cli_session_at(&args, &ses);
     if (status)
         return status;
-    if ((status = cli_refuse_preconditioner(&args, &ses.cfg))) {
-        cli_session_close(&ses);
-        return status;
-    }
     const sgdstab_problem *prob = ses.prob;
     sgdstab_second_moment *S0 = NULL;
     double *m2 = malloc((steps + 1) * sizeof *m2),

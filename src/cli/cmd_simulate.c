@@ -118,9 +118,9 @@ static const char SIMULATE_HELP[] =
     CLI_HELP_PROBLEM_OPTIONS
     CLI_HELP_OPTIMIZER_OPTIONS
     "                    (trajectories only: the real update with its buffer,\n"
-    "                    filled as torch.optim does; no --noise, --clip,\n"
-    "                    --radius with momentum or weight decay, no\n"
-    "                    preconditioner yet)\n"
+    "                    filled as torch.optim does, and the preconditioner\n"
+    "                    of Adam or RMSprop; no --noise, --clip, --radius\n"
+    "                    with momentum, weight decay or a preconditioner)\n"
     "  -h, --help        show this help\n";
 
 static int parse_noise(const char *cmd, const char *text,

@@ -10,7 +10,7 @@
 #include "report.h"
 #include "session.h"
 #include "sgdstab/config.h"
-#include "sgdstab/moments.h"
+#include "sgdstab/param_space.h"
 #include "sgdstab/plan.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
@@ -154,17 +154,6 @@ static int session_config(cli_args *a, cli_session *ses, size_t batch)
     return status;
 }
 
-int cli_refuse_preconditioner(const cli_args *a, const sgdstab_config *cfg)
-{
-    if (!cfg->optimizer.second_moment)
-        return EXIT_OK;
-    return cli_usage_error(a->cmd, "%s does not take a preconditioner yet "
-                           "(%s); analyze, critical and phase do, and "
-                           "--optimizer sgd analyzes plain SGD", a->cmd,
-                           a->second_moment ? "--second-moment"
-                                            : "the file's optimizer and its V");
-}
-
 int cli_config_check(const cli_args *a, const sgdstab_reduced *red,
                      const sgdstab_config *cfg, unsigned uses)
 {
@@ -255,44 +244,11 @@ int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
                      size_t steps, const sgdstab_second_moment *S0,
                      double *m2, double *loss)
 {
-    const sgdstab_reduced *red = ses->red;
-    size_t r = red->r, p = red->p;
-    double scale = cfg->loss_scale, null_trace = 0;
     sgdstab_error err;
-    sgdstab_moments *m = NULL;
-    double *Z0 = calloc(r ? r * r : 1, sizeof *Z0);
-    int status = EXIT_OK;
-    if (!Z0)
-        return cli_data_error(NULL, NULL, "out of memory");
-    if (!(m = sgdstab_moments_alloc(red, &err)))
-        status = cli_report(&err);
-    if (!status && S0) {
-        if (sgdstab_reduce_project(red, ses->prob, S0->S, Z0, &null_trace,
-                                   &err))
-            status = cli_report(&err);
-    } else if (!status) {
-        for (size_t j = 0; j < r; j++)
-            Z0[j * r + j] = 1.0 / (double)p;
-        null_trace = (double)(p - r) / (double)p;
-    }
-    if (!status && sgdstab_moments_evolve(m, cfg, Z0, steps, m2, loss, &err))
-        status = cli_report(&err);
-    /* The directions that never move keep their share, or lose it to weight
-     * decay (plan.h). */
-    double *decay = status ? NULL : malloc((steps + 1) * sizeof *decay);
-    if (!status && !decay)
-        status = cli_data_error(NULL, NULL, "out of memory");
-    if (!status) {
-        sgdstab_null_factors(red, cfg, steps, decay);
-        for (size_t t = 0; t <= steps; t++) {
-            m2[t] += null_trace * decay[t];
-            loss[t] *= 0.5 * scale;
-        }
-    }
-    free(decay);
-    free(Z0);
-    sgdstab_moments_free(m);
-    return status;
+    if (sgdstab_evolve(ses->prob, ses->red, cfg, S0 ? S0->S : NULL, steps, m2,
+                       loss, &err))
+        return cli_report(&err);
+    return EXIT_OK;
 }
 
 /* Steps over which a flat eigenvalue λ < 0 would grow the RMS distance by

@@ -57,10 +57,6 @@ void cli_session_close(cli_session *ses);
  * that configuration for the exact per-step map (cli_session_open). */
 int cli_session_at(cli_args *a, cli_session *ses);
 
-/* A usage error when cfg's optimizer has a preconditioner, for the
- * subcommands that do not take one yet (evolve, simulate). */
-int cli_refuse_preconditioner(const cli_args *a, const sgdstab_config *cfg);
-
 /* The work of a subcommand at one point, on an open session: its exit
  * status. */
 typedef int (*cli_point_job)(const cli_args *a, const cli_session *ses);

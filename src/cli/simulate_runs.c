@@ -166,11 +166,11 @@ static void print_text(const cli_args *a, const trajectories *tr,
                        const sgdstab_sim_result *res)
 {
     const sgdstab_sim_options *o = &tr->rq->o;
-    printf("%s: %zu runs of SGD with lr %.6g, batch %zu (sampling %s), loss "
+    printf("%s: %zu runs of %s with lr %.6g, batch %zu (sampling %s), loss "
            "%s, seed %lu",
-           a->file, o->runs, o->config.lr, o->config.batch,
-           tr->rq->sampling_name,
-           a->loss, o->seed);
+           a->file, o->runs, sgdstab_optimizer_title(&o->config.optimizer),
+           o->config.lr, o->config.batch, tr->rq->sampling_name, a->loss,
+           o->seed);
     if (o->noise == SGDSTAB_NOISE_GAUSSIAN)
         printf(", Gaussian noise of scale %.6g", o->noise_scale);
     else if (o->noise == SGDSTAB_NOISE_PARETO)
@@ -179,6 +179,7 @@ static void print_text(const cli_args *a, const trajectories *tr,
     if (o->clip > 0)
         printf(", steps clipped to norm %.6g", o->clip);
     printf("\n");
+    cli_print_optimizer(a, &o->config);
     if (o->radius > 0) {
         sgdstab_exit_stats es;
         sgdstab_sim_exit_stats(res, &es);
@@ -347,9 +348,7 @@ int simulate_runs(cli_args *a, sim_request *rq, size_t batch,
     if (status)
         return status;
     rq->o.config = ses.cfg;
-    status = cli_refuse_preconditioner(a, &ses.cfg);
-    if (!status)
-        status = simulate(a, &ses, init, &tr);
+    status = simulate(a, &ses, init, &tr);
     free(tr.exact);
     free(tr.exact_loss);
     cli_session_close(&ses);
