@@ -395,6 +395,8 @@ def optimizer_experiment(args, cfg, X, Y, work):
             "lr_critical": own["lr_critical"],
             "lr_over_critical": lr / own["lr_critical"],
             "lr_noise_free": own["lr_critical_mean"],
+            "null_space_decay_rate": own.get("null_space_decay_rate"),
+            "beta1": own["optimizer"]["momentum"],
             "plain_stable": plain["stable"],
             "plain_lr_critical": plain["lr_critical"],
             "plain_lr_over_critical": lr / plain["lr_critical"],
@@ -744,6 +746,41 @@ def optimizer_report(cfg, trained):
                     1 / factor if factor < 1 else factor,
                     "farther from" if factor < 1 else "closer to"))
     L.append("")
+    decayed = [r for r in trained if r["kind"] == "sgd" and
+               r["null_space_decay_rate"] is not None and
+               r["spectral_radius"] < 1 and
+               abs(math.log(r["spectral_radius"]) /
+                   r["null_space_decay_rate"] - 1) <= 1e-3]
+    if decayed:
+        L.append("With weight decay the slowest directions are those the "
+                 "data leave (nearly) flat, which the decay alone moves: "
+                 "rho = %s in %s, within 0.1%% of exp(null_space_decay_rate)"
+                 " = %s, the radius of the momentum step at the curvature "
+                 "of the decay alone (about (1 - eta lambda_wd/(1 - "
+                 "beta))^2), not a property of the data.  The margin is "
+                 "read from eta/eta*(B).\n"
+                 % (", ".join("%.6f" % r["spectral_radius"] for r in decayed),
+                    ", ".join("run %d" % r["run"] for r in decayed),
+                    ", ".join("%.6f" % math.exp(r["null_space_decay_rate"])
+                              for r in decayed)))
+    edge = [r for r in trained if r["kind"] != "sgd" and
+            r["lr_over_critical"] > 0.9]
+    for r in edge:
+        L.append("Run %d, Adam at eta = %g with B = %d, sits at eta = %.3g "
+                 "eta*(B) of its own optimizer (rho = %.6f): Adam too "
+                 "trains to the edge of its stability, the preconditioned "
+                 "curvature lambda_max(P^-1 H) grown to what its step size "
+                 "allows (Cohen et al. 2022: full-batch Adam keeps it near "
+                 "2(1 + beta1)/((1 - beta1) eta) = %.4g; with batch noise "
+                 "the threshold is eta*(B) = %.4g, below the noise-free "
+                 "limit %.4g).  As plain SGD the same minimum looks %.0f "
+                 "times below its threshold.\n"
+                 % (r["run"], r["lr"], r["batch"], r["lr_over_critical"],
+                    r["spectral_radius"],
+                    (2 + 2 * r["beta1"]) / ((1 - r["beta1"]) * r["lr"]),
+                    r["lr_critical"],
+                    r["lr_noise_free"],
+                    1 / r["plain_lr_over_critical"]))
     noted = [r for r in trained if r["note"]]
     if noted:
         L.append("sgdstab's notes on these files (weight decay leaves a "
