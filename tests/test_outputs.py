@@ -321,12 +321,18 @@ def check_signals(work, J):
         d = fresh(work, "sig-" + name)
         target = os.path.join(d, "s.csv")
         write(target, b"old\n")
+        # A runner started in the background (SIGINT and SIGQUIT ignored)
+        # or under nohup (SIGHUP) passes the ignore on, and sgdstab rightly
+        # leaves an ignored signal ignored: the child starts with the
+        # default disposition, as from a terminal.
         p = subprocess.Popen([h.SGDSTAB, "phase", J, "--batch", "1:12",
                               "--lr", "0.01:1:100000", "--quiet", "--csv",
                               target],
                              stdin=subprocess.DEVNULL,
                              stdout=subprocess.DEVNULL,
-                             stderr=subprocess.PIPE, text=True)
+                             stderr=subprocess.PIPE, text=True,
+                             preexec_fn=lambda s=sig: signal.signal(
+                                 s, signal.SIG_DFL))
         deadline = time.time() + 10
         while time.time() < deadline and not leftovers(d):
             time.sleep(0.01)
