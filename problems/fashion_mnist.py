@@ -33,13 +33,12 @@ by sgdstab.
    what a plain-SGD analysis (--optimizer sgd) says.
 
 Writes into --out: runs.csv, checks.csv, escape.csv, escape-fit.json,
-optimizers.csv, frobenius.png, escape.png, optimizers.png and report.md.  --quick runs a tiny version
-(7x7 pooled pixels, 48 samples, a few hundred parameters) in well under a
-minute: the CI test of the whole path.  Needs Debian's python3-torch,
+optimizers.csv, frobenius.png, escape.png, optimizers.png and report.md.
+--quick runs a tiny version (7x7 pooled pixels, 48 samples, a few hundred
+parameters) in well under a minute: the CI test of the whole path.  Needs Debian's python3-torch,
 python3-numpy and python3-matplotlib.
 """
 
-import argparse
 import copy
 import csv
 import gzip
@@ -58,6 +57,9 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "src", "python"))
 import sgdstab_export  # noqa: E402
+
+sys.path.insert(0, HERE)
+import script_tools  # noqa: E402
 
 NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
          "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -204,17 +206,9 @@ def polish(model, X, Y):
 
 
 def sgdstab(binary, *args, notes=None):
-    """Run sgdstab with --json; returns the parsed object.  stderr (e.g. a
-    note on the residual) is passed through, or appended to notes."""
-    cmd = [binary] + [str(a) for a in args] + ["--json", "--loss", "mse"]
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.stderr and notes is not None:
-        notes.append(p.stderr.strip())
-    elif p.stderr:
-        sys.stderr.write(p.stderr)
-    if p.returncode != 0:
-        raise SystemExit("failed (%d): %s" % (p.returncode, " ".join(cmd)))
-    return json.loads(p.stdout)
+    """sgdstab's JSON for a file in the mse convention (script_tools)."""
+    return script_tools.sgdstab_json(binary, *args, "--loss", "mse",
+                                     notes=notes)
 
 
 def fit_rate(series, lo, hi):
@@ -273,21 +267,8 @@ def escape_runs(model, X, Y, lr, B, R, steps, sigma, seed):
     return np.array(losses)
 
 
-def write_csv(path, header, rows):
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        for r in rows:
-            w.writerow([("%.10g" % v) if isinstance(v, float) else v
-                        for v in r])
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", default=os.path.join(HERE, "..", "results",
-                                                  "fashion-mnist"))
-    ap.add_argument("--sgdstab", default=os.path.join(HERE, "..", "build",
-                                                      "src", "sgdstab"))
+    ap = script_tools.arguments(__doc__, "fashion-mnist")
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
@@ -349,9 +330,9 @@ def experiment(args, cfg, work):
             "theorems_failed": v["theorems_failed"],
             "seconds_train": secs})
     cols = list(runs[0].keys())
-    write_csv(os.path.join(args.out, "runs.csv"), cols,
+    script_tools.write_csv(os.path.join(args.out, "runs.csv"), cols,
               [[r[c] for c in cols] for r in runs])
-    write_csv(os.path.join(args.out, "checks.csv"),
+    script_tools.write_csv(os.path.join(args.out, "checks.csv"),
               ["run", "name", "value", "bound", "relation", "theorem",
                "holds", "ratio"], checks)
     escape = escape_experiment(args, cfg, minima, runs, X, Y, work)
@@ -405,7 +386,7 @@ def optimizer_experiment(args, cfg, X, Y, work):
                 path, os.path.basename(path)),
             "seconds_train": secs})
     cols = list(rows[0].keys())
-    write_csv(os.path.join(args.out, "optimizers.csv"), cols,
+    script_tools.write_csv(os.path.join(args.out, "optimizers.csv"), cols,
               [[r[c] for c in cols] for r in rows])
     return rows
 
@@ -496,7 +477,7 @@ def escape_experiment(args, cfg, minima, runs, X, Y, work):
         json.dump({key: v for key, v in fit.items() if key != "critical"},
                   f, indent=2)
         f.write("\n")
-    write_csv(os.path.join(args.out, "escape.csv"),
+    script_tools.write_csv(os.path.join(args.out, "escape.csv"),
               ["step", "pytorch_mean_excess_mse", "pytorch_median_excess_mse",
                "linearized_mean_mse", "exact_mean_mse"],
               [[t, float(mean[t]), float(median[t]), float(sim[t]),

@@ -13,9 +13,11 @@
 int sgdstab_epoch_check(const sgdstab_reduced *red,
                         const sgdstab_sim_options *o, sgdstab_error *err)
 {
-    if (o->noise != SGDSTAB_NOISE_NONE || o->clip > 0 || o->radius > 0)
+    if (o->noise != SGDSTAB_NOISE_NONE || o->clip > 0 || o->radius > 0 ||
+        o->residuals || o->label_noise > 0)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "the epoch map is that of "
-                            "plain SGD: no injected noise, clipping or exit "
+                            "plain SGD: no injected noise, residual "
+                            "gradients, label noise, clipping or exit "
                             "radius");
     int st = sgdstab_config_check(&o->config, red, SGDSTAB_USES_LR |
                                   SGDSTAB_USES_BATCH | SGDSTAB_USES_EPOCH_MAP,

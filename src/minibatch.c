@@ -171,6 +171,26 @@ void mb_gradient(const mb_problem *pb, const mb_work *w, size_t m,
         }
 }
 
+void mb_gradient_noise(const mb_problem *pb, mb_work *w, size_t m,
+                       double scale, double *g)
+{
+    const sgdstab_sim_options *o = pb->opt;
+    const size_t r = pb->r, k = pb->k;
+    if (!o->residuals && !(o->label_noise > 0))
+        return;
+    const double f = pb->c / scale;
+    for (size_t b = 0; b < m; b++)
+        for (size_t out = 0; out < k; out++) {
+            const size_t row = w->batch[b] * k + out;
+            double v = o->residuals ? o->residuals[row] : 0;
+            if (o->label_noise > 0)
+                v += gsl_ran_gaussian(w->rng, o->label_noise);
+            const double *phi = pb->red->phi + row * r;
+            for (size_t j = 0; j < r; j++)
+                g[j] += f * v * phi[j];
+        }
+}
+
 size_t mb_groups(size_t runs)
 {
     return runs < MB_GROUPS ? runs : MB_GROUPS;

@@ -58,6 +58,12 @@ void mb_gradient(const mb_problem *pb, const mb_work *w, size_t m,
                  double scale, const double *z, double *g);
 
 /* Runs first..first+count−1 of group g are g·R/G .. (g+1)·R/G − 1. */
+/* g += c·(1/scale) Σ_{i∈ξ} Φ_iᵀ(r_i + σ ε_i): the additive gradient noise
+ * of the residuals and of label noise (ε fresh for every element of the
+ * batch), for the batch just drawn (stationary.h). */
+void mb_gradient_noise(const mb_problem *pb, mb_work *w, size_t m,
+                       double scale, double *g);
+
 size_t mb_groups(size_t runs);
 size_t mb_group_first(size_t runs, size_t g);
 

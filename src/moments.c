@@ -65,6 +65,15 @@ void sgdstab_sym_unpack(size_t r, const double *x, double *Z)
     }
 }
 
+void sgdstab_sym_pack(size_t r, const double *Z, double *x)
+{
+    for (size_t j = 0; j < r; j++) {
+        *x++ = Z[j * r + j];
+        for (size_t l = j + 1; l < r; l++)
+            *x++ = SQRT2 * 0.5 * (Z[j * r + l] + Z[l * r + j]);
+    }
+}
+
 /* -------------------------------------------------------------- workspace */
 
 struct sgdstab_moments {
@@ -459,13 +468,15 @@ static int record(const sgdstab_moments *m, const double *X, const double *W,
  * 2×2 block B = [[X, C], [Cᵀ_lj, Y]] becomes M(h_j) B M(h_l)ᵀ + c cᵀ·N_jl,
  * N = b𝒩(X) (E[Δ X Δ] of the batch noise). */
 static void lifted_step(sgdstab_moments *m, const sgdstab_step_map *map,
-                        double a, double b, double *X, double *C, double *Y,
-                        double *N, double *work)
+                        double a, double b, const double *noise, double *X,
+                        double *C, double *Y, double *N, double *work)
 {
     const size_t r = m->r;
     const double *h = m->red->lambda;
     memset(m->alpha, 0, r * sizeof *m->alpha);
     apply_form(m, -(1 - a), b, X, N);
+    if (noise)  /* additive gradient noise enters as the batch noise does */
+        cblas_daxpy((int)(r * r), 1.0, noise, 1, N, 1);
     double *Xn = work, *Cn = work + r * r, *Yn = work + 2 * r * r;
     for (size_t j = 0; j < r; j++) {
         double Mj[4];
@@ -499,8 +510,8 @@ static void lifted_step(sgdstab_moments *m, const sgdstab_step_map *map,
  * no dampening), so the first step takes the map without dampening. */
 static int evolve_lifted(sgdstab_moments *m, const sgdstab_config *cfg,
                          double a, double b, const double *Z0,
-                         const double *W, size_t steps, double *trace,
-                         double *trace_G, sgdstab_error *err)
+                         const double *noise, const double *W, size_t steps,
+                         double *trace, double *trace_G, sgdstab_error *err)
 {
     const size_t rr = m->r * m->r;
     double *buf = calloc(rr ? 7 * rr : 1, sizeof *buf);
@@ -519,15 +530,17 @@ static int evolve_lifted(sgdstab_moments *m, const sgdstab_config *cfg,
         st = record(m, X, W, t, trace, trace_G, err);
         if (st || t == steps)
             break;
-        lifted_step(m, t ? &map : &map0, a, b, X, C, Y, N, buf + 4 * rr);
+        lifted_step(m, t ? &map : &map0, a, b, noise, X, C, Y, N,
+                    buf + 4 * rr);
     }
     free(buf);
     return st;
 }
 
 int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
-                           const double *Z0, const double *W, size_t steps,
-                           double *trace, double *trace_G, sgdstab_error *err)
+                           const double *Z0, const double *noise,
+                           const double *W, size_t steps, double *trace,
+                           double *trace_G, sgdstab_error *err)
 {
     double a, b, eta = cfg->loss_scale * cfg->lr;
     int st = sgdstab_config_check(cfg, m->red, SGDSTAB_USES_LR |
@@ -537,8 +550,8 @@ int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
                                                cfg->batch, &a, &b, err)))
         return st;
     if (sgdstab_optimizer_lifted(&cfg->optimizer))
-        return evolve_lifted(m, cfg, a, b, Z0, W, steps, trace, trace_G,
-                             err);
+        return evolve_lifted(m, cfg, a, b, Z0, noise, W, steps, trace,
+                             trace_G, err);
     size_t r = m->r, rr = r * r;
     double *cur = malloc((rr ? rr : 1) * sizeof *cur);
     double *next = malloc((rr ? rr : 1) * sizeof *next);
@@ -553,6 +566,8 @@ int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
         if (st || t == steps)
             break;
         sgdstab_moments_step(m, eta, a, b, cur, next);
+        if (noise)
+            cblas_daxpy((int)rr, eta * eta, noise, 1, next, 1);
         double *swap = cur;
         cur = next;
         next = swap;

@@ -233,8 +233,9 @@ static int add_null_part(const sgdstab_reduced *red,
 }
 
 int sgdstab_evolve(const sgdstab_problem *prob, const sgdstab_reduced *red,
-                   const sgdstab_config *cfg, const double *S0, size_t steps,
-                   double *m2, double *loss, sgdstab_error *err)
+                   const sgdstab_config *cfg, const sgdstab_start *start,
+                   const double *noise, size_t steps, double *m2,
+                   double *loss, sgdstab_error *err)
 {
     const size_t r = red->r;
     sgdstab_param_space ps;
@@ -247,12 +248,18 @@ int sgdstab_evolve(const sgdstab_problem *prob, const sgdstab_reduced *red,
     sgdstab_moments *m = NULL;
     if (!Z0 || !cross)
         st = sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory (evolve)");
-    if (!st)
-        st = sgdstab_param_space_start(&ps, S0, Z0, cross, &nu0, err);
+    if (!st && start && start->at_minimum) {
+        memset(Z0, 0, r * r * sizeof *Z0);
+        memset(cross, 0, r * sizeof *cross);
+    } else if (!st) {
+        st = sgdstab_param_space_start(&ps, start ? start->S : NULL, Z0,
+                                       cross, &nu0, err);
+    }
     if (!st && !(m = sgdstab_moments_alloc(red, err)))
         st = SGDSTAB_ENOMEM;
     if (!st)
-        st = sgdstab_moments_evolve(m, cfg, Z0, ps.W, steps, m2, loss, err);
+        st = sgdstab_moments_evolve(m, cfg, Z0, noise, ps.W, steps, m2, loss,
+                                    err);
     if (!st)
         st = add_null_part(red, cfg, cross, nu0, steps, m2, loss, err);
     sgdstab_moments_free(m);

@@ -239,11 +239,22 @@ static int check_memory(void *ctx, const sgdstab_array *J, sgdstab_error *err)
                                 plan->max_memory, err);
 }
 
-/* J (with its memory check), H and V if the archive holds them, and
- * meta.json. */
+/* The optional members of an archive beside J and H: the optimizer's
+ * second moment V and the residuals R. */
+enum { MEMBER_V, MEMBER_R, MEMBERS };
+static const char *const MEMBER_NAME[MEMBERS] = {"V", "R"};
+
+static void free_members(sgdstab_array *extra)
+{
+    for (int i = 0; i < MEMBERS; i++)
+        sgdstab_array_free(&extra[i]);
+}
+
+/* J (with its memory check), H and the optional members if the archive
+ * holds them, and meta.json. */
 static int read_npz(const char *path, const char *hessian_path,
                     memory_plan *plan, sgdstab_array *J, sgdstab_array *H,
-                    int *have_H, sgdstab_array *V, sgdstab_provenance *pv,
+                    int *have_H, sgdstab_array *extra, sgdstab_provenance *pv,
                     sgdstab_error *err)
 {
     sgdstab_npz *z = sgdstab_npz_open(path, err);
@@ -260,36 +271,49 @@ static int read_npz(const char *path, const char *hessian_path,
         st = sgdstab_npz_read_checked(z, "J", check_memory, plan, J, err);
     if (!st && *have_H && (st = sgdstab_npz_read(z, "H", H, err)))
         sgdstab_array_free(J);
-    if (!st && sgdstab_npz_has(z, "V") &&
-        (st = sgdstab_npz_read(z, "V", V, err))) {
+    for (int i = 0; i < MEMBERS && !st; i++)
+        if (sgdstab_npz_has(z, MEMBER_NAME[i]))
+            st = sgdstab_npz_read(z, MEMBER_NAME[i], &extra[i], err);
+    if (st) {
         sgdstab_array_free(J);
         sgdstab_array_free(H);
+        free_members(extra);
     }
     sgdstab_npz_close(z);
     return st;
 }
 
-/* The member V: one finite value per column of J. */
-static int take_second_moment(const char *path, sgdstab_array *V,
-                              sgdstab_problem *prob, sgdstab_error *err)
+/* An optional member into its place in prob: V, one finite value per
+ * column of J; R, the residual r_i of each sample, shape (n, k) ((n,) when
+ * k = 1), finite. */
+static int take_member(const char *path, int which, sgdstab_array *a,
+                       sgdstab_problem *prob, sgdstab_error *err)
 {
-    if (!V->data)
+    if (!a->data)
         return SGDSTAB_OK;
     int st = SGDSTAB_OK;
-    if (V->size != prob->p)
+    if (which == MEMBER_V && a->size != prob->p)
         st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: the second moment V has "
-                          "%zu values, J has p = %zu columns", path, V->size,
+                          "%zu values, J has p = %zu columns", path, a->size,
                           prob->p);
-    for (size_t j = 0; j < V->size && !st; j++)
-        if (!isfinite(V->data[j]))
-            st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: the second moment V "
-                              "has a non-finite value at %zu", path, j);
-    if (st) {
-        sgdstab_array_free(V);
+    if (which == MEMBER_R &&
+        !(a->ndim == 2 && a->shape[0] == prob->n && a->shape[1] == prob->k) &&
+        !(a->ndim == 1 && prob->k == 1 && a->size == prob->n))
+        st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: the residuals R must "
+                          "have shape (%zu, %zu) (n, k), not %zu values in %d "
+                          "dimension%s", path, prob->n, prob->k, a->size,
+                          a->ndim, a->ndim == 1 ? "" : "s");
+    for (size_t j = 0; j < a->size && !st; j++)
+        if (!isfinite(a->data[j]))
+            st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: %s has a non-finite "
+                              "value at %zu", path,
+                              which == MEMBER_V ? "the second moment V"
+                                                : "the residuals R", j);
+    if (st)
         return st;
-    }
-    prob->V = V->data;
-    V->data = NULL;
+    double **dest = which == MEMBER_V ? &prob->V : &prob->R;
+    *dest = a->data;
+    a->data = NULL;
     return SGDSTAB_OK;
 }
 
@@ -304,9 +328,9 @@ int sgdstab_problem_load_with_hessian(const char *path,
     int st = sniff(path, &kind, err);
     if (st)
         return st;
-    sgdstab_array J, H, V;
+    sgdstab_array J, H, extra[MEMBERS];
     memset(&H, 0, sizeof H);
-    memset(&V, 0, sizeof V);
+    memset(extra, 0, sizeof extra);
     int have_H = 0;
     sgdstab_provenance pv;
     sgdstab_provenance_init(&pv);
@@ -315,8 +339,8 @@ int sgdstab_problem_load_with_hessian(const char *path,
     memset(&J, 0, sizeof J);
     st = kind == KIND_NPY
              ? sgdstab_npy_read_checked(path, check_memory, &plan, &J, err)
-             : read_npz(path, hessian_path, &plan, &J, &H, &have_H, &V, &pv,
-                        err);
+             : read_npz(path, hessian_path, &plan, &J, &H, &have_H, extra,
+                        &pv, err);
     if (st)
         return st;
     if (hessian_path) {
@@ -326,7 +350,7 @@ int sgdstab_problem_load_with_hessian(const char *path,
                                 "a .npy file", hessian_path))) ||
             (st = sgdstab_npy_read(hessian_path, &H, err))) {
             sgdstab_array_free(&J);
-            sgdstab_array_free(&V);
+            free_members(extra);
             return st;
         }
         have_H = 1;
@@ -338,7 +362,7 @@ int sgdstab_problem_load_with_hessian(const char *path,
         if (!(label = malloc(len))) {
             sgdstab_array_free(&J);
             sgdstab_array_free(&H);
-            sgdstab_array_free(&V);
+            free_members(extra);
             return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", path);
         }
         snprintf(label, len, "%s (H from %s)", path, hessian_path);
@@ -346,12 +370,15 @@ int sgdstab_problem_load_with_hessian(const char *path,
     st = sgdstab_problem_from_arrays(label ? label : path, &J,
                                      have_H ? &H : NULL, opt, out, err);
     free(label);
-    if (!st && ((st = check_meta_shape(path, &pv, *out, err)) ||
-                (st = take_second_moment(path, &V, *out, err)))) {
+    if (!st)
+        st = check_meta_shape(path, &pv, *out, err);
+    for (int i = 0; i < MEMBERS && !st; i++)
+        st = take_member(path, i, &extra[i], *out, err);
+    if (st) {
         sgdstab_problem_free(*out);
         *out = NULL;
     }
-    sgdstab_array_free(&V);
+    free_members(extra);
     if (!st)
         (*out)->provenance = pv;
     return st;
@@ -387,6 +414,7 @@ void sgdstab_problem_free(sgdstab_problem *prob)
     free(prob->J);
     free(prob->H);
     free(prob->V);
+    free(prob->R);
     free(prob->source);
     free(prob);
 }

@@ -81,6 +81,9 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
         (!(o->noise_alpha > 0) || !isfinite(o->noise_alpha)))
         return sgdstab_fail(err, SGDSTAB_EINVAL, "tail index must be a "
                             "positive number, not %g", o->noise_alpha);
+    if (!(o->label_noise >= 0) || !isfinite(o->label_noise))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "label noise must be a "
+                            "number >= 0, not %g", o->label_noise);
     if (o->clip < 0 || !isfinite(o->clip) || o->radius < 0 ||
         !isfinite(o->radius))
         return sgdstab_fail(err, SGDSTAB_EINVAL, "clip and radius must be "
@@ -163,6 +166,7 @@ static void sgd_step(const mb_problem *pb, mb_work *w, double *z,
     double scale, *g = w->g;
     size_t m = mb_draw_batch(pb, w, &scale);
     mb_gradient(pb, w, m, scale, z, g);
+    mb_gradient_noise(pb, w, m, scale, g);
     double along = 0, o2 = 0;  /* noise in the null space */
     if (o->noise != SGDSTAB_NOISE_NONE) {
         double norm2 = 0;  /* of a standard Gaussian vector of R^p */
@@ -221,6 +225,7 @@ static void optimizer_step(const mb_problem *pb, mb_work *w, double *z,
     double scale, *g = w->g;
     size_t m = mb_draw_batch(pb, w, &scale);
     mb_gradient(pb, w, m, scale, z, g);
+    mb_gradient_noise(pb, w, m, scale, g);
     for (size_t j = 0; j < r; j++) {
         w->buf[j] = beta * w->buf[j] + s * g[j];
         double step = op->nesterov ? g[j] + beta * w->buf[j] : w->buf[j];
@@ -468,6 +473,30 @@ void sgdstab_sim_growth_rate(const sgdstab_sim_result *res, size_t from,
     *stderr_ = sqrt(var * (double)(G - 1) / (double)G);
     free(loo);
     free(slope);
+}
+
+void sgdstab_sim_time_average(const sgdstab_sim_result *res, size_t from,
+                              size_t to, double *mean, double *stderr_)
+{
+    *mean = *stderr_ = NAN;
+    if (!res->norm2_mean || to > res->steps || to < from)
+        return;
+    const size_t G = res->groups, T1 = res->steps + 1;
+    const double len = (double)(to - from + 1), R = (double)res->runs;
+    double m = 0, var = 0;
+    for (size_t t = from; t <= to; t++)
+        m += res->norm2_mean[t] / len;
+    *mean = m;
+    if (G < 2)
+        return;
+    /* The groups' averages, weighted by their runs, about the mean. */
+    for (size_t g = 0; g < G; g++) {
+        double a = 0, w = (double)res->group_runs[g] / R;
+        for (size_t t = from; t <= to; t++)
+            a += res->group_norm2_mean[g * T1 + t] / len;
+        var += w * (a - m) * (a - m);
+    }
+    *stderr_ = sqrt(var * (double)G / (double)(G - 1) / (double)G);
 }
 
 static int compare_steps(const void *a, const void *b)

@@ -1075,7 +1075,8 @@ static void test_evolve_brute_force(void **state)
     assert_int_equal(sgdstab_evolve(prob, e.red,
                                     TU_CONFIG(eta, B, SGDSTAB_SAMPLING_WITHOUT,
                                               1.0),
-                                    S, steps, m2, loss, &err), SGDSTAB_OK);
+                                    &(sgdstab_start){S, 0}, NULL, steps, m2,
+                                    loss, &err), SGDSTAB_OK);
     for (size_t t = 0; t <= steps; t++) {
         double tr = 0, trg = 0;
         for (size_t a = 0; a < p; a++)

@@ -241,12 +241,15 @@ def test_hessian_and_meta(work):
             msgs.append("%s = %r, expected %r" % (key, got, want))
     if rel_err(arrays["residual"], res) > 1e-12:
         msgs.append("residual array differs from |f(x_i) - y_i|")
+    if arrays["R"].shape != r.shape or rel_err(arrays["R"], r) > 1e-12:
+        msgs.append("R differs from f(x_i) - y_i")
     names = [nm for nm, _ in m.named_parameters()]
     if [q["name"] for q in meta["parameters"]] != names or \
             sum(int(np.prod(q["shape"])) for q in meta["parameters"]) \
             != expect["p"]:
         msgs.append("parameters list does not follow named_parameters()")
-    report("metadata: residuals, n k p, loss, training (lr, batch)", msgs)
+    report("metadata: residuals (and R), n k p, loss, training (lr, batch)",
+           msgs)
 
 
 def test_cli_and_errors(work):

@@ -20,6 +20,7 @@
 #include "sgdstab/phase.h"
 #include "sgdstab/plan.h"
 #include "sgdstab/stability.h"
+#include "sgdstab/stationary.h"
 #include "testutil.h"
 
 enum { NMAX = 6, KMAX = 3, PMAX = 3, SMAX = 2 * PMAX, DMAX = SMAX * SMAX };
@@ -91,48 +92,74 @@ static void transition(const tiny *t, const sgdstab_optimizer *o, double lr,
     }
 }
 
-/* Spectral radius of E_ξ[T_ξ ⊗ T_ξ] by enumeration of every batch. */
+/* Every batch of the sampling rule as multiplicities w (subsets for
+ * without and bernoulli, ordered tuples for with), each passed to fn with
+ * its probability. */
+typedef void (*batch_fn)(void *ctx, const int *w, double prob);
+
+static void each_batch(const tiny *t, sgdstab_sampling sampling, size_t B,
+                       batch_fn fn, void *ctx)
+{
+    const size_t n = t->n;
+    int w[NMAX];
+    double total = 0;
+    size_t count = sampling == SGDSTAB_SAMPLING_WITH ? 1 : (size_t)1 << n;
+    if (sampling == SGDSTAB_SAMPLING_WITH)
+        for (size_t i = 0; i < B; i++)
+            count *= n;
+    for (int pass = 0; pass < 2; pass++)  /* the total, then the batches */
+        for (size_t code = 0; code < count; code++) {
+            memset(w, 0, sizeof w);
+            size_t size = 0;
+            double prob = 1;
+            if (sampling == SGDSTAB_SAMPLING_WITH) {
+                size_t c = code;
+                for (size_t i = 0; i < B; i++, c /= n)
+                    w[c % n]++;
+            } else {
+                for (size_t i = 0; i < n; i++)
+                    if (code >> i & 1) {
+                        w[i] = 1;
+                        size++;
+                    }
+                if (!((prob = tu_subset_weight(sampling, n, B, size)) > 0))
+                    continue;
+            }
+            if (pass == 0)
+                total += prob;
+            else
+                fn(ctx, w, prob / total);
+        }
+}
+
+typedef struct {
+    const tiny *t;
+    const sgdstab_optimizer *o;
+    double lr;
+    size_t B;
+    int first;
+    double *M;
+} map_ctx;
+
+static void add_transition(void *ctx, const int *w, double prob)
+{
+    map_ctx *mc = ctx;
+    const size_t S = 2 * mc->t->p;
+    double H[PMAX * PMAX], T[SMAX * SMAX];
+    batch_hessian(mc->t, w, (double)mc->B, H);
+    transition(mc->t, mc->o, mc->lr, mc->first, H, T);
+    tu_kron_add(T, S, prob, mc->M);  /* vec(T Z Tᵀ), row-major vec */
+}
+
 /* M = E_ξ[T_ξ ⊗ T_ξ] (D × D, D = (2p)²) by enumeration of every batch. */
 static void reference_map(const tiny *t, const sgdstab_optimizer *o,
                           double lr, sgdstab_sampling sampling, size_t B,
                           int first, double *M)
 {
-    const size_t p = t->p, S = 2 * p, D = S * S, n = t->n;
+    const size_t D = 4 * t->p * t->p;
     memset(M, 0, D * D * sizeof *M);
-    double H[PMAX * PMAX], T[SMAX * SMAX];
-    int w[NMAX];
-    double total = 0;
-    /* Enumerate multiplicity vectors: subsets (without, bernoulli) or
-     * ordered tuples (with). */
-    size_t count = sampling == SGDSTAB_SAMPLING_WITH ? 1 : (size_t)1 << n;
-    if (sampling == SGDSTAB_SAMPLING_WITH)
-        for (size_t i = 0; i < B; i++)
-            count *= n;
-    for (size_t code = 0; code < count; code++) {
-        memset(w, 0, sizeof w);
-        size_t size = 0;
-        double prob;
-        if (sampling == SGDSTAB_SAMPLING_WITH) {
-            size_t c = code;
-            for (size_t i = 0; i < B; i++, c /= n)
-                w[c % n]++;
-            prob = 1;
-        } else {
-            for (size_t i = 0; i < n; i++)
-                if (code >> i & 1) {
-                    w[i] = 1;
-                    size++;
-                }
-            if (!((prob = tu_subset_weight(sampling, n, B, size)) > 0))
-                continue;
-        }
-        total += prob;
-        batch_hessian(t, w, (double)B, H);
-        transition(t, o, lr, first, H, T);
-        tu_kron_add(T, S, prob, M);  /* vec(T Z Tᵀ), row-major vec */
-    }
-    for (size_t i = 0; i < D * D; i++)
-        M[i] /= total;
+    map_ctx mc = {t, o, lr, B, first, M};
+    each_batch(t, sampling, B, add_transition, &mc);
 }
 
 static double reference_radius(const tiny *t, const sgdstab_optimizer *o,
@@ -421,11 +448,16 @@ static void test_bad_settings(void **state)
     assert_non_null(strstr(err.msg, "entry 1"));
 }
 
+static void reference_noise(const tiny *t, const sgdstab_config *cfg,
+                            const double *R, double sigma, int first,
+                            double *Q);
+
 /* E|x_t|² and E L_t of the reference from x_0 with second moment S0,
- * empty buffer. */
+ * empty buffer, with the additive noise of residuals R and label noise
+ * sigma (R NULL: none). */
 static void reference_evolve(const tiny *t, const sgdstab_config *cfg,
-                             const double *S0, size_t steps, double *m2,
-                             double *loss)
+                             const double *S0, const double *R, double sigma,
+                             size_t steps, double *m2, double *loss)
 {
     const size_t p = t->p, S = 2 * p, D = S * S;
     static double M0[DMAX * DMAX], M[DMAX * DMAX];
@@ -438,6 +470,11 @@ static void reference_evolve(const tiny *t, const sgdstab_config *cfg,
                   M0);
     reference_map(t, &cfg->optimizer, cfg->lr, cfg->sampling, cfg->batch, 0,
                   M);
+    double Q0[DMAX] = {0}, Q[DMAX] = {0};
+    if (R) {
+        reference_noise(t, cfg, R, sigma, 1, Q0);
+        reference_noise(t, cfg, R, sigma, 0, Q);
+    }
     for (size_t a = 0; a < p; a++)
         for (size_t b = 0; b < p; b++)
             z[a * S + b] = S0[a * p + b];
@@ -452,7 +489,7 @@ static void reference_evolve(const tiny *t, const sgdstab_config *cfg,
             break;
         const double *A = s ? M : M0;
         for (size_t i = 0; i < D; i++) {
-            next[i] = 0;
+            next[i] = s ? Q[i] : Q0[i];
             for (size_t j = 0; j < D; j++)
                 next[i] += A[i * D + j] * z[j];
         }
@@ -460,9 +497,39 @@ static void reference_evolve(const tiny *t, const sgdstab_config *cfg,
     }
 }
 
+/* Residuals whose mean gradient Σ_i J_iᵀ r_i is zero: a random R with its
+ * part in the range of J (stacked, (n·k)×p) removed. */
+static void stationary_residuals(const tiny *t, unsigned long seed, double *R)
+{
+    const size_t m = t->n * t->k, p = t->p;
+    sgdstab_rng *rng = sgdstab_rng_alloc(seed);
+    sgdstab_rng_gaussian(rng, 0.3, m, R);
+    sgdstab_rng_free(rng);
+    if (m <= p) {  /* J Jᵀ invertible: only r = 0 has a zero mean gradient */
+        memset(R, 0, m * sizeof *R);
+        return;
+    }
+    double A[NMAX * KMAX * PMAX], tau[PMAX], q[NMAX * KMAX];
+    memcpy(A, t->J, m * p * sizeof *A);
+    assert_int_equal(LAPACKE_dgeqrf(LAPACK_ROW_MAJOR, (int)m, (int)p, A,
+                                    (int)p, tau), 0);
+    assert_int_equal(LAPACKE_dorgqr(LAPACK_ROW_MAJOR, (int)m, (int)p, (int)p,
+                                    A, (int)p, tau), 0);
+    for (size_t c = 0; c < p; c++) {
+        double d = 0;
+        for (size_t i = 0; i < m; i++)
+            d += A[i * p + c] * R[i];
+        for (size_t i = 0; i < m; i++)
+            q[i] = A[i * p + c] * d;
+        for (size_t i = 0; i < m; i++)
+            R[i] -= q[i];
+    }
+}
+
 /* The exact evolution in parameter space (param_space.h) against the
  * reference: a full-rank and a rank-deficient J (p > n·k), from I/p and
- * from a correlated S0, every optimizer (with a preconditioner the part J
+ * from a correlated S0 with the additive noise of residuals and label
+ * noise (stationary.h), every optimizer (with a preconditioner the part J
  * never moves is not orthogonal to the rest in δ's metric). */
 static void test_evolution(void **state)
 {
@@ -492,9 +559,18 @@ static void test_evolution(void **state)
             cfg.lr = 1.1 * crit.lr_critical;
             double want_m2[STEPS + 1], want_loss[STEPS + 1];
             double m2[STEPS + 1], loss[STEPS + 1];
-            reference_evolve(&t, &cfg, S0, STEPS, want_m2, want_loss);
-            if (sgdstab_evolve(e.prob, e.red, &cfg, ci % 2 ? S0 : NULL, STEPS,
-                               m2, loss, &err))
+            double R[NMAX * KMAX], C[PMAX * PMAX], sigma = 0.3;
+            stationary_residuals(&t, 900 + ci, R);
+            e.prob->R = malloc(sizeof R);
+            memcpy(e.prob->R, R, sizeof R);
+            if (ci % 2 && sgdstab_gradient_noise(e.red, e.prob, &cfg, sigma, C,
+                                                 NULL, &err))
+                fail_msg("%s: noise: %s", oc->name, err.msg);
+            reference_evolve(&t, &cfg, S0, ci % 2 ? R : NULL, sigma, STEPS,
+                             want_m2, want_loss);
+            if (sgdstab_evolve(e.prob, e.red, &cfg,
+                               &(sgdstab_start){ci % 2 ? S0 : NULL, 0},
+                               ci % 2 ? C : NULL, STEPS, m2, loss, &err))
                 fail_msg("%s: evolve: %s", oc->name, err.msg);
             for (size_t s = 0; s <= STEPS; s++)
                 if (!(fabs(m2[s] - want_m2[s]) <= 1e-11 * want_m2[s]) ||
@@ -601,6 +677,214 @@ static void test_momentum_curve(void **state)
     }
 }
 
+/* ------------------------------------------------------ stationary state */
+
+/* How the gradient noise ζ enters the state (x, buffer): u' = T u + E ζ,
+ * the columns of T that multiply the gradient, as transition() writes the
+ * update (SGD's first step fills the buffer with the whole gradient). */
+static void noise_input(const tiny *t, const sgdstab_optimizer *o, double lr,
+                        int first, double *E)
+{
+    const size_t p = t->p;
+    const int adam = o->kind != SGDSTAB_OPTIMIZER_SGD;
+    const double beta = o->momentum,
+                 gain = adam ? 1 - beta : first ? 1 : 1 - o->dampening;
+    memset(E, 0, 2 * p * p * sizeof *E);
+    for (size_t a = 0; a < p; a++) {
+        double pinv = o->second_moment
+                          ? 1 / (sqrt(o->second_moment[a]) + o->eps)
+                          : 1;
+        E[(p + a) * p + a] = gain * pinv;
+        E[a * p + a] = -lr * (!adam && beta == 0 ? pinv
+                              : o->nesterov      ? pinv + beta * gain * pinv
+                                                 : gain * pinv);
+    }
+}
+
+typedef struct {
+    const tiny *t;
+    const double *R;
+    double sigma;
+    size_t B;
+    double *C;  /* E[ζζᵀ], p×p */
+} noise_ctx;
+
+/* ζ = (c/B) Σ_i w_i J_iᵀ r_i and label noise (c σ/B) Σ_draws J_iᵀ ε. */
+static void add_noise(void *ctx, const int *w, double prob)
+{
+    noise_ctx *nc = ctx;
+    const tiny *t = nc->t;
+    const size_t p = t->p;
+    double zeta[PMAX] = {0};
+    double label[PMAX * PMAX];
+    batch_hessian(t, w, (double)nc->B, label);  /* (c/B) Σ w_i J_iᵀJ_i */
+    for (size_t i = 0; i < t->n; i++)
+        for (size_t o = 0; o < t->k; o++)
+            for (size_t a = 0; a < p; a++)
+                zeta[a] += t->c * w[i] * t->J[(i * t->k + o) * p + a] *
+                           nc->R[i * t->k + o] / (double)nc->B;
+    for (size_t a = 0; a < p; a++)
+        for (size_t b = 0; b < p; b++)
+            nc->C[a * p + b] +=
+                prob * (zeta[a] * zeta[b] + nc->sigma * nc->sigma * t->c /
+                                                (double)nc->B *
+                                                label[a * p + b]);
+}
+
+/* vec(E C Eᵀ) on the state (x, buffer): the additive noise of one step. */
+static void reference_noise(const tiny *t, const sgdstab_config *cfg,
+                            const double *R, double sigma, int first,
+                            double *Q)
+{
+    const size_t p = t->p, N = 2 * p;
+    double C[PMAX * PMAX] = {0}, E[SMAX * PMAX];
+    noise_ctx nc = {t, R, sigma, cfg->batch, C};
+    each_batch(t, cfg->sampling, cfg->batch, add_noise, &nc);
+    noise_input(t, &cfg->optimizer, cfg->lr, first, E);
+    for (size_t u = 0; u < N; u++)
+        for (size_t v = 0; v < N; v++) {
+            double q = 0;
+            for (size_t a = 0; a < p; a++)
+                for (size_t b = 0; b < p; b++)
+                    q += E[u * p + a] * C[a * p + b] * E[v * p + b];
+            Q[u * N + v] = q;
+        }
+}
+
+/* The stationary second moment of x, p×p: (I − M) vec U = vec(E C Eᵀ). */
+static void reference_stationary(const tiny *t, const sgdstab_config *cfg,
+                                 const double *R, double sigma, double *S)
+{
+    const size_t p = t->p, N = 2 * p, D = N * N;
+    static double M[DMAX * DMAX];
+    double Q[DMAX];
+    reference_map(t, &cfg->optimizer, cfg->lr, cfg->sampling, cfg->batch, 0,
+                  M);
+    reference_noise(t, cfg, R, sigma, 0, Q);
+    for (size_t i = 0; i < D * D; i++)
+        M[i] = (i % (D + 1) == 0) - M[i];
+    lapack_int ipiv[DMAX];
+    assert_int_equal(LAPACKE_dgesv(LAPACK_ROW_MAJOR, (int)D, 1, M, (int)D,
+                                   ipiv, Q, 1), 0);
+    for (size_t a = 0; a < p; a++)
+        for (size_t b = 0; b < p; b++)
+            S[a * p + b] = Q[a * N + b];
+}
+
+/* The engine's W taken to parameter space: S = P^{-1/2} Q W Qᵀ P^{-1/2},
+ * and its summary. */
+static void engine_stationary(const engine *e, const sgdstab_config *cfg,
+                              double sigma, double *S,
+                              sgdstab_stationary_summary *sum)
+{
+    const size_t r = e->red->r, p = e->red->p;
+    double C[PMAX * PMAX], W[PMAX * PMAX];
+    sgdstab_error err;
+    sgdstab_gradient_stats gs;
+    sgdstab_stationary_info info;
+    sgdstab_moments *m = sgdstab_moments_alloc(e->red, &err);
+    assert_non_null(m);
+    if (sgdstab_gradient_noise(e->red, e->prob, cfg, sigma, C, &gs, &err) ||
+        sgdstab_stationary_solve(m, e->red, cfg, C, NULL, W, &info, &err))
+        fail_msg("stationary: %s", err.msg);
+    assert_true(gs.stationary_point);
+    assert_true(info.converged && info.relative_residual < 1e-10);
+    if (sgdstab_stationary_summarize(e->prob, e->red, cfg, W, sum, &err))
+        fail_msg("summary: %s", err.msg);
+    sgdstab_param_space ps;
+    assert_int_equal(sgdstab_param_space_make(e->prob, e->red, cfg, &ps,
+                                              &err), 0);
+    for (size_t a = 0; a < p; a++)
+        for (size_t b = 0; b < p; b++) {
+            double v = 0;
+            for (size_t j = 0; j < r; j++)
+                for (size_t l = 0; l < r; l++)
+                    v += ps.rows[j * p + a] * W[j * r + l] * ps.rows[l * p + b];
+            S[a * p + b] = ps.root ? v / (ps.root[a] * ps.root[b]) : v;
+        }
+    sgdstab_param_space_free(&ps);
+    sgdstab_moments_free(m);
+}
+
+/* The summary against tr S, ½c·tr(GS) and c²·tr(GSG) of the reference S
+ * (G = Σ_i J_iᵀJ_i/n, the loss's curvature over c). */
+static void check_summary(const tiny *t, const double *S,
+                          const sgdstab_stationary_summary *sum,
+                          const char *name)
+{
+    const size_t p = t->p;
+    double G[PMAX * PMAX], GS[PMAX * PMAX] = {0}, tr = 0, loss = 0, grad = 0;
+    int all[NMAX];
+    for (size_t i = 0; i < t->n; i++)
+        all[i] = 1;
+    batch_hessian(t, all, (double)t->n, G);  /* c·G */
+    for (size_t a = 0; a < p; a++)
+        for (size_t b = 0; b < p; b++)
+            for (size_t d = 0; d < p; d++)
+                GS[a * p + b] += G[a * p + d] * S[d * p + b];
+    for (size_t a = 0; a < p; a++) {
+        tr += S[a * p + a];
+        loss += 0.5 * GS[a * p + a];
+        for (size_t b = 0; b < p; b++)
+            grad += GS[a * p + b] * G[b * p + a];
+    }
+    const double got[3] = {sum->second_moment, sum->excess_loss,
+                           sum->gradient_norm_sq};
+    const double want[3] = {tr, loss, grad};
+    for (int q = 0; q < 3; q++)
+        if (!(fabs(got[q] - want[q]) <= 1e-9 * fabs(want[q])))
+            fail_msg("%s: summary %d is %.15g, reference %.15g", name, q,
+                     got[q], want[q]);
+}
+
+/* The stationary second moment of every optimizer, sampling, k = 1 and 3,
+ * against the dense reference (parameter space, every batch enumerated),
+ * with residuals and label noise together, at 0.6 η*. */
+static void test_stationary_against_enumeration(void **state)
+{
+    (void)state;
+    const size_t shapes[2][3] = {{6, 1, 3}, {4, 3, 3}};
+    const optimizer_case plain = {"plain sgd", SGDSTAB_OPTIMIZER_SGD, 0, 0, 0,
+                                  0, 0};
+    for (size_t sh = 0; sh < 2; sh++) {
+        tiny t;
+        make_tiny(&t, shapes[sh][0], shapes[sh][1], shapes[sh][2],
+                  sh ? 2.0 / 3 : 1, 700 + sh);
+        double R[NMAX * KMAX];
+        stationary_residuals(&t, 800 + sh, R);
+        for (size_t ci = 0; ci <= sizeof CASES / sizeof CASES[0]; ci++) {
+            const optimizer_case *oc = ci ? &CASES[ci - 1] : &plain;
+            sgdstab_config cfg;
+            sgdstab_config_init(&cfg);
+            cfg.loss_scale = t.c;
+            cfg.sampling = tu_samplings[ci % 3];
+            cfg.batch = 2;
+            set_optimizer(&cfg, oc);
+            engine e = engine_for(&t, &cfg);
+            e.prob->R = malloc(sizeof R);
+            memcpy(e.prob->R, R, sizeof R);
+            sgdstab_critical crit;
+            sgdstab_error err;
+            assert_int_equal(sgdstab_critical_lr(e.s, &cfg, &crit, &err), 0);
+            cfg.lr = 0.6 * crit.lr_critical;
+            double want[PMAX * PMAX], got[PMAX * PMAX], diff = 0, norm = 0;
+            sgdstab_stationary_summary sum;
+            reference_stationary(&t, &cfg, R, 0.4, want);
+            engine_stationary(&e, &cfg, 0.4, got, &sum);
+            check_summary(&t, want, &sum, oc->name);
+            for (size_t i = 0; i < t.p * t.p; i++) {
+                diff += (got[i] - want[i]) * (got[i] - want[i]);
+                norm += want[i] * want[i];
+            }
+            if (!(sqrt(diff) <= 1e-9 * sqrt(norm)))
+                fail_msg("k=%zu %s %s: |S - S_ref| = %.3g of |S_ref| = %.6g",
+                         t.k, oc->name, sgdstab_sampling_name(cfg.sampling),
+                         sqrt(diff), sqrt(norm));
+            tu_engine_free(&e);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -611,6 +895,7 @@ int main(void)
         cmocka_unit_test(test_evolution),
         cmocka_unit_test(test_momentum_phase),
         cmocka_unit_test(test_momentum_curve),
+        cmocka_unit_test(test_stationary_against_enumeration),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

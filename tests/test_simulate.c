@@ -40,7 +40,7 @@ static void exact_second_moment(const tu_fixture *f,
     double *loss = malloc((o->steps + 1) * sizeof *loss);
     assert_non_null(loss);
     sgdstab_error err;
-    assert_int_equal(sgdstab_evolve(f->prob, f->red, &o->config, NULL,
+    assert_int_equal(sgdstab_evolve(f->prob, f->red, &o->config, NULL, NULL,
                                     o->steps, m2, loss, &err), SGDSTAB_OK);
     free(loss);
 }

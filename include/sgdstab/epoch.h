@@ -59,8 +59,9 @@ size_t sgdstab_epoch_steps(size_t n, size_t batch);
 
 /* Check the options for the epoch map: of sgdstab_sim_options it uses the
  * configuration (SGDSTAB_USES_EPOCH_MAP: reshuffling needs a batch size
- * that divides n), runs (= N, at least 2), seed and threads; noise,
- * clipping and a radius are refused. */
+ * that divides n), runs (= N, at least 2), seed and threads; injected
+ * noise, residual gradients, label noise, clipping and a radius are
+ * refused. */
 int sgdstab_epoch_check(const sgdstab_reduced *red,
                         const sgdstab_sim_options *opt, sgdstab_error *err);
 

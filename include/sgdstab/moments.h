@@ -65,16 +65,19 @@ void sgdstab_moments_step(sgdstab_moments *m, double eta, double a, double b,
 void sgdstab_moments_noise(sgdstab_moments *m, int subtract_gzg,
                            const double *scale, const double *x, double *y);
 
-/* Evolve S_{t+1} = 𝒯(S_t) at cfg (learning rate, batch size, sampling,
- * loss scale, optimizer; checked) from Z0 for `steps` steps; trace[t] =
+/* Evolve S_{t+1} = 𝒯(S_t) (+ η²c²·noise, the additive gradient noise of
+ * stationary.h, when noise is not NULL) at cfg (learning rate, batch size,
+ * sampling, loss scale, optimizer; checked) from Z0 for `steps` steps;
+ * trace[t] =
  * tr(W Z_t) (tr Z_t when W is NULL) and trace_G[t] = tr(G Z_t) for
  * t = 0..steps (arrays of steps + 1).  With an optimizer that lifts the
  * state (optimizer.h) Z_t is the second moment of the parameters' part,
  * from an empty buffer.  E‖δ_t‖² and E L_t in parameter space:
  * sgdstab_evolve (param_space.h). */
 int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
-                           const double *Z0, const double *W, size_t steps,
-                           double *trace, double *trace_G, sgdstab_error *err);
+                           const double *Z0, const double *noise,
+                           const double *W, size_t steps, double *trace,
+                           double *trace_G, sgdstab_error *err);
 
 /* Floating-point operations of one application of Σ (for benchmarks). */
 double sgdstab_moments_sigma_flops(const sgdstab_moments *m);
@@ -86,6 +89,8 @@ size_t sgdstab_sym_dim(size_t r);
 /* Index of the diagonal entry (j, j): the first of row j. */
 size_t sgdstab_sym_diag_index(size_t r, size_t j);
 void sgdstab_sym_unpack(size_t r, const double *x, double *Z);
+/* The packed vector of Z (its symmetric part). */
+void sgdstab_sym_pack(size_t r, const double *Z, double *x);
 
 #ifdef __cplusplus
 }

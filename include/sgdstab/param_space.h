@@ -65,12 +65,21 @@ int sgdstab_param_space_start(const sgdstab_param_space *ps,
                               const double *S0, double *Z0, double *cross,
                               double *nu0, sgdstab_error *err);
 
+/* Where an evolution starts: δ_0 with second moment S (p×p), I/p when S
+ * is NULL, or at the minimum itself (δ_0 = 0) when at_minimum. */
+typedef struct {
+    const double *S;
+    int at_minimum;
+} sgdstab_start;
+
 /* The exact E‖δ_t‖² (m2) and E L_t = ½·c·E δ_tᵀGδ_t (loss), t = 0..steps,
- * of cfg's optimizer from δ_0 with second moment S0 (NULL: I/p) and an
- * empty buffer; red made from prob by sgdstab_reduce_for for cfg. */
+ * of cfg's optimizer from start (NULL: I/p) and an empty buffer, with the
+ * additive gradient noise C of stationary.h (r×r in red's coordinates;
+ * NULL: none); red made from prob by sgdstab_reduce_for for cfg. */
 int sgdstab_evolve(const sgdstab_problem *prob, const sgdstab_reduced *red,
-                   const sgdstab_config *cfg, const double *S0, size_t steps,
-                   double *m2, double *loss, sgdstab_error *err);
+                   const sgdstab_config *cfg, const sgdstab_start *start,
+                   const double *noise, size_t steps, double *m2,
+                   double *loss, sgdstab_error *err);
 
 #ifdef __cplusplus
 }

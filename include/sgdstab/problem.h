@@ -43,6 +43,9 @@ typedef struct {
                            v̂, p finite values in J's column order, or NULL
                            (its positivity is checked where it is used,
                            sgdstab_optimizer_check) */
+    double *R;          /* the .npz member R: the residuals r_i = f(x_i) − y_i
+                           at the minimum, n×k row-major, finite, or NULL
+                           (an interpolating minimum: r_i = 0) */
 } sgdstab_problem;
 
 /* The loss convention of training (the names of sgdstab_loss_scale,

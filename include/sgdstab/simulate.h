@@ -51,6 +51,11 @@ typedef struct {
     const sgdstab_second_moment *init_moment;  /* S_0 for SGDSTAB_INIT_MATRIX */
     sgdstab_noise_kind noise;
     double noise_scale, noise_alpha;
+    const double *residuals;  /* n×k residuals r_i (the problem's R), or
+                                 NULL: their gradients c·J_iᵀr_i add to every
+                                 batch's (stationary.h) */
+    double label_noise;       /* σ ≥ 0: label noise, fresh for every
+                                 element of every batch */
     double clip;            /* > 0: the step is scaled to norm ≤ clip */
     double radius;          /* > 0: runs stop at their first exit ‖δ_t‖ > radius
                                and only exit steps are recorded */
@@ -102,6 +107,13 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
                      void *ctx, sgdstab_error *err);
 
 void sgdstab_sim_result_free(sgdstab_sim_result *res);
+
+/* The mean of ‖δ_t‖² over the runs averaged over the steps t = from..to
+ * (an estimate of the stationary E‖δ‖² once the runs have settled), and
+ * its standard error from the spread of the groups' averages (NaN with
+ * fewer than two groups). */
+void sgdstab_sim_time_average(const sgdstab_sim_result *res, size_t from,
+                              size_t to, double *mean, double *stderr_);
 
 /* Least-squares slope of ln(mean ‖δ_t‖²) on t = from..to, and its jackknife
  * standard error over the groups of runs (NaN when a mean is not positive

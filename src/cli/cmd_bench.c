@@ -26,19 +26,21 @@
 #include "sgdstab/rng.h"
 #include "sgdstab/simulate.h"
 #include "sgdstab/stability.h"
+#include "sgdstab/stationary.h"
 #include "sgdstab/status.h"
 
 /* Runs of each timing whose fastest is reported (BENCH_HELP). */
 enum { BENCH_RUNS = 3 };
 
 enum {
-    OPT_SAMPLES = OPT_FIRST_PRIVATE, OPT_PARAMS, OPT_OUTPUTS, OPT_CURVE, OPT_PHASE, OPT_ARPACK
+    OPT_SAMPLES = OPT_FIRST_PRIVATE, OPT_PARAMS, OPT_OUTPUTS, OPT_CURVE, OPT_PHASE, OPT_ARPACK,
+    OPT_STATIONARY
 };
 
 static const char BENCH_HELP[] =
     "Usage: sgdstab bench [--samples N] [--params P] [--outputs K] [--batch B]\n"
     "                     [--sampling S] [--curve M] [--phase M] [--seed S]\n"
-    "                     [--arpack] [--momentum BETA] [--json]\n"
+    "                     [--arpack] [--momentum BETA] [--stationary] [--json]\n"
     "\n"
     "Time the engine on a random Jacobian with i.i.d. N(0, 1/p) entries\n"
     "(defaults: N = 2000, P = 1500, K = 1, B = 32, the reference case) and\n"
@@ -66,6 +68,12 @@ static const char BENCH_HELP[] =
     "                     0.5 eta*(B; BETA) over plain rho at 0.5 eta*(B),\n"
     "                     and the curve over one eta*(B; BETA), both with\n"
     "                     the factorization (as the plain curve)\n"
+    "  stationary         with --stationary: the stationary solve of\n"
+    "                     'sgdstab stationary' at 0.5 eta*(B) for residuals\n"
+    "                     with i.i.d. N(0, 1) entries, by preconditioned and\n"
+    "                     by plain conjugate gradients: seconds, iterations,\n"
+    "                     the residual reached, and the time per decade of\n"
+    "                     residual reduction in applications of T\n"
     "With --arpack, eta*(B) is also solved with ARPACK-ng from scratch, for\n"
     "comparison with the shared-basis Davidson solver used by default.\n"
     "The factorization, eta*(B) and the curve are each timed 3 times, each\n"
@@ -100,6 +108,12 @@ static double dgemm_rate(sgdstab_rng *rng)
     return best;
 }
 
+/* What to time: the problem's shape and the optional parts. */
+typedef struct {
+    size_t n, p, k, batch, curve, phase, seed;
+    int arpack, stationary;
+} bench_request;
+
 typedef struct {
     double gemm, fact, apply, apply_gflops, crit, crit_total;
     size_t crit_mv, r;
@@ -126,6 +140,9 @@ typedef struct {
     size_t mom_rho_mv;
     double mom_curve, mom_curve_ratio;
     size_t mom_curve_mv;
+    /* With --stationary: the solve with and without its preconditioner. */
+    double stat_time[2], stat_residual[2], stat_per_decade[2];
+    size_t stat_iterations[2];
 } bench_result;
 
 /* η*(B) for m batch sizes (m = 1: one η*) on a fresh workspace,
@@ -475,31 +492,78 @@ static int time_momentum(const cli_args *a, const sgdstab_config *plain,
     return status;
 }
 
-static int run(const cli_args *a, size_t n, size_t p, size_t k, size_t batch,
-               size_t curve_m, size_t phase_m, unsigned long seed, int arpack,
-               bench_result *b)
+/* The stationary solve at 0.5 η*(B) for residuals with i.i.d. N(0, 1)
+ * entries, with its preconditioner ([0]) and without ([1]): seconds,
+ * iterations, the residual reached and the time per decade of residual
+ * reduction in applications of 𝒯. */
+static int time_stationary(const sgdstab_config *plain,
+                           sgdstab_problem *prob, const sgdstab_reduced *red,
+                           bench_result *b)
+{
+    const size_t nk = red->n * red->k, r = red->r;
+    sgdstab_config cfg = *plain;
+    cfg.lr = 0.5 * b->crit_value;
+    sgdstab_error err;
+    int status = EXIT_OK;
+    prob->R = malloc(nk * sizeof *prob->R);
+    double *C = malloc(r * r * sizeof *C), *W = malloc(r * r * sizeof *W);
+    sgdstab_moments *m = NULL;
+    if (!prob->R || !C || !W)
+        status = cli_data_error("bench", NULL, "out of memory");
+    if (!status) {
+        sgdstab_rng *rng = sgdstab_rng_alloc(7);
+        sgdstab_rng_gaussian(rng, 1.0, nk, prob->R);
+        sgdstab_rng_free(rng);
+    }
+    if (!status && (sgdstab_gradient_noise(red, prob, &cfg, 0, C, NULL, &err) ||
+                    !(m = sgdstab_moments_alloc(red, &err))))
+        status = cli_report(&err);
+    for (int plainly = 0; plainly < 2 && !status; plainly++) {
+        sgdstab_stationary_options opt = {0, plainly};
+        sgdstab_stationary_info info;
+        double t = cli_seconds();
+        if (sgdstab_stationary_solve(m, red, &cfg, C, &opt, W, &info, &err))
+            status = cli_report(&err);
+        b->stat_time[plainly] = cli_seconds() - t;
+        b->stat_iterations[plainly] = info.iterations;
+        b->stat_residual[plainly] = info.relative_residual;
+        double decades = -log10(fmax(info.relative_residual, 1e-300));
+        b->stat_per_decade[plainly] =
+            b->stat_time[plainly] / b->apply / fmax(decades, 1e-300);
+    }
+    sgdstab_moments_free(m);
+    free(C);
+    free(W);
+    free(prob->R);
+    prob->R = NULL;
+    return status;
+}
+
+static int run(const cli_args *a, const bench_request *q, bench_result *b)
 {
     sgdstab_problem *prob = NULL;
     sgdstab_reduced *red = NULL;
-    int status = make_problem(a, n, p, k, seed, b, &prob);
+    int status = make_problem(a, q->n, q->p, q->k, (unsigned long)q->seed, b,
+                              &prob);
     if (status)
         return status;
     sgdstab_config cfg;
     sgdstab_config_init(&cfg);
     cfg.sampling = a->sampling;
-    cfg.batch = batch;
+    cfg.batch = q->batch;
     double lr_range[2] = {0, 0};
     if ((status = time_factorization(prob, b, &red)) ||
         (status = time_apply(a, &cfg, red, b)) ||
-        (status = time_eta_star(a, &cfg, red, arpack, b)) ||
+        (status = time_eta_star(a, &cfg, red, q->arpack, b)) ||
         (status = time_analyze(a, cfg, red, b)) ||
-        (status = time_curve(a, &cfg, red, curve_m, b, lr_range)) ||
+        (status = time_curve(a, &cfg, red, q->curve, b, lr_range)) ||
         (status = time_simulate(&cfg, prob, red, 0.5 * b->crit_value, b)) ||
-        (phase_m && (status = time_phase(a, &cfg, red, phase_m,
-                                         lr_range[0] / 2, 2 * lr_range[1],
-                                         b))) ||
+        (q->phase && (status = time_phase(a, &cfg, red, q->phase,
+                                          lr_range[0] / 2, 2 * lr_range[1],
+                                          b))) ||
         (a->optimizer.momentum > 0 &&
-         (status = time_momentum(a, &cfg, red, curve_m, b))))
+         (status = time_momentum(a, &cfg, red, q->curve, b))) ||
+        (q->stationary && (status = time_stationary(&cfg, prob, red, b))))
         goto done;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -510,11 +574,11 @@ done:
     return status;
 }
 
-static void print_text(size_t n, size_t p, size_t k, size_t batch,
-                       const cli_args *a, int arpack, const bench_result *b)
+static void print_text(const bench_request *q, const cli_args *a,
+                       const bench_result *b)
 {
     printf("sgdstab bench: J with i.i.d. N(0, 1/p) entries, n = %zu, k = %zu, "
-           "p = %zu (r = %zu), B = %zu, sampling %s\n\n", n, k, p, b->r, batch,
+           "p = %zu (r = %zu), B = %zu, sampling %s\n\n", q->n, q->k, q->p, b->r, q->batch,
            sgdstab_sampling_name(a->sampling));
     printf("  %-34s %10.1f GFLOP/s  (yardstick)\n", "DGEMM 2000x2000", b->gemm);
     printf("  %-34s %10.3f s\n", "factorization (SVD of J)", b->fact);
@@ -524,7 +588,7 @@ static void print_text(size_t n, size_t p, size_t k, size_t batch,
     printf("  %-34s %10.3f s  (%.3f s + factorization), %zu applications, "
            "eta* = %.10g, rel. accuracy %.1g\n", "eta*(B)", b->crit_total,
            b->crit, b->crit_mv, b->crit_value, b->crit_acc);
-    if (arpack)
+    if (q->arpack)
         printf("  %-34s %10.3f s  (solve only), %zu applications, eta* = "
                "%.10g\n", "eta*(B) with ARPACK-ng", b->arpack, b->arpack_mv,
                b->arpack_value);
@@ -559,30 +623,38 @@ static void print_text(size_t n, size_t p, size_t k, size_t batch,
                b->mom_rho_mv, b->mom_rho, b->mom_rho_ratio,
                "curve with momentum", b->mom_curve, b->mom_curve_mv,
                b->mom_curve_ratio, b->mom_curve / b->mom_crit);
+    for (int i = 0; q->stationary && i < 2; i++)
+        printf("  %-34s %10.3f s  %zu iterations to a relative residual of "
+               "%.2g: %.2f applications' time per decade\n",
+               i ? "stationary, unpreconditioned" : "stationary at 0.5 eta*",
+               b->stat_time[i], b->stat_iterations[i], b->stat_residual[i],
+               b->stat_per_decade[i]);
     printf("  %-34s %10.0f MB peak; %zu doubles per basis vector (r(r+1)/2, "
            "stored twice)\n", "memory", b->rss_mb, b->r * (b->r + 1) / 2);
     printf("\n(the curve has %zu distinct batch sizes)\n", b->curve_m);
 }
 
-static int print_json(size_t n, size_t p, size_t k, size_t batch,
-                      const cli_args *a, int arpack, const bench_result *b)
+static int print_json(const bench_request *q, const cli_args *a,
+                      const bench_result *b)
 {
     cJSON *o = cJSON_CreateObject();
-    cli_json_size(o, "n", n);
-    cli_json_size(o, "k", k);
-    cli_json_size(o, "p", p);
+    cli_json_size(o, "n", q->n);
+    cli_json_size(o, "k", q->k);
+    cli_json_size(o, "p", q->p);
     cli_json_size(o, "r", b->r);
-    cli_json_size(o, "batch", batch);
+    cli_json_size(o, "batch", q->batch);
     cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(a->sampling));
-    cli_json_number(o, "dgemm_gflops", b->gemm);
-    cli_json_number(o, "factorization_seconds", b->fact);
-    cli_json_number(o, "apply_seconds", b->apply);
-    cli_json_number(o, "apply_gflops", b->apply_gflops);
-    cli_json_number(o, "apply_fraction_of_dgemm", b->apply_gflops / b->gemm);
+    static const char *const machine[] = {
+        "dgemm_gflops", "factorization_seconds", "apply_seconds",
+        "apply_gflops", "apply_fraction_of_dgemm"};
+    const double machine_values[] = {b->gemm, b->fact, b->apply,
+                                     b->apply_gflops,
+                                     b->apply_gflops / b->gemm};
+    cli_json_numbers(o, 5, machine, machine_values);
     cli_json_number(o, "critical_seconds_total", b->crit_total);
     cli_json_size(o, "critical_applications", b->crit_mv);
     cli_json_number(o, "lr_critical", b->crit_value);
-    if (arpack) {
+    if (q->arpack) {
         cli_json_number(o, "critical_arpack_seconds", b->arpack);
         cli_json_size(o, "critical_arpack_applications", b->arpack_mv);
         cli_json_number(o, "lr_critical_arpack", b->arpack_value);
@@ -621,6 +693,24 @@ static int print_json(size_t n, size_t p, size_t k, size_t batch,
             (double)b->mom_rho_mv, (double)b->mom_curve_mv};
         cli_json_numbers(o, 10, keys, values);
     }
+    if (q->stationary) {
+        static const char *const keys[] = {
+            "stationary_seconds", "stationary_iterations",
+            "stationary_relative_residual",
+            "stationary_applications_per_decade",
+            "stationary_unpreconditioned_seconds",
+            "stationary_unpreconditioned_iterations",
+            "stationary_unpreconditioned_relative_residual",
+            "stationary_unpreconditioned_applications_per_decade"};
+        double values[8];
+        for (int i = 0; i < 2; i++) {
+            values[4 * i] = b->stat_time[i];
+            values[4 * i + 1] = (double)b->stat_iterations[i];
+            values[4 * i + 2] = b->stat_residual[i];
+            values[4 * i + 3] = b->stat_per_decade[i];
+        }
+        cli_json_numbers(o, 8, keys, values);
+    }
     cli_json_number(o, "peak_rss_mb", b->rss_mb);
     return cli_json_print(o);
 }
@@ -633,12 +723,12 @@ int cmd_bench(int argc, char **argv)
         CLI_ARG("outputs", OPT_OUTPUTS), CLI_ARG("curve", OPT_CURVE),
         CLI_ARG("phase", OPT_PHASE), CLI_FLAG("arpack", OPT_ARPACK),
         CLI_ARG("momentum", OPT_MOMENTUM),
-        CLI_OPT_HELP, CLI_OPT_END};
+        CLI_FLAG("stationary", OPT_STATIONARY), CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "bench");
     size_t n = 2000, p = 1500, k = 1, batch = 32, curve = 50, phase = 0;
     size_t seed = 1;
-    int arpack = 0, c, bad = 0;
+    int arpack = 0, stationary = 0, c, bad = 0;
     while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
         switch (c) {
         case 'h':
@@ -651,6 +741,7 @@ int cmd_bench(int argc, char **argv)
         case OPT_CURVE: bad = cli_parse_size(args.cmd, "curve", optarg, 2, &curve); break;
         case OPT_PHASE: bad = cli_parse_size(args.cmd, "phase", optarg, 2, &phase); break;
         case OPT_ARPACK: arpack = 1; break;
+        case OPT_STATIONARY: stationary = 1; break;
         case 1:
             return cli_usage_error(args.cmd, "unexpected argument '%s'", optarg);
         default:
@@ -666,12 +757,13 @@ int cmd_bench(int argc, char **argv)
                                batch, n);
     bench_result b;
     memset(&b, 0, sizeof b);
-    int status = run(&args, n, p, k, batch, curve, phase, (unsigned long)seed,
-                     arpack, &b);
+    bench_request q = {n, p, k, batch, curve, phase, seed, arpack,
+                       stationary};
+    int status = run(&args, &q, &b);
     if (status)
         return status;
     if (args.json)
-        return print_json(n, p, k, batch, &args, arpack, &b);
-    print_text(n, p, k, batch, &args, arpack, &b);
+        return print_json(&q, &args, &b);
+    print_text(&q, &args, &b);
     return EXIT_OK;
 }

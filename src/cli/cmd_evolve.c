@@ -17,7 +17,8 @@
 
 static const char EVOLVE_HELP[] =
     "Usage: sgdstab evolve FILE --lr ETA --batch B --steps T [--init S0.npy]\n"
-    "                      [--sampling S] [--csv F | --json] [--hessian H.npy]\n"
+    "                      [--label-noise SIGMA] [--sampling S]\n"
+    "                      [--csv F | --json] [--hessian H.npy]\n"
     "                      [--loss L] [--rank-tol RTOL]\n"
     "                      [--negative-curvature TOL] [--max-memory SIZE]\n"
     "                      [--optimizer sgd] [--momentum BETA] [--nesterov] ...\n"
@@ -33,7 +34,10 @@ static const char EVOLVE_HELP[] =
     "lifted map (README, Optimizers).  With a preconditioner P (Adam,\n"
     "RMSprop) the engine works in y = P^(1/2) delta and E|delta_t|^2 is taken\n"
     "back to parameter space exactly, cross terms with the directions that\n"
-    "never move included.\n"
+    "never move included.  Where the minimum does not interpolate (FILE's\n"
+    "member R, the residuals) or with label noise, the gradient noise C of\n"
+    "'sgdstab stationary --help' is added each step: S_{t+1} = T(S_t) +\n"
+    "eta^2 c^2 C, which tends to the stationary state when rho < 1.\n"
     "\n"
     "Options:\n"
     "  --lr ETA          learning rate (required)\n"
@@ -41,6 +45,7 @@ static const char EVOLVE_HELP[] =
     "  --steps T         number of steps (required)\n"
     "  --init S0.npy     initial second moment, a (p, p) symmetric positive\n"
     "                    semidefinite matrix (default I/p: E|delta_0|^2 = 1)\n"
+    "  --label-noise SIGMA  label noise y_i + N(0, SIGMA^2 I_k), >= 0\n"
     CLI_HELP_SAMPLING
     CLI_HELP_PROBLEM_OPTIONS
     CLI_HELP_OPTIMIZER_OPTIONS
@@ -117,10 +122,11 @@ int cmd_evolve(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPTS_AT_ONE_POINT, CLI_OPTS_OPTIMIZER, CLI_OPT_JSON, CLI_OPT_CSV,
-        CLI_OPT_STEPS, CLI_OPT_INIT, CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPT_STEPS, CLI_OPT_INIT, CLI_OPT_LABEL_NOISE,
+        CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "evolve");
-    const char *init = NULL, *steps_text = NULL;
+    const char *init = NULL, *steps_text = NULL, *sigma_text = NULL;
     int c;
     while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
         if (c == 'h') {
@@ -131,6 +137,8 @@ int cmd_evolve(int argc, char **argv)
             steps_text = optarg;
         else if (c == OPT_INIT)
             init = optarg;
+        else if (c == OPT_LABEL_NOISE)
+            sigma_text = optarg;
         else if (cli_common_option(&args, c, optarg))
             return EXIT_USAGE;
     }
@@ -143,6 +151,9 @@ int cmd_evolve(int argc, char **argv)
         return EXIT_USAGE;
     if (steps > 100000000)
         return cli_usage_error(args.cmd, "--steps %zu is more than 1e8", steps);
+    double sigma;
+    if (cli_parse_label_noise(args.cmd, sigma_text, &sigma))
+        return EXIT_USAGE;
 
     cli_session ses;
     int status = cli_session_at(&args, &ses);
@@ -154,10 +165,18 @@ int cmd_evolve(int argc, char **argv)
            *loss = malloc((steps + 1) * sizeof *loss);
     if (!m2 || !loss)
         status = cli_data_error(args.cmd, NULL, "out of memory");
+    double *noise = NULL;
+    sgdstab_gradient_stats stats;
     if (!status && init)
         status = cli_load_init(init, prob->p, &S0);
     if (!status)
-        status = cli_exact_evolve(&ses, &ses.cfg, steps, S0, m2, loss);
+        status = cli_gradient_noise(&args, &ses, &ses.cfg, sigma, &noise,
+                                    &stats);
+    if (!status)
+        status = cli_exact_evolve(&ses, &ses.cfg, steps,
+                                  &(sgdstab_start){S0 ? S0->S : NULL, 0},
+                                  noise, m2, loss);
+    free(noise);
     if (!status) {
         if (args.csv)
             status = write_csv(args.csv, m2, loss, steps);

@@ -27,6 +27,7 @@ static const char SIMULATE_HELP[] =
     "                        [--seed S] [--sampling S] [--init S0.npy|zero]\n"
     "                        [--compare] [--fit-from T0] [--threads N]\n"
     "                        [--noise SPEC] [--clip C] [--radius R]\n"
+    "                        [--label-noise SIGMA]\n"
     "                        [--csv F | --json] [--quiet] [--hessian H.npy]\n"
     "                        [--loss L] [--rank-tol RTOL]\n"
     "                        [--negative-curvature TOL] [--max-memory SIZE]\n"
@@ -90,11 +91,23 @@ static const char SIMULATE_HELP[] =
     "                    below it, its z-scores are not normal and its rate\n"
     "                    is no estimate of ln rho, so a warning says so\n"
     "                    (JSON: mean_estimate_reliable false, note); the\n"
-    "                    one-epoch map (--epoch) estimates the rate there\n"
+    "                    one-epoch map (--epoch) estimates the rate there.\n"
+    "                    With residuals or label noise and rho < 1 also the\n"
+    "                    exact stationary E|delta|^2 beside the runs' mean\n"
+    "                    averaged over steps T0..T, its standard error and\n"
+    "                    the exact curve's average (JSON:\n"
+    "                    stationary_second_moment, time_average_second_moment,\n"
+    "                    time_average_stderr, exact_time_average)\n"
     "  --epoch           estimate the one-epoch map at --lr (see above)\n"
     "  --threshold       estimate where the one-epoch map's radius crosses 1\n"
     "  --fit-from T0     first step of the growth-rate fit (default ceil(T/2))\n"
     "  --threads N       worker threads (default: one per processor)\n"
+    "  --label-noise SIGMA  labels y_i + N(0, SIGMA^2 I_k), fresh for every\n"
+    "                    element of every batch (default 0).  Where FILE holds\n"
+    "                    the residuals R (a minimum that does not\n"
+    "                    interpolate) their gradients c J_i' r_i enter every\n"
+    "                    batch's gradient too, and --compare's exact column\n"
+    "                    includes that noise ('sgdstab stationary --help')\n"
     "  --noise SPEC      inject noise Z_t into every step:\n"
     "                    gaussian:SCALE     Z = SCALE N(0, I_p)\n"
     "                    pareto:ALPHA:SCALE a uniform direction times\n"
@@ -211,7 +224,8 @@ static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
         CLI_ARG("fit-from", OPT_FIT_FROM), CLI_FLAG("compare", OPT_COMPARE),
         CLI_ARG("clip", OPT_CLIP), CLI_ARG("noise", OPT_NOISE),
         CLI_ARG("radius", OPT_RADIUS), CLI_FLAG("epoch", OPT_EPOCH),
-        CLI_FLAG("threshold", OPT_THRESHOLD), CLI_OPT_HELP, CLI_OPT_END};
+        CLI_FLAG("threshold", OPT_THRESHOLD), CLI_OPT_LABEL_NOISE,
+        CLI_OPT_HELP, CLI_OPT_END};
     sgdstab_sim_options *o = &rq->o;
     int c, bad = 0;
     while ((c = cli_getopt(argc, argv, a->cmd, opts)) != -1) {
@@ -232,6 +246,7 @@ static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
         case OPT_QUIET: rq->quiet = 1; break;
         case OPT_EPOCH: rq->epoch = 1; break;
         case OPT_THRESHOLD: rq->threshold = 1; break;
+        case OPT_LABEL_NOISE: bad = cli_parse_label_noise(a->cmd, optarg, &o->label_noise); break;
         default: bad = cli_common_option(a, c, optarg);
         }
         if (bad)
@@ -251,10 +266,10 @@ static int check_options(cli_args *a, sim_request *rq, sim_texts *t)
                           &a->csv, 1))
         return EXIT_USAGE;
     if (epoch && (t->steps || t->fit || t->init || o->noise || o->clip > 0 ||
-                  o->radius > 0 || a->csv))
+                  o->radius > 0 || a->csv || o->label_noise > 0))
         return cli_usage_error(a->cmd, "--epoch and --threshold take none of "
                                "--steps --fit-from --init --noise --clip "
-                               "--radius --csv");
+                               "--radius --csv --label-noise");
     if (!epoch && !t->steps)
         return cli_usage_error(a->cmd, "missing --steps");
     const sgdstab_optimizer *op = &a->optimizer;

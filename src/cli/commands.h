@@ -19,5 +19,6 @@ int cmd_verify(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_phase(int argc, char **argv);
 int cmd_simulate(int argc, char **argv);
+int cmd_stationary(int argc, char **argv);
 
 #endif

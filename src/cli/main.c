@@ -25,6 +25,8 @@ static const cli_command COMMANDS[] = {
      cmd_phase},
     {"simulate", "Monte Carlo SGD trajectories: moments, growth rate, exit "
      "times", cmd_simulate},
+    {"stationary", "the stationary state where the minimum does not "
+     "interpolate or labels are noisy", cmd_stationary},
     {"run", "an experiment spec: sweeps of synthetic minima, tables, report",
      cmd_run},
     {"synth", "write an exact minimum of a synthetic model family (.npz)",

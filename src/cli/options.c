@@ -71,6 +71,18 @@ int cli_parse_double(const char *cmd, const char *opt, const char *text,
     return 0;
 }
 
+int cli_parse_label_noise(const char *cmd, const char *text, double *sigma)
+{
+    *sigma = 0;
+    if (text && cli_parse_double(cmd, "label-noise", text, sigma))
+        return -1;
+    if (*sigma < 0) {
+        cli_usage_error(cmd, "--label-noise %g is negative", *sigma);
+        return -1;
+    }
+    return 0;
+}
+
 int cli_parse_size(const char *cmd, const char *opt, const char *text,
                    size_t min, size_t *out)
 {

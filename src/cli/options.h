@@ -15,7 +15,7 @@ enum {
     OPT_NEGATIVE_CURVATURE, OPT_MAX_MEMORY, OPT_JSON, OPT_CSV, OPT_SEED,
     OPT_STEPS, OPT_INIT, OPT_QUIET, OPT_OPTIMIZER, OPT_MOMENTUM,
     OPT_DAMPENING, OPT_NESTEROV, OPT_WEIGHT_DECAY, OPT_BETAS, OPT_EPS,
-    OPT_SECOND_MOMENT,
+    OPT_SECOND_MOMENT, OPT_LABEL_NOISE,
     OPT_FIRST_PRIVATE  /* subcommands number theirs from here */
 };
 
@@ -37,6 +37,7 @@ enum {
 #define CLI_OPT_STEPS CLI_ARG("steps", OPT_STEPS)
 #define CLI_OPT_INIT CLI_ARG("init", OPT_INIT)
 #define CLI_OPT_QUIET CLI_FLAG("quiet", OPT_QUIET)
+#define CLI_OPT_LABEL_NOISE CLI_ARG("label-noise", OPT_LABEL_NOISE)
 #define CLI_OPT_HELP CLI_FLAG("help", 'h')
 #define CLI_OPT_END {NULL, 0, NULL, 0}
 /* The optimizer of the run (optimizer.h). */
@@ -172,6 +173,8 @@ int cli_parse_double(const char *cmd, const char *opt, const char *text,
                      double *out);
 int cli_parse_size(const char *cmd, const char *opt, const char *text,
                    size_t min, size_t *out);
+/* --label-noise SIGMA (NULL text: 0): a number >= 0. */
+int cli_parse_label_noise(const char *cmd, const char *text, double *sigma);
 
 /* --batch for many sizes: "1,2,4", "all" (1..n), "A:B" (every integer),
  * "A:B:log" (A, 2A, 4A, ..., B) or "A:B:N:log" (N log-spaced, rounded),

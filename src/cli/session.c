@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "exit_status.h"
 #include "options.h"
@@ -10,6 +11,7 @@
 #include "report.h"
 #include "session.h"
 #include "sgdstab/config.h"
+#include "sgdstab/moments.h"
 #include "sgdstab/param_space.h"
 #include "sgdstab/plan.h"
 #include "sgdstab/problem.h"
@@ -241,14 +243,63 @@ int cli_load_init(const char *path, size_t p, sgdstab_second_moment **S0)
 }
 
 int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
-                     size_t steps, const sgdstab_second_moment *S0,
-                     double *m2, double *loss)
+                     size_t steps, const sgdstab_start *start,
+                     const double *noise, double *m2, double *loss)
 {
     sgdstab_error err;
-    if (sgdstab_evolve(ses->prob, ses->red, cfg, S0 ? S0->S : NULL, steps, m2,
+    if (sgdstab_evolve(ses->prob, ses->red, cfg, start, noise, steps, m2,
                        loss, &err))
         return cli_report(&err);
     return EXIT_OK;
+}
+
+int cli_gradient_noise(const cli_args *a, const cli_session *ses,
+                       const sgdstab_config *cfg, double sigma, double **C,
+                       sgdstab_gradient_stats *stats)
+{
+    const size_t r = ses->red->r;
+    *C = NULL;
+    memset(stats, 0, sizeof *stats);
+    stats->stationary_point = 1;
+    if (!ses->prob->R && sigma == 0)
+        return EXIT_OK;
+    sgdstab_error err;
+    if (!(*C = malloc((r ? r * r : 1) * sizeof **C)))
+        return cli_data_error(a->cmd, a->file, "out of memory");
+    int status = EXIT_OK;
+    if (sgdstab_gradient_noise(ses->red, ses->prob, cfg, sigma, *C, stats,
+                               &err))
+        status = cli_report_file(a->file, &err);
+    else if (!stats->stationary_point && !(cfg->optimizer.weight_decay > 0))
+        status = cli_data_error(a->cmd, a->file, "not a stationary point: "
+                                "the mean gradient %.3g is %.3g of the "
+                                "per-sample spread %.3g (more than %g)",
+                                stats->mean_norm,
+                                stats->mean_norm / stats->spread,
+                                stats->spread, SGDSTAB_STATIONARY_MEAN_RTOL);
+    if (status) {
+        free(*C);
+        *C = NULL;
+    }
+    return status;
+}
+
+int cli_stationary(const cli_args *a, const cli_session *ses,
+                   const sgdstab_config *cfg, const double *C, size_t max_it,
+                   double *W, sgdstab_stationary_info *info,
+                   sgdstab_stationary_summary *sum)
+{
+    sgdstab_error err;
+    sgdstab_moments *m = sgdstab_moments_alloc(ses->red, &err);
+    int failed = !m ||
+                 sgdstab_stationary_solve(m, ses->red, cfg, C,
+                                          &(sgdstab_stationary_options){
+                                              max_it, 0},
+                                          W, info, &err) ||
+                 sgdstab_stationary_summarize(ses->prob, ses->red, cfg, W,
+                                              sum, &err);
+    sgdstab_moments_free(m);
+    return failed ? cli_report_file(a->file, &err) : EXIT_OK;
 }
 
 /* Steps over which a flat eigenvalue λ < 0 would grow the RMS distance by

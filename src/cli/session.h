@@ -12,7 +12,9 @@
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
 #include "sgdstab/second_moment.h"
+#include "sgdstab/param_space.h"
 #include "sgdstab/stability.h"
+#include "sgdstab/stationary.h"
 
 /* Load FILE (and --hessian) and factorize; prints the error and returns
  * EXIT_DATA on failure.  Without --loss, the "loss" of FILE's metadata (if
@@ -84,11 +86,29 @@ void cli_json_flat(cJSON *obj, const sgdstab_reduced *red, double c,
  * name the file. */
 int cli_load_init(const char *path, size_t p, sgdstab_second_moment **S0);
 
-/* The exact E‖δ_t‖² (m2) and E L_t (loss) for t = 0..steps from
- * S_0 (NULL: I/p) at cfg, as `evolve` reports them: with the directions
- * that never move, in cfg's loss convention. */
+/* The exact E‖δ_t‖² (m2) and E L_t (loss) for t = 0..steps from start
+ * (param_space.h; NULL: I/p) at cfg, as `evolve` reports them: with the
+ * directions that never move, in cfg's loss convention, and the additive
+ * gradient noise (NULL: none; cli_gradient_noise). */
 int cli_exact_evolve(const cli_session *ses, const sgdstab_config *cfg,
-                     size_t steps, const sgdstab_second_moment *S0,
-                     double *m2, double *loss);
+                     size_t steps, const sgdstab_start *start,
+                     const double *noise, double *m2, double *loss);
+
+/* The additive gradient noise C (stationary.h) at cfg of the file's
+ * residuals R and label noise sigma, into *C (malloc'd; NULL when there is
+ * neither), and the statistics of the per-sample gradients.  A mean
+ * gradient that is not ≈ 0 is a data error ("not a stationary point"),
+ * unless weight decay balances it. */
+int cli_gradient_noise(const cli_args *a, const cli_session *ses,
+                       const sgdstab_config *cfg, double sigma, double **C,
+                       sgdstab_gradient_stats *stats);
+
+/* The stationary state at cfg (stable) for the noise C: W (r×r), the
+ * solve's figures and the summary (stationary.h); max_it 0: the
+ * default. */
+int cli_stationary(const cli_args *a, const cli_session *ses,
+                   const sgdstab_config *cfg, const double *C, size_t max_it,
+                   double *W, sgdstab_stationary_info *info,
+                   sgdstab_stationary_summary *sum);
 
 #endif

@@ -26,6 +26,8 @@ typedef struct {
     const sim_request *rq;
     size_t fit_from, fit_to;
     double *exact, *exact_loss, rho, exact_rate, exact_window;
+    double stationary;  /* exact stationary E‖δ‖² with additive noise, or
+                           NaN */
     sgdstab_sampling exact_sampling;
     sgdstab_verdict verdict;    /* at lr, of the exact sampling */
 } trajectories;
@@ -86,6 +88,15 @@ static int write_csv(const char *path, const sgdstab_sim_result *res,
         }
     }
     return cli_csv_commit(of);
+}
+
+/* The exact E‖δ_t‖² averaged over the fitted steps. */
+static double exact_average(const trajectories *tr)
+{
+    double s = 0;
+    for (size_t t = tr->fit_from; t <= tr->fit_to; t++)
+        s += tr->exact[t];
+    return s / (double)(tr->fit_to - tr->fit_from + 1);
 }
 
 static int print_json(const cli_args *a, const cli_session *ses,
@@ -154,6 +165,15 @@ static int print_json(const cli_args *a, const cli_session *ses,
         cli_json_number(j, "exact_rate_per_step", tr->exact_rate);
         cli_json_number(j, "exact_rate_window", tr->exact_window);
         cJSON_AddBoolToObject(j, "mean_estimate_reliable", mean_reliable(tr));
+        if (isfinite(tr->stationary)) {
+            double avg, se;
+            sgdstab_sim_time_average(res, tr->fit_from, tr->fit_to, &avg,
+                                     &se);
+            cli_json_number(j, "stationary_second_moment", tr->stationary);
+            cli_json_number(j, "time_average_second_moment", avg);
+            cli_json_number(j, "time_average_stderr", se);
+            cli_json_number(j, "exact_time_average", exact_average(tr));
+        }
         if (!mean_reliable(tr))
             cJSON_AddStringToObject(j, "note", "lr above eta*(B) (rho > 1): "
                                     UNRELIABLE_WHY);
@@ -225,6 +245,16 @@ static void print_text(const cli_args *a, const trajectories *tr,
                "slope of the exact curve over the same steps %.6g\n",
                sgdstab_sampling_name(tr->exact_sampling), tr->exact_rate,
                tr->rho, tr->exact_window);
+        if (isfinite(tr->stationary)) {
+            double avg, se;
+            sgdstab_sim_time_average(res, tr->fit_from, tr->fit_to, &avg,
+                                     &se);
+            printf("stationary state (exact, as 'sgdstab stationary'): "
+                   "E|delta|^2 = %.10g; averaged over steps %zu..%zu, the "
+                   "runs' mean |delta_t|^2 %.10g (standard error %.2g) and "
+                   "the exact curve %.10g\n", tr->stationary, tr->fit_from,
+                   tr->fit_to, avg, se, exact_average(tr));
+        }
         if (mean_reliable(tr))
             printf("(|z| above about 3 at many steps means disagreement; "
                    "the estimate of a growing mean is noisy when runs are "
@@ -246,16 +276,33 @@ static int exact_columns(const cli_args *a, const cli_session *ses,
     tr->exact_loss = calloc(T1, sizeof *tr->exact_loss);
     if (!tr->exact || !tr->exact_loss)
         return cli_data_error(a->cmd, NULL, "out of memory");
-    int status = tr->rq->o.init == SGDSTAB_INIT_ZERO
-                     ? EXIT_OK
-                     : cli_exact_evolve(ses, &exact, tr->rq->o.steps, S0,
-                                        tr->exact, tr->exact_loss);
-    if (status)
-        return status;
+    double *noise = NULL;
+    sgdstab_gradient_stats stats;
+    int status = cli_gradient_noise(a, ses, &exact, tr->rq->o.label_noise,
+                                    &noise, &stats);
+    sgdstab_start start = {S0 ? S0->S : NULL,
+                           tr->rq->o.init == SGDSTAB_INIT_ZERO};
+    if (!status)
+        status = cli_exact_evolve(ses, &exact, tr->rq->o.steps, &start, noise,
+                                  tr->exact, tr->exact_loss);
     sgdstab_analysis an;
     sgdstab_error err;
-    if (sgdstab_analyze(ses->stab, &exact, &an, NULL, &err))
-        return cli_report_file(a->file, &err);
+    if (!status && sgdstab_analyze(ses->stab, &exact, &an, NULL, &err))
+        status = cli_report_file(a->file, &err);
+    tr->stationary = NAN;
+    if (!status && noise && an.stable && an.radius.rho < 1) {
+        size_t r = ses->red->r;
+        double *W = malloc((r ? r * r : 1) * sizeof *W);
+        sgdstab_stationary_info info;
+        sgdstab_stationary_summary sum;
+        status = W ? cli_stationary(a, ses, &exact, noise, 0, W, &info, &sum)
+                   : cli_data_error(a->cmd, NULL, "out of memory");
+        tr->stationary = status ? NAN : sum.second_moment;
+        free(W);
+    }
+    free(noise);
+    if (status)
+        return status;
     tr->rho = an.radius.rho;
     tr->verdict = an.verdict;
     tr->exact_rate = an.escape_rate_per_step;
@@ -306,6 +353,7 @@ static int simulate(const cli_args *a, const cli_session *ses,
         (status = cli_load_init(init, ses->prob->p, &S0)))
         goto done;
     o.init_moment = S0;
+    o.residuals = ses->prob->R;
     if (tr->rq->compare && (status = exact_columns(a, ses, S0, tr)))
         goto done;
     simulate_note_work(tr->rq, sgdstab_sim_work(ses->red, &o));

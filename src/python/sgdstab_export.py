@@ -7,6 +7,9 @@ The output is an .npz archive holding
                           (not loss gradients: those vanish at an
                           interpolating minimum and carry no curvature)
   residual     (n,)       |f(x_i) - y_i|, the training residual per sample
+  R            (n, k)     the residuals r_i = f(x_i) - y_i themselves, from
+                          which `sgdstab stationary` forms the gradient
+                          noise of a minimum that does not interpolate
   H            (p, p)     only with --hessian: the exact Hessian of the
                           canonical loss L = (1/2n) sum_i |f(x_i) - y_i|^2
                           (README, "The mathematics"), in the same
@@ -475,7 +478,7 @@ def _export(m, X, Y, path, loss, hessian, chunk, train_lr, train_batch,
         return _jacobian_autograd(m, x)
 
     tmp = _temporary_beside(path)
-    residual = np.empty(n)
+    R = np.empty((n, k))
     target_sq = float((Y ** 2).sum())
     H = np.zeros((m.p, m.p)) if hessian else None
     try:
@@ -490,13 +493,14 @@ def _export(m, X, Y, path, loss, hessian, chunk, train_lr, train_batch,
                         Jc.to(torch.float64).numpy(), dtype="<f8").tobytes())
                     with torch.no_grad():
                         r = m.outputs(x) - y
-                    residual[start:start + len(x)] = \
-                        r.to(torch.float64).norm(dim=1).numpy()
+                    R[start:start + len(x)] = r.to(torch.float64).numpy()
                     if hessian:
                         Hc = _hessian_functional(m, api, x, y, n) if api \
                             else _hessian_autograd(m, x, y, n)
                         H += Hc.detach().to(torch.float64).numpy()
+            residual = np.sqrt((R ** 2).sum(axis=1))
             _write_array(zf, "residual", residual)
+            _write_array(zf, "R", R)
             if hessian:
                 _write_array(zf, "H", 0.5 * (H + H.T))
             if V is not None:
