@@ -88,6 +88,15 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
         !isfinite(o->radius))
         return sgdstab_fail(err, SGDSTAB_EINVAL, "clip and radius must be "
                             "positive numbers");
+    if (o->lyapunov && (o->noise != SGDSTAB_NOISE_NONE || o->clip > 0 ||
+                        o->radius > 0 || o->residuals ||
+                        o->label_noise > 0 || o->steps < 10 ||
+                        o->init == SGDSTAB_INIT_ZERO))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "the Lyapunov exponent is "
+                            "that of the linear product: no injected noise, "
+                            "residual gradients, label noise, clipping or "
+                            "radius, a start off the minimum, and at least "
+                            "10 steps");
     const sgdstab_optimizer *op = &o->config.optimizer;
     if ((sgdstab_optimizer_lifted(op) || op->weight_decay > 0 ||
          op->second_moment) &&
@@ -250,6 +259,44 @@ static void welford(double *mean, double *m2, double x, size_t count)
     *m2 += d * (x - *mean);
 }
 
+/* ‖u‖ of the state u = (z, buffer); u scaled to norm 1. */
+static double renormalize(size_t r, int lifted, double *z, double *buf)
+{
+    double n2 = 0;
+    for (size_t j = 0; j < r; j++)
+        n2 += z[j] * z[j] + (lifted ? buf[j] * buf[j] : 0);
+    double norm = sqrt(n2);
+    for (size_t j = 0; j < r && norm > 0; j++) {
+        z[j] /= norm;
+        buf[j] /= norm;
+    }
+    return norm;
+}
+
+/* One run's estimate of the top Lyapunov exponent (simulate.h). */
+static double lyapunov_run(const mb_problem *pb, mb_work *w, double *z)
+{
+    const sgdstab_sim_options *o = pb->opt;
+    const size_t r = pb->r, T = o->steps, burn = T / 10;
+    const int lifted = sgdstab_optimizer_lifted(&o->config.optimizer);
+    double wnorm = 0, sum = 0;
+    memset(w->buf, 0, r * sizeof *w->buf);
+    if (!(renormalize(r, lifted, z, w->buf) > 0))
+        return NAN;
+    for (size_t t = 1; t <= T; t++) {
+        if (lifted)
+            optimizer_step(pb, w, z, t == 1);
+        else
+            sgd_step(pb, w, z, &wnorm);
+        double norm = renormalize(r, lifted, z, w->buf);
+        if (!(norm > 0) || !isfinite(norm))
+            return NAN;
+        if (t > burn)
+            sum += log(norm);
+    }
+    return sum / (double)(T - burn);
+}
+
 static void run_group(void *ctx, mb_work *w, size_t gi)
 {
     sim_state *st = ctx;
@@ -272,6 +319,10 @@ static void run_group(void *ctx, mb_work *w, size_t gi)
                     exit = t;
             }
             st->res->exit_step[run] = exit;
+            continue;
+        }
+        if (o->lyapunov) {
+            st->res->lyapunov[run] = lyapunov_run(pb, w, z);
             continue;
         }
         const int lifted = sgdstab_optimizer_lifted(&o->config.optimizer);
@@ -303,6 +354,7 @@ void sgdstab_sim_result_free(sgdstab_sim_result *res)
     free(res->group_norm2_mean);
     free(res->group_runs);
     free(res->exit_step);
+    free(res->lyapunov);
     free(res);
 }
 
@@ -384,6 +436,8 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
     bad |= !res->group_runs;
     if (opt->radius > 0) {
         bad |= !(res->exit_step = calloc(opt->runs, sizeof *res->exit_step));
+    } else if (opt->lyapunov) {
+        bad |= !(res->lyapunov = calloc(opt->runs, sizeof *res->lyapunov));
     } else {
         bad |= !(res->norm2_mean = malloc(T1 * sizeof(double)));
         bad |= !(res->norm2_sd = malloc(T1 * sizeof(double)));
@@ -396,7 +450,7 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
         grp->first = mb_group_first(opt->runs, g);
         grp->count = mb_group_first(opt->runs, g + 1) - grp->first;
         res->group_runs[g] = grp->count;
-        if (opt->radius > 0)
+        if (opt->radius > 0 || opt->lyapunov)
             continue;
         bad |= !(grp->n2_mean = calloc(T1, sizeof(double)));
         bad |= !(grp->n2_m2 = calloc(T1, sizeof(double)));
@@ -410,7 +464,7 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
     }
     status = mb_parallel(&st->pb, opt->runs, opt->threads, run_group, st,
                          progress, ctx, "simulation", err);
-    if (!status && opt->radius <= 0) {
+    if (!status && opt->radius <= 0 && !opt->lyapunov) {
         combine(st);
         status = check_finite(red, res, err);
     }
@@ -473,6 +527,22 @@ void sgdstab_sim_growth_rate(const sgdstab_sim_result *res, size_t from,
     *stderr_ = sqrt(var * (double)(G - 1) / (double)G);
     free(loo);
     free(slope);
+}
+
+void sgdstab_sim_lyapunov(const sgdstab_sim_result *res, double *mean,
+                          double *stderr_)
+{
+    *mean = *stderr_ = NAN;
+    if (!res->lyapunov)
+        return;
+    const size_t R = res->runs;
+    double m = 0, q = 0;
+    for (size_t i = 0; i < R; i++)
+        m += res->lyapunov[i] / (double)R;
+    for (size_t i = 0; i < R; i++)
+        q += (res->lyapunov[i] - m) * (res->lyapunov[i] - m);
+    *mean = m;
+    *stderr_ = R > 1 ? sqrt(q / (double)(R - 1) / (double)R) : NAN;
 }
 
 void sgdstab_sim_time_average(const sgdstab_sim_result *res, size_t from,

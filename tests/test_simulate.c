@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "sgdstab/moments.h"
+#include "sgdstab/optimizer.h"
 #include "sgdstab/param_space.h"
 #include "sgdstab/problem.h"
 #include "sgdstab/reduce.h"
@@ -273,6 +274,81 @@ static void test_log_slope(void **state)
     assert_true(isnan(sgdstab_log_slope(y, 4, 29)));
 }
 
+/* The top Lyapunov exponent (sgdstab_sim_lyapunov) against what must hold:
+ * one parameter, where each run's estimate is a time average of
+ * ln|1 − ηA_ξ| whose mean E ln|1 − ηA_ξ| is enumerated over every batch;
+ * full batch, where every run grows at ln of the step's largest
+ * |eigenvalue| (plain SGD and heavy ball); and λ₁ ≤ ½ ln ρ (Jensen) on a
+ * random problem, plain and with momentum, stable and unstable. */
+static void test_lyapunov(void **state)
+{
+    (void)state;
+    /* one parameter, n = 5, B = 2 without replacement: 10 batches */
+    const double J[5] = {0.3, 1.1, -0.7, 1.6, 0.9};
+    tu_fixture f = tu_fixture_of(tu_problem("1d", 5, 1, 1, J, NULL));
+    const double lr = 1.3;
+    double want = 0;
+    for (int i = 0; i < 5; i++)
+        for (int j = i + 1; j < 5; j++)
+            want += log(fabs(1 - lr * 0.5 * (J[i] * J[i] + J[j] * J[j]))) /
+                    10;
+    sgdstab_sim_options o = tu_sim_options(lr, 2, 2000, 400);
+    o.lyapunov = 1;
+    sgdstab_sim_result *res = simulate(&f, &o);
+    double got, se;
+    sgdstab_sim_lyapunov(res, &got, &se);
+    if (!(fabs(got - want) <= 4.5 * se) || !(se < 0.01 * fabs(want)))
+        fail_msg("1-D: lambda %.6g (s.e. %.2g), E ln|1 - eta A| = %.6g", got,
+                 se, want);
+    sgdstab_sim_result_free(res);
+    tu_fixture_free(&f);
+
+    tu_fixture g = tu_fixture_of(tu_random_problem(30, 1, 4, 1, 77));
+    sgdstab_error err;
+    sgdstab_stability *stab = sgdstab_stability_alloc(g.red, &err);
+    assert_non_null(stab);
+    const double h = g.red->lambda[0];  /* the largest */
+    for (int momentum = 0; momentum < 2; momentum++) {
+        /* full batch: deterministic */
+        sgdstab_sim_options d = tu_sim_options(1.5 / h, 30, 3000, 3);
+        d.config.optimizer.momentum = momentum ? 0.5 : 0;
+        d.lyapunov = 1;
+        res = simulate(&g, &d);
+        sgdstab_step_map map;
+        sgdstab_step_map_init(&d.config.optimizer, d.config.lr, 1, &map);
+        double top = 0;
+        for (size_t j = 0; j < g.red->r; j++)
+            top = fmax(top, sgdstab_step_map_radius(&map, g.red->lambda[j]));
+        sgdstab_sim_lyapunov(res, &got, &se);
+        if (!(fabs(got - log(top)) <= 2e-3))
+            fail_msg("full batch, momentum %d: lambda %.6g, ln|top "
+                     "eigenvalue| %.6g", momentum, got, log(top));
+        sgdstab_sim_result_free(res);
+        /* below ½ ln ρ, at 0.7 and 1.3 η*(4) */
+        sgdstab_critical cr;
+        assert_int_equal(sgdstab_critical_lr(stab, &d.config, &cr, &err), 0);
+        d.config.batch = 4;
+        assert_int_equal(sgdstab_critical_lr(stab, &d.config, &cr, &err), 0);
+        for (int u = 0; u < 2; u++) {
+            d.config.lr = (u ? 1.3 : 0.7) * cr.lr_critical;
+            d.steps = 2000;
+            d.runs = 50;
+            sgdstab_radius rad;
+            assert_int_equal(sgdstab_spectral_radius(stab, &d.config, NULL,
+                                                     &rad, NULL, &err), 0);
+            res = simulate(&g, &d);
+            sgdstab_sim_lyapunov(res, &got, &se);
+            if (!(got <= 0.5 * log(rad.rho) + 4 * se))
+                fail_msg("momentum %d, eta %.4g: lambda %.6g (s.e. %.2g) "
+                         "above (1/2) ln rho = %.6g", momentum,
+                         d.config.lr, got, se, 0.5 * log(rad.rho));
+            sgdstab_sim_result_free(res);
+        }
+    }
+    sgdstab_stability_free(stab);
+    tu_fixture_free(&g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_censored_mean),
         cmocka_unit_test(test_cancel_and_check),
         cmocka_unit_test(test_against_exact),
+        cmocka_unit_test(test_lyapunov),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

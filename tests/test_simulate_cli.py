@@ -2147,6 +2147,49 @@ def test_epoch_errors():
                        ["simulate", f, "--epoch", "--batch", "2"], "--lr")
 
 
+def test_lyapunov():
+    """--lyapunov: the JSON keys, lambda_1 <= (1/2) ln rho within 4
+    standard errors (plain SGD and heavy ball, below and above eta*), and
+    the refusals."""
+    case = epoch_case("lyap", 743, 12, 4)
+    for opts in ([], ["--momentum", "0.5"]):
+        c, _, e = harness.run_json("critical", case.path, "--batch", 3,
+                                   *case.extra, *opts)
+        if c is None:
+            report("lyapunov: critical", e)
+            continue
+        for f in (0.7, 1.4):
+            lr = f * c["critical"][0]["lr_critical"]
+            d, res, e = harness.run_json("simulate", case.path, "--lr", lr,
+                                         "--batch", 3, "--steps", 1500,
+                                         "--runs", 40, "--lyapunov",
+                                         "--quiet", *case.extra, *opts)
+            if d is not None:
+                missing = [k for k in ("lyapunov_exponent", "lyapunov_stderr",
+                                       "half_log_rho", "spectral_radius")
+                           if k not in d]
+                if missing:
+                    e.append("missing keys %r" % missing)
+                elif not (d["lyapunov_exponent"] <= d["half_log_rho"] +
+                          4 * d["lyapunov_stderr"]):
+                    e.append("lambda %r above (1/2) ln rho %r"
+                             % (d["lyapunov_exponent"], d["half_log_rho"]))
+            report("--lyapunov %s at %.1f eta*: below (1/2) ln rho"
+                   % (" ".join(opts) or "plain", f), e, res)
+    base = ["simulate", case.path, "--lr", "0.1", "--batch", "3", "--steps",
+            "100", "--lyapunov"]
+    for opt, extra, status in (("--compare", ["--compare"], 2),
+                               ("--csv", ["--csv", os.path.join(
+                                   WORK, "lyap.csv")], 2),
+                               ("label noise", ["--label-noise", "0.1"], 2),
+                               ("--init zero", ["--init", "zero"], 2)):
+        res = run(*base, *extra)
+        e = failure_errors(res, (1, 2))
+        if "lyapunov" not in res.err.lower():
+            e.append("stderr does not name --lyapunov")
+        report("--lyapunov with %s refused" % opt, e, res)
+
+
 # ----------------------------------------------------------------- main
 
 def body(work):
@@ -2177,6 +2220,7 @@ def body(work):
     test_epoch_reshuffle_exact()
     test_epoch_reproducibility()
     test_epoch_errors()
+    test_lyapunov()
     e = []
     if NZ > Z_BUDGET:
         e.append("%d statistical comparisons > budget %d: raise Z_BUDGET"

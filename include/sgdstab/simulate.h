@@ -56,6 +56,8 @@ typedef struct {
                                  batch's (stationary.h) */
     double label_noise;       /* σ ≥ 0: label noise, fresh for every
                                  element of every batch */
+    int lyapunov;             /* each run estimates the top Lyapunov
+                                 exponent instead (sgdstab_sim_lyapunov) */
     double clip;            /* > 0: the step is scaled to norm ≤ clip */
     double radius;          /* > 0: runs stop at their first exit ‖δ_t‖ > radius
                                and only exit steps are recorded */
@@ -74,6 +76,10 @@ typedef struct {
     /* With a radius: the first exit step of every run, 0 if it never left
      * within `steps`. */
     size_t *exit_step;
+    /* With lyapunov: each run's estimate of the top Lyapunov exponent of
+     * ‖δ_t‖ per step on the directions that move (NaN where the state
+     * vanished). */
+    double *lyapunov;
 } sgdstab_sim_result;
 
 /* The most floating-point operations one simulation may take: about a day
@@ -107,6 +113,16 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
                      void *ctx, sgdstab_error *err);
 
 void sgdstab_sim_result_free(sgdstab_sim_result *res);
+
+/* The top Lyapunov exponent λ₁ of the random product of the steps, per
+ * step, of ‖δ_t‖: the mean over runs of (1/(T − T₀)) Σ_{t>T₀} ln(‖u_t‖/
+ * ‖u_{t−1}‖), the state u (δ's moving part, and the buffer) renormalized
+ * every step and the first T₀ = T/10 steps left out, and its standard
+ * error over the independent runs.  Almost every run grows at λ₁ ≤ ½ ln ρ
+ * (Jensen), which can be below 0 where ρ > 1: mean-square unstable while
+ * almost every run stays. */
+void sgdstab_sim_lyapunov(const sgdstab_sim_result *res, double *mean,
+                          double *stderr_);
 
 /* The mean of ‖δ_t‖² over the runs averaged over the steps t = from..to
  * (an estimate of the stationary E‖δ‖² once the runs have settled), and

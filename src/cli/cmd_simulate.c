@@ -20,14 +20,15 @@
 #include "sgdstab/simulate.h"
 
 enum { OPT_RUNS = OPT_FIRST_PRIVATE, OPT_THREADS, OPT_FIT_FROM, OPT_COMPARE,
-       OPT_CLIP, OPT_NOISE, OPT_RADIUS, OPT_EPOCH, OPT_THRESHOLD };
+       OPT_CLIP, OPT_NOISE, OPT_RADIUS, OPT_EPOCH, OPT_THRESHOLD,
+       OPT_LYAPUNOV };
 
 static const char SIMULATE_HELP[] =
     "Usage: sgdstab simulate FILE --lr ETA --batch B --steps T [--runs R]\n"
     "                        [--seed S] [--sampling S] [--init S0.npy|zero]\n"
     "                        [--compare] [--fit-from T0] [--threads N]\n"
     "                        [--noise SPEC] [--clip C] [--radius R]\n"
-    "                        [--label-noise SIGMA]\n"
+    "                        [--label-noise SIGMA] [--lyapunov]\n"
     "                        [--csv F | --json] [--quiet] [--hessian H.npy]\n"
     "                        [--loss L] [--rank-tol RTOL]\n"
     "                        [--negative-curvature TOL] [--max-memory SIZE]\n"
@@ -98,6 +99,15 @@ static const char SIMULATE_HELP[] =
     "                    the exact curve's average (JSON:\n"
     "                    stationary_second_moment, time_average_second_moment,\n"
     "                    time_average_stderr, exact_time_average)\n"
+    "  --lyapunov        instead of moments, the top Lyapunov exponent of the\n"
+    "                    random product of the steps, per step, of |delta_t|:\n"
+    "                    each run renormalizes its state every step and\n"
+    "                    averages ln of the growth over steps T/10+1..T; the\n"
+    "                    mean over runs and its standard error, beside the\n"
+    "                    exact (1/2) ln rho, which bounds it from above\n"
+    "                    (JSON: lyapunov_exponent, lyapunov_stderr,\n"
+    "                    half_log_rho).  Every optimizer; not with --noise,\n"
+    "                    --clip, --radius, residuals or label noise\n"
     "  --epoch           estimate the one-epoch map at --lr (see above)\n"
     "  --threshold       estimate where the one-epoch map's radius crosses 1\n"
     "  --fit-from T0     first step of the growth-rate fit (default ceil(T/2))\n"
@@ -225,6 +235,7 @@ static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
         CLI_ARG("clip", OPT_CLIP), CLI_ARG("noise", OPT_NOISE),
         CLI_ARG("radius", OPT_RADIUS), CLI_FLAG("epoch", OPT_EPOCH),
         CLI_FLAG("threshold", OPT_THRESHOLD), CLI_OPT_LABEL_NOISE,
+        CLI_FLAG("lyapunov", OPT_LYAPUNOV),
         CLI_OPT_HELP, CLI_OPT_END};
     sgdstab_sim_options *o = &rq->o;
     int c, bad = 0;
@@ -246,6 +257,7 @@ static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
         case OPT_QUIET: rq->quiet = 1; break;
         case OPT_EPOCH: rq->epoch = 1; break;
         case OPT_THRESHOLD: rq->threshold = 1; break;
+        case OPT_LYAPUNOV: o->lyapunov = 1; break;
         case OPT_LABEL_NOISE: bad = cli_parse_label_noise(a->cmd, optarg, &o->label_noise); break;
         default: bad = cli_common_option(a, c, optarg);
         }
@@ -266,10 +278,11 @@ static int check_options(cli_args *a, sim_request *rq, sim_texts *t)
                           &a->csv, 1))
         return EXIT_USAGE;
     if (epoch && (t->steps || t->fit || t->init || o->noise || o->clip > 0 ||
-                  o->radius > 0 || a->csv || o->label_noise > 0))
+                  o->radius > 0 || a->csv || o->label_noise > 0 ||
+                  o->lyapunov))
         return cli_usage_error(a->cmd, "--epoch and --threshold take none of "
                                "--steps --fit-from --init --noise --clip "
-                               "--radius --csv --label-noise");
+                               "--radius --csv --label-noise --lyapunov");
     if (!epoch && !t->steps)
         return cli_usage_error(a->cmd, "missing --steps");
     const sgdstab_optimizer *op = &a->optimizer;

@@ -310,6 +310,48 @@ static int exact_columns(const cli_args *a, const cli_session *ses,
     return EXIT_OK;
 }
 
+/* --lyapunov: the top Lyapunov exponent beside the exact ½ ln ρ. */
+static int print_lyapunov(const cli_args *a, const cli_session *ses,
+                          const trajectories *tr,
+                          const sgdstab_sim_result *res)
+{
+    const sgdstab_sim_options *o = &tr->rq->o;
+    sgdstab_config exact = simulate_fresh_batches(&o->config);
+    sgdstab_analysis an;
+    sgdstab_error err;
+    if (sgdstab_analyze(ses->stab, &exact, &an, NULL, &err))
+        return cli_report_file(a->file, &err);
+    double lam, se, half = 0.5 * log(an.radius.rho);
+    sgdstab_sim_lyapunov(res, &lam, &se);
+    if (a->json) {
+        cJSON *j = simulate_json_head(a, ses, tr->rq);
+        cli_json_number(j, "lr", o->config.lr);
+        cli_json_size(j, "steps", o->steps);
+        cli_json_size(j, "burn_in", o->steps / 10);
+        cli_json_number(j, "lyapunov_exponent", lam);
+        cli_json_number(j, "lyapunov_stderr", se);
+        cli_json_number(j, "half_log_rho", half);
+        cli_json_number(j, "spectral_radius", an.radius.rho);
+        cli_json_number(j, "lr_critical", an.critical.lr_critical);
+        return cli_json_print(j);
+    }
+    printf("%s: %zu runs of %s with lr %.6g, batch %zu (sampling %s), seed "
+           "%lu\n", a->file, o->runs,
+           sgdstab_optimizer_title(&o->config.optimizer), o->config.lr,
+           o->config.batch, tr->rq->sampling_name, o->seed);
+    cli_print_optimizer(a, &o->config);
+    printf("  top Lyapunov exponent of |delta_t|  %.6g per step (standard "
+           "error %.2g; steps %zu..%zu of each run)\n", lam, se,
+           o->steps / 10 + 1, o->steps);
+    printf("  (1/2) ln rho, the mean square's     %.6g per step (rho = "
+           "%.10g, eta* = %.6g; sampling %s)\n", half, an.radius.rho,
+           an.critical.lr_critical, sgdstab_sampling_name(exact.sampling));
+    if (lam < 0 && half > 0)
+        printf("  mean-square unstable, yet almost every run contracts: "
+               "E|delta_t|^2 grows through rare runs\n");
+    return EXIT_OK;
+}
+
 /* The trajectories' own checks, after the common ones (cmd_simulate.c). */
 static int check_options(const cli_args *a, const sim_request *rq,
                          const char *fit_text, trajectories *tr)
@@ -318,9 +360,12 @@ static int check_options(const cli_args *a, const sim_request *rq,
     if (rq->compare && (o->noise || o->clip > 0))
         return cli_usage_error(a->cmd, "--compare has no exact counterpart "
                                "with --noise or --clip");
-    if (rq->compare && o->radius > 0)
+    if (rq->compare && (o->radius > 0 || o->lyapunov))
         return cli_usage_error(a->cmd, "--compare compares moments, which "
-                               "--radius does not record");
+                               "--radius and --lyapunov do not record");
+    if (o->lyapunov && (a->csv || o->radius > 0))
+        return cli_usage_error(a->cmd, "--lyapunov records no per-step "
+                               "moments (--csv) nor exits (--radius)");
     if (o->radius > 0 && a->csv)
         return cli_usage_error(a->cmd, "--csv holds per-step moments, which "
                                "--radius does not record (use --json)");
@@ -353,7 +398,7 @@ static int simulate(const cli_args *a, const cli_session *ses,
         (status = cli_load_init(init, ses->prob->p, &S0)))
         goto done;
     o.init_moment = S0;
-    o.residuals = ses->prob->R;
+    o.residuals = o.lyapunov ? NULL : ses->prob->R;  /* the product alone */
     if (tr->rq->compare && (status = exact_columns(a, ses, S0, tr)))
         goto done;
     simulate_note_work(tr->rq, sgdstab_sim_work(ses->red, &o));
@@ -365,6 +410,10 @@ static int simulate(const cli_args *a, const cli_session *ses,
     cli_progress_finish(&prog);
     if (st) {
         status = cli_report_file(a->file, &err);
+        goto done;
+    }
+    if (o.lyapunov) {
+        status = print_lyapunov(a, ses, tr, res);
         goto done;
     }
     if (a->csv && (status = write_csv(a->csv, res, tr)))
