@@ -57,21 +57,35 @@ int sgdstab_param_space_make(const sgdstab_problem *prob,
         for (size_t j = 0; j < r; j++)
             for (size_t i = 0; i < p; i++)
                 ps->rows[j * p + i] /= ps->root[i];
-    /* W = (rows P^{-1/2})(rows P^{-1/2})ᵀ. */
-    double *scaled = doubles(r * p);
-    if (!scaled) {
+    double *work = doubles(r * p);
+    if (!work) {
         sgdstab_param_space_free(ps);
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory for the "
                             "reduced basis (%zu x %zu)", red->source, r, p);
     }
-    for (size_t j = 0; j < r; j++)
-        for (size_t i = 0; i < p; i++)
-            scaled[j * p + i] = ps->rows[j * p + i] / ps->root[i];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)r,
-                (int)p, 1.0, scaled, (int)p, scaled, (int)p, 0.0, ps->W,
-                (int)r);
-    free(scaled);
+    sgdstab_param_space_gram(ps, -1, ps->W, work);
+    free(work);
     return SGDSTAB_OK;
+}
+
+/* dst = rows·diag(root^e) (rows itself without a preconditioner). */
+static void scaled_rows(const sgdstab_param_space *ps, int e, double *dst)
+{
+    const size_t r = ps->r, p = ps->p;
+    for (size_t j = 0; j < r; j++)
+        for (size_t i = 0; i < p; i++) {
+            double f = !ps->root ? 1 : e > 0 ? ps->root[i] : 1 / ps->root[i];
+            dst[j * p + i] = ps->rows[j * p + i] * f;
+        }
+}
+
+void sgdstab_param_space_gram(const sgdstab_param_space *ps, int exponent,
+                              double *out, double *work)
+{
+    const size_t r = ps->r, p = ps->p;
+    scaled_rows(ps, exponent, work);
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)r,
+                (int)p, 1.0, work, (int)p, work, (int)p, 0.0, out, (int)r);
 }
 
 void sgdstab_param_space_split(const sgdstab_param_space *ps,
@@ -124,10 +138,7 @@ static double start_rows(const sgdstab_param_space *ps, const double *S0,
 {
     const size_t r = ps->r, p = ps->p;
     double trace = 0;
-    for (size_t j = 0; j < r; j++)
-        for (size_t i = 0; i < p; i++)
-            scaled[j * p + i] =
-                ps->rows[j * p + i] * (ps->root ? ps->root[i] : 1);
+    scaled_rows(ps, 1, scaled);
     if (S0) {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)r, (int)p,
                     (int)p, 1.0, scaled, (int)p, S0, (int)p, 0.0, A, (int)p);

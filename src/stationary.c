@@ -221,24 +221,6 @@ static void data_curvature(const sgdstab_reduced *red,
                                 (ps->W ? ps->W[j * r + l] : (j == l));
 }
 
-/* U = QᵀPQ (the identity without a preconditioner). */
-static void metric_of_gradient(const sgdstab_param_space *ps, double *U,
-                               double *work)
-{
-    const size_t r = ps->r, p = ps->p;
-    memset(U, 0, r * r * sizeof *U);
-    if (!ps->root) {
-        for (size_t j = 0; j < r; j++)
-            U[j * r + j] = 1;
-        return;
-    }
-    for (size_t j = 0; j < r; j++)
-        for (size_t i = 0; i < p; i++)
-            work[j * p + i] = ps->rows[j * p + i] * ps->root[i];
-    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)r,
-                (int)p, 1.0, work, (int)p, work, (int)p, 0.0, U, (int)r);
-}
-
 int sgdstab_stationary_summarize(const sgdstab_problem *prob,
                                  const sgdstab_reduced *red,
                                  const sgdstab_config *cfg, const double *W,
@@ -259,7 +241,7 @@ int sgdstab_stationary_summarize(const sgdstab_problem *prob,
     }
     double *Hd = buf, *U = buf + rr, *A = buf + 2 * rr, *B = buf + 3 * rr;
     data_curvature(red, &ps, Hd);
-    metric_of_gradient(&ps, U, buf + 4 * rr);
+    sgdstab_param_space_gram(&ps, 1, U, buf + 4 * rr);  /* QᵀPQ */
     const double c = cfg->loss_scale;
     for (size_t i = 0; i < rr; i++) {
         out->second_moment += (ps.W ? ps.W[i] : (i % (r + 1) == 0)) * W[i];

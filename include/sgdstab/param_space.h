@@ -48,6 +48,12 @@ int sgdstab_param_space_make(const sgdstab_problem *prob,
                              sgdstab_param_space *ps, sgdstab_error *err);
 void sgdstab_param_space_free(sgdstab_param_space *ps);
 
+/* out = Qᵀ P^{exponent} Q (r×r) for exponent ±1: W for −1, the metric of
+ * the gradient's norm for +1; the identity, computed, without a
+ * preconditioner.  work holds r·p doubles. */
+void sgdstab_param_space_gram(const sgdstab_param_space *ps, int exponent,
+                              double *out, double *work);
+
 /* Split one δ (length p) into z (r), v (r) and *nu; work holds 2p
  * doubles. */
 void sgdstab_param_space_split(const sgdstab_param_space *ps,
