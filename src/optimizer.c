@@ -114,10 +114,14 @@ const char *sgdstab_optimizer_title(const sgdstab_optimizer *opt)
     }
 }
 
+int sgdstab_optimizer_decoupled_decay(const sgdstab_optimizer *opt)
+{
+    return opt->kind == SGDSTAB_OPTIMIZER_ADAMW && opt->weight_decay > 0;
+}
+
 int sgdstab_optimizer_lifted(const sgdstab_optimizer *opt)
 {
-    return opt->momentum > 0 ||
-           (opt->kind == SGDSTAB_OPTIMIZER_ADAMW && opt->weight_decay > 0);
+    return opt->momentum > 0 || sgdstab_optimizer_decoupled_decay(opt);
 }
 
 void sgdstab_optimizer_describe(const sgdstab_optimizer *opt, char *buf,

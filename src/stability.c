@@ -664,11 +664,12 @@ int sgdstab_critical_lr(sgdstab_stability *s, const sgdstab_config *cfg,
     if (st)
         return st;
     out->converged = 1;
+    const sgdstab_optimizer *o = &cfg->optimizer;
     if (s->red->hessian_min < 0) {
         out->kind = SGDSTAB_NOT_A_MINIMUM;
         return SGDSTAB_OK;
     }
-    if (s->red->hessian_min == 0) {
+    if (s->red->hessian_min == 0 && !sgdstab_optimizer_decoupled_decay(o)) {
         /* 𝒜₁ is singular: with b = 0 plain GD, η* = 2/λmax(H); with batch
          * noise the undamped directions make every η > 0 unstable. */
         if (b == 0) {
@@ -680,11 +681,9 @@ int sgdstab_critical_lr(sgdstab_stability *s, const sgdstab_config *cfg,
         }
         return SGDSTAB_OK;
     }
-    const sgdstab_optimizer *o = &cfg->optimizer;
     /* κ = 1 − ηλ (AdamW) and Nesterov's look-ahead make the condition at
      * z = 1 non-affine in 1/η: a root find. */
-    if (o->nesterov ||
-        (o->kind == SGDSTAB_OPTIMIZER_ADAMW && o->weight_decay > 0))
+    if (o->nesterov || sgdstab_optimizer_decoupled_decay(o))
         return sgdstab_lifted_critical(s->m, s->red, cfg, b, out, err);
     const double beta = o->momentum, beta2 = beta * beta;
     double gamma[2] = {(1 - beta) / (1 + beta), -beta / (1 - beta2)};

@@ -77,6 +77,48 @@ int sgdstab_gradient_noise(const sgdstab_reduced *red,
     return SGDSTAB_OK;
 }
 
+/* The count of undamped directions (sgdstab_null_drift) and, when map is
+ * not NULL, the step map of cfg. */
+static size_t undamped_directions(const sgdstab_reduced *red,
+                                  const sgdstab_config *cfg,
+                                  sgdstab_step_map *map)
+{
+    sgdstab_step_map own;
+    if (!map)
+        map = &own;
+    sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, map);
+    size_t count = 0;
+    for (size_t j = 0; j < red->r && map->kappa >= 1; j++)
+        count += red->lambda[j] == 0;
+    return count;
+}
+
+int sgdstab_null_space_drift(const sgdstab_problem *prob,
+                             const sgdstab_reduced *red,
+                             const sgdstab_config *cfg, const double *C,
+                             sgdstab_null_drift *out, sgdstab_error *err)
+{
+    sgdstab_step_map map;
+    memset(out, 0, sizeof *out);
+    out->directions = undamped_directions(red, cfg, &map);
+    if (!out->directions)
+        return SGDSTAB_OK;
+    sgdstab_param_space ps;
+    int st = sgdstab_param_space_make(prob, red, cfg, &ps, err);
+    if (st)
+        return st;
+    const size_t r = red->r;
+    double trace = 0;
+    for (size_t j = 0; j < r; j++)
+        for (size_t l = 0; l < r; l++)
+            if (red->lambda[j] == 0 && red->lambda[l] == 0)
+                trace += (ps.W ? ps.W[j * r + l] : (j == l)) * C[l * r + j];
+    const double gain = map.step / (1 - map.beta);
+    out->rate = gain * gain * trace;
+    sgdstab_param_space_free(&ps);
+    return SGDSTAB_OK;
+}
+
 /* D = ℒ₁⁻¹ on the packed coordinates; SGDSTAB_ENUMERIC unless every entry
  * is positive (η beyond the noise-free limit). */
 static int inverse_gains(const sgdstab_reduced *red, const sgdstab_config *cfg,
@@ -181,11 +223,12 @@ int sgdstab_stationary_solve(sgdstab_moments *m, const sgdstab_reduced *red,
     if (st || (st = sgdstab_batch_coefficients(cfg->sampling, red->n,
                                                cfg->batch, &a, &b, err)))
         return st;
-    if (red->r > 0 && !(red->hessian_min > 0))
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: H has curvature %g on a "
-                            "direction J moves: the noise there is not "
+    size_t undamped = undamped_directions(red, cfg, NULL);
+    if (undamped)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: H has curvature 0 on "
+                            "%zu direction%s J moves: the noise there is not "
                             "damped, and no stationary state exists",
-                            red->source, red->hessian_min);
+                            red->source, undamped, undamped > 1 ? "s" : "");
     const size_t r = red->r, dim = sgdstab_sym_dim(r);
     double *buf = malloc((dim ? 6 * dim : 1) * sizeof *buf);
     if (!buf)

@@ -3,7 +3,9 @@ Kronecker solve of Mulayoff and Michaeli, vec S = eta b (2C - eta D)^+ vec
 Sigma_g (C = (H (+) H)/2, D = E[H_xi (x) H_xi]), in parameter space for all
 three samplings, k = 1 and 3; the full-batch label-noise closed form
 S = (eta sigma^2/n)(2I - eta H)^-1 on the range; zero residuals without
-label noise give S = 0; the unstable report; the CSV; bad input refused in
+label noise give S = 0; the unstable report; a supplied H singular where
+J moves: the random walk's rate against torch.optim's update rule, and
+with weight decay the dense solve; the CSV; bad input refused in
 one line; evolve with the noise tends to the stationary solve, and
 simulate's runs with residual gradients and label noise agree with the
 exact evolution (z-scores) for plain SGD, heavy ball and Adam.
@@ -37,23 +39,135 @@ def coefficients(sampling, n, B):
     return 1.0, (1 - B / n) / B
 
 
-def mulayoff_michaeli(J, R, lr, B, sampling, sigma):
+def gradient_covariance(J, R, B, sampling, sigma):
+    """Sigma (p x p): the covariance of a batch's mean gradient (c = 1),
+    label noise included."""
+    n = J.shape[0]
+    a, b = coefficients(sampling, n, B)
+    g = np.array([J[i].T @ R[i] for i in range(n)])
+    gbar = g.mean(axis=0)
+    G = sum(J[i].T @ J[i] for i in range(n)) / n
+    return (b * (g.T @ g) / n - (1 - a) * np.outer(gbar, gbar) +
+            sigma ** 2 / B * G)
+
+
+def mulayoff_michaeli(J, R, lr, B, sampling, sigma, H=None, decay=0.0):
     """E|delta|^2, (1/2) tr(H S), tr(H S H) of S = eta b (2C - eta D)^+ vec
-    Sigma (c = 1), Sigma = the gradient covariance (with label noise)."""
+    Sigma (c = 1), Sigma = the gradient covariance (with label noise).  A
+    supplied H and coupled weight decay enter every batch Hessian as the
+    deterministic part H + decay I - G (the loss's H alone in the
+    summary)."""
     n, k, p = J.shape
     a, b = coefficients(sampling, n, B)
     A = [J[i].T @ J[i] for i in range(n)]
-    H = sum(A) / n
+    G = sum(A) / n
+    H = G if H is None else H
     I = np.eye(p)
-    D = a * np.kron(H, H) + b * sum(np.kron(Ai, Ai) for Ai in A) / n
-    Cop = 0.5 * (np.kron(H, I) + np.kron(I, H))
-    g = np.array([J[i].T @ R[i] for i in range(n)])
-    gbar = g.mean(axis=0)
-    Sigma = b * (g.T @ g) / n - (1 - a) * np.outer(gbar, gbar)
-    Sigma += sigma ** 2 / B * H
+    Hd = H + decay * I
+    Delta = Hd - G
+    D = (a * np.kron(G, G) + b * sum(np.kron(Ai, Ai) for Ai in A) / n +
+         np.kron(G, Delta) + np.kron(Delta, G) + np.kron(Delta, Delta))
+    Cop = 0.5 * (np.kron(Hd, I) + np.kron(I, Hd))
+    Sigma = gradient_covariance(J, R, B, sampling, sigma)
     S = lr * (np.linalg.pinv(2 * Cop - lr * D) @ Sigma.reshape(-1))
     S = S.reshape(p, p)
     return np.trace(S), 0.5 * np.trace(H @ S), np.trace(H @ S @ H)
+
+
+def impulse_gain(lr, momentum, dampening, nesterov, steps=5000):
+    """How far torch.optim.SGD's update (its buffer filled, zero) moves a
+    parameter of zero curvature in all after one unit gradient: the
+    per-step standard deviation of the random walk per unit of gradient
+    noise."""
+    x, buf = 0.0, 0.0
+    for t in range(steps):
+        g = 1.0 if t == 0 else 0.0
+        buf = momentum * buf + (1 - dampening) * g
+        x -= lr * (g + momentum * buf if nesterov else buf)
+    return abs(x)
+
+
+def null_space(work, rng):
+    """A supplied H singular on a direction J moves: no stationary state,
+    the random walk's rate; weight decay restores the stationary state."""
+    n, p, B = 7, 4, 3
+    J = rng.standard_normal((n, 1, p)) / np.sqrt(p)
+    R = centred_residuals(J, rng)
+    G = J[:, 0, :].T @ J[:, 0, :] / n
+    w, V = np.linalg.eigh(G)
+    w[0] = 0.0
+    H = (V * w) @ V.T
+    u = V[:, 0]
+    path = os.path.join(work, "nullH.npz")
+    np.savez(path, J=J, R=R, H=H)
+    lr = 0.5 / w.max()
+    optimizers = (("plain SGD", 0.0, 0.0, False),
+                  ("heavy ball 0.9", 0.9, 0.0, False),
+                  ("momentum 0.6, dampening 0.3", 0.6, 0.3, False),
+                  ("nesterov 0.8", 0.8, 0.0, True))
+    for sampling in h.SAMPLINGS:
+        for sigma in (0.0, 0.3):
+            for name, beta, tau, nest in optimizers:
+                opts = ["--momentum", beta, "--dampening", tau]
+                opts += ["--nesterov"] if nest else []
+                d, res, e = h.run_json("stationary", path, "--lr", lr,
+                                       "--batch", B, "--sampling", sampling,
+                                       "--label-noise", sigma, *opts)
+                Sigma = gradient_covariance(J, R, B, sampling, sigma)
+                want = impulse_gain(lr, beta, tau, nest) ** 2 * (u @ Sigma @ u)
+                if d is not None and (
+                        d["stable"] or d["null_space_directions"] != 1 or
+                        not h.close_rel(d["null_space_drift_rate"], want,
+                                        1e-9)):
+                    e.append("stable %r, directions %r, drift %r, want %r"
+                             % (d["stable"], d["null_space_directions"],
+                                d["null_space_drift_rate"], want))
+                h.report("singular H, %s, %s, sigma %g: the random walk"
+                         % (name, sampling, sigma), e, res)
+    res = h.run("stationary", path, "--lr", lr, "--batch", B,
+                "--label-noise", 0.3)
+    e = h.failure_errors(res, (0,)) if res.rc else []
+    if "random walk" not in res.out:
+        e.append("the text does not report the random walk")
+    h.report("singular H: the text", e, res)
+
+    for sampling in h.SAMPLINGS:
+        d, res, e = h.run_json("stationary", path, "--lr", lr, "--batch", B,
+                               "--sampling", sampling, "--label-noise", 0.3,
+                               "--weight-decay", 0.2)
+        if d is not None:
+            want = mulayoff_michaeli(J, R, lr, B, sampling, 0.3, H, 0.2)
+            for key, wv in zip(("second_moment", "excess_loss",
+                                "gradient_norm_sq"), want):
+                if not h.close_rel(d[key], wv, 1e-9):
+                    e.append("%s %r, Mulayoff-Michaeli %r" % (key, d[key], wv))
+            if d["null_space_directions"] != 0:
+                e.append("null_space_directions %r with weight decay"
+                         % d["null_space_directions"])
+        h.report("singular H, weight decay 0.2, %s: the dense solve"
+                 % sampling, e, res)
+
+    v = os.path.join(work, "v_null.npy")
+    np.save(v, rng.uniform(0.5, 2.0, p))
+    adamw = ["--batch", B, "--optimizer", "adamw", "--weight-decay", 0.5,
+             "--second-moment", v]
+    c, res, e = h.run_json("critical", path, *adamw)
+    st = ev = None
+    if c is not None:
+        point = ["--lr", 0.5 * c["critical"][0]["lr_critical"],
+                 "--label-noise", 0.3] + adamw
+        st, res, e = h.run_json("stationary", path, *point)
+        ev, res2, e2 = h.run_json("evolve", path, "--steps", 3000, *point)
+        e += e2
+    if st is not None and ev is not None and not (
+            st["stable"] and st["null_space_directions"] == 0 and
+            h.close_rel(ev["second_moment"][-1], st.get("second_moment"),
+                        1e-8)):
+        e.append("stable %r, directions %r, stationary %r, evolve %r"
+                 % (st["stable"], st["null_space_directions"],
+                    st.get("second_moment"), ev["second_moment"][-1]))
+    h.report("singular H, AdamW's decoupled decay: stationary = evolve's "
+             "limit", e, res)
 
 
 def body(work):
@@ -179,6 +293,8 @@ def body(work):
         e.append("above eta*: stable %r rho %r" % (d["stable"],
                                                    d["spectral_radius"]))
     h.report("unstable: no stationary state, the escape rate", e, res)
+
+    null_space(work, rng)
 
     Jk = rng.standard_normal((6, 2, 4))
     bad = {"shape": dict(J=Jk, R=np.zeros((6, 3))),

@@ -81,6 +81,10 @@ const char *sgdstab_optimizer_title(const sgdstab_optimizer *opt);
  * decides. */
 int sgdstab_optimizer_lifted(const sgdstab_optimizer *opt);
 
+/* AdamW with weight decay λ > 0: every step multiplies the parameters by
+ * κ = 1 − ηλ < 1, so even directions of zero curvature contract. */
+int sgdstab_optimizer_decoupled_decay(const sgdstab_optimizer *opt);
+
 /* The buffer's gain s: 1 − τ (SGD with momentum), 1 − β₁ (Adam, AdamW
  * with β₁ > 0), 1 without momentum (PyTorch bypasses the buffer). */
 double sgdstab_optimizer_buffer_gain(const sgdstab_optimizer *opt);

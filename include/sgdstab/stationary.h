@@ -71,14 +71,35 @@ typedef struct {
  * NULL: the defaults).
  * SGDSTAB_ENUMERIC when conjugate
  * gradients meets a direction of non-positive curvature: the map is not
- * stable (ρ ≥ 1), and there is no stationary state.  SGDSTAB_EINVAL when H
- * has curvature 0 on a direction the reduced space holds (a supplied H
- * singular where J moves): the noise there is not damped. */
+ * stable (ρ ≥ 1), and there is no stationary state.  SGDSTAB_EINVAL when
+ * the reduced space holds an undamped direction (sgdstab_null_drift). */
 int sgdstab_stationary_solve(sgdstab_moments *m, const sgdstab_reduced *red,
                              const sgdstab_config *cfg, const double *C,
                              const sgdstab_stationary_options *opt,
                              double *W, sgdstab_stationary_info *info,
                              sgdstab_error *err);
+
+/* Directions of the reduced space the noise-free step does not contract:
+ * curvature 0 (a supplied H singular where J moves), no coupled decay
+ * lifting it, no decoupled decay shrinking it.  There the additive noise
+ * is not damped (Mulayoff–Michaeli, Thms 4–5): a random walk, whose
+ * variance grows each step by
+ *     rate = (s·c·η/(1 − β))² · tr(W_NN C_NN),
+ * N those directions, W = QᵀP⁻¹Q their metric in parameter space (I
+ * without a preconditioner), s·c·η/(1 − β) the step's response to a
+ * constant gradient once the buffer has filled (optimizer.h).  The batch
+ * noise of those directions makes ρ ≥ 1 besides: no stationary state. */
+typedef struct {
+    size_t directions;
+    double rate;  /* per step, in E‖δ‖² (parameter space) */
+} sgdstab_null_drift;
+
+/* The drift of C (r×r, from sgdstab_gradient_noise) at cfg for red made
+ * from prob by sgdstab_reduce_for; rate 0 when directions is 0. */
+int sgdstab_null_space_drift(const sgdstab_problem *prob,
+                             const sgdstab_reduced *red,
+                             const sgdstab_config *cfg, const double *C,
+                             sgdstab_null_drift *out, sgdstab_error *err);
 
 typedef struct {
     double second_moment;     /* E‖δ‖² = tr S∞, in parameter space */

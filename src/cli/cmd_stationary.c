@@ -44,7 +44,10 @@ static const char STATIONARY_HELP[] =
     "  relaxation_steps  -1/ln rho: steps per factor e towards S\n"
     "and the variance along each eigendirection of H against its curvature\n"
     "(--csv).  Unstable (rho >= 1): there is no stationary state, and the\n"
-    "escape rate is reported instead.\n"
+    "escape rate is reported instead.  Where a supplied H has curvature 0 on\n"
+    "directions J moves (and no weight decay acts there) the gradient noise\n"
+    "is not damped: a random walk, whose per-step growth of E|delta|^2 is\n"
+    "reported (null_space_drift_rate) beside the escape rate.\n"
     "\n"
     "Options:\n"
     "  --lr ETA          learning rate (required)\n"
@@ -63,7 +66,8 @@ static const char STATIONARY_HELP[] =
     "                    excess_loss, gradient_norm_sq, relaxation_steps,\n"
     "                    relative_residual, iterations, converged,\n"
     "                    mean_gradient_norm, gradient_spread; when not,\n"
-    "                    escape_rate_per_step\n"
+    "                    escape_rate_per_step; always null_space_directions\n"
+    "                    and null_space_drift_rate\n"
     CLI_HELP_PROBLEM_OPTIONS
     CLI_HELP_OPTIMIZER_OPTIONS
     "  -h, --help        show this help\n"
@@ -78,6 +82,7 @@ typedef struct {
     sgdstab_gradient_stats stats;
     sgdstab_stationary_info info;
     sgdstab_stationary_summary sum;
+    sgdstab_null_drift drift;
     double sigma;
     double *W;  /* r×r, NULL when unstable */
 } stationary_result;
@@ -117,6 +122,12 @@ static void print_text(const cli_args *a, const cli_session *ses,
         printf("  no stationary state: rho = %.15g >= 1 (eta* = %.10g); "
                "E|delta_t|^2 grows at %.6g per step\n", rho,
                res->an.critical.lr_critical, res->an.escape_rate_per_step);
+        if (res->drift.directions)
+            printf("  null space       H has curvature 0 on %zu direction%s J "
+                   "moves: there the gradient noise is a random walk, alone "
+                   "adding %.6g to E|delta|^2 per step (Mulayoff-Michaeli, "
+                   "Thms 4-5)\n", res->drift.directions,
+                   res->drift.directions > 1 ? "s" : "", res->drift.rate);
         return;
     }
     printf("  stationary state (rho = %.15g, eta* = %.10g)\n", rho,
@@ -146,6 +157,8 @@ static int print_json(const cli_args *a, const cli_session *ses,
     cJSON_AddBoolToObject(o, "stable", res->W != NULL);
     cli_json_number(o, "spectral_radius", res->an.radius.rho);
     cli_json_number(o, "lr_critical", res->an.critical.lr_critical);
+    cli_json_size(o, "null_space_directions", res->drift.directions);
+    cli_json_number(o, "null_space_drift_rate", res->drift.rate);
     if (!res->W) {
         cli_json_number(o, "escape_rate_per_step",
                         res->an.escape_rate_per_step);
@@ -163,6 +176,23 @@ static int print_json(const cli_args *a, const cli_session *ses,
     cli_json_size(o, "iterations", res->info.iterations);
     cJSON_AddBoolToObject(o, "converged", res->info.converged);
     return cli_json_print(o);
+}
+
+/* Where the map is unstable: the random walk of the undamped directions,
+ * if there are any. */
+static int null_space_drift(const cli_args *a, const cli_session *ses,
+                            stationary_result *res)
+{
+    double *C = NULL;
+    int status = cli_gradient_noise(a, ses, &ses->cfg, res->sigma, &C,
+                                    &res->stats);
+    sgdstab_error err;
+    if (!status && C &&
+        sgdstab_null_space_drift(ses->prob, ses->red, &ses->cfg, C,
+                                 &res->drift, &err))
+        status = cli_report_file(a->file, &err);
+    free(C);
+    return status;
 }
 
 /* C, the stationary-point check, the solve and its summary. */
@@ -228,6 +258,8 @@ int cmd_stationary(int argc, char **argv)
         status = cli_report_file(args.file, &err);
     else if (res.an.radius.rho < 1 && res.an.stable)
         status = solve(&args, &ses, max_it, &res);
+    else if (ses.red->hessian_min <= 0)
+        status = null_space_drift(&args, &ses, &res);
     if (!status && args.json)
         status = print_json(&args, &ses, &res);
     else if (!status)
