@@ -5,6 +5,7 @@
 
 #include "sgdstab/moments.h"
 #include "sgdstab/reduce.h"
+#include "sgdstab/simulate.h"
 
 /* One solve done: report it, and turn a request to stop into an error. */
 static int tick(sgdstab_progress_fn progress, void *ctx, size_t *done,
@@ -95,6 +96,8 @@ int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
         bd->momentum = at.optimizer.momentum;
         bd->critical = crit[i];
         bd->lr_critical_mean = sgdstab_lr_mean_limit(red, &at);
+        bd->lr_lyapunov = NAN;
+        bd->lyapunov_side = 1;
         st = sgdstab_batch_coefficients(cfg->sampling, n, at.batch, &bd->a,
                                         &bd->b, err);
         if (!st && th && !sgdstab_optimizer_lifted(&at.optimizer))
@@ -116,6 +119,7 @@ int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
             pt->batch = at.batch;
             pt->momentum = at.optimizer.momentum;
             pt->lr = lrs[j];
+            pt->lyapunov = pt->lyapunov_stderr = NAN;
             st = sgdstab_spectral_radius(s, &at, &bd->critical, &pt->radius,
                                          NULL, err);
             if (st)
@@ -127,5 +131,80 @@ int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
                          lrs[j] <= bd->critical.lr_critical;
             st = tick(ax->progress, ax->progress_ctx, &done, total, err);
         }
+    return st;
+}
+
+/* Where the row's λ₁ first turns ≥ 0 (sgdstab_phase_boundary). */
+static void lyapunov_crossing(const double *lrs, const sgdstab_phase_point *row,
+                              size_t nl, sgdstab_phase_boundary *bd)
+{
+    bd->lr_lyapunov = NAN;
+    bd->lyapunov_side = 1;
+    for (size_t j = 0; j < nl; j++) {
+        if (!(row[j].lyapunov >= 0))
+            continue;
+        bd->lyapunov_side = j == 0 ? -1 : 0;
+        if (j > 0) {
+            /* λ₁ ≤ ½ ln ρ < 0 below η*: the crossing is not below it. */
+            double y0 = row[j - 1].lyapunov, y1 = row[j].lyapunov;
+            double t = y0 < 0 ? y0 / (y0 - y1) : 0;
+            double lr = exp(log(lrs[j - 1]) +
+                            t * (log(lrs[j]) - log(lrs[j - 1])));
+            double floor = bd->critical.kind == SGDSTAB_MINIMUM_OK
+                               ? bd->critical.lr_critical : 0;
+            bd->lr_lyapunov = fmin(fmax(lr, floor), lrs[j]);
+        }
+        return;
+    }
+}
+
+/* The simulation of grid point (i, j). */
+static sgdstab_sim_options lyapunov_options(const sgdstab_config *cfg,
+                                            const sgdstab_phase_axes *ax,
+                                            const sgdstab_lyapunov_options *o,
+                                            size_t i, size_t j)
+{
+    sgdstab_sim_options so = {.config = row_config(cfg, ax, i),
+                              .steps = o->steps, .runs = o->runs,
+                              .seed = o->seed, .lyapunov = 1,
+                              .threads = o->threads};
+    so.config.lr = ax->lrs[j];
+    return so;
+}
+
+int sgdstab_phase_lyapunov(const sgdstab_reduced *red,
+                           const sgdstab_problem *prob,
+                           const sgdstab_config *cfg,
+                           const sgdstab_phase_axes *ax,
+                           const sgdstab_lyapunov_options *opt,
+                           sgdstab_phase_boundary *boundary,
+                           sgdstab_phase_point *grid, sgdstab_error *err)
+{
+    const size_t rows = sgdstab_phase_rows(ax), nl = ax->nl;
+    size_t done = 0;
+    double work = 0;
+    for (size_t i = 0; i < rows; i++) {
+        sgdstab_sim_options so = lyapunov_options(cfg, ax, opt, i, 0);
+        work += (double)nl * sgdstab_sim_work(red, &so);
+    }
+    int st = sgdstab_work_check(work, SGDSTAB_WORK_MAX, "the Monte Carlo of "
+                                "the phase diagram", err);
+    for (size_t i = 0; i < rows && !st; i++) {
+        for (size_t j = 0; j < nl && !st; j++) {
+            sgdstab_sim_options so = lyapunov_options(cfg, ax, opt, i, j);
+            sgdstab_sim_result *res = NULL;
+            st = sgdstab_simulate(red, prob, &so, &res, NULL, NULL, err);
+            if (!st) {
+                sgdstab_phase_point *pt = &grid[i * nl + j];
+                sgdstab_sim_lyapunov(res, &pt->lyapunov,
+                                     &pt->lyapunov_stderr);
+                st = tick(ax->progress, ax->progress_ctx, &done, rows * nl,
+                          err);
+            }
+            sgdstab_sim_result_free(res);
+        }
+        if (!st)
+            lyapunov_crossing(ax->lrs, grid + i * nl, nl, &boundary[i]);
+    }
     return st;
 }

@@ -237,6 +237,10 @@ def test_errors(tmp):
          "phase.color_range"),
         ("phase.title", dict(base, phase={"lr": "0.1:1", "title": 3}),
          "phase.title"),
+        ("phase.lyapunov.runs", dict(base, phase={
+            "lr": "0.1:1", "lyapunov": {"runs": 1}}), "phase.lyapunov.runs"),
+        ("phase.lyapunov unknown key", dict(base, phase={
+            "lr": "0.1:1", "lyapunov": {"run": 8}}), "phase.lyapunov.run"),
         # six fields overran the --lr parser's field array (a crash)
         ("phase.lr six fields", dict(base, phase={"lr": "1:1:1:1:1:1"}),
          "phase.lr"),
@@ -1062,7 +1066,57 @@ def test_figures(tmp):
           f"--plot-size 600,400: {r.returncode} {r.stderr!r}")
 
 
+def test_lyapunov(tmp):
+    """phase.lyapunov: the Monte Carlo boundary of `phase --lyapunov` with
+    the spec's runs, steps and seed, on the same minimum; its sentence in
+    the report and its numbers in summary.json."""
+    params = {"samples": 12, "inputs": 3, "outputs": 1, "width": 5,
+              "seed": 7}
+    spec = {"family": "rfm", "params": params, "batch": [1, 3, 12],
+            "phase": {"lr": "0.5:20:12:log",
+                      "lyapunov": {"runs": 4, "steps": 300, "seed": 9}}}
+    path = os.path.join(tmp, "ly.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    out = os.path.join(tmp, "ly-out")
+    r = run("run", path, "--out", out, "--quiet")
+    check(r.returncode == 0, f"lyapunov spec: exit {r.returncode} {r.stderr}")
+    if r.returncode:
+        return
+    npz = os.path.join(tmp, "ly.npz")
+    bd = os.path.join(tmp, "ly-boundary.csv")
+    r = run("synth", "rfm", "-o", npz, *[f"--{k}={v}" for k, v in
+                                          params.items()])
+    r2 = run("phase", npz, "--batch", "1,3,12", "--lr", "0.5:20:12:log",
+             "--lyapunov", "--runs", "4", "--steps", "300", "--seed", "9",
+             "--quiet", "--boundary-csv", bd)
+    check(r.returncode == 0 and r2.returncode == 0,
+          f"synth/phase: {r.stderr} {r2.stderr}")
+    if r2.returncode:
+        return
+    got = read_csv(os.path.join(out, "phase-boundary.csv"))
+    want = read_csv(bd)
+    # the same simulations; eta* (the floor of lr_lyapunov) to its solver's
+    # accuracy
+    check(len(got) == len(want) and all(
+        g["lyapunov_crossing"] == w["lyapunov_crossing"] and
+        (g["lr_lyapunov"] == w["lr_lyapunov"] == "nan" or
+         abs(float(g["lr_lyapunov"]) - float(w["lr_lyapunov"])) <=
+         1e-9 * float(w["lr_lyapunov"])) for g, w in zip(got, want)),
+        f"run's Monte Carlo boundary {got}, phase's {want}")
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    ph = summary["cases"][0]["phase"]
+    inside = [float(w["lr_lyapunov"]) / float(w["lr_critical"])
+              for w in want if w["lyapunov_crossing"] == "inside"]
+    check(ph["lyapunov_rows_inside"] == len(inside) and
+          (not inside or abs(ph["lyapunov_band_max"] - max(inside)) <=
+           1e-12 * max(inside)), f"summary.json phase {ph}")
+    report = open(os.path.join(out, "report.md")).read()
+    check("Monte Carlo" in report, "report.md lacks the Monte Carlo boundary")
+
+
 with tempfile.TemporaryDirectory() as tmp:
+    test_lyapunov(tmp)
     test_success(tmp)
     test_errors(tmp)
     test_figures(tmp)

@@ -6,13 +6,22 @@
  * learning-rate limits of theory.h.  All solves share one workspace: the
  * boundary is one critical curve, and the grid is visited column by column
  * (B ascending) going up and down η in turn, so that every solve starts
- * from the eigensolver basis of its neighbour. */
+ * from the eigensolver basis of its neighbour.
+ *
+ * Optionally (sgdstab_phase_lyapunov) the typical run beside the mean
+ * square: at every grid point the top Lyapunov exponent λ₁ of the random
+ * product by Monte Carlo (simulate.h), and per row the learning rate where
+ * λ₁ crosses 0.  λ₁ ≤ ½ ln ρ, so that crossing lies at or above η*(B): in
+ * the band between them the mean square diverges while almost every run
+ * stays. */
 #ifndef SGDSTAB_PHASE_H
 #define SGDSTAB_PHASE_H
 
 #include <stddef.h>
 #include "sgdstab/config.h"
+#include "sgdstab/problem.h"
 #include "sgdstab/progress.h"
+#include "sgdstab/reduce.h"
 #include "sgdstab/stability.h"
 #include "sgdstab/status.h"
 #include "sgdstab/theory.h"
@@ -29,6 +38,8 @@ typedef struct {
     double escape_rate_per_step;    /* ln ρ⊥ */
     double escape_rate_per_epoch;   /* (n/B) ln ρ⊥ */
     int stable;                     /* η ≤ η*(B) at a minimum */
+    double lyapunov;                /* λ₁ per step and its standard error */
+    double lyapunov_stderr;         /* (NaN unless sgdstab_phase_lyapunov) */
 } sgdstab_phase_point;
 
 typedef struct {
@@ -41,6 +52,13 @@ typedef struct {
     sgdstab_lr_bounds bounds;       /* theory.h; all NaN without theory or
                                        with an optimizer other than plain
                                        SGD (the theory is plain SGD's) */
+    /* From sgdstab_phase_lyapunov: where λ₁ first turns ≥ 0 going up η,
+     * interpolated linearly in ln η between the two grid points around it
+     * and not below η*(B) (side 0); side −1 when λ₁ ≥ 0 already at the smallest η of the
+     * grid, +1 when λ₁ < 0 at every η of it (lr_lyapunov NaN then, and
+     * without Monte Carlo). */
+    double lr_lyapunov;
+    int lyapunov_side;
 } sgdstab_phase_boundary;
 
 /* The axes of a diagram: its rows are batch sizes batches[0..nb), or, when
@@ -73,6 +91,29 @@ int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
                           const sgdstab_phase_axes *ax,
                           sgdstab_phase_boundary *boundary,
                           sgdstab_phase_point *grid, sgdstab_error *err);
+
+/* The Monte Carlo of sgdstab_phase_lyapunov: at every grid point runs
+ * trajectories of steps steps (sgdstab_sim_options's lyapunov mode), from
+ * the same seed at every point (common random numbers: the estimates of
+ * neighbouring points share their noise, and the crossing is sharper);
+ * threads 0: one per processor. */
+typedef struct {
+    size_t runs, steps;
+    unsigned long seed;
+    size_t threads;
+} sgdstab_lyapunov_options;
+
+/* λ₁ at every point of grid (filled by sgdstab_phase_compute on ax, for
+ * red made from prob by sgdstab_reduce_for for cfg), and every row's
+ * crossing into boundary.  ax's progress callback is told after every
+ * point. */
+int sgdstab_phase_lyapunov(const sgdstab_reduced *red,
+                           const sgdstab_problem *prob,
+                           const sgdstab_config *cfg,
+                           const sgdstab_phase_axes *ax,
+                           const sgdstab_lyapunov_options *opt,
+                           sgdstab_phase_boundary *boundary,
+                           sgdstab_phase_point *grid, sgdstab_error *err);
 
 #ifdef __cplusplus
 }

@@ -32,6 +32,8 @@ static const char PHASE_HELP[] =
     "                     [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
     "                     [--negative-curvature TOL] [--max-memory SIZE]\n"
     "                     [--optimizer O] [--momentum BETA] [--nesterov] ...\n"
+    "                     [--lyapunov [--runs R] [--steps T] [--seed S]\n"
+    "                     [--threads N]]\n"
     "       sgdstab phase FILE --batch B --momentum LIST --lr SPEC [...]\n"
     "\n"
     "The stability phase diagram over batch size B and learning rate eta: at\n"
@@ -52,6 +54,17 @@ static const char PHASE_HELP[] =
     "optimizer options apply to every row; the theory's limits are plain\n"
     "SGD's and are left out with any optimizer but plain SGD.\n"
     "\n"
+    "With --lyapunov, the typical run beside the mean square: at every grid\n"
+    "point the top Lyapunov exponent lambda_1 of the random product of the\n"
+    "steps, per step, by Monte Carlo ('sgdstab simulate --lyapunov': R runs\n"
+    "of T steps, the same seed at every point), and per row the learning\n"
+    "rate where lambda_1 first turns >= 0 going up eta, interpolated in\n"
+    "ln eta between the two grid points around it: the Monte Carlo boundary.\n"
+    "lambda_1 <= (1/2) ln rho, so it lies at or above eta*(B); between the two\n"
+    "the mean square diverges (through rare runs) while almost every run\n"
+    "stays.  Its accuracy is the grid's spacing and lambda_1's standard error\n"
+    "(in the CSV and JSON), not the exact engine's.\n"
+    "\n"
     "Options:\n"
     "  --batch LIST      batch sizes: 1,2,4,8 | all | A:B | A:B:log |\n"
     "                    A:B:N:log (as for 'sgdstab critical')  (required)\n"
@@ -65,15 +78,19 @@ static const char PHASE_HELP[] =
     "                    [0, 1): the rows of a (beta, eta) diagram\n"
     "  --csv F           the grid, one row per point: batch,lr,\n"
     "                    spectral_radius,escape_rate_per_step,\n"
-    "                    escape_rate_per_epoch,stable (true/false); rows by\n"
-    "                    batch, then lr, ascending\n"
+    "                    escape_rate_per_epoch,stable (true/false), and with\n"
+    "                    --lyapunov lyapunov_exponent,lyapunov_stderr; rows\n"
+    "                    by batch, then lr, ascending\n"
     "  --boundary-csv F  one row per batch size: batch,lr_critical,\n"
     "                    lr_critical_mean,wu_ma_e,wu_wang_su,\n"
     "                    mulayoff_michaeli_top,mulayoff_michaeli_trace (the\n"
     "                    exact eta*(B), 2/lambda_max(H), Wu-Ma-E's condition\n"
     "                    1/(s sqrt b), Wu-Wang-Su's 1/(|H|_F sqrt(b mu_min))\n"
     "                    and the two Mulayoff-Michaeli bounds; nan when H is\n"
-    "                    supplied)\n"
+    "                    supplied), and with --lyapunov lr_lyapunov (the\n"
+    "                    Monte Carlo boundary; nan when not within the grid)\n"
+    "                    and lyapunov_crossing (inside, below: lambda_1 >= 0\n"
+    "                    at the smallest eta; above: lambda_1 < 0 at all)\n"
     "  --json            JSON on stdout: {\"file\", \"n\", \"k\", \"p\", \"rank\",\n"
     "                    \"sampling\", \"loss_scale\", \"optimizer\" (as for\n"
     "                    analyze), \"lr_critical_mean\",\n"
@@ -82,7 +99,11 @@ static const char PHASE_HELP[] =
     "                    \"escape_rate_per_epoch\", \"stable\"}, ...],\n"
     "                    \"boundary\": [{the --boundary-csv columns}, ...],\n"
     "                    \"seconds\", \"solves\", \"operator_applications\"\n"
-    "                    (of the noise operator, in all)}\n"
+    "                    (of the noise operator, in all)}; with --lyapunov\n"
+    "                    also \"lyapunov\": {\"runs\", \"steps\", \"seed\",\n"
+    "                    \"seconds\"}, lyapunov_exponent and lyapunov_stderr\n"
+    "                    in every point, lr_lyapunov and lyapunov_crossing in\n"
+    "                    every boundary row\n"
     "  --plot F          draw the diagram with gnuplot to F (.png or .svg): a\n"
     "                    heat map over (B, eta), each cell centred on its grid\n"
     "                    point, with the exact boundary eta*(B) through the\n"
@@ -99,8 +120,9 @@ static const char PHASE_HELP[] =
     "                    plot, over the cells) or none\n"
     "  --curves LIST     the curves drawn, comma-separated: exact (eta*(B)),\n"
     "                    mean (2/lambda_max(H)), wu-ma-e, wu-wang-su, mm-top,\n"
-    "                    mm-trace (Mulayoff-Michaeli), or all (default) or\n"
-    "                    none; the theory curves exist only when H = G\n"
+    "                    mm-trace (Mulayoff-Michaeli), lyapunov (the Monte\n"
+    "                    Carlo boundary), or all (default) or none; the\n"
+    "                    theory curves exist only when H = G\n"
     "  --color Q         what the colour shows: rate (default), the escape\n"
     "                    rate ln rho per step, blue < 0 (stable), white 0,\n"
     "                    red > 0 (escapes), on a quantile scale: the knots\n"
@@ -113,6 +135,12 @@ static const char PHASE_HELP[] =
     "                    them colours saturate: escape rates with LO < 0 < HI\n"
     "                    (the quantile knots are taken within), or eta/eta*\n"
     "                    with 0 < LO < 1 < HI\n"
+    "  --lyapunov        add the Monte Carlo lambda_1 and its boundary\n"
+    "  --runs R          its runs per grid point (default 8, at least 2)\n"
+    "  --steps T         its steps per run (default 2000; the first T/10 are\n"
+    "                    left out of the average)\n"
+    "  --seed S          its random seed, 0 to 2^32 - 1 (default 1)\n"
+    "  --threads N       its worker threads (default: one per processor)\n"
     "  --quiet           no progress bar (it is drawn only when stderr is a\n"
     "                    terminal)\n"
     "  -h, --help        show this help\n"
@@ -121,7 +149,7 @@ static const char PHASE_HELP[] =
 
 enum { OPT_BOUNDARY_CSV = OPT_FIRST_PRIVATE, OPT_PLOT, OPT_PLOT_SIZE,
        OPT_LR_SPEC, OPT_TITLE, OPT_LEGEND, OPT_CURVES, OPT_COLOR,
-       OPT_COLOR_RANGE };
+       OPT_COLOR_RANGE, OPT_LYAPUNOV, OPT_RUNS, OPT_THREADS };
 
 typedef struct {
     const sgdstab_problem *prob;
@@ -139,6 +167,8 @@ typedef struct {
     const sgdstab_phase_boundary *bd;
     const sgdstab_phase_point *grid;
     int theory;
+    const sgdstab_lyapunov_options *lyapunov;  /* NULL: no Monte Carlo */
+    double lyapunov_seconds;
 } phase_report;
 
 /* Rows of the diagram: momenta or batch sizes. */
@@ -187,6 +217,10 @@ static int print_json(const phase_report *r)
         cJSON *e = cli_json_append_object(g);
         cli_json_numbers(e, 5, point_keys, values);
         cJSON_AddBoolToObject(e, "stable", pt->stable);
+        if (r->lyapunov) {
+            cli_json_number(e, "lyapunov_exponent", pt->lyapunov);
+            cli_json_number(e, "lyapunov_stderr", pt->lyapunov_stderr);
+        }
         if (r->nm)
             cli_json_number(e, "momentum", pt->momentum);
     }
@@ -205,6 +239,18 @@ static int print_json(const phase_report *r)
                         bd->bounds.mulayoff_michaeli_top);
         cli_json_number(e, "mulayoff_michaeli_trace",
                         bd->bounds.mulayoff_michaeli_trace);
+        if (r->lyapunov) {
+            cli_json_number(e, "lr_lyapunov", bd->lr_lyapunov);
+            cJSON_AddStringToObject(e, "lyapunov_crossing",
+                                    cli_lyapunov_crossing(bd));
+        }
+    }
+    if (r->lyapunov) {
+        cJSON *l = cJSON_AddObjectToObject(o, "lyapunov");
+        cli_json_size(l, "runs", r->lyapunov->runs);
+        cli_json_size(l, "steps", r->lyapunov->steps);
+        cli_json_size(l, "seed", r->lyapunov->seed);
+        cli_json_number(l, "seconds", r->lyapunov_seconds);
     }
     cli_json_number(o, "seconds", r->seconds);
     cli_json_size(o, "solves", r->solves);
@@ -228,10 +274,16 @@ static void print_text(const phase_report *r)
     printf("The optimizer stays at the minimum exactly for eta <= eta*; "
            "above it the mean-square distance grows by rho per step.\n\n");
     const int lifted = r->nm || sgdstab_optimizer_lifted(&r->cfg->optimizer);
-    printf("%8s  %18s  %18s%s\n", r->nm ? "momentum" : "batch",
+    if (r->lyapunov)
+        printf("Monte Carlo: lambda_1 of %zu runs x %zu steps per point "
+               "(seed %lu, %.2f s); eta_L, where it turns >= 0, is the "
+               "typical run's boundary.\n\n", r->lyapunov->runs,
+               r->lyapunov->steps, r->lyapunov->seed, r->lyapunov_seconds);
+    printf("%8s  %18s  %18s%s%s\n", r->nm ? "momentum" : "batch",
            r->nm ? "eta*(beta)" : "eta*(B)",
            lifted ? "noise-free limit" : "2/lambda_max(H)",
-           r->theory ? "  Wu-Wang-Su bound    MM bound (top)" : "");
+           r->theory ? "  Wu-Wang-Su bound    MM bound (top)" : "",
+           r->lyapunov ? "     eta_L (lambda_1 = 0)" : "");
     for (size_t i = 0; i < rows; i++) {
         const sgdstab_phase_boundary *bd = &r->bd[i];
         if (r->nm)
@@ -243,16 +295,25 @@ static void print_text(const phase_report *r)
         if (r->theory)
             printf("  %16.10g  %16.10g", bd->bounds.wu_wang_su,
                    bd->bounds.mulayoff_michaeli_top);
+        if (r->lyapunov && bd->lyapunov_side == 0)
+            printf("  %23.6g", bd->lr_lyapunov);
+        else if (r->lyapunov)
+            printf("  %10s %12.6g", bd->lyapunov_side < 0 ? "<" : ">",
+                   r->lrs[bd->lyapunov_side < 0 ? 0 : r->nl - 1]);
         printf("\n");
     }
     if (rows > 60 || r->nl > 60)
         return;
-    printf("\nmap ('.' stable, '#' unstable; eta grows upwards, %s to the "
-           "right):\n", r->nm ? "beta" : "B");
+    printf("\nmap ('.' stable, '#' unstable%s; eta grows upwards, %s to "
+           "the right):\n", r->lyapunov ? ", 'o' unstable in mean square "
+           "while lambda_1 < 0: the typical run stays" : "",
+           r->nm ? "beta" : "B");
     for (size_t jj = r->nl; jj-- > 0;) {
         printf("%12.4g  ", r->lrs[jj]);
-        for (size_t i = 0; i < rows; i++)
-            putchar(r->grid[i * r->nl + jj].stable ? '.' : '#');
+        for (size_t i = 0; i < rows; i++) {
+            const sgdstab_phase_point *pt = &r->grid[i * r->nl + jj];
+            putchar(pt->stable ? '.' : pt->lyapunov < 0 ? 'o' : '#');
+        }
         putchar('\n');
     }
     if (r->nm)
@@ -270,6 +331,8 @@ typedef struct {
     double *momenta;            /* --momentum LIST of two or more values */
     size_t nm;
     int width, height, quiet;
+    int lyapunov, monte_carlo_given;  /* --lyapunov; --runs and co. */
+    sgdstab_lyapunov_options lyap;
     cli_phase_style style;
 } phase_request;
 
@@ -360,8 +423,11 @@ static int parse_options(int argc, char **argv, phase_request *rq)
         CLI_OPT_QUIET, CLI_ARG("title", OPT_TITLE),
         CLI_ARG("legend", OPT_LEGEND), CLI_ARG("curves", OPT_CURVES),
         CLI_ARG("color", OPT_COLOR), CLI_ARG("color-range", OPT_COLOR_RANGE),
-        CLI_OPTS_OPTIMIZER, CLI_OPT_HELP, CLI_OPT_END};
+        CLI_OPTS_OPTIMIZER, CLI_FLAG("lyapunov", OPT_LYAPUNOV),
+        CLI_ARG("runs", OPT_RUNS), CLI_OPT_STEPS, CLI_OPT_SEED,
+        CLI_ARG("threads", OPT_THREADS), CLI_OPT_HELP, CLI_OPT_END};
     cli_args *a = &rq->args;
+    sgdstab_lyapunov_options *l = &rq->lyap;
     int c, bad = 0;
     while ((c = cli_getopt(argc, argv, a->cmd, opts)) != -1) {
         switch (c) {
@@ -389,6 +455,23 @@ static int parse_options(int argc, char **argv, phase_request *rq)
             bad = cli_parse_color(a->cmd, optarg, &rq->style.color);
             break;
         case OPT_COLOR_RANGE: rq->color_range = optarg; break;
+        case OPT_LYAPUNOV: rq->lyapunov = 1; break;
+        case OPT_RUNS:
+            bad = cli_parse_size(a->cmd, "runs", optarg, 2, &l->runs);
+            rq->monte_carlo_given = 1;
+            break;
+        case OPT_STEPS:
+            bad = cli_parse_size(a->cmd, "steps", optarg, 10, &l->steps);
+            rq->monte_carlo_given = 1;
+            break;
+        case OPT_SEED:
+            bad = cli_parse_seed(a->cmd, optarg, &l->seed);
+            rq->monte_carlo_given = 1;
+            break;
+        case OPT_THREADS:
+            bad = cli_parse_size(a->cmd, "threads", optarg, 1, &l->threads);
+            rq->monte_carlo_given = 1;
+            break;
         case OPT_MOMENTUM:
             free(rq->momenta);
             rq->momenta = NULL;
@@ -412,6 +495,9 @@ static int check_options(phase_request *rq, double **lrs, size_t *nl,
     const char *outputs[] = {a->csv, rq->boundary_csv, rq->plot};
     if (cli_require(a, 0, 1) || cli_check_outputs(a, NULL, outputs, 3))
         return EXIT_USAGE;
+    if (rq->monte_carlo_given && !rq->lyapunov)
+        return cli_usage_error(a->cmd, "--runs, --steps, --seed and "
+                               "--threads set the Monte Carlo of --lyapunov");
     if (rq->color_range &&
         cli_parse_color_range(a->cmd, rq->color_range, rq->style.color,
                               rq->style.color_range))
@@ -481,14 +567,22 @@ static int diagram(phase_request *rq, const cli_session *ses,
     int st = sgdstab_phase_compute(ses->stab, have_theory ? &th : NULL,
                                    &ses->cfg, &ax, bd, grid, &err);
     cli_progress_finish(&prog);
+    double t1 = cli_seconds();
+    if (!st && rq->lyapunov) {
+        cli_progress_init(&prog, "lyapunov", rq->quiet);
+        st = sgdstab_phase_lyapunov(ses->red, ses->prob, &ses->cfg, &ax,
+                                    &rq->lyap, bd, grid, &err);
+        cli_progress_finish(&prog);
+    }
     if (st) {
         status = cli_report_file(a->file, &err);
         goto done;
     }
     phase_report rep = {ses->prob, ses->red, a, ses->cfg.loss_scale,
-                        cli_seconds() - t0, rows * (nl + 1), &ses->cfg,
+                        t1 - t0, rows * (nl + 1), &ses->cfg,
                         batches, nb, rq->momenta, rq->nm, lrs, nl, bd, grid,
-                        have_theory};
+                        have_theory, rq->lyapunov ? &rq->lyap : NULL,
+                        cli_seconds() - t1};
     char title[512];
     cli_phase_title(title, sizeof title, ses->prob->source, ses->prob->n,
                     ses->prob->p, a->sampling, a->loss);
@@ -506,7 +600,8 @@ static int diagram(phase_request *rq, const cli_session *ses,
                            .log_lr = log_lr, .momentum_axis = rq->nm > 0,
                            .lifted = lifted, .sampling = a->sampling,
                            .n = ses->prob->n,
-                           .theory = have_theory ? &th : NULL};
+                           .theory = have_theory ? &th : NULL,
+                           .lyapunov = rq->lyapunov};
     status = cli_phase_files_write(a->cmd, pf, &po, bd, rows, grid, lrs, nl);
     if (!status && a->json)
         status = print_json(&rep);
@@ -521,7 +616,8 @@ done:
 
 int cmd_phase(int argc, char **argv)
 {
-    phase_request rq = {.width = 960, .height = 720};
+    phase_request rq = {.width = 960, .height = 720,
+                        .lyap = {.runs = 8, .steps = 2000, .seed = 1}};
     cli_args_init(&rq.args, "phase");
     cli_phase_style_init(&rq.style);
     double *lrs = NULL;

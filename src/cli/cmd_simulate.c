@@ -221,7 +221,7 @@ sgdstab_config simulate_fresh_batches(const sgdstab_config *cfg)
 /* The options' texts checked once the mode is known. */
 typedef struct {
     const char *init, *steps, *fit;
-    size_t seed, batch;
+    size_t batch;
 } sim_texts;
 
 static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
@@ -246,7 +246,7 @@ static int parse_options(int argc, char **argv, cli_args *a, sim_request *rq,
             return CLI_HELP_SHOWN;
         case OPT_STEPS: t->steps = optarg; break;
         case OPT_RUNS: bad = cli_parse_size(a->cmd, "runs", optarg, 2, &o->runs); break;
-        case OPT_SEED: bad = cli_parse_size(a->cmd, "seed", optarg, 0, &t->seed); break;
+        case OPT_SEED: bad = cli_parse_seed(a->cmd, optarg, &o->seed); break;
         case OPT_INIT: t->init = optarg; break;
         case OPT_THREADS: bad = cli_parse_size(a->cmd, "threads", optarg, 1, &o->threads); break;
         case OPT_FIT_FROM: t->fit = optarg; break;
@@ -293,10 +293,6 @@ static int check_options(cli_args *a, sim_request *rq, sim_texts *t)
     if (cli_parse_size(a->cmd, "batch", a->batch, 1, &t->batch) ||
         (!epoch && cli_parse_size(a->cmd, "steps", t->steps, 1, &o->steps)))
         return EXIT_USAGE;
-    if (t->seed > 0xFFFFFFFFul)
-        return cli_usage_error(a->cmd, "--seed %zu is above 2^32 - 1",
-                               t->seed);
-    o->seed = (unsigned long)t->seed;
     rq->sampling_name = sgdstab_sampling_name(a->sampling);
     return EXIT_OK;
 }
@@ -309,7 +305,7 @@ int cmd_simulate(int argc, char **argv)
     memset(&rq, 0, sizeof rq);
     rq.o.runs = 1000;
     rq.o.seed = 1;
-    sim_texts t = {NULL, NULL, NULL, 1, 0};
+    sim_texts t = {NULL, NULL, NULL, 0};
     int status = parse_options(argc, argv, &args, &rq, &t);
     if (status == CLI_HELP_SHOWN)
         return EXIT_OK;

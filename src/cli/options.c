@@ -100,6 +100,19 @@ int cli_parse_size(const char *cmd, const char *opt, const char *text,
     return 0;
 }
 
+int cli_parse_seed(const char *cmd, const char *text, unsigned long *out)
+{
+    size_t seed;
+    if (cli_parse_size(cmd, "seed", text, 0, &seed))
+        return -1;
+    if (seed > 0xFFFFFFFFul) {
+        cli_usage_error(cmd, "--seed %zu is above 2^32 - 1", seed);
+        return -1;
+    }
+    *out = (unsigned long)seed;
+    return 0;
+}
+
 void cli_args_init(cli_args *a, const char *cmd)
 {
     memset(a, 0, sizeof *a);

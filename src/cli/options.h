@@ -173,6 +173,9 @@ int cli_parse_double(const char *cmd, const char *opt, const char *text,
                      double *out);
 int cli_parse_size(const char *cmd, const char *opt, const char *text,
                    size_t min, size_t *out);
+/* --seed S of the Monte Carlo: a whole number, 0 to 2^32 − 1 (the seeds of
+ * GSL's MT19937). */
+int cli_parse_seed(const char *cmd, const char *text, unsigned long *out);
 /* --label-noise SIGMA (NULL text: 0): a number >= 0. */
 int cli_parse_label_noise(const char *cmd, const char *text, double *sigma);
 

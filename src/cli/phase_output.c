@@ -32,19 +32,30 @@ static void row_key(FILE *f, int momentum_axis, size_t batch, double momentum)
 }
 
 static void write_grid(FILE *f, const sgdstab_phase_point *g, size_t count,
-                       int momentum_axis)
+                       const cli_plot_options *o)
 {
     fprintf(f, "%s,lr,spectral_radius,escape_rate_per_step,"
-            "escape_rate_per_epoch,stable\n",
-            momentum_axis ? "momentum" : "batch");
+            "escape_rate_per_epoch,stable%s\n",
+            o->momentum_axis ? "momentum" : "batch",
+            o->lyapunov ? ",lyapunov_exponent,lyapunov_stderr" : "");
     for (size_t i = 0; i < count; i++) {
-        row_key(f, momentum_axis, g[i].batch, g[i].momentum);
+        row_key(f, o->momentum_axis, g[i].batch, g[i].momentum);
         cli_csv_number(f, g[i].lr, ",");
         cli_csv_number(f, g[i].radius.rho, ",");
         cli_csv_number(f, g[i].escape_rate_per_step, ",");
         cli_csv_number(f, g[i].escape_rate_per_epoch, ",");
-        csv_bool(f, g[i].stable, "\n");
+        csv_bool(f, g[i].stable, o->lyapunov ? "," : "\n");
+        if (o->lyapunov) {
+            cli_csv_number(f, g[i].lyapunov, ",");
+            cli_csv_number(f, g[i].lyapunov_stderr, "\n");
+        }
     }
+}
+
+const char *cli_lyapunov_crossing(const sgdstab_phase_boundary *b)
+{
+    return b->lyapunov_side < 0 ? "below" : b->lyapunov_side > 0 ? "above"
+                                                                 : "inside";
 }
 
 double cli_phase_boundary_lr(const sgdstab_phase_boundary *b)
@@ -54,19 +65,25 @@ double cli_phase_boundary_lr(const sgdstab_phase_boundary *b)
 }
 
 static void write_boundary(FILE *f, const sgdstab_phase_boundary *bd,
-                           size_t nb, int momentum_axis)
+                           size_t nb, const cli_plot_options *o)
 {
     fprintf(f, "%s,lr_critical,lr_critical_mean,wu_ma_e,wu_wang_su,"
-            "mulayoff_michaeli_top,mulayoff_michaeli_trace\n",
-            momentum_axis ? "momentum" : "batch");
+            "mulayoff_michaeli_top,mulayoff_michaeli_trace%s\n",
+            o->momentum_axis ? "momentum" : "batch",
+            o->lyapunov ? ",lr_lyapunov,lyapunov_crossing" : "");
     for (size_t i = 0; i < nb; i++) {
-        row_key(f, momentum_axis, bd[i].batch, bd[i].momentum);
+        row_key(f, o->momentum_axis, bd[i].batch, bd[i].momentum);
         cli_csv_number(f, cli_phase_boundary_lr(&bd[i]), ",");
         cli_csv_number(f, bd[i].lr_critical_mean, ",");
         cli_csv_number(f, bd[i].bounds.wu_ma_e, ",");
         cli_csv_number(f, bd[i].bounds.wu_wang_su, ",");
         cli_csv_number(f, bd[i].bounds.mulayoff_michaeli_top, ",");
-        cli_csv_number(f, bd[i].bounds.mulayoff_michaeli_trace, "\n");
+        cli_csv_number(f, bd[i].bounds.mulayoff_michaeli_trace,
+                       o->lyapunov ? "," : "\n");
+        if (o->lyapunov) {
+            cli_csv_number(f, bd[i].lr_lyapunov, ",");
+            fprintf(f, "%s\n", cli_lyapunov_crossing(&bd[i]));
+        }
     }
 }
 
@@ -87,7 +104,8 @@ void cli_phase_style_init(cli_phase_style *s)
 }
 
 static const char *const CURVE_NAMES[] = {"exact", "mean", "wu-ma-e",
-                                          "wu-wang-su", "mm-top", "mm-trace"};
+                                          "wu-wang-su", "mm-top", "mm-trace",
+                                          "lyapunov"};
 #define NCURVES (sizeof CURVE_NAMES / sizeof CURVE_NAMES[0])
 
 int cli_parse_curves(const char *cmd, const char *text, unsigned *out)
@@ -108,8 +126,8 @@ int cli_parse_curves(const char *cmd, const char *text, unsigned *out)
         if (!bit)
             return cli_usage_error(cmd, "--curves: '%s' is not a comma-"
                                    "separated list of exact, mean, wu-ma-e, "
-                                   "wu-wang-su, mm-top, mm-trace (or all, "
-                                   "none)", text);
+                                   "wu-wang-su, mm-top, mm-trace, lyapunov "
+                                   "(or all, none)", text);
         bits |= bit;
         p += len + (p[len] == ',');
     } while (p[-1] == ',' || *p);
@@ -397,9 +415,11 @@ static const struct {
      "Mulayoff–Michaeli (top)"},
     {"$theory", 4, "lines lw 2 dt 4 lc rgb '#7570b3'",
      "Mulayoff–Michaeli (trace)"},
+    {"$boundary", 4, "linespoints lw 2.5 dt (6,3) pt 6 ps 1.3 "
+     "lc rgb 'black'", "Monte Carlo λ_1 = 0 (typical run)"},
 };
 /* Drawing order: theory first, the exact boundary last (on top). */
-static const int CURVE_ORDER[NCURVES] = {3, 4, 5, 2, 1, 0};
+static const int CURVE_ORDER[NCURVES] = {3, 4, 5, 2, 1, 6, 0};
 
 /* The characters a label shows: UTF-8 sequences count once, and the
  * markup of gnuplot's enhanced text (_{…}, ^{…}) not at all. */
@@ -533,7 +553,8 @@ static void write_data(FILE *f, const phase_picture *pp,
         fprintf(f, "%.17g ", row_x(pp->o, &bd[i]));
         number(f, bd[i].critical.kind == SGDSTAB_MINIMUM_OK
                       ? bd[i].critical.lr_critical : NAN, " ");
-        number(f, bd[i].lr_critical_mean, "\n");
+        number(f, bd[i].lr_critical_mean, " ");
+        number(f, bd[i].lr_lyapunov, "\n");
     }
     fprintf(f, "EOD\n");
     if (pp->o->theory)
@@ -607,7 +628,9 @@ static int draw(const char *cmd, cli_phase_files *pf,
         cell_edges(bx, nb, o->log_batch, pp.cell[0], pp.cell[1]);
         cell_edges(lrs, nl, o->log_lr, pp.cell[2], pp.cell[3]);
         if (!o->theory)
-            pp.curves &= CLI_CURVE_EXACT | CLI_CURVE_MEAN;
+            pp.curves &= ~(unsigned)CLI_CURVES_THEORY;
+        if (!o->lyapunov)
+            pp.curves &= ~(unsigned)CLI_CURVE_LYAPUNOV;
         status = cli_gnuplot(cmd, pf->plot_path, pf->plot, o->width,
                              o->height, write_script, &pp);
     } else {
@@ -627,11 +650,9 @@ int cli_phase_files_write(const char *cmd, cli_phase_files *pf,
 {
     int status = EXIT_OK;
     if (pf->grid)
-        write_grid(sgdstab_outfile_stream(pf->grid), grid, nb * nl,
-                   o->momentum_axis);
+        write_grid(sgdstab_outfile_stream(pf->grid), grid, nb * nl, o);
     if (pf->boundary)
-        write_boundary(sgdstab_outfile_stream(pf->boundary), bd, nb,
-                       o->momentum_axis);
+        write_boundary(sgdstab_outfile_stream(pf->boundary), bd, nb, o);
     if (pf->plot && nb > 0 && nl > 0)
         status = draw(cmd, pf, o, bd, nb, grid, lrs, nl);
     /* Everything is in the temporary files: install them all, or none. */

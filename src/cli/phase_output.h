@@ -21,7 +21,9 @@ int cli_log_spaced_sizes(const size_t *b, size_t m);
 enum {
     CLI_CURVE_EXACT = 1, CLI_CURVE_MEAN = 2, CLI_CURVE_WU_MA_E = 4,
     CLI_CURVE_WU_WANG_SU = 8, CLI_CURVE_MM_TOP = 16, CLI_CURVE_MM_TRACE = 32,
-    CLI_CURVES_ALL = 63
+    CLI_CURVE_LYAPUNOV = 64, CLI_CURVES_ALL = 127,
+    CLI_CURVES_THEORY = CLI_CURVE_WU_MA_E | CLI_CURVE_WU_WANG_SU |
+                        CLI_CURVE_MM_TOP | CLI_CURVE_MM_TRACE
 };
 /* What the heat map's colour shows (--color). */
 typedef enum { CLI_COLOR_RATE, CLI_COLOR_RELATIVE } cli_color;
@@ -38,7 +40,7 @@ typedef struct {
 /* cli_phase_style defaults: every curve, rate colours, legend below. */
 void cli_phase_style_init(cli_phase_style *s);
 /* --curves LIST (comma-separated exact mean wu-ma-e wu-wang-su mm-top
- * mm-trace, or all / none), --color rate|relative and --color-range LO:HI
+ * mm-trace lyapunov, or all / none), --color rate|relative and --color-range LO:HI
  * (checked against the colour: LO < 0 < HI for rate, 0 < LO < 1 < HI for
  * relative); usage errors naming the option (silent with cmd NULL). */
 int cli_parse_curves(const char *cmd, const char *text, unsigned *out);
@@ -59,13 +61,20 @@ typedef struct {
     sgdstab_sampling sampling;
     size_t n;                   /* samples (for the theory curves' b) */
     const sgdstab_theory *theory;  /* NULL: no theory curves */
+    int lyapunov;               /* the Monte Carlo λ₁ was computed */
 } cli_plot_options;
+
+/* A row's lyapunov_side in words: below, inside or above (the grid). */
+const char *cli_lyapunov_crossing(const sgdstab_phase_boundary *b);
 
 /* The output files of a phase diagram, any of them NULL: the grid CSV
  * (batch,lr,spectral_radius,escape_rate_per_step,escape_rate_per_epoch,
- * stable), the boundary CSV (batch,lr_critical,lr_critical_mean and the
- * theory's limits; the first column is momentum when the rows are) and the picture, a heat map of the escape rate per step
- * with the exact boundary, the mean limit and the theory curves.  Opened
+ * stable, and with the Monte Carlo lyapunov_exponent,lyapunov_stderr), the
+ * boundary CSV (batch,lr_critical,lr_critical_mean and the theory's limits,
+ * and lr_lyapunov,lyapunov_crossing; the first column is momentum when the
+ * rows are) and the picture, a heat map of the escape rate per step with
+ * the exact boundary, the mean limit, the theory curves and the Monte
+ * Carlo boundary.  Opened
  * before the work (so that a bad path fails at once), then written and
  * installed together (an outfile group, which joins the caller's if there
  * is one): all of them or none. */

@@ -178,7 +178,8 @@ static int phase_files(const run_spec *sp, const run_context *ctx,
                            .log_lr = sp->phase.log_spaced,
                            .sampling = sp->sampling, .n = r->n,
                            .lifted = lifted,
-                           .theory = lifted ? NULL : &rc->th};
+                           .theory = lifted ? NULL : &rc->th,
+                           .lyapunov = sp->phase.lyapunov};
     if (!po.style.title)
         po.style.title = title;
     cli_phase_files pf;
@@ -192,6 +193,17 @@ static int phase_files(const run_spec *sp, const run_context *ctx,
     ph->lr_max = lrs[nl - 1];
     for (size_t i = 0; i < nb * nl; i++)
         ph->stable_points += grid[i].stable != 0;
+    ph->lyapunov = sp->phase.lyapunov;
+    ph->band_min = INFINITY;
+    ph->band_max = -INFINITY;
+    for (size_t i = 0; i < nb && ph->lyapunov; i++) {
+        double crit = cli_phase_boundary_lr(&bd[i]);
+        if (bd[i].lyapunov_side != 0 || !(crit > 0))
+            continue;
+        ph->lyapunov_inside++;
+        ph->band_min = fmin(ph->band_min, bd[i].lr_lyapunov / crit);
+        ph->band_max = fmax(ph->band_max, bd[i].lr_lyapunov / crit);
+    }
     return EXIT_OK;
 }
 
@@ -219,7 +231,10 @@ static int phase_case(const run_spec *sp, const run_context *ctx,
         const sgdstab_phase_axes ax = {.batches = batches, .nb = nb,
                                        .lrs = lrs, .nl = nl};
         if (sgdstab_phase_compute(rc->ses.stab, &rc->th, &rc->ses.cfg, &ax,
-                                  bd, grid, &err))
+                                  bd, grid, &err) ||
+            (sp->phase.lyapunov &&
+             sgdstab_phase_lyapunov(rc->ses.red, rc->ses.prob, &rc->ses.cfg,
+                                    &ax, &sp->phase.lyap, bd, grid, &err)))
             st = run_spec_error(sp, "case %zu: %s", r->index, err.msg);
         else
             st = phase_files(sp, ctx, rc, r, batches, bd, grid, lrs);

@@ -102,6 +102,20 @@ static void phase_paragraphs(const run_results *res, FILE *f)
                 r->index, ph->plot, ph->grid_csv, ph->boundary_csv,
                 ph->stable_points, ph->batches * ph->lrs, shown(ph->lr_min),
                 shown(ph->lr_max), r->index, ph->plot);
+        if (ph->lyapunov && ph->lyapunov_inside)
+            fprintf(f, "\nThe dotted curve with open circles is the Monte "
+                    "Carlo boundary η_L(B) where the top Lyapunov exponent "
+                    "λ₁ of the random product turns positive (`lr_lyapunov` "
+                    "in `%s`): inside the grid for %zu of %zu batch sizes, "
+                    "at %.3g to %.3g times η\\*(B). Between η\\*(B) and "
+                    "η_L(B) the mean square grows while almost every run "
+                    "contracts.\n", ph->boundary_csv,
+                    ph->lyapunov_inside, ph->batches, ph->band_min,
+                    ph->band_max);
+        else if (ph->lyapunov)
+            fprintf(f, "\nThe Monte Carlo boundary λ₁ = 0 lies outside the "
+                    "grid at every batch size (`lyapunov_crossing` in "
+                    "`%s`).\n", ph->boundary_csv);
     }
 }
 

@@ -30,6 +30,11 @@ typedef struct {
     char grid_csv[64], boundary_csv[64], plot[64];
     size_t batches, lrs, stable_points;
     double lr_min, lr_max;
+    /* With the Monte Carlo boundary: the rows where it falls inside the
+     * grid, and the least and greatest η_L/η*(B) among them. */
+    int lyapunov;
+    size_t lyapunov_inside;
+    double band_min, band_max;
 } run_phase_result;
 
 /* The estimated escape rate of the one-epoch map at factor·η*(B), beside

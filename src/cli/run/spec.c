@@ -453,16 +453,40 @@ static int phase_style(run_spec *sp, const cJSON *ph)
     return EXIT_OK;
 }
 
+/* "phase.lyapunov": {"runs": R, "steps": T, "seed": S}, as for
+ * 'sgdstab phase --lyapunov' (defaults 8, 2000, 1). */
+static int parse_phase_lyapunov(run_spec *sp, const cJSON *ly)
+{
+    const char *where = "phase.lyapunov";
+    if (!cJSON_IsObject(ly))
+        return run_spec_error(sp, "key '%s': need an object", where);
+    double runs = 8, steps = 2000;
+    sgdstab_lyapunov_options *o = &sp->phase.lyap;
+    int st;
+    if ((st = known_keys(sp, ly, where, "runs steps seed")) ||
+        (st = optional_number(sp, ly, where, "runs", 1, 2, &runs)) ||
+        (st = optional_number(sp, ly, where, "steps", 1, 10, &steps)) ||
+        (st = optional_seed(sp, ly, where, &o->seed)))
+        return st;
+    o->runs = (size_t)runs;
+    o->steps = (size_t)steps;
+    sp->phase.lyapunov = 1;
+    return EXIT_OK;
+}
+
 /* "phase": {"lr": "A:B:N[:log]" | "a,b,c" | [numbers], "lr_unit": ...,
- * and the picture's keys}. */
+ * "lyapunov": {...}, and the picture's keys}. */
 static int parse_phase(run_spec *sp, const cJSON *ph)
 {
     if (!cJSON_IsObject(ph))
         return run_spec_error(sp, "key 'phase': need an object {\"lr\": ..., "
                               "\"lr_unit\": ...}");
     int st = known_keys(sp, ph, "phase", "lr lr_unit title legend curves "
-                        "color color_range");
+                        "color color_range lyapunov");
     if (st)
+        return st;
+    const cJSON *ly = cJSON_GetObjectItemCaseSensitive(ph, "lyapunov");
+    if (ly && (st = parse_phase_lyapunov(sp, ly)))
         return st;
     const cJSON *unit = cJSON_GetObjectItemCaseSensitive(ph, "lr_unit");
     if (unit && (!cJSON_IsString(unit) ||

@@ -28,6 +28,8 @@ typedef struct {
     int log_spaced;
     int relative;             /* lr in multiples of 2/λmax(H) */
     cli_phase_style style;
+    int lyapunov;             /* "lyapunov": the Monte Carlo boundary */
+    sgdstab_lyapunov_options lyap;
 } run_phase_spec;
 
 /* "epoch": thresholds and rates of the one-epoch map. */

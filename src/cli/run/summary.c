@@ -1,4 +1,5 @@
 /* summary.json of `sgdstab run`: the spec and every result, as JSON. */
+#include <math.h>
 #include <stdlib.h>
 
 #include "../report.h"
@@ -59,6 +60,13 @@ static void phase_json(cJSON *jc, const run_phase_result *ph)
     cli_json_number(jp, "lr_min", ph->lr_min);
     cli_json_number(jp, "lr_max", ph->lr_max);
     cli_json_size(jp, "stable_points", ph->stable_points);
+    if (ph->lyapunov) {
+        cli_json_size(jp, "lyapunov_rows_inside", ph->lyapunov_inside);
+        cli_json_number(jp, "lyapunov_band_min",
+                        ph->lyapunov_inside ? ph->band_min : NAN);
+        cli_json_number(jp, "lyapunov_band_max",
+                        ph->lyapunov_inside ? ph->band_max : NAN);
+    }
 }
 
 static const char *const rate_keys[] = {"lr_factor", "rate_per_step",
