@@ -228,10 +228,15 @@ def jackknife_rate(group_means, lo, hi):
                                                  - np.mean(loo)) ** 2))
 
 
-def escape_runs(model, X, Y, lr, B, R, steps, sigma, seed):
-    """R independent SGD runs (batched: every parameter gets a leading run
-    axis) from theta* + N(0, sigma^2 I / p); the training MSE of every run
-    at every step, (steps + 1) x R."""
+def batched_runs(model, X, Y, lr, B, R, steps, sigma, seed, observe,
+                 weight_decay=0.0, label_noise=0.0):
+    """R independent runs of plain SGD (torch.optim.SGD's update with
+    MSELoss and coupled weight decay; batched: every parameter of the
+    d -> h (tanh) -> k MLP gets a leading run axis) from theta* +
+    N(0, sigma^2 I / p), a fresh batch of B distinct samples per run and
+    step, its targets plus fresh N(0, label_noise^2) noise.  observe(t, params, forward) is called at t = 0..steps with the
+    parameters [W1, b1, W2, b2] (each R x ...) and the batched forward(W1,
+    b1, W2, b2, x); returns the list of what it returned."""
     g = torch.Generator().manual_seed(seed)
     lin1, lin2 = model[0], model[2]
     base = [lin1.weight, lin1.bias, lin2.weight, lin2.bias]
@@ -247,32 +252,51 @@ def escape_runs(model, X, Y, lr, B, R, steps, sigma, seed):
         hidden = torch.tanh(x @ W1.transpose(1, 2) + b1.unsqueeze(1))
         return hidden @ W2.transpose(1, 2) + b2.unsqueeze(1)
 
-    def full_mse():
+    seen = [observe(0, params, forward)]
+    for t in range(1, steps + 1):
+        idx = torch.stack([torch.randperm(n, generator=g)[:B]
+                           for _ in range(R)])
+        out = forward(*params, Xd[idx])
+        target = Yd[idx]
+        if label_noise > 0:
+            target = target + label_noise * torch.randn(
+                target.shape, generator=g, dtype=torch.float64)
+        # the sum over runs of each run's MSELoss: per-run gradients
+        batch_mse = ((out - target) ** 2).mean(dim=(1, 2)).sum()
+        grads = torch.autograd.grad(batch_mse, params)
+        with torch.no_grad():
+            for q, gq in zip(params, grads):
+                q -= lr * (gq + weight_decay * q)
+        seen.append(observe(t, params, forward))
+    return seen
+
+
+def escape_runs(model, X, Y, lr, B, R, steps, sigma, seed):
+    """R runs of batched_runs from theta* + N(0, sigma^2 I / p); the
+    training MSE of every run at every step, (steps + 1) x R."""
+    Xd, Yd = X.double(), Y.double()
+
+    def full_mse(t, params, forward):
         with torch.no_grad():
             out = forward(*params, Xd.expand(R, -1, -1))
             return ((out - Yd) ** 2).mean(dim=(1, 2)).numpy()
 
-    losses = [full_mse()]
-    for _ in range(steps):
-        idx = torch.stack([torch.randperm(n, generator=g)[:B]
-                           for _ in range(R)])
-        out = forward(*params, Xd[idx])
-        # the sum over runs of each run's MSELoss: per-run gradients
-        batch_mse = ((out - Yd[idx]) ** 2).mean(dim=(1, 2)).sum()
-        grads = torch.autograd.grad(batch_mse, params)
-        with torch.no_grad():
-            for q, gq in zip(params, grads):
-                q -= lr * gq
-        losses.append(full_mse())
-    return np.array(losses)
+    return np.array(batched_runs(model, X, Y, lr, B, R, steps, sigma, seed,
+                                 full_mse))
 
 
-def main():
-    ap = script_tools.arguments(__doc__, "fashion-mnist")
+def run_experiment(doc, results_name, full, quick, experiment, options=None):
+    """The main of a Fashion-MNIST script: its options (--out, --sgdstab,
+    --data, --quick, and what options(parser) adds), the checks of the data
+    and the binary, a scratch directory; experiment(args, cfg, work) with
+    cfg = full or quick.  Returns what experiment returned."""
+    ap = script_tools.arguments(doc, results_name)
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--quick", action="store_true")
+    if options:
+        options(ap)
     args = ap.parse_args()
-    cfg = QUICK if args.quick else FULL
+    cfg = quick if args.quick else full
     torch.set_num_threads(2)
     for f in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
         if not os.path.isfile(os.path.join(args.data, f)):
@@ -282,14 +306,19 @@ def main():
         raise SystemExit("%s: not an executable sgdstab (build it first)"
                          % args.sgdstab)
     os.makedirs(args.out, exist_ok=True)
-    work = tempfile.mkdtemp(prefix="sgdstab-fmnist-")
+    work = tempfile.mkdtemp(prefix="sgdstab-%s-" % results_name)
     t_start = time.time()
     try:
-        summary = experiment(args, cfg, work)
+        result = experiment(args, cfg, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print("done in %.0f s: %s" % (time.time() - t_start, args.out))
-    return 0 if summary else 1
+    return result
+
+
+def main():
+    return 0 if run_experiment(__doc__, "fashion-mnist", FULL, QUICK,
+                               experiment) else 1
 
 
 def experiment(args, cfg, work):

@@ -172,6 +172,21 @@ static sgdstab_sim_options lyapunov_options(const sgdstab_config *cfg,
     return so;
 }
 
+int sgdstab_phase_lyapunov_check(const sgdstab_reduced *red,
+                                 const sgdstab_config *cfg,
+                                 const sgdstab_phase_axes *ax,
+                                 const sgdstab_lyapunov_options *opt,
+                                 sgdstab_error *err)
+{
+    double work = 0;
+    for (size_t i = 0; i < sgdstab_phase_rows(ax); i++) {
+        sgdstab_sim_options so = lyapunov_options(cfg, ax, opt, i, 0);
+        work += (double)ax->nl * sgdstab_sim_work(red, &so);
+    }
+    return sgdstab_work_check(work, SGDSTAB_WORK_MAX, "the Monte Carlo of "
+                              "the phase diagram", err);
+}
+
 int sgdstab_phase_lyapunov(const sgdstab_reduced *red,
                            const sgdstab_problem *prob,
                            const sgdstab_config *cfg,
@@ -182,13 +197,7 @@ int sgdstab_phase_lyapunov(const sgdstab_reduced *red,
 {
     const size_t rows = sgdstab_phase_rows(ax), nl = ax->nl;
     size_t done = 0;
-    double work = 0;
-    for (size_t i = 0; i < rows; i++) {
-        sgdstab_sim_options so = lyapunov_options(cfg, ax, opt, i, 0);
-        work += (double)nl * sgdstab_sim_work(red, &so);
-    }
-    int st = sgdstab_work_check(work, SGDSTAB_WORK_MAX, "the Monte Carlo of "
-                                "the phase diagram", err);
+    int st = sgdstab_phase_lyapunov_check(red, cfg, ax, opt, err);
     for (size_t i = 0; i < rows && !st; i++) {
         for (size_t j = 0; j < nl && !st; j++) {
             sgdstab_sim_options so = lyapunov_options(cfg, ax, opt, i, j);

@@ -241,6 +241,21 @@ def same_number(csv_v, json_v):
     return is_num(json_v) and csv_v == json_v
 
 
+def run_quick_script(script, out, files, *args, timeout=600):
+    """Run a problems/ script in its --quick size into out with this
+    SGDSTAB (and args): (its CompletedProcess, failures as messages: its
+    exit status, the files of files it did not write)."""
+    p = subprocess.run([sys.executable, script, "--quick", "--out", out,
+                        "--sgdstab", SGDSTAB, *args],
+                       capture_output=True, text=True, timeout=timeout)
+    msgs = [] if p.returncode == 0 else ["exit %d: %s" % (p.returncode,
+                                                          p.stderr[-2000:])]
+    missing = [f for f in files if not os.path.isfile(os.path.join(out, f))]
+    if missing:
+        msgs.append("missing: %s" % ", ".join(missing))
+    return p, msgs
+
+
 def run_selfcheck(check, title, what):
     """check() passes (ok "TITLE: WHAT"; None) or raises AssertionError
     (FAIL TITLE with the error; status 1)."""

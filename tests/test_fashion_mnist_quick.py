@@ -24,7 +24,6 @@ import csv
 import json
 import math
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,14 +39,7 @@ FILES = ("runs.csv", "checks.csv", "escape.csv", "escape-fit.json",
 
 def body(work):
     out = os.path.join(work, "out")
-    p = subprocess.run([sys.executable, SCRIPT, "--quick", "--out", out,
-                        "--sgdstab", harness.SGDSTAB],
-                       capture_output=True, text=True, timeout=600)
-    msgs = [] if p.returncode == 0 else ["exit %d: %s" % (p.returncode,
-                                                          p.stderr[-2000:])]
-    missing = [f for f in FILES if not os.path.isfile(os.path.join(out, f))]
-    if missing:
-        msgs.append("missing: %s" % ", ".join(missing))
+    p, msgs = harness.run_quick_script(SCRIPT, out, FILES)
     report("fashion_mnist.py --quick runs and writes every file", msgs)
     if msgs:
         return 1

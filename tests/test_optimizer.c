@@ -862,46 +862,76 @@ static void check_summary(const tiny *t, const double *S,
 /* The stationary second moment of every optimizer, sampling, k = 1 and 3,
  * against the dense reference (parameter space, every batch enumerated),
  * with residuals and label noise together, at 0.6 η*. */
+/* Plain SGD, then CASES, for the stationary tests. */
+static const optimizer_case PLAIN = {"plain sgd", SGDSTAB_OPTIMIZER_SGD, 0, 0,
+                                     0, 0, 0};
+#define NCASES (sizeof CASES / sizeof CASES[0])
+
+/* Case ci (0: PLAIN, else CASES[ci − 1]) on t: cfg at batch 2, the
+ * sampling rule turning with ci. */
+static const optimizer_case *residual_case(const tiny *t, size_t ci,
+                                           sgdstab_config *cfg)
+{
+    const optimizer_case *oc = ci ? &CASES[ci - 1] : &PLAIN;
+    sgdstab_config_init(cfg);
+    cfg->loss_scale = t->c;
+    cfg->sampling = tu_samplings[ci % 3];
+    cfg->batch = 2;
+    set_optimizer(cfg, oc);
+    return oc;
+}
+
+/* The engine of t for cfg, its problem holding the residuals R. */
+static engine residual_engine(const tiny *t, const sgdstab_config *cfg,
+                              const double *R)
+{
+    engine e = engine_for(t, cfg);
+    e.prob->R = malloc(t->n * t->k * sizeof *R);
+    assert_non_null(e.prob->R);
+    memcpy(e.prob->R, R, t->n * t->k * sizeof *R);
+    return e;
+}
+
+/* S∞ and its summary at cfg, label noise 0.4 and residuals R, against
+ * the dense solve of the reference, to 1e-9. */
+static void compare_stationary(const tiny *t, const engine *e,
+                               const sgdstab_config *cfg, const double *R,
+                               const char *name)
+{
+    double want[PMAX * PMAX], got[PMAX * PMAX], diff = 0, norm = 0;
+    sgdstab_stationary_summary sum;
+    reference_stationary(t, cfg, R, 0.4, want);
+    engine_stationary(e, cfg, 0.4, got, &sum);
+    check_summary(t, want, &sum, name);
+    for (size_t i = 0; i < t->p * t->p; i++) {
+        diff += (got[i] - want[i]) * (got[i] - want[i]);
+        norm += want[i] * want[i];
+    }
+    if (!(sqrt(diff) <= 1e-9 * sqrt(norm)))
+        fail_msg("k=%zu %s %s: |S - S_ref| = %.3g of |S_ref| = %.6g", t->k,
+                 name, sgdstab_sampling_name(cfg->sampling), sqrt(diff),
+                 sqrt(norm));
+}
+
 static void test_stationary_against_enumeration(void **state)
 {
     (void)state;
     const size_t shapes[2][3] = {{6, 1, 3}, {4, 3, 3}};
-    const optimizer_case plain = {"plain sgd", SGDSTAB_OPTIMIZER_SGD, 0, 0, 0,
-                                  0, 0};
     for (size_t sh = 0; sh < 2; sh++) {
         tiny t;
         make_tiny(&t, shapes[sh][0], shapes[sh][1], shapes[sh][2],
                   sh ? 2.0 / 3 : 1, 700 + sh);
         double R[NMAX * KMAX];
         stationary_residuals(&t, 800 + sh, R);
-        for (size_t ci = 0; ci <= sizeof CASES / sizeof CASES[0]; ci++) {
-            const optimizer_case *oc = ci ? &CASES[ci - 1] : &plain;
+        for (size_t ci = 0; ci <= NCASES; ci++) {
             sgdstab_config cfg;
-            sgdstab_config_init(&cfg);
-            cfg.loss_scale = t.c;
-            cfg.sampling = tu_samplings[ci % 3];
-            cfg.batch = 2;
-            set_optimizer(&cfg, oc);
-            engine e = engine_for(&t, &cfg);
-            e.prob->R = malloc(sizeof R);
-            memcpy(e.prob->R, R, sizeof R);
+            const optimizer_case *oc = residual_case(&t, ci, &cfg);
+            engine e = residual_engine(&t, &cfg, R);
             sgdstab_critical crit;
             sgdstab_error err;
             assert_int_equal(sgdstab_critical_lr(e.s, &cfg, &crit, &err), 0);
             cfg.lr = 0.6 * crit.lr_critical;
-            double want[PMAX * PMAX], got[PMAX * PMAX], diff = 0, norm = 0;
-            sgdstab_stationary_summary sum;
-            reference_stationary(&t, &cfg, R, 0.4, want);
-            engine_stationary(&e, &cfg, 0.4, got, &sum);
-            check_summary(&t, want, &sum, oc->name);
-            for (size_t i = 0; i < t.p * t.p; i++) {
-                diff += (got[i] - want[i]) * (got[i] - want[i]);
-                norm += want[i] * want[i];
-            }
-            if (!(sqrt(diff) <= 1e-9 * sqrt(norm)))
-                fail_msg("k=%zu %s %s: |S - S_ref| = %.3g of |S_ref| = %.6g",
-                         t.k, oc->name, sgdstab_sampling_name(cfg.sampling),
-                         sqrt(diff), sqrt(norm));
+            compare_stationary(&t, &e, &cfg, R, oc->name);
             tu_engine_free(&e);
         }
     }
@@ -946,18 +976,10 @@ static void test_singular_hessian(void **state)
     singular_hessian(&t);
     double R[NMAX * KMAX];
     stationary_residuals(&t, 901, R);
-    const optimizer_case plain = {"plain sgd", SGDSTAB_OPTIMIZER_SGD, 0, 0, 0,
-                                  0, 0};
-    for (size_t ci = 0; ci <= sizeof CASES / sizeof CASES[0]; ci++) {
-        const optimizer_case *oc = ci ? &CASES[ci - 1] : &plain;
+    for (size_t ci = 0; ci <= NCASES; ci++) {
         sgdstab_config cfg;
-        sgdstab_config_init(&cfg);
-        cfg.sampling = tu_samplings[ci % 3];
-        cfg.batch = 2;
-        set_optimizer(&cfg, oc);
-        engine e = engine_for(&t, &cfg);
-        e.prob->R = malloc(sizeof R);
-        memcpy(e.prob->R, R, sizeof R);
+        const optimizer_case *oc = residual_case(&t, ci, &cfg);
+        engine e = residual_engine(&t, &cfg, R);
         sgdstab_error err;
         sgdstab_critical crit;
         assert_int_equal(sgdstab_critical_lr(e.s, &cfg, &crit, &err), 0);
@@ -1008,18 +1030,7 @@ static void test_singular_hessian(void **state)
             fail_msg("%s: eta* %.15g (kind %d), reference %.15g", oc->name,
                      crit.lr_critical, crit.kind, ref);
         cfg.lr = 0.6 * ref;
-        double want[PMAX * PMAX], got[PMAX * PMAX], diff = 0, norm = 0;
-        sgdstab_stationary_summary sum;
-        reference_stationary(&t, &cfg, R, 0.4, want);
-        engine_stationary(&e, &cfg, 0.4, got, &sum);
-        check_summary(&t, want, &sum, oc->name);
-        for (size_t i = 0; i < t.p * t.p; i++) {
-            diff += (got[i] - want[i]) * (got[i] - want[i]);
-            norm += want[i] * want[i];
-        }
-        if (!(sqrt(diff) <= 1e-9 * sqrt(norm)))
-            fail_msg("%s: |S - S_ref| = %.3g of |S_ref| = %.6g", oc->name,
-                     sqrt(diff), sqrt(norm));
+        compare_stationary(&t, &e, &cfg, R, oc->name);
         tu_engine_free(&e);
     }
 }

@@ -207,6 +207,14 @@ def outputs(work, path):
         e.append("a plot without --lyapunov draws the Monte Carlo curve")
     h.report("the plot draws the Monte Carlo boundary (only with it)", e, res)
 
+    res = h.run("phase", path, "--batch", 2, "--lr", "0.1:1:4", "--lyapunov",
+                "--runs", 100000, "--steps", 100000000, "--quiet")
+    e = h.failure_errors(res, (1,))
+    if "floating-point operations" not in res.err:
+        e.append("stderr lacks the work")
+    h.report("refused before any work: a Monte Carlo beyond the bound", e,
+             res)
+
     for args, needle in ((["--runs", 4], "--lyapunov"),
                          (["--lyapunov", "--runs", 1], "--runs"),
                          (["--lyapunov", "--steps", 5], "--steps"),

@@ -76,6 +76,14 @@ def run(*args):
     return subprocess.run([EXE, *args], capture_output=True, text=True)
 
 
+def write_spec(tmp, name, spec):
+    """spec as JSON in tmp/name; its path."""
+    path = os.path.join(tmp, name)
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    return path
+
+
 def read_csv(path):
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -95,9 +103,7 @@ def test_success(tmp):
         "sampling": "without",
         "lr_factors": [0.5, 1.0, 2.0],
     }
-    path = os.path.join(tmp, "exp.json")
-    with open(path, "w") as f:
-        json.dump(spec, f)
+    path = write_spec(tmp, "exp.json", spec)
     out = os.path.join(tmp, "out")
     r = run("run", path, "--out", out, "--quiet")
     check(r.returncode == 0, f"run exit {r.returncode}: {r.stderr}")
@@ -253,9 +259,7 @@ def test_errors(tmp):
          "col\\nour\\x1B"),
     ]
     for name, spec, key in cases:
-        path = os.path.join(tmp, "bad.json")
-        with open(path, "w") as f:
-            json.dump(spec, f)
+        path = write_spec(tmp, "bad.json", spec)
         out = os.path.join(tmp, "bad-out")
         r = run("run", path, "--out", out, "--quiet")
         lines = r.stderr.strip().splitlines()
@@ -347,9 +351,7 @@ def synth_problem(tmp, name, params):
 
 
 def run_spec(tmp, name, spec):
-    path = os.path.join(tmp, name + ".json")
-    with open(path, "w") as f:
-        json.dump(spec, f)
+    path = write_spec(tmp, name + ".json", spec)
     out = os.path.join(tmp, name + "-out")
     r = run("run", path, "--out", out, "--quiet")
     check(r.returncode == 0 and r.stderr == "",
@@ -932,9 +934,7 @@ def test_mc_errors(tmp):
          "exit.series[0].clip"),
     ]
     for i, (name, spec, key) in enumerate(cases):
-        path = os.path.join(tmp, f"bad-mc-{i}.json")
-        with open(path, "w") as f:
-            json.dump(spec, f)
+        path = write_spec(tmp, f"bad-mc-{i}.json", spec)
         out = os.path.join(tmp, f"bad-mc-{i}-out")
         if i % 2:
             os.mkdir(out)           # an existing, empty --out directory
@@ -992,9 +992,7 @@ def test_exit_picture(tmp):
             "params": {"samples": 16, "inputs": 3, "seed": 2},
             "exit": {"radius": 1, "noise_scale": 0.3, "runs": 20,
                      "steps": 2000, "seed": 1, "series": series}}
-    path = os.path.join(tmp, "exit-picture.json")
-    with open(path, "w") as f:
-        json.dump(spec, f)
+    path = write_spec(tmp, "exit-picture.json", spec)
     for size in ("640,480", "1600,1200"):
         out = os.path.join(tmp, "exit-picture-" + size)
         r = run("run", path, "--out", out, "--quiet", "--plot-size", size)
@@ -1018,9 +1016,7 @@ def test_figures(tmp):
                       "curves": "exact,wu-wang-su", "color": "relative",
                       "color_range": "0.5:2"},
             "epoch": {"samplings": ["with"], "runs": 300, "seed": 1}}
-    path = os.path.join(tmp, "fig.json")
-    with open(path, "w") as f:
-        json.dump(spec, f)
+    path = write_spec(tmp, "fig.json", spec)
     for size, want in (("640,480", {"phase.png": (640, 480),
                                      "epoch.png": (640, 480)}),
                        (None, {"phase.png": (960, 720),
@@ -1075,13 +1071,8 @@ def test_lyapunov(tmp):
     spec = {"family": "rfm", "params": params, "batch": [1, 3, 12],
             "phase": {"lr": "0.5:20:12:log",
                       "lyapunov": {"runs": 4, "steps": 300, "seed": 9}}}
-    path = os.path.join(tmp, "ly.json")
-    with open(path, "w") as f:
-        json.dump(spec, f)
-    out = os.path.join(tmp, "ly-out")
-    r = run("run", path, "--out", out, "--quiet")
-    check(r.returncode == 0, f"lyapunov spec: exit {r.returncode} {r.stderr}")
-    if r.returncode:
+    out = run_spec(tmp, "ly", spec)
+    if out is None:
         return
     npz = os.path.join(tmp, "ly.npz")
     bd = os.path.join(tmp, "ly-boundary.csv")

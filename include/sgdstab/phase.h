@@ -103,6 +103,15 @@ typedef struct {
     size_t threads;
 } sgdstab_lyapunov_options;
 
+/* SGDSTAB_EINVAL when the Monte Carlo of sgdstab_phase_lyapunov would
+ * take more than SGDSTAB_WORK_MAX operations (simulate.h): to call before
+ * any work. */
+int sgdstab_phase_lyapunov_check(const sgdstab_reduced *red,
+                                 const sgdstab_config *cfg,
+                                 const sgdstab_phase_axes *ax,
+                                 const sgdstab_lyapunov_options *opt,
+                                 sgdstab_error *err);
+
 /* λ₁ at every point of grid (filled by sgdstab_phase_compute on ax, for
  * red made from prob by sgdstab_reduce_for for cfg), and every row's
  * crossing into boundary.  ax's progress callback is told after every

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "commands.h"
 #include "exit_status.h"
@@ -16,7 +17,8 @@
 #include "sgdstab/problem.h"
 
 static const char EVOLVE_HELP[] =
-    "Usage: sgdstab evolve FILE --lr ETA --batch B --steps T [--init S0.npy]\n"
+    "Usage: sgdstab evolve FILE --lr ETA --batch B --steps T\n"
+    "                      [--init S0.npy|zero]\n"
     "                      [--label-noise SIGMA] [--sampling S]\n"
     "                      [--csv F | --json] [--hessian H.npy]\n"
     "                      [--loss L] [--rank-tol RTOL]\n"
@@ -44,7 +46,9 @@ static const char EVOLVE_HELP[] =
     "  --batch B         batch size (required)\n"
     "  --steps T         number of steps (required)\n"
     "  --init S0.npy     initial second moment, a (p, p) symmetric positive\n"
-    "                    semidefinite matrix (default I/p: E|delta_0|^2 = 1)\n"
+    "                    semidefinite matrix (default I/p: E|delta_0|^2 = 1);\n"
+    "                    --init zero starts at the minimum (with residuals or\n"
+    "                    label noise: the approach to the stationary state)\n"
     "  --label-noise SIGMA  label noise y_i + N(0, SIGMA^2 I_k), >= 0\n"
     CLI_HELP_SAMPLING
     CLI_HELP_PROBLEM_OPTIONS
@@ -143,6 +147,9 @@ int cmd_evolve(int argc, char **argv)
             return EXIT_USAGE;
     }
     size_t steps;
+    const int at_minimum = init && !strcmp(init, "zero");
+    if (at_minimum)
+        init = NULL;
     if (cli_check_outputs(&args, init, &args.csv, 1))
         return EXIT_USAGE;
     if (!steps_text)
@@ -174,7 +181,8 @@ int cmd_evolve(int argc, char **argv)
                                     &stats);
     if (!status)
         status = cli_exact_evolve(&ses, &ses.cfg, steps,
-                                  &(sgdstab_start){S0 ? S0->S : NULL, 0},
+                                  &(sgdstab_start){S0 ? S0->S : NULL,
+                                                   at_minimum},
                                   noise, m2, loss);
     free(noise);
     if (!status) {

@@ -564,7 +564,11 @@ static int diagram(phase_request *rq, const cli_session *ses,
                                    .nl = nl, .progress = cli_progress_update,
                                    .progress_ctx = &prog,
                                    .momenta = rq->momenta, .nm = rq->nm};
-    int st = sgdstab_phase_compute(ses->stab, have_theory ? &th : NULL,
+    int st = rq->lyapunov ? sgdstab_phase_lyapunov_check(ses->red, &ses->cfg,
+                                                         &ax, &rq->lyap, &err)
+                          : SGDSTAB_OK;
+    if (!st)
+        st = sgdstab_phase_compute(ses->stab, have_theory ? &th : NULL,
                                    &ses->cfg, &ax, bd, grid, &err);
     cli_progress_finish(&prog);
     double t1 = cli_seconds();

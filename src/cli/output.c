@@ -2,6 +2,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 
 #include "exit_status.h"
@@ -242,17 +243,35 @@ static const char *surrogate(const sgdstab_problem *prob)
                      "(1/n) sum J_i'J_i";
 }
 
+/* Does the command add the gradient noise of the file's residuals R? */
+static int uses_residuals(const cli_args *a, const sgdstab_problem *prob)
+{
+    static const char *const users[] = {"stationary", "evolve", "simulate"};
+    for (size_t i = 0; prob->R && i < sizeof users / sizeof users[0]; i++)
+        if (!strcmp(a->cmd, users[i]))
+            return 1;
+    return 0;
+}
+
 void cli_note_interpolation(const cli_args *a, const sgdstab_problem *prob)
 {
     const sgdstab_provenance *pv = &prob->provenance;
     if (sgdstab_provenance_interpolating(pv) != 0)
         return;
+    char what[256];
+    if (uses_residuals(a, prob))
+        snprintf(what, sizeof what, "the gradient noise of its residuals R "
+                 "is included");
+    else
+        snprintf(what, sizeof what, "the noise model assumes interpolation, "
+                 "so %s%s", surrogate(prob),
+                 prob->R ? "; 'sgdstab stationary' adds the gradient noise "
+                           "of its residuals R" : "");
     cli_note(a->cmd, "%s is not an interpolating minimum: its RMS training "
              "residual %.3g is %.3g%% of the RMS target %.3g (interpolation "
-             "means at most %g%%); the noise model assumes interpolation, so "
-             "%s", a->file, pv->residual_rms,
+             "means at most %g%%); %s", a->file, pv->residual_rms,
             100 * sgdstab_provenance_relative_residual(pv), pv->target_rms,
-            100 * SGDSTAB_INTERPOLATION_RTOL, surrogate(prob));
+            100 * SGDSTAB_INTERPOLATION_RTOL, what);
 }
 
 void cli_json_provenance(cJSON *obj, const sgdstab_problem *prob)

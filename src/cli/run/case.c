@@ -230,7 +230,10 @@ static int phase_case(const run_spec *sp, const run_context *ctx,
             lrs[j] = unit * sp->phase.lr[j];
         const sgdstab_phase_axes ax = {.batches = batches, .nb = nb,
                                        .lrs = lrs, .nl = nl};
-        if (sgdstab_phase_compute(rc->ses.stab, &rc->th, &rc->ses.cfg, &ax,
+        if ((sp->phase.lyapunov &&
+             sgdstab_phase_lyapunov_check(rc->ses.red, &rc->ses.cfg, &ax,
+                                          &sp->phase.lyap, &err)) ||
+            sgdstab_phase_compute(rc->ses.stab, &rc->th, &rc->ses.cfg, &ax,
                                   bd, grid, &err) ||
             (sp->phase.lyapunov &&
              sgdstab_phase_lyapunov(rc->ses.red, rc->ses.prob, &rc->ses.cfg,
