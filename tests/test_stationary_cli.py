@@ -229,6 +229,21 @@ def body(work):
                      % (ev["second_moment"][-1], st["second_moment"]))
         h.report("%s: evolve with the noise tends to the stationary state"
                  % name, e, res2)
+        zeros = os.path.join(work, "zeros.npy")
+        np.save(zeros, np.zeros((5, 5)))
+        z1, res, e = h.run_json("evolve", path3, "--steps", 50, "--init",
+                                "zero", *point)
+        z2, res2, e2 = h.run_json("evolve", path3, "--steps", 50, "--init",
+                                  zeros, *point)
+        e += e2
+        if z1 is not None and z2 is not None and not (
+                z1["second_moment"][0] == 0 and
+                z1["second_moment"] == z2["second_moment"] and
+                z1["second_moment"][-1] > 0):
+            e.append("--init zero %r, a zero S0 file %r"
+                     % (z1["second_moment"][:3], z2["second_moment"][:3]))
+        h.report("%s: evolve --init zero starts at the minimum" % name, e,
+                 res)
         d, res, e = h.run_json("simulate", path3, "--steps", 30, "--runs",
                                20000, "--init", "zero", "--compare",
                                "--quiet", "--seed", 5, *point)
