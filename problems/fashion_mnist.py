@@ -266,7 +266,7 @@ def batched_runs(model, X, Y, lr, B, R, steps, sigma, seed, observe,
         grads = torch.autograd.grad(batch_mse, params)
         with torch.no_grad():
             for q, gq in zip(params, grads):
-                q -= lr * (gq + weight_decay * q)
+                q -= lr * (gq + weight_decay * q if weight_decay else gq)
         seen.append(observe(t, params, forward))
     return seen
 

@@ -407,6 +407,9 @@ def plot(out, cfg, points, directions):
 def summary_line(r, directions):
     rows = rows_of(directions, r)
     settled = [t for t in rows if t[6] == "yes" and t[3] > 0]
+    if not settled:
+        return "- %s, %s: no direction settled." % (
+            r["minimum"], point_label(r).replace("*", "\\*"))
     rel = np.array([t[4] / t[3] - 1 for t in settled])
     z = np.array([(t[4] - t[3]) / t[5] for t in settled])
     return ("- %s, %s: %d of %d directions settled; there PyTorch/exact − 1 "

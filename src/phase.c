@@ -97,7 +97,7 @@ int sgdstab_phase_compute(sgdstab_stability *s, const sgdstab_theory *th,
         bd->critical = crit[i];
         bd->lr_critical_mean = sgdstab_lr_mean_limit(red, &at);
         bd->lr_lyapunov = NAN;
-        bd->lyapunov_side = 1;
+        bd->crossing = SGDSTAB_CROSSING_UNKNOWN;
         st = sgdstab_batch_coefficients(cfg->sampling, n, at.batch, &bd->a,
                                         &bd->b, err);
         if (!st && th && !sgdstab_optimizer_lifted(&at.optimizer))
@@ -139,21 +139,29 @@ static void lyapunov_crossing(const double *lrs, const sgdstab_phase_point *row,
                               size_t nl, sgdstab_phase_boundary *bd)
 {
     bd->lr_lyapunov = NAN;
-    bd->lyapunov_side = 1;
+    bd->crossing = SGDSTAB_CROSSING_UNKNOWN;
+    size_t below = nl;  /* the last point with λ₁ < 0 */
     for (size_t j = 0; j < nl; j++) {
-        if (!(row[j].lyapunov >= 0))
+        const double y = row[j].lyapunov;
+        if (isnan(y))
             continue;
-        bd->lyapunov_side = j == 0 ? -1 : 0;
-        if (j > 0) {
-            /* λ₁ ≤ ½ ln ρ < 0 below η*: the crossing is not below it. */
-            double y0 = row[j - 1].lyapunov, y1 = row[j].lyapunov;
-            double t = y0 < 0 ? y0 / (y0 - y1) : 0;
-            double lr = exp(log(lrs[j - 1]) +
-                            t * (log(lrs[j]) - log(lrs[j - 1])));
-            double floor = bd->critical.kind == SGDSTAB_MINIMUM_OK
-                               ? bd->critical.lr_critical : 0;
-            bd->lr_lyapunov = fmin(fmax(lr, floor), lrs[j]);
+        bd->crossing = SGDSTAB_CROSSING_ABOVE;
+        if (y < 0) {
+            below = j;
+            continue;
         }
+        if (below == nl) {
+            bd->crossing = SGDSTAB_CROSSING_BELOW;
+            return;
+        }
+        const double y0 = row[below].lyapunov, l0 = log(lrs[below]);
+        const double t = isfinite(y0) && isfinite(y) ? y0 / (y0 - y) : 0.5;
+        const double lr = exp(l0 + t * (log(lrs[j]) - l0));
+        /* λ₁ ≤ ½ ln ρ < 0 below η*: the crossing is not below it. */
+        const double floor = bd->critical.kind == SGDSTAB_MINIMUM_OK
+                                 ? bd->critical.lr_critical : 0;
+        bd->crossing = SGDSTAB_CROSSING_INSIDE;
+        bd->lr_lyapunov = fmax(fmin(lr, lrs[j]), floor);
         return;
     }
 }
@@ -181,6 +189,9 @@ int sgdstab_phase_lyapunov_check(const sgdstab_reduced *red,
     double work = 0;
     for (size_t i = 0; i < sgdstab_phase_rows(ax); i++) {
         sgdstab_sim_options so = lyapunov_options(cfg, ax, opt, i, 0);
+        int st = sgdstab_sim_check(red, &so, err);
+        if (st)
+            return st;
         work += (double)ax->nl * sgdstab_sim_work(red, &so);
     }
     return sgdstab_work_check(work, SGDSTAB_WORK_MAX, "the Monte Carlo of "

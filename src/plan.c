@@ -15,6 +15,17 @@ double sgdstab_curvature_shift(const sgdstab_config *cfg)
                                                     cfg->loss_scale;
 }
 
+size_t sgdstab_undamped_directions(const sgdstab_reduced *red,
+                                   const sgdstab_config *cfg)
+{
+    size_t count = 0;
+    for (size_t j = 0; j < red->r &&
+                       !sgdstab_optimizer_decoupled_decay(&cfg->optimizer);
+         j++)
+        count += red->lambda[j] == 0;
+    return count;
+}
+
 static double log_sum(const sgdstab_optimizer *o)
 {
     double s = 0;

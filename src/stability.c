@@ -669,7 +669,7 @@ int sgdstab_critical_lr(sgdstab_stability *s, const sgdstab_config *cfg,
         out->kind = SGDSTAB_NOT_A_MINIMUM;
         return SGDSTAB_OK;
     }
-    if (s->red->hessian_min == 0 && !sgdstab_optimizer_decoupled_decay(o)) {
+    if (sgdstab_undamped_directions(s->red, cfg)) {
         /* 𝒜₁ is singular: with b = 0 plain GD, η* = 2/λmax(H); with batch
          * noise the undamped directions make every η > 0 unstable. */
         if (b == 0) {

@@ -7,6 +7,7 @@
 
 #include "sgdstab/optimizer.h"
 #include "sgdstab/param_space.h"
+#include "sgdstab/plan.h"
 
 enum { DEFAULT_MAX_ITERATIONS = 2000 };
 
@@ -77,31 +78,14 @@ int sgdstab_gradient_noise(const sgdstab_reduced *red,
     return SGDSTAB_OK;
 }
 
-/* The count of undamped directions (sgdstab_null_drift) and, when map is
- * not NULL, the step map of cfg. */
-static size_t undamped_directions(const sgdstab_reduced *red,
-                                  const sgdstab_config *cfg,
-                                  sgdstab_step_map *map)
-{
-    sgdstab_step_map own;
-    if (!map)
-        map = &own;
-    sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, map);
-    size_t count = 0;
-    for (size_t j = 0; j < red->r && map->kappa >= 1; j++)
-        count += red->lambda[j] == 0;
-    return count;
-}
-
 int sgdstab_null_space_drift(const sgdstab_problem *prob,
                              const sgdstab_reduced *red,
                              const sgdstab_config *cfg, const double *C,
                              sgdstab_null_drift *out, sgdstab_error *err)
 {
-    sgdstab_step_map map;
     memset(out, 0, sizeof *out);
-    out->directions = undamped_directions(red, cfg, &map);
-    if (!out->directions)
+    out->directions = sgdstab_undamped_directions(red, cfg);
+    if (!out->directions || !C)
         return SGDSTAB_OK;
     sgdstab_param_space ps;
     int st = sgdstab_param_space_make(prob, red, cfg, &ps, err);
@@ -113,6 +97,8 @@ int sgdstab_null_space_drift(const sgdstab_problem *prob,
         for (size_t l = 0; l < r; l++)
             if (red->lambda[j] == 0 && red->lambda[l] == 0)
                 trace += (ps.W ? ps.W[j * r + l] : (j == l)) * C[l * r + j];
+    sgdstab_step_map map;
+    sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, &map);
     const double gain = map.step / (1 - map.beta);
     out->rate = gain * gain * trace;
     sgdstab_param_space_free(&ps);
@@ -223,7 +209,7 @@ int sgdstab_stationary_solve(sgdstab_moments *m, const sgdstab_reduced *red,
     if (st || (st = sgdstab_batch_coefficients(cfg->sampling, red->n,
                                                cfg->batch, &a, &b, err)))
         return st;
-    size_t undamped = undamped_directions(red, cfg, NULL);
+    size_t undamped = sgdstab_undamped_directions(red, cfg);
     if (undamped)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: H has curvature 0 on "
                             "%zu direction%s J moves: the noise there is not "

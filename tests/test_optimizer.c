@@ -859,9 +859,6 @@ static void check_summary(const tiny *t, const double *S,
                      got[q], want[q]);
 }
 
-/* The stationary second moment of every optimizer, sampling, k = 1 and 3,
- * against the dense reference (parameter space, every batch enumerated),
- * with residuals and label noise together, at 0.6 η*. */
 /* Plain SGD, then CASES, for the stationary tests. */
 static const optimizer_case PLAIN = {"plain sgd", SGDSTAB_OPTIMIZER_SGD, 0, 0,
                                      0, 0, 0};
@@ -913,6 +910,9 @@ static void compare_stationary(const tiny *t, const engine *e,
                  sqrt(norm));
 }
 
+/* The stationary second moment of every optimizer, sampling, k = 1 and 3,
+ * against the dense reference (parameter space, every batch enumerated),
+ * with residuals and label noise together, at 0.6 η*. */
 static void test_stationary_against_enumeration(void **state)
 {
     (void)state;

@@ -226,11 +226,36 @@ def outputs(work, path):
         h.report("refused: %s" % " ".join(map(str, args)), e, res)
 
 
+def vanishing(work):
+    """Four equal samples: every batch's step is 1 - eta, so at eta = 1
+    the state vanishes (lambda_1 NaN, passed over) and the crossing of
+    ln|1 - eta| is at eta = 2 = eta*."""
+    path, _ = h.write_problem(work, "equal", np.ones((4, 1)))
+    for lrs, crossing, want in (("1", "unknown", None),
+                                ("0.5,1,1.5", "above", None),
+                                ("0.5,1,3", "inside", 2.0)):
+        d, res, e = h.run_json("phase", path, "--batch", 2, "--lr", lrs,
+                               "--lyapunov", "--runs", 2, "--steps", 20,
+                               "--quiet")
+        if d is not None:
+            row = d["boundary"][0]
+            if row["lyapunov_crossing"] != crossing or (
+                    want is not None and
+                    not h.close_rel(row["lr_lyapunov"], want, 1e-12)):
+                e.append("crossing %r at %r, want %r at %r"
+                         % (row["lyapunov_crossing"], row["lr_lyapunov"],
+                            crossing, want))
+        h.report("a state that vanishes: --lr %s, crossing %s" % (lrs,
+                                                                  crossing),
+                 e, res)
+
+
 def body(work):
     rng = np.random.default_rng(291)
     one_parameter(work)
     path = random_problems(work, rng)
     outputs(work, path)
+    vanishing(work)
     return None
 
 

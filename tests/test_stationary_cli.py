@@ -124,6 +124,57 @@ def null_space(work, rng):
                                 d["null_space_drift_rate"], want))
                 h.report("singular H, %s, %s, sigma %g: the random walk"
                          % (name, sampling, sigma), e, res)
+    # Adam: the walk in y = P^(1/2) delta, measured in parameter space
+    v = os.path.join(work, "v_walk.npy")
+    vhat = rng.uniform(0.5, 2.0, p)
+    np.save(v, vhat)
+    P = np.sqrt(vhat) + 1e-8
+    Hy = H / np.sqrt(np.outer(P, P))
+    w = np.linalg.eigh(Hy)[1][:, 0]               # Hy's null direction
+    for sampling in h.SAMPLINGS:
+        d, res, e = h.run_json("stationary", path, "--lr", lr, "--batch", B,
+                               "--sampling", sampling, "--label-noise", 0.3,
+                               "--optimizer", "adam", "--second-moment", v)
+        Sigma = gradient_covariance(J, R, B, sampling, 0.3)
+        Cy = Sigma / np.sqrt(np.outer(P, P))
+        # Adam's step per unit of constant gradient: (1 - beta1) lr c /
+        # (1 - beta1) = lr (c = 1)
+        want = lr ** 2 * (w @ (w / P)) * (w @ Cy @ w)
+        if d is not None and not (
+                d["null_space_directions"] == 1 and
+                h.close_rel(d["null_space_drift_rate"], want, 1e-8)):
+            e.append("directions %r, drift %r, want %r"
+                     % (d["null_space_directions"],
+                        d["null_space_drift_rate"], want))
+        h.report("singular H, Adam, %s: the random walk in parameter space"
+                 % sampling, e, res)
+
+    # no noise at all: the undamped direction counted, no walk
+    quiet = os.path.join(work, "nullH_quiet.npz")
+    np.savez(quiet, J=J, H=H)
+    d, res, e = h.run_json("stationary", quiet, "--lr", lr, "--batch", B)
+    if d is not None and (d["stable"] or d["null_space_directions"] != 1 or
+                          d["null_space_drift_rate"] != 0):
+        e.append("stable %r, directions %r, drift %r"
+                 % (d["stable"], d["null_space_directions"],
+                    d["null_space_drift_rate"]))
+    h.report("singular H without noise: the direction counted, rate 0", e,
+             res)
+
+    # not a minimum, residuals whose mean gradient is not zero: still the
+    # unstable report (the escape), not a refusal
+    Hneg = H - 0.3 * np.eye(p)
+    lost = os.path.join(work, "saddle.npz")
+    np.savez(lost, J=J, H=Hneg, R=rng.standard_normal((n, 1)))
+    d, res, e = h.run_json("stationary", lost, "--lr", lr, "--batch", B)
+    if d is not None and (d["stable"] or d["null_space_directions"] != 0 or
+                          not d["escape_rate_per_step"] > 0):
+        e.append("stable %r, directions %r, escape %r"
+                 % (d["stable"], d["null_space_directions"],
+                    d["escape_rate_per_step"]))
+    h.report("not a minimum, residuals not stationary: the escape rate", e,
+             res)
+
     res = h.run("stationary", path, "--lr", lr, "--batch", B,
                 "--label-noise", 0.3)
     e = h.failure_errors(res, (0,)) if res.rc else []

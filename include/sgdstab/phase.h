@@ -42,6 +42,15 @@ typedef struct {
     double lyapunov_stderr;         /* (NaN unless sgdstab_phase_lyapunov) */
 } sgdstab_phase_point;
 
+/* Where a row's Monte Carlo λ₁ crosses 0 (sgdstab_phase_lyapunov). */
+typedef enum {
+    SGDSTAB_CROSSING_INSIDE = 0,    /* between two grid points */
+    SGDSTAB_CROSSING_BELOW,         /* λ₁ ≥ 0 at the smallest η estimated */
+    SGDSTAB_CROSSING_ABOVE,         /* λ₁ < 0 at every η of the grid */
+    SGDSTAB_CROSSING_UNKNOWN        /* no finite estimate in the row (or no
+                                       Monte Carlo) */
+} sgdstab_crossing;
+
 typedef struct {
     size_t batch;
     double momentum;                /* β of the optimizer of this row */
@@ -53,12 +62,12 @@ typedef struct {
                                        with an optimizer other than plain
                                        SGD (the theory is plain SGD's) */
     /* From sgdstab_phase_lyapunov: where λ₁ first turns ≥ 0 going up η,
-     * interpolated linearly in ln η between the two grid points around it
-     * and not below η*(B) (side 0); side −1 when λ₁ ≥ 0 already at the smallest η of the
-     * grid, +1 when λ₁ < 0 at every η of it (lr_lyapunov NaN then, and
-     * without Monte Carlo). */
+     * interpolated linearly in ln η from the last grid point with λ₁ < 0
+     * (points whose estimate is NaN, a state that vanished, are passed
+     * over), and not below η*(B) (λ₁ ≤ ½ ln ρ < 0 there): crossing
+     * INSIDE; lr_lyapunov is NaN for the other crossings. */
     double lr_lyapunov;
-    int lyapunov_side;
+    sgdstab_crossing crossing;
 } sgdstab_phase_boundary;
 
 /* The axes of a diagram: its rows are batch sizes batches[0..nb), or, when
@@ -103,9 +112,13 @@ typedef struct {
     size_t threads;
 } sgdstab_lyapunov_options;
 
-/* SGDSTAB_EINVAL when the Monte Carlo of sgdstab_phase_lyapunov would
- * take more than SGDSTAB_WORK_MAX operations (simulate.h): to call before
- * any work. */
+/* The defaults of the command line and of run specs: 8 runs of 2000
+ * steps, seed 1, a thread per processor. */
+#define SGDSTAB_LYAPUNOV_DEFAULTS {8, 2000, 1, 0}
+
+/* SGDSTAB_EINVAL when the Monte Carlo of sgdstab_phase_lyapunov is not
+ * one sgdstab_sim_check accepts, or would take more than SGDSTAB_WORK_MAX
+ * operations in all (simulate.h): to call before any work. */
 int sgdstab_phase_lyapunov_check(const sgdstab_reduced *red,
                                  const sgdstab_config *cfg,
                                  const sgdstab_phase_axes *ax,

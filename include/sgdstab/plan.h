@@ -37,6 +37,15 @@ int sgdstab_view_check(const sgdstab_reduced *red, const sgdstab_config *cfg,
  * whose decay is decoupled). */
 double sgdstab_curvature_shift(const sgdstab_config *cfg);
 
+/* The directions of red (made for cfg by sgdstab_reduce_for) that the
+ * noise-free step contracts at no η: curvature 0 (a supplied H singular
+ * where J moves), with no coupled decay lifting it and no decoupled decay
+ * (AdamW) shrinking the parameters.  Their batch noise is never damped (a
+ * degenerate minimum, stability.h) and their gradient noise is a random
+ * walk (stationary.h). */
+size_t sgdstab_undamped_directions(const sgdstab_reduced *red,
+                                   const sgdstab_config *cfg);
+
 /* The theory quantities (theory.h) of red's own H at cfg's loss scale,
  * for red made from prob by sgdstab_reduce_for: of the preconditioned H
  * with a preconditioner, and of H without weight decay's shift (prob is

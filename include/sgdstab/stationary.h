@@ -79,9 +79,8 @@ int sgdstab_stationary_solve(sgdstab_moments *m, const sgdstab_reduced *red,
                              double *W, sgdstab_stationary_info *info,
                              sgdstab_error *err);
 
-/* Directions of the reduced space the noise-free step does not contract:
- * curvature 0 (a supplied H singular where J moves), no coupled decay
- * lifting it, no decoupled decay shrinking it.  There the additive noise
+/* Directions of the reduced space the noise-free step does not contract
+ * (sgdstab_undamped_directions, plan.h).  There the additive noise
  * is not damped (Mulayoff–Michaeli, Thms 4–5): a random walk, whose
  * variance grows each step by
  *     rate = (s·c·η/(1 − β))² · tr(W_NN C_NN),
@@ -94,8 +93,10 @@ typedef struct {
     double rate;  /* per step, in E‖δ‖² (parameter space) */
 } sgdstab_null_drift;
 
-/* The drift of C (r×r, from sgdstab_gradient_noise) at cfg for red made
- * from prob by sgdstab_reduce_for; rate 0 when directions is 0. */
+/* The drift of C (r×r, from sgdstab_gradient_noise; NULL: no noise) at
+ * cfg for red made from prob by sgdstab_reduce_for; directions as
+ * sgdstab_undamped_directions (plan.h) counts them, rate 0 when there are
+ * none or no noise. */
 int sgdstab_null_space_drift(const sgdstab_problem *prob,
                              const sgdstab_reduced *red,
                              const sgdstab_config *cfg, const double *C,

@@ -130,6 +130,7 @@ int cmd_evolve(int argc, char **argv)
         CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "evolve");
+    args.residual_noise = 1;
     const char *init = NULL, *steps_text = NULL, *sigma_text = NULL;
     int c;
     while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {

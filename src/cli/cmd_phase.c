@@ -90,7 +90,8 @@ static const char PHASE_HELP[] =
     "                    supplied), and with --lyapunov lr_lyapunov (the\n"
     "                    Monte Carlo boundary; nan when not within the grid)\n"
     "                    and lyapunov_crossing (inside, below: lambda_1 >= 0\n"
-    "                    at the smallest eta; above: lambda_1 < 0 at all)\n"
+    "                    at the smallest eta; above: lambda_1 < 0 at all;\n"
+    "                    unknown: no finite estimate)\n"
     "  --json            JSON on stdout: {\"file\", \"n\", \"k\", \"p\", \"rank\",\n"
     "                    \"sampling\", \"loss_scale\", \"optimizer\" (as for\n"
     "                    analyze), \"lr_critical_mean\",\n"
@@ -137,8 +138,8 @@ static const char PHASE_HELP[] =
     "                    with 0 < LO < 1 < HI\n"
     "  --lyapunov        add the Monte Carlo lambda_1 and its boundary\n"
     "  --runs R          its runs per grid point (default 8, at least 2)\n"
-    "  --steps T         its steps per run (default 2000; the first T/10 are\n"
-    "                    left out of the average)\n"
+    "  --steps T         its steps per run, at least 10 (default 2000; the\n"
+    "                    first T/10 are left out of the average)\n"
     "  --seed S          its random seed, 0 to 2^32 - 1 (default 1)\n"
     "  --threads N       its worker threads (default: one per processor)\n"
     "  --quiet           no progress bar (it is drawn only when stderr is a\n"
@@ -295,11 +296,15 @@ static void print_text(const phase_report *r)
         if (r->theory)
             printf("  %16.10g  %16.10g", bd->bounds.wu_wang_su,
                    bd->bounds.mulayoff_michaeli_top);
-        if (r->lyapunov && bd->lyapunov_side == 0)
+        if (r->lyapunov && bd->crossing == SGDSTAB_CROSSING_INSIDE)
             printf("  %23.6g", bd->lr_lyapunov);
+        else if (r->lyapunov && bd->crossing == SGDSTAB_CROSSING_UNKNOWN)
+            printf("  %23s", "unknown");
         else if (r->lyapunov)
-            printf("  %10s %12.6g", bd->lyapunov_side < 0 ? "<" : ">",
-                   r->lrs[bd->lyapunov_side < 0 ? 0 : r->nl - 1]);
+            printf("  %10s %12.6g",
+                   bd->crossing == SGDSTAB_CROSSING_BELOW ? "<" : ">",
+                   r->lrs[bd->crossing == SGDSTAB_CROSSING_BELOW ? 0
+                                                                 : r->nl - 1]);
         printf("\n");
     }
     if (rows > 60 || r->nl > 60)
@@ -497,7 +502,8 @@ static int check_options(phase_request *rq, double **lrs, size_t *nl,
         return EXIT_USAGE;
     if (rq->monte_carlo_given && !rq->lyapunov)
         return cli_usage_error(a->cmd, "--runs, --steps, --seed and "
-                               "--threads set the Monte Carlo of --lyapunov");
+                               "--threads need --lyapunov (they set its "
+                               "Monte Carlo)");
     if (rq->color_range &&
         cli_parse_color_range(a->cmd, rq->color_range, rq->style.color,
                               rq->style.color_range))
@@ -621,7 +627,7 @@ done:
 int cmd_phase(int argc, char **argv)
 {
     phase_request rq = {.width = 960, .height = 720,
-                        .lyap = {.runs = 8, .steps = 2000, .seed = 1}};
+                        .lyap = SGDSTAB_LYAPUNOV_DEFAULTS};
     cli_args_init(&rq.args, "phase");
     cli_phase_style_init(&rq.style);
     double *lrs = NULL;

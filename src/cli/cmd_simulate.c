@@ -311,6 +311,7 @@ int cmd_simulate(int argc, char **argv)
         return EXIT_OK;
     if (status || (status = check_options(&args, &rq, &t)))
         return status;
+    args.residual_noise = !rq.epoch && !rq.threshold && !rq.o.lyapunov;
     if (rq.epoch || rq.threshold)
         return simulate_epoch(&args, &rq, t.batch);
     return simulate_runs(&args, &rq, t.batch, t.init, t.fit);

@@ -125,6 +125,8 @@ typedef struct {
     int optimizer_from_file;      /* none was: the file's meta.json's */
     const char *second_moment;    /* --second-moment V.npy */
     int json;
+    int residual_noise;     /* this run adds the gradient noise of FILE's
+                               residuals R (stationary.h) */
 } cli_args;
 
 enum {

@@ -2,7 +2,6 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/stat.h>
 
 #include "exit_status.h"
@@ -243,23 +242,13 @@ static const char *surrogate(const sgdstab_problem *prob)
                      "(1/n) sum J_i'J_i";
 }
 
-/* Does the command add the gradient noise of the file's residuals R? */
-static int uses_residuals(const cli_args *a, const sgdstab_problem *prob)
-{
-    static const char *const users[] = {"stationary", "evolve", "simulate"};
-    for (size_t i = 0; prob->R && i < sizeof users / sizeof users[0]; i++)
-        if (!strcmp(a->cmd, users[i]))
-            return 1;
-    return 0;
-}
-
 void cli_note_interpolation(const cli_args *a, const sgdstab_problem *prob)
 {
     const sgdstab_provenance *pv = &prob->provenance;
     if (sgdstab_provenance_interpolating(pv) != 0)
         return;
     char what[256];
-    if (uses_residuals(a, prob))
+    if (prob->R && a->residual_noise)
         snprintf(what, sizeof what, "the gradient noise of its residuals R "
                  "is included");
     else

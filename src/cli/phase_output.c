@@ -54,8 +54,9 @@ static void write_grid(FILE *f, const sgdstab_phase_point *g, size_t count,
 
 const char *cli_lyapunov_crossing(const sgdstab_phase_boundary *b)
 {
-    return b->lyapunov_side < 0 ? "below" : b->lyapunov_side > 0 ? "above"
-                                                                 : "inside";
+    static const char *const names[] = {"inside", "below", "above",
+                                        "unknown"};
+    return names[b->crossing];
 }
 
 double cli_phase_boundary_lr(const sgdstab_phase_boundary *b)

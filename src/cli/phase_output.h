@@ -64,7 +64,7 @@ typedef struct {
     int lyapunov;               /* the Monte Carlo λ₁ was computed */
 } cli_plot_options;
 
-/* A row's lyapunov_side in words: below, inside or above (the grid). */
+/* A row's crossing in words: inside, below, above or unknown. */
 const char *cli_lyapunov_crossing(const sgdstab_phase_boundary *b);
 
 /* The output files of a phase diagram, any of them NULL: the grid CSV

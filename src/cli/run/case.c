@@ -198,7 +198,7 @@ static int phase_files(const run_spec *sp, const run_context *ctx,
     ph->band_max = -INFINITY;
     for (size_t i = 0; i < nb && ph->lyapunov; i++) {
         double crit = cli_phase_boundary_lr(&bd[i]);
-        if (bd[i].lyapunov_side != 0 || !(crit > 0))
+        if (bd[i].crossing != SGDSTAB_CROSSING_INSIDE || !(crit > 0))
             continue;
         ph->lyapunov_inside++;
         ph->band_min = fmin(ph->band_min, bd[i].lr_lyapunov / crit);

@@ -103,7 +103,7 @@ static void phase_paragraphs(const run_results *res, FILE *f)
                 ph->stable_points, ph->batches * ph->lrs, shown(ph->lr_min),
                 shown(ph->lr_max), r->index, ph->plot);
         if (ph->lyapunov && ph->lyapunov_inside)
-            fprintf(f, "\nThe dotted curve with open circles is the Monte "
+            fprintf(f, "\nThe dashed curve with open circles is the Monte "
                     "Carlo boundary η_L(B) where the top Lyapunov exponent "
                     "λ₁ of the random product turns positive (`lr_lyapunov` "
                     "in `%s`): inside the grid for %zu of %zu batch sizes, "

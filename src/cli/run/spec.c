@@ -454,14 +454,15 @@ static int phase_style(run_spec *sp, const cJSON *ph)
 }
 
 /* "phase.lyapunov": {"runs": R, "steps": T, "seed": S}, as for
- * 'sgdstab phase --lyapunov' (defaults 8, 2000, 1). */
+ * 'sgdstab phase --lyapunov' (SGDSTAB_LYAPUNOV_DEFAULTS). */
 static int parse_phase_lyapunov(run_spec *sp, const cJSON *ly)
 {
     const char *where = "phase.lyapunov";
     if (!cJSON_IsObject(ly))
         return run_spec_error(sp, "key '%s': need an object", where);
-    double runs = 8, steps = 2000;
     sgdstab_lyapunov_options *o = &sp->phase.lyap;
+    *o = (sgdstab_lyapunov_options)SGDSTAB_LYAPUNOV_DEFAULTS;
+    double runs = (double)o->runs, steps = (double)o->steps;
     int st;
     if ((st = known_keys(sp, ly, where, "runs steps seed")) ||
         (st = optional_number(sp, ly, where, "runs", 1, 2, &runs)) ||
