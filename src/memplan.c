@@ -90,29 +90,50 @@ static double address_space_left(void)
     return fmax(left, 0);
 }
 
-int sgdstab_memory_available(double max_memory, sgdstab_memory_limit *lim,
-                             sgdstab_error *err)
+/* The limits of sgdstab_memory_available, with MemAvailable weighted by
+ * share and the limits given less held (what the process has already). */
+static int memory_limit(double max_memory, double share, double held,
+                        sgdstab_memory_limit *lim, sgdstab_error *err)
 {
     lim->bytes = INFINITY;
     snprintf(lim->source, sizeof lim->source, "no limit known");
-    lower(lim, proc_kb("/proc/meminfo", "MemAvailable"),
-          "MemAvailable in /proc/meminfo");
+    double avail = proc_kb("/proc/meminfo", "MemAvailable");
+    lower(lim, avail < 0 ? avail : share * avail,
+          share < 1 ? "90% of MemAvailable in /proc/meminfo"
+                    : "MemAvailable in /proc/meminfo");
     const char *env = getenv("SGDSTAB_MAX_MEMORY");
     if (max_memory > 0) {
-        lower(lim, max_memory, "the limit given");
+        lower(lim, fmax(max_memory - held, 0), held > 0
+              ? "the limit given, less what is held already"
+              : "the limit given");
     } else if (env && *env) {
         double v = sgdstab_parse_memory_size(env);
         if (v < 0)
             return sgdstab_fail(err, SGDSTAB_EINVAL, "SGDSTAB_MAX_MEMORY: '%s' "
                                 "is not a size such as 8G or 512M", env);
-        lower(lim, v, "set by SGDSTAB_MAX_MEMORY");
+        lower(lim, fmax(v - held, 0), held > 0
+              ? "SGDSTAB_MAX_MEMORY, less what is held already"
+              : "set by SGDSTAB_MAX_MEMORY");
     }
     lower(lim, address_space_left(), "address space left under ulimit -v");
     return SGDSTAB_OK;
 }
 
-/* "24.2 GB", or "350 MB" below a gigabyte (decimal units). */
-static void format_bytes(double bytes, char *out, size_t cap)
+int sgdstab_memory_available(double max_memory, sgdstab_memory_limit *lim,
+                             sgdstab_error *err)
+{
+    return memory_limit(max_memory, 1.0, 0.0, lim, err);
+}
+
+int sgdstab_memory_left(double max_memory, sgdstab_memory_limit *lim,
+                        sgdstab_error *err)
+{
+    return memory_limit(max_memory, 0.9,
+                        fmax(proc_kb("/proc/self/status", "VmRSS"), 0), lim,
+                        err);
+}
+
+void sgdstab_memory_format(double bytes, char *out, size_t cap)
 {
     if (bytes >= 1e9)
         snprintf(out, cap, "%.1f GB", bytes / 1e9);
@@ -120,22 +141,49 @@ static void format_bytes(double bytes, char *out, size_t cap)
         snprintf(out, cap, "%.3g MB", bytes / 1e6);
 }
 
-int sgdstab_memory_check(const char *label, size_t n, size_t k, size_t p,
-                         int have_H, double max_memory, sgdstab_error *err)
+/* SGDSTAB_ENOMEM naming label, need (what it is for) and what is
+ * available, when need exceeds it. */
+static int check_need(const char *label, double need, const char *what,
+                      double max_memory, sgdstab_error *err)
 {
     sgdstab_memory_limit lim;
     int st = sgdstab_memory_available(max_memory, &lim, err);
     if (st)
         return st;
-    double need = sgdstab_memory_need(n, k, p, have_H);
     if (need <= lim.bytes)
         return SGDSTAB_OK;
     char need_text[32], have_text[32];
-    format_bytes(need, need_text, sizeof need_text);
-    format_bytes(lim.bytes, have_text, sizeof have_text);
+    sgdstab_memory_format(need, need_text, sizeof need_text);
+    sgdstab_memory_format(lim.bytes, have_text, sizeof have_text);
     return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: not enough memory: needs "
-                        "about %s (J %zu x %zu as float64 plus its SVD%s), "
-                        "more than the %s available (%s)", label, need_text,
-                        n * k, p, have_H ? " and H's eigenvectors" : "",
-                        have_text, lim.source);
+                        "about %s (%s), more than the %s available (%s)",
+                        label, need_text, what, have_text, lim.source);
+}
+
+int sgdstab_memory_check(const char *label, size_t n, size_t k, size_t p,
+                         int have_H, double max_memory, sgdstab_error *err)
+{
+    char what[128];
+    snprintf(what, sizeof what, "J %zu x %zu as float64 plus its SVD%s",
+             n * k, p, have_H ? " and H's eigenvectors" : "");
+    return check_need(label, sgdstab_memory_need(n, k, p, have_H), what,
+                      max_memory, err);
+}
+
+double sgdstab_memory_need_gram(size_t rows, int with_KP)
+{
+    double N = (double)rows;
+    /* K (and KP) as loaded, the copy dsyevr overwrites, its eigenvectors
+     * and Φ, each N² at most, and dsyevr's 26·N + 10·N of workspace. */
+    return 8 * ((with_KP ? 2 : 1) * N * N + 3 * N * N + 36 * N);
+}
+
+int sgdstab_memory_check_gram(const char *label, size_t rows, int with_KP,
+                              double max_memory, sgdstab_error *err)
+{
+    char what[128];
+    snprintf(what, sizeof what, "K %zu x %zu as float64%s plus its "
+             "eigendecomposition", rows, rows, with_KP ? " and KP" : "");
+    return check_need(label, sgdstab_memory_need_gram(rows, with_KP), what,
+                      max_memory, err);
 }

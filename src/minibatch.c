@@ -35,7 +35,7 @@ int mb_problem_make(mb_problem *pb, const sgdstab_reduced *red,
     pb->k = red->k;
     pb->r = red->r;
     pb->p = red->p;
-    pb->nnull = red->p - red->r;
+    pb->nnull = red->p > red->r ? red->p - red->r : 0;
     pb->c = opt->config.loss_scale;
     size_t r = red->r;
     if (!red->G)

@@ -219,7 +219,7 @@ static int parse_shape(header_parser *h)
     if (count == 0 || count > SGDSTAB_NPY_MAX_DIMS)
         return sgdstab_fail(h->err, SGDSTAB_EFORMAT,
                             "%s: %d-dimensional arrays are not supported "
-                            "(need 1, 2 or 3 dimensions)", h->label, count);
+                            "(need 1 to 4 dimensions)", h->label, count);
     h->ndim = count;
     return SGDSTAB_OK;
 }

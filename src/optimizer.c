@@ -46,16 +46,30 @@ static int in_unit_interval(double x)
     return x >= 0 && x < 1;
 }
 
+int sgdstab_optimizer_preconditioned(const sgdstab_optimizer *opt)
+{
+    return opt->second_moment || opt->precond_in_gram;
+}
+
 static int check_second_moment(const sgdstab_optimizer *opt, size_t p,
                                sgdstab_error *err)
 {
-    if (!opt->second_moment)
+    if (opt->precond_in_gram && opt->second_moment)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "a second moment v and a "
+                            "preconditioned Gram matrix together: P would be "
+                            "applied twice");
+    if (!opt->second_moment && !opt->precond_in_gram)
         return opt->kind == SGDSTAB_OPTIMIZER_SGD
                    ? SGDSTAB_OK
                    : sgdstab_fail(err, SGDSTAB_EINVAL, "%s needs the frozen "
                                   "second moment v (exp_avg_sq, one value "
                                   "per parameter)",
                                   sgdstab_optimizer_name(opt->kind));
+    if (opt->precond_in_gram)
+        return opt->eps > 0 && isfinite(opt->eps)
+                   ? SGDSTAB_OK
+                   : sgdstab_fail(err, SGDSTAB_EINVAL, "eps must be a "
+                                  "positive number, not %g", opt->eps);
     if (opt->second_moment_len != p)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "the second moment v has %zu "
                             "values, the problem %zu parameters",
@@ -110,7 +124,7 @@ const char *sgdstab_optimizer_title(const sgdstab_optimizer *opt)
     case SGDSTAB_OPTIMIZER_ADAMW:
         return "AdamW";
     default:
-        return opt->second_moment ? "RMSprop" : "SGD";
+        return sgdstab_optimizer_preconditioned(opt) ? "RMSprop" : "SGD";
     }
 }
 

@@ -35,6 +35,13 @@ int sgdstab_param_space_make(const sgdstab_problem *prob,
         return st;
     ps->r = r;
     ps->p = p;
+    if (!prob->J)  /* a Gram matrix: Q is not known, only that QᵀQ = I */
+        return red->preconditioned
+                   ? sgdstab_fail(err, SGDSTAB_EINVAL, "%s: E|delta|^2 with "
+                                  "a preconditioner weighs each parameter "
+                                  "by P^-1, which needs J, not its Gram "
+                                  "matrix", red->source)
+                   : SGDSTAB_OK;
     ps->rows = doubles(r * p);
     int bad = !ps->rows;
     if (o->second_moment) {
@@ -83,6 +90,11 @@ void sgdstab_param_space_gram(const sgdstab_param_space *ps, int exponent,
                               double *out, double *work)
 {
     const size_t r = ps->r, p = ps->p;
+    if (!ps->rows) {
+        for (size_t i = 0; i < r * r; i++)
+            out[i] = i % (r + 1) == 0;
+        return;
+    }
     scaled_rows(ps, exponent, work);
     cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)r, (int)r,
                 (int)p, 1.0, work, (int)p, work, (int)p, 0.0, out, (int)r);
@@ -195,6 +207,14 @@ int sgdstab_param_space_start(const sgdstab_param_space *ps,
 {
     const size_t r = ps->r, p = ps->p;
     memset(cross, 0, r * sizeof *cross);
+    if (!ps->rows && (S0 || !p))
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s", S0
+                            ? "a start S0 (p x p) needs J: the Gram matrix "
+                              "does not see the parameters"
+                            : "the start S0 = I/p needs the parameter count "
+                              "p, which this Gram matrix's meta.json does "
+                              "not give (pass --params P, or start at the "
+                              "minimum)");
     if (!S0 && !ps->root) {  /* QᵀQ = I: exactly */
         memset(Z0, 0, r * r * sizeof *Z0);
         for (size_t j = 0; j < r; j++)

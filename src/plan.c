@@ -43,7 +43,7 @@ int sgdstab_view_check(const sgdstab_reduced *red, const sgdstab_config *cfg,
                        sgdstab_error *err)
 {
     const sgdstab_optimizer *o = &cfg->optimizer;
-    int pre = o->second_moment != NULL;
+    int pre = sgdstab_optimizer_preconditioned(o);
     if (pre != red->preconditioned ||
         (pre && (differ(o->eps, red->precond_eps) ||
                  differ(log_sum(o), red->precond_logsum))) ||
@@ -98,7 +98,7 @@ static int precondition(const sgdstab_problem *prob, const sgdstab_config *cfg,
             H.data[a * p + a] += shift * w[a] * w[a];
     }
     free(w);
-    sgdstab_load_options lo = {0, -1};  /* planned above */
+    sgdstab_load_options lo = {0, -1, 0};  /* planned above */
     return sgdstab_problem_from_arrays(prob->source, &J, with_h ? &H : NULL,
                                        &lo, out, err);
 }
@@ -157,6 +157,31 @@ int sgdstab_reduce_for(const sgdstab_problem *prob,
     if (st)
         return st;
     const double shift = sgdstab_curvature_shift(cfg);
+    if (o->precond_in_gram) {
+        /* The exporter's J P⁻¹ Jᵀ is the Gram matrix of J P^{-1/2}. */
+        if (!prob->K || !prob->KP)
+            return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: has no "
+                                "preconditioned Gram matrix KP",
+                                prob->source);
+        if (shift > 0)
+            return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: coupled weight "
+                                "decay with a preconditioner adds lambda/c "
+                                "P^-1 on every parameter, which needs J, not "
+                                "its Gram matrix", prob->source);
+        sgdstab_problem view = *prob;
+        view.K = prob->KP;
+        view.KP = NULL;
+        if ((st = sgdstab_reduce(&view, ropt, out, err)))
+            return st;
+        (*out)->preconditioned = 1;
+        (*out)->precond_eps = o->eps;
+        return SGDSTAB_OK;
+    }
+    if (o->second_moment && !prob->J)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: a second moment v acts "
+                            "on each parameter, which needs J; beside a Gram "
+                            "matrix the preconditioner comes as KP",
+                            prob->source);
     if (o->second_moment) {
         sgdstab_problem *pre = NULL;
         if ((st = precondition(prob, cfg, &pre, err)))
@@ -209,7 +234,7 @@ void sgdstab_mean_path(const sgdstab_config *cfg, const double *h,
 double sgdstab_null_decay_rate(const sgdstab_reduced *red,
                                const sgdstab_config *cfg)
 {
-    if (red->r >= red->p)
+    if (red->p && red->r >= red->p)
         return NAN;
     sgdstab_step_map map;
     sgdstab_step_map_init(&cfg->optimizer, cfg->lr, cfg->loss_scale, &map);

@@ -122,6 +122,11 @@ int sgdstab_problem_from_arrays(const char *label, sgdstab_array *J,
                           k, p);
         goto fail;
     }
+    if (opt && opt->params && opt->params != p) {
+        st = sgdstab_fail(err, SGDSTAB_EINVAL, "%s: J has p = %zu parameters, "
+                          "not the %zu given", label, p, opt->params);
+        goto fail;
+    }
     if ((st = check_finite(label, "J", J, err)))
         goto fail;
     if (H && (st = check_square_symmetric(label, "H", H, p, opt, err)))
@@ -151,6 +156,104 @@ fail:
         free(prob);
     sgdstab_array_free(J);
     sgdstab_array_free(H);
+    return st;
+}
+
+/* n and k of a Gram matrix: from its shape (n, k, n, k), or for
+ * (n·k, n·k) from the n and k given (0: not given; either fixes the
+ * other), else k = 1. */
+static int gram_shape(const char *label, const sgdstab_array *K,
+                      size_t n_hint, size_t k_hint, size_t *n, size_t *k,
+                      sgdstab_error *err)
+{
+    const size_t *d = K->shape;
+    if (K->ndim == 4) {
+        if (d[0] != d[2] || d[1] != d[3])
+            return sgdstab_fail(err, SGDSTAB_ESHAPE, "%s: K of shape (%zu, "
+                                "%zu, %zu, %zu) is not of the form (n, k, n, "
+                                "k)", label, d[0], d[1], d[2], d[3]);
+        *n = d[0];
+        *k = d[1];
+    } else if (K->ndim == 2) {
+        if (d[0] != d[1])
+            return sgdstab_fail(err, SGDSTAB_ESHAPE, "%s: K must be square, "
+                                "not (%zu, %zu)", label, d[0], d[1]);
+        *k = k_hint ? k_hint : n_hint && d[0] % n_hint == 0 ? d[0] / n_hint
+                                                             : 1;
+        *n = d[0] / *k;
+        if (d[0] % *k || (n_hint && n_hint != *n))
+            return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: K has %zu rows, "
+                                "which is not n·k for the n = %zu and k = "
+                                "%zu of meta.json", label, d[0], n_hint,
+                                k_hint);
+    } else {
+        return sgdstab_fail(err, SGDSTAB_ESHAPE, "%s: K must have 2 "
+                            "dimensions (n·k, n·k) or 4 (n, k, n, k), not %d",
+                            label, K->ndim);
+    }
+    if (*n == 0 || *k == 0)
+        return sgdstab_fail(err, SGDSTAB_ESHAPE, "%s: K is empty", label);
+    if ((n_hint && n_hint != *n) || (k_hint && k_hint != *k))
+        return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: meta.json says n = "
+                            "%zu, k = %zu but K is for n = %zu, k = %zu",
+                            label, n_hint, k_hint, *n, *k);
+    return SGDSTAB_OK;
+}
+
+/* a, named name, must be a finite symmetric matrix of K's shape. */
+static int check_gram(const char *label, const char *name, sgdstab_array *a,
+                      size_t rows, const sgdstab_array *K,
+                      const sgdstab_load_options *opt, sgdstab_error *err)
+{
+    int same = a->ndim == K->ndim;
+    for (int d = 0; same && d < a->ndim; d++)
+        same = a->shape[d] == K->shape[d];
+    if (!same)
+        return sgdstab_fail(err, SGDSTAB_ESHAPE, "%s: %s must have K's shape "
+                            "(%zu rows)", label, name, rows);
+    int st = check_finite(label, name, a, err);
+    return st ? st : check_symmetric(label, name, a->data, rows,
+                                     symmetry_rtol(opt, a->descr), err);
+}
+
+int sgdstab_problem_from_gram(const char *label, sgdstab_array *K,
+                              sgdstab_array *KP, size_t n_hint,
+                              size_t k_hint, size_t p,
+                              const sgdstab_load_options *opt,
+                              sgdstab_problem **out, sgdstab_error *err)
+{
+    *out = NULL;
+    size_t n = 0, k = 0;
+    sgdstab_problem *prob = NULL;
+    int st = gram_shape(label, K, n_hint, k_hint, &n, &k, err);
+    if (!st)
+        st = check_gram(label, "K", K, n * k, K, opt, err);
+    if (!st && KP)
+        st = check_gram(label, "KP", KP, n * k, K, opt, err);
+    if (!st && opt && opt->params && p && opt->params != p)
+        st = sgdstab_fail(err, SGDSTAB_EINVAL, "%s: has p = %zu parameters, "
+                          "not the %zu given", label, p, opt->params);
+    if (!st && (!(prob = calloc(1, sizeof *prob)) ||
+                !(prob->source = strdup(label))))
+        st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", label);
+    if (!st) {
+        prob->n = n;
+        prob->k = k;
+        prob->p = p ? p : opt ? opt->params : 0;
+        sgdstab_provenance_init(&prob->provenance);
+        prob->K = K->data;
+        K->data = NULL;
+        snprintf(prob->K_descr, sizeof prob->K_descr, "%s", K->descr);
+        if (KP) {
+            prob->KP = KP->data;
+            KP->data = NULL;
+        }
+        *out = prob;
+    } else {
+        free(prob);
+    }
+    sgdstab_array_free(K);
+    sgdstab_array_free(KP);
     return st;
 }
 
@@ -225,6 +328,7 @@ static int check_meta_shape(const char *path, const sgdstab_provenance *pv,
 typedef struct {
     const char *label;
     int have_H;
+    int have_KP;
     double max_memory;
 } memory_plan;
 
@@ -239,10 +343,22 @@ static int check_memory(void *ctx, const sgdstab_array *J, sgdstab_error *err)
                                 plan->max_memory, err);
 }
 
-/* The optional members of an archive beside J and H: the optimizer's
- * second moment V and the residuals R. */
-enum { MEMBER_V, MEMBER_R, MEMBERS };
-static const char *const MEMBER_NAME[MEMBERS] = {"V", "R"};
+static int check_gram_memory(void *ctx, const sgdstab_array *K,
+                             sgdstab_error *err)
+{
+    const memory_plan *plan = ctx;
+    if (plan->max_memory < 0 || (K->ndim != 2 && K->ndim != 4))
+        return SGDSTAB_OK;
+    size_t rows = K->ndim == 4 ? K->shape[0] * K->shape[1] : K->shape[0];
+    return sgdstab_memory_check_gram(plan->label, rows, plan->have_KP,
+                                     plan->max_memory, err);
+}
+
+/* The optional members of an archive beside J (or K) and H: the
+ * optimizer's second moment V, the residuals R and the preconditioned Gram
+ * KP. */
+enum { MEMBER_V, MEMBER_R, MEMBER_KP, MEMBERS };
+static const char *const MEMBER_NAME[MEMBERS] = {"V", "R", "KP"};
 
 static void free_members(sgdstab_array *extra)
 {
@@ -250,25 +366,36 @@ static void free_members(sgdstab_array *extra)
         sgdstab_array_free(&extra[i]);
 }
 
-/* J (with its memory check), H and the optional members if the archive
- * holds them, and meta.json. */
+/* J (with its memory check) or in its place K (*gram set), H and the
+ * optional members if the archive holds them, and meta.json. */
 static int read_npz(const char *path, const char *hessian_path,
                     memory_plan *plan, sgdstab_array *J, sgdstab_array *H,
-                    int *have_H, sgdstab_array *extra, sgdstab_provenance *pv,
-                    sgdstab_error *err)
+                    int *have_H, int *gram, sgdstab_array *extra,
+                    sgdstab_provenance *pv, sgdstab_error *err)
 {
     sgdstab_npz *z = sgdstab_npz_open(path, err);
     if (!z)
         return err ? err->status : SGDSTAB_EFORMAT;
     int st = read_meta(z, path, pv, err);
     *have_H = sgdstab_npz_has(z, "H");
+    *gram = sgdstab_npz_has(z, "K");
     plan->have_H = *have_H || hessian_path;
+    plan->have_KP = sgdstab_npz_has(z, "KP");
     if (!st && *have_H && hessian_path)
         st = sgdstab_fail(err, SGDSTAB_EINVAL, "%s: holds an H already; a "
                           "separate Hessian file %s is ambiguous", path,
                           hessian_path);
+    if (!st && *gram && sgdstab_npz_has(z, "J"))
+        st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: holds both J and its "
+                          "Gram matrix K; keep one of them", path);
+    if (!st && !*gram && !sgdstab_npz_has(z, "J"))
+        st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: no array 'J' (nor its "
+                          "Gram matrix 'K') in archive", path);
     if (!st)
-        st = sgdstab_npz_read_checked(z, "J", check_memory, plan, J, err);
+        st = *gram ? sgdstab_npz_read_checked(z, "K", check_gram_memory, plan,
+                                              J, err)
+                   : sgdstab_npz_read_checked(z, "J", check_memory, plan, J,
+                                              err);
     if (!st && *have_H && (st = sgdstab_npz_read(z, "H", H, err)))
         sgdstab_array_free(J);
     for (int i = 0; i < MEMBERS && !st; i++)
@@ -317,6 +444,55 @@ static int take_member(const char *path, int which, sgdstab_array *a,
     return SGDSTAB_OK;
 }
 
+/* The optional members into prob (st: the status so far; on an error
+ * *out is freed), meta.json's provenance into it on success. */
+static int take_members(const char *path, sgdstab_array *extra,
+                        const sgdstab_provenance *pv, int st,
+                        sgdstab_problem **out, sgdstab_error *err)
+{
+    for (int i = 0; i < MEMBERS && !st; i++)
+        if (i != MEMBER_KP)
+            st = take_member(path, i, &extra[i], *out, err);
+    if (st) {
+        sgdstab_problem_free(*out);
+        *out = NULL;
+    }
+    free_members(extra);
+    if (!st)
+        (*out)->provenance = *pv;
+    return st;
+}
+
+/* A problem from an archive's K (the array J holds it), with KP and the
+ * other members; n, k and p from meta.json or the options. */
+static int load_gram(const char *path, const char *hessian_path,
+                     sgdstab_array *K, sgdstab_array *H, sgdstab_array *extra,
+                     const sgdstab_provenance *pv,
+                     const sgdstab_load_options *opt, sgdstab_problem **out,
+                     sgdstab_error *err)
+{
+    int st = SGDSTAB_OK;
+    if (H || hessian_path)
+        st = sgdstab_fail(err, SGDSTAB_EINVAL, "%s: a Hessian needs J: H acts "
+                          "on the p parameters, which the Gram matrix K does "
+                          "not resolve", path);
+    else if (extra[MEMBER_V].data)
+        st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: the second moment V "
+                          "needs J; beside K the preconditioner comes as the "
+                          "preconditioned Gram KP", path);
+    sgdstab_array_free(H);
+    if (st) {
+        sgdstab_array_free(K);
+        free_members(extra);
+        return st;
+    }
+    st = sgdstab_problem_from_gram(path, K,
+                                   extra[MEMBER_KP].data ? &extra[MEMBER_KP]
+                                                         : NULL,
+                                   pv->n, pv->k, pv->p, opt, out, err);
+    return take_members(path, extra, pv, st, out, err);
+}
+
 int sgdstab_problem_load_with_hessian(const char *path,
                                       const char *hessian_path,
                                       const sgdstab_load_options *opt,
@@ -331,18 +507,21 @@ int sgdstab_problem_load_with_hessian(const char *path,
     sgdstab_array J, H, extra[MEMBERS];
     memset(&H, 0, sizeof H);
     memset(extra, 0, sizeof extra);
-    int have_H = 0;
+    int have_H = 0, gram = 0;
     sgdstab_provenance pv;
     sgdstab_provenance_init(&pv);
-    memory_plan plan = {path, hessian_path != NULL,
+    memory_plan plan = {path, hessian_path != NULL, 0,
                         opt ? opt->max_memory : 0};
     memset(&J, 0, sizeof J);
     st = kind == KIND_NPY
              ? sgdstab_npy_read_checked(path, check_memory, &plan, &J, err)
-             : read_npz(path, hessian_path, &plan, &J, &H, &have_H, extra,
-                        &pv, err);
+             : read_npz(path, hessian_path, &plan, &J, &H, &have_H, &gram,
+                        extra, &pv, err);
     if (st)
         return st;
+    if (gram)
+        return load_gram(path, hessian_path, &J, have_H ? &H : NULL, extra,
+                         &pv, opt, out, err);
     if (hessian_path) {
         if ((st = sniff(hessian_path, &kind, err)) ||
             (kind != KIND_NPY &&
@@ -372,16 +551,10 @@ int sgdstab_problem_load_with_hessian(const char *path,
     free(label);
     if (!st)
         st = check_meta_shape(path, &pv, *out, err);
-    for (int i = 0; i < MEMBERS && !st; i++)
-        st = take_member(path, i, &extra[i], *out, err);
-    if (st) {
-        sgdstab_problem_free(*out);
-        *out = NULL;
-    }
-    free_members(extra);
-    if (!st)
-        (*out)->provenance = pv;
-    return st;
+    if (!st && extra[MEMBER_KP].data)
+        st = sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: the preconditioned Gram "
+                          "KP belongs beside a Gram matrix K, not J", path);
+    return take_members(path, extra, &pv, st, out, err);
 }
 
 int sgdstab_problem_load(const char *path, const sgdstab_load_options *opt,
@@ -412,6 +585,8 @@ void sgdstab_problem_free(sgdstab_problem *prob)
     if (!prob)
         return;
     free(prob->J);
+    free(prob->K);
+    free(prob->KP);
     free(prob->H);
     free(prob->V);
     free(prob->R);

@@ -5,6 +5,7 @@
 #include <cblas.h>
 #include <lapacke.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,8 @@ static const double SCALE_MAX = SGDSTAB_CURVATURE_MAX;
 double sgdstab_default_rank_rtol(const sgdstab_problem *prob)
 {
     size_t rows = prob->n * prob->k;
+    if (prob->K)
+        return sqrt((double)rows * sgdstab_npy_epsilon(prob->K_descr));
     double dim = (double)(rows > prob->p ? rows : prob->p);
     return dim * sgdstab_npy_epsilon(prob->J_descr);
 }
@@ -90,8 +93,79 @@ static int thin_svd(const sgdstab_problem *prob, double *sigma, double **work,
     return SGDSTAB_OK;
 }
 
-/* Rank of J and the reduced basis V_r (H = G case): Φ = U_r diag(σ_r). */
+/* The Gram route (reduce.h): A = J Jᵀ, or JᵀJ when p < n·k, formed by
+ * DSYRK (for K input, A is a copy of K), A = W diag(μ) Wᵀ by dsyevr, σ_j =
+ * √μ_j descending (the negative μ rounding leaves give 0; for K they are
+ * checked against the tolerance later).  The eigenvectors W come out as
+ * the rows of *vecs, largest first: J's left singular vectors for J Jᵀ
+ * and K, its right ones for JᵀJ.  *work is A, which dsyevr overwrites;
+ * both m×m, m = min(n·k, p) (n·k for K); caller frees. */
+static int gram_eig(const sgdstab_problem *prob, double *sigma, double **work,
+                    double **vecs, double *mu_min, sgdstab_error *err)
+{
+    const size_t rows = prob->n * prob->k;
+    const size_t m = prob->K || rows <= prob->p ? rows : prob->p;
+    *work = malloc(m * m * sizeof **work);
+    *vecs = malloc(m * m * sizeof **vecs);
+    double *mu = malloc(m * sizeof *mu);
+    int st = SGDSTAB_OK;
+    if (!*work || !*vecs || !mu)
+        st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory for the "
+                          "eigendecomposition of a %zu x %zu Gram matrix",
+                          prob->source, m, m);
+    if (!st) {
+        if (prob->K)
+            memcpy(*work, prob->K, m * m * sizeof **work);
+        else  /* the upper triangle, which is what symeig_rows reads */
+            cblas_dsyrk(CblasRowMajor, CblasUpper,
+                        m == rows ? CblasNoTrans : CblasTrans, (int)m,
+                        (int)(m == rows ? prob->p : rows), 1.0, prob->J,
+                        (int)prob->p, 0.0, *work, (int)m);
+        st = symeig_rows(m, *work, mu, *vecs, err, "%s: %s", prob->source,
+                         prob->K ? "K" : "the Gram matrix of J");
+    }
+    if (!st) {
+        for (size_t j = 0; j < m; j++)
+            sigma[j] = sqrt(fmax(mu[m - 1 - j], 0.0));
+        for (size_t j = 0; j < m / 2; j++)  /* rows largest first */
+            for (size_t i = 0; i < m; i++) {
+                double t = (*vecs)[j * m + i];
+                (*vecs)[j * m + i] = (*vecs)[(m - 1 - j) * m + i];
+                (*vecs)[(m - 1 - j) * m + i] = t;
+            }
+        *mu_min = mu[0];
+    }
+    free(mu);
+    return st;
+}
+
+/* The Gram route is used for J (without H) when the Gram matrix's
+ * condition number is at most this: every μ_j then carries a relative
+ * error of about ε·μmax/μ_j ≤ 1e4·ε, σ_j half of it, and the rank is
+ * full, as the SVD's would be.  Beyond, small singular values sink into
+ * the rounding of A (at about √ε·σmax) and dgesdd decides instead. */
+#define GRAM_ROUTE_MAX_CONDITION 1e4
+
+/* A Gram matrix must be positive semidefinite: a negative eigenvalue is
+ * rounding when it is within the rank threshold (squared: K holds σ²). */
+static int check_gram_psd(const sgdstab_problem *prob,
+                          const sgdstab_reduced *red, double mu_min,
+                          sgdstab_error *err)
+{
+    double tol = red->rank_tol * red->rank_tol;
+    if (!(mu_min < -tol))
+        return SGDSTAB_OK;
+    return sgdstab_fail(err, SGDSTAB_EVALUE, "%s: K is not positive "
+                        "semidefinite: its smallest eigenvalue %.3g is below "
+                        "-%.3g, the tolerance (rank-tol^2 x lambda_max(K) = "
+                        "%.3g^2 x %.3g)", prob->source, mu_min, tol,
+                        red->rank_rtol, red->sigma[0] * red->sigma[0]);
+}
+
+/* Rank of J and the reduced basis V_r (H = G case): Φ = U_r diag(σ_r),
+ * with U(i, j) = u[i·di + j·dj]. */
 static int reduce_gauss_newton(sgdstab_reduced *red, const double *u,
+                               ptrdiff_t di, ptrdiff_t dj,
                                sgdstab_error *err, const char *label)
 {
     size_t rows = red->n * red->k, r = red->rank_J;
@@ -104,7 +178,29 @@ static int reduce_gauss_newton(sgdstab_reduced *red, const double *u,
         red->lambda[j] = red->sigma[j] * red->sigma[j] / (double)red->n;
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < r; j++)
-            red->phi[i * r + j] = u[i * red->nsv + j] * red->sigma[j];
+            red->phi[i * r + j] =
+                u[(ptrdiff_t)i * di + (ptrdiff_t)j * dj] * red->sigma[j];
+    red->hessian_min = r ? red->lambda[r - 1] : 0.0;
+    return SGDSTAB_OK;
+}
+
+/* Φ = J V_r (H = G), V's columns the rows of vr: the Gram route by JᵀJ. */
+static int reduce_right(sgdstab_reduced *red, const sgdstab_problem *prob,
+                        const double *vr, sgdstab_error *err)
+{
+    size_t rows = red->n * red->k, r = red->rank_J;
+    red->r = r;
+    red->phi = malloc((r ? rows * r : 1) * sizeof *red->phi);
+    red->lambda = malloc((r ? r : 1) * sizeof *red->lambda);
+    if (!red->phi || !red->lambda)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
+                            prob->source);
+    for (size_t j = 0; j < r; j++)
+        red->lambda[j] = red->sigma[j] * red->sigma[j] / (double)red->n;
+    if (r)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows,
+                    (int)r, (int)prob->p, 1.0, prob->J, (int)prob->p, vr,
+                    (int)prob->p, 0.0, red->phi, (int)r);
     red->hessian_min = r ? red->lambda[r - 1] : 0.0;
     return SGDSTAB_OK;
 }
@@ -310,6 +406,7 @@ done:
 
 void sgdstab_reduce_options_init(sgdstab_reduce_options *opt)
 {
+    opt->svd_only = 0;
     opt->rank_rtol = 0;
     opt->flat_rtol = SGDSTAB_FLAT_RTOL_DEFAULT;
 }
@@ -366,7 +463,7 @@ static int reduce_serial(const sgdstab_problem *prob,
                                           : opt->flat_rtol;
     *out = NULL;
     size_t rows = prob->n * prob->k;
-    size_t nsv = rows < prob->p ? rows : prob->p;
+    size_t nsv = prob->K || rows < prob->p ? rows : prob->p;
     sgdstab_reduced *red = calloc(1, sizeof *red);
     double *work = NULL, *vt = NULL;
     const double *u = NULL;
@@ -379,15 +476,33 @@ static int reduce_serial(const sgdstab_problem *prob,
     red->n = prob->n;
     red->k = prob->k;
     red->p = prob->p;
+    red->from_gram = prob->K != NULL;
     red->nsv = nsv;
     if (!(red->source = strdup(prob->source))) {
         st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
                           prob->source);
         goto done;
     }
-    if ((st = thin_svd(prob, red->sigma, &work, &vt, &u, err)) ||
+    double mu_min = 0;
+    int gram_route = prob->K != NULL;
+    if (!prob->K && !prob->H && !opt->svd_only) {
+        if ((st = gram_eig(prob, red->sigma, &work, &vt, &mu_min, err)))
+            goto done;
+        gram_route = red->sigma[nsv - 1] * red->sigma[nsv - 1] *
+                         GRAM_ROUTE_MAX_CONDITION >=
+                     red->sigma[0] * red->sigma[0] && red->sigma[0] > 0;
+        if (!gram_route) {
+            free(work);
+            free(vt);
+            work = vt = NULL;
+        }
+    }
+    if ((st = prob->K ? gram_eig(prob, red->sigma, &work, &vt, &mu_min, err)
+              : gram_route ? SGDSTAB_OK
+                           : thin_svd(prob, red->sigma, &work, &vt, &u, err)) ||
         (st = check_scale(prob, red, err)))
         goto done;
+    red->gram_route = gram_route;
 
     red->rank_rtol = rank_rtol > 0 ? rank_rtol : sgdstab_default_rank_rtol(prob);
     red->rank_tol = red->rank_rtol * red->sigma[0];
@@ -396,12 +511,22 @@ static int reduce_serial(const sgdstab_problem *prob,
         rank++;
     red->rank_J = rank;
     for (size_t j = 0; j < nsv; j++)
-        red->trace_G += red->sigma[j] * red->sigma[j];
+        red->trace_G += prob->K ? prob->K[j * rows + j]
+                                : red->sigma[j] * red->sigma[j];
     red->trace_G /= (double)prob->n;
 
     red->flat_rtol = flat_rtol;
-    st = prob->H ? reduce_with_hessian(red, prob, err)
-                 : reduce_gauss_newton(red, u, err, prob->source);
+    if (prob->K && (st = check_gram_psd(prob, red, mu_min, err)))
+        goto done;
+    if (gram_route && nsv < rows) {  /* rows of vt: J's right vectors */
+        st = reduce_right(red, prob, vt, err);
+    } else if (gram_route) {  /* rows of vt: J's left vectors */
+        st = reduce_gauss_newton(red, vt, 1, (ptrdiff_t)rows, err,
+                                 prob->source);
+    } else
+        st = prob->H ? reduce_with_hessian(red, prob, err)
+                     : reduce_gauss_newton(red, u, (ptrdiff_t)nsv, 1, err,
+                                           prob->source);
 done:
     free(work);
     free(vt);

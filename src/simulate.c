@@ -69,6 +69,20 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
         return sgdstab_fail(err, SGDSTAB_EINVAL, "need at least 2 runs");
     if (o->init == SGDSTAB_INIT_MATRIX && !o->init_moment)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "no initial second moment");
+    if (o->init == SGDSTAB_INIT_MATRIX && red->from_gram)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: a start S0 (p x p) "
+                            "needs J: the Gram matrix does not see the "
+                            "parameters", red->source);
+    if ((o->init == SGDSTAB_INIT_ISOTROPIC ||
+         o->noise != SGDSTAB_NOISE_NONE) && !red->p)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: %s needs the parameter "
+                            "count p, which this Gram matrix's meta.json does "
+                            "not give (pass --params P%s)", red->source,
+                            o->init == SGDSTAB_INIT_ISOTROPIC
+                                ? "the start S0 = I/p"
+                                : "injected noise in every direction",
+                            o->init == SGDSTAB_INIT_ISOTROPIC
+                                ? ", or start at the minimum" : "");
     if (o->init == SGDSTAB_INIT_MATRIX && o->init_moment->p != red->p)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "the initial second moment "
                             "is %zu x %zu, the problem has p = %zu",
@@ -99,7 +113,7 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
                             "10 steps");
     const sgdstab_optimizer *op = &o->config.optimizer;
     if ((sgdstab_optimizer_lifted(op) || op->weight_decay > 0 ||
-         op->second_moment) &&
+         sgdstab_optimizer_preconditioned(op)) &&
         (o->noise != SGDSTAB_NOISE_NONE || o->clip > 0 || o->radius > 0))
         return sgdstab_fail(err, SGDSTAB_EINVAL, "injected noise, clipping "
                             "and exit radii are for plain SGD without weight "

@@ -1,4 +1,5 @@
 #include "sgdstab/stability.h"
+#include "sgdstab/memplan.h"
 
 #include <cblas.h>
 #include <float.h>
@@ -184,6 +185,107 @@ oom:
 fail:
     sgdstab_stability_free(s);
     return NULL;
+}
+
+double sgdstab_stability_memory(const sgdstab_reduced *red, size_t basis,
+                                int families)
+{
+    const double r = (double)red->r, rows = (double)(red->n * red->k);
+    const double dim = r * (r + 1) / 2, m = (double)basis;
+    /* Per family: its basis and 𝒩 of it, 2·m·dim; projections of
+     * m² doubles a dozen times, and pass buffers (eig_family.c) of about
+     * 40 000.  Beside them: the 9 diagonals and work vectors of the
+     * workspace, the eigenvector of a solve, the eigenmatrix a caller
+     * asks for and the lifted map's two (13·dim); the noise operator's
+     * (n·k)×r rows, its r×r buffers and the n·k² blocks. */
+    double doubles = families * (2 * m * dim + 12 * m * m + 40000) +
+                     13 * dim + rows * r + 6 * r * r +
+                     rows * (double)red->k + 4 * rows;
+    return 8 * doubles;
+}
+
+double sgdstab_run_memory(const sgdstab_problem *prob,
+                          const sgdstab_reduced *red, int families)
+{
+    const double rows = (double)(prob->n * prob->k), p = (double)prob->p;
+    const double r = (double)red->r;
+    double load = prob->K ? sgdstab_memory_need_gram(prob->n * prob->k,
+                                                     prob->KP != NULL)
+                          : sgdstab_memory_need(prob->n, prob->k, prob->p,
+                                                prob->H != NULL);
+    double held = 8 * (prob->K ? rows * rows * (prob->KP ? 2 : 1)
+                               : rows * p + (prob->H ? p * p + p * r : 0)) +
+                  8 * (rows * r + (red->G ? r * r : 0));
+    return fmax(load, held + sgdstab_stability_memory(
+                                 red, SGDSTAB_BASIS_DEFAULT, families));
+}
+
+/* The largest r whose workspace at the smallest basis fits bytes. */
+static size_t largest_r(const sgdstab_reduced *red, int families,
+                        double bytes)
+{
+    size_t lo = 0, hi = red->r;
+    sgdstab_reduced probe = *red;
+    while (lo < hi) {
+        probe.r = lo + (hi - lo + 1) / 2;
+        if (sgdstab_stability_memory(&probe, SGDSTAB_BASIS_MIN, families) <=
+            bytes)
+            lo = probe.r;
+        else
+            hi = probe.r - 1;
+    }
+    return lo;
+}
+
+int sgdstab_engine_plan_fit(const sgdstab_reduced *red, int families,
+                            double max_memory, sgdstab_engine_plan *plan,
+                            sgdstab_error *err)
+{
+    memset(plan, 0, sizeof *plan);
+    plan->basis = SGDSTAB_BASIS_DEFAULT;
+    plan->need = plan->need_default =
+        sgdstab_stability_memory(red, SGDSTAB_BASIS_DEFAULT, families);
+    plan->available = INFINITY;
+    if (max_memory < 0)
+        return SGDSTAB_OK;
+    sgdstab_memory_limit lim;
+    int st = sgdstab_memory_left(max_memory, &lim, err);
+    if (st)
+        return st;
+    plan->available = lim.bytes;
+    snprintf(plan->source, sizeof plan->source, "%s", lim.source);
+    while (plan->need > lim.bytes && plan->basis > SGDSTAB_BASIS_MIN)
+        plan->need = sgdstab_stability_memory(red, --plan->basis, families);
+    if (plan->need <= lim.bytes)
+        return SGDSTAB_OK;
+    char need[32], have[32];
+    sgdstab_memory_format(plan->need, need, sizeof need);
+    sgdstab_memory_format(lim.bytes, have, sizeof have);
+    return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: not enough memory for the "
+                        "engine at r = %zu: it needs about %s (%d eigensolver "
+                        "bases of %d vectors of r(r+1)/2 doubles, twice), "
+                        "more than the %s available (%s); r up to %zu fits: "
+                        "use fewer samples or outputs, a larger --rank-tol, "
+                        "or a machine with more memory", red->source, red->r,
+                        need, families, SGDSTAB_BASIS_MIN, have, lim.source,
+                        largest_r(red, families, lim.bytes));
+}
+
+sgdstab_stability *sgdstab_stability_alloc_fit(const sgdstab_reduced *red,
+                                               int families,
+                                               double max_memory,
+                                               sgdstab_engine_plan *plan,
+                                               sgdstab_error *err)
+{
+    sgdstab_engine_plan own;
+    if (!plan)
+        plan = &own;
+    if (sgdstab_engine_plan_fit(red, families, max_memory, plan, err))
+        return NULL;
+    sgdstab_stability *s = sgdstab_stability_alloc(red, err);
+    if (s && plan->basis < SGDSTAB_BASIS_DEFAULT)
+        s->eig.ncv = plan->basis;
+    return s;
 }
 
 void sgdstab_stability_set_eig(sgdstab_stability *s,

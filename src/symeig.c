@@ -76,3 +76,24 @@ int symeig_range(size_t n, double *A, size_t lda, size_t lo, size_t hi,
     va_end(ap);
     return st;
 }
+
+int symeig_rows(size_t n, double *A, double *w, double *Z, sgdstab_error *err,
+                const char *what, ...)
+{
+    /* A symmetric row-major upper triangle is the column-major lower one;
+     * column-major eigenvectors are rows when read row-major. */
+    lapack_int *isuppz = malloc(2 * (n ? n : 1) * sizeof *isuppz), found;
+    lapack_int info = LAPACK_WORK_MEMORY_ERROR;
+    if (isuppz)
+        info = LAPACKE_dsyevr(LAPACK_COL_MAJOR, 'V', 'A', 'L', (lapack_int)n,
+                              A, (lapack_int)n, 0.0, 0.0, 0, 0, 0.0, &found,
+                              w, Z, (lapack_int)n, isuppz);
+    free(isuppz);
+    if (info == 0)
+        return SGDSTAB_OK;
+    va_list ap;
+    va_start(ap, what);
+    int st = symeig_fail(info, "dsyevr", n, w, n, err, what, ap);
+    va_end(ap);
+    return st;
+}

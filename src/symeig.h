@@ -45,4 +45,11 @@ int symeig_range(size_t n, double *A, size_t lda, size_t lo, size_t hi,
                  ...)
     __attribute__((format(printf, 9, 10)));
 
+/* All n eigenpairs of the n×n A (lda = n) by dsyevr, without the
+ * transposed copies LAPACKE's row-major interface makes: eigenvector j is
+ * the ROW j of Z (Z[j·n + i], i = 0..n−1), n×n. */
+int symeig_rows(size_t n, double *A, double *w, double *Z, sgdstab_error *err,
+                const char *what, ...)
+    __attribute__((format(printf, 6, 7)));
+
 #endif

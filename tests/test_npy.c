@@ -321,7 +321,7 @@ static void test_manifest_has_cases(void **state)
         "huge_shape.npy", "overflow_shape.npy", "dtype_i4.npy",
         "dtype_c16.npy", "dtype_struct.npy", "nonfinite_J.npy",
         "nonfinite_H.npz", "asym_H.npz", "shape_mismatch.npz", "no_J.npz",
-        "four_d.npy", "zero_d.npy", "header_unknown_key.npy",
+        "five_d.npy", "zero_d.npy", "header_unknown_key.npy",
         "header_dup_key.npy", "header_too_long.npy", "corrupt_zip.npz",
         "empty.npy"};
     const cJSON *bad = tu_list("bad");
@@ -660,12 +660,12 @@ static void test_write_failures(void **state)
     tu_check_failure(rc, &err, "x.npy", NULL);
     assert_int_equal(rc, SGDSTAB_EIO);
 
-    /* Arrays the format cannot hold: 0 or 4 dimensions. */
+    /* Arrays the format cannot hold: 0 or 5 dimensions. */
     tu_tmp_path(path, sizeof path, "bad.npy");
     a.ndim = 0;
     rc = sgdstab_npy_write(path, &a, &err);
     tu_check_failure(rc, &err, NULL);
-    a.ndim = 4;
+    a.ndim = SGDSTAB_NPY_MAX_DIMS + 1;
     rc = sgdstab_npy_write(path, &a, &err);
     tu_check_failure(rc, &err, NULL);
     a.ndim = 2;

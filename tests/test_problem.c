@@ -1227,10 +1227,182 @@ static void test_memory_size_parse(void **state)
 
 /* --------------------------------------------------------------- main */
 
+/* max |(ΦΦᵀ)_ab − K_ab| over max|K|: the reduced problem reproduces the
+ * Gram matrix it stands for. */
+static double gram_mismatch(const sgdstab_reduced *red, const double *K)
+{
+    size_t rows = red->n * red->k, r = red->r;
+    double dmax = 0, kmax = 0;
+    for (size_t a = 0; a < rows; a++)
+        for (size_t b = 0; b < rows; b++) {
+            double s = 0;
+            for (size_t j = 0; j < r; j++)
+                s += red->phi[a * r + j] * red->phi[b * r + j];
+            dmax = fmax(dmax, fabs(s - K[a * rows + b]));
+            kmax = fmax(kmax, fabs(K[a * rows + b]));
+        }
+    return dmax / kmax;
+}
+
+/* J Jᵀ of a problem's J (malloc'd), by plain loops. */
+static double *gram_of(const sgdstab_problem *prob)
+{
+    size_t rows = prob->n * prob->k, p = prob->p;
+    double *K = malloc(rows * rows * sizeof *K);
+    assert_non_null(K);
+    for (size_t a = 0; a < rows; a++)
+        for (size_t b = 0; b < rows; b++) {
+            double s = 0;
+            for (size_t i = 0; i < p; i++)
+                s += prob->J[a * p + i] * prob->J[b * p + i];
+            K[a * rows + b] = s;
+        }
+    return K;
+}
+
+/* The Gram route (reduce.h) against dgesdd: where it is taken (a well
+ * conditioned J, n·k below and above p) the singular values agree to
+ * rounding and Φ reproduces J Jᵀ; on a rank-deficient J it is not taken
+ * and the rank is the SVD's.  A Gram matrix K loads and factorizes to the
+ * same σ (to what K resolves) and the same rank. */
+static void test_gram_route(void **state)
+{
+    (void)state;
+    static const size_t shapes[][3] = {{30, 1, 20}, {8, 3, 40}, {25, 1, 40}};
+    sgdstab_reduce_options svd;
+    sgdstab_reduce_options_init(&svd);
+    svd.svd_only = 1;
+    sgdstab_error err;
+    for (size_t c = 0; c < 4; c++) {
+        sgdstab_problem *prob;
+        if (c < 3) {
+            prob = tu_random_problem(shapes[c][0], shapes[c][1], shapes[c][2],
+                                     1.0, 11 + c);
+        } else {  /* rank 3: J = A B with A 20×3, B 3×15 */
+            size_t rows = 20, p = 15, inner = 3;
+            sgdstab_rng *rng = sgdstab_rng_alloc(5);
+            double *A = tu_random_J(rng, rows, 1, inner, 1.0);
+            double *B = tu_random_J(rng, inner, 1, p, 1.0);
+            double *J = calloc(rows * p, sizeof *J);
+            for (size_t a = 0; a < rows; a++)
+                for (size_t i = 0; i < p; i++)
+                    for (size_t m = 0; m < inner; m++)
+                        J[a * p + i] += A[a * inner + m] * B[m * p + i];
+            prob = tu_problem("rank 3", rows, 1, p, J, NULL);
+            sgdstab_rng_free(rng);
+            free(A);
+            free(B);
+            free(J);
+        }
+        sgdstab_reduced *g, *d;
+        if (sgdstab_reduce(prob, NULL, &g, &err) ||
+            sgdstab_reduce(prob, &svd, &d, &err))
+            fail_msg("%s", err.msg);
+        assert_int_equal(g->gram_route, c < 3);
+        assert_int_equal(d->gram_route, 0);
+        assert_int_equal(g->rank_J, d->rank_J);
+        assert_int_equal(g->rank_J, c < 3 ? d->nsv : 3);
+        for (size_t j = 0; j < g->rank_J; j++)
+            tu_assert_close(g->sigma[j], d->sigma[j], 1e-13 * d->sigma[j],
+                            "sigma");
+        double *K = gram_of(prob);
+        assert_true(gram_mismatch(g, K) < 1e-13);
+        assert_true(gram_mismatch(d, K) < 1e-13);
+
+        /* The same problem as its Gram matrix. */
+        size_t rows = prob->n * prob->k;
+        sgdstab_array Ka = tu_array(2, rows, rows, 1, "<f8", K);
+        sgdstab_problem *kp;
+        if (sgdstab_problem_from_gram("K", &Ka, NULL, prob->n, prob->k, 0,
+                                      NULL, &kp, &err))
+            fail_msg("%s", err.msg);
+        assert_int_equal(kp->p, 0);
+        sgdstab_reduced *kr = tu_reduce(kp);
+        assert_int_equal(kr->rank_J, d->rank_J);
+        assert_int_equal(kr->from_gram, 1);
+        /* K holds σ², accurate to about ε·σmax². */
+        for (size_t j = 0; j < kr->rank_J; j++)
+            tu_assert_close(kr->sigma[j], d->sigma[j],
+                            1e-13 * d->sigma[0] * d->sigma[0] / d->sigma[j],
+                            "sigma from K");
+        assert_true(gram_mismatch(kr, K) < 1e-13);
+        sgdstab_reduced_free(kr);
+        sgdstab_problem_free(kp);
+        free(K);
+        sgdstab_reduced_free(g);
+        sgdstab_reduced_free(d);
+        sgdstab_problem_free(prob);
+    }
+}
+
+/* A Gram matrix that is not one: shapes, symmetry, non-finite values, a
+ * negative eigenvalue beyond the tolerance (one within it is rounding),
+ * n·k against the n and k given. */
+static void test_gram_reject(void **state)
+{
+    (void)state;
+    sgdstab_error err;
+    sgdstab_problem *prob;
+    /* K = diag(1, 2, 3, -x) with x beyond and within the tolerance
+     * √(4 ε)² · 3 = 12 ε. */
+    const double bad_psd[] = {1, 0, 0, 0, 0, 2, 0, 0,
+                              0, 0, 3, 0, 0, 0, 0, -1e-10};
+    const double ok_psd[] = {1, 0, 0, 0, 0, 2, 0, 0,
+                             0, 0, 3, 0, 0, 0, 0, -1e-16};
+    sgdstab_array K = tu_array(2, 4, 4, 1, "<f8", bad_psd);
+    assert_int_equal(sgdstab_problem_from_gram("K", &K, NULL, 0, 0, 0, NULL,
+                                               &prob, &err), SGDSTAB_OK);
+    sgdstab_reduced *red = NULL;
+    int rc = sgdstab_reduce(prob, NULL, &red, &err);
+    tu_check_failure(rc, &err, "K", "not positive semidefinite", NULL);
+    assert_int_equal(rc, SGDSTAB_EVALUE);
+    sgdstab_problem_free(prob);
+    K = tu_array(2, 4, 4, 1, "<f8", ok_psd);
+    assert_int_equal(sgdstab_problem_from_gram("K", &K, NULL, 0, 0, 0, NULL,
+                                               &prob, &err), SGDSTAB_OK);
+    red = tu_reduce(prob);
+    assert_int_equal(red->r, 3);
+    assert_int_equal(prob->n, 4);
+    assert_int_equal(prob->k, 1);
+    sgdstab_reduced_free(red);
+    sgdstab_problem_free(prob);
+
+    const double asym[] = {1, 0.5, 0.4, 1};
+    K = tu_array(2, 2, 2, 1, "<f8", asym);
+    rc = sgdstab_problem_from_gram("K", &K, NULL, 0, 0, 0, NULL, &prob, &err);
+    tu_check_failure(rc, &err, "K", "not symmetric", NULL);
+    const double nan_K[] = {1, NAN, NAN, 1};
+    K = tu_array(2, 2, 2, 1, "<f8", nan_K);
+    rc = sgdstab_problem_from_gram("K", &K, NULL, 0, 0, 0, NULL, &prob, &err);
+    tu_check_failure(rc, &err, "K", "non-finite", NULL);
+    K = tu_array(2, 2, 3, 1, "<f8", NULL);
+    rc = sgdstab_problem_from_gram("K", &K, NULL, 0, 0, 0, NULL, &prob, &err);
+    tu_check_failure(rc, &err, "K", "square", NULL);
+    K = tu_array(3, 2, 2, 2, "<f8", NULL);
+    rc = sgdstab_problem_from_gram("K", &K, NULL, 0, 0, 0, NULL, &prob, &err);
+    tu_check_failure(rc, &err, "K", "2 dimensions", NULL);
+    /* 6 rows: n = 4 or k = 4 cannot split them; n = 3 gives k = 2. */
+    K = tu_array(2, 6, 6, 1, "<f8", NULL);
+    rc = sgdstab_problem_from_gram("K", &K, NULL, 4, 0, 0, NULL, &prob, &err);
+    tu_check_failure(rc, &err, "K", "not n", NULL);
+    K = tu_array(2, 6, 6, 1, "<f8", NULL);
+    rc = sgdstab_problem_from_gram("K", &K, NULL, 0, 4, 0, NULL, &prob, &err);
+    tu_check_failure(rc, &err, "K", "not n", NULL);
+    K = tu_array(2, 6, 6, 1, "<f8", NULL);
+    for (size_t i = 0; i < 36; i++)
+        K.data[i] = i % 7 == 0;
+    assert_int_equal(sgdstab_problem_from_gram("K", &K, NULL, 3, 0, 0, NULL,
+                                               &prob, &err), SGDSTAB_OK);
+    assert_int_equal(prob->k, 2);
+    sgdstab_problem_free(prob);
+}
+
 int main(void)
 {
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_layout_formula),
+        cmocka_unit_test(test_gram_route),
+        cmocka_unit_test(test_gram_reject),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_load_symmetry_option),
         cmocka_unit_test(test_from_arrays_2d),

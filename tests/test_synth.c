@@ -880,7 +880,8 @@ static void test_npz_roundtrip(void **state)
         sgdstab_array got;
         assert_int_equal(sgdstab_npz_read(z, names[i], &got, &err), SGDSTAB_OK);
         assert_int_equal(got.ndim, want[i]->ndim);
-        assert_memory_equal(got.shape, want[i]->shape, sizeof got.shape);
+        assert_memory_equal(got.shape, want[i]->shape,
+                            (size_t)got.ndim * sizeof *got.shape);
         assert_memory_equal(got.data, want[i]->data,
                             got.size * sizeof *got.data);
         sgdstab_array_free(&got);

@@ -35,6 +35,16 @@ typedef struct {
 int sgdstab_memory_available(double max_memory, sgdstab_memory_limit *lim,
                              sgdstab_error *err);
 
+/* What later allocations may take: as sgdstab_memory_available, but 90%
+ * of MemAvailable (a margin for what the system and the process allocate
+ * besides) and a limit given less what the process holds already
+ * (VmRSS). */
+int sgdstab_memory_left(double max_memory, sgdstab_memory_limit *lim,
+                        sgdstab_error *err);
+
+/* "24.2 GB", or "350 MB" below a gigabyte (decimal units), into out. */
+void sgdstab_memory_format(double bytes, char *out, size_t cap);
+
 /* SGDSTAB_ENOMEM with one line naming label and both numbers when J of
  * shape (n, k, p) needs more than is available, e.g. "big.npz: not enough
  * memory: needs about
@@ -42,6 +52,13 @@ int sgdstab_memory_available(double max_memory, sgdstab_memory_limit *lim,
  * available (MemAvailable in /proc/meminfo)". */
 int sgdstab_memory_check(const char *label, size_t n, size_t k, size_t p,
                          int have_H, double max_memory, sgdstab_error *err);
+
+/* The same for a Gram matrix K of rows × rows (reduce.h: its
+ * eigendecomposition in place of the SVD), with the preconditioned KP
+ * beside it or not. */
+double sgdstab_memory_need_gram(size_t rows, int with_KP);
+int sgdstab_memory_check_gram(const char *label, size_t rows, int with_KP,
+                              double max_memory, sgdstab_error *err);
 
 /* Parse a size such as "8G", "512M", "1.5e9" (bytes; suffixes K, M, G, T
  * are powers of 1000, an optional trailing B is ignored); -1 if malformed. */

@@ -24,7 +24,7 @@
 extern "C" {
 #endif
 
-#define SGDSTAB_NPY_MAX_DIMS 3
+#define SGDSTAB_NPY_MAX_DIMS 4
 #define SGDSTAB_NPY_HEADER_MAX 65536
 
 typedef struct {

@@ -56,6 +56,10 @@ typedef struct {
                                      finite and > 0, or NULL: P = I; Adam
                                      and AdamW need it; not owned */
     size_t second_moment_len;
+    int precond_in_gram;  /* P was applied when the problem's preconditioned
+                             Gram KP was made (problem.h): the problem is
+                             one of Gram matrices, v̂ is not needed
+                             (second_moment NULL), ε must be KP's */
 } sgdstab_optimizer;
 
 /* Plain SGD: the defaults above. */
@@ -88,6 +92,9 @@ int sgdstab_optimizer_decoupled_decay(const sgdstab_optimizer *opt);
 /* The buffer's gain s: 1 − τ (SGD with momentum), 1 − β₁ (Adam, AdamW
  * with β₁ > 0), 1 without momentum (PyTorch bypasses the buffer). */
 double sgdstab_optimizer_buffer_gain(const sgdstab_optimizer *opt);
+
+/* Does the run have a preconditioner: v̂ given, or applied in KP? */
+int sgdstab_optimizer_preconditioned(const sgdstab_optimizer *opt);
 
 /* The preconditioner's entry P_jj = √v̂_j + ε (second_moment given). */
 double sgdstab_optimizer_precond(const sgdstab_optimizer *opt, size_t j);

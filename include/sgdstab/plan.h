@@ -65,7 +65,9 @@ void sgdstab_mean_path(const sgdstab_config *cfg, const double *h,
                        const double *w, size_t m, size_t steps, double *out);
 
 /* The asymptotic rate per step of E‖δ‖² in directions J never moves,
- * 2·ln ρ(M(red->curvature_shift)) (≤ 0; 0 without decay), or NaN when every direction moves (r = p). */
+ * 2·ln ρ(M(red->curvature_shift)) (≤ 0; 0 without decay), or NaN when
+ * every direction moves (r = p; when p is not known, the rate such
+ * directions would have). */
 double sgdstab_null_decay_rate(const sgdstab_reduced *red,
                                const sgdstab_config *cfg);
 

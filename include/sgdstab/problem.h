@@ -1,5 +1,6 @@
 /* sgdstab — the validated problem: per-sample output Jacobians J and an
- * optional Hessian H at a minimum (README, The mathematics).
+ * optional Hessian H at a minimum (README, The mathematics), or instead of
+ * J its Gram matrix K = J Jᵀ (the empirical NTK).
  *
  * J is held as an (n·k)×p row-major matrix whose rows are grouped per sample:
  * rows i·k .. i·k+k−1 form J_i ∈ R^{k×p}.  A problem object is only ever
@@ -30,8 +31,17 @@ extern "C" {
 #define SGDSTAB_META_MAX ((size_t)1 << 20)
 
 typedef struct {
-    size_t n, k, p;
-    double *J;          /* (n·k)×p, row-major, rows grouped per sample */
+    size_t n, k, p;     /* p is 0 for a Gram matrix whose parameter count
+                           neither meta.json nor the caller gave */
+    double *J;          /* (n·k)×p, row-major, rows grouped per sample, or
+                           NULL when the problem came as K */
+    double *K;          /* (n·k)×(n·k) Gram matrix J Jᵀ, exactly symmetric,
+                           rows and columns ordered as J's rows, or NULL
+                           when the problem came as J */
+    double *KP;         /* the preconditioned Gram J P⁻¹ Jᵀ of an exporter
+                           (P = diag(√v̂ + ε), ε meta.json's "optimizer"
+                           "eps"), beside K, or NULL */
+    char K_descr[8];    /* dtype K was stored with, "" when absent */
     double *H;          /* p×p symmetric, or NULL: H = G */
     char J_descr[8];    /* dtype J was stored with, e.g. "<f8" */
     char H_descr[8];    /* dtype of H, "" when absent */
@@ -58,11 +68,22 @@ typedef struct {
     double max_memory;     /* bytes loading and factorizing may take (> 0),
                               or 0: SGDSTAB_MAX_MEMORY or what is available
                               (memplan.h); < 0: no check */
+    size_t params;         /* the parameter count p of a Gram-matrix file
+                              whose meta.json does not give it; with J, or
+                              with a meta.json "p", it must be that p; 0:
+                              not given */
 } sgdstab_load_options;
 
 /* Load a problem from a .npy (J only) or .npz (J, optional H and
  * meta.json) file; the kind is recognized from the file's contents, not its
- * name.  opt may be NULL.  meta.json must parse (sgdstab_provenance_parse,
+ * name.
+ *
+ * An .npz may hold K in place of J: shape (n·k, n·k) or (n, k, n, k).  A
+ * two-dimensional K takes n and k from meta.json (either one fixes the
+ * other), else k = 1.  K must be finite and symmetric within the tolerance
+ * of H (then symmetrized); that it is positive semidefinite is checked
+ * when it is factorized (reduce.h).  Such a file may hold R and KP, not H
+ * or V (they live in parameter space, which K does not see).  opt may be NULL.  meta.json must parse (sgdstab_provenance_parse,
  * at most SGDSTAB_META_MAX bytes), and the "n", "k", "p" it gives must be
  * J's: else SGDSTAB_EFORMAT, e.g. "FILE: meta.json says n = 500 but J has
  * 400 samples". */
@@ -89,6 +110,17 @@ int sgdstab_problem_from_arrays(const char *label, sgdstab_array *J,
                                 sgdstab_array *H,
                                 const sgdstab_load_options *opt,
                                 sgdstab_problem **out, sgdstab_error *err);
+
+/* Build a problem from a Gram matrix K ((n·k, n·k) or (n, k, n, k)) and
+ * optionally the preconditioned KP, with the checks of loading: n_hint,
+ * k_hint and p are what is known besides (0: not known; p may also come
+ * from opt->params).  Takes ownership of the data of K and KP (KP may be
+ * NULL) whether or not it succeeds. */
+int sgdstab_problem_from_gram(const char *label, sgdstab_array *K,
+                              sgdstab_array *KP, size_t n_hint,
+                              size_t k_hint, size_t p,
+                              const sgdstab_load_options *opt,
+                              sgdstab_problem **out, sgdstab_error *err);
 
 /* Read a p×p matrix from a .npy file with the checks H gets (finite,
  * symmetric within the tolerance, then symmetrized), calling it `name` in

@@ -34,7 +34,22 @@
  * 1/(2·flat_rtol) = 500 000 steps to grow the RMS distance by a factor e.
  * flat_rtol = 0 is strict: every negative eigenvalue counts.
  *
- * Either way 𝒜₁(Z) = HZ + ZH acts entry-wise: (𝒜₁Z)_jl = (h_j + h_l) Z_jl. */
+ * Either way 𝒜₁(Z) = HZ + ZH acts entry-wise: (𝒜₁Z)_jl = (h_j + h_l) Z_jl.
+ *
+ * The Gram route.  Without H, J's factorization may instead come from the
+ * smaller Gram matrix, A = J Jᵀ (n·k ≤ p) or JᵀJ, formed by DSYRK and
+ * eigendecomposed by dsyevr: μ_j = σ_j², and Φ = U_r diag(σ_r) or J V_r.
+ * A holds σ² with an absolute error of about ε·σmax², so it resolves σ_j
+ * to a relative ε·κ (κ = σmax²/σ_j²) and loses singular values below about
+ * √ε·σmax altogether.  It is used where that costs nothing: when A's
+ * condition number is at most 1e4 (full rank, every σ_j to about 1e-12);
+ * otherwise dgesdd decides (the Gram matrix then was formed in vain).
+ *
+ * K input.  A Gram matrix K = J Jᵀ is factorized the same way.  Its
+ * eigenvalues below −(RTOL·σmax)² are an error (not positive
+ * semidefinite), those above it rounding; RTOL, relative on σ = √μ, is by
+ * default √(n·k·ε_K), ε_K the epsilon of K's stored precision: what K's
+ * own rounding, ε_K·λmax(K), allows. */
 #ifndef SGDSTAB_REDUCE_H
 #define SGDSTAB_REDUCE_H
 
@@ -48,8 +63,12 @@ extern "C" {
 
 typedef struct {
     char *source;      /* the problem's file, for messages */
-    size_t n, k, p;
-    size_t nsv;        /* min(n·k, p): number of singular values of J */
+    size_t n, k, p;    /* p = 0: not known (a Gram matrix, problem.h) */
+    int from_gram;     /* made from K: no J behind it, so nothing that
+                          needs parameter space (basis rows, a p×p start) */
+    int gram_route;    /* factorized by the Gram route (below) */
+    size_t nsv;        /* min(n·k, p): number of singular values of J;
+                          n·k for K */
     size_t rank_J;     /* numerical rank of J */
     double *sigma;     /* nsv singular values of J, descending */
     double rank_rtol;  /* relative tolerance used for the rank */
@@ -97,6 +116,8 @@ typedef struct {
 typedef struct {
     double rank_rtol;  /* ≤ 0: the default above */
     double flat_rtol;  /* < 0: SGDSTAB_FLAT_RTOL_DEFAULT; 0: strict */
+    int svd_only;      /* 1: J by dgesdd even where the Gram route is safe
+                          (for comparisons) */
 } sgdstab_reduce_options;
 
 /* Both tolerances at their defaults. */

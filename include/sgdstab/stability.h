@@ -50,6 +50,56 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
                                            sgdstab_error *err);
 void sgdstab_stability_free(sgdstab_stability *s);
 
+/* ------------------------------------------------------ memory plan */
+
+/* The eigensolver basis: SGDSTAB_BASIS_DEFAULT vectors of r(r+1)/2
+ * doubles (stored twice: the vectors and 𝒩 applied to them) per family;
+ * fewer fit less memory and cost more applications (restarts keep only
+ * the best Ritz vectors), down to SGDSTAB_BASIS_MIN. */
+#define SGDSTAB_BASIS_DEFAULT 48
+#define SGDSTAB_BASIS_MIN 8
+
+/* Bytes a workspace for red takes once `families` eigenproblem families
+ * (1: η* alone, `critical`; 2: ρ⊥ and η*) of `basis` vectors exist: the
+ * bases, the diagonals and work vectors (about 13 of r(r+1)/2 doubles)
+ * and the noise operator's (n·k)×r and r×r buffers. */
+double sgdstab_stability_memory(const sgdstab_reduced *red, size_t basis,
+                                int families);
+
+typedef struct {
+    size_t basis;       /* vectors per family basis (the ncv to set) */
+    double need;        /* bytes the workspace takes with that basis */
+    double need_default;/* ... with SGDSTAB_BASIS_DEFAULT */
+    double available;   /* bytes it may take (see below) */
+    char source[96];    /* where that figure comes from */
+} sgdstab_engine_plan;
+
+/* Fit the workspace of red to the memory left: the smaller of 90% of
+ * MemAvailable and max_memory less what the process holds already (0:
+ * SGDSTAB_MAX_MEMORY or no limit; < 0: no check), and of the address space
+ * ulimit -v leaves.  The basis is the default if that fits, else the
+ * largest that does; if not even SGDSTAB_BASIS_MIN vectors fit,
+ * SGDSTAB_ENOMEM with one line: what it needs, what there is, the largest
+ * r that fits, what to do. */
+int sgdstab_engine_plan_fit(const sgdstab_reduced *red, int families,
+                            double max_memory, sgdstab_engine_plan *plan,
+                            sgdstab_error *err);
+
+/* Bytes a run on prob, reduced to red, needs at its peak: the larger of
+ * loading and factorizing (memplan.h) and of holding the problem and its
+ * reduced form beside a workspace with families of the default basis
+ * (families 2: ρ⊥ and η*, what `analyze` and `phase` solve). */
+double sgdstab_run_memory(const sgdstab_problem *prob,
+                          const sgdstab_reduced *red, int families);
+
+/* sgdstab_stability_alloc after sgdstab_engine_plan_fit (plan may be
+ * NULL): the workspace's bases then hold plan->basis vectors. */
+sgdstab_stability *sgdstab_stability_alloc_fit(const sgdstab_reduced *red,
+                                               int families,
+                                               double max_memory,
+                                               sgdstab_engine_plan *plan,
+                                               sgdstab_error *err);
+
 /* Solver settings for every solve of this workspace (NULL: defaults); ncv
  * is the largest basis size.  Set before the first solve.  The default
  * tolerance is 1e-11 for ρ⊥ (and at most 5e-11 absolute) and 3e-10 for η*

@@ -21,6 +21,7 @@ static const char ANALYZE_HELP[] =
     "Usage: sgdstab analyze FILE --lr ETA --batch B [--sampling S] [--json]\n"
     "                       [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
     "                       [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                       [--params P]\n"
     "                       [--optimizer O] [--momentum BETA] [--nesterov] ...\n"
     "\n"
     "Decide whether SGD with learning rate ETA and batch size B can stay at the\n"
@@ -96,8 +97,8 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
     const sgdstab_radius *rad = &an->radius;
     const sgdstab_critical *cr = &an->critical;
     double steps_per_epoch = (double)prob->n / (double)an->config.batch;
-    printf("%s: n = %zu samples, k = %zu, p = %zu, reduced dimension r = %zu\n",
-           prob->source, prob->n, prob->k, prob->p, red->r);
+    printf("%s: n = %zu samples, k = %zu, p = %s, reduced dimension r = %zu\n",
+           prob->source, prob->n, prob->k, cli_params(prob->p).s, red->r);
     const char *name = sgdstab_optimizer_title(&an->config.optimizer);
     printf("%s with learning rate %.6g, batch size %zu (sampling %s), loss "
            "%s (scale %.6g)\n\n",
@@ -171,7 +172,7 @@ static int print_json(const cli_args *a, const sgdstab_problem *prob,
 {
     cJSON *o = cli_json_problem(prob);
     cli_json_size(o, "rank", red->rank_J);
-    cli_json_size(o, "null_dim", prob->p - red->r);
+    cli_json_null_dim(o, prob, red);
     cli_json_point(o, &an->config);
     cli_json_optimizer(o, &an->config);
     if (decays(an))

@@ -34,13 +34,15 @@ enum { BENCH_RUNS = 3 };
 
 enum {
     OPT_SAMPLES = OPT_FIRST_PRIVATE, OPT_PARAMS, OPT_OUTPUTS, OPT_CURVE, OPT_PHASE, OPT_ARPACK,
-    OPT_STATIONARY
+    OPT_STATIONARY, OPT_GRAM
 };
 
 static const char BENCH_HELP[] =
     "Usage: sgdstab bench [--samples N] [--params P] [--outputs K] [--batch B]\n"
     "                     [--sampling S] [--curve M] [--phase M] [--seed S]\n"
     "                     [--arpack] [--momentum BETA] [--stationary] [--json]\n"
+    "       sgdstab bench --gram [--samples N] [--outputs K] [--params P]\n"
+    "                     [--batch B] [--max-memory SIZE] [--json]\n"
     "\n"
     "Time the engine on a random Jacobian with i.i.d. N(0, 1/p) entries\n"
     "(defaults: N = 2000, P = 1500, K = 1, B = 32, the reference case) and\n"
@@ -74,6 +76,12 @@ static const char BENCH_HELP[] =
     "                     by plain conjugate gradients: seconds, iterations,\n"
     "                     the residual reached, and the time per decade of\n"
     "                     residual reduction in applications of T\n"
+    "With --gram, the engine at the limit of the machine: K = J J^T (J as\n"
+    "above; default P = 2 N K, so that K has full rank r = N K), then once\n"
+    "each: the factorization of K (its symmetric eigendecomposition), one\n"
+    "application of T against DGEMM, and eta*(B) end to end (factorization\n"
+    "and solve, the workspace fitted to --max-memory as every command fits\n"
+    "it); memory: peak resident size and the basis vectors per basis.\n"
     "With --arpack, eta*(B) is also solved with ARPACK-ng from scratch, for\n"
     "comparison with the shared-basis Davidson solver used by default.\n"
     "The factorization, eta*(B) and the curve are each timed 3 times, each\n"
@@ -111,7 +119,7 @@ static double dgemm_rate(sgdstab_rng *rng)
 /* What to time: the problem's shape and the optional parts. */
 typedef struct {
     size_t n, p, k, batch, curve, phase, seed;
-    int arpack, stationary;
+    int arpack, stationary, gram;
 } bench_request;
 
 typedef struct {
@@ -132,6 +140,11 @@ typedef struct {
     double arpack, arpack_value;
     size_t arpack_mv;
     double rss_mb;
+    double gram_make;   /* --gram: forming K = J Jᵀ (DSYRK) */
+    int gram_route;     /* the factorization took the Gram route */
+    double fact_svd;    /* the same J by dgesdd, and how far the two */
+    double sigma_diff;  /* σ lie apart (max |Δσ_j| / σ_j) */
+    size_t basis;       /* vectors per eigensolver basis (memory plan) */
     /* With --momentum: η*(B; β), ρ at 0.5 η*(B; β) and the curve, each
      * against its plain-SGD yardstick. */
     double mom_crit, mom_crit_value, mom_crit_ratio;
@@ -151,16 +164,17 @@ typedef struct {
 static int time_critical(const cli_args *a, const sgdstab_config *cfg,
                          const sgdstab_reduced *red,
                          const size_t *batches, size_t m,
-                         const sgdstab_eig_options *opt, sgdstab_critical *cr,
-                         double *seconds)
+                         const sgdstab_eig_options *opt, int runs,
+                         sgdstab_critical *cr, double *seconds)
 {
     *seconds = INFINITY;
-    for (int run = 0; run < BENCH_RUNS; run++) {
+    for (int run = 0; run < runs; run++) {
         sgdstab_stability *s;
         double t = cli_seconds();
-        if (cli_stability(a, red, &s))
+        if (cli_stability(a, red, 1, &s))
             return EXIT_DATA;
-        sgdstab_stability_set_eig(s, opt);
+        if (opt)
+            sgdstab_stability_set_eig(s, opt);
         sgdstab_error err;
         int st = sgdstab_critical_curve(s, cfg, batches, m, cr, &err);
         *seconds = fmin(*seconds, cli_seconds() - t);
@@ -220,7 +234,7 @@ static int time_phase(const cli_args *a, const sgdstab_config *cfg,
         status = cli_data_error(a->cmd, NULL, "out of memory");
         goto done;
     }
-    if ((status = cli_stability(a, red, &s)))
+    if ((status = cli_stability(a, red, 2, &s)))
         goto done;
     for (size_t j = 0; j < m; j++)
         lrs[j] = lr_lo * pow(lr_hi / lr_lo, (double)j / (double)(m - 1));
@@ -252,10 +266,39 @@ done:
     return status;
 }
 
-/* The random problem (J with i.i.d. N(0, 1/p) entries), and the DGEMM
- * rate measured with the same generator. */
+/* The problem of K = J Jᵀ (one DSYRK, timed), J freed. */
+static int gram_problem(sgdstab_array *J, bench_result *b,
+                        sgdstab_problem **prob)
+{
+    const size_t rows = J->shape[0] * J->shape[1], p = J->shape[2];
+    sgdstab_array K = {.ndim = 2, .shape = {rows, rows, 1},
+                       .size = rows * rows};
+    snprintf(K.descr, sizeof K.descr, "<f8");
+    if (!(K.data = malloc(K.size * sizeof *K.data))) {
+        sgdstab_array_free(J);
+        return cli_data_error("bench", NULL, "out of memory for a %zu x %zu "
+                              "Gram matrix", rows, rows);
+    }
+    double t = cli_seconds();
+    cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, (int)rows, (int)p,
+                1.0, J->data, (int)p, 0.0, K.data, (int)rows);
+    for (size_t i = 0; i < rows; i++)
+        for (size_t j = 0; j < i; j++)
+            K.data[i * rows + j] = K.data[j * rows + i];
+    b->gram_make = cli_seconds() - t;
+    const size_t n = J->shape[0], k = J->shape[1];
+    sgdstab_array_free(J);
+    sgdstab_error err;
+    if (sgdstab_problem_from_gram("bench", &K, NULL, n, k, p, NULL, prob,
+                                  &err))
+        return cli_report(&err);
+    return EXIT_OK;
+}
+
+/* The random problem (J with i.i.d. N(0, 1/p) entries, or with gram its
+ * Gram matrix), and the DGEMM rate measured with the same generator. */
 static int make_problem(const cli_args *a, size_t n, size_t p, size_t k,
-                        unsigned long seed, bench_result *b,
+                        int gram, unsigned long seed, bench_result *b,
                         sgdstab_problem **prob)
 {
     sgdstab_rng *rng = sgdstab_rng_alloc(seed);
@@ -273,19 +316,21 @@ static int make_problem(const cli_args *a, size_t n, size_t p, size_t k,
     }
     sgdstab_rng_gaussian(rng, 1 / sqrt((double)p), J.size, J.data);
     sgdstab_rng_free(rng);
+    if (gram)
+        return gram_problem(&J, b, prob);
     sgdstab_error err;
     if (sgdstab_problem_from_arrays("bench", &J, NULL, NULL, prob, &err))
         return cli_report(&err);
     return EXIT_OK;
 }
 
-/* The factorization, the fastest of BENCH_RUNS; *red the last one's. */
-static int time_factorization(const sgdstab_problem *prob, bench_result *b,
-                              sgdstab_reduced **red)
+/* The factorization, the fastest of runs; *red the last one's. */
+static int time_factorization(const sgdstab_problem *prob, int runs,
+                              bench_result *b, sgdstab_reduced **red)
 {
     sgdstab_error err;
     b->fact = INFINITY;
-    for (int run = 0; run < BENCH_RUNS; run++) {
+    for (int run = 0; run < runs; run++) {
         sgdstab_reduced_free(*red);
         double t = cli_seconds();
         if (sgdstab_reduce(prob, NULL, red, &err)) {
@@ -295,6 +340,29 @@ static int time_factorization(const sgdstab_problem *prob, bench_result *b,
         b->fact = fmin(b->fact, cli_seconds() - t);
     }
     b->r = (*red)->r;
+    b->gram_route = (*red)->gram_route && !prob->K;
+    if (!b->gram_route)
+        return EXIT_OK;
+    /* dgesdd on the same J, for comparison */
+    sgdstab_reduce_options svd;
+    sgdstab_reduce_options_init(&svd);
+    svd.svd_only = 1;
+    b->fact_svd = INFINITY;
+    for (int run = 0; run < runs; run++) {
+        sgdstab_reduced *other;
+        double t = cli_seconds();
+        if (sgdstab_reduce(prob, &svd, &other, &err))
+            return cli_report(&err);
+        b->fact_svd = fmin(b->fact_svd, cli_seconds() - t);
+        b->sigma_diff = 0;
+        for (size_t j = 0; j < other->nsv; j++)
+            b->sigma_diff = fmax(b->sigma_diff,
+                                 fabs((*red)->sigma[j] - other->sigma[j]) /
+                                     other->sigma[j]);
+        if (other->rank_J != (*red)->rank_J)
+            b->sigma_diff = INFINITY;
+        sgdstab_reduced_free(other);
+    }
     return EXIT_OK;
 }
 
@@ -342,7 +410,8 @@ static int time_eta_star(const cli_args *a, const sgdstab_config *cfg,
                          bench_result *b)
 {
     sgdstab_critical cr;
-    int status = time_critical(a, cfg, red, &cfg->batch, 1, NULL, &cr,
+    int status = time_critical(a, cfg, red, &cfg->batch, 1, NULL, BENCH_RUNS,
+                               &cr,
                                &b->crit);
     if (status)
         return status;
@@ -352,7 +421,8 @@ static int time_eta_star(const cli_args *a, const sgdstab_config *cfg,
     b->crit_acc = cr.rel_accuracy;
     if (arpack) {
         sgdstab_eig_options opt = {.arpack = 1};
-        if ((status = time_critical(a, cfg, red, &cfg->batch, 1, &opt, &cr,
+        if ((status = time_critical(a, cfg, red, &cfg->batch, 1, &opt, BENCH_RUNS,
+                                    &cr,
                                     &b->arpack)))
             return status;
         b->arpack_mv = cr.matvecs;
@@ -367,7 +437,7 @@ static int time_analyze(const cli_args *a, sgdstab_config cfg,
                         const sgdstab_reduced *red, bench_result *b)
 {
     sgdstab_stability *s;
-    int status = cli_stability(a, red, &s);
+    int status = cli_stability(a, red, 2, &s);
     if (status)
         return status;
     sgdstab_error err;
@@ -418,7 +488,8 @@ static int timed_curve(const cli_args *a, const sgdstab_config *cfg,
     if (!curve)
         status = cli_data_error(a->cmd, NULL, "out of memory");
     if (!status)
-        status = time_critical(a, cfg, red, batches, *m, NULL, curve,
+        status = time_critical(a, cfg, red, batches, *m, NULL, BENCH_RUNS,
+                               curve,
                                seconds);
     for (size_t i = 0; !status && i < *m; i++)
         *matvecs += curve[i].matvecs;
@@ -455,7 +526,8 @@ static int time_momentum(const cli_args *a, const sgdstab_config *plain,
     sgdstab_config cfg = *plain;
     cfg.optimizer.momentum = a->optimizer.momentum;
     sgdstab_critical cr;
-    int status = time_critical(a, &cfg, red, &cfg.batch, 1, NULL, &cr,
+    int status = time_critical(a, &cfg, red, &cfg.batch, 1, NULL, BENCH_RUNS,
+                               &cr,
                                &b->mom_crit);
     if (status)
         return status;
@@ -463,7 +535,7 @@ static int time_momentum(const cli_args *a, const sgdstab_config *plain,
     b->mom_crit_mv = cr.matvecs;
     b->mom_crit_ratio = b->mom_crit / b->crit;
     sgdstab_stability *s;
-    if ((status = cli_stability(a, red, &s)))
+    if ((status = cli_stability(a, red, 2, &s)))
         return status;
     sgdstab_error err;
     sgdstab_radius rad;
@@ -543,8 +615,8 @@ static int run(const cli_args *a, const bench_request *q, bench_result *b)
 {
     sgdstab_problem *prob = NULL;
     sgdstab_reduced *red = NULL;
-    int status = make_problem(a, q->n, q->p, q->k, (unsigned long)q->seed, b,
-                              &prob);
+    int status = make_problem(a, q->n, q->p, q->k, q->gram,
+                              (unsigned long)q->seed, b, &prob);
     if (status)
         return status;
     sgdstab_config cfg;
@@ -552,7 +624,26 @@ static int run(const cli_args *a, const bench_request *q, bench_result *b)
     cfg.sampling = a->sampling;
     cfg.batch = q->batch;
     double lr_range[2] = {0, 0};
-    if ((status = time_factorization(prob, b, &red)) ||
+    if (q->gram) {  /* at the machine's limit: each part once */
+        sgdstab_critical cr;
+        sgdstab_engine_plan plan;
+        sgdstab_error err;
+        if ((status = time_factorization(prob, 1, b, &red)) ||
+            (status = time_apply(a, &cfg, red, b)))
+            goto done;
+        if (sgdstab_engine_plan_fit(red, 1, a->max_memory, &plan, &err)) {
+            status = cli_report(&err);
+            goto done;
+        }
+        b->basis = plan.basis;
+        if ((status = time_critical(a, &cfg, red, &cfg.batch, 1, NULL, 1, &cr,
+                                    &b->crit)))
+            goto done;
+        b->crit_total = b->crit + b->fact;
+        b->crit_mv = cr.matvecs;
+        b->crit_value = cr.lr_critical;
+        b->crit_acc = cr.rel_accuracy;
+    } else if ((status = time_factorization(prob, BENCH_RUNS, b, &red)) ||
         (status = time_apply(a, &cfg, red, b)) ||
         (status = time_eta_star(a, &cfg, red, q->arpack, b)) ||
         (status = time_analyze(a, cfg, red, b)) ||
@@ -574,14 +665,47 @@ done:
     return status;
 }
 
+/* The --gram table: each part once, at the limit of the machine. */
+static void print_gram(const bench_request *q, const cli_args *a,
+                       const bench_result *b)
+{
+    printf("sgdstab bench --gram: K = J J^T for J with i.i.d. N(0, 1/p) "
+           "entries, n = %zu, k = %zu, p = %zu (r = %zu), B = %zu, sampling "
+           "%s\n\n", q->n, q->k, q->p, b->r, q->batch,
+           sgdstab_sampling_name(a->sampling));
+    printf("  %-34s %10.1f GFLOP/s  (yardstick)\n", "DGEMM 2000x2000", b->gemm);
+    printf("  %-34s %10.3f s  (DSYRK, not part of a run from a file)\n",
+           "forming K", b->gram_make);
+    printf("  %-34s %10.3f s\n", "factorization (dsyevr of K)", b->fact);
+    printf("  %-34s %10.4f s  %.1f GFLOP/s = %.0f%% of DGEMM\n",
+           "one application of T", b->apply, b->apply_gflops,
+           100 * b->apply_gflops / b->gemm);
+    printf("  %-34s %10.3f s  (%.3f s + factorization), %zu applications, "
+           "eta* = %.10g, rel. accuracy %.1g\n", "eta*(B)", b->crit_total,
+           b->crit, b->crit_mv, b->crit_value, b->crit_acc);
+    printf("  %-34s %10.0f MB peak; %zu doubles per basis vector, %zu "
+           "vectors per basis\n", "memory", b->rss_mb,
+           b->r * (b->r + 1) / 2, b->basis);
+}
+
 static void print_text(const bench_request *q, const cli_args *a,
                        const bench_result *b)
 {
+    if (q->gram) {
+        print_gram(q, a, b);
+        return;
+    }
     printf("sgdstab bench: J with i.i.d. N(0, 1/p) entries, n = %zu, k = %zu, "
            "p = %zu (r = %zu), B = %zu, sampling %s\n\n", q->n, q->k, q->p, b->r, q->batch,
            sgdstab_sampling_name(a->sampling));
     printf("  %-34s %10.1f GFLOP/s  (yardstick)\n", "DGEMM 2000x2000", b->gemm);
-    printf("  %-34s %10.3f s\n", "factorization (SVD of J)", b->fact);
+    if (b->gram_route)
+        printf("  %-34s %10.3f s  (DSYRK + dsyevr; dgesdd: %.3f s, %.2f x; "
+               "max |d sigma_j| / sigma_j = %.1g)\n",
+               "factorization (Gram route)", b->fact, b->fact_svd,
+               b->fact_svd / b->fact, b->sigma_diff);
+    else
+        printf("  %-34s %10.3f s\n", "factorization (SVD of J)", b->fact);
     printf("  %-34s %10.4f s  %.1f GFLOP/s = %.0f%% of DGEMM\n",
            "one application of T", b->apply, b->apply_gflops,
            100 * b->apply_gflops / b->gemm);
@@ -651,9 +775,23 @@ static int print_json(const bench_request *q, const cli_args *a,
                                      b->apply_gflops,
                                      b->apply_gflops / b->gemm};
     cli_json_numbers(o, 5, machine, machine_values);
+    cJSON_AddBoolToObject(o, "gram_route", b->gram_route);
+    if (b->gram_route) {
+        cli_json_number(o, "factorization_svd_seconds", b->fact_svd);
+        cli_json_number(o, "gram_route_sigma_rel_diff", b->sigma_diff);
+    }
     cli_json_number(o, "critical_seconds_total", b->crit_total);
     cli_json_size(o, "critical_applications", b->crit_mv);
     cli_json_number(o, "lr_critical", b->crit_value);
+    if (q->gram) {
+        cJSON_AddBoolToObject(o, "gram", 1);
+        cli_json_number(o, "gram_make_seconds", b->gram_make);
+        cli_json_number(o, "critical_seconds", b->crit);
+        cli_json_number(o, "critical_rel_accuracy", b->crit_acc);
+        cli_json_size(o, "basis_vectors", b->basis);
+        cli_json_number(o, "peak_rss_mb", b->rss_mb);
+        return cli_json_print(o);
+    }
     if (q->arpack) {
         cli_json_number(o, "critical_arpack_seconds", b->arpack);
         cli_json_size(o, "critical_arpack_applications", b->arpack_mv);
@@ -723,25 +861,30 @@ int cmd_bench(int argc, char **argv)
         CLI_ARG("outputs", OPT_OUTPUTS), CLI_ARG("curve", OPT_CURVE),
         CLI_ARG("phase", OPT_PHASE), CLI_FLAG("arpack", OPT_ARPACK),
         CLI_ARG("momentum", OPT_MOMENTUM),
-        CLI_FLAG("stationary", OPT_STATIONARY), CLI_OPT_HELP, CLI_OPT_END};
+        CLI_FLAG("stationary", OPT_STATIONARY), CLI_FLAG("gram", OPT_GRAM),
+        CLI_ARG("max-memory", OPT_MAX_MEMORY), CLI_OPT_HELP, CLI_OPT_END};
     cli_args args;
     cli_args_init(&args, "bench");
     size_t n = 2000, p = 1500, k = 1, batch = 32, curve = 50, phase = 0;
     size_t seed = 1;
-    int arpack = 0, stationary = 0, c, bad = 0;
+    int arpack = 0, stationary = 0, gram = 0, params_given = 0, c, bad = 0;
     while ((c = cli_getopt(argc, argv, args.cmd, opts)) != -1) {
         switch (c) {
         case 'h':
             fputs(BENCH_HELP, stdout);
             return EXIT_OK;
         case OPT_SAMPLES: bad = cli_parse_size(args.cmd, "samples", optarg, 1, &n); break;
-        case OPT_PARAMS: bad = cli_parse_size(args.cmd, "params", optarg, 1, &p); break;
+        case OPT_PARAMS:
+            bad = cli_parse_size(args.cmd, "params", optarg, 1, &p);
+            params_given = 1;
+            break;
         case OPT_OUTPUTS: bad = cli_parse_size(args.cmd, "outputs", optarg, 1, &k); break;
         case OPT_SEED: bad = cli_parse_size(args.cmd, "seed", optarg, 0, &seed); break;
         case OPT_CURVE: bad = cli_parse_size(args.cmd, "curve", optarg, 2, &curve); break;
         case OPT_PHASE: bad = cli_parse_size(args.cmd, "phase", optarg, 2, &phase); break;
         case OPT_ARPACK: arpack = 1; break;
         case OPT_STATIONARY: stationary = 1; break;
+        case OPT_GRAM: gram = 1; break;
         case 1:
             return cli_usage_error(args.cmd, "unexpected argument '%s'", optarg);
         default:
@@ -757,8 +900,14 @@ int cmd_bench(int argc, char **argv)
                                batch, n);
     bench_result b;
     memset(&b, 0, sizeof b);
+    if (gram && (arpack || stationary || phase || args.optimizer_given))
+        return cli_usage_error(args.cmd, "--gram times eta*(B) alone: not "
+                               "with --arpack, --stationary, --phase or "
+                               "--momentum");
+    if (gram && !params_given)
+        p = 2 * n * k;  /* full rank, well conditioned */
     bench_request q = {n, p, k, batch, curve, phase, seed, arpack,
-                       stationary};
+                       stationary, gram};
     int status = run(&args, &q, &b);
     if (status)
         return status;

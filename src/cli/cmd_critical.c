@@ -20,6 +20,7 @@ static const char CRITICAL_HELP[] =
     "Usage: sgdstab critical FILE --batch LIST [--sampling S] [--json | --csv F]\n"
     "                        [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
     "                        [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                        [--params P]\n"
     "                        [--optimizer O] [--momentum BETA] [--nesterov] ...\n"
     "\n"
     "The critical learning rate eta*(B) for each batch size B: SGD with batch\n"
@@ -173,7 +174,7 @@ int cmd_critical(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS, CLI_OPT_HESSIAN,
-        CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_MAX_MEMORY,
+        CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE, CLI_OPTS_PROBLEM_SIZE,
         CLI_OPT_JSON, CLI_OPT_CSV, CLI_OPTS_OPTIMIZER, CLI_OPT_HELP,
         CLI_OPT_END};
     return cli_main("critical", argc, argv, opts, CRITICAL_HELP, critical);

@@ -23,6 +23,7 @@ static const char EVOLVE_HELP[] =
     "                      [--csv F | --json] [--hessian H.npy]\n"
     "                      [--loss L] [--rank-tol RTOL]\n"
     "                      [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                      [--params P]\n"
     "                      [--optimizer sgd] [--momentum BETA] [--nesterov] ...\n"
     "\n"
     "Evolve the second moment S_t = E[delta_t delta_t^T] of linearized SGD\n"

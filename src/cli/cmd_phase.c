@@ -31,6 +31,7 @@ static const char PHASE_HELP[] =
     "                     [--color rate|relative] [--color-range LO:HI]\n"
     "                     [--hessian H.npy] [--loss L] [--rank-tol RTOL]\n"
     "                     [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                     [--params P]\n"
     "                     [--optimizer O] [--momentum BETA] [--nesterov] ...\n"
     "                     [--lyapunov [--runs R] [--steps T] [--seed S]\n"
     "                     [--threads N]]\n"
@@ -260,8 +261,9 @@ static int print_json(const phase_report *r)
 
 static void print_text(const phase_report *r)
 {
-    printf("%s: n = %zu, k = %zu, p = %zu, rank %zu; sampling %s; loss %s\n",
-           r->prob->source, r->prob->n, r->prob->k, r->prob->p, r->red->r,
+    printf("%s: n = %zu, k = %zu, p = %s, rank %zu; sampling %s; loss %s\n",
+           r->prob->source, r->prob->n, r->prob->k, cli_params(r->prob->p).s,
+           r->red->r,
            sgdstab_sampling_name(r->a->sampling), r->a->loss);
     cli_print_optimizer(r->a, r->cfg);
     const size_t rows = rows_of(r);
@@ -422,7 +424,7 @@ static int parse_options(int argc, char **argv, phase_request *rq)
     static const struct option opts[] = {
         CLI_OPT_BATCH, CLI_ARG("lr", OPT_LR_SPEC), CLI_OPT_SAMPLING,
         CLI_OPT_LOSS, CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL,
-        CLI_OPT_NEGATIVE_CURVATURE, CLI_OPT_MAX_MEMORY, CLI_OPT_JSON,
+        CLI_OPT_NEGATIVE_CURVATURE, CLI_OPTS_PROBLEM_SIZE, CLI_OPT_JSON,
         CLI_OPT_CSV, CLI_ARG("boundary-csv", OPT_BOUNDARY_CSV),
         CLI_ARG("plot", OPT_PLOT), CLI_ARG("plot-size", OPT_PLOT_SIZE),
         CLI_OPT_QUIET, CLI_ARG("title", OPT_TITLE),

@@ -32,6 +32,7 @@ static const char SIMULATE_HELP[] =
     "                        [--csv F | --json] [--quiet] [--hessian H.npy]\n"
     "                        [--loss L] [--rank-tol RTOL]\n"
     "                        [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                        [--params P]\n"
     "                        [--optimizer sgd] [--momentum BETA] [--nesterov] ...\n"
     "       sgdstab simulate FILE --epoch --lr ETA --batch B [--runs R] [--seed S]\n"
     "                        [--sampling S] [--compare] [--json] ...\n"

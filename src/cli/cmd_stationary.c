@@ -28,6 +28,7 @@ static const char STATIONARY_HELP[] =
     "                          [--max-iterations N] [--hessian H.npy]\n"
     "                          [--loss L] [--rank-tol RTOL]\n"
     "                          [--negative-curvature TOL] [--max-memory SIZE]\n"
+    "                          [--params P]\n"
     "                          [--optimizer O] [--momentum BETA] ...\n"
     "\n"
     "Where the minimum does not interpolate (FILE's member R holds the\n"

@@ -22,6 +22,7 @@
 static const char VERIFY_HELP[] =
     "Usage: sgdstab verify FILE --lr ETA --batch B [--sampling S] [--json]\n"
     "                      [--loss L] [--rank-tol RTOL] [--max-memory SIZE]\n"
+    "                      [--params P]\n"
     "                      [--optimizer O] [--momentum BETA] [--nesterov] ...\n"
     "\n"
     "Compute the exact spectral radius rho and critical learning rate eta*(B)\n"
@@ -110,8 +111,8 @@ static void print_text(const cli_args *a, const sgdstab_problem *prob,
     const sgdstab_analysis *an = &v->analysis;
     const sgdstab_config *cfg = &an->config;
     const sgdstab_theory *th = &v->theory;
-    printf("%s: n = %zu samples, k = %zu, p = %zu, reduced dimension r = %zu\n",
-           prob->source, prob->n, prob->k, prob->p, red->r);
+    printf("%s: n = %zu samples, k = %zu, p = %s, reduced dimension r = %zu\n",
+           prob->source, prob->n, prob->k, cli_params(prob->p).s, red->r);
     printf("%s with learning rate %.6g, batch size %zu (sampling %s: a = "
            "%.6g, b = %.6g), loss %s\n", sgdstab_optimizer_title(
                &cfg->optimizer), cfg->lr, cfg->batch,
@@ -223,7 +224,7 @@ int cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
         CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,
-        CLI_OPT_RANK_TOL, CLI_OPT_MAX_MEMORY, CLI_OPT_JSON, CLI_OPTS_OPTIMIZER,
+        CLI_OPT_RANK_TOL, CLI_OPTS_PROBLEM_SIZE, CLI_OPT_JSON, CLI_OPTS_OPTIMIZER,
         CLI_OPT_HELP, CLI_OPT_END};
     return cli_main_at("verify", argc, argv, opts, VERIFY_HELP, verify_at);
 }

@@ -254,6 +254,9 @@ int cli_common_option(cli_args *a, int c, const char *arg)
                                    cli_quote(arg, q, sizeof q));
         }
         return 0;
+    case OPT_PARAM_COUNT:
+        return cli_parse_size(a->cmd, "params", arg, 1, &a->params) ? EXIT_USAGE
+                                                                    : 0;
     case OPT_OPTIMIZER:
     case OPT_MOMENTUM:
     case OPT_DAMPENING:

@@ -15,7 +15,7 @@ enum {
     OPT_NEGATIVE_CURVATURE, OPT_MAX_MEMORY, OPT_JSON, OPT_CSV, OPT_SEED,
     OPT_STEPS, OPT_INIT, OPT_QUIET, OPT_OPTIMIZER, OPT_MOMENTUM,
     OPT_DAMPENING, OPT_NESTEROV, OPT_WEIGHT_DECAY, OPT_BETAS, OPT_EPS,
-    OPT_SECOND_MOMENT, OPT_LABEL_NOISE,
+    OPT_SECOND_MOMENT, OPT_LABEL_NOISE, OPT_PARAM_COUNT,
     OPT_FIRST_PRIVATE  /* subcommands number theirs from here */
 };
 
@@ -30,7 +30,9 @@ enum {
 #define CLI_OPT_RANK_TOL CLI_ARG("rank-tol", OPT_RANK_TOL)
 #define CLI_OPT_NEGATIVE_CURVATURE \
     CLI_ARG("negative-curvature", OPT_NEGATIVE_CURVATURE)
-#define CLI_OPT_MAX_MEMORY CLI_ARG("max-memory", OPT_MAX_MEMORY)
+/* --max-memory and --params: how big the problem is and may be. */
+#define CLI_OPTS_PROBLEM_SIZE \
+    CLI_ARG("max-memory", OPT_MAX_MEMORY), CLI_ARG("params", OPT_PARAM_COUNT)
 #define CLI_OPT_JSON CLI_FLAG("json", OPT_JSON)
 #define CLI_OPT_CSV CLI_ARG("csv", OPT_CSV)
 #define CLI_OPT_SEED CLI_ARG("seed", OPT_SEED)
@@ -52,7 +54,7 @@ enum {
 #define CLI_OPTS_AT_ONE_POINT                                               \
     CLI_OPT_LR, CLI_OPT_BATCH, CLI_OPT_SAMPLING, CLI_OPT_LOSS,              \
         CLI_OPT_HESSIAN, CLI_OPT_RANK_TOL, CLI_OPT_NEGATIVE_CURVATURE,      \
-        CLI_OPT_MAX_MEMORY
+        CLI_OPTS_PROBLEM_SIZE
 
 /* Help text of the optimizer options. */
 #define CLI_HELP_OPTIMIZER_OPTIONS \
@@ -79,7 +81,7 @@ enum {
     "                    entries, no 1/2; scale 2/k) or a positive number c\n" \
     "                    scaling every A_i = J_i^T J_i (and H) by c; without\n" \
     "                    --loss, the \"loss\" of FILE's meta.json if it has one\n" \
-    "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n" \
+    "  --rank-tol RTOL   relative rank tolerance of J or K (see 'sgdstab info')\n" \
     "  --negative-curvature TOL\n" \
     "                    with H: negative eigenvalues down to -TOL*lambda_max(H)\n" \
     "                    are flat, their sign below what H resolves (the\n" \
@@ -93,7 +95,11 @@ enum {
     "  --max-memory SIZE the memory loading and factorizing FILE may take\n" \
     "                    (e.g. 8G, 512M; default: what the system has\n" \
     "                    available, or SGDSTAB_MAX_MEMORY); a larger problem\n" \
-    "                    is refused before it is read\n"
+    "                    is refused before it is read\n" \
+    "  --params P        the parameter count p of a Gram-matrix FILE (K in\n" \
+    "                    place of J) whose meta.json does not give it, for\n" \
+    "                    what depends on p (the start S0 = I/p); with J or\n" \
+    "                    a meta.json p it must be that p\n"
 #define CLI_HELP_SAMPLING \
     "  --sampling S      how batches are drawn: without (default; B distinct\n" \
     "                    samples), with (B i.i.d. draws) or bernoulli (each\n" \
@@ -116,6 +122,7 @@ typedef struct {
     double rank_rtol;
     double flat_rtol;       /* --negative-curvature (reduce.h) */
     double max_memory;      /* --max-memory in bytes; 0: the default */
+    size_t params;          /* --params; 0: not given */
     sgdstab_sampling sampling;
     sgdstab_optimizer optimizer;  /* --optimizer and its settings */
     int optimizer_given;          /* any optimizer option was given */

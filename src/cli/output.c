@@ -48,8 +48,29 @@ cJSON *cli_json_problem(const sgdstab_problem *prob)
     cJSON_AddStringToObject(o, "file", prob->source);
     cli_json_size(o, "n", prob->n);
     cli_json_size(o, "k", prob->k);
-    cli_json_size(o, "p", prob->p);
+    if (prob->p)
+        cli_json_size(o, "p", prob->p);
+    else
+        cJSON_AddNullToObject(o, "p");
+    cJSON_AddStringToObject(o, "input", prob->K ? "gram" : "jacobian");
     return o;
+}
+
+void cli_json_null_dim(cJSON *o, const sgdstab_problem *prob,
+                       const sgdstab_reduced *red)
+{
+    if (prob->p)
+        cli_json_size(o, "null_dim", prob->p - red->r);
+    else
+        cJSON_AddNullToObject(o, "null_dim");
+}
+
+cli_count_text cli_params(size_t p)
+{
+    cli_count_text t = {"unknown"};
+    if (p)
+        snprintf(t.s, sizeof t.s, "%zu", p);
+    return t;
 }
 
 cJSON *cli_json_append_object(cJSON *array)
@@ -84,14 +105,15 @@ void cli_json_optimizer(cJSON *obj, const sgdstab_config *cfg)
                              op->beta2, op->eps};
     cli_json_numbers(o, 5, keys, values);
     cJSON_AddBoolToObject(o, "nesterov", op->nesterov);
-    cJSON_AddBoolToObject(o, "preconditioned", op->second_moment != NULL);
+    cJSON_AddBoolToObject(o, "preconditioned",
+                          sgdstab_optimizer_preconditioned(op));
 }
 
 void cli_print_optimizer(const cli_args *a, const sgdstab_config *cfg)
 {
     const sgdstab_optimizer *op = &cfg->optimizer;
     if (op->kind == SGDSTAB_OPTIMIZER_SGD && op->momentum == 0 &&
-        op->weight_decay == 0 && !op->second_moment)
+        op->weight_decay == 0 && !sgdstab_optimizer_preconditioned(op))
         return;
     char words[160];
     sgdstab_optimizer_describe(op, words, sizeof words);

@@ -19,8 +19,20 @@ void cli_json_number(cJSON *obj, const char *key, double value);
 cJSON *cli_json_value(double value);  /* the same, as an item */
 void cli_json_size(cJSON *obj, const char *key, size_t value);
 
-/* A JSON object opening with the problem's keys file, n, k, p. */
+/* A JSON object opening with the problem's keys file, n, k, p (null when
+ * a Gram matrix does not tell it) and input ("jacobian" or "gram"). */
 cJSON *cli_json_problem(const sgdstab_problem *prob);
+
+/* "null_dim": p − r, the directions no J_i moves; null when p is not
+ * known. */
+void cli_json_null_dim(cJSON *o, const sgdstab_problem *prob,
+                       const sgdstab_reduced *red);
+
+/* p as text, "unknown" when 0 (a Gram matrix that does not tell it). */
+typedef struct {
+    char s[24];
+} cli_count_text;
+cli_count_text cli_params(size_t p);
 
 /* The numbers values[i] under keys[i], i < n (a record of a table). */
 void cli_json_numbers(cJSON *obj, size_t n, const char *const keys[],

@@ -176,9 +176,9 @@ void cli_phase_title(char *buf, size_t size, const char *name, size_t n,
                      size_t p, sgdstab_sampling sampling, const char *loss)
 {
     const char *base = strrchr(name, '/');
-    snprintf(buf, size, "%s: n = %zu, p = %zu, sampling %s, loss %s",
-             base ? base + 1 : name, n, p, sgdstab_sampling_name(sampling),
-             loss);
+    snprintf(buf, size, "%s: n = %zu, p = %s, sampling %s, loss %s",
+             base ? base + 1 : name, n, cli_params(p).s,
+             sgdstab_sampling_name(sampling), loss);
 }
 
 /* ------------------------------------------------ cells */

@@ -11,6 +11,7 @@
 #include "report.h"
 #include "session.h"
 #include "sgdstab/config.h"
+#include "sgdstab/memplan.h"
 #include "sgdstab/moments.h"
 #include "sgdstab/param_space.h"
 #include "sgdstab/plan.h"
@@ -36,7 +37,7 @@ static void file_loss(cli_args *a, const sgdstab_problem *prob)
 static int load_problem(cli_args *a, sgdstab_problem **prob)
 {
     sgdstab_error err;
-    sgdstab_load_options lo = {0, a->max_memory};
+    sgdstab_load_options lo = {0, a->max_memory, a->params};
     if (sgdstab_problem_load_with_hessian(a->file, a->hessian, &lo, prob, &err))
         return cli_report_file(a->file, &err);
     file_loss(a, *prob);
@@ -48,7 +49,7 @@ static int reduce_for(cli_args *a, const sgdstab_problem *prob,
                       const sgdstab_config *cfg, sgdstab_reduced **red)
 {
     sgdstab_error err;
-    sgdstab_reduce_options opt = {a->rank_rtol, a->flat_rtol};
+    sgdstab_reduce_options opt = {a->rank_rtol, a->flat_rtol, 0};
     if (sgdstab_reduce_for(prob, &opt, cfg, red, &err))
         return cli_report_file(a->file, &err);
     cli_note_interpolation(a, prob);
@@ -124,6 +125,29 @@ static void file_optimizer(cli_args *a, const sgdstab_problem *prob)
     a->optimizer_from_file = 1;
 }
 
+/* For a Gram-matrix problem: the preconditioner of Adam, AdamW and the
+ * file's own RMSprop is the one KP was made with (problem.h), ε included. */
+static int gram_preconditioner(const cli_args *a, const sgdstab_problem *prob,
+                               sgdstab_optimizer *o)
+{
+    const sgdstab_provenance *pv = &prob->provenance;
+    if (o->kind == SGDSTAB_OPTIMIZER_SGD &&
+        !(a->optimizer_from_file && pv->preconditioned))
+        return EXIT_OK;
+    if (!prob->KP)
+        return cli_data_error(a->cmd, a->file, "is a Gram matrix without the "
+                              "preconditioned KP that %s needs (sgdstab-export "
+                              "--gram writes it from the optimizer's state)",
+                              sgdstab_optimizer_title(o));
+    double eps = pv->has_optimizer ? pv->optimizer.eps : NAN;
+    if (!(o->eps == eps))
+        return cli_data_error(a->cmd, a->file, "KP was made with the "
+                              "preconditioner's eps = %g (meta.json), not the "
+                              "%g of this run", eps, o->eps);
+    o->precond_in_gram = 1;
+    return EXIT_OK;
+}
+
 /* The configuration of the options for prob, its optimizer checked (a
  * usage error), the second moment read: --second-moment, else the member
  * V for Adam and AdamW, and for the file's own RMSprop. */
@@ -143,6 +167,8 @@ static int session_config(cli_args *a, cli_session *ses, size_t batch)
         o->second_moment = a->second_moment ? ses->second_moment : prob->V;
         o->second_moment_len = prob->p;
     }
+    if (!status && prob->K && !a->second_moment)
+        status = gram_preconditioner(a, prob, o);
     sgdstab_error err;
     if (!status && sgdstab_optimizer_check(o, prob->p, &err)) {
         /* The file's own settings and V are data; the options, usage. */
@@ -169,11 +195,22 @@ int cli_config_check(const cli_args *a, const sgdstab_reduced *red,
 }
 
 int cli_stability(const cli_args *a, const sgdstab_reduced *red,
-                  sgdstab_stability **s)
+                  int families, sgdstab_stability **s)
 {
     sgdstab_error err;
-    *s = sgdstab_stability_alloc(red, &err);
-    return *s ? EXIT_OK : cli_report_file(a->file, &err);
+    sgdstab_engine_plan plan;
+    *s = sgdstab_stability_alloc_fit(red, families, a->max_memory, &plan,
+                                     &err);
+    if (!*s)
+        return cli_report_file(a->file, &err);
+    if (plan.basis < SGDSTAB_BASIS_DEFAULT) {
+        char have[32];
+        sgdstab_memory_format(plan.available, have, sizeof have);
+        cli_note(a->cmd, "eigensolver bases of %zu vectors instead of %d, to "
+                 "fit the %s available (%s): solves take more applications",
+                 plan.basis, SGDSTAB_BASIS_DEFAULT, have, plan.source);
+    }
+    return EXIT_OK;
 }
 
 int cli_session_open(cli_args *a, size_t batch, unsigned uses,
@@ -190,7 +227,8 @@ int cli_session_open(cli_args *a, size_t batch, unsigned uses,
     if (!status)
         status = cli_config_check(a, ses->red, &ses->cfg, uses);
     if (!status)
-        status = cli_stability(a, ses->red, &ses->stab);
+        status = cli_stability(a, ses->red, uses & SGDSTAB_USES_LR ? 2 : 1,
+                               &ses->stab);
     if (status)
         cli_session_close(ses);
     return status;

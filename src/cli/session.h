@@ -33,9 +33,12 @@ int cli_config(const cli_args *a, size_t k, sgdstab_config *cfg);
 int cli_config_check(const cli_args *a, const sgdstab_reduced *red,
                      const sgdstab_config *cfg, unsigned uses);
 
-/* The stability workspace for a reduced problem. */
+/* The stability workspace for a reduced problem, fitted to the memory
+ * (--max-memory) for `families` eigenproblem families (stability.h: 1 for
+ * η* alone, 2 with ρ⊥); a note when its bases are smaller than the
+ * default. */
 int cli_stability(const cli_args *a, const sgdstab_reduced *red,
-                  sgdstab_stability **s);
+                  int families, sgdstab_stability **s);
 
 /* What most subcommands work on: the loaded problem, its reduced
  * coordinates, the configuration of the options and the stability

@@ -126,7 +126,7 @@ int simulate_epoch(cli_args *a, sim_request *rq, size_t batch)
     rq->o.config = ses.cfg;
     const sgdstab_optimizer *op = &ses.cfg.optimizer;
     if (sgdstab_optimizer_lifted(op) || op->weight_decay > 0 ||
-        op->second_moment) {
+        sgdstab_optimizer_preconditioned(op)) {
         cli_session_close(&ses);
         return cli_usage_error(a->cmd, "--epoch and --threshold are for "
                                "plain SGD (the file's optimizer is not: "

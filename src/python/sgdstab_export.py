@@ -54,10 +54,12 @@ Run with Debian's interpreter (/usr/bin/python3, package python3-torch).
 """
 
 import argparse
+import contextlib
 import io
 import json
 import math
 import os
+import re
 import stat
 import sys
 import zipfile
@@ -143,36 +145,88 @@ class _Model:
         return torch.cat([q.detach().reshape(-1) for q in self.params])
 
 
-def _jacobian_functional(m, api, x):
-    """Per-sample output Jacobians of a chunk, (c, k, p), by vmap over
-    jacrev of a one-sample functional call."""
-    functional_call, jacrev, vmap, _ = api
-    params = {name: q.detach() for name, q in m.named}
+def _full_block(m):
+    """Every column: a block is a list of (parameter index, start, stop),
+    a column range of that parameter flattened row-major."""
+    return [(i, 0, size) for i, size in enumerate(m.sizes)]
 
-    def one(pr, xi):
+
+def _width(block):
+    return sum(b - a for _, a, b in block)
+
+
+def _jacobian_functional(m, api, x, block):
+    """Per-sample output Jacobians of a chunk with respect to the columns
+    of block, (c, k, width), by vmap over jacrev of a one-sample
+    functional call."""
+    functional_call, jacrev, vmap, _ = api
+    fixed = {name: q.detach() for name, q in m.named}
+    free = {m.named[i][0]: fixed[m.named[i][0]].reshape(-1)[a:b]
+            for i, a, b in block}
+
+    def one(v, xi):
+        pr = dict(fixed)
+        for i, a, b in block:
+            name, q = m.named[i]
+            flat = fixed[name].reshape(-1)
+            pr[name] = (v[name] if b - a == flat.numel() else
+                        torch.cat([flat[:a], v[name], flat[b:]])
+                        ).reshape(q.shape)
         return functional_call(m.module, {**pr, **m.buffers},
                                (xi.unsqueeze(0),)).reshape(-1)
 
-    jac = vmap(jacrev(one), in_dims=(None, 0))(params, x)
-    return torch.cat([jac[name].reshape(x.shape[0], jac[name].shape[1], -1)
-                      for name, _ in m.named], dim=2)
+    jac = vmap(jacrev(one), in_dims=(None, 0))(free, x)
+    return torch.cat([jac[m.named[i][0]].reshape(x.shape[0], -1, b - a)
+                      for i, a, b in block], dim=2)
 
 
-def _jacobian_autograd(m, x):
-    """The same with plain autograd: one backward pass per sample and
-    output coordinate."""
-    rows = []
-    for xi in x:
-        out = m.outputs(xi.unsqueeze(0)).reshape(-1)
-        per_output = []
-        for c in range(out.shape[0]):
-            grads = torch.autograd.grad(out[c], m.params, retain_graph=True,
+def _jacobian_autograd(m, x, block, out=None):
+    """The same with plain autograd, one backward pass per sample and
+    output coordinate, written into out (c, k, width) if given."""
+    wrt = [m.params[i] for i, _, _ in block]
+    for s, xi in enumerate(x):
+        f = m.outputs(xi.unsqueeze(0)).reshape(-1)
+        if out is None:
+            out = torch.empty(len(x), f.shape[0], _width(block),
+                              dtype=f.dtype)
+        for o in range(f.shape[0]):
+            grads = torch.autograd.grad(f[o], wrt, retain_graph=True,
                                         allow_unused=True)
-            per_output.append(torch.cat([
-                (g if g is not None else torch.zeros_like(q)).reshape(-1)
-                for g, q in zip(grads, m.params)]))
-        rows.append(torch.stack(per_output))
-    return torch.stack(rows)
+            at = 0
+            for g, (_, a, b) in zip(grads, block):
+                if g is None:  # the output does not depend on it
+                    out[s, o, at:at + b - a] = 0
+                else:
+                    out[s, o, at:at + b - a] = g.reshape(-1)[a:b]
+                at += b - a
+    return out
+
+
+class _Jacobians:
+    """Per-sample Jacobians of chunks by torch.func/functorch, falling back
+    to autograd (with a note) when the model refuses the functional path
+    and method is "auto"; how says which is in use."""
+
+    def __init__(self, m, method):
+        self.m, self.method = m, method
+        self.api = None if method == "autograd" else _functional_api()
+        if method == "functional" and self.api is None:
+            raise ExportError("method functional: this torch has neither "
+                              "torch.func nor functorch")
+        self.how = self.api[3] if self.api else "autograd"
+
+    def __call__(self, x, block):
+        if self.api is not None:
+            try:
+                return _jacobian_functional(self.m, self.api, x, block)
+            except Exception as e:  # an op vmap/functional_call cannot take
+                if self.method == "functional":
+                    raise ExportError(f"{self.how} failed on this model: {e}")
+                print(f"sgdstab-export: note: {self.how} failed on this "
+                      f"model ({type(e).__name__}); using autograd",
+                      file=sys.stderr)
+                self.api, self.how = None, "autograd"
+        return _jacobian_autograd(self.m, x, block)
 
 
 def _chunk_loss(m, api, theta, x, y, n):
@@ -261,6 +315,21 @@ def _temporary_beside(path):
             os.close(fd)
         return tmp
     raise ExportError(f"{directory}: cannot create a temporary file")
+
+
+@contextlib.contextmanager
+def _atomic_npz(path):
+    """A zip archive written to a temporary file beside path, renamed into
+    place when the block ends without an exception and removed if not."""
+    tmp = _temporary_beside(path)
+    try:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED,
+                             allowZip64=True) as zf:
+            yield zf
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
 
 
 _OPTIMIZER_CLASSES = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw",
@@ -365,11 +434,220 @@ def _optimizer_meta(optimizer, kind, named):
     return meta, np.concatenate(V)
 
 
+# Gram mode caps the resident set of the whole process; what the process
+# holds when the work starts is measured, the rest estimated.  GRAM_SLACK is
+# kept free beyond the estimate for torch's allocator, OpenBLAS's buffers
+# and the archive writer.
+GRAM_SLACK = 100e6
+
+_SIZE_UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}
+
+
+def parse_size(text):
+    """Bytes of a SIZE as sgdstab's --max-memory takes it: a positive
+    number, optionally followed by K, M, G or T (powers of 1000) and B."""
+    match = re.fullmatch(r"([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)([KMGT]?)B?",
+                         str(text), re.IGNORECASE)
+    v = float(match[1]) * _SIZE_UNITS[match[2].upper()] if match else 0.0
+    if not (math.isfinite(v) and v > 0):
+        raise ExportError(f"max memory {str(text)!r} is not a size such as "
+                          "8G or 512M")
+    return v
+
+
+def _format_bytes(b):
+    """"24.2 GB", or "350 MB" below a gigabyte, as sgdstab says sizes."""
+    return "%.1f GB" % (b / 1e9) if b >= 1e9 else "%.3g MB" % (b / 1e6)
+
+
+def _proc_bytes(path, key):
+    """A "Key:   123 kB" line of a /proc file in bytes, or None."""
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name == key:
+                    return 1024 * int(value.split()[0])
+    except OSError:
+        pass
+    return None
+
+
+def _resident(key):
+    """VmRSS or VmHWM of this process in bytes."""
+    b = _proc_bytes("/proc/self/status", key)
+    if b is None:
+        raise ExportError(f"--gram: cannot read {key} in /proc/self/status "
+                          "(the memory cap needs Linux's /proc)")
+    return b
+
+
+def _memory_cap(max_memory):
+    """(bytes, where the figure comes from): max_memory if given, but no
+    more than MemAvailable plus what this process holds already; by default
+    half of MemAvailable."""
+    avail = _proc_bytes("/proc/meminfo", "MemAvailable")
+    if max_memory is None:
+        if avail is None:
+            raise ExportError("--gram: cannot read MemAvailable in "
+                              "/proc/meminfo; give --max-memory")
+        return avail / 2, "half of MemAvailable in /proc/meminfo"
+    if avail is not None and max_memory > avail + _resident("VmRSS"):
+        return (avail + _resident("VmRSS"), "MemAvailable in /proc/meminfo "
+                "plus this process's resident set, less than the limit given")
+    return max_memory, "the limit given"
+
+
+def _saved_bytes(m, x):
+    """Bytes autograd saves for the backward pass of a forward pass of x,
+    the parameters and buffers left out: the activations that a Jacobian
+    of x holds."""
+    def storage(t):
+        return getattr(t, "untyped_storage", t.storage)().data_ptr()
+
+    own = {storage(t) for t in m.params + list(m.buffers.values())}
+    total = 0
+
+    def pack(t):
+        nonlocal total
+        if storage(t) not in own:
+            total += t.numel() * t.element_size()
+        return t
+
+    with torch.enable_grad(), \
+            torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        m.outputs(x)
+    return total
+
+
+def _gram_plan(m, n, k, chunk, cap, source, with_KP, act, block_params):
+    """Blocks of columns [(block, c)] sized so that the process stays within
+    cap bytes: consecutive whole parameters while they fit, by per-sample
+    Jacobians of chunks of c samples; else column ranges of one parameter
+    (c = None), by autograd one sample and output at a time: each pass
+    needs the gradient of the whole parameter, and one at a time that is
+    the only copy.  block_params caps the columns per block.  ExportError,
+    before any work, when one column of the largest parameter does not fit
+    beside K."""
+    N = n * k
+    held = _resident("VmRSS")
+    gram_bytes = 8.0 * N * N * (2 if with_KP else 1)
+    room = cap - held - gram_bytes - GRAM_SLACK
+    limit = block_params or m.p
+
+    def transient(c, w, q):
+        # a chunk's Jacobian: activations and their gradients for the k
+        # outputs, the gradients of the q entries of the parameters it
+        # takes, the block's columns in pieces and concatenated
+        return c * (act * (k + 2) + 8 * k * (q + 2 * w))
+
+    def chunk_for(w, q):  # chunks of at most a quarter of the room
+        return max(1, min(chunk, n, int(room / 4 // transient(1, w, q))))
+
+    def fits(w, q):
+        return w <= limit and \
+            8 * N * w + transient(chunk_for(w, q), w, q) <= room
+
+    def one_pass(q):  # one sample and output of a column range of q
+        return act * (k + 2) + 16 * q
+
+    smallest = max(8 * N + one_pass(size) + 16 * k for size in m.sizes)
+    if room < smallest:
+        raise ExportError(
+            "--gram: not enough memory: needs about %s (K %d x %d as float64"
+            "%s %s, %s held by torch, the model and the data, %s for the "
+            "smallest block of columns, %s for torch's buffers), more than "
+            "the %s available (%s)"
+            % (_format_bytes(held + gram_bytes + GRAM_SLACK + smallest), N, N,
+               " and KP" if with_KP else "", _format_bytes(gram_bytes),
+               _format_bytes(held), _format_bytes(smallest),
+               _format_bytes(GRAM_SLACK), _format_bytes(cap), source))
+
+    plan, cur, w = [], [], 0
+    for i, size in enumerate(m.sizes):
+        if cur and not fits(w + size, w + size):
+            plan.append((cur, chunk_for(w, w)))
+            cur, w = [], 0
+        if fits(size, size):
+            cur.append((i, 0, size))
+            w += size
+            continue
+        width = min(limit, int((room - one_pass(size)) // (8 * N + 16 * k)))
+        width = -(-size // -(-size // width))  # equal ranges
+        plan += [([(i, a, min(a + width, size))], None)
+                 for a in range(0, size, width)]
+    if cur:
+        plan.append((cur, chunk_for(w, w)))
+    return plan
+
+
+def _progress(total):
+    """Blocks done out of total, one line on stderr when it is a terminal."""
+    if not sys.stderr.isatty():
+        return lambda done: None
+
+    def show(done):
+        print(f"\rsgdstab-export: Gram matrix, block {done}/{total}",
+              end="\n" if done == total else "", file=sys.stderr, flush=True)
+    return show
+
+
+def _symmetric(G):
+    """The upper triangle of the Fortran-order G copied onto the lower one,
+    in strips; returned in C order (G.T, equal to G)."""
+    N = G.shape[0]
+    step = max(1, 2 ** 20 // N)
+    for r in range(0, N, step):
+        s = slice(r, min(r + step, N))
+        G[s, :r] = G[:r, s].T
+        G[s, s] = np.triu(G[s, s]) + np.triu(G[s, s], 1).T
+    return G.T
+
+
+def _gram(m, jac, X, k, plan, scale):
+    """K = J J' of the per-sample output Jacobians J (n*k rows, sample-major)
+    and, when scale (one value per column) is given, KP = (J diag(scale))
+    (J diag(scale))', accumulated in float64 one block of columns at a time,
+    without J.  Returns [K] or [K, KP]."""
+    from scipy.linalg.blas import dsyrk
+    n = X.shape[0]
+    N = n * k
+    grams = [np.zeros((N, N), order="F")
+             for _ in range(1 if scale is None else 2)]
+    offset = np.cumsum([0] + m.sizes)
+    rows = np.empty(N * max(_width(block) for block, _ in plan))
+    show = _progress(len(plan))
+    for done, (block, c) in enumerate(plan, 1):
+        w = _width(block)
+        Jb = rows[:N * w].reshape(N, w)
+        for start in range(0, n, c or 1):
+            x = X[start:start + (c or 1)]
+            at = Jb[start * k:(start + len(x)) * k]
+            if c:
+                at[:] = jac(x, block).detach().to(torch.float64) \
+                    .reshape(-1, w).numpy()
+            else:
+                _jacobian_autograd(m, x, block, torch.from_numpy(at)
+                                   .view(len(x), k, w))
+        # C += A'A with A = Jb' (Fortran order, not copied): the upper
+        # triangle of G += Jb Jb'
+        grams[0] = dsyrk(1.0, Jb.T, beta=1.0, c=grams[0], trans=1,
+                         overwrite_c=1)
+        if scale is not None:
+            Jb *= np.concatenate([scale[offset[i] + a:offset[i] + b]
+                                  for i, a, b in block])
+            grams[1] = dsyrk(1.0, Jb.T, beta=1.0, c=grams[1], trans=1,
+                             overwrite_c=1)
+        show(done)
+    return [_symmetric(G) for G in grams]
+
+
 def export(model, X, Y, path, *, loss="half-mean", hessian=False, chunk=64,
            train_lr=None, train_batch=None, train_sampling=None,
            method="auto", precision="double",
            hessian_max_params=HESSIAN_MAX_PARAMS, extra_meta=None,
-           optimizer=None, optimizer_kind=None):
+           optimizer=None, optimizer_kind=None, gram=False, max_memory=None,
+           block_params=None):
     """Write model's per-sample output Jacobian at data (X, Y) to path (an
     .npz, written to a temporary file and renamed into place).
 
@@ -394,6 +672,17 @@ def export(model, X, Y, path, *, loss="half-mean", hessian=False, chunk=64,
         order, with their shapes checked.
     optimizer_kind: "adam" or "adamw" for a bare state_dict of either (the
         two write the same keys).
+    gram: write the Gram matrix K = J J' (n*k, n*k) instead of J, computed
+        one block of columns at a time so that J is never held, and with
+        an Adam, AdamW or RMSprop optimizer KP = J P^-1 J' with
+        P = diag(sqrt(V) + eps) instead of V; no H.
+    max_memory: with gram, the most the process may hold (resident set),
+        in bytes or a SIZE string such as "8G" (powers of 1000); by default
+        half of MemAvailable.  Refused with ExportError, before any work,
+        when not even K and one column fit.
+    block_params: with gram, at most this many columns per block (a
+        parameter with more is split into column ranges); a testing aid,
+        the memory cap alone sizes the blocks otherwise.
     Returns the metadata dictionary written."""
     if torch is None:
         raise ExportError("PyTorch is not installed (Debian: apt-get install "
@@ -411,6 +700,22 @@ def export(model, X, Y, path, *, loss="half-mean", hessian=False, chunk=64,
                                     or train_batch < 1):
         raise ExportError(f"train_batch {train_batch!r}: expected a whole "
                           "number >= 1")
+    if gram and hessian:
+        raise ExportError("--hessian with --gram: the Gram mode writes K in "
+                          "place of J and no Hessian")
+    if not gram and (max_memory is not None or block_params is not None):
+        raise ExportError("--max-memory (and block_params) size the blocks "
+                          "of --gram; without it J is streamed")
+    if block_params is not None and (int(block_params) != block_params
+                                     or block_params < 1):
+        raise ExportError(f"block_params {block_params!r}: expected a whole "
+                          "number >= 1")
+    if isinstance(max_memory, str):
+        max_memory = parse_size(max_memory)
+    elif max_memory is not None and not (math.isfinite(max_memory)
+                                         and max_memory > 0):
+        raise ExportError(f"max_memory {max_memory!r}: expected a positive "
+                          "number of bytes")
 
     was_training = model.training
     source = model
@@ -429,15 +734,17 @@ def export(model, X, Y, path, *, loss="half-mean", hessian=False, chunk=64,
                                                     optimizer_kind, m.named)
             if train_lr is None:
                 train_lr = extra["optimizer"]["lr"]
-        return _export(m, X, Y, path, loss, hessian, int(chunk), train_lr,
-                       train_batch, train_sampling, method,
-                       hessian_max_params, extra, V)
+        return _export(m, X, Y, path, loss, hessian, int(chunk),
+                       (train_lr, train_batch, train_sampling), method,
+                       hessian_max_params, extra, V,
+                       (max_memory, block_params) if gram else None)
     finally:
         model.train(was_training)
 
 
-def _export(m, X, Y, path, loss, hessian, chunk, train_lr, train_batch,
-            train_sampling, method, hessian_max_params, extra_meta, V):
+def _data(m, X, Y):
+    """X and Y as tensors of the model's dtype, Y as (n, k), checked against
+    the model; returns X, Y, n, k."""
     X = _as_tensor("X", X, m.dtype)
     Y = _as_tensor("Y", Y, m.dtype)
     n = X.shape[0] if X.dim() else 0
@@ -451,87 +758,101 @@ def _export(m, X, Y, path, loss, hessian, chunk, train_lr, train_batch,
     if Y.shape[1] != k:
         raise ExportError(f"the model has {k} outputs per sample but Y has "
                           f"{Y.shape[1]} columns")
+    return X, Y, n, k
+
+
+def _residuals(m, X, Y, chunk):
+    """R = f(x_i) - y_i, (n, k) in float64."""
+    with torch.no_grad():
+        return np.concatenate([
+            (m.outputs(X[s:s + chunk]) - Y[s:s + chunk]).to(torch.float64)
+            .numpy() for s in range(0, X.shape[0], chunk)])
+
+
+def _write_jacobian(zf, m, jac, X, Y, k, chunk, hessian):
+    """J streamed into zf chunk by chunk; returns H (symmetrized) with
+    hessian, else None."""
+    n = X.shape[0]
+    H = np.zeros((m.p, m.p)) if hessian else None
+    block = _full_block(m)
+    with zf.open("J.npy", "w", force_zip64=True) as f:
+        f.write(_npy_header((n, k, m.p)))
+        for start in range(0, n, chunk):
+            x, y = X[start:start + chunk], Y[start:start + chunk]
+            f.write(np.ascontiguousarray(
+                jac(x, block).detach().to(torch.float64).numpy(),
+                dtype="<f8").tobytes())
+            if hessian:
+                Hc = _hessian_functional(m, jac.api, x, y, n) if jac.api \
+                    else _hessian_autograd(m, x, y, n)
+                H += Hc.detach().to(torch.float64).numpy()
+    return None if H is None else 0.5 * (H + H.T)
+
+
+def _export(m, X, Y, path, loss, hessian, chunk, train, method,
+            hessian_max_params, extra_meta, V, gram):
+    X, Y, n, k = _data(m, X, Y)
     c_scale = loss_scale(loss, k)
     if hessian and m.p > hessian_max_params:
         raise ExportError(f"--hessian: p = {m.p} parameters exceeds the "
                           f"limit {hessian_max_params} (a dense p x p "
                           "Hessian); raise it explicitly if intended")
+    jac = _Jacobians(m, method)
+    if gram is not None:
+        max_memory, block_params = gram
+        cap, source = _memory_cap(max_memory)
+        plan = _gram_plan(m, n, k, chunk, cap, source, V is not None,
+                          _saved_bytes(m, X[:1]), block_params)
+        print(f"sgdstab-export: using up to {_format_bytes(cap)} ({source})",
+              file=sys.stderr)
 
-    api = None if method == "autograd" else _functional_api()
-    if method == "functional" and api is None:
-        raise ExportError("method functional: this torch has neither "
-                          "torch.func nor functorch")
-    how = api[3] if api else "autograd"
-
-    def jacobian(x):
-        nonlocal api, how
-        if api is not None:
-            try:
-                return _jacobian_functional(m, api, x)
-            except Exception as e:  # an op vmap/functional_call cannot take
-                if method == "functional":
-                    raise ExportError(f"{how} failed on this model: {e}")
-                print(f"sgdstab-export: note: {how} failed on this model "
-                      f"({type(e).__name__}); using autograd",
-                      file=sys.stderr)
-                api, how = None, "autograd"
-        return _jacobian_autograd(m, x)
-
-    tmp = _temporary_beside(path)
-    R = np.empty((n, k))
-    target_sq = float((Y ** 2).sum())
-    H = np.zeros((m.p, m.p)) if hessian else None
-    try:
-        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED,
-                             allowZip64=True) as zf:
-            with zf.open("J.npy", "w", force_zip64=True) as f:
-                f.write(_npy_header((n, k, m.p)))
-                for start in range(0, n, chunk):
-                    x, y = X[start:start + chunk], Y[start:start + chunk]
-                    Jc = jacobian(x).detach()
-                    f.write(np.ascontiguousarray(
-                        Jc.to(torch.float64).numpy(), dtype="<f8").tobytes())
-                    with torch.no_grad():
-                        r = m.outputs(x) - y
-                    R[start:start + len(x)] = r.to(torch.float64).numpy()
-                    if hessian:
-                        Hc = _hessian_functional(m, api, x, y, n) if api \
-                            else _hessian_autograd(m, x, y, n)
-                        H += Hc.detach().to(torch.float64).numpy()
-            residual = np.sqrt((R ** 2).sum(axis=1))
-            _write_array(zf, "residual", residual)
-            _write_array(zf, "R", R)
-            if hessian:
-                _write_array(zf, "H", 0.5 * (H + H.T))
+    with _atomic_npz(path) as zf:
+        if gram is None:
+            H = _write_jacobian(zf, m, jac, X, Y, k, chunk, hessian)
+            if H is not None:
+                _write_array(zf, "H", H)
             if V is not None:
                 _write_array(zf, "V", V)
-            meta = {
-                "format": "sgdstab-export 1",
-                "source": f"PyTorch {torch.__version__}",
-                "jacobian_method": how,
-                "precision": str(m.dtype).replace("torch.", ""),
-                "loss": loss if loss in ("half-mean", "mse") else c_scale,
-                "loss_scale": c_scale,
-                "n": n, "k": k, "p": m.p,
-                "residual_rms": math.sqrt(float((residual ** 2).mean())),
-                "max_residual": float(residual.max()),
-                "target_rms": math.sqrt(target_sq / n),
-                "parameters": [{"name": name, "shape": list(q.shape)}
-                               for name, q in m.named],
-            }
-            if train_lr is not None:
-                meta["train_lr"] = float(train_lr)
-            if train_batch is not None:
-                meta["train_batch"] = int(train_batch)
-            if train_sampling is not None:
-                meta["train_sampling"] = str(train_sampling)
-            if extra_meta:
-                meta.update(extra_meta)
-            zf.writestr("meta.json", json.dumps(meta, indent=2) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+        else:
+            scale = None if V is None else \
+                (np.sqrt(V) + extra_meta["optimizer"]["eps"]) ** -0.5
+            for name, G in zip(("K", "KP"), _gram(m, jac, X, k, plan, scale)):
+                _write_array(zf, name, G)
+        R = _residuals(m, X, Y, chunk)
+        residual = np.sqrt((R ** 2).sum(axis=1))
+        _write_array(zf, "residual", residual)
+        _write_array(zf, "R", R)
+        train_lr, train_batch, train_sampling = train
+        how = jac.how
+        if gram is not None and how != "autograd" and \
+                any(c is None for _, c in plan):
+            how += " (column ranges of a parameter by autograd)"
+        meta = {
+            "format": "sgdstab-export 1",
+            "source": f"PyTorch {torch.__version__}",
+            "jacobian_method": how,
+            "precision": str(m.dtype).replace("torch.", ""),
+            "loss": loss if loss in ("half-mean", "mse") else c_scale,
+            "loss_scale": c_scale,
+            "n": n, "k": k, "p": m.p,
+            "residual_rms": math.sqrt(float((residual ** 2).mean())),
+            "max_residual": float(residual.max()),
+            "target_rms": math.sqrt(float((Y ** 2).sum()) / n),
+            "parameters": [{"name": name, "shape": list(q.shape)}
+                           for name, q in m.named],
+        }
+        if train_lr is not None:
+            meta["train_lr"] = float(train_lr)
+        if train_batch is not None:
+            meta["train_batch"] = int(train_batch)
+        if train_sampling is not None:
+            meta["train_sampling"] = str(train_sampling)
+        if extra_meta:
+            meta.update(extra_meta)
+        if gram is not None:
+            meta["gram"] = {"blocks": len(plan), "max_memory": int(cap),
+                            "peak_memory": _resident("VmHWM")}
+        zf.writestr("meta.json", json.dumps(meta, indent=2) + "\n")
     return meta
 
 
@@ -567,13 +888,20 @@ def _load_data(path):
                           f"({type(e).__name__}: {e})".splitlines()[0])
 
 
+def _size_argument(text):
+    try:
+        return parse_size(text)
+    except ExportError as e:
+        raise argparse.ArgumentTypeError(str(e))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(
         prog="sgdstab-export",
         description="Write the per-sample output Jacobian J (n, k, p) of a "
-        "trained PyTorch model at its training data, with the residuals, "
-        "optionally the exact Hessian H, and metadata, as the .npz that "
-        "sgdstab reads.")
+        "trained PyTorch model at its training data (or with --gram its Gram "
+        "matrix K = J J'), with the residuals, optionally the exact Hessian "
+        "H, and metadata, as the .npz that sgdstab reads.")
     ap.add_argument("model", help="a TorchScript file (torch.jit.save) or a "
                     "whole model saved with torch.save")
     ap.add_argument("data", help=".npz with X (inputs, first axis n) and Y "
@@ -612,6 +940,17 @@ def main(argv=None):
                     choices=("double", "model"),
                     help="evaluate a float64 copy (default) or the model's "
                     "own dtype")
+    ap.add_argument("--gram", action="store_true",
+                    help="write the Gram matrix K = J J' (n*k x n*k, "
+                    "float64) in place of J, and with an Adam, AdamW or "
+                    "RMSprop optimizer KP = J P^-1 J', P = diag(sqrt(V) + "
+                    "eps), in place of V; J is never held: it is computed "
+                    "one block of parameter columns at a time")
+    ap.add_argument("--max-memory", metavar="SIZE", type=_size_argument,
+                    help="with --gram, the most the process may hold "
+                    "(resident set), which sizes the blocks: bytes or with "
+                    "K, M, G, T (powers of 1000), e.g. 8G; default half of "
+                    "MemAvailable")
     args = ap.parse_args(argv)
     try:
         if torch is None:
@@ -633,13 +972,21 @@ def main(argv=None):
                       train_sampling=args.sampling, method=args.method,
                       precision=args.precision,
                       hessian_max_params=args.hessian_max_params,
-                      optimizer=state, optimizer_kind=args.optimizer_kind)
+                      optimizer=state, optimizer_kind=args.optimizer_kind,
+                      gram=args.gram, max_memory=args.max_memory)
     except ExportError as e:
         print(f"sgdstab-export: {e}", file=sys.stderr)
         return 1
+    how = f"J by {meta['jacobian_method']}"
+    if args.gram:
+        g = meta["gram"]
+        how = (f"K by {meta['jacobian_method']}, {g['blocks']} block"
+               f"{'' if g['blocks'] == 1 else 's'}, peak memory "
+               f"{_format_bytes(g['peak_memory'])} of the "
+               f"{_format_bytes(g['max_memory'])} cap")
     print(f"{args.output}: n = {meta['n']}, k = {meta['k']}, p = {meta['p']}"
           f", RMS residual {meta['residual_rms']:.3g} (RMS target "
-          f"{meta['target_rms']:.3g}), J by {meta['jacobian_method']}")
+          f"{meta['target_rms']:.3g}), {how}")
     return 0
 
 

@@ -41,7 +41,8 @@ static int case_setup(const run_spec *sp, const sgdstab_synth_params *par,
                            &err) ||
         sgdstab_reduce_for(ses->prob, NULL, &ses->cfg, &ses->red, &err) ||
         sgdstab_config_check(&ses->cfg, ses->red, 0, &err) ||
-        !(ses->stab = sgdstab_stability_alloc(ses->red, &err)) ||
+        !(ses->stab = sgdstab_stability_alloc_fit(ses->red, 2, 0, NULL,
+                                                  &err)) ||
         sgdstab_plan_theory(ses->prob, ses->red, &ses->cfg, &rc->th, &err))
         goto fail;
     return EXIT_OK;
