@@ -201,6 +201,21 @@ static void start_moments(const sgdstab_param_space *ps, double trace_S,
         memset(cross, 0, r * sizeof *cross);
 }
 
+int sgdstab_start_check(const sgdstab_reduced *red, int matrix,
+                        int isotropic, sgdstab_error *err)
+{
+    if (matrix && red->from_gram)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: a start S0 (p x p) "
+                            "needs J: the Gram matrix does not see the "
+                            "parameters", red->source);
+    if (isotropic && !red->p)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: the start S0 = I/p "
+                            "needs the parameter count p, which this Gram "
+                            "matrix's meta.json does not give (pass --params "
+                            "P, or start at the minimum)", red->source);
+    return SGDSTAB_OK;
+}
+
 int sgdstab_param_space_start(const sgdstab_param_space *ps,
                               const double *S0, double *Z0, double *cross,
                               double *nu0, sgdstab_error *err)
@@ -208,13 +223,8 @@ int sgdstab_param_space_start(const sgdstab_param_space *ps,
     const size_t r = ps->r, p = ps->p;
     memset(cross, 0, r * sizeof *cross);
     if (!ps->rows && (S0 || !p))
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s", S0
-                            ? "a start S0 (p x p) needs J: the Gram matrix "
-                              "does not see the parameters"
-                            : "the start S0 = I/p needs the parameter count "
-                              "p, which this Gram matrix's meta.json does "
-                              "not give (pass --params P, or start at the "
-                              "minimum)");
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "no parameter space to "
+                            "start in (sgdstab_start_check)");
     if (!S0 && !ps->root) {  /* QᵀQ = I: exactly */
         memset(Z0, 0, r * r * sizeof *Z0);
         for (size_t j = 0; j < r; j++)
@@ -269,9 +279,13 @@ int sgdstab_evolve(const sgdstab_problem *prob, const sgdstab_reduced *red,
                    double *loss, sgdstab_error *err)
 {
     const size_t r = red->r;
-    sgdstab_param_space ps;
-    int st = sgdstab_param_space_make(prob, red, cfg, &ps, err);
+    const int at_minimum = start && start->at_minimum;
+    int st = sgdstab_start_check(red, !at_minimum && start && start->S,
+                                 !at_minimum && !(start && start->S), err);
     if (st)
+        return st;
+    sgdstab_param_space ps;
+    if ((st = sgdstab_param_space_make(prob, red, cfg, &ps, err)))
         return st;
     double *Z0 = doubles(r * r);
     double *cross = doubles(r);

@@ -183,9 +183,9 @@ static int gram_shape(const char *label, const sgdstab_array *K,
         *n = d[0] / *k;
         if (d[0] % *k || (n_hint && n_hint != *n))
             return sgdstab_fail(err, SGDSTAB_EFORMAT, "%s: K has %zu rows, "
-                                "which is not n·k for the n = %zu and k = "
-                                "%zu of meta.json", label, d[0], n_hint,
-                                k_hint);
+                                "which is not n·k for the %s = %zu of "
+                                "meta.json", label, d[0],
+                                k_hint ? "k" : "n", k_hint ? k_hint : n_hint);
     } else {
         return sgdstab_fail(err, SGDSTAB_ESHAPE, "%s: K must have 2 "
                             "dimensions (n·k, n·k) or 4 (n, k, n, k), not %d",

@@ -69,20 +69,14 @@ int sgdstab_sim_check(const sgdstab_reduced *red,
         return sgdstab_fail(err, SGDSTAB_EINVAL, "need at least 2 runs");
     if (o->init == SGDSTAB_INIT_MATRIX && !o->init_moment)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "no initial second moment");
-    if (o->init == SGDSTAB_INIT_MATRIX && red->from_gram)
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: a start S0 (p x p) "
-                            "needs J: the Gram matrix does not see the "
-                            "parameters", red->source);
-    if ((o->init == SGDSTAB_INIT_ISOTROPIC ||
-         o->noise != SGDSTAB_NOISE_NONE) && !red->p)
-        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: %s needs the parameter "
-                            "count p, which this Gram matrix's meta.json does "
-                            "not give (pass --params P%s)", red->source,
-                            o->init == SGDSTAB_INIT_ISOTROPIC
-                                ? "the start S0 = I/p"
-                                : "injected noise in every direction",
-                            o->init == SGDSTAB_INIT_ISOTROPIC
-                                ? ", or start at the minimum" : "");
+    if (o->noise != SGDSTAB_NOISE_NONE && !red->p)
+        return sgdstab_fail(err, SGDSTAB_EINVAL, "%s: injected noise in "
+                            "every direction needs the parameter count p, "
+                            "which this Gram matrix's meta.json does not give "
+                            "(pass --params P)", red->source);
+    if ((st = sgdstab_start_check(red, o->init == SGDSTAB_INIT_MATRIX, 0,
+                                  err)))
+        return st;
     if (o->init == SGDSTAB_INIT_MATRIX && o->init_moment->p != red->p)
         return sgdstab_fail(err, SGDSTAB_EINVAL, "the initial second moment "
                             "is %zu x %zu, the problem has p = %zu",
@@ -423,6 +417,10 @@ int sgdstab_simulate(const sgdstab_reduced *red, const sgdstab_problem *prob,
 {
     *out = NULL;
     int status = sgdstab_sim_check(red, opt, err);
+    if (!status)  /* the Lyapunov exponent draws its own start */
+        status = sgdstab_start_check(red, 0, opt->init ==
+                                     SGDSTAB_INIT_ISOTROPIC && !opt->lyapunov,
+                                     err);
     if (status)
         return status;
     sim_state *st = calloc(1, sizeof *st);

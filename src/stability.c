@@ -263,11 +263,12 @@ int sgdstab_engine_plan_fit(const sgdstab_reduced *red, int families,
     sgdstab_memory_format(lim.bytes, have, sizeof have);
     return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: not enough memory for the "
                         "engine at r = %zu: it needs about %s (%d eigensolver "
-                        "bases of %d vectors of r(r+1)/2 doubles, twice), "
+                        "bas%s of %d vectors of r(r+1)/2 doubles, twice), "
                         "more than the %s available (%s); r up to %zu fits: "
                         "use fewer samples or outputs, a larger --rank-tol, "
                         "or a machine with more memory", red->source, red->r,
-                        need, families, SGDSTAB_BASIS_MIN, have, lim.source,
+                        need, families, families == 1 ? "is" : "es",
+                        SGDSTAB_BASIS_MIN, have, lim.source,
                         largest_r(red, families, lim.bytes));
 }
 

@@ -71,6 +71,11 @@ int sgdstab_param_space_start(const sgdstab_param_space *ps,
                               const double *S0, double *Z0, double *cross,
                               double *nu0, sgdstab_error *err);
 
+/* SGDSTAB_EINVAL naming red's file when a start cannot be had from red:
+ * a given S0 (matrix) needs J, the start I/p (isotropic) needs p. */
+int sgdstab_start_check(const sgdstab_reduced *red, int matrix,
+                        int isotropic, sgdstab_error *err);
+
 /* Where an evolution starts: δ_0 with second moment S (p×p), I/p when S
  * is NULL, or at the minimum itself (δ_0 = 0) when at_minimum. */
 typedef struct {

@@ -665,41 +665,21 @@ done:
     return status;
 }
 
-/* The --gram table: each part once, at the limit of the machine. */
-static void print_gram(const bench_request *q, const cli_args *a,
-                       const bench_result *b)
-{
-    printf("sgdstab bench --gram: K = J J^T for J with i.i.d. N(0, 1/p) "
-           "entries, n = %zu, k = %zu, p = %zu (r = %zu), B = %zu, sampling "
-           "%s\n\n", q->n, q->k, q->p, b->r, q->batch,
-           sgdstab_sampling_name(a->sampling));
-    printf("  %-34s %10.1f GFLOP/s  (yardstick)\n", "DGEMM 2000x2000", b->gemm);
-    printf("  %-34s %10.3f s  (DSYRK, not part of a run from a file)\n",
-           "forming K", b->gram_make);
-    printf("  %-34s %10.3f s\n", "factorization (dsyevr of K)", b->fact);
-    printf("  %-34s %10.4f s  %.1f GFLOP/s = %.0f%% of DGEMM\n",
-           "one application of T", b->apply, b->apply_gflops,
-           100 * b->apply_gflops / b->gemm);
-    printf("  %-34s %10.3f s  (%.3f s + factorization), %zu applications, "
-           "eta* = %.10g, rel. accuracy %.1g\n", "eta*(B)", b->crit_total,
-           b->crit, b->crit_mv, b->crit_value, b->crit_acc);
-    printf("  %-34s %10.0f MB peak; %zu doubles per basis vector, %zu "
-           "vectors per basis\n", "memory", b->rss_mb,
-           b->r * (b->r + 1) / 2, b->basis);
-}
-
+/* The table; with --gram only its first rows (each part timed once, at the
+ * limit of the machine), with the forming of K and the basis size. */
 static void print_text(const bench_request *q, const cli_args *a,
                        const bench_result *b)
 {
-    if (q->gram) {
-        print_gram(q, a, b);
-        return;
-    }
-    printf("sgdstab bench: J with i.i.d. N(0, 1/p) entries, n = %zu, k = %zu, "
-           "p = %zu (r = %zu), B = %zu, sampling %s\n\n", q->n, q->k, q->p, b->r, q->batch,
-           sgdstab_sampling_name(a->sampling));
+    printf("sgdstab bench%s: %sJ with i.i.d. N(0, 1/p) entries, n = %zu, "
+           "k = %zu, p = %zu (r = %zu), B = %zu, sampling %s\n\n",
+           q->gram ? " --gram" : "", q->gram ? "K = J J^T for " : "", q->n,
+           q->k, q->p, b->r, q->batch, sgdstab_sampling_name(a->sampling));
     printf("  %-34s %10.1f GFLOP/s  (yardstick)\n", "DGEMM 2000x2000", b->gemm);
-    if (b->gram_route)
+    if (q->gram)
+        printf("  %-34s %10.3f s  (DSYRK, not part of a run from a file)\n"
+               "  %-34s %10.3f s\n", "forming K", b->gram_make,
+               "factorization (dsyevr of K)", b->fact);
+    else if (b->gram_route)
         printf("  %-34s %10.3f s  (DSYRK + dsyevr; dgesdd: %.3f s, %.2f x; "
                "max |d sigma_j| / sigma_j = %.1g)\n",
                "factorization (Gram route)", b->fact, b->fact_svd,
@@ -712,6 +692,12 @@ static void print_text(const bench_request *q, const cli_args *a,
     printf("  %-34s %10.3f s  (%.3f s + factorization), %zu applications, "
            "eta* = %.10g, rel. accuracy %.1g\n", "eta*(B)", b->crit_total,
            b->crit, b->crit_mv, b->crit_value, b->crit_acc);
+    if (q->gram) {
+        printf("  %-34s %10.0f MB peak; %zu doubles per basis vector, %zu "
+               "vectors per basis\n", "memory", b->rss_mb,
+               b->r * (b->r + 1) / 2, b->basis);
+        return;
+    }
     if (q->arpack)
         printf("  %-34s %10.3f s  (solve only), %zu applications, eta* = "
                "%.10g\n", "eta*(B) with ARPACK-ng", b->arpack, b->arpack_mv,

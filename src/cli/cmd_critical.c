@@ -83,6 +83,7 @@ static int print_json(const cli_session *ses, const cli_args *a,
     cJSON_AddStringToObject(o, "file", ses->prob->source);
     cli_json_optimizer(o, &ses->cfg);
     cli_json_size(o, "n", ses->prob->n);
+    cli_json_input(o, ses->prob);
     cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(a->sampling));
     cli_json_loss(o, a, ses->prob, scale);
     cli_json_number(o, "lr_critical_mean", mean);

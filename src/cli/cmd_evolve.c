@@ -74,11 +74,13 @@ static int write_csv(const char *path, const double *m2, const double *loss,
     return cli_csv_commit(of);
 }
 
-static int print_json(const cli_args *a, const sgdstab_config *cfg,
+static int print_json(const cli_args *a, const cli_session *ses,
                       size_t steps, const double *m2, const double *loss)
 {
+    const sgdstab_config *cfg = &ses->cfg;
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "file", a->file);
+    cli_json_input(o, ses->prob);
     cli_json_number(o, "lr", a->lr);
     cli_json_size(o, "batch", cfg->batch);
     cJSON_AddStringToObject(o, "sampling", sgdstab_sampling_name(a->sampling));
@@ -191,7 +193,7 @@ int cmd_evolve(int argc, char **argv)
         if (args.csv)
             status = write_csv(args.csv, m2, loss, steps);
         if (!status && args.json)
-            status = print_json(&args, &ses.cfg, steps, m2, loss);
+            status = print_json(&args, &ses, steps, m2, loss);
         else if (!status)
             print_text(&args, &ses.cfg, steps, m2, loss);
     }

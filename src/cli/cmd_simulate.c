@@ -191,7 +191,8 @@ cJSON *simulate_json_head(const cli_args *a, const cli_session *ses,
     cJSON_AddStringToObject(j, "file", a->file);
     cli_json_size(j, "n", ses->red->n);
     cli_json_size(j, "k", ses->red->k);
-    cli_json_size(j, "p", ses->red->p);
+    cli_json_params(j, ses->red->p);
+    cli_json_input(j, ses->prob);
     cli_json_size(j, "rank", ses->red->rank_J);
     cli_json_size(j, "batch", rq->o.config.batch);
     cJSON_AddStringToObject(j, "sampling", rq->sampling_name);

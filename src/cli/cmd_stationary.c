@@ -153,6 +153,7 @@ static int print_json(const cli_args *a, const cli_session *ses,
 {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "file", a->file);
+    cli_json_input(o, ses->prob);
     cli_json_point(o, &ses->cfg);
     cli_json_number(o, "loss_scale", ses->cfg.loss_scale);
     cli_json_optimizer(o, &ses->cfg);

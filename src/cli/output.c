@@ -48,12 +48,22 @@ cJSON *cli_json_problem(const sgdstab_problem *prob)
     cJSON_AddStringToObject(o, "file", prob->source);
     cli_json_size(o, "n", prob->n);
     cli_json_size(o, "k", prob->k);
-    if (prob->p)
-        cli_json_size(o, "p", prob->p);
+    cli_json_params(o, prob->p);
+    cli_json_input(o, prob);
+    return o;
+}
+
+void cli_json_params(cJSON *o, size_t p)
+{
+    if (p)
+        cli_json_size(o, "p", p);
     else
         cJSON_AddNullToObject(o, "p");
+}
+
+void cli_json_input(cJSON *o, const sgdstab_problem *prob)
+{
     cJSON_AddStringToObject(o, "input", prob->K ? "gram" : "jacobian");
-    return o;
 }
 
 void cli_json_null_dim(cJSON *o, const sgdstab_problem *prob,

@@ -23,6 +23,10 @@ void cli_json_size(cJSON *obj, const char *key, size_t value);
  * a Gram matrix does not tell it) and input ("jacobian" or "gram"). */
 cJSON *cli_json_problem(const sgdstab_problem *prob);
 
+/* "p", null when 0 (not known); "input": "jacobian" or "gram". */
+void cli_json_params(cJSON *o, size_t p);
+void cli_json_input(cJSON *o, const sgdstab_problem *prob);
+
 /* "null_dim": p − r, the directions no J_i moves; null when p is not
  * known. */
 void cli_json_null_dim(cJSON *o, const sgdstab_problem *prob,

@@ -139,11 +139,14 @@ static int gram_preconditioner(const cli_args *a, const sgdstab_problem *prob,
                               "preconditioned KP that %s needs (sgdstab-export "
                               "--gram writes it from the optimizer's state)",
                               sgdstab_optimizer_title(o));
-    double eps = pv->has_optimizer ? pv->optimizer.eps : NAN;
-    if (!(o->eps == eps))
+    if (!pv->has_optimizer)
+        return cli_data_error(a->cmd, a->file, "holds KP but its meta.json "
+                              "does not say the optimizer (and eps) it was "
+                              "made with");
+    if (o->eps != pv->optimizer.eps)
         return cli_data_error(a->cmd, a->file, "KP was made with the "
                               "preconditioner's eps = %g (meta.json), not the "
-                              "%g of this run", eps, o->eps);
+                              "%g of this run", pv->optimizer.eps, o->eps);
     o->precond_in_gram = 1;
     return EXIT_OK;
 }

@@ -29,6 +29,17 @@ The output is an .npz archive holding
                           which sgdstab takes as the default of its
                           optimizer options
 
+With --gram, for models whose J is too large to hold, J and V give way to
+
+  K            (n*k, n*k) the Gram matrix J J', row i*k + o for output o of
+                          sample i, accumulated in float64 over blocks of
+                          parameter columns sized to --max-memory, J never
+                          held whole
+  KP           (n*k, n*k) only with an Adam, AdamW or RMSprop optimizer:
+                          J P^-1 J' with P = diag(sqrt(V) + eps)
+
+and meta.json gains "gram": {blocks, max_memory, peak_memory (bytes)}.
+
 Columns of J follow model.named_parameters() (trainable ones only), each
 flattened in row-major order.  The model is evaluated in eval mode
 (BatchNorm uses its running statistics, Dropout is off) and put back in the
@@ -522,62 +533,58 @@ def _saved_bytes(m, x):
 
 def _gram_plan(m, n, k, chunk, cap, source, with_KP, act, block_params):
     """Blocks of columns [(block, c)] sized so that the process stays within
-    cap bytes: consecutive whole parameters while they fit, by per-sample
-    Jacobians of chunks of c samples; else column ranges of one parameter
-    (c = None), by autograd one sample and output at a time: each pass
-    needs the gradient of the whole parameter, and one at a time that is
-    the only copy.  block_params caps the columns per block.  ExportError,
-    before any work, when one column of the largest parameter does not fit
-    beside K."""
+    cap bytes.  The rows of J for one block, n*k by at most B columns, are
+    held throughout; beside them a transient budget T takes the work of
+    one chunk.  Consecutive whole parameters form a block while they fit,
+    with per-sample Jacobians of chunks of c samples; a parameter that does
+    not fit alone is cut into column ranges (c = None) done by autograd one
+    sample and output at a time: each pass needs the gradient of the whole
+    parameter, and one at a time that is its only copy.  block_params caps
+    B.  ExportError, before any work, when not even one column fits."""
     N = n * k
     held = _resident("VmRSS")
     gram_bytes = 8.0 * N * N * (2 if with_KP else 1)
     room = cap - held - gram_bytes - GRAM_SLACK
-    limit = block_params or m.p
-
-    def transient(c, w, q):
-        # a chunk's Jacobian: activations and their gradients for the k
-        # outputs, the gradients of the q entries of the parameters it
-        # takes, the block's columns in pieces and concatenated
-        return c * (act * (k + 2) + 8 * k * (q + 2 * w))
-
-    def chunk_for(w, q):  # chunks of at most a quarter of the room
-        return max(1, min(chunk, n, int(room / 4 // transient(1, w, q))))
-
-    def fits(w, q):
-        return w <= limit and \
-            8 * N * w + transient(chunk_for(w, q), w, q) <= room
-
-    def one_pass(q):  # one sample and output of a column range of q
-        return act * (k + 2) + 16 * q
-
-    smallest = max(8 * N + one_pass(size) + 16 * k for size in m.sizes)
-    if room < smallest:
+    # one pass of a column range: activations, the parameter's gradient
+    one_pass = act * (k + 2) + 16 * max(m.sizes)
+    least = max(8 * N + one_pass, 8 * N * 8 / 7)
+    if room < least:
         raise ExportError(
             "--gram: not enough memory: needs about %s (K %d x %d as float64"
             "%s %s, %s held by torch, the model and the data, %s for the "
             "smallest block of columns, %s for torch's buffers), more than "
             "the %s available (%s)"
-            % (_format_bytes(held + gram_bytes + GRAM_SLACK + smallest), N, N,
+            % (_format_bytes(held + gram_bytes + GRAM_SLACK + least), N, N,
                " and KP" if with_KP else "", _format_bytes(gram_bytes),
-               _format_bytes(held), _format_bytes(smallest),
+               _format_bytes(held), _format_bytes(least),
                _format_bytes(GRAM_SLACK), _format_bytes(cap), source))
+    B = int(min(m.p, block_params or m.p,
+                (room - max(room / 8, one_pass)) // (8 * N)))
+    T = room - 8 * N * B
+
+    def chunk_for(w):
+        # a chunk's activations and their gradients for the k outputs, the
+        # gradients of the block's parameters, its columns in pieces and
+        # concatenated: as many samples as T takes, 0 if not one
+        return min(chunk, n, int(T // (act * (k + 2) + 24 * k * w)))
+
+    def fits(w):
+        return w <= B and chunk_for(w) >= 1
 
     plan, cur, w = [], [], 0
     for i, size in enumerate(m.sizes):
-        if cur and not fits(w + size, w + size):
-            plan.append((cur, chunk_for(w, w)))
+        if cur and not fits(w + size):
+            plan.append((cur, chunk_for(w)))
             cur, w = [], 0
-        if fits(size, size):
+        if fits(size):
             cur.append((i, 0, size))
             w += size
             continue
-        width = min(limit, int((room - one_pass(size)) // (8 * N + 16 * k)))
-        width = -(-size // -(-size // width))  # equal ranges
+        width = -(-size // -(-size // B))  # equal ranges of at most B
         plan += [([(i, a, min(a + width, size))], None)
                  for a in range(0, size, width)]
     if cur:
-        plan.append((cur, chunk_for(w, w)))
+        plan.append((cur, chunk_for(w)))
     return plan
 
 
