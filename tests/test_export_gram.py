@@ -19,8 +19,9 @@ References:
     the child) below the cap, K symmetric positive semidefinite, and K's
     entries of three samples equal to inner products of per-sample output
     gradients from plain autograd;
-  - refusals: --gram with --hessian, a cap too small for K, --max-memory
-    without --gram: one line, exit 1, no file left.
+  - refusals: --gram with --hessian and a cap too small for K on the
+    command line (one line, exit 1, no file left); a cap below what the
+    process holds, max_memory without gram, a SIZE that is not one.
 Needs Debian's python3-torch and python3-scipy.  Exit status 0 iff every
 check passed.
 """
@@ -418,27 +419,19 @@ def test_errors(work):
     large = os.path.join(work, "large.npz")
     np.savez(large, X=np.random.rand(2000, 4), Y=np.random.rand(2000, 10))
     cases = [
-        ("--gram with --hessian", [pt, small, "--gram", "--hessian"], 1,
+        ("--gram with --hessian", [pt, small, "--gram", "--hessian"],
          ["--hessian with --gram"]),
         ("a cap below K (20000 x 20000, 3.2 GB)",
-         [pt, large, "--gram", "--max-memory", "2G"], 1,
+         [pt, large, "--gram", "--max-memory", "2G"],
          ["not enough memory: needs about", "K 20000 x 20000 as float64 "
           "3.2 GB", "more than the 2.0 GB available (the limit given)"]),
-        ("a cap below what the process holds",
-         [pt, small, "--gram", "--max-memory", "1M"], 1,
-         ["more than the 1 MB available (the limit given)"]),
-        ("--max-memory without --gram", [pt, small, "--max-memory", "8G"], 1,
-         ["without it J is streamed"]),
-        ("--max-memory 8Q", [pt, small, "--gram", "--max-memory", "8Q"], 2,
-         ["not a size such as 8G"]),
     ]
-    for name, args, want, needles in cases:
+    for name, args, needles in cases:
         out = os.path.join(work, "bad.npz")
         rc, so, se = exporter(*args, "-o", out)
-        msgs = [] if rc == want else ["exit %d, expected %d" % (rc, want)]
+        msgs = [] if rc == 1 else ["exit %d, expected 1" % rc]
         lines = se.strip().splitlines()
-        if want == 1 and (len(lines) != 1 or
-                          not lines[0].startswith("sgdstab-export: ")):
+        if len(lines) != 1 or not lines[0].startswith("sgdstab-export: "):
             msgs.append("stderr is not one 'sgdstab-export: ' line: %r" % se)
         msgs += ["stderr does not say %r: %r" % (x, se) for x in needles
                  if x not in se]
@@ -447,15 +440,37 @@ def test_errors(work):
         left = [f for f in os.listdir(work) if f.startswith(".sgdstab-")]
         if left:
             msgs.append("temporary files left: %s" % left)
-        report("exporter refuses %s" % name, msgs)
-    try:
-        ex.export(m, np.zeros((3, 4)), np.zeros((3, 10)),
-                  os.path.join(work, "api.npz"), gram=True, hessian=True)
-        msgs = ["no error"]
-    except ex.ExportError as e:
-        msgs = [] if "--hessian with --gram" in str(e) else \
-            ["message %r" % str(e)]
-    report("export(gram=True, hessian=True) raises ExportError", msgs)
+        report("exporter refuses %s: exit 1, one line, no file" % name, msgs)
+
+    X, Y = np.zeros((3, 4)), np.zeros((3, 10))
+    for name, kw, needle in (
+            ("gram with hessian", dict(gram=True, hessian=True),
+             "--hessian with --gram"),
+            ("a cap below what the process holds",
+             dict(gram=True, max_memory="1M"),
+             "more than the 1 MB available (the limit given)"),
+            ("max_memory without gram", dict(max_memory=8e9),
+             "without it J is streamed")):
+        path = os.path.join(work, "api.npz")
+        try:
+            ex.export(m, X, Y, path, **kw)
+            msgs = ["no error"]
+        except ex.ExportError as e:
+            msgs = [] if needle in str(e) else ["message %r" % str(e)]
+        if os.path.exists(path):
+            msgs.append("an output file was left")
+        report("export() refuses %s" % name, msgs)
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            ex.main([pt, small, "-o", os.path.join(work, "x.npz"), "--gram",
+                     "--max-memory", "8Q"])
+            status = 0
+        except SystemExit as e:
+            status = e.code
+    report("--max-memory 8Q: usage error (exit 2)",
+           [] if status == 2 and "not a size such as 8G" in err.getvalue()
+           else ["exit %r, stderr %r" % (status, err.getvalue())])
 
 
 # ---------------------------------------------------------------- p > 10^6
