@@ -23,9 +23,10 @@ sgdstab bench's reference case n = 2000, p = 1500, k = 1, B = 32) as .npy
 into a scratch directory and times, best of three, end to end from that
 file: `sgdstab critical --json`, `sgdstab analyze --lr 0.5 eta* --json`
 (which also solves eta*), the peer's eta* and the peer's rho at the same
-learning rate.  Prints a table with the ratios peer / sgdstab and the
-agreement of the two; exits 1 if eta* or rho differ by more than 1e-6
-relative.  With --out DIR also writes DIR/bench-peer.json.
+learning rate, each run reported on stderr as it ends.  Prints a table
+with the ratios peer / sgdstab and the agreement of the two; exits 1 if
+eta* or rho differ by more than 1e-6 relative.  With --out DIR also writes
+DIR/bench-peer.json.
 """
 
 import argparse
@@ -171,13 +172,17 @@ def peer_rho(path, lr, batch, sampling="without"):
 
 # ----------------------------------------------------------------- the bench
 
-def best_of(fn):
-    """fn() REPEATS times: (the result of the fastest run, every time)."""
+def best_of(label, fn):
+    """fn() REPEATS times, each time on stderr: (the result of the fastest
+    run, its time, every time)."""
     runs = []
-    for _ in range(REPEATS):
+    for i in range(REPEATS):
         t0 = time.perf_counter()
         res = fn()
         runs.append((time.perf_counter() - t0, res))
+        print("%s, run %d of %d: %.3f s" % (label, i + 1, REPEATS,
+                                            runs[-1][0]),
+              file=sys.stderr, flush=True)
     best = min(runs, key=lambda x: x[0])
     return best[1], best[0], [t for t, _ in runs]
 
@@ -226,14 +231,18 @@ def main():
         del J
 
         crit, t_crit, runs_crit = best_of(
+            "sgdstab critical",
             lambda: tool_json(args.tool, "critical", path, "--batch", B))
         eta = crit["critical"][0]["lr_critical"]
         lr = 0.5 * eta
         ana, t_ana, runs_ana = best_of(
+            "sgdstab analyze",
             lambda: tool_json(args.tool, "analyze", path, "--lr", repr(lr),
                               "--batch", B))
-        pc, t_pc, runs_pc = best_of(lambda: peer_critical(path, B))
-        pr, t_pr, runs_pr = best_of(lambda: peer_rho(path, lr, B))
+        pc, t_pc, runs_pc = best_of("peer eta*",
+                                     lambda: peer_critical(path, B))
+        pr, t_pr, runs_pr = best_of("peer rho",
+                                     lambda: peer_rho(path, lr, B))
 
     rho = ana["spectral_radius"]
     d_eta = rel_diff(pc["lr_critical"], eta)

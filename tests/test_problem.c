@@ -1294,7 +1294,7 @@ static void test_gram_route(void **state)
             free(B);
             free(J);
         }
-        sgdstab_reduced *g, *d;
+        sgdstab_reduced *g = NULL, *d = NULL;
         if (sgdstab_reduce(prob, NULL, &g, &err) ||
             sgdstab_reduce(prob, &svd, &d, &err))
             fail_msg("%s", err.msg);
