@@ -8,22 +8,25 @@ with the time and memory of every stage.
         [--out results/fashion-mnist-cnn] [--sgdstab build/src/sgdstab]
         [--data /usr/share/datasets/fashion-mnist] [--quick] [--minima DIR]
 
-1. data: PER_CLASS images of each of the ten classes of the Fashion-MNIST
+The settings (per_class, channels, hidden, lr, batch, stop_mse, max_steps,
+max_memory) are FULL's, or QUICK's with --quick.
+
+1. data: per_class images of each of the ten classes of the Fashion-MNIST
    training set at full 28 x 28 size, read as problems/fashion_mnist.py
    reads them (Debian's dataset-fashion-mnist; pixels in [0, 1] centred by
    the subset's mean), one-hot targets: n samples, k = 10 outputs.
-2. train: conv(1 -> C1, 5x5) ReLU maxpool 2, conv(C1 -> C2, 5x5) ReLU
-   maxpool 2, linear(16 C2 -> HIDDEN) ReLU, linear(HIDDEN -> 10), trained by
-   torch.optim.SGD with momentum 0.9 at (LR, B) on torch.nn.MSELoss
-   (sgdstab's `mse`), a fresh batch of B distinct samples every step
-   (sgdstab's `without`), until the training MSE is below STOP_MSE (the RMS
+2. train: conv(1 -> c1, 5x5) ReLU maxpool 2, conv(c1 -> c2, 5x5) ReLU
+   maxpool 2, linear(16 c2 -> hidden) ReLU, linear(hidden -> 10), trained
+   by torch.optim.SGD with momentum 0.9 at (lr, batch) on torch.nn.MSELoss
+   (sgdstab's `mse`), a fresh batch of distinct samples every step
+   (sgdstab's `without`), until the training MSE is below stop_mse (the RMS
    residual below 1% of the RMS target, sgdstab's interpolation rule, by a
-   margin) or MAX_STEPS.
+   margin) or max_steps.
 3. export: src/python/sgdstab_export.py in its Gram mode (K of n*k rows,
-   J never held, within MAX_MEMORY), with the optimizer, so that meta.json
+   J never held, within max_memory), with the optimizer, so that meta.json
    records SGD with momentum 0.9, its lr and batch.
-4. info, critical at B and analyze at (LR, B): `sgdstab` on that file,
-   each taking the optimizer from the file's meta.json.
+4. info, critical at the batch size and analyze at (lr, batch): `sgdstab`
+   on that file, each taking the optimizer from the file's meta.json.
 
 Each stage is timed (wall clock) with its peak resident memory: for the
 stages in this process the high-water mark VmHWM, reset before each stage
@@ -55,7 +58,7 @@ import script_tools  # noqa: E402
 
 FULL = {
     "classes": list(range(10)),
-    "per_class": 40,                # n = 400, n*k = 4000
+    "per_class": 50,                # n = 500, n*k = 5000 (22 min here)
     "pool": 1,                      # 28 x 28 pixels
     "channels": (16, 32),
     "hidden": 200,                  # p = 117858
@@ -181,7 +184,8 @@ def child(stages, name, binary, *args):
 def experiment(args, cfg, work):
     t_start = time.perf_counter()
     load = os.getloadavg()
-    torch.set_num_threads(1)    # batches of B images: threads do not pay
+    # one thread: at B images a step, two ran ten times slower here
+    torch.set_num_threads(1)
     stages = []
     X, Y = in_process(stages, "data", lambda: load_images(args.data, cfg))
     n, k = Y.shape
@@ -272,6 +276,11 @@ def gb(b):
     return "%.2f GB" % (b / 1e9)
 
 
+def duration(s):
+    t = s["total_seconds"]
+    return "%.0f seconds" % t if t < 120 else "%.0f minutes" % (t / 60)
+
+
 def write_report(args, cfg, s):
     lr, B = s["lr"], s["batch"]
     cmd = "/usr/bin/python3 problems/fashion_mnist_cnn.py%s" % (
@@ -279,8 +288,7 @@ def write_report(args, cfg, s):
     L = ["# A convolutional network on Fashion-MNIST, end to end",
          "",
          "Regenerate with `%s` (from the top of the repository, after "
-         "building; about %.0f minutes on this machine)."
-         % (cmd, s["total_seconds"] / 60),
+         "building; %s on this machine)." % (cmd, duration(s)),
          "",
          "- Data: %d images of each of the %d classes of the Fashion-MNIST "
          "training set at 28×28 (Debian's dataset-fashion-mnist), pixels in "
@@ -321,7 +329,7 @@ def write_report(args, cfg, s):
     L += ["| %s | %.1f | %s |" % (t["stage"], t["seconds"],
                                   gb(t["peak_rss_bytes"]))
           for t in s["stages"]]
-    L += ["| total (script) | %.1f | |" % s["total_seconds"],
+    L += ["| total, data to analyze | %.1f | |" % s["total_seconds"],
           "",
           "The exporter's own record of its peak (meta.json `gram`): %s, "
           "within its cap of %s. `sgdstab info` plans %s for the analysis; "
@@ -348,7 +356,8 @@ def write_report(args, cfg, s):
           "| verdict | %s |" % s["verdict"],
           "| escape rate ln ρ⊥ | %.6g per step, %.6g per epoch |"
           % (s["escape_rate_per_step"], s["escape_rate_per_epoch"]),
-          "| sharpness λmax(H) | %r |" % s["sharpness"],
+          "| sharpness λmax (mse convention, c = 2/k) | %r |"
+          % s["sharpness"],
           "",
           interpretation(s)]
     notes = [x for x in s["notes"].values() if x]
@@ -368,16 +377,24 @@ def interpretation(s):
                 "back (ρ⊥ = 1 to rounding).")
     if s["stable"]:
         return ("SGD with momentum %g at its own η = %g and B = %d can stay "
-                "at the minimum it found: ρ⊥ = %.8f < 1, so a small "
-                "perturbation shrinks in mean square, its RMS size by a "
-                "factor e every %.0f steps; η is %.3g of η\\*(B) = %.6g, "
-                "the batch noise bringing the limit down to %.3g of the "
-                "full-batch one."
+                "at the minimum it found: ρ⊥ = %r < 1, so a small "
+                "perturbation of θ\\* shrinks in mean square (its RMS size "
+                "by a factor e every %.0f steps). The margin is in η: η is "
+                "%.3g of η\\*(B) = %.6g, so a learning rate %.3g times "
+                "larger at the same batch size would leave this minimum; the "
+                "batch noise brings η\\*(B) down to %.3g of the full-batch "
+                "limit %.6g = 2(1 + β)/λmax. How close ρ⊥ is to 1 does not "
+                "measure the distance from instability: ρ⊥ is never below "
+                "the full-batch radius, whose slowest mode, about "
+                "(1 − cηh/(1 − β))² for the smallest curvature h, is that "
+                "close to 1 when h is small."
                 % (s["momentum"], s["lr"], s["batch"], s["rho"], efold,
                    s["lr_over_eta_star"], s["eta_star"],
-                   s["eta_star"] / s["eta_star_noise_free"]))
+                   1 / s["lr_over_eta_star"],
+                   s["eta_star"] / s["eta_star_noise_free"],
+                   s["eta_star_noise_free"]))
     return ("SGD with momentum %g at its own η = %g and B = %d cannot stay "
-            "at the point it stopped: ρ⊥ = %.8f > 1, a perturbation grows "
+            "at the point it stopped: ρ⊥ = %r > 1, a perturbation grows "
             "in mean square, its RMS size by a factor e every %.0f steps; η "
             "is %.3g of η\\*(B) = %.6g."
             % (s["momentum"], s["lr"], s["batch"], s["rho"], efold,

@@ -46,7 +46,8 @@ static const char ANALYZE_HELP[] =
     CLI_HELP_SAMPLING
     CLI_HELP_PROBLEM_OPTIONS
     CLI_HELP_OPTIMIZER_OPTIONS
-    "  --json            one JSON object on stdout, keys: file n k p rank\n"
+    "  --json            one JSON object on stdout, keys: file n k p (null\n"
+    "                    when not known) input (jacobian or gram) rank\n"
     "                    null_dim lr batch sampling loss loss_scale stable\n"
     "                    verdict (stable, unstable or threshold: |eta/eta* - 1|\n"
     "                    within the accuracy reached) not_a_minimum\n"

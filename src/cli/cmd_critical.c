@@ -38,7 +38,8 @@ static const char CRITICAL_HELP[] =
     CLI_HELP_SAMPLING
     CLI_HELP_PROBLEM_OPTIONS
     CLI_HELP_OPTIMIZER_OPTIONS
-    "  --json            JSON on stdout: {\"file\", \"n\", \"sampling\", \"loss\",\n"
+    "  --json            JSON on stdout: {\"file\", \"n\", \"input\" (jacobian\n"
+    "                    or gram), \"sampling\", \"loss\",\n"
     "                    \"loss_scale\", \"lr_critical_mean\", the flat-curvature\n"
     "                    keys of 'sgdstab analyze --help', \"critical\":\n"
     "                    [{\"batch\", \"lr_critical\", \"rel_accuracy\",\n"

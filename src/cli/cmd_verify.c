@@ -80,7 +80,7 @@ static const char VERIFY_HELP[] =
     "  --rank-tol RTOL   relative rank tolerance of J (see 'sgdstab info')\n"
     "  --max-memory SIZE the memory loading and factorizing FILE may take\n"
     "                    (see 'sgdstab info --help')\n"
-    "  --json            one JSON object on stdout, keys: file n k p rank lr\n"
+    "  --json            one JSON object on stdout, keys: file n k p input rank lr\n"
     "                    batch sampling optimizer (as in 'sgdstab analyze\n"
     "                    --help') loss_scale a b stable verdict (as\n"
     "                    in 'sgdstab analyze --help') spectral_radius\n"
