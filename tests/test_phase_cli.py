@@ -102,7 +102,7 @@ import theory_reference as tref  # noqa: E402
 
 VERDICT_SLACK = 1e-10
 
-TOP_KEYS = ("file", "n", "k", "p", "rank", "sampling", "loss_scale",
+TOP_KEYS = ("file", "n", "k", "p", "input", "rank", "sampling", "loss_scale",
             "optimizer", "lr_critical_mean", "batches", "lrs", "grid",
             "boundary", "seconds", "solves", "operator_applications")
 GRID_KEYS = ("batch lr spectral_radius escape_rate_per_step "

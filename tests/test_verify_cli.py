@@ -55,7 +55,7 @@ import theory_reference as tref  # noqa: E402
 
 EIGVEC_RESIDUAL = 1e-10
 
-KEYS = ("file n k p rank lr batch sampling optimizer loss_scale a b stable "
+KEYS = ("file n k p input rank lr batch sampling optimizer loss_scale a b stable "
         "verdict "
         "spectral_radius escape_rate_per_step escape_rate_per_epoch "
         "lr_critical lr_critical_mean sharpness hessian_frobenius "
