@@ -43,28 +43,15 @@ sys.path.insert(0, os.path.join(HERE, "..", "src", "python"))
 import cli_harness as harness  # noqa: E402
 import sgdstab_export as ex  # noqa: E402
 from cli_harness import report  # noqa: E402
+from test_export import load, rel_err, tiny_mlp as mlp  # noqa: E402
 
 EXPORTER = os.path.join(HERE, "..", "src", "python", "sgdstab_export.py")
 torch.set_num_threads(1)
 
 
-def mlp(seed, d=4, h=6, k=3):
-    """Linear - BatchNorm - tanh - Dropout - Linear, float64, running
-    statistics moved away from (0, 1) by a few training-mode passes."""
-    torch.manual_seed(seed)
-    m = torch.nn.Sequential(torch.nn.Linear(d, h), torch.nn.BatchNorm1d(h),
-                            torch.nn.Tanh(), torch.nn.Dropout(0.5),
-                            torch.nn.Linear(h, k)).double()
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.randn(16, d, dtype=torch.float64) * 2 + 1)
-    return m
-
-
 def cnn(seed):
     """Conv - BatchNorm2d - tanh - Linear on 1 x 6 x 6 images, 2 outputs,
-    float64, running statistics moved as in mlp()."""
+    float64, running statistics moved as in test_export.tiny_mlp()."""
     torch.manual_seed(seed)
     m = torch.nn.Sequential(torch.nn.Conv2d(1, 3, 3), torch.nn.BatchNorm2d(3),
                             torch.nn.Tanh(), torch.nn.Flatten(),
@@ -74,17 +61,6 @@ def cnn(seed):
         for _ in range(3):
             m(torch.randn(8, 1, 6, 6, dtype=torch.float64) * 1.5 - 0.5)
     return m
-
-
-def load(path):
-    with np.load(path) as z:
-        meta = json.loads(bytes(z["meta.json"]).decode())
-        return {f: z[f] for f in z.files if f != "meta.json"}, meta
-
-
-def rel_err(a, b):
-    return float(np.abs(np.asarray(a) - np.asarray(b)).max()
-                 / max(np.abs(np.asarray(b)).max(), 1e-300))
 
 
 def gram_of(J):
