@@ -66,21 +66,22 @@ static void try_provenance(const char *text, size_t len)
         abort();
 }
 
-static void try_problem(sgdstab_array *J, sgdstab_array *H)
+/* A problem made (status rc) from arrays: checked, factorized when small,
+ * freed. */
+static void try_reduce(int rc, sgdstab_problem *prob, const sgdstab_error *err)
 {
-    sgdstab_problem *prob = NULL;
-    sgdstab_error err;
-    /* takes ownership of J's and H's data, success or not */
-    int rc = sgdstab_problem_from_arrays("fuzz", J, H, NULL, &prob, &err);
-    check_error(rc, &err);
+    check_error(rc, err);
     if (rc != SGDSTAB_OK)
         return;
-    if (!prob || prob->n * prob->k * prob->p == 0)
+    size_t rows = prob ? prob->n * prob->k : 0;
+    size_t size = prob && prob->K ? rows * rows : rows * (prob ? prob->p : 0);
+    if (!prob || size == 0 || (!prob->K && !prob->J))
         abort();
-    if (prob->n * prob->k * prob->p <= 4096) {
+    sgdstab_error e;
+    if (size <= 4096) {
         sgdstab_reduced *red = NULL;
-        rc = sgdstab_reduce(prob, NULL, &red, &err);
-        check_error(rc, &err);
+        rc = sgdstab_reduce(prob, NULL, &red, &e);
+        check_error(rc, &e);
         if (rc == SGDSTAB_OK) {
             if (red->r > red->nsv)
                 abort();
@@ -88,6 +89,25 @@ static void try_problem(sgdstab_array *J, sgdstab_array *H)
         }
     }
     sgdstab_problem_free(prob);
+}
+
+static void try_problem(sgdstab_array *J, sgdstab_array *H)
+{
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    /* takes ownership of J's and H's data, success or not */
+    int rc = sgdstab_problem_from_arrays("fuzz", J, H, NULL, &prob, &err);
+    try_reduce(rc, prob, &err);
+}
+
+/* K (and KP) as a Gram-matrix problem. */
+static void try_gram(sgdstab_array *K, sgdstab_array *KP)
+{
+    sgdstab_problem *prob = NULL;
+    sgdstab_error err;
+    int rc = sgdstab_problem_from_gram("fuzz", K, KP, 0, 0, 0, NULL, &prob,
+                                       &err);
+    try_reduce(rc, prob, &err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -140,7 +160,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             try_provenance(text, len);
         free(text);
     }
+    sgdstab_array K, KP;
+    memset(&K, 0, sizeof K);
+    memset(&KP, 0, sizeof KP);
+    int rk = sgdstab_npz_has(z, "K") ? sgdstab_npz_read(z, "K", &K, &err)
+                                     : SGDSTAB_EFORMAT;
+    int rkp = rk == SGDSTAB_OK && sgdstab_npz_has(z, "KP")
+                  ? sgdstab_npz_read(z, "KP", &KP, &err)
+                  : SGDSTAB_EFORMAT;
     sgdstab_npz_close(z);
+    if (rk == SGDSTAB_OK)
+        try_gram(&K, rkp == SGDSTAB_OK ? &KP : NULL);
     if (rj == SGDSTAB_OK)
         try_problem(&J, rh == SGDSTAB_OK ? &H : NULL);
     else if (rh == SGDSTAB_OK)
