@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hugealloc.h"
 #include "parallel.h"
 #include "symeig.h"
 
@@ -108,9 +109,9 @@ sgdstab_family *sgdstab_family_alloc(size_t dim, size_t ndiag,
     f->mmax = mmax;
     f->N = N;
     f->ctx = ctx;
-    f->diag = malloc(ndiag * dim * sizeof *f->diag);
-    f->V = malloc(dim * mmax * sizeof *f->V);
-    f->W = malloc(dim * mmax * sizeof *f->W);
+    f->diag = sgdstab_huge_malloc(ndiag * dim, sizeof *f->diag);
+    f->V = sgdstab_huge_malloc(dim * mmax, sizeof *f->V);
+    f->W = sgdstab_huge_malloc(dim * mmax, sizeof *f->W);
     f->PN = malloc(mm * sizeof *f->PN);
     f->WW = malloc(mm * sizeof *f->WW);
     f->PD = malloc(ndiag * mm * sizeof *f->PD);

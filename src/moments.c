@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "hugealloc.h"
 #include "parallel.h"
 #include "symeig.h"
 
@@ -117,17 +118,17 @@ sgdstab_moments *sgdstab_moments_alloc(const sgdstab_reduced *red,
     m->r = red->r;
     m->rows = red->n * red->k;
     size_t r = m->r ? m->r : 1;
-    m->Y = malloc(m->rows * r * sizeof *m->Y);
-    m->T = malloc(r * r * sizeof *m->T);
-    m->U = malloc(r * r * sizeof *m->U);
+    m->Y = sgdstab_huge_malloc(m->rows * r, sizeof *m->Y);
+    m->T = sgdstab_huge_malloc(r * r, sizeof *m->T);
+    m->U = sgdstab_huge_malloc(r * r, sizeof *m->U);
     m->omega = malloc(m->rows * sizeof *m->omega);
     m->dest = malloc((m->rows ? m->rows : 1) * sizeof *m->dest);
     m->alpha = malloc(r * sizeof *m->alpha);
     if (!m->Y || !m->T || !m->U || !m->omega || !m->dest || !m->alpha)
         goto oom;
-    if (m->k > 1 && !(m->blk = malloc(m->n * m->k * m->k * sizeof *m->blk)))
+    if (m->k > 1 && !(m->blk = sgdstab_huge_malloc(m->n * m->k * m->k, sizeof *m->blk)))
         goto oom;
-    if (red->G && !(m->tmp = malloc(3 * r * r * sizeof *m->tmp)))
+    if (red->G && !(m->tmp = sgdstab_huge_malloc(3 * r * r, sizeof *m->tmp)))
         goto oom;
     return m;
 oom:
@@ -514,7 +515,7 @@ static int evolve_lifted(sgdstab_moments *m, const sgdstab_config *cfg,
                          double *trace, double *trace_G, sgdstab_error *err)
 {
     const size_t rr = m->r * m->r;
-    double *buf = calloc(rr ? 7 * rr : 1, sizeof *buf);
+    double *buf = sgdstab_huge_calloc(7 * rr, sizeof *buf);
     if (!buf)
         return sgdstab_fail(err, SGDSTAB_ENOMEM, "out of memory (evolve)");
     double *X = buf, *C = buf + rr, *Y = buf + 2 * rr, *N = buf + 3 * rr;
@@ -553,8 +554,8 @@ int sgdstab_moments_evolve(sgdstab_moments *m, const sgdstab_config *cfg,
         return evolve_lifted(m, cfg, a, b, Z0, noise, W, steps, trace,
                              trace_G, err);
     size_t r = m->r, rr = r * r;
-    double *cur = malloc((rr ? rr : 1) * sizeof *cur);
-    double *next = malloc((rr ? rr : 1) * sizeof *next);
+    double *cur = sgdstab_huge_malloc(rr, sizeof *cur);
+    double *next = sgdstab_huge_malloc(rr, sizeof *next);
     if (!cur || !next) {
         free(cur);
         free(next);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "hugealloc.h"
 #include "sgdstab/outfile.h"
 
 static const char NPY_MAGIC[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
@@ -331,9 +332,9 @@ static int read_data(const npy_stream *s, const header_parser *h,
                      sgdstab_error *err)
 {
     enum { CHUNK = 1 << 16 };
-    double *data = malloc((size ? size : 1) * sizeof *data);
+    double *data = sgdstab_huge_malloc(size, sizeof *data);
     double *cdata = h->fortran && h->ndim > 1
-                        ? malloc((size ? size : 1) * sizeof *cdata) : NULL;
+                        ? sgdstab_huge_malloc(size, sizeof *cdata) : NULL;
     unsigned char *raw = malloc(CHUNK);
     int st = SGDSTAB_OK;
     if (!data || !raw || (h->fortran && h->ndim > 1 && !cdata)) {

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hugealloc.h"
 #include "symeig.h"
 
 static const double SCALE_MIN = SGDSTAB_CURVATURE_MIN;
@@ -63,10 +64,10 @@ static int thin_svd(const sgdstab_problem *prob, double *sigma, double **work,
 {
     size_t rows = prob->n * prob->k, p = prob->p;
     size_t nsv = rows < p ? rows : p;
-    *work = malloc(rows * p * sizeof **work);
+    *work = sgdstab_huge_malloc(rows * p, sizeof **work);
     /* The factor dgesdd does not overwrite A with: V'ᵀ (rows×rows) when
      * p ≥ rows, U' (p×p) otherwise. */
-    *vt = malloc(nsv * nsv * sizeof **vt);
+    *vt = sgdstab_huge_malloc(nsv * nsv, sizeof **vt);
     if (!*work || !*vt)
         return sgdstab_fail(err, SGDSTAB_ENOMEM,
                             "%s: out of memory for the SVD of a %zu x %zu "
@@ -105,8 +106,8 @@ static int gram_eig(const sgdstab_problem *prob, double *sigma, double **work,
 {
     const size_t rows = prob->n * prob->k;
     const size_t m = prob->K || rows <= prob->p ? rows : prob->p;
-    *work = malloc(m * m * sizeof **work);
-    *vecs = malloc(m * m * sizeof **vecs);
+    *work = sgdstab_huge_malloc(m * m, sizeof **work);
+    *vecs = sgdstab_huge_malloc(m * m, sizeof **vecs);
     double *mu = malloc(m * sizeof *mu);
     int st = SGDSTAB_OK;
     if (!*work || !*vecs || !mu)
@@ -162,6 +163,31 @@ static int check_gram_psd(const sgdstab_problem *prob,
                         red->rank_rtol, red->sigma[0] * red->sigma[0]);
 }
 
+/* red->r = r, with Φ ((n·k)×r) and λ (r) allocated. */
+static int alloc_reduced(sgdstab_reduced *red, size_t r, sgdstab_error *err,
+                         const char *label)
+{
+    red->r = r;
+    red->phi = sgdstab_huge_malloc(red->n * red->k * r, sizeof *red->phi);
+    red->lambda = malloc((r ? r : 1) * sizeof *red->lambda);
+    if (!red->phi || !red->lambda)
+        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", label);
+    return SGDSTAB_OK;
+}
+
+/* As alloc_reduced for H = G: r = rank J, λ_j = σ_j²/n. */
+static int alloc_gauss_newton(sgdstab_reduced *red, sgdstab_error *err,
+                              const char *label)
+{
+    const size_t r = red->rank_J;
+    if (alloc_reduced(red, r, err, label))
+        return SGDSTAB_ENOMEM;
+    for (size_t j = 0; j < r; j++)
+        red->lambda[j] = red->sigma[j] * red->sigma[j] / (double)red->n;
+    red->hessian_min = r ? red->lambda[r - 1] : 0.0;
+    return SGDSTAB_OK;
+}
+
 /* Rank of J and the reduced basis V_r (H = G case): Φ = U_r diag(σ_r),
  * with U(i, j) = u[i·di + j·dj]. */
 static int reduce_gauss_newton(sgdstab_reduced *red, const double *u,
@@ -169,39 +195,45 @@ static int reduce_gauss_newton(sgdstab_reduced *red, const double *u,
                                sgdstab_error *err, const char *label)
 {
     size_t rows = red->n * red->k, r = red->rank_J;
-    red->r = r;
-    red->phi = malloc((r ? rows * r : 1) * sizeof *red->phi);
-    red->lambda = malloc((r ? r : 1) * sizeof *red->lambda);
-    if (!red->phi || !red->lambda)
-        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory", label);
-    for (size_t j = 0; j < r; j++)
-        red->lambda[j] = red->sigma[j] * red->sigma[j] / (double)red->n;
+    if (alloc_gauss_newton(red, err, label))
+        return SGDSTAB_ENOMEM;
     for (size_t i = 0; i < rows; i++)
         for (size_t j = 0; j < r; j++)
             red->phi[i * r + j] =
                 u[(ptrdiff_t)i * di + (ptrdiff_t)j * dj] * red->sigma[j];
-    red->hessian_min = r ? red->lambda[r - 1] : 0.0;
     return SGDSTAB_OK;
+}
+
+/* Φ = J V_rᵀ by rows of J in a fixed number of parts (parallel.h: the
+ * same numbers whatever the number of threads). */
+enum { PRODUCT_PARTS = 8 };
+
+typedef struct {
+    sgdstab_reduced *red;
+    const sgdstab_problem *prob;
+    const double *vr;
+} right_product;
+
+static void right_product_part(void *ctx, size_t part)
+{
+    const right_product *c = ctx;
+    const size_t rows = c->red->n * c->red->k, r = c->red->r, p = c->prob->p;
+    const size_t i0 = par_first(rows, PRODUCT_PARTS, part);
+    const size_t i1 = par_first(rows, PRODUCT_PARTS, part + 1);
+    if (r && i1 > i0)
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)(i1 - i0),
+                    (int)r, (int)p, 1.0, c->prob->J + i0 * p, (int)p, c->vr,
+                    (int)p, 0.0, c->red->phi + i0 * r, (int)r);
 }
 
 /* Φ = J V_r (H = G), V's columns the rows of vr: the Gram route by JᵀJ. */
 static int reduce_right(sgdstab_reduced *red, const sgdstab_problem *prob,
                         const double *vr, sgdstab_error *err)
 {
-    size_t rows = red->n * red->k, r = red->rank_J;
-    red->r = r;
-    red->phi = malloc((r ? rows * r : 1) * sizeof *red->phi);
-    red->lambda = malloc((r ? r : 1) * sizeof *red->lambda);
-    if (!red->phi || !red->lambda)
-        return sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
-                            prob->source);
-    for (size_t j = 0; j < r; j++)
-        red->lambda[j] = red->sigma[j] * red->sigma[j] / (double)red->n;
-    if (r)
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows,
-                    (int)r, (int)prob->p, 1.0, prob->J, (int)prob->p, vr,
-                    (int)prob->p, 0.0, red->phi, (int)r);
-    red->hessian_min = r ? red->lambda[r - 1] : 0.0;
+    if (alloc_gauss_newton(red, err, prob->source))
+        return SGDSTAB_ENOMEM;
+    right_product c = {red, prob, vr};
+    par_run(PRODUCT_PARTS, right_product_part, &c);
     return SGDSTAB_OK;
 }
 
@@ -264,11 +296,11 @@ static int add_moved_null(const sgdstab_problem *prob, double *evec,
     if (m0 > 0) {
         /* jn = J U0 ((n·k)×m0); its right singular vectors with σ above
          * move_tol span the null(H) directions that J moves. */
-        jn = malloc(rows * m0 * sizeof *jn);
+        jn = sgdstab_huge_malloc(rows * m0, sizeof *jn);
         size_t ns = rows < m0 ? rows : m0;
         sv = malloc((ns + 1) * sizeof *sv);
         double *superb = malloc((ns + 1) * sizeof *superb);
-        vt = malloc(m0 * m0 * sizeof *vt);
+        vt = sgdstab_huge_malloc(m0 * m0, sizeof *vt);
         if (!jn || !sv || !vt || !superb) {
             free(superb);
             st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
@@ -314,9 +346,9 @@ static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob
                                sgdstab_error *err)
 {
     size_t p = prob->p, rows = prob->n * prob->k;
-    double *evec = malloc(p * p * sizeof *evec);
+    double *evec = sgdstab_huge_malloc(p * p, sizeof *evec);
     double *mu = malloc(p * sizeof *mu);
-    double *basis = malloc(p * p * sizeof *basis);
+    double *basis = sgdstab_huge_malloc(p * p, sizeof *basis);
     double *h = malloc(p * sizeof *h);
     int st = SGDSTAB_OK;
     if (!evec || !mu || !basis || !h) {
@@ -365,11 +397,9 @@ static int reduce_with_hessian(sgdstab_reduced *red, const sgdstab_problem *prob
     if ((st = add_moved_null(prob, evec, mu, tol_H, move_tol, basis, h, &r,
                              err)))
         goto done;
-    red->r = r;
-    red->phi = malloc((r ? rows * r : 1) * sizeof *red->phi);
-    red->lambda = malloc((r ? r : 1) * sizeof *red->lambda);
-    red->G = malloc((r ? r * r : 1) * sizeof *red->G);
-    if (!red->phi || !red->lambda || !red->G) {
+    if ((st = alloc_reduced(red, r, err, prob->source)))
+        goto done;
+    if (!(red->G = sgdstab_huge_malloc(r * r, sizeof *red->G))) {
         st = sgdstab_fail(err, SGDSTAB_ENOMEM, "%s: out of memory",
                           prob->source);
         goto done;

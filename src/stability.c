@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hugealloc.h"
 #include "lifted.h"
 #include "sgdstab/moments.h"
 #include "sgdstab/plan.h"
@@ -134,15 +135,15 @@ sgdstab_stability *sgdstab_stability_alloc(const sgdstab_reduced *red,
     size_t dim = s->dim;
     if (!(s->m = sgdstab_moments_alloc(red, err)))
         goto fail;
-    s->work = malloc(dim * sizeof *s->work);
-    s->ones = malloc(dim * sizeof *s->ones);
-    s->sum = malloc(dim * sizeof *s->sum);
-    s->prod = malloc(dim * sizeof *s->prod);
-    s->ratio = malloc(dim * sizeof *s->ratio);
-    s->spread_ratio = malloc(dim * sizeof *s->spread_ratio);
-    s->spread = malloc(dim * sizeof *s->spread);
-    s->dscale = malloc(dim * sizeof *s->dscale);
-    s->identity = calloc(dim, sizeof *s->identity);
+    s->work = sgdstab_huge_malloc(dim, sizeof *s->work);
+    s->ones = sgdstab_huge_malloc(dim, sizeof *s->ones);
+    s->sum = sgdstab_huge_malloc(dim, sizeof *s->sum);
+    s->prod = sgdstab_huge_malloc(dim, sizeof *s->prod);
+    s->ratio = sgdstab_huge_malloc(dim, sizeof *s->ratio);
+    s->spread_ratio = sgdstab_huge_malloc(dim, sizeof *s->spread_ratio);
+    s->spread = sgdstab_huge_malloc(dim, sizeof *s->spread);
+    s->dscale = sgdstab_huge_malloc(dim, sizeof *s->dscale);
+    s->identity = sgdstab_huge_calloc(dim, sizeof *s->identity);
     s->unit_noise[0] = malloc(s->r * sizeof *s->unit_noise[0]);
     s->unit_noise[1] = malloc(s->r * sizeof *s->unit_noise[1]);
     if (!s->work || !s->ones || !s->sum || !s->prod || !s->ratio ||
