@@ -164,13 +164,14 @@ def write_problem(work, name, J, H=None, hessian_file=False):
     return path, ["--hessian", hp]
 
 
-def npz_with_meta(path, J, meta, H=None, V=None):
-    """An .npz written with zipfile, as an exporter would: J (and H, V) as
-    .npy members and, unless meta is None, a raw member meta.json (a dict
-    is dumped as JSON, a str written as is)."""
+def npz_with_meta(path, J, meta, H=None, V=None, **members):
+    """An .npz written with zipfile, as an exporter would: J (and H, V, and
+    members such as K or R; an array None is left out) as .npy members
+    and, unless meta is None, a raw member meta.json (a dict is dumped as
+    JSON, a str written as is)."""
     import numpy as np
     with zipfile.ZipFile(path, "w") as z:
-        for key, a in (("J", J), ("H", H), ("V", V)):
+        for key, a in (("J", J), ("H", H), ("V", V), *members.items()):
             if a is not None:
                 buf = io.BytesIO()
                 np.lib.format.write_array(buf, np.asarray(a))

@@ -1,8 +1,8 @@
-/* sgdstab run SPEC.json: an experiment on synthetic minima (synth.h) —
- * parameter sweeps, η*(B) with the theory's bounds (theory.h), verify
- * checks, phase diagrams and Monte Carlo experiments — written as CSV
- * tables, a JSON summary and a Markdown report.  The options are read
- * here; the experiment is the module run/. */
+/* sgdstab run SPEC.json: an experiment on synthetic minima (synth.h) or on
+ * a problem file — parameter sweeps, η*(B) with the theory's bounds
+ * (theory.h), verify checks, phase diagrams and Monte Carlo experiments —
+ * written as CSV tables, a JSON summary and a Markdown report.  The
+ * options are read here; the experiment is the module run/. */
 #include <string.h>
 #include <unistd.h>
 
@@ -21,7 +21,9 @@ static const char RUN_HELP[] =
     "  cases.csv     one row per case: the swept parameters, n k p d rank,\n"
     "                the training residual, sharpness, hessian_frobenius,\n"
     "                hessian_trace, nonuniformity, alignment_min,\n"
-    "                lr_critical_mean\n"
+    "                lr_critical_mean; with a problem file, input (jacobian\n"
+    "                or gram) before n, p empty when the file does not give\n"
+    "                it, d empty, the residual max |R| (empty without R)\n"
     "  critical.csv  one row per case and batch size: batch b lr_critical\n"
     "                rel_accuracy, the bounds on it (lr_critical_mean,\n"
     "                mulayoff_michaeli_top, mulayoff_michaeli_trace,\n"
@@ -38,7 +40,19 @@ static const char RUN_HELP[] =
     "  report.md     a short report with the command that regenerates it\n"
     "\n"
     "A spec is one JSON object with the keys\n"
-    "  family       (required) linear | rfm | deep-linear | two-layer\n"
+    "  family       (required unless problem) linear | rfm | deep-linear |\n"
+    "               two-layer\n"
+    "  problem      instead of family and params: a problem file as the\n"
+    "               other commands take FILE (J in a .npy or .npz, or its\n"
+    "               Gram matrix K in an .npz), relative to the spec's\n"
+    "               directory, read before anything is written; it is every\n"
+    "               case's minimum (only \"momentum\" may be swept), with the\n"
+    "               loss convention and SGD settings of its meta.json unless\n"
+    "               the spec gives loss, optimizer or a momentum sweep (as\n"
+    "               the commands without --loss and optimizer options); a\n"
+    "               file trained with Adam or RMSprop is refused\n"
+    "  problem_params  p, the parameter count of a Gram-matrix file whose\n"
+    "               meta.json does not give it (as --params P; exit needs p)\n"
     "  batch        (required) a list of batch sizes, or a string as for\n"
     "               'sgdstab critical --batch' in which the letter n stands\n"
     "               for the number of samples (e.g. \"all\", \"1:n:16:log\")\n"
@@ -87,7 +101,8 @@ static const char RUN_HELP[] =
     "               beside Wang-Oh-Rhee's 1 + (A - 1) ceil(R/b)) and exit.png\n"
     "  description  free text for the report\n"
     "Unknown keys, wrong types and parameters that do not apply to the family\n"
-    "are errors naming the key.\n"
+    "are errors naming the key; so is a problem file that cannot be loaded\n"
+    "(key 'problem', with the loader's message).\n"
     "\n"
     "Options:\n"
     "  --out DIR     where to write (created if missing; files are replaced\n"
@@ -160,7 +175,7 @@ int cmd_run(int argc, char **argv)
     snprintf(command, sizeof command, "sgdstab run %s%s%s%s%s", path,
              out_dir == dir ? "" : " --out ", out_dir == dir ? "" : out_dir,
              size ? " --plot-size " : "", size ? size : "");
-    run_context ctx = {out_dir, name, width, height};
+    run_context ctx = {out_dir, name, width, height, NULL};
     size_t bugs = 0;
     if (!st)
         st = run_experiment(&sp, &ctx, command, !quiet && isatty(STDERR_FILENO),

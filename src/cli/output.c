@@ -61,9 +61,14 @@ void cli_json_params(cJSON *o, size_t p)
         cJSON_AddNullToObject(o, "p");
 }
 
+const char *cli_input_name(const sgdstab_problem *prob)
+{
+    return prob->K ? "gram" : "jacobian";
+}
+
 void cli_json_input(cJSON *o, const sgdstab_problem *prob)
 {
-    cJSON_AddStringToObject(o, "input", prob->K ? "gram" : "jacobian");
+    cJSON_AddStringToObject(o, "input", cli_input_name(prob));
 }
 
 void cli_json_null_dim(cJSON *o, const sgdstab_problem *prob,
@@ -274,13 +279,14 @@ static const char *surrogate(const sgdstab_problem *prob)
                      "(1/n) sum J_i'J_i";
 }
 
-void cli_note_interpolation(const cli_args *a, const sgdstab_problem *prob)
+void cli_note_interpolation(const char *cmd, const char *file,
+                            int residual_noise, const sgdstab_problem *prob)
 {
     const sgdstab_provenance *pv = &prob->provenance;
     if (sgdstab_provenance_interpolating(pv) != 0)
         return;
     char what[256];
-    if (prob->R && a->residual_noise)
+    if (prob->R && residual_noise)
         snprintf(what, sizeof what, "the gradient noise of its residuals R "
                  "is included");
     else
@@ -288,9 +294,9 @@ void cli_note_interpolation(const cli_args *a, const sgdstab_problem *prob)
                  "so %s%s", surrogate(prob),
                  prob->R ? "; 'sgdstab stationary' adds the gradient noise "
                            "of its residuals R" : "");
-    cli_note(a->cmd, "%s is not an interpolating minimum: its RMS training "
+    cli_note(cmd, "%s is not an interpolating minimum: its RMS training "
              "residual %.3g is %.3g%% of the RMS target %.3g (interpolation "
-             "means at most %g%%); %s", a->file, pv->residual_rms,
+             "means at most %g%%); %s", file, pv->residual_rms,
             100 * sgdstab_provenance_relative_residual(pv), pv->target_rms,
             100 * SGDSTAB_INTERPOLATION_RTOL, what);
 }

@@ -23,9 +23,12 @@ void cli_json_size(cJSON *obj, const char *key, size_t value);
  * a Gram matrix does not tell it) and input ("jacobian" or "gram"). */
 cJSON *cli_json_problem(const sgdstab_problem *prob);
 
-/* "p", null when 0 (not known); "input": "jacobian" or "gram". */
+/* "p", null when 0 (not known); "input": cli_input_name. */
 void cli_json_params(cJSON *o, size_t p);
 void cli_json_input(cJSON *o, const sgdstab_problem *prob);
+
+/* What the problem came as: "jacobian" (J) or "gram" (K). */
+const char *cli_input_name(const sgdstab_problem *prob);
 
 /* "null_dim": p − r, the directions no J_i moves; null when p is not
  * known. */
@@ -81,12 +84,15 @@ void cli_json_loss(cJSON *obj, const cli_args *a, const sgdstab_problem *prob,
                    double scale);
 
 /* What FILE's metadata says of the minimum (provenance.h):
- * - the note on stderr, one line, when it is not interpolating;
+ * - the note on stderr (as cmd's, about file), one line, when it is not
+ *   interpolating, saying whether the gradient noise of the residuals R is
+ *   included (residual_noise);
  * - the JSON keys residual_rms, max_residual, target_rms (null when not
  *   given) and interpolating (true, false or null);
  * - the text line, after label, about the training residual (nothing when
  *   the metadata gives none). */
-void cli_note_interpolation(const cli_args *a, const sgdstab_problem *prob);
+void cli_note_interpolation(const char *cmd, const char *file,
+                            int residual_noise, const sgdstab_problem *prob);
 void cli_json_provenance(cJSON *obj, const sgdstab_problem *prob);
 void cli_print_residual(const char *label, const sgdstab_problem *prob);
 

@@ -128,13 +128,17 @@ int cli_report(const sgdstab_error *err)
  * failed, exit at once: OpenBLAS threads that could not get their buffers
  * retry forever, and exit() would wait for them in OpenBLAS's destructor
  * (main.c); outputs are removed first, as on a signal. */
-int cli_report_file(const char *file, const sgdstab_error *err)
+int cli_report_file_in(const char *cmd, const char *spec, const char *context,
+                       const char *file, const sgdstab_error *err)
 {
     int named = !strncmp(err->msg, file, strlen(file));
-    int nomem = err->status == SGDSTAB_ENOMEM &&
-                !strstr(err->msg, "memory");
-    cli_data_error(NULL, named ? NULL : file, "%s%s", err->msg,
-                   nomem ? ": out of memory" : "");
+    const char *nomem = err->status == SGDSTAB_ENOMEM &&
+                        !strstr(err->msg, "memory") ? ": out of memory" : "";
+    if (spec)
+        cli_data_error(cmd, spec, "%s%s%s%s%s", context, named ? "" : file,
+                       named ? "" : ": ", err->msg, nomem);
+    else
+        cli_data_error(cmd, named ? NULL : file, "%s%s", err->msg, nomem);
     if (err->status == SGDSTAB_ENOMEM) {
         sgdstab_outfile_cleanup();
         fflush(stdout);
@@ -142,4 +146,9 @@ int cli_report_file(const char *file, const sgdstab_error *err)
         _exit(EXIT_DATA);
     }
     return EXIT_DATA;
+}
+
+int cli_report_file(const char *file, const sgdstab_error *err)
+{
+    return cli_report_file_in(NULL, NULL, NULL, file, err);
 }

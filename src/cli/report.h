@@ -44,4 +44,9 @@ int cli_report(const sgdstab_error *err);
  * cause); returns EXIT_DATA, or exits at once on SGDSTAB_ENOMEM. */
 int cli_report_file(const char *file, const sgdstab_error *err);
 
+/* The same as a line of cmd about the file spec that refers to file:
+ * "sgdstab CMD: SPEC: CONTEXT" then the line about file as above. */
+int cli_report_file_in(const char *cmd, const char *spec, const char *context,
+                       const char *file, const sgdstab_error *err);
+
 #endif

@@ -20,17 +20,24 @@
 #include "sgdstab/stability.h"
 #include "sgdstab/status.h"
 
-/* Without --loss, the convention of the file (its metadata's, if any). */
+const char *cli_file_loss(const sgdstab_problem *prob, char *text,
+                          size_t size, const char **shown)
+{
+    const char *name = sgdstab_problem_loss(prob);
+    *shown = name;
+    if (prob->provenance.loss[0]) {
+        snprintf(text, size, "%s from the file's metadata", name);
+        *shown = text;
+    }
+    return name;
+}
+
+/* Without --loss, the convention of the file. */
 static void file_loss(cli_args *a, const sgdstab_problem *prob)
 {
-    if (a->have_loss)
-        return;
-    a->loss_name = sgdstab_problem_loss(prob);
-    if (prob->provenance.loss[0]) {
-        snprintf(a->loss_text, sizeof a->loss_text,
-                 "%s from the file's metadata", a->loss_name);
-        a->loss = a->loss_text;
-    }
+    if (!a->have_loss)
+        a->loss_name = cli_file_loss(prob, a->loss_text, sizeof a->loss_text,
+                                     &a->loss);
 }
 
 /* FILE (and --hessian) loaded, the file's loss convention taken. */
@@ -52,7 +59,7 @@ static int reduce_for(cli_args *a, const sgdstab_problem *prob,
     sgdstab_reduce_options opt = {a->rank_rtol, a->flat_rtol, 0};
     if (sgdstab_reduce_for(prob, &opt, cfg, red, &err))
         return cli_report_file(a->file, &err);
-    cli_note_interpolation(a, prob);
+    cli_note_interpolation(a->cmd, a->file, a->residual_noise, prob);
     return EXIT_OK;
 }
 

@@ -22,6 +22,13 @@
  * interpolating, a note says so on stderr (cli_note_interpolation). */
 int cli_load(cli_args *a, sgdstab_problem **prob, sgdstab_reduced **red);
 
+/* The loss convention of prob's file, for a command given none: returns
+ * its name for sgdstab_loss_scale (the metadata's "loss", else half-mean)
+ * and sets *shown to how text outputs name it: "L from the file's
+ * metadata" (written into text, size bytes) when the metadata says it. */
+const char *cli_file_loss(const sgdstab_problem *prob, char *text,
+                          size_t size, const char **shown);
+
 /* The configuration the options give (--lr if given, --sampling, the
  * optimizer, the loss scale of the convention for k outputs; batch 0), or
  * EXIT_DATA after an error line. */

@@ -1,10 +1,12 @@
-/* One case of a run spec: its synthetic minimum, η*(B) with the theory's
- * bounds, the verify rows, the phase diagram and the Monte Carlo
- * experiments, computed into a run_case_result. */
+/* One case of a run spec: its minimum (synthesized, or the spec's problem
+ * file), η*(B) with the theory's bounds, the verify rows, the phase
+ * diagram and the Monte Carlo experiments, computed into a
+ * run_case_result. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../output.h"
 #include "../report.h"
 #include "results.h"
 #include "../exit_status.h"
@@ -12,21 +14,56 @@
 #include "sgdstab/plan.h"
 
 typedef struct {
-    sgdstab_synth *syn;
-    cli_session ses;           /* the spec's sampling and loss scale */
+    sgdstab_synth *syn;        /* a synthesized case's minimum */
+    sgdstab_problem *prob;     /* its problem (NULL: the source's file) */
+    sgdstab_reduced *red;      /* the case's own reduced form (NULL: the
+                                  source's) */
+    cli_session ses;           /* the problem and reduced form in use, the
+                                  spec's sampling and the loss scale */
     sgdstab_theory th;
 } run_case;
 
 static void case_free(run_case *rc)
 {
     sgdstab_stability_free(rc->ses.stab);
-    sgdstab_reduced_free(rc->ses.red);
-    sgdstab_problem_free(rc->ses.prob);
+    sgdstab_reduced_free(rc->red);
+    sgdstab_problem_free(rc->prob);
     sgdstab_synth_free(rc->syn);
     memset(rc, 0, sizeof *rc);
 }
 
-static int case_setup(const run_spec *sp, const sgdstab_synth_params *par,
+/* The case's problem: synthesized from par, or the source's file. */
+static int case_problem(const run_source *src,
+                        const sgdstab_synth_params *par, run_case *rc,
+                        sgdstab_error *err)
+{
+    int st = SGDSTAB_OK;
+    if (src->prob)
+        rc->ses.prob = src->prob;
+    else if (!(st = sgdstab_synth_generate(par, &rc->syn, err)) &&
+             !(st = sgdstab_synth_problem(rc->syn, &rc->prob, err)))
+        rc->ses.prob = rc->prob;
+    return st;
+}
+
+/* Its reduced form for the case's configuration: the file's, when that is
+ * what sgdstab_reduce_for makes for it (no weight decay), else its own. */
+static int case_reduced(const run_source *src, run_case *rc,
+                        sgdstab_error *err)
+{
+    sgdstab_error other;
+    if (src->red && !sgdstab_view_check(src->red, &rc->ses.cfg, &other)) {
+        rc->ses.red = src->red;
+        return SGDSTAB_OK;
+    }
+    int st = sgdstab_reduce_for(rc->ses.prob, NULL, &rc->ses.cfg, &rc->red,
+                                err);
+    rc->ses.red = rc->red;
+    return st;
+}
+
+static int case_setup(const run_spec *sp, const run_source *src,
+                      const sgdstab_synth_params *par,
                       const sgdstab_optimizer *opt, size_t c, run_case *rc)
 {
     sgdstab_error err;
@@ -35,11 +72,10 @@ static int case_setup(const run_spec *sp, const sgdstab_synth_params *par,
     sgdstab_config_init(&ses->cfg);
     ses->cfg.sampling = sp->sampling;
     ses->cfg.optimizer = *opt;
-    if (sgdstab_synth_generate(par, &rc->syn, &err) ||
-        sgdstab_synth_problem(rc->syn, &ses->prob, &err) ||
-        sgdstab_loss_scale(sp->loss_name, ses->prob->k, &ses->cfg.loss_scale,
-                           &err) ||
-        sgdstab_reduce_for(ses->prob, NULL, &ses->cfg, &ses->red, &err) ||
+    if (case_problem(src, par, rc, &err) ||
+        sgdstab_loss_scale(src->loss_name, ses->prob->k,
+                           &ses->cfg.loss_scale, &err) ||
+        case_reduced(src, rc, &err) ||
         sgdstab_config_check(&ses->cfg, ses->red, 0, &err) ||
         !(ses->stab = sgdstab_stability_alloc_fit(ses->red, 2, 0, NULL,
                                                   &err)) ||
@@ -167,9 +203,9 @@ static int phase_files(const run_spec *sp, const run_context *ctx,
     for (int i = 0; i < 3; i++)
         snprintf(paths[i], sizeof paths[i], "%s/%s", ctx->dir, names[i]);
     snprintf(name, sizeof name, "%s, case %zu (%s)", ctx->name, r->index,
-             sgdstab_synth_family_name(sp->base.family));
+             run_spec_origin(sp));
     cli_phase_title(title, sizeof title, name, r->n, r->p, sp->sampling,
-                    sp->loss);
+                    ctx->source->loss);
     /* The theory's curves are plain SGD's. */
     const int lifted = sgdstab_optimizer_lifted(&rc->ses.cfg.optimizer);
     cli_plot_options po = {.style = sp->phase.style,
@@ -249,17 +285,32 @@ static int phase_case(const run_spec *sp, const run_context *ctx,
     return st;
 }
 
-/* What describes the case's minimum: its sizes and the theory's numbers. */
+/* The largest training residual |r_io| of the file's R; NAN without R. */
+static double largest_residual(const sgdstab_problem *prob)
+{
+    double m = prob->R ? 0 : NAN;
+    for (size_t i = 0; prob->R && i < prob->n * prob->k; i++)
+        m = fmax(m, fabs(prob->R[i]));
+    return m;
+}
+
+/* What describes the case's minimum: the synthetic one's metadata or the
+ * file's input, its sizes and the theory's numbers. */
 static void case_summary(run_case *rc, run_case_result *r)
 {
     const sgdstab_problem *prob = rc->ses.prob;
-    r->meta = sgdstab_synth_meta_json(rc->syn, NULL);
+    if (rc->syn) {
+        r->meta = sgdstab_synth_meta_json(rc->syn, NULL);
+        r->d = rc->syn->d;
+        r->residual = rc->syn->residual;
+    } else {
+        r->input = cli_input_name(prob);
+        r->residual = largest_residual(prob);
+    }
     r->n = prob->n;
     r->k = prob->k;
     r->p = prob->p;
-    r->d = rc->syn->d;
     r->rank = rc->ses.red->rank_J;
-    r->residual = rc->syn->residual;
     r->th = rc->th;
     r->lr_critical_mean = plain_mean_limit(rc);
 }
@@ -271,8 +322,10 @@ int run_case_compute(const run_spec *sp, const run_context *ctx, size_t c,
     memset(r, 0, sizeof *r);
     r->index = c;
     run_spec_case(sp, c, &par, &r->optimizer, r->value);
+    if (ctx->source->file_optimizer)
+        r->optimizer = ctx->source->optimizer;
     run_case rc;
-    int st = case_setup(sp, &par, &r->optimizer, c, &rc);
+    int st = case_setup(sp, ctx->source, &par, &r->optimizer, c, &rc);
     if (st)
         return st;
     size_t *batches = NULL, nb = 0;

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "write.h"
+#include "../output.h"
 
 /* A number as the report shows it: "nan" for anything not finite. */
 static double shown(double x)
@@ -63,8 +64,8 @@ static void case_table_rows(const run_spec *sp, const run_case_result *r,
             else
                 fprintf(f, " %.6g |", r->value[ax]->valuedouble);
         }
-        fprintf(f, " %zu | %zu | %.4g | %.4g | %.4g | %zu | %.6g | %.6g | "
-                "%.4g | %.6g | %.6g | %s |\n", r->n, r->p,
+        fprintf(f, " %zu | %s | %.4g | %.4g | %.4g | %zu | %.6g | %.6g | "
+                "%.4g | %.6g | %.6g | %s |\n", r->n, cli_params(r->p).s,
                 shown(r->th.sharpness), shown(r->th.hessian_frobenius),
                 shown(r->th.alignment_min), row->batch,
                 shown(row->lr_critical), shown(row->bounds.mean),
@@ -269,19 +270,33 @@ static void momentum_section(const run_spec *sp, const run_results *res,
     }
 }
 
-void run_write_report(const run_spec *sp, const run_results *res,
-                      const char *name, const char *command, FILE *f)
+/* Momentum or weight decay in some case. */
+static int any_lifted(const run_results *res)
+{
+    for (size_t c = 0; c < res->ncases; c++)
+        if (res->cases[c].optimizer.momentum != 0 ||
+            res->cases[c].optimizer.weight_decay != 0)
+            return 1;
+    return 0;
+}
+
+void run_write_report(const run_spec *sp, const run_context *ctx,
+                      const run_results *res, const char *command, FILE *f)
 {
     int verify = sp->nlr + sp->nfactor > 0;
-    fprintf(f, "# %s\n\n", name);
+    fprintf(f, "# %s\n\n", ctx->name);
     if (sp->description)
         fprintf(f, "%s\n\n", sp->description);
     fprintf(f, "Regenerate with:\n\n```sh\n%s\n```\n\n", command);
-    fprintf(f, "Family `%s`, sampling `%s`, loss `%s`; %zu case%s. Tables: "
+    if (sp->problem)
+        fprintf(f, "Problem file `%s` (input `%s`)", sp->problem,
+                res->cases[0].input);
+    else
+        fprintf(f, "Family `%s`", sgdstab_synth_family_name(sp->base.family));
+    fprintf(f, ", sampling `%s`, loss `%s`; %zu case%s. Tables: "
             "`cases.csv` (one row per case), `critical.csv` (η\\*(B) and its "
             "bounds)%s; everything also in `summary.json`.\n\n",
-            sgdstab_synth_family_name(sp->base.family),
-            sgdstab_sampling_name(sp->sampling), sp->loss, sp->ncases,
+            sgdstab_sampling_name(sp->sampling), ctx->source->loss, sp->ncases,
             sp->ncases == 1 ? "" : "s",
             verify ? ", `verify.csv` (the `verify` checks)" : "");
     fprintf(f, "Findings:\n\n- η\\*(B) is non-decreasing in B in %s.\n",
@@ -292,7 +307,7 @@ void run_write_report(const run_spec *sp, const run_results *res,
                 res->theorems_failed ? " (a bug in sgdstab)" : "");
     case_table(sp, res, f);
     columns_note(sp, f);
-    if (!sp->plain)
+    if (any_lifted(res))
         momentum_section(sp, res, f);
     phase_paragraphs(res, f);
     if (sp->epoch.on)

@@ -72,9 +72,14 @@ typedef struct {
     size_t index;
     const cJSON *value[RUN_MAX_AXES];  /* the sweep's values (the spec's) */
     char *meta;                /* sgdstab_synth_meta_json (NULL: out of
-                                  memory) */
-    size_t n, k, p, d, rank;
-    double residual, lr_critical_mean;
+                                  memory, or a problem file) */
+    const char *input;         /* a problem file's: "jacobian" or "gram";
+                                  NULL: synthesized */
+    size_t n, k, p, d, rank;   /* p 0: not known (a Gram file); d 0: no
+                                  input dimension (a problem file) */
+    double residual;           /* max |r_io| over the training residuals
+                                  (a file's R; NAN: it has none) */
+    double lr_critical_mean;
     sgdstab_optimizer optimizer;  /* the case's (spec and sweep) */
     sgdstab_theory th;
     run_critical_row *critical;
@@ -95,10 +100,32 @@ typedef struct {
     size_t theorems_failed, not_monotone;
 } run_results;
 
-/* Where and how the case code writes the phase diagrams. */
+/* What every case of a run shares: the loss convention and, for a spec
+ * with "problem", the file, loaded and factorized once before any
+ * output. */
+typedef struct {
+    const char *loss;          /* as the report names it */
+    const char *loss_name;     /* for sgdstab_loss_scale */
+    char loss_text[64];
+    sgdstab_problem *prob;     /* the file's problem; NULL: synthesized */
+    sgdstab_reduced *red;      /* its reduced form for plain SGD */
+    int file_optimizer;        /* the cases take the SGD settings of the
+                                  file's meta.json, optimizer below */
+    sgdstab_optimizer optimizer;
+} run_source;
+
+/* The source of sp's cases: EXIT_OK, or EXIT_DATA after the error line
+ * (the file's errors under the key 'problem').  run_source_close releases
+ * it either way. */
+int run_source_open(const run_spec *sp, run_source *src);
+void run_source_close(run_source *src);
+
+/* Where and how the case code writes the phase diagrams, and the source
+ * of the cases (set by run_experiment). */
 typedef struct {
     const char *dir, *name;    /* NAME: the spec's, in default titles */
     int width, height;         /* --plot-size; 0: each picture's default */
+    const run_source *source;
 } run_context;
 
 /* Case c of the spec, computed into r (zeroed first); its phase diagram

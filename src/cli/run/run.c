@@ -123,16 +123,16 @@ static int write_outputs(const run_spec *sp, const run_context *ctx,
                          run_files *fs)
 {
     run_write_tables(sp, res, fs);
-    run_write_report(sp, res, ctx->name, command,
+    run_write_report(sp, ctx, res, command,
                      sgdstab_outfile_stream(fs->report));
-    int st = run_write_summary(sp, res, command, fs);
+    int st = run_write_summary(sp, ctx, res, command, fs);
     return st ? st : run_draw_pictures(sp, res, fs, ctx->width, ctx->height);
 }
 
-int run_experiment(const run_spec *sp, const run_context *ctx,
-                   const char *command, int progress, size_t *bugs)
+/* run_experiment once the cases' source is open. */
+static int run_cases(const run_spec *sp, const run_context *ctx,
+                     const char *command, int progress, size_t *bugs)
 {
-    *bugs = 0;
     if (make_dirs(ctx->dir)) {
         return cli_data_error("run", ctx->dir, "cannot create the directory: "
                               "%s", strerror(errno));
@@ -158,5 +158,20 @@ int run_experiment(const run_spec *sp, const run_context *ctx,
     for (size_t c = 0; res.cases && c < sp->ncases; c++)
         run_case_result_free(&res.cases[c]);
     free(res.cases);
+    return st;
+}
+
+int run_experiment(const run_spec *sp, const run_context *ctx,
+                   const char *command, int progress, size_t *bugs)
+{
+    run_source src;
+    run_context with = *ctx;
+    with.source = &src;
+    *bugs = 0;
+    /* A problem file is read before the output directory is made. */
+    int st = run_source_open(sp, &src);
+    if (!st)
+        st = run_cases(sp, &with, command, progress, bugs);
+    run_source_close(&src);
     return st;
 }

@@ -293,9 +293,14 @@ static int parse_params(run_spec *sp)
     }
     sp->ncases = 1;
     cJSON_ArrayForEach(e, sweep) {
-        if (strcmp(e->string, "momentum") &&
-            (st = check_param_key(sp, "sweep", e->string)))
+        int momentum = !strcmp(e->string, "momentum");
+        if (!momentum && sp->problem)
+            return run_spec_error(sp, "key 'sweep.%s': with 'problem' the "
+                                  "file is every case's problem: only "
+                                  "\"momentum\" may be swept", e->string);
+        if (!momentum && (st = check_param_key(sp, "sweep", e->string)))
             return st;
+        sp->optimizer_given |= momentum;
         if (cJSON_GetObjectItemCaseSensitive(params, e->string))
             return run_spec_error(sp, "key '%s' is both in params and in "
                                   "sweep", e->string);
@@ -374,19 +379,18 @@ static int parse_optimizer(run_spec *sp, const cJSON *o)
     if (sgdstab_optimizer_check(opt, 0, &err))
         return run_spec_error(sp, "key 'optimizer': %s", err.msg);
     sp->plain = opt->momentum == 0 && opt->weight_decay == 0;
+    sp->optimizer_given = 1;
     return EXIT_OK;
 }
 
-/* The verify checks, the one-epoch map and exit times are plain SGD's. */
-static int check_plain_only(run_spec *sp)
+int run_spec_plain_only(const run_spec *sp, const char *why)
 {
     static const char *const keys[] = {"lr", "lr_factors", "epoch", "exit"};
     for (int i = 0; i < 4; i++)
-        if (!sp->plain && cJSON_GetObjectItemCaseSensitive(sp->root, keys[i]))
+        if (cJSON_GetObjectItemCaseSensitive(sp->root, keys[i]))
             return run_spec_error(sp, "key '%s': the verify checks, the "
                                   "one-epoch map and exit times are plain "
-                                  "SGD's, not with 'optimizer' or a momentum "
-                                  "sweep", keys[i]);
+                                  "SGD's, not with %s", keys[i], why);
     return EXIT_OK;
 }
 
@@ -632,9 +636,11 @@ static int check_batch_text(const run_spec *sp, size_t n)
 }
 
 /* "batch": a list of increasing sizes, or a string read at every number of
- * samples the cases have. */
+ * samples the cases have (a problem file's once it is loaded). */
 static int parse_batch(run_spec *sp)
 {
+    if (cJSON_IsString(sp->batch) && sp->problem)
+        return EXIT_OK;
     if (cJSON_IsString(sp->batch)) {
         const cJSON *samples = NULL, *v;
         for (size_t ax = 0; ax < sp->naxes; ax++)
@@ -683,6 +689,14 @@ int run_spec_batches(const run_spec *sp, size_t n, size_t **list,
 
 /* ------------------------------------------------- the whole spec */
 
+const char *run_spec_origin(const run_spec *sp)
+{
+    if (!sp->problem)
+        return sgdstab_synth_family_name(sp->base.family);
+    const char *slash = strrchr(sp->problem, '/');
+    return slash ? slash + 1 : sp->problem;
+}
+
 /* "loss": half-mean | mse | a positive number. */
 static int parse_loss(run_spec *sp, const cJSON *e)
 {
@@ -703,19 +717,75 @@ static int parse_loss(run_spec *sp, const cJSON *e)
     return EXIT_OK;
 }
 
-/* family, batch (its form), description, sampling. */
-static int parse_basics(run_spec *sp)
+/* file resolved against the directory of the spec at spec_path (an
+ * absolute file as it is); malloc'd. */
+static char *beside_spec(const char *spec_path, const char *file)
 {
-    const cJSON *root = sp->root, *e;
-    int st;
-    if ((st = required(sp, root, "", "family")))
+    const char *slash = strrchr(spec_path, '/');
+    size_t dir = file[0] == '/' || !slash ? 0
+                                          : (size_t)(slash - spec_path) + 1;
+    char *path = malloc(dir + strlen(file) + 1);
+    if (path) {
+        memcpy(path, spec_path, dir);
+        strcpy(path + dir, file);
+    }
+    return path;
+}
+
+/* "problem" (and "problem_params"): the file every case analyzes, in place
+ * of the synthesized problems of "family" and "params". */
+static int parse_problem(run_spec *sp, const cJSON *file)
+{
+    static const char *const synth_keys[] = {"family", "params"};
+    for (int i = 0; i < 2; i++)
+        if (cJSON_GetObjectItemCaseSensitive(sp->root, synth_keys[i]))
+            return run_spec_error(sp, "key '%s': a spec with 'problem' "
+                                  "takes its problem from the file, not from "
+                                  "'%s'", synth_keys[i], synth_keys[i]);
+    if (!cJSON_IsString(file) || !file->valuestring[0])
+        return run_spec_error(sp, "key 'problem': need the path of a problem "
+                              "file (.npy or .npz), relative to the spec's "
+                              "directory");
+    sp->problem = file->valuestring;
+    if (!(sp->problem_path = beside_spec(sp->path, sp->problem)))
+        return run_spec_error(sp, "out of memory");
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(sp->root,
+                                                      "problem_params");
+    double params = 0;
+    int st = p ? need_number(sp, p, "problem_params", 1, 1, &params)
+               : EXIT_OK;
+    sp->problem_params = (size_t)params;
+    return st;
+}
+
+/* Where the cases' problems come from: "problem", or "family". */
+static int parse_source(run_spec *sp)
+{
+    const cJSON *root = sp->root;
+    const cJSON *e = cJSON_GetObjectItemCaseSensitive(root, "problem");
+    if (e)
+        return parse_problem(sp, e);
+    if (cJSON_GetObjectItemCaseSensitive(root, "problem_params"))
+        return run_spec_error(sp, "key 'problem_params': only with "
+                              "'problem' (a Gram-matrix file)");
+    int st = required(sp, root, "", "family");
+    if (st)
         return st;
     e = cJSON_GetObjectItemCaseSensitive(root, "family");
     if (!cJSON_IsString(e) ||
         sgdstab_synth_family_parse(e->valuestring, &sp->base.family))
         return run_spec_error(sp, "key 'family': need \"linear\", \"rfm\", "
                               "\"deep-linear\" or \"two-layer\"");
-    if ((st = required(sp, root, "", "batch")))
+    return EXIT_OK;
+}
+
+/* family or problem, batch (its form), description, sampling. */
+static int parse_basics(run_spec *sp)
+{
+    const cJSON *root = sp->root, *e;
+    int st;
+    if ((st = parse_source(sp)) ||
+        (st = required(sp, root, "", "batch")))
         return st;
     sp->batch = cJSON_GetObjectItemCaseSensitive(root, "batch");
     if (!cJSON_IsString(sp->batch) &&
@@ -741,9 +811,9 @@ static int parse_spec_keys(run_spec *sp)
 {
     const cJSON *root = sp->root, *e;
     int st;
-    if ((st = known_keys(sp, root, "", "family batch params sweep sampling "
-                         "loss optimizer lr lr_factors phase epoch exit "
-                         "description")) ||
+    if ((st = known_keys(sp, root, "", "family problem problem_params batch "
+                         "params sweep sampling loss optimizer lr lr_factors "
+                         "phase epoch exit description")) ||
         (st = parse_basics(sp)))
         return st;
     if ((e = cJSON_GetObjectItemCaseSensitive(root, "optimizer")) &&
@@ -762,7 +832,9 @@ static int parse_spec_keys(run_spec *sp)
         ((e = cJSON_GetObjectItemCaseSensitive(root, "exit")) &&
          (st = parse_exit(sp, e))))
         return st;
-    if ((st = parse_params(sp)) || (st = check_plain_only(sp)))
+    if ((st = parse_params(sp)) ||
+        (!sp->plain && (st = run_spec_plain_only(sp, "'optimizer' or a "
+                                                 "momentum sweep"))))
         return st;
     return parse_batch(sp);
 }
@@ -844,12 +916,14 @@ int run_spec_load(run_spec *sp, const char *path)
 void run_spec_free(run_spec *sp)
 {
     cJSON_Delete(sp->root);
+    free(sp->problem_path);
     free(sp->batch_list);
     free(sp->phase.lr);
     for (size_t i = 0; i < sp->exit.nseries; i++)
         free(sp->exit.series[i].lr);
     free(sp->exit.series);
     sp->root = NULL;
+    sp->problem_path = NULL;
     sp->batch_list = NULL;
     sp->phase.lr = NULL;
     sp->exit.series = NULL;

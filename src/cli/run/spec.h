@@ -63,6 +63,13 @@ typedef struct {
     const char *path;
     cJSON *root;
     const char *description;
+    /* "problem": the cases' problem file as the spec gives it, or NULL
+     * (each case synthesized from "family" and "params"); problem_path is
+     * it resolved against the spec's directory (malloc'd). */
+    const char *problem;
+    char *problem_path;
+    size_t problem_params;     /* "problem_params" (p of a Gram file); 0:
+                                  not given */
     sgdstab_synth_params base;
     run_axis axis[RUN_MAX_AXES];
     size_t naxes, ncases;
@@ -79,6 +86,7 @@ typedef struct {
     run_exit_spec exit;
     sgdstab_optimizer optimizer;  /* "optimizer" (SGD's settings); the
                                      sweep may set its momentum */
+    int optimizer_given;       /* "optimizer" or a momentum sweep */
     int plain;                 /* plain SGD in every case */
 } run_spec;
 
@@ -91,6 +99,11 @@ void run_spec_free(run_spec *sp);
  * run_spec_load does: EXIT_OK, or EXIT_DATA after one error line. */
 int run_spec_check(const char *file, const char *text, size_t size);
 
+/* The keys that need plain SGD ("lr", "lr_factors", "epoch", "exit"),
+ * refused when the cases' optimizer has momentum or weight decay (why
+ * says where it comes from); EXIT_OK or EXIT_DATA after the error line. */
+int run_spec_plain_only(const run_spec *sp, const char *why);
+
 /* The error line about the spec; returns EXIT_DATA. */
 int run_spec_error(const run_spec *sp, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -99,6 +112,10 @@ int run_spec_error(const run_spec *sp, const char *fmt, ...)
  * each axis): the first axis varies slowest. */
 void run_spec_case(const run_spec *sp, size_t c, sgdstab_synth_params *par,
                    sgdstab_optimizer *opt, const cJSON **value);
+
+/* What the cases are of, for titles: the problem file's name without its
+ * directories, or the synth family's name. */
+const char *run_spec_origin(const run_spec *sp);
 
 /* The spec's batch sizes for n samples (malloc'd). */
 int run_spec_batches(const run_spec *sp, size_t n, size_t **list,

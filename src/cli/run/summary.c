@@ -126,7 +126,26 @@ static void exit_json(cJSON *jc, const run_spec *sp, const run_case_result *r)
     }
 }
 
-static cJSON *case_json(const run_spec *sp, const run_case_result *r)
+/* A file case's problem, where a synthesized case has its meta: the file
+ * as the spec gives it, its input and sizes (p null when not known; d
+ * null: a file has no input dimension), the largest training residual
+ * (null without R) and the loss convention. */
+static void problem_json(cJSON *jc, const run_spec *sp,
+                         const run_source *src, const run_case_result *r)
+{
+    cJSON *o = cJSON_AddObjectToObject(jc, "problem");
+    cJSON_AddStringToObject(o, "file", sp->problem);
+    cJSON_AddStringToObject(o, "input", r->input);
+    cli_json_size(o, "n", r->n);
+    cli_json_size(o, "k", r->k);
+    cli_json_params(o, r->p);
+    cJSON_AddNullToObject(o, "d");
+    cli_json_number(o, "residual", r->residual);
+    cJSON_AddStringToObject(o, "loss", src->loss_name);
+}
+
+static cJSON *case_json(const run_spec *sp, const run_source *src,
+                        const run_case_result *r)
 {
     cJSON *jc = cJSON_CreateObject();
     cli_json_size(jc, "case", r->index);
@@ -134,10 +153,13 @@ static cJSON *case_json(const run_spec *sp, const run_case_result *r)
     for (size_t ax = 0; ax < sp->naxes; ax++)
         cJSON_AddItemToObject(sweep, sp->axis[ax].key,
                               cJSON_Duplicate(r->value[ax], 0));
-    /* The library's text byte for byte where it sits in summary.json
-     * (summary → cases → case → meta). */
-    cJSON_AddItemToObject(jc, "meta",
-                          r->meta ? cli_json_verbatim(r->meta, 3) : NULL);
+    /* A synthetic minimum's meta: the library's text byte for byte where
+     * it sits in summary.json (summary → cases → case → meta). */
+    if (r->input)
+        problem_json(jc, sp, src, r);
+    else
+        cJSON_AddItemToObject(jc, "meta",
+                              r->meta ? cli_json_verbatim(r->meta, 3) : NULL);
     cli_json_size(jc, "rank", r->rank);
     cli_json_theory(jc, &r->th);
     cli_json_number(jc, "lr_critical_mean", r->lr_critical_mean);
@@ -154,8 +176,9 @@ static cJSON *case_json(const run_spec *sp, const run_case_result *r)
     return jc;
 }
 
-int run_write_summary(const run_spec *sp, const run_results *res,
-                      const char *command, run_files *files)
+int run_write_summary(const run_spec *sp, const run_context *ctx,
+                      const run_results *res, const char *command,
+                      run_files *files)
 {
     cJSON *summary = cJSON_CreateObject();
     if (!summary) {
@@ -167,7 +190,8 @@ int run_write_summary(const run_spec *sp, const run_results *res,
                           cJSON_Duplicate(sp->root, 1));
     cJSON *cases = cJSON_AddArrayToObject(summary, "cases");
     for (size_t c = 0; c < res->ncases; c++)
-        cJSON_AddItemToArray(cases, case_json(sp, &res->cases[c]));
+        cJSON_AddItemToArray(cases, case_json(sp, ctx->source,
+                                              &res->cases[c]));
     cli_json_size(summary, "theorems_failed", res->theorems_failed);
     cJSON_AddBoolToObject(summary, "lr_critical_nondecreasing",
                           res->not_monotone == 0);

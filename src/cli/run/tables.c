@@ -47,12 +47,29 @@ static void numbers(FILE *f, const double *v, size_t m, const char *end)
         cli_csv_number(f, v[i], i + 1 < m ? "," : end);
 }
 
+/* A count, empty when 0 (not known, or not applicable), then a comma. */
+static void count(FILE *f, size_t value)
+{
+    if (value)
+        fprintf(f, "%zu", value);
+    fputc(',', f);
+}
+
 static void case_rows(FILE *cases, FILE *critical, const run_spec *sp,
                       const run_case_result *r)
 {
     axes_row(cases, sp, r);
-    fprintf(cases, "%zu,%zu,%zu,%zu,%zu,", r->n, r->k, r->p, r->d, r->rank);
-    double row[] = {r->residual, r->th.sharpness, r->th.hessian_frobenius,
+    if (r->input)
+        fprintf(cases, "%s,", r->input);
+    fprintf(cases, "%zu,%zu,", r->n, r->k);
+    count(cases, r->p);
+    count(cases, r->d);
+    fprintf(cases, "%zu,", r->rank);
+    /* empty: a problem file without residuals */
+    if (!isnan(r->residual))
+        cli_csv_number(cases, r->residual, "");
+    fputc(',', cases);
+    double row[] = {r->th.sharpness, r->th.hessian_frobenius,
                     r->th.hessian_trace, r->th.nonuniformity,
                     r->th.alignment_min, r->lr_critical_mean};
     numbers(cases, row, sizeof row / sizeof row[0], "\n");
@@ -197,6 +214,8 @@ static void headers(const run_spec *sp, run_files *files)
     for (size_t i = 0; i < sizeof of / sizeof of[0]; i++)
         if (of[i]) {
             axes_header(stream(of[i]), sp);
+            if (of[i] == files->cases && sp->problem)
+                fputs("input,", stream(of[i]));
             fputs(HEADERS[i], stream(of[i]));
         }
 }

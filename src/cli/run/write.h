@@ -28,12 +28,13 @@ void run_write_tables(const run_spec *sp, const run_results *res,
 
 /* summary.json: what was run (path, command, the spec itself) and every
  * result.  EXIT_OK, or EXIT_DATA after a message. */
-int run_write_summary(const run_spec *sp, const run_results *res,
-                      const char *command, run_files *files);
+int run_write_summary(const run_spec *sp, const run_context *ctx,
+                      const run_results *res, const char *command,
+                      run_files *files);
 
 /* report.md: what was run, how to run it again, and tables. */
-void run_write_report(const run_spec *sp, const run_results *res,
-                      const char *name, const char *command, FILE *f);
+void run_write_report(const run_spec *sp, const run_context *ctx,
+                      const run_results *res, const char *command, FILE *f);
 
 /* epoch.png and exit.png (width × height pixels; 0: their defaults). */
 int run_draw_pictures(const run_spec *sp, const run_results *res,
