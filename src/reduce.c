@@ -514,22 +514,23 @@ static int reduce_serial(const sgdstab_problem *prob,
         goto done;
     }
     double mu_min = 0;
-    int gram_route = prob->K != NULL;
-    if (!prob->K && !prob->H && !opt->svd_only) {
-        if ((st = gram_eig(prob, red->sigma, &work, &vt, &mu_min, err)))
-            goto done;
-        gram_route = red->sigma[nsv - 1] * red->sigma[nsv - 1] *
-                         GRAM_ROUTE_MAX_CONDITION >=
-                     red->sigma[0] * red->sigma[0] && red->sigma[0] > 0;
-        if (!gram_route) {
-            free(work);
-            free(vt);
-            work = vt = NULL;
-        }
+    /* K is factorized so; J without H tries the route and keeps it when
+     * its Gram matrix's condition number allows (reduce.h). */
+    int gram_route = prob->K || (!prob->H && !opt->svd_only);
+    if (gram_route &&
+        (st = gram_eig(prob, red->sigma, &work, &vt, &mu_min, err)))
+        goto done;
+    if (gram_route && !prob->K &&
+        !(red->sigma[nsv - 1] * red->sigma[nsv - 1] *
+              GRAM_ROUTE_MAX_CONDITION >= red->sigma[0] * red->sigma[0] &&
+          red->sigma[0] > 0)) {
+        free(work);
+        free(vt);
+        work = vt = NULL;
+        gram_route = 0;
     }
-    if ((st = prob->K ? gram_eig(prob, red->sigma, &work, &vt, &mu_min, err)
-              : gram_route ? SGDSTAB_OK
-                           : thin_svd(prob, red->sigma, &work, &vt, &u, err)) ||
+    if ((!gram_route &&
+         (st = thin_svd(prob, red->sigma, &work, &vt, &u, err))) ||
         (st = check_scale(prob, red, err)))
         goto done;
     red->gram_route = gram_route;
