@@ -126,7 +126,8 @@ sgdstab_moments *sgdstab_moments_alloc(const sgdstab_reduced *red,
     m->alpha = malloc(r * sizeof *m->alpha);
     if (!m->Y || !m->T || !m->U || !m->omega || !m->dest || !m->alpha)
         goto oom;
-    if (m->k > 1 && !(m->blk = sgdstab_huge_malloc(m->n * m->k * m->k, sizeof *m->blk)))
+    if (m->k > 1 &&
+        !(m->blk = sgdstab_huge_malloc(m->n * m->k * m->k, sizeof *m->blk)))
         goto oom;
     if (red->G && !(m->tmp = sgdstab_huge_malloc(3 * r * r, sizeof *m->tmp)))
         goto oom;
